@@ -1,0 +1,91 @@
+// Memory-safety checks at the Python boundary. Semantics and friendly messages live in the Python
+// layer (python/fastloss/_validation.py); these re-checks make sure no call from Python, however
+// wrong, can make a kernel read or write out of bounds.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fastloss::bindings {
+
+namespace py = pybind11;
+
+enum class FloatType { f32, f64 };
+
+// Below this many elements the GIL stays held: releasing and re-taking it costs more than the
+// work. Above it, kernels run without the GIL (they touch no Python objects).
+constexpr int64_t kReleaseGilElements = 1 << 14;
+
+// Releases the GIL for the rest of the scope when `condition` holds. Safe around kernels: they
+// touch raw memory only, never Python objects.
+class ReleaseGilIf {
+  public:
+    explicit ReleaseGilIf(bool condition) {
+        if (condition) release_.emplace();
+    }
+
+  private:
+    std::optional<py::gil_scoped_release> release_;
+};
+
+inline std::string shape_string(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+        s += std::to_string(a.shape(d));
+        if (a.ndim() == 1 || d + 1 < a.ndim()) s += d + 1 < a.ndim() ? ", " : ",";
+    }
+    return s + ")";
+}
+
+// float32 or float64, native byte order, aligned (so byte strides are whole elements).
+inline FloatType float_type(const py::array& a, const char* name) {
+    const py::dtype dt = a.dtype();
+    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8)) {
+        throw py::type_error(std::string(name) + " must be a float32 or float64 array, got dtype " +
+                             std::string(py::str(dt)));
+    }
+    if (!dt.attr("isnative").cast<bool>()) {
+        throw py::type_error(std::string(name) + " must be in native byte order");
+    }
+    if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+        throw std::invalid_argument(std::string(name) + " must be aligned");
+    }
+    return dt.itemsize() == 4 ? FloatType::f32 : FloatType::f64;
+}
+
+inline std::vector<int64_t> shape_of(const py::array& a) {
+    return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+inline std::vector<int64_t> element_strides(const py::array& a) {
+    std::vector<int64_t> s(size_t(a.ndim()));
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) s[size_t(d)] = a.strides(d) / a.itemsize();
+    return s;
+}
+
+inline int checked_axis(const py::array& a, int64_t axis) {
+    if (axis < 0 || axis >= a.ndim()) {
+        throw std::invalid_argument("axis " + std::to_string(axis) + " is out of bounds for array of dimension " +
+                                    std::to_string(a.ndim()));
+    }
+    return int(axis);
+}
+
+inline void check_writeable(const py::array& a, const char* name) {
+    if (!a.writeable()) throw std::invalid_argument(std::string(name) + " must be writeable");
+}
+
+inline void check_same_type(const py::array& a, const py::array& b, const char* name_a, const char* name_b) {
+    if (!a.dtype().is(b.dtype()) && !a.dtype().equal(b.dtype())) {
+        throw py::type_error(std::string(name_b) + " must have the dtype of " + name_a + " (" +
+                             std::string(py::str(a.dtype())) + "), got " + std::string(py::str(b.dtype())));
+    }
+}
+
+}  // namespace fastloss::bindings

@@ -1,0 +1,74 @@
+// softmax, log_softmax, logsumexp bindings: check memory safety, release the GIL, run.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "bindings/array_checks.hpp"
+#include "ops/softmax_ops.hpp"
+
+namespace fastloss::bindings {
+
+namespace {
+
+void check_same_shape(const py::array& x, const py::array& out, int axis, bool reduced) {
+    bool ok = out.ndim() == x.ndim();
+    for (py::ssize_t d = 0; ok && d < x.ndim(); ++d) {
+        ok = out.shape(d) == ((reduced && d == axis) ? 1 : x.shape(d));
+    }
+    if (!ok) {
+        throw std::invalid_argument("out has shape " + shape_string(out) + ", expected " +
+                                    (reduced ? "the shape of x with 1 on the reduced axis, x being "
+                                             : std::string()) + shape_string(x));
+    }
+}
+
+void softmax_binding(const py::array& x, py::array& out, int64_t axis_arg, bool log) {
+    const FloatType type = float_type(x, "x");
+    check_same_type(x, out, "x", "out");
+    check_writeable(out, "out");
+    const int axis = checked_axis(x, axis_arg);
+    check_same_shape(x, out, axis, false);
+    const auto shape = shape_of(x);
+    const auto xs = element_strides(x), ys = element_strides(out);
+    const SoftmaxKind kind = log ? SoftmaxKind::log_softmax : SoftmaxKind::softmax;
+    const void* xp = x.data();
+    void* yp = out.mutable_data();
+    const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
+    if (type == FloatType::f32) {
+        softmax_forward(kind, static_cast<const float*>(xp), xs, static_cast<float*>(yp), ys, shape, axis);
+    } else {
+        softmax_forward(kind, static_cast<const double*>(xp), xs, static_cast<double*>(yp), ys, shape, axis);
+    }
+}
+
+void logsumexp_binding(const py::array& x, py::array& out, int64_t axis_arg) {
+    const FloatType type = float_type(x, "x");
+    check_same_type(x, out, "x", "out");
+    check_writeable(out, "out");
+    const int axis = checked_axis(x, axis_arg);
+    check_same_shape(x, out, axis, true);
+    const auto shape = shape_of(x);
+    const auto xs = element_strides(x), os = element_strides(out);
+    const void* xp = x.data();
+    void* op = out.mutable_data();
+    const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
+    if (type == FloatType::f32) {
+        logsumexp_forward(static_cast<const float*>(xp), xs, static_cast<float*>(op), os, shape, axis);
+    } else {
+        logsumexp_forward(static_cast<const double*>(xp), xs, static_cast<double*>(op), os, shape, axis);
+    }
+}
+
+}  // namespace
+
+void register_softmax(py::module_& m) {
+    m.def("softmax", [](const py::array& x, py::array& out, int64_t axis) { softmax_binding(x, out, axis, false); },
+          py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
+          "out = softmax(x) along axis (axis already normalised, out preallocated).");
+    m.def("log_softmax", [](const py::array& x, py::array& out, int64_t axis) { softmax_binding(x, out, axis, true); },
+          py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
+          "out = log_softmax(x) along axis (axis already normalised, out preallocated).");
+    m.def("logsumexp", &logsumexp_binding, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
+          "out = logsumexp(x) along axis; out has x's shape with 1 on that axis.");
+}
+
+}  // namespace fastloss::bindings

@@ -1,0 +1,41 @@
+// _vector_exp / _vector_log: the ISA's elementwise exp and log, for the accuracy tests.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "bindings/array_checks.hpp"
+#include "ops/vector_math_ops.hpp"
+
+namespace fastloss::bindings {
+
+namespace {
+
+template <bool Log>
+void elementwise_binding(const py::array& x, py::array& out) {
+    const FloatType type = float_type(x, "x");
+    check_same_type(x, out, "x", "out");
+    check_writeable(out, "out");
+    const auto c_contiguous = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_;
+    if (!(x.flags() & c_contiguous) || !(out.flags() & c_contiguous) || x.size() != out.size()) {
+        throw std::invalid_argument("x and out must be C-contiguous arrays of the same size");
+    }
+    const int64_t n = x.size();
+    const void* xp = x.data();
+    void* op = out.mutable_data();
+    py::gil_scoped_release nogil;
+    if (type == FloatType::f32) {
+        if (Log) vector_log(static_cast<const float*>(xp), static_cast<float*>(op), n);
+        else vector_exp(static_cast<const float*>(xp), static_cast<float*>(op), n);
+    } else {
+        if (Log) vector_log(static_cast<const double*>(xp), static_cast<double*>(op), n);
+        else vector_exp(static_cast<const double*>(xp), static_cast<double*>(op), n);
+    }
+}
+
+}  // namespace
+
+void register_vector_math(py::module_& m) {
+    m.def("_vector_exp", &elementwise_binding<false>, py::arg("x").noconvert(), py::arg("out").noconvert());
+    m.def("_vector_log", &elementwise_binding<true>, py::arg("x").noconvert(), py::arg("out").noconvert());
+}
+
+}  // namespace fastloss::bindings

@@ -1,0 +1,91 @@
+// The table of kernel entry points. One table is compiled per instruction set (cpp/src/kernels/,
+// one namespace per ISA) and dispatch.hpp chooses one at run time.
+//
+// Kernels are serial and trust their arguments: shapes, strides and pointers were checked by the
+// bindings, and threading is the caller's (parallel.hpp). All sizes and strides are int64_t and
+// counted in elements, never bytes.
+#pragma once
+
+#include <cstdint>
+
+namespace fastloss {
+
+// Softmax-family kernels for one floating type T.
+//
+// Two memory layouts cover every axis of every strided array without a copy:
+//  * rows:    each row holds `classes` contiguous values; row r starts at x + r * x_row_stride.
+//  * columns: `columns` contiguous positions, each a softmax over `classes` values spaced
+//             x_class_stride apart: value c of position j is x[c * x_class_stride + j]. This is
+//             the layout of a class axis that is not the last one, e.g. axis 1 of (N, C, H, W);
+//             kernels vectorise across positions instead of gathering a strided row.
+template <class T>
+struct SoftmaxKernels {
+    void (*log_softmax_rows)(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride,
+                             int64_t rows, int64_t classes);
+    void (*softmax_rows)(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride,
+                         int64_t rows, int64_t classes);
+    // out[r * out_stride] = logsumexp of row r.
+    void (*logsumexp_rows)(const T* x, int64_t x_row_stride, T* out, int64_t out_stride,
+                           int64_t rows, int64_t classes);
+
+    void (*log_softmax_columns)(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+                                int64_t columns, int64_t classes);
+    void (*softmax_columns)(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+                            int64_t columns, int64_t classes);
+    // out[j * out_stride] = logsumexp of position j.
+    void (*logsumexp_columns)(const T* x, int64_t x_class_stride, T* out, int64_t out_stride,
+                              int64_t columns, int64_t classes);
+};
+
+// Elementwise vector math, exposed so tests can check the documented error bounds and the native
+// harness can measure throughput. y may equal x.
+template <class T>
+struct VectorMathKernels {
+    void (*exp)(const T* x, T* y, int64_t n);
+    void (*log)(const T* x, T* y, int64_t n);
+};
+
+// Streaming kernels for the roofline of the native benchmark harness.
+struct BandwidthKernels {
+    double (*read_sum)(const float* x, int64_t n);       // reads n floats once
+    void (*copy)(const float* x, float* y, int64_t n);   // reads n, writes n
+    void (*fill)(float* y, int64_t n, float value);      // writes n
+};
+
+struct KernelTable {
+    const char* isa_name;
+    SoftmaxKernels<float> softmax_f32;
+    SoftmaxKernels<double> softmax_f64;
+    VectorMathKernels<float> math_f32;
+    VectorMathKernels<double> math_f64;
+    BandwidthKernels bandwidth;
+};
+
+template <class T>
+const SoftmaxKernels<T>& softmax_kernels(const KernelTable& table);
+template <>
+inline const SoftmaxKernels<float>& softmax_kernels<float>(const KernelTable& table) {
+    return table.softmax_f32;
+}
+template <>
+inline const SoftmaxKernels<double>& softmax_kernels<double>(const KernelTable& table) {
+    return table.softmax_f64;
+}
+
+template <class T>
+const VectorMathKernels<T>& math_kernels(const KernelTable& table);
+template <>
+inline const VectorMathKernels<float>& math_kernels<float>(const KernelTable& table) {
+    return table.math_f32;
+}
+template <>
+inline const VectorMathKernels<double>& math_kernels<double>(const KernelTable& table) {
+    return table.math_f64;
+}
+
+// Each ISA namespace defines kernel_table() in cpp/src/kernels/table.cpp.
+namespace scalar { const KernelTable& kernel_table(); }
+namespace avx2 { const KernelTable& kernel_table(); }
+namespace avx512 { const KernelTable& kernel_table(); }
+
+}  // namespace fastloss

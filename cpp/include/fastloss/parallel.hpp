@@ -1,0 +1,50 @@
+// The only place that decides how work is split across threads.
+//
+// [Note: fixed chunking] Work is cut into chunks whose size depends only on the problem, never on
+// the thread count, and anything combined across chunks is combined in chunk order. Results are
+// therefore bit-identical for any number of threads.
+#pragma once
+
+#include <cstdint>
+
+namespace fastloss {
+
+// Threads used by parallel regions: starts at omp_get_max_threads() (so OMP_NUM_THREADS is
+// honoured) and is changed by set_num_threads().
+int get_num_threads();
+void set_num_threads(int n);  // n >= 1
+
+// Below this many element-visits a call stays serial: a parallel region costs a few microseconds,
+// more than the whole computation on small inputs.
+constexpr int64_t kParallelMinWork = int64_t(1) << 16;
+// Target work per chunk once a call is parallel.
+constexpr int64_t kChunkWork = int64_t(1) << 15;
+
+// Items per chunk for `items` items of `work_per_item` element-visits each.
+int64_t chunk_items(int64_t items, int64_t work_per_item);
+
+// Whether a call of this much total work should run in parallel.
+bool should_parallelize(int64_t total_work);
+
+namespace detail {
+using ChunkFn = void (*)(void* context, int64_t begin, int64_t end);
+void run_chunks(int64_t items, int64_t chunk, bool parallel, ChunkFn fn, void* context);
+}  // namespace detail
+
+// Calls body(begin, end) for consecutive chunks of [0, items). Chunks run on several threads when
+// the total work is large enough. body must not throw.
+template <class Body>
+void parallel_for(int64_t items, int64_t work_per_item, Body&& body) {
+    if (items <= 0) return;
+    const int64_t chunk = chunk_items(items, work_per_item);
+    const bool parallel = should_parallelize(items * (work_per_item > 0 ? work_per_item : 1));
+    auto trampoline = [](void* context, int64_t begin, int64_t end) {
+        (*static_cast<Body*>(context))(begin, end);
+    };
+    detail::run_chunks(items, chunk, parallel, trampoline, &body);
+}
+
+// Name and version of the OpenMP runtime this build links, for show_config().
+const char* openmp_runtime();
+
+}  // namespace fastloss

@@ -1,0 +1,226 @@
+// softmax, log_softmax and logsumexp over rows and over columns (see kernel_table.hpp).
+//
+// Three sweeps per row, as ATen does, because a row of up to ~256k floats stays in L2 between
+// sweeps, so DRAM sees one read (and one write) per element:
+//   1. m = max_c x_c
+//   2. s = sum_c exp(x_c - m)
+//   3. log_softmax: y_c = (x_c - m) - log(s)     softmax: y_c = exp(x_c - m) * (1 / s)
+// The order "(x - m) - log s" is deliberate: x - (m + log s) loses the low bits of x - m when m
+// is large (pytorch#11752). softmax stores exp(x_c - m) in sweep 2 and rescales it in sweep 3.
+//
+// Edge cases follow PyTorch, and mostly fall out of IEEE arithmetic:
+//   * all -inf row: m = -inf, x - m = NaN, so softmax and log_softmax are NaN;
+//   * a +inf in the row: m = +inf, inf - inf = NaN, the whole row is NaN;
+//   * a NaN in the row: the sum is NaN, so the row is NaN (whether or not max() kept the NaN);
+//   * logsumexp shifts by 0 instead of an infinite m (as torch.logsumexp does), so an all -inf
+//     row gives -inf and a row containing +inf gives +inf (NaN if it also holds a NaN).
+#include "fastloss/kernel_table.hpp"
+#include "simd/vector_math-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+// Four independent accumulators hide the latency of max/add across loop iterations.
+template <class T>
+T row_max(const T* x, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V neg_inf = V::broadcast(-infinity<T>());
+    V m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        m0 = max(m0, V::load(x + i));
+        m1 = max(m1, V::load(x + i + W));
+        m2 = max(m2, V::load(x + i + 2 * W));
+        m3 = max(m3, V::load(x + i + 3 * W));
+    }
+    for (; i + W <= n; i += W) m0 = max(m0, V::load(x + i));
+    if (i < n) m1 = max(m1, V::load_partial(x + i, n - i, -infinity<T>()));
+    return reduce_max(max(max(m0, m1), max(m2, m3)));
+}
+
+// sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift).
+template <class T>
+T row_sum_exp(const T* x, T shift, T* y, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V sh = V::broadcast(shift);
+    const V zero = V::broadcast(T(0));
+    V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        const V e0 = vexp(V::load(x + i) - sh);
+        const V e1 = vexp(V::load(x + i + W) - sh);
+        const V e2 = vexp(V::load(x + i + 2 * W) - sh);
+        const V e3 = vexp(V::load(x + i + 3 * W) - sh);
+        if (y) {
+            store(y + i, e0);
+            store(y + i + W, e1);
+            store(y + i + 2 * W, e2);
+            store(y + i + 3 * W, e3);
+        }
+        s0 = s0 + e0;
+        s1 = s1 + e1;
+        s2 = s2 + e2;
+        s3 = s3 + e3;
+    }
+    for (; i + W <= n; i += W) {
+        const V e = vexp(V::load(x + i) - sh);
+        if (y) store(y + i, e);
+        s0 = s0 + e;
+    }
+    if (i < n) {
+        // Padding lanes load -inf, whose exp(-inf - shift) is 0 unless shift is -inf too; then
+        // every real value is -inf as well and the row is NaN regardless.
+        const V e = vexp(V::load_partial(x + i, n - i, -infinity<T>()) - sh);
+        if (y) store_partial(y + i, n - i, e);
+        s1 = s1 + e;
+    }
+    return reduce_sum((s0 + s1) + (s2 + s3));
+}
+
+template <class T>
+bool is_infinite(T a) { return a == infinity<T>() || a == -infinity<T>(); }
+
+template <class T>
+void log_softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride, int64_t rows,
+                      int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * x_row_stride;
+        T* yr = y + r * y_row_stride;
+        const T m = row_max(xr, classes);
+        const T log_sum = scalar_log(row_sum_exp<T>(xr, m, nullptr, classes));
+        const V vm = V::broadcast(m), vl = V::broadcast(log_sum);
+        int64_t i = 0;
+        for (; i + W <= classes; i += W) store(yr + i, (V::load(xr + i) - vm) - vl);
+        if (i < classes) store_partial(yr + i, classes - i, (V::load_partial(xr + i, classes - i, T(0)) - vm) - vl);
+    }
+}
+
+template <class T>
+void softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride, int64_t rows,
+                  int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * x_row_stride;
+        T* yr = y + r * y_row_stride;
+        const T m = row_max(xr, classes);
+        const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, yr, classes));
+        int64_t i = 0;
+        for (; i + W <= classes; i += W) store(yr + i, V::load(yr + i) * inv);
+        if (i < classes) store_partial(yr + i, classes - i, V::load_partial(yr + i, classes - i, T(0)) * inv);
+    }
+}
+
+template <class T>
+void logsumexp_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows,
+                    int64_t classes) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * x_row_stride;
+        const T m = row_max(xr, classes);
+        const T shift = is_infinite(m) ? T(0) : m;
+        out[r * out_stride] = scalar_log(row_sum_exp<T>(xr, shift, nullptr, classes)) + shift;
+    }
+}
+
+// Columns: the same three sweeps, each lane of a vector being one position. Sweeps run down the
+// class axis, one vector (a cache line or half of one) per class.
+template <class T, class Finish>
+void for_each_column_block(const T* x, int64_t x_class_stride, int64_t columns, int64_t classes,
+                           Finish&& finish) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](int64_t c, T fill) {
+            const T* p = x + c * x_class_stride + j;
+            return lanes == W ? V::load(p) : V::load_partial(p, lanes, fill);
+        };
+        V m = V::broadcast(-infinity<T>());
+        for (int64_t c = 0; c < classes; ++c) m = max(m, load(c, -infinity<T>()));
+        finish(j, lanes, m, load);
+    }
+}
+
+template <class T>
+void log_softmax_columns(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+                         int64_t columns, int64_t classes) {
+    using V = Vec<T>;
+    for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
+        V s = V::broadcast(T(0));
+        for (int64_t c = 0; c < classes; ++c) s = s + vexp(load(c, T(0)) - m);
+        const V log_sum = vlog(s);
+        for (int64_t c = 0; c < classes; ++c) {
+            const V out = (load(c, T(0)) - m) - log_sum;
+            T* p = y + c * y_class_stride + j;
+            if (lanes == V::width) store(p, out); else store_partial(p, lanes, out);
+        }
+    });
+}
+
+template <class T>
+void softmax_columns(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+                     int64_t columns, int64_t classes) {
+    using V = Vec<T>;
+    for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
+        V s = V::broadcast(T(0));
+        for (int64_t c = 0; c < classes; ++c) {
+            const V e = vexp(load(c, T(0)) - m);
+            T* p = y + c * y_class_stride + j;
+            if (lanes == V::width) store(p, e); else store_partial(p, lanes, e);
+            s = s + e;
+        }
+        const V inv = V::broadcast(T(1)) / s;
+        for (int64_t c = 0; c < classes; ++c) {
+            T* p = y + c * y_class_stride + j;
+            if (lanes == V::width) store(p, V::load(p) * inv);
+            else store_partial(p, lanes, V::load_partial(p, lanes, T(0)) * inv);
+        }
+    });
+}
+
+template <class T>
+void logsumexp_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_stride,
+                       int64_t columns, int64_t classes) {
+    using V = Vec<T>;
+    for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
+        const V zero = V::broadcast(T(0));
+        const V shift = select(equal(abs(m), V::broadcast(infinity<T>())), zero, m);
+        V s = zero;
+        for (int64_t c = 0; c < classes; ++c) s = s + vexp(load(c, T(0)) - shift);
+        const V result = vlog(s) + shift;
+        if (out_stride == 1) {
+            if (lanes == V::width) store(out + j, result); else store_partial(out + j, lanes, result);
+        } else {
+            T lanes_out[V::width];
+            store(lanes_out, result);
+            for (int64_t k = 0; k < lanes; ++k) out[(j + k) * out_stride] = lanes_out[k];
+        }
+    });
+}
+
+template <class T>
+SoftmaxKernels<T> make_softmax_kernels() {
+    SoftmaxKernels<T> k;
+    k.log_softmax_rows = &log_softmax_rows<T>;
+    k.softmax_rows = &softmax_rows<T>;
+    k.logsumexp_rows = &logsumexp_rows<T>;
+    k.log_softmax_columns = &log_softmax_columns<T>;
+    k.softmax_columns = &softmax_columns<T>;
+    k.logsumexp_columns = &logsumexp_columns<T>;
+    return k;
+}
+
+}  // namespace
+
+void register_softmax_kernels(KernelTable& table) {
+    table.softmax_f32 = make_softmax_kernels<float>();
+    table.softmax_f64 = make_softmax_kernels<double>();
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

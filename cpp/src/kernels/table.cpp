@@ -1,0 +1,31 @@
+// This ISA's kernel table: the one external entry point of the per-ISA build.
+#include "fastloss/kernel_table.hpp"
+
+#define FASTLOSS_STRINGIFY_(x) #x
+#define FASTLOSS_STRINGIFY(x) FASTLOSS_STRINGIFY_(x)
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+
+void register_softmax_kernels(KernelTable& table);
+void register_vector_math_kernels(KernelTable& table);
+void register_bandwidth_kernels(KernelTable& table);
+
+namespace {
+KernelTable build_table() {
+    KernelTable table{};
+    table.isa_name = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NS);
+    register_softmax_kernels(table);
+    register_vector_math_kernels(table);
+    register_bandwidth_kernels(table);
+    return table;
+}
+}  // namespace
+
+const KernelTable& kernel_table() {
+    static const KernelTable table = build_table();
+    return table;
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

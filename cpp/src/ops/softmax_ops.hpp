@@ -1,0 +1,27 @@
+// softmax, log_softmax and logsumexp over one axis of strided arrays: picks the layout
+// (axis_geometry.hpp), splits the work across threads (parallel.hpp) and calls the active
+// ISA's kernels. Arguments were validated by the caller (the bindings).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace fastloss {
+
+enum class SoftmaxKind { softmax, log_softmax };
+
+// y = softmax or log_softmax of x along `axis`. x and y have the same shape; strides are in
+// elements and may differ (y may be x itself).
+template <class T>
+void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x_strides, T* y,
+                     const std::vector<int64_t>& y_strides, const std::vector<int64_t>& shape,
+                     int axis);
+
+// out = logsumexp of x along `axis`. out_strides has one entry per axis of `shape`; its entry for
+// `axis` is ignored.
+template <class T>
+void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
+                       const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
+                       int axis);
+
+}  // namespace fastloss

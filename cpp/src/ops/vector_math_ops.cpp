@@ -1,0 +1,25 @@
+#include "ops/vector_math_ops.hpp"
+
+#include "fastloss/dispatch.hpp"
+#include "fastloss/parallel.hpp"
+
+namespace fastloss {
+
+template <class T>
+void vector_exp(const T* x, T* y, int64_t n) {
+    const auto f = math_kernels<T>(active_kernels()).exp;
+    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+}
+
+template <class T>
+void vector_log(const T* x, T* y, int64_t n) {
+    const auto f = math_kernels<T>(active_kernels()).log;
+    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+}
+
+template void vector_exp<float>(const float*, float*, int64_t);
+template void vector_exp<double>(const double*, double*, int64_t);
+template void vector_log<float>(const float*, float*, int64_t);
+template void vector_log<double>(const double*, double*, int64_t);
+
+}  // namespace fastloss

@@ -1,0 +1,13 @@
+// Elementwise exp/log of the active ISA over contiguous arrays (test and benchmark hook).
+#pragma once
+
+#include <cstdint>
+
+namespace fastloss {
+
+template <class T>
+void vector_exp(const T* x, T* y, int64_t n);
+template <class T>
+void vector_log(const T* x, T* y, int64_t n);
+
+}  // namespace fastloss

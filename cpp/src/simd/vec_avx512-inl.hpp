@@ -1,0 +1,107 @@
+// AVX-512 (F, BW, VL, DQ) vectors: 16 floats or 8 doubles, with mask registers for loop tails and
+// vscalef/vgetexp/vgetmant for exp and log. Included only through vec-inl.hpp.
+
+template <class T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+    using Scalar = float;
+    using Mask = __mmask16;
+    static constexpr int64_t width = 16;
+    __m512 v;
+
+    static __mmask16 lanes_below(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u); }
+    static Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
+    static Vec load_partial(const float* p, int64_t n, float fill) {
+        return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), lanes_below(n), p)};
+    }
+    static Vec broadcast(float a) { return {_mm512_set1_ps(a)}; }
+};
+
+template <>
+struct Vec<double> {
+    using Scalar = double;
+    using Mask = __mmask8;
+    static constexpr int64_t width = 8;
+    __m512d v;
+
+    static __mmask8 lanes_below(int64_t n) { return n >= 8 ? __mmask8(0xff) : __mmask8((1u << n) - 1u); }
+    static Vec load(const double* p) { return {_mm512_loadu_pd(p)}; }
+    static Vec load_partial(const double* p, int64_t n, double fill) {
+        return {_mm512_mask_loadu_pd(_mm512_set1_pd(fill), lanes_below(n), p)};
+    }
+    static Vec broadcast(double a) { return {_mm512_set1_pd(a)}; }
+};
+
+using VecF = Vec<float>;
+using VecD = Vec<double>;
+
+inline void store(float* p, VecF a) { _mm512_storeu_ps(p, a.v); }
+inline void store(double* p, VecD a) { _mm512_storeu_pd(p, a.v); }
+inline void store_partial(float* p, int64_t n, VecF a) { _mm512_mask_storeu_ps(p, VecF::lanes_below(n), a.v); }
+inline void store_partial(double* p, int64_t n, VecD a) { _mm512_mask_storeu_pd(p, VecD::lanes_below(n), a.v); }
+inline float lane0(VecF a) { return _mm512_cvtss_f32(a.v); }
+inline double lane0(VecD a) { return _mm512_cvtsd_f64(a.v); }
+
+inline VecF operator+(VecF a, VecF b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline VecF operator-(VecF a, VecF b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline VecF operator*(VecF a, VecF b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VecF operator/(VecF a, VecF b) { return {_mm512_div_ps(a.v, b.v)}; }
+inline VecF fma(VecF a, VecF b, VecF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline VecF max(VecF a, VecF b) { return {_mm512_max_ps(a.v, b.v)}; }  // NaN in either: b
+inline VecF min(VecF a, VecF b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline VecF abs(VecF a) { return {_mm512_abs_ps(a.v)}; }
+inline VecD operator+(VecD a, VecD b) { return {_mm512_add_pd(a.v, b.v)}; }
+inline VecD operator-(VecD a, VecD b) { return {_mm512_sub_pd(a.v, b.v)}; }
+inline VecD operator*(VecD a, VecD b) { return {_mm512_mul_pd(a.v, b.v)}; }
+inline VecD operator/(VecD a, VecD b) { return {_mm512_div_pd(a.v, b.v)}; }
+inline VecD fma(VecD a, VecD b, VecD c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+inline VecD max(VecD a, VecD b) { return {_mm512_max_pd(a.v, b.v)}; }
+inline VecD min(VecD a, VecD b) { return {_mm512_min_pd(a.v, b.v)}; }
+inline VecD abs(VecD a) { return {_mm512_abs_pd(a.v)}; }
+
+// Horizontal reductions in a fixed lane order (the _mm512_reduce_* sequences are fixed).
+inline float reduce_max(VecF a) { return _mm512_reduce_max_ps(a.v); }
+inline float reduce_sum(VecF a) { return _mm512_reduce_add_ps(a.v); }
+inline double reduce_max(VecD a) { return _mm512_reduce_max_pd(a.v); }
+inline double reduce_sum(VecD a) { return _mm512_reduce_add_pd(a.v); }
+
+inline __mmask16 less(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+inline __mmask16 equal(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
+inline __mmask16 is_nan(VecF a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
+inline __mmask16 mask_or(__mmask16 a, __mmask16 b) { return __mmask16(a | b); }
+inline VecF select(__mmask16 m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
+inline __mmask8 less(VecD a, VecD b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ); }
+inline __mmask8 equal(VecD a, VecD b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ); }
+inline __mmask8 is_nan(VecD a) { return _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q); }
+inline __mmask8 mask_or(__mmask8 a, __mmask8 b) { return __mmask8(a | b); }
+inline VecD select(__mmask8 m, VecD a, VecD b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
+
+inline VecF round_nearest(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+inline VecD round_nearest(VecD a) { return {_mm512_roundscale_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+
+// p * 2^n: vscalef rounds once and handles overflow to inf and gradual underflow itself.
+inline VecF ldexp_integral(VecF p, VecF n) { return {_mm512_scalef_ps(p.v, n.v)}; }
+inline VecD ldexp_integral(VecD p, VecD n) { return {_mm512_scalef_pd(p.v, n.v)}; }
+
+// For finite x > 0 (subnormals included): x = m * 2^e with m in [sqrt(1/2), sqrt(2)).
+// vgetmant normalises subnormals itself, so no pre-scaling is needed here.
+inline VecF split_exponent(VecF x, VecF& e) {
+    __m512 m = _mm512_getmant_ps(x.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);  // [1, 2)
+    __m512 k = _mm512_getexp_ps(x.v);
+    const __mmask16 high = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm512_mask_mul_ps(m, high, m, _mm512_set1_ps(0.5f));
+    k = _mm512_mask_add_ps(k, high, k, _mm512_set1_ps(1.0f));
+    e = {k};
+    return {m};
+}
+inline VecD split_exponent(VecD x, VecD& e) {
+    __m512d m = _mm512_getmant_pd(x.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    __m512d k = _mm512_getexp_pd(x.v);
+    const __mmask8 high = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.41421356237309504880), _CMP_GT_OQ);
+    m = _mm512_mask_mul_pd(m, high, m, _mm512_set1_pd(0.5));
+    k = _mm512_mask_add_pd(k, high, k, _mm512_set1_pd(1.0));
+    e = {k};
+    return {m};
+}

@@ -1,0 +1,41 @@
+"""fastloss: numerically stable softmax-family functions and losses for NumPy arrays.
+
+C++ SIMD/OpenMP kernels, chosen at run time for the CPU, with PyTorch's exact semantics.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as err:  # pragma: no cover - only on a broken install
+    msg = "fastloss could not import its compiled module fastloss._core"
+    if hasattr(err, "add_note"):
+        err.add_note(f"{msg}; reinstall with `pip install .` from the source tree.")
+    raise
+
+from ._config import (
+    available_capabilities,
+    cpu_capability,
+    get_num_threads,
+    set_num_threads,
+    show_config,
+)
+from ._softmax import log_softmax, logsumexp, softmax
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "__version__",
+    "available_capabilities",
+    "cpu_capability",
+    "get_num_threads",
+    "log_softmax",
+    "logsumexp",
+    "set_num_threads",
+    "show_config",
+    "softmax",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__

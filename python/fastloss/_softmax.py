@@ -1,0 +1,130 @@
+"""softmax, log_softmax and logsumexp: PyTorch's values with NumPy's axis conventions."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    as_float_array,
+    check_out,
+    compute_dtype,
+    normalize_axes,
+    normalize_axis,
+    resolve_dtype,
+)
+
+__all__ = ["softmax", "log_softmax", "logsumexp"]
+
+
+def _independent_of(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """x, copied if `out` partly overlaps it. Writing into x itself (same data, same strides) is
+    fine: every row is read completely before it is written."""
+    if out is x or not np.may_share_memory(x, out):
+        return x
+    if (
+        x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+        and x.strides == out.strides
+    ):
+        return x
+    return x.copy()
+
+
+def _softmax_like(x: Any, axis: int, dtype: Any, out: Optional[np.ndarray], log: bool) -> np.ndarray:
+    arr = as_float_array(x, "x")
+    if dtype is not None:
+        arr = arr.astype(resolve_dtype(dtype), copy=False)
+    result_dtype = arr.dtype
+    if arr.ndim == 0:  # torch accepts dim 0 or -1 for a 0-d tensor
+        normalize_axis(axis, 1)
+        res = _softmax_like(arr.reshape(1), 0, None, None, log).reshape(())
+        if out is None:
+            return res
+        check_out(out, (), result_dtype)[...] = res
+        return out
+    ax = normalize_axis(axis, arr.ndim)
+    if out is not None:
+        check_out(out, arr.shape, result_dtype)
+    if arr.size == 0:
+        return out if out is not None else np.empty_like(arr)
+
+    kernel = _core.log_softmax if log else _core.softmax
+    work_dtype = compute_dtype(result_dtype)
+    if work_dtype != result_dtype:  # half precision: compute in float32, round once
+        work = arr.astype(work_dtype)
+        kernel(work, work, ax)
+        if out is None:
+            return work.astype(result_dtype)
+        out[...] = work
+        return out
+    if out is None:
+        out = np.empty_like(arr)
+    else:
+        arr = _independent_of(arr, out)
+    kernel(arr, out, ax)
+    return out
+
+
+def softmax(x: Any, axis: int = -1, *, dtype: Any = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Softmax along `axis`: exp(x - max) / sum(exp(x - max)).
+
+    Matches ``torch.softmax(x, dim=axis, dtype=dtype)``: a row containing +inf or NaN, or made of
+    -inf only, is NaN. `dtype` casts the input before computing (as torch's ``dtype=``); float16 and
+    bfloat16 are computed in float32 and rounded once. `out` receives the result (it may be `x`).
+    """
+    return _softmax_like(x, axis, dtype, out, log=False)
+
+
+def log_softmax(
+    x: Any, axis: int = -1, *, dtype: Any = None, out: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Log-softmax along `axis`, computed as (x - max) - log(sum(exp(x - max))).
+
+    Matches ``torch.log_softmax(x, dim=axis, dtype=dtype)``, edge cases included (see softmax).
+    """
+    return _softmax_like(x, axis, dtype, out, log=True)
+
+
+def logsumexp(
+    x: Any, axis: Union[int, tuple, None] = -1, *, keepdims: bool = False
+) -> Union[np.ndarray, np.floating]:
+    """log(sum(exp(x))) over `axis` (an int, a tuple of ints, or None for all axes).
+
+    Matches ``torch.logsumexp``: -inf for an all -inf slice or an empty axis, +inf when a slice
+    holds +inf (NaN if it also holds NaN). Returns a NumPy scalar when the result is 0-d.
+    """
+    arr = as_float_array(x, "x")
+    result_dtype = arr.dtype
+    if arr.ndim == 0:  # like torch: a 0-d input reduces over "axis 0" of itself
+        if axis is not None:
+            normalize_axes(axis, 1)
+        value = logsumexp(arr.reshape(1), 0)
+        return np.asarray(value) if keepdims else value
+    axes = normalize_axes(axis, arr.ndim)
+    keep_shape = tuple(1 if d in axes else n for d, n in enumerate(arr.shape))
+
+    if len(axes) == 1:
+        work, ax = arr, axes[0]
+    else:  # move the reduced axes last and merge them (a copy only if the layout demands it)
+        rest = [d for d in range(arr.ndim) if d not in axes]
+        moved = np.transpose(arr, rest + list(axes))
+        work = moved.reshape(moved.shape[: len(rest)] + (-1,))
+        ax = work.ndim - 1
+
+    work_dtype = compute_dtype(result_dtype)
+    if work_dtype != result_dtype:  # half precision: compute in float32, round once
+        work = work.astype(work_dtype)
+    reduced_shape = tuple(1 if d == ax else n for d, n in enumerate(work.shape))
+    if work.shape[ax] == 0:
+        res = np.full(reduced_shape, -np.inf, dtype=work_dtype)
+    else:
+        res = np.empty(reduced_shape, dtype=work_dtype)
+        if work.size:
+            _core.logsumexp(work, res, ax)
+    res = res.astype(result_dtype, copy=False)
+    if keepdims:
+        return res.reshape(keep_shape)
+    res = res.reshape(tuple(n for d, n in enumerate(arr.shape) if d not in axes))
+    return res[()] if res.ndim == 0 else res

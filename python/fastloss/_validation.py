@@ -1,0 +1,112 @@
+"""Argument normalisation shared by every public function.
+
+Semantics and error messages live here; the bindings re-check only what memory safety needs.
+A copy of an input is made only where a kernel cannot read its layout (non-native byte order,
+misaligned data, half precision), and always here, deliberately.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+try:  # NumPy >= 2.0
+    from numpy.exceptions import AxisError
+    from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy import AxisError  # type: ignore[attr-defined,no-redef]
+    from numpy.core.multiarray import normalize_axis_index  # type: ignore[no-redef]
+    from numpy.core.numeric import normalize_axis_tuple  # type: ignore[no-redef]
+
+__all__ = [
+    "AxisError",
+    "as_float_array",
+    "compute_dtype",
+    "normalize_axis",
+    "normalize_axes",
+    "resolve_dtype",
+    "check_out",
+]
+
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.kind == "V" and dtype.name == "bfloat16"
+
+
+def _is_supported_float(dtype: np.dtype) -> bool:
+    return dtype in _NATIVE_FLOATS or dtype == np.float16 or _is_bfloat16(dtype)
+
+
+def _to_ndarray(x: Any) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__"):  # torch, JAX, CuPy...: zero-copy on CPU where possible
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, TypeError, RuntimeError, ValueError):
+            pass
+    return np.asarray(x)
+
+
+def as_float_array(x: Any, name: str) -> np.ndarray:
+    """`x` as an ndarray of a supported floating dtype, in a layout the kernels can read."""
+    arr = _to_ndarray(x)
+    dtype = arr.dtype
+    if not _is_supported_float(dtype.newbyteorder("=")):
+        raise TypeError(
+            f"{name} must be a floating-point array (float32, float64, float16 or bfloat16), "
+            f"got dtype {dtype}"
+        )
+    if not dtype.isnative:
+        arr = arr.astype(dtype.newbyteorder("="))
+    if not arr.flags.aligned:
+        arr = arr.copy()
+    return arr
+
+
+def resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"{name} must be a floating dtype, got {dtype!r}") from e
+    if not _is_supported_float(dt):
+        raise TypeError(f"{name} must be float32, float64, float16 or bfloat16, got {dt}")
+    return dt
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype kernels compute in: half precision is computed in float32, as PyTorch does."""
+    return dtype if dtype in _NATIVE_FLOATS else np.dtype(np.float32)
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(axis).__name__}") from None
+    return int(normalize_axis_index(axis, ndim))
+
+
+def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """An int, a tuple of ints or None (all axes), as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name} has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if not out.flags.aligned or not out.dtype.isnative:
+        raise ValueError(f"{name} must be aligned and in native byte order")
+    return out
