@@ -15,6 +15,8 @@ def _f64(x) -> np.ndarray:
 
 def log_softmax(x, axis: int = -1) -> np.ndarray:
     x = _f64(x)
+    if x.size == 0:
+        return x.copy()
     with np.errstate(all="ignore"):
         m = np.max(x, axis=axis, keepdims=True)  # NaN-propagating, like torch.amax
         shifted = x - m
@@ -23,6 +25,8 @@ def log_softmax(x, axis: int = -1) -> np.ndarray:
 
 def softmax(x, axis: int = -1) -> np.ndarray:
     x = _f64(x)
+    if x.size == 0:
+        return x.copy()
     with np.errstate(all="ignore"):
         m = np.max(x, axis=axis, keepdims=True)
         e = np.exp(x - m)

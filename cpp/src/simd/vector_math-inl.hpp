@@ -34,10 +34,9 @@ template <> struct ExpConstants<double> {
 // exp(x), elementwise.
 //
 // Method: n = round(x / ln2), r = x - n ln2 (two-constant Cody-Waite reduction, |r| <= ln2/2),
-// exp(r) = 1 + r + r^2 g(r) with g the Taylor series of (e^r - 1 - r)/r^2 truncated at r^5 (float,
-// degree 7 in all) or r^11 (double, degree 13), result = exp(r) * 2^n.
-// Truncation error at |r| = ln2/2: r^8/8! = 5e-9 (float), r^14/14! = 4e-18 (double), both far
-// below half an ULP; the error is the rounding of the final additions.
+// exp(r) by a polynomial (float: degree 6, fitted; double: degree 13 Taylor, truncation
+// r^14/14! = 4e-18), result = exp(r) * 2^n. The polynomial errors are far below half an ULP; the
+// error is the rounding of the last operations.
 //
 //  Valid lane types: float32, float64.
 //  Max error:   1.5 ULP for results in the normal range, float32 and float64, every ISA
@@ -58,16 +57,19 @@ inline V vexp(V x) {
     V r = fma(n, V::broadcast(-C::ln2_hi), x);
     r = fma(n, V::broadcast(-C::ln2_lo), r);
 
-    V g;
     if constexpr (sizeof(T) == 4) {
-        g = V::broadcast(T(1.0 / 5040));
-        g = fma(g, r, V::broadcast(T(1.0 / 720)));
-        g = fma(g, r, V::broadcast(T(1.0 / 120)));
-        g = fma(g, r, V::broadcast(T(1.0 / 24)));
-        g = fma(g, r, V::broadcast(T(1.0 / 6)));
-        g = fma(g, r, V::broadcast(T(0.5)));
+        // exp(r) = 1 + r q(r), q of degree 5 fitted for minimal relative error on |r| <= ln2/2
+        // (iteratively reweighted least squares on Chebyshev nodes; max error 2e-9, 0.03 ULP).
+        V q = V::broadcast(1.3843653723597527e-03f);
+        q = fma(q, r, V::broadcast(8.37415549904108e-03f));
+        q = fma(q, r, V::broadcast(4.166800156235695e-02f));
+        q = fma(q, r, V::broadcast(1.6666431725025177e-01f));
+        q = fma(q, r, V::broadcast(4.999999403953552e-01f));
+        q = fma(q, r, V::broadcast(1.0f));
+        return ldexp_integral(fma(q, r, V::broadcast(1.0f)), n);
     } else {
-        g = V::broadcast(T(1.0 / 6227020800.0));  // 1/13!
+        // exp(r) = 1 + r + r^2 g(r), g the Taylor series of (e^r - 1 - r)/r^2 up to r^11.
+        V g = V::broadcast(T(1.0 / 6227020800.0));  // 1/13!
         g = fma(g, r, V::broadcast(T(1.0 / 479001600.0)));
         g = fma(g, r, V::broadcast(T(1.0 / 39916800.0)));
         g = fma(g, r, V::broadcast(T(1.0 / 3628800.0)));
@@ -79,9 +81,8 @@ inline V vexp(V x) {
         g = fma(g, r, V::broadcast(T(1.0 / 24.0)));
         g = fma(g, r, V::broadcast(T(1.0 / 6.0)));
         g = fma(g, r, V::broadcast(T(0.5)));
+        return ldexp_integral(fma(r * r, g, r) + V::broadcast(T(1)), n);
     }
-    const V p = fma(r * r, g, r) + V::broadcast(T(1));
-    return ldexp_integral(p, n);
 }
 
 // log(x), elementwise.
