@@ -43,3 +43,65 @@ def logsumexp(x, axis=-1, keepdims: bool = False) -> np.ndarray:
         m = np.where(np.isinf(m), 0.0, m)
         out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _move_class_axis_last(x, axis):
+    return np.moveaxis(_f64(x), axis, -1)
+
+
+def cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, axis=None):
+    """torch.nn.functional.cross_entropy, written out per position in float64."""
+    x = _f64(x)
+    if axis is None:
+        axis = 1 if x.ndim >= 2 else 0
+    axis = axis % x.ndim
+    lp = _move_class_axis_last(log_softmax(x, axis), axis)  # (..., C)
+    C = lp.shape[-1]
+    w = np.ones(C) if weight is None else _f64(weight)
+    eps = label_smoothing
+    target = np.asarray(target)
+    if target.dtype.kind == "f":  # probabilities
+        q = _move_class_axis_last(target, axis)
+        q = (1 - eps) * q + eps / C
+        with np.errstate(invalid="ignore"):
+            per = -np.sum(w * q * lp, axis=-1)
+        if reduction == "none":
+            return per
+        total = per.sum()
+        return total if reduction == "sum" else (total / per.size if per.size else np.nan)
+    t = target.astype(np.int64)
+    valid = t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    with np.errstate(invalid="ignore"):
+        nll = -np.take_along_axis(lp, safe_t[..., None], axis=-1)[..., 0]
+        per = (1 - eps) * w[safe_t] * nll
+        if eps > 0:  # PyTorch computes the smoothing term only then (0 * inf would be NaN)
+            per = per + eps * (-np.sum(w * lp, axis=-1) / C)
+        per = np.where(valid, per, 0.0)
+    if reduction == "none":
+        return per
+    total = per.sum()
+    if reduction == "sum":
+        return total
+    denom = np.sum(np.where(valid, w[safe_t], 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / denom
+
+
+def nll_loss(x, target, weight=None, ignore_index=-100, reduction="mean", axis=None):
+    x = _f64(x)
+    if axis is None:
+        axis = 1 if x.ndim >= 2 else 0
+    lp = _move_class_axis_last(x, axis % x.ndim)
+    w = np.ones(lp.shape[-1]) if weight is None else _f64(weight)
+    t = np.asarray(target).astype(np.int64)
+    valid = t != ignore_index
+    safe_t = np.where(valid, t, 0)
+    per = np.where(valid, -w[safe_t] * np.take_along_axis(lp, safe_t[..., None], axis=-1)[..., 0], 0.0)
+    if reduction == "none":
+        return per
+    total = per.sum()
+    if reduction == "sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / np.sum(np.where(valid, w[safe_t], 0.0))

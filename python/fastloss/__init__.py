@@ -20,17 +20,25 @@ from ._config import (
     set_num_threads,
     show_config,
 )
+from ._losses import cross_entropy, nll_loss
+from ._modules import CrossEntropyLoss, LogSoftmax, NLLLoss, Softmax
 from ._softmax import log_softmax, logsumexp, softmax
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "CrossEntropyLoss",
+    "LogSoftmax",
+    "NLLLoss",
+    "Softmax",
     "__version__",
     "available_capabilities",
     "cpu_capability",
+    "cross_entropy",
     "get_num_threads",
     "log_softmax",
     "logsumexp",
+    "nll_loss",
     "set_num_threads",
     "show_config",
     "softmax",

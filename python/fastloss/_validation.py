@@ -22,6 +22,8 @@ except ImportError:  # pragma: no cover - NumPy 1.x
 
 __all__ = [
     "AxisError",
+    "as_index_array",
+    "check_reduction",
     "as_float_array",
     "compute_dtype",
     "normalize_axis",
@@ -54,8 +56,10 @@ def _to_ndarray(x: Any) -> np.ndarray:
 
 def as_float_array(x: Any, name: str) -> np.ndarray:
     """`x` as an ndarray of a supported floating dtype, in a layout the kernels can read."""
-    arr = _to_ndarray(x)
+    arr = x if type(x) is np.ndarray else _to_ndarray(x)
     dtype = arr.dtype
+    if dtype in _NATIVE_FLOATS and arr.flags.aligned:  # the common case, kept cheap
+        return arr
     if not _is_supported_float(dtype.newbyteorder("=")):
         raise TypeError(
             f"{name} must be a floating-point array (float32, float64, float16 or bfloat16), "
@@ -110,3 +114,33 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "ou
     if not out.flags.aligned or not out.dtype.isnative:
         raise ValueError(f"{name} must be aligned and in native byte order")
     return out
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def as_index_array(target: Any, name: str = "target") -> np.ndarray:
+    """Class indices as native int64 (any integer dtype is accepted; floats never are)."""
+    arr = target if type(target) is np.ndarray else _to_ndarray(target)
+    dtype = arr.dtype
+    if dtype == np.int64:
+        return arr if arr.flags.aligned else arr.copy()
+    if dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} must be an integer array of class indices, got dtype {dtype} "
+            "(floating targets are only accepted as probabilities, with the input's shape)"
+        )
+    if dtype.kind == "u" and dtype.itemsize == 8 and arr.size and arr.max() > _INT64_MAX:
+        first = arr.ravel()[np.argmax(arr.ravel() > _INT64_MAX)]
+        raise IndexError(f"Target {first} is out of bounds.")
+    return arr.astype(np.int64)
+
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def check_reduction(reduction: Any, allowed: tuple[str, ...] = _REDUCTIONS) -> str:
+    if not isinstance(reduction, str) or reduction not in allowed:
+        expected = ", ".join(repr(r) for r in allowed)
+        raise ValueError(f"{reduction!r} is not a valid value for reduction; expected one of {expected}")
+    return reduction

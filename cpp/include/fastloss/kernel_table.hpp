@@ -37,6 +37,38 @@ struct SoftmaxKernels {
                               int64_t columns, int64_t classes);
 };
 
+// Options of a cross-entropy, shared by both target kinds.
+template <class T>
+struct CrossEntropyParams {
+    int64_t classes;
+    const T* weight;        // (classes,) contiguous, or nullptr for all ones
+    T weight_sum;           // sum of weight (classes when weight is null): label smoothing needs it
+    int64_t ignore_index;   // index targets: rows with this target are skipped and get loss 0
+    T label_smoothing;      // epsilon in [0, 1]
+};
+
+// Cross-entropy from logits, one loss per position (the caller reduces). Targets were checked by
+// the caller: every index target is ignore_index or in [0, classes).
+//  * index targets:       loss = (1-eps) w[y] (lse - x_y) + (eps/C) sum_c w[c] (lse - x_c)
+//  * probability targets: loss = -sum_c w[c] q'_c (x_c - lse),  q' = (1-eps) q + eps/C
+// Rows and columns layouts as for SoftmaxKernels; target and loss are per-position operands,
+// `target_stride` / `loss_stride` apart from one position to the next.
+template <class T>
+struct CrossEntropyKernels {
+    void (*index_rows)(const T* x, int64_t x_row_stride, const int64_t* target,
+                       int64_t target_stride, T* loss, int64_t loss_stride, int64_t rows,
+                       const CrossEntropyParams<T>& params);
+    void (*index_columns)(const T* x, int64_t x_class_stride, const int64_t* target,
+                          int64_t target_stride, T* loss, int64_t loss_stride, int64_t columns,
+                          const CrossEntropyParams<T>& params);
+    void (*probability_rows)(const T* x, int64_t x_row_stride, const T* q, int64_t q_row_stride,
+                             T* loss, int64_t loss_stride, int64_t rows,
+                             const CrossEntropyParams<T>& params);
+    void (*probability_columns)(const T* x, int64_t x_class_stride, const T* q,
+                                int64_t q_class_stride, T* loss, int64_t loss_stride,
+                                int64_t columns, const CrossEntropyParams<T>& params);
+};
+
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native
 // harness can measure throughput. y may equal x.
 template <class T>
@@ -56,6 +88,8 @@ struct KernelTable {
     const char* isa_name;
     SoftmaxKernels<float> softmax_f32;
     SoftmaxKernels<double> softmax_f64;
+    CrossEntropyKernels<float> cross_entropy_f32;
+    CrossEntropyKernels<double> cross_entropy_f64;
     VectorMathKernels<float> math_f32;
     VectorMathKernels<double> math_f64;
     BandwidthKernels bandwidth;
@@ -70,6 +104,17 @@ inline const SoftmaxKernels<float>& softmax_kernels<float>(const KernelTable& ta
 template <>
 inline const SoftmaxKernels<double>& softmax_kernels<double>(const KernelTable& table) {
     return table.softmax_f64;
+}
+
+template <class T>
+const CrossEntropyKernels<T>& cross_entropy_kernels(const KernelTable& table);
+template <>
+inline const CrossEntropyKernels<float>& cross_entropy_kernels<float>(const KernelTable& table) {
+    return table.cross_entropy_f32;
+}
+template <>
+inline const CrossEntropyKernels<double>& cross_entropy_kernels<double>(const KernelTable& table) {
+    return table.cross_entropy_f64;
 }
 
 template <class T>

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace fastloss {
 
@@ -39,9 +40,9 @@ void parallel_for(int64_t items, int64_t work_per_item, Body&& body) {
     const int64_t chunk = chunk_items(items, work_per_item);
     const bool parallel = should_parallelize(items * (work_per_item > 0 ? work_per_item : 1));
     auto trampoline = [](void* context, int64_t begin, int64_t end) {
-        (*static_cast<Body*>(context))(begin, end);
+        (*static_cast<std::remove_reference_t<Body>*>(context))(begin, end);
     };
-    detail::run_chunks(items, chunk, parallel, trampoline, &body);
+    detail::run_chunks(items, chunk, parallel, trampoline, const_cast<void*>(static_cast<const void*>(&body)));
 }
 
 // Name and version of the OpenMP runtime this build links, for show_config().

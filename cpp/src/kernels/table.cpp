@@ -8,6 +8,7 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 
 void register_softmax_kernels(KernelTable& table);
+void register_cross_entropy_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
 void register_bandwidth_kernels(KernelTable& table);
 
@@ -16,6 +17,7 @@ KernelTable build_table() {
     KernelTable table{};
     table.isa_name = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NS);
     register_softmax_kernels(table);
+    register_cross_entropy_kernels(table);
     register_vector_math_kernels(table);
     register_bandwidth_kernels(table);
     return table;

@@ -93,6 +93,12 @@ AxisGeometry make_axis_geometry(const std::vector<int64_t>& shape, int axis,
         g.outer_shape.push_back(shape[d]);
         g.outer_strides.push_back(st);
     }
+    for (int d = 0; d < ndim; ++d) {
+        if (d != axis && shape[d] == 0) {  // no positions at all
+            g.outer_shape.assign(1, 0);
+            g.outer_strides.assign(1, std::array<int64_t, kMaxOperands>{});
+        }
+    }
     return g;
 }
 

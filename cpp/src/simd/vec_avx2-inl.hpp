@@ -19,6 +19,7 @@ struct Vec<float> {
         return {_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))};
     }
     static Vec broadcast(float a) { return {_mm256_set1_ps(a)}; }
+    static Mask first_lanes(int64_t n) { return _mm256_castsi256_ps(lanes_below(n)); }
 };
 
 template <>
@@ -37,6 +38,7 @@ struct Vec<double> {
         return {_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m))};
     }
     static Vec broadcast(double a) { return {_mm256_set1_pd(a)}; }
+    static Mask first_lanes(int64_t n) { return _mm256_castsi256_pd(lanes_below(n)); }
 };
 
 using VecF = Vec<float>;

@@ -17,6 +17,7 @@ struct Vec<float> {
         return {_mm512_mask_loadu_ps(_mm512_set1_ps(fill), lanes_below(n), p)};
     }
     static Vec broadcast(float a) { return {_mm512_set1_ps(a)}; }
+    static Mask first_lanes(int64_t n) { return lanes_below(n); }
 };
 
 template <>
@@ -32,6 +33,7 @@ struct Vec<double> {
         return {_mm512_mask_loadu_pd(_mm512_set1_pd(fill), lanes_below(n), p)};
     }
     static Vec broadcast(double a) { return {_mm512_set1_pd(a)}; }
+    static Mask first_lanes(int64_t n) { return lanes_below(n); }
 };
 
 using VecF = Vec<float>;

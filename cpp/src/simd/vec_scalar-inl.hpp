@@ -12,6 +12,7 @@ struct Vec {
     static Vec load(const T* p) { return {*p}; }
     static Vec load_partial(const T* p, int64_t n, T fill) { return {n > 0 ? *p : fill}; }
     static Vec broadcast(T a) { return {a}; }
+    static Mask first_lanes(int64_t n) { return n > 0; }  // lanes [0, n) set
 };
 
 template <class T> inline void store(T* p, Vec<T> a) { *p = a.v; }

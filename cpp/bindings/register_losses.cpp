@@ -1,0 +1,150 @@
+// cross_entropy and nll_loss bindings: memory-safety checks, GIL release, run.
+// The Python layer (python/fastloss/_losses.py) owns semantics and friendly messages.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "bindings/array_checks.hpp"
+#include "ops/cross_entropy_ops.hpp"
+
+namespace fastloss::bindings {
+
+namespace {
+
+Reduction parse_reduction(const std::string& r) {
+    if (r == "none") return Reduction::none;
+    if (r == "mean") return Reduction::mean;
+    if (r == "sum") return Reduction::sum;
+    throw std::invalid_argument("reduction must be 'none', 'mean' or 'sum', got '" + r + "'");
+}
+
+// The per-position shape: the input's shape without the class axis.
+bool has_position_shape(const py::array& a, const py::array& x, int axis) {
+    if (a.ndim() != x.ndim() - 1) return false;
+    for (py::ssize_t d = 0, k = 0; d < x.ndim(); ++d) {
+        if (d == axis) continue;
+        if (a.shape(k++) != x.shape(d)) return false;
+    }
+    return true;
+}
+
+// Strides of a per-position array in the full-rank form (0 on the class axis).
+std::vector<int64_t> full_rank_strides(const py::array& a, int axis, py::ssize_t ndim) {
+    std::vector<int64_t> s(size_t(ndim), 0);
+    for (py::ssize_t d = 0, k = 0; d < ndim; ++d) {
+        if (d == axis) continue;
+        s[size_t(d)] = a.strides(k++) / a.itemsize();
+    }
+    return s;
+}
+
+template <class T>
+double run_classification_loss(bool nll, const py::array& x, const py::array& target, const py::object& weight,
+                               int64_t ignore_index, double label_smoothing, Reduction reduction, int axis,
+                               const py::object& out) {
+    ClassificationLossCall<T> call;
+    call.input = static_cast<const T*>(x.data());
+    call.input_strides = element_strides(x);
+    call.shape = shape_of(x);
+    call.axis = axis;
+    call.ignore_index = ignore_index;
+    call.label_smoothing = T(label_smoothing);
+    call.reduction = reduction;
+
+    const py::dtype dt = target.dtype();
+    if (dt.kind() == 'f') {
+        if (nll) throw py::type_error("nll_loss: target must be an integer array");
+        check_same_type(x, target, "input", "target");
+        if (float_type(target, "target") != (sizeof(T) == 4 ? FloatType::f32 : FloatType::f64) ||
+            shape_of(target) != call.shape) {
+            throw std::invalid_argument("probability target must have the input's shape " + shape_string(x) +
+                                        ", got " + shape_string(target));
+        }
+        call.probabilities = static_cast<const T*>(target.data());
+        call.probability_strides = element_strides(target);
+    } else {
+        if (dt.kind() != 'i' || dt.itemsize() != 8 || !dt.attr("isnative").cast<bool>() ||
+            !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+            throw py::type_error("target must be an aligned native int64 array, got dtype " + std::string(py::str(dt)));
+        }
+        if (!has_position_shape(target, x, axis)) {
+            throw std::invalid_argument("target has shape " + shape_string(target) +
+                                        ", which does not match input of shape " + shape_string(x) +
+                                        " without axis " + std::to_string(axis));
+        }
+        call.target = static_cast<const int64_t*>(target.data());
+        call.target_strides = full_rank_strides(target, axis, x.ndim());
+    }
+
+    py::array weight_array;
+    if (!weight.is_none()) {
+        weight_array = weight.cast<py::array>();
+        check_same_type(x, weight_array, "input", "weight");
+        const auto c_contiguous = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_;
+        if (weight_array.ndim() != 1 || weight_array.shape(0) != x.shape(axis) || !(weight_array.flags() & c_contiguous)) {
+            throw std::invalid_argument("weight must be a contiguous array of shape (" + std::to_string(x.shape(axis)) +
+                                        ",), got " + shape_string(weight_array));
+        }
+        call.weight = static_cast<const T*>(weight_array.data());
+    }
+
+    py::array out_array;
+    if (reduction == Reduction::none) {
+        if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
+        out_array = out.cast<py::array>();
+        check_same_type(x, out_array, "input", "out");
+        check_writeable(out_array, "out");
+        if (!has_position_shape(out_array, x, axis)) {
+            throw std::invalid_argument("out has shape " + shape_string(out_array) + ", expected the input's shape " +
+                                        shape_string(x) + " without axis " + std::to_string(axis));
+        }
+        call.loss = static_cast<T*>(out_array.mutable_data());
+        call.loss_strides = full_rank_strides(out_array, axis, x.ndim());
+    }
+
+    const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
+    return nll ? nll_loss_forward(call) : cross_entropy_forward(call);
+}
+
+double classification_loss_binding(bool nll, const py::array& x, const py::array& target, const py::object& weight,
+                                   int64_t ignore_index, double label_smoothing, const std::string& reduction,
+                                   int64_t axis_arg, const py::object& out) {
+    const FloatType type = float_type(x, "input");
+    if (x.ndim() < 1) throw std::invalid_argument("input must have at least one dimension");
+    const int axis = checked_axis(x, axis_arg);
+    if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
+        throw std::invalid_argument("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
+    }
+    const Reduction r = parse_reduction(reduction);
+    if (type == FloatType::f32) {
+        return run_classification_loss<float>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out);
+    }
+    return run_classification_loss<double>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out);
+}
+
+}  // namespace
+
+void register_losses(py::module_& m) {
+    m.def(
+        "cross_entropy",
+        [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,
+           double label_smoothing, const std::string& reduction, int64_t axis, const py::object& out) {
+            return classification_loss_binding(false, x, target, weight, ignore_index, label_smoothing, reduction,
+                                               axis, out);
+        },
+        py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
+        py::arg("label_smoothing"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
+        "Cross-entropy from logits; returns the mean/sum, or writes per-position losses to out.");
+    m.def(
+        "nll_loss",
+        [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,
+           const std::string& reduction, int64_t axis, const py::object& out) {
+            return classification_loss_binding(true, x, target, weight, ignore_index, 0.0, reduction, axis, out);
+        },
+        py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
+        py::arg("reduction"), py::arg("axis"), py::arg("out"),
+        "Negative log-likelihood of log-probabilities; returns the mean/sum, or writes to out.");
+}
+
+}  // namespace fastloss::bindings

@@ -1,0 +1,215 @@
+// Cross-entropy from logits, fused: no log_softmax is ever materialised.
+//
+// Per position, with m = max_c x_c, s = sum_c exp(x_c - m) and lse = m + log s:
+//   index target y:   nll_y = lse - x_y = log s - (x_y - m)
+//                     loss  = (1-eps) w_y nll_y + (eps/C) sum_c w_c (lse - x_c)
+//                           = (1-eps) w_y nll_y + (eps/C) (W log s - sum_c w_c (x_c - m))
+//   probabilities q:  q'_c  = (1-eps) q_c + eps/C
+//                     loss  = -sum_c w_c q'_c (x_c - lse)
+//                           = (sum_c w_c q'_c) log s - sum_c w_c q'_c (x_c - m)
+// Every sum runs over x_c - m (<= 0), never over raw logits, so no large terms cancel: these are
+// the quantities PyTorch's log_softmax-then-gather forms, with the same NaN/inf behaviour (an all
+// -inf row is NaN; with eps > 0 any -inf logit makes the loss inf; q = 0 at a -inf logit is NaN).
+//
+// Two sweeps per row (max, then everything else), the second from L1/L2: DRAM sees each logit
+// once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
+#include "fastloss/kernel_table.hpp"
+#include "kernels/row_statistics-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+// s = sum_c exp(x_c - m) and t = sum_c w_c (x_c - m) (w = 1 when weight is null).
+// Tail lanes are padded with -inf for the exponentials (exp -> 0) and with m for t (d -> 0).
+template <class T>
+void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T& s, T& t) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V vm = V::broadcast(m), zero = V::broadcast(T(0));
+    V s0 = zero, s1 = zero, t0 = zero, t1 = zero;
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const V d0 = V::load(x + i) - vm, d1 = V::load(x + i + W) - vm;
+        s0 = s0 + vexp(d0);
+        s1 = s1 + vexp(d1);
+        if (weight) {
+            t0 = fma(V::load(weight + i), d0, t0);
+            t1 = fma(V::load(weight + i + W), d1, t1);
+        } else {
+            t0 = t0 + d0;
+            t1 = t1 + d1;
+        }
+    }
+    for (; i < n; i += W) {
+        const int64_t lanes = n - i < W ? n - i : W;
+        s0 = s0 + vexp(V::load_partial(x + i, lanes, -infinity<T>()) - vm);
+        const V d = V::load_partial(x + i, lanes, m) - vm;
+        t0 = weight ? fma(V::load_partial(weight + i, lanes, T(0)), d, t0) : t0 + d;
+    }
+    s = reduce_sum(s0 + s1);
+    t = reduce_sum(t0 + t1);
+}
+
+template <class T>
+T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEntropyParams<T>& p) {
+    const T nll = log_s - x_y_minus_m;
+    if (p.label_smoothing == T(0)) return w_y * nll;
+    const T eps = p.label_smoothing;
+    return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
+}
+
+template <class T>
+void index_rows(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                T* loss, int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+    const int64_t C = p.classes;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t y = target[r * target_stride];
+        if (y == p.ignore_index) {
+            loss[r * loss_stride] = T(0);
+            continue;
+        }
+        const T* xr = x + r * x_row_stride;
+        const T m = row_max(xr, C);
+        T s, t = T(0);
+        if (p.label_smoothing == T(0)) {
+            s = row_sum_exp<T>(xr, m, nullptr, C);
+        } else {
+            row_sum_exp_and_shifted_sum(xr, m, p.weight, C, s, t);
+        }
+        const T w_y = p.weight ? p.weight[y] : T(1);
+        loss[r * loss_stride] = index_loss(scalar_log(s), xr[y] - m, w_y, t, p);
+    }
+}
+
+// Probability targets: one sweep after the max gathers s, A = sum w q' (x - m), B = sum w q'.
+template <class T>
+void probability_rows(const T* x, int64_t x_row_stride, const T* q, int64_t q_row_stride, T* loss,
+                      int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const V keep = V::broadcast(T(1) - p.label_smoothing);
+    const V spread = V::broadcast(p.label_smoothing / T(C));
+    const V zero = V::broadcast(T(0));
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * x_row_stride;
+        const T* qr = q + r * q_row_stride;
+        const V vm = V::broadcast(row_max(xr, C));
+        V s = zero, a = zero, b = zero;
+        for (int64_t i = 0; i < C; i += W) {
+            const int64_t lanes = C - i < W ? C - i : W;
+            const bool full = lanes == W;
+            // Tail lanes: x = -inf (exp -> 0); then d and q' are zeroed so they add nothing.
+            const V xv = full ? V::load(xr + i) : V::load_partial(xr + i, lanes, -infinity<T>());
+            const V qv = full ? V::load(qr + i) : V::load_partial(qr + i, lanes, T(0));
+            V d = xv - vm;
+            V qp = fma(qv, keep, spread);
+            if (p.weight) qp = qp * (full ? V::load(p.weight + i) : V::load_partial(p.weight + i, lanes, T(0)));
+            if (!full) {
+                const auto live = V::first_lanes(lanes);
+                d = select(live, d, zero);
+                qp = select(live, qp, zero);
+            }
+            s = s + vexp(xv - vm);
+            a = fma(qp, d, a);
+            b = b + qp;
+        }
+        const T log_s = scalar_log(reduce_sum(s));
+        loss[r * loss_stride] = reduce_sum(b) * log_s - reduce_sum(a);
+    }
+}
+
+// Columns layout: lanes are positions. The same sweeps run down the class axis, then each lane
+// finishes its own target (a scalar gather: one load per position).
+template <class T>
+void index_columns(const T* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
+                   T* loss, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const V zero = V::broadcast(T(0));
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](int64_t c, T fill) {
+            const T* ptr = x + c * x_class_stride + j;
+            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        };
+        V m = V::broadcast(-infinity<T>());
+        for (int64_t c = 0; c < C; ++c) m = max(m, load(c, -infinity<T>()));
+        V s = zero, t = zero;
+        for (int64_t c = 0; c < C; ++c) {
+            const V d = load(c, T(0)) - m;
+            s = s + vexp(d);
+            if (p.label_smoothing != T(0)) t = p.weight ? fma(V::broadcast(p.weight[c]), d, t) : t + d;
+        }
+        T m_lane[W], log_s_lane[W], t_lane[W];
+        store(m_lane, m);
+        store(log_s_lane, vlog(s));
+        store(t_lane, t);
+        for (int64_t k = 0; k < lanes; ++k) {
+            const int64_t y = target[(j + k) * target_stride];
+            T& out = loss[(j + k) * loss_stride];
+            if (y == p.ignore_index) {
+                out = T(0);
+                continue;
+            }
+            const T w_y = p.weight ? p.weight[y] : T(1);
+            out = index_loss(log_s_lane[k], x[y * x_class_stride + j + k] - m_lane[k], w_y, t_lane[k], p);
+        }
+    }
+}
+
+template <class T>
+void probability_columns(const T* x, int64_t x_class_stride, const T* q, int64_t q_class_stride,
+                         T* loss, int64_t loss_stride, int64_t columns,
+                         const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const V zero = V::broadcast(T(0));
+    const V keep = V::broadcast(T(1) - p.label_smoothing);
+    const V spread = V::broadcast(p.label_smoothing / T(C));
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
+            const T* ptr = base + c * stride + j;
+            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        };
+        V m = V::broadcast(-infinity<T>());
+        for (int64_t c = 0; c < C; ++c) m = max(m, load(x, x_class_stride, c, -infinity<T>()));
+        V s = zero, a = zero, b = zero;
+        for (int64_t c = 0; c < C; ++c) {
+            const V d = load(x, x_class_stride, c, T(0)) - m;
+            V qp = fma(load(q, q_class_stride, c, T(0)), keep, spread);
+            if (p.weight) qp = qp * V::broadcast(p.weight[c]);
+            s = s + vexp(d);
+            a = fma(qp, d, a);
+            b = b + qp;
+        }
+        // Dead lanes computed garbage from zero padding; only live lanes are stored.
+        T out_lane[W];
+        store(out_lane, b * vlog(s) - a);
+        for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_lane[k];
+    }
+}
+
+template <class T>
+CrossEntropyKernels<T> make_cross_entropy_kernels() {
+    CrossEntropyKernels<T> k;
+    k.index_rows = &index_rows<T>;
+    k.index_columns = &index_columns<T>;
+    k.probability_rows = &probability_rows<T>;
+    k.probability_columns = &probability_columns<T>;
+    return k;
+}
+
+}  // namespace
+
+void register_cross_entropy_kernels(KernelTable& table) {
+    table.cross_entropy_f32 = make_cross_entropy_kernels<float>();
+    table.cross_entropy_f64 = make_cross_entropy_kernels<double>();
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

@@ -1,0 +1,52 @@
+// cross_entropy and nll_loss over one class axis of strided arrays: target checks, layout choice,
+// threads, and the reduction over positions.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fastloss {
+
+enum class Reduction { none, mean, sum };
+
+// Raised (before anything is computed or written) for the first target that is neither
+// ignore_index nor a class in [0, C). std::out_of_range reaches Python as IndexError.
+class TargetOutOfBounds : public std::out_of_range {
+  public:
+    explicit TargetOutOfBounds(int64_t target)
+        : std::out_of_range("Target " + std::to_string(target) + " is out of bounds.") {}
+};
+
+template <class T>
+struct ClassificationLossCall {
+    const T* input = nullptr;  // logits (cross_entropy) or log-probabilities (nll_loss)
+    std::vector<int64_t> input_strides;
+    std::vector<int64_t> shape;  // the input's shape
+    int axis = 0;                // the class axis
+
+    // Exactly one kind of target. Strides have one entry per axis of `shape`; the entry for
+    // `axis` is ignored for the per-position arrays (target, loss).
+    const int64_t* target = nullptr;
+    std::vector<int64_t> target_strides;
+    const T* probabilities = nullptr;  // cross_entropy only: same shape as the input
+    std::vector<int64_t> probability_strides;
+
+    const T* weight = nullptr;  // (C,) contiguous, or nullptr
+    int64_t ignore_index = -100;
+    T label_smoothing = T(0);
+    Reduction reduction = Reduction::mean;
+
+    T* loss = nullptr;  // Reduction::none: per-position output
+    std::vector<int64_t> loss_strides;
+};
+
+// Returns the mean or sum (0 for Reduction::none, whose values go to call.loss).
+template <class T>
+double cross_entropy_forward(const ClassificationLossCall<T>& call);
+
+template <class T>
+double nll_loss_forward(const ClassificationLossCall<T>& call);
+
+}  // namespace fastloss

@@ -1,0 +1,85 @@
+// Parallel loops over the positions of an AxisGeometry, one per layout. Operations (softmax,
+// cross-entropy, ...) supply what to do with a run of rows, a block of columns, or a chunk of
+// staged rows; this file owns how positions are cut into work and handed to threads.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "fastloss/parallel.hpp"
+#include "ops/axis_geometry.hpp"
+
+namespace fastloss {
+
+// Positions per work item in the columns layout: enough to amortise the per-item offset
+// arithmetic, few enough that a (positions x classes) block parallelises well.
+constexpr int64_t kColumnBlock = 256;
+
+// rows(offsets, run_strides, n):       n consecutive rows; row k of operand op starts at
+//                                       offsets[op] + k * run_strides[op].
+// columns(offsets, n):                  n consecutive positions along the contiguous axis,
+//                                       starting at offsets[op] in operand op.
+// staged(begin, end):                   outer positions [begin, end) (use g.outer_offsets).
+// Every callback must be safe to call concurrently on disjoint positions.
+template <class RowsFn, class ColumnsFn, class StagedFn>
+void parallel_over_positions(const AxisGeometry& g, RowsFn&& rows, ColumnsFn&& columns,
+                             StagedFn&& staged) {
+    const int64_t outer = g.outer_count();
+    const int64_t classes = g.classes;
+    if (outer == 0 || g.columns == 0) return;
+    const int64_t per_position = classes > 0 ? classes : 1;
+
+    switch (g.layout) {
+    case AxisGeometry::Layout::rows:
+        parallel_for(outer, per_position, [&](int64_t begin, int64_t end) {
+            const int64_t run = g.run_length();
+            int64_t offsets[kMaxOperands], strides[kMaxOperands];
+            for (int op = 0; op < g.operands; ++op) strides[op] = g.run_stride(op);
+            for (int64_t i = begin; i < end;) {
+                const int64_t piece = std::min(end - i, run - i % run);
+                g.outer_offsets(i, offsets);
+                rows(offsets, strides, piece);
+                i += piece;
+            }
+        });
+        break;
+    case AxisGeometry::Layout::columns: {
+        const int64_t blocks = (g.columns + kColumnBlock - 1) / kColumnBlock;
+        parallel_for(outer * blocks, kColumnBlock * per_position, [&](int64_t begin, int64_t end) {
+            int64_t offsets[kMaxOperands];
+            for (int64_t item = begin; item < end; ++item) {
+                const int64_t o = item / blocks, first = (item % blocks) * kColumnBlock;
+                g.outer_offsets(o, offsets);
+                for (int op = 0; op < g.operands; ++op) offsets[op] += first * g.column_stride[op];
+                columns(offsets, std::min(kColumnBlock, g.columns - first));
+            }
+        });
+        break;
+    }
+    case AxisGeometry::Layout::staged:
+        parallel_for(outer, per_position, staged);
+        break;
+    }
+}
+
+// Serial visit of every position in order: fn(offsets). For O(positions) work (target checks).
+template <class Fn>
+void for_each_position(const AxisGeometry& g, Fn&& fn) {
+    const int64_t outer = g.outer_count();
+    int64_t offsets[kMaxOperands], at[kMaxOperands];
+    for (int64_t o = 0; o < outer; ++o) {
+        g.outer_offsets(o, offsets);
+        for (int64_t j = 0; j < g.columns; ++j) {
+            for (int op = 0; op < g.operands; ++op) at[op] = offsets[op] + j * g.column_stride[op];
+            fn(static_cast<const int64_t*>(at));
+        }
+    }
+}
+
+// Copies one strided row into a contiguous buffer.
+template <class T>
+void gather_row(const T* row, int64_t stride, int64_t n, T* out) {
+    for (int64_t c = 0; c < n; ++c) out[c] = row[c * stride];
+}
+
+}  // namespace fastloss

@@ -1,0 +1,102 @@
+"""The functions as callable objects, for code written against torch.nn modules."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ._losses import LossValue, cross_entropy, nll_loss
+from ._softmax import log_softmax, softmax
+
+__all__ = ["CrossEntropyLoss", "LogSoftmax", "NLLLoss", "Softmax"]
+
+
+class CrossEntropyLoss:
+    """``CrossEntropyLoss(weight=..., reduction=...)(input, target)``, as ``torch.nn.CrossEntropyLoss``."""
+
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        axis: Optional[int] = None,
+    ) -> None:
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            axis=self.axis,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossEntropyLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
+            f"label_smoothing={self.label_smoothing}, axis={self.axis})"
+        )
+
+
+class NLLLoss:
+    """``NLLLoss(weight=..., reduction=...)(input, target)``, as ``torch.nn.NLLLoss``."""
+
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        axis: Optional[int] = None,
+    ) -> None:
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.axis = axis
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return nll_loss(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            axis=self.axis,
+        )
+
+    def __repr__(self) -> str:
+        return f"NLLLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, axis={self.axis})"
+
+
+class Softmax:
+    """``Softmax(axis)(x)``, as ``torch.nn.Softmax(dim)``."""
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def __call__(self, x: Any) -> np.ndarray:
+        return softmax(x, self.axis)
+
+    def __repr__(self) -> str:
+        return f"Softmax(axis={self.axis})"
+
+
+class LogSoftmax:
+    """``LogSoftmax(axis)(x)``, as ``torch.nn.LogSoftmax(dim)``."""
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = axis
+
+    def __call__(self, x: Any) -> np.ndarray:
+        return log_softmax(x, self.axis)
+
+    def __repr__(self) -> str:
+        return f"LogSoftmax(axis={self.axis})"
