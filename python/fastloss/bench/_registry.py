@@ -1,0 +1,174 @@
+"""The benchmark registry: one `Case` per operation, with a setup and a function per provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "CASES",
+    "FORWARD",
+    "GRAD",
+    "PROVIDERS",
+    "Case",
+    "logits",
+    "logits_and_class_targets",
+    "register",
+]
+
+Inputs = tuple[np.ndarray, ...]
+# (shape, dtype, rng) -> the positional inputs of one call, as NumPy arrays.
+Setup = Callable[[tuple[int, ...], np.dtype, np.random.Generator], Inputs]
+# (provider's module, *inputs converted for that provider) -> output(s).
+OpFn = Callable[..., Any]
+
+FORWARD = "forward"
+GRAD = "forward+backward"
+
+# Every provider a case may name; fastloss is the reference the others are checked against.
+PROVIDERS = ("fastloss", "torch", "jax", "scipy", "numpy")
+
+# (rtol, atol) per dtype for comparing a peer's output with fastloss's. Loose enough for a different
+# summation order and a different exp/log (a few ulp), tight enough to catch a wrong formula.
+DEFAULT_TOLERANCE: dict[str, tuple[float, float]] = {
+    "float32": (1e-4, 1e-6),
+    "float64": (1e-9, 1e-12),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmarked operation.
+
+    `forward` maps a provider name to ``fn(module, *inputs)``; `grad` (optional) does the same for
+    the forward+backward mode, where fastloss and numpy return ``(loss, grad)`` themselves and torch
+    and jax return the scalar loss, which the harness differentiates w.r.t. the first input.
+    """
+
+    op: str
+    setup: Setup
+    forward: dict[str, OpFn]
+    grad: dict[str, OpFn] = field(default_factory=dict)
+    tolerance: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for mode, fns in ((FORWARD, self.forward), (GRAD, self.grad)):
+            if fns and "fastloss" not in fns:
+                raise ValueError(f"case {self.op!r} ({mode}) has no 'fastloss' provider")
+            unknown = sorted(set(fns) - set(PROVIDERS))
+            if unknown:
+                raise ValueError(f"case {self.op!r}: unknown providers {unknown}; use {PROVIDERS}")
+
+    def modes(self) -> list[str]:
+        return [FORWARD, GRAD] if self.grad else [FORWARD]
+
+    def functions(self, mode: str) -> dict[str, OpFn]:
+        return self.forward if mode == FORWARD else self.grad
+
+    def label(self, mode: str) -> str:
+        """Name of a (case, mode) in tables, CSV and --ops: "op" or "op+grad"."""
+        return self.op if mode == FORWARD else f"{self.op}+grad"
+
+    def tolerance_for(self, dtype: np.dtype) -> tuple[float, float]:
+        name = np.dtype(dtype).name
+        return self.tolerance.get(name, DEFAULT_TOLERANCE.get(name, (1e-3, 1e-5)))
+
+
+CASES: dict[str, Case] = {}
+
+
+def register(case: Case) -> Case:
+    """Add `case` to the registry (op names are unique)."""
+    if case.op in CASES:
+        raise ValueError(f"a benchmark case named {case.op!r} is already registered")
+    CASES[case.op] = case
+    return case
+
+
+# --- setups -----------------------------------------------------------------------------------
+
+
+def logits(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> Inputs:
+    """Standard-normal logits of `shape`; the class axis is the last one."""
+    return (rng.standard_normal(shape, dtype=dtype),)
+
+
+def logits_and_class_targets(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """Logits (N, C) and int64 class indices (N,) in [0, C); int64 because torch requires it."""
+    (x,) = logits(shape, dtype, rng)
+    return x, rng.integers(0, shape[-1], size=shape[:-1], dtype=np.int64)
+
+
+# --- NumPy peers: the numerically stable textbook formulas ----------------------------------------
+
+
+def _row_max(x: np.ndarray, axis: int) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    # a row of -inf (or holding +inf) would give inf - inf = NaN; shift it by 0 instead (as SciPy)
+    return np.where(np.isfinite(m), m, 0)
+
+
+def numpy_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - _row_max(x, axis))
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def numpy_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = x - _row_max(x, axis)
+    shifted -= np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return shifted
+
+
+def numpy_logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    m = _row_max(x, axis)
+    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+# --- built-in cases ---------------------------------------------------------------------------
+
+register(
+    Case(
+        op="softmax",
+        setup=logits,
+        forward={
+            "fastloss": lambda fl, x: fl.softmax(x, axis=-1),
+            "torch": lambda torch, x: torch.nn.functional.softmax(x, dim=-1),
+            "jax": lambda jax, x: jax.nn.softmax(x, axis=-1),
+            "scipy": lambda scipy, x: scipy.special.softmax(x, axis=-1),
+            "numpy": lambda np_, x: numpy_softmax(x, axis=-1),
+        },
+    )
+)
+
+register(
+    Case(
+        op="log_softmax",
+        setup=logits,
+        forward={
+            "fastloss": lambda fl, x: fl.log_softmax(x, axis=-1),
+            "torch": lambda torch, x: torch.nn.functional.log_softmax(x, dim=-1),
+            "jax": lambda jax, x: jax.nn.log_softmax(x, axis=-1),
+            "scipy": lambda scipy, x: scipy.special.log_softmax(x, axis=-1),
+            "numpy": lambda np_, x: numpy_log_softmax(x, axis=-1),
+        },
+    )
+)
+
+register(
+    Case(
+        op="logsumexp",
+        setup=logits,
+        forward={
+            "fastloss": lambda fl, x: fl.logsumexp(x, axis=-1),
+            "torch": lambda torch, x: torch.logsumexp(x, dim=-1),
+            "jax": lambda jax, x: jax.nn.logsumexp(x, axis=-1),
+            "scipy": lambda scipy, x: scipy.special.logsumexp(x, axis=-1),
+            "numpy": lambda np_, x: numpy_logsumexp(x, axis=-1),
+        },
+    )
+)
