@@ -11,8 +11,9 @@
 // the quantities PyTorch's log_softmax-then-gather forms, with the same NaN/inf behaviour (an all
 // -inf row is NaN; with eps > 0 any -inf logit makes the loss inf; q = 0 at a -inf logit is NaN).
 //
-// Two sweeps per row (max, then everything else), the second from L1/L2: DRAM sees each logit
-// once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
+// Without label smoothing one online sweep per row finds m and s [Note: online softmax]; with it,
+// and for probability targets, a max sweep comes first and the second sweep reads from L1/L2.
+// Either way DRAM sees each logit once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/row_statistics-inl.hpp"
 
@@ -70,11 +71,13 @@ void index_rows(const T* x, int64_t x_row_stride, const int64_t* target, int64_t
             continue;
         }
         const T* xr = x + r * x_row_stride;
-        const T m = row_max(xr, C);
-        T s, t = T(0);
-        if (p.label_smoothing == T(0)) {
-            s = row_sum_exp<T>(xr, m, nullptr, C);
-        } else {
+        T m, s, t = T(0);
+        if (p.label_smoothing == T(0)) {  // one sweep: [Note: online softmax]
+            const RowMaxSum<T> ms = row_online_max_sum(xr, C);
+            m = ms.max;
+            s = ms.sum;
+        } else {  // the smoothing sum is over x - m, so m must be known first
+            m = row_max(xr, C);
             row_sum_exp_and_shifted_sum(xr, m, p.weight, C, s, t);
         }
         const T w_y = p.weight ? p.weight[y] : T(1);

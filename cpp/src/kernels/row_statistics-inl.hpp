@@ -67,6 +67,69 @@ T row_sum_exp(const T* x, T shift, T* y, int64_t n) {
     return reduce_sum((s0 + s1) + (s2 + s3));
 }
 
+// [Note: online softmax] One sweep computes the max M and the sum S = sum_c exp(x_c - M) of a row
+// (Milakov and Gimelshein, arXiv:1805.02867), so a row streaming in from DRAM is read once while the
+// exponentials are computed. Each lane keeps its own running max m and sum s; per block of four
+// vectors the block's max is taken first and s is rescaled once by exp(m_old - m_new), so the extra
+// cost is one exp per 4W elements. A lane that has seen only -inf keeps s = 0 (its exponentials are
+// taken relative to 0, never -inf - -inf). Lanes are merged at the end in a fixed order.
+// A NaN anywhere makes S NaN. If M = +inf, S is NaN as well (inf - inf); callers that need
+// torch.logsumexp's +inf there recompute that rare row.
+template <class T>
+struct RowMaxSum {
+    T max;
+    T sum;
+};
+
+template <class T>
+RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V neg_inf = V::broadcast(-infinity<T>()), zero = V::broadcast(T(0)), one = V::broadcast(T(1));
+    V m = neg_inf, s = zero;
+    // Shift used for exponentials: the running max, or 0 while it is still -inf.
+    auto shift_of = [&](V mm) { return select(equal(mm, neg_inf), zero, mm); };
+    auto rescale = [&](V m_old, V m_new) {
+        return select(equal(m_old, m_new), one, vexp(m_old - shift_of(m_new)));
+    };
+    // Two-level sum: blocks add into `s`, which is folded into `total` every kBlocksPerFold blocks,
+    // so rounding error grows with n / kBlocksPerFold + kBlocksPerFold instead of n (a width-1
+    // scalar build would otherwise add 32000 terms into one float).
+    constexpr int kBlocksPerFold = 16;
+    V total = zero;
+    int blocks = 0;
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        const V v0 = V::load(x + i), v1 = V::load(x + i + W);
+        const V v2 = V::load(x + i + 2 * W), v3 = V::load(x + i + 3 * W);
+        const V m_new = max(m, max(max(v0, v1), max(v2, v3)));
+        const V sh = shift_of(m_new);
+        const V f = rescale(m, m_new);
+        s = s * f + ((vexp(v0 - sh) + vexp(v1 - sh)) + (vexp(v2 - sh) + vexp(v3 - sh)));
+        total = total * f;
+        m = m_new;
+        if (++blocks == kBlocksPerFold) {
+            total = total + s;
+            s = zero;
+            blocks = 0;
+        }
+    }
+    for (; i < n; i += W) {
+        const V v = i + W <= n ? V::load(x + i) : V::load_partial(x + i, n - i, -infinity<T>());
+        const V m_new = max(m, v);
+        const V f = rescale(m, m_new);
+        s = s * f + vexp(v - shift_of(m_new));
+        total = total * f;
+        m = m_new;
+    }
+    s = total + s;
+    // Merge lanes: S = sum_lanes s * exp(m - M).
+    const T M = reduce_max(m);
+    const V vM = V::broadcast(M);
+    const V factors = select(equal(m, vM), one, vexp(m - shift_of(vM)));
+    return {M, reduce_sum(s * factors)};
+}
+
 template <class T>
 bool is_infinite(T a) { return a == infinity<T>() || a == -infinity<T>(); }
 

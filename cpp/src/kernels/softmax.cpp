@@ -1,10 +1,13 @@
 // softmax, log_softmax and logsumexp over rows and over columns (see kernel_table.hpp).
 //
-// Three sweeps per row, as ATen does, because a row of up to ~256k floats stays in L2 between
-// sweeps, so DRAM sees one read (and one write) per element:
-//   1. m = max_c x_c
-//   2. s = sum_c exp(x_c - m)
-//   3. log_softmax: y_c = (x_c - m) - log(s)     softmax: y_c = exp(x_c - m) * (1 / s)
+// Sweeps per row (a row of up to ~256k floats stays in L2 between them, so DRAM sees one read
+// and one write per element):
+//   log_softmax, logsumexp: 1. m and s = sum_c exp(x_c - m) in one online sweep
+//                              [Note: online softmax in row_statistics-inl.hpp]
+//                           2. y_c = (x_c - m) - log(s)  (log_softmax only)
+//   softmax:                1. m = max_c x_c   2. y_c = exp(x_c - m), s = sum_c y_c
+//                           3. y_c *= 1 / s  (two sweeps plus one of cheap multiplies, rather
+//                              than computing every exponential twice)
 // The order "(x - m) - log s" is deliberate: x - (m + log s) loses the low bits of x - m when m
 // is large (pytorch#11752). softmax stores exp(x_c - m) in sweep 2 and rescales it in sweep 3.
 //
@@ -29,9 +32,8 @@ void log_softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stri
     for (int64_t r = 0; r < rows; ++r) {
         const T* xr = x + r * x_row_stride;
         T* yr = y + r * y_row_stride;
-        const T m = row_max(xr, classes);
-        const T log_sum = scalar_log(row_sum_exp<T>(xr, m, nullptr, classes));
-        const V vm = V::broadcast(m), vl = V::broadcast(log_sum);
+        const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
+        const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
         int64_t i = 0;
         for (; i + W <= classes; i += W) store(yr + i, (V::load(xr + i) - vm) - vl);
         if (i < classes) store_partial(yr + i, classes - i, (V::load_partial(xr + i, classes - i, T(0)) - vm) - vl);
@@ -59,9 +61,12 @@ void logsumexp_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride
                     int64_t classes) {
     for (int64_t r = 0; r < rows; ++r) {
         const T* xr = x + r * x_row_stride;
-        const T m = row_max(xr, classes);
-        const T shift = is_infinite(m) ? T(0) : m;
-        out[r * out_stride] = scalar_log(row_sum_exp<T>(xr, shift, nullptr, classes)) + shift;
+        const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
+        if (!is_infinite(ms.max)) {
+            out[r * out_stride] = scalar_log(ms.sum) + ms.max;
+        } else {  // all -inf gives -inf; +inf gives +inf unless the row also holds a NaN
+            out[r * out_stride] = scalar_log(row_sum_exp<T>(xr, T(0), nullptr, classes));
+        }
     }
 }
 
