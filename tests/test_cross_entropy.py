@@ -266,3 +266,22 @@ def test_matches_torch(isa, dtype, rng):
     tx = torch.zeros((3, 4), dtype=torch.float64)
     assert np.isnan(F.cross_entropy(tx, torch.full((3,), -100)).item())
     assert np.isnan(fl.cross_entropy(tx.numpy(), np.full(3, -100)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [1, 2, 7, 10, 15, 16, 17, 31])
+def test_few_classes_many_rows(isa, dtype, classes, rng):
+    """Rows processed W at a time, one per vector lane (and the leftover rows one by one)."""
+    x = (rng.standard_normal((75, classes)) * 4).astype(dtype)
+    x[3, 0] = -np.inf
+    x[5, :] = -np.inf
+    x[7, -1] = np.inf
+    x[9, 0] = np.nan
+    t = rng.integers(0, classes, 75)
+    t[11] = -100
+    x[11, :] = np.nan  # ignored: must not leak
+    for view_x, view_t in [(x, t), (x[::-1], t[::-1]), (x[::2], t[::2])]:
+        got = fl.cross_entropy(view_x, view_t, reduction="none")
+        _close(got, ref.cross_entropy(view_x, view_t, reduction="none"), dtype)
+        _close(fl.cross_entropy(view_x, view_t), ref.cross_entropy(view_x, view_t), dtype)
+        _close(fl.logsumexp(view_x, 1), ref.logsumexp(view_x, 1), dtype)

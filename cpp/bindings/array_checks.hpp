@@ -43,6 +43,16 @@ inline std::string shape_string(const py::array& a) {
     return s + ")";
 }
 
+// Whether the dtype is in this machine's byte order (no Python attribute lookup: hot path).
+inline bool is_native_byte_order(const py::dtype& dt) {
+    const char order = dt.byteorder();
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return order == '=' || order == '|' || order == '>';
+#else
+    return order == '=' || order == '|' || order == '<';
+#endif
+}
+
 // float32 or float64, native byte order, aligned (so byte strides are whole elements).
 inline FloatType float_type(const py::array& a, const char* name) {
     const py::dtype dt = a.dtype();
@@ -50,7 +60,7 @@ inline FloatType float_type(const py::array& a, const char* name) {
         throw py::type_error(std::string(name) + " must be a float32 or float64 array, got dtype " +
                              std::string(py::str(dt)));
     }
-    if (!dt.attr("isnative").cast<bool>()) {
+    if (!is_native_byte_order(dt)) {
         throw py::type_error(std::string(name) + " must be in native byte order");
     }
     if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {

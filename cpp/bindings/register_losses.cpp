@@ -64,7 +64,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
         call.probabilities = static_cast<const T*>(target.data());
         call.probability_strides = element_strides(target);
     } else {
-        if (dt.kind() != 'i' || dt.itemsize() != 8 || !dt.attr("isnative").cast<bool>() ||
+        if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native_byte_order(dt) ||
             !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
             throw py::type_error("target must be an aligned native int64 array, got dtype " + std::string(py::str(dt)));
         }
@@ -123,9 +123,50 @@ double classification_loss_binding(bool nll, const py::array& x, const py::array
     return run_classification_loss<double>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out);
 }
 
+// NumPy's float32 and float64 scalar types, looked up once (a reference deliberately kept for the
+// life of the process: these types outlive any module teardown order).
+PyObject* g_float32_type = nullptr;
+PyObject* g_float64_type = nullptr;
+
+py::object numpy_scalar(bool single, double value) {
+    PyObject* type = single ? g_float32_type : g_float64_type;
+    return py::reinterpret_steal<py::object>(PyObject_CallFunction(type, "d", value));
+}
+
+bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
+
+// The common call, (N, C) or (C,) float32/float64 logits with int64 class indices, reduced to a
+// mean or sum, handled without the Python layer's general argument normalisation: a small call
+// costs microseconds, most of them Python. Returns None for anything else (or anything wrong),
+// and the Python layer then takes its general path, which also produces the error messages.
+py::object cross_entropy_common_case(py::handle input, py::handle target, int64_t ignore_index,
+                                     const std::string& reduction, double label_smoothing) {
+    if (!py::isinstance<py::array>(input) || !py::isinstance<py::array>(target)) return py::none();
+    const auto x = py::reinterpret_borrow<py::array>(input);
+    const auto t = py::reinterpret_borrow<py::array>(target);
+    const py::dtype xd = x.dtype(), td = t.dtype();
+    const bool float_ok = xd.kind() == 'f' && (xd.itemsize() == 4 || xd.itemsize() == 8) &&
+                          is_native_byte_order(xd) && aligned(x);
+    const bool target_ok = td.kind() == 'i' && td.itemsize() == 8 && is_native_byte_order(td) && aligned(t);
+    const bool shapes_ok = (x.ndim() == 2 && t.ndim() == 1 && t.shape(0) == x.shape(0)) ||
+                           (x.ndim() == 1 && t.ndim() == 0);
+    const bool options_ok = (reduction == "mean" || reduction == "sum") && label_smoothing >= 0.0 &&
+                            label_smoothing <= 1.0;
+    if (!(float_ok && target_ok && shapes_ok && options_ok)) return py::none();
+    const double value = classification_loss_binding(false, x, t, py::none(), ignore_index, label_smoothing,
+                                                     reduction, x.ndim() - 1, py::none());
+    return numpy_scalar(xd.itemsize() == 4, value);
+}
+
 }  // namespace
 
 void register_losses(py::module_& m) {
+    const py::module_ numpy = py::module_::import("numpy");
+    g_float32_type = py::object(numpy.attr("float32")).release().ptr();
+    g_float64_type = py::object(numpy.attr("float64")).release().ptr();
+    m.def("cross_entropy_common_case", &cross_entropy_common_case, py::arg("input"), py::arg("target"),
+          py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"),
+          "Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.");
     m.def(
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,

@@ -14,9 +14,15 @@ void check_same_shape(const py::array& x, const py::array& out, int axis, bool r
     for (py::ssize_t d = 0; ok && d < x.ndim(); ++d) {
         ok = out.shape(d) == ((reduced && d == axis) ? 1 : x.shape(d));
     }
+    if (!ok && reduced && out.ndim() == x.ndim() - 1) {  // the reduced axis dropped
+        ok = true;
+        for (py::ssize_t d = 0, k = 0; ok && d < x.ndim(); ++d) {
+            if (d != axis) ok = out.shape(k++) == x.shape(d);
+        }
+    }
     if (!ok) {
         throw std::invalid_argument("out has shape " + shape_string(out) + ", expected " +
-                                    (reduced ? "the shape of x with 1 on the reduced axis, x being "
+                                    (reduced ? "the shape of x without (or with 1 on) the reduced axis, x being "
                                              : std::string()) + shape_string(x));
     }
 }
@@ -47,7 +53,9 @@ void logsumexp_binding(const py::array& x, py::array& out, int64_t axis_arg) {
     const int axis = checked_axis(x, axis_arg);
     check_same_shape(x, out, axis, true);
     const auto shape = shape_of(x);
-    const auto xs = element_strides(x), os = element_strides(out);
+    const auto xs = element_strides(x);
+    auto os = element_strides(out);
+    if (out.ndim() == x.ndim() - 1) os.insert(os.begin() + axis, 0);  // full rank for the geometry
     const void* xp = x.data();
     void* op = out.mutable_data();
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
@@ -68,7 +76,7 @@ void register_softmax(py::module_& m) {
           py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
           "out = log_softmax(x) along axis (axis already normalised, out preallocated).");
     m.def("logsumexp", &logsumexp_binding, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
-          "out = logsumexp(x) along axis; out has x's shape with 1 on that axis.");
+          "out = logsumexp(x) along axis; out has x's shape without, or with 1 on, that axis.");
 }
 
 }  // namespace fastloss::bindings

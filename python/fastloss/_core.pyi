@@ -25,3 +25,6 @@ def nll_loss(
     input: NDArray[np.floating], target: NDArray[np.int64], weight: NDArray[np.floating] | None,
     ignore_index: int, reduction: str, axis: int, out: NDArray[np.floating] | None,
 ) -> float: ...
+def cross_entropy_common_case(
+    input: object, target: object, ignore_index: int, reduction: str, label_smoothing: float
+) -> np.floating | None: ...

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _core
 from ._validation import (
+    _NATIVE_FLOATS,
     as_float_array,
     check_out,
     compute_dtype,
@@ -97,12 +98,20 @@ def logsumexp(
     """
     arr = as_float_array(x, "x")
     result_dtype = arr.dtype
+    if type(axis) is int and arr.ndim and result_dtype in _NATIVE_FLOATS:  # the common call, lean
+        ax = normalize_axis(axis, arr.ndim)
+        if arr.shape[ax]:
+            res = np.empty(arr.shape[:ax] + arr.shape[ax + 1 :], result_dtype)
+            _core.logsumexp(arr, res, ax)
+            if keepdims:
+                res = np.expand_dims(res, ax)
+            return res[()] if res.ndim == 0 else res
     if arr.ndim == 0:  # like torch: a 0-d input reduces over "axis 0" of itself
         if axis is not None:
             normalize_axes(axis, 1)
         value = logsumexp(arr.reshape(1), 0)
         return np.asarray(value) if keepdims else value
-    axes = normalize_axes(axis, arr.ndim)
+    axes = (normalize_axis(axis, arr.ndim),) if type(axis) is int else normalize_axes(axis, arr.ndim)
     keep_shape = tuple(1 if d in axes else n for d, n in enumerate(arr.shape))
 
     if len(axes) == 1:

@@ -60,11 +60,41 @@ T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEnt
     return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
 }
 
+// W rows in lanes [Note: few classes], without label smoothing.
+template <class T>
+void index_rows_in_lanes(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                         T* loss, int64_t loss_stride, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const LanesShiftSum<T> ss = lanes_shift_sum(x, x_row_stride, p.classes, false);
+    T m[W], log_s[W];
+    store(m, ss.shift);
+    store(log_s, vlog(ss.sum));
+    for (int64_t k = 0; k < W; ++k) {
+        const int64_t y = target[k * target_stride];
+        T& out = loss[k * loss_stride];
+        if (y == p.ignore_index) {
+            out = T(0);
+            continue;
+        }
+        const T w_y = p.weight ? p.weight[y] : T(1);
+        out = w_y * (log_s[k] - (x[k * x_row_stride + y] - m[k]));
+    }
+}
+
 template <class T>
 void index_rows(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
                 T* loss, int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+    constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    if (p.label_smoothing == T(0) && rows_fit_lanes<T>(C, x_row_stride)) {
+        for (; r + W <= rows; r += W) {
+            index_rows_in_lanes(x + r * x_row_stride, x_row_stride, target + r * target_stride, target_stride,
+                                loss + r * loss_stride, loss_stride, p);
+        }
+    }
+    for (; r < rows; ++r) {
         const int64_t y = target[r * target_stride];
         if (y == p.ignore_index) {
             loss[r * loss_stride] = T(0);

@@ -130,6 +130,42 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
     return {M, reduce_sum(s * factors)};
 }
 
+// [Note: few classes] With fewer than two vectors of classes per row, per-row horizontal work (lane
+// reductions, one log per row) costs more than the row itself. Such rows are processed W at a time
+// with one row per lane: the values of class c of W rows are gathered into one vector, and one
+// vector log serves W rows. Gather indices are 32-bit, hence the stride limit.
+template <class T>
+bool rows_fit_lanes(int64_t classes, int64_t row_stride) {
+    constexpr int64_t W = Vec<T>::width;
+    const int64_t stride = row_stride < 0 ? -row_stride : row_stride;
+    return W > 1 && classes > 0 && classes < 2 * W && stride * W + classes < (int64_t(1) << 31);
+}
+
+// For W rows in lanes: the shift (the row max; with zero_if_infinite, 0 where the max is +-inf, as
+// torch.logsumexp does) and s = sum_c exp(x_c - shift).
+template <class T>
+struct LanesShiftSum {
+    Vec<T> shift;
+    Vec<T> sum;
+};
+
+template <class T>
+LanesShiftSum<T> lanes_shift_sum(const T* x, int64_t row_stride, int64_t classes, bool zero_if_infinite) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    V values[2 * W];
+    V m = V::broadcast(-infinity<T>());
+    for (int64_t c = 0; c < classes; ++c) {
+        values[c] = V::gather(x + c, row_stride);
+        m = max(m, values[c]);
+    }
+    const V zero = V::broadcast(T(0));
+    const V shift = zero_if_infinite ? select(equal(abs(m), V::broadcast(infinity<T>())), zero, m) : m;
+    V s = zero;
+    for (int64_t c = 0; c < classes; ++c) s = s + vexp(values[c] - shift);
+    return {shift, s};
+}
+
 template <class T>
 bool is_infinite(T a) { return a == infinity<T>() || a == -infinity<T>(); }
 

@@ -59,7 +59,18 @@ void softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride, 
 template <class T>
 void logsumexp_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows,
                     int64_t classes) {
-    for (int64_t r = 0; r < rows; ++r) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    int64_t r = 0;
+    if (rows_fit_lanes<T>(classes, x_row_stride)) {  // [Note: few classes]
+        for (; r + W <= rows; r += W) {
+            const LanesShiftSum<T> ss = lanes_shift_sum(x + r * x_row_stride, x_row_stride, classes, true);
+            T lanes[W];
+            store(lanes, vlog(ss.sum) + ss.shift);
+            for (int64_t k = 0; k < W; ++k) out[(r + k) * out_stride] = lanes[k];
+        }
+    }
+    for (; r < rows; ++r) {
         const T* xr = x + r * x_row_stride;
         const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
         if (!is_infinite(ms.max)) {

@@ -33,13 +33,11 @@ int64_t position_count(const std::vector<int64_t>& shape, int axis) {
 // Checks every index target (in order, so the first bad one is reported) and returns the sum of
 // the weights of the non-ignored ones, the denominator of a weighted mean.
 template <class T>
-double check_targets(const ClassificationLossCall<T>& call) {
-    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, {call.input_strides, call.target_strides},
-                                              {OperandRole::full, OperandRole::reduced});
+double check_targets(const ClassificationLossCall<T>& call, const AxisGeometry& g, int target_operand) {
     const int64_t classes = call.shape[size_t(call.axis)];
     double weight_sum = 0.0;
     for_each_position(g, [&](const int64_t* at) {
-        const int64_t y = call.target[at[1]];
+        const int64_t y = call.target[at[target_operand]];
         if (y == call.ignore_index) return;
         if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
         weight_sum += call.weight ? double(call.weight[y]) : 1.0;
@@ -63,7 +61,6 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
     const bool index_targets = call.target != nullptr;
     const int64_t classes = call.shape[size_t(call.axis)];
     const int64_t positions = position_count(call.shape, call.axis);
-    const double denominator = index_targets ? check_targets(call) : double(positions);
 
     // Per-position losses go to the caller's array for 'none', else to a small scratch array.
     std::vector<T> scratch;
@@ -99,6 +96,8 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
         roles.push_back(OperandRole::full);
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
+    // Every target is checked before anything is computed or written.
+    const double denominator = index_targets ? check_targets(call, g, 2) : double(positions);
 
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
@@ -145,12 +144,12 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
 
 template <class T>
 double nll_loss_forward(const ClassificationLossCall<T>& call) {
-    const double denominator = check_targets(call);
     // Without a per-position output the third operand is unused; the target's strides stand in.
     const auto& loss_strides = call.loss ? call.loss_strides : call.target_strides;
     const AxisGeometry g = make_axis_geometry(
         call.shape, call.axis, {call.input_strides, call.target_strides, loss_strides},
         {OperandRole::full, OperandRole::reduced, OperandRole::reduced});
+    const double denominator = check_targets(call, g, 1);
     const int64_t class_stride = g.class_stride[0];
     double total = 0.0;
     // One gather per position: no kernel needed, and serial order keeps the sum deterministic.

@@ -63,15 +63,21 @@ void parallel_over_positions(const AxisGeometry& g, RowsFn&& rows, ColumnsFn&& c
 }
 
 // Serial visit of every position in order: fn(offsets). For O(positions) work (target checks).
+// Offsets advance by strides along runs; only the start of each run is computed by division.
 template <class Fn>
 void for_each_position(const AxisGeometry& g, Fn&& fn) {
     const int64_t outer = g.outer_count();
-    int64_t offsets[kMaxOperands], at[kMaxOperands];
-    for (int64_t o = 0; o < outer; ++o) {
-        g.outer_offsets(o, offsets);
-        for (int64_t j = 0; j < g.columns; ++j) {
-            for (int op = 0; op < g.operands; ++op) at[op] = offsets[op] + j * g.column_stride[op];
-            fn(static_cast<const int64_t*>(at));
+    const int64_t run = g.run_length();
+    int64_t start[kMaxOperands], at[kMaxOperands];
+    for (int64_t o = 0; o < outer; o += run) {
+        g.outer_offsets(o, start);
+        for (int64_t r = 0; r < run; ++r) {
+            for (int64_t j = 0; j < g.columns; ++j) {
+                for (int op = 0; op < g.operands; ++op) {
+                    at[op] = start[op] + r * g.run_stride(op) + j * g.column_stride[op];
+                }
+                fn(static_cast<const int64_t*>(at));
+            }
         }
     }
 }

@@ -20,6 +20,10 @@ struct Vec<float> {
     }
     static Vec broadcast(float a) { return {_mm256_set1_ps(a)}; }
     static Mask first_lanes(int64_t n) { return _mm256_castsi256_ps(lanes_below(n)); }
+    static Vec gather(const float* base, int64_t stride) {
+        const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(stride)));
+        return {_mm256_i32gather_ps(base, idx, 4)};
+    }
 };
 
 template <>
@@ -39,6 +43,10 @@ struct Vec<double> {
     }
     static Vec broadcast(double a) { return {_mm256_set1_pd(a)}; }
     static Mask first_lanes(int64_t n) { return _mm256_castsi256_pd(lanes_below(n)); }
+    static Vec gather(const double* base, int64_t stride) {
+        const __m128i idx = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(stride)));
+        return {_mm256_i32gather_pd(base, idx, 8)};
+    }
 };
 
 using VecF = Vec<float>;

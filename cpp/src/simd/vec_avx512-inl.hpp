@@ -18,6 +18,11 @@ struct Vec<float> {
     }
     static Vec broadcast(float a) { return {_mm512_set1_ps(a)}; }
     static Mask first_lanes(int64_t n) { return lanes_below(n); }
+    static Vec gather(const float* base, int64_t stride) {
+        const __m512i idx = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(stride)));
+        return {_mm512_i32gather_ps(idx, base, 4)};
+    }
 };
 
 template <>
@@ -34,6 +39,10 @@ struct Vec<double> {
     }
     static Vec broadcast(double a) { return {_mm512_set1_pd(a)}; }
     static Mask first_lanes(int64_t n) { return lanes_below(n); }
+    static Vec gather(const double* base, int64_t stride) {
+        const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(stride)));
+        return {_mm512_i32gather_pd(idx, base, 8)};
+    }
 };
 
 using VecF = Vec<float>;

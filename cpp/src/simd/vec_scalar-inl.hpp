@@ -13,6 +13,8 @@ struct Vec {
     static Vec load_partial(const T* p, int64_t n, T fill) { return {n > 0 ? *p : fill}; }
     static Vec broadcast(T a) { return {a}; }
     static Mask first_lanes(int64_t n) { return n > 0; }  // lanes [0, n) set
+    // Lane k = base[k * stride]; the caller guarantees width * |stride| < 2^31.
+    static Vec gather(const T* base, int64_t) { return {*base}; }
 };
 
 template <class T> inline void store(T* p, Vec<T> a) { *p = a.v; }
