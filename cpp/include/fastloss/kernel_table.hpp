@@ -20,8 +20,9 @@ namespace fastloss {
 //             kernels vectorise across positions instead of gathering a strided row.
 template <class T>
 struct SoftmaxKernels {
+    // stream_output: write y with non-temporal stores (outputs much larger than the caches).
     void (*log_softmax_rows)(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride,
-                             int64_t rows, int64_t classes);
+                             int64_t rows, int64_t classes, bool stream_output);
     void (*softmax_rows)(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride,
                          int64_t rows, int64_t classes);
     // out[r * out_stride] = logsumexp of row r.

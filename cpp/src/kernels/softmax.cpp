@@ -24,9 +24,32 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
+// Stores y[i] for i in [0, n) from f(i) (a vector of lanes i..i+W), with non-temporal stores for
+// the aligned middle when `stream` is set: ordinary stores up to the first aligned address and
+// for the tail.
+template <class T, class F>
+void store_row(T* y, int64_t n, bool stream, F&& f) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    int64_t i = 0;
+    if (stream) {
+        const auto misalignment = reinterpret_cast<uintptr_t>(y) % (W * sizeof(T));
+        if (misalignment % sizeof(T) == 0) {  // element-aligned: peel up to a vector boundary
+            const int64_t head = misalignment ? int64_t((W * sizeof(T) - misalignment) / sizeof(T)) : 0;
+            if (head > 0) {
+                store_partial(y, head < n ? head : n, f(int64_t(0)));
+                i = head;
+            }
+            for (; i + W <= n; i += W) store_stream(y + i, f(i));
+        }
+    }
+    for (; i + W <= n; i += W) store(y + i, f(i));
+    if (i < n) store_partial(y + i, n - i, f(i));
+}
+
 template <class T>
 void log_softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride, int64_t rows,
-                      int64_t classes) {
+                      int64_t classes, bool stream_output) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     for (int64_t r = 0; r < rows; ++r) {
@@ -34,10 +57,12 @@ void log_softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stri
         T* yr = y + r * y_row_stride;
         const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
         const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
-        int64_t i = 0;
-        for (; i + W <= classes; i += W) store(yr + i, (V::load(xr + i) - vm) - vl);
-        if (i < classes) store_partial(yr + i, classes - i, (V::load_partial(xr + i, classes - i, T(0)) - vm) - vl);
+        store_row(yr, classes, stream_output, [&](int64_t i) {
+            const V v = i + W <= classes ? V::load(xr + i) : V::load_partial(xr + i, classes - i, T(0));
+            return (v - vm) - vl;
+        });
     }
+    if (stream_output) stream_fence();
 }
 
 template <class T>

@@ -11,6 +11,9 @@
 namespace fastloss {
 namespace {
 
+// Outputs at least this large are written with non-temporal stores (see softmax_forward).
+constexpr int64_t kStreamingStoreMinBytes = int64_t(8) << 20;
+
 // Runs a softmax-family kernel pair: operand 0 is the input, operand 1 the output (full for
 // softmax/log_softmax, reduced for logsumexp).
 template <class T, class RowsKernel, class ColumnsKernel>
@@ -57,7 +60,15 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
     if (kind == SoftmaxKind::softmax) {
         run_axis_kernel(g, x, y, true, k.softmax_rows, k.softmax_columns);
     } else {
-        run_axis_kernel(g, x, y, true, k.log_softmax_rows, k.log_softmax_columns);
+        // An output far larger than the caches is written with non-temporal stores: it would
+        // evict the input on its way through, and ordinary stores read each line first.
+        int64_t bytes = int64_t(sizeof(T));
+        for (int64_t n : shape) bytes *= n;
+        const bool stream = g.layout == AxisGeometry::Layout::rows && bytes >= kStreamingStoreMinBytes;
+        auto rows_kernel = [&k, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
+            k.log_softmax_rows(xp, xs, yp, ys, rows, classes, stream);
+        };
+        run_axis_kernel(g, x, y, true, rows_kernel, k.log_softmax_columns);
     }
 }
 

@@ -6,7 +6,8 @@
 // code, which then crashes on older CPUs).
 //
 // Interface (identical for every ISA; see vec_scalar-inl.hpp for the plain meaning):
-//   Vec<T>::width, Vec<T>::load/load_partial/broadcast/first_lanes/gather, store/store_partial, lane0,
+//   Vec<T>::width, Vec<T>::load/load_partial/broadcast/first_lanes/gather,
+//   store/store_partial/store_stream/stream_fence, lane0,
 //   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or select,
 //   round_nearest, ldexp_integral, split_exponent.
 #pragma once

@@ -56,6 +56,11 @@ inline void store(float* p, VecF a) { _mm256_storeu_ps(p, a.v); }
 inline void store(double* p, VecD a) { _mm256_storeu_pd(p, a.v); }
 inline void store_partial(float* p, int64_t n, VecF a) { _mm256_maskstore_ps(p, VecF::lanes_below(n), a.v); }
 inline void store_partial(double* p, int64_t n, VecD a) { _mm256_maskstore_pd(p, VecD::lanes_below(n), a.v); }
+// Non-temporal stores (p aligned to the vector size) bypass the caches and skip the read-for-
+// ownership of ordinary stores; stream_fence() orders them before the results are used.
+inline void store_stream(float* p, VecF a) { _mm256_stream_ps(p, a.v); }
+inline void store_stream(double* p, VecD a) { _mm256_stream_pd(p, a.v); }
+inline void stream_fence() { _mm_sfence(); }
 inline float lane0(VecF a) { return _mm256_cvtss_f32(a.v); }
 inline double lane0(VecD a) { return _mm256_cvtsd_f64(a.v); }
 

@@ -19,6 +19,9 @@ struct Vec {
 
 template <class T> inline void store(T* p, Vec<T> a) { *p = a.v; }
 template <class T> inline void store_partial(T* p, int64_t n, Vec<T> a) { if (n > 0) *p = a.v; }
+// Streaming (non-temporal) store of a vector to a width-aligned address; plain here.
+template <class T> inline void store_stream(T* p, Vec<T> a) { *p = a.v; }
+inline void stream_fence() {}
 template <class T> inline T lane0(Vec<T> a) { return a.v; }
 
 template <class T> inline Vec<T> operator+(Vec<T> a, Vec<T> b) { return {a.v + b.v}; }
