@@ -32,8 +32,8 @@ void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T&
     int64_t i = 0;
     for (; i + 2 * W <= n; i += 2 * W) {
         const V d0 = V::load(x + i) - vm, d1 = V::load(x + i + W) - vm;
-        s0 = s0 + vexp(d0);
-        s1 = s1 + vexp(d1);
+        s0 = s0 + vexp_nonpositive(d0);
+        s1 = s1 + vexp_nonpositive(d1);
         if (weight) {
             t0 = fma(V::load(weight + i), d0, t0);
             t1 = fma(V::load(weight + i + W), d1, t1);

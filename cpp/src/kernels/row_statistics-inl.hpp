@@ -90,7 +90,7 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
     // Shift used for exponentials: the running max, or 0 while it is still -inf.
     auto shift_of = [&](V mm) { return select(equal(mm, neg_inf), zero, mm); };
     auto rescale = [&](V m_old, V m_new) {
-        return select(equal(m_old, m_new), one, vexp(m_old - shift_of(m_new)));
+        return select(equal(m_old, m_new), one, vexp_nonpositive(m_old - shift_of(m_new)));
     };
     // Two-level sum: blocks add into `s`, which is folded into `total` every kBlocksPerFold blocks,
     // so rounding error grows with n / kBlocksPerFold + kBlocksPerFold instead of n (a width-1
@@ -103,11 +103,15 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
         const V v0 = V::load(x + i), v1 = V::load(x + i + W);
         const V v2 = V::load(x + i + 2 * W), v3 = V::load(x + i + 3 * W);
         const V m_new = max(m, max(max(v0, v1), max(v2, v3)));
-        const V sh = shift_of(m_new);
-        const V f = rescale(m, m_new);
-        s = s * f + ((vexp(v0 - sh) + vexp(v1 - sh)) + (vexp(v2 - sh) + vexp(v3 - sh)));
-        total = total * f;
-        m = m_new;
+        if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
+            const V f = rescale(m, m_new);
+            s = s * f;
+            total = total * f;
+            m = m_new;
+        }
+        const V sh = shift_of(m);
+        s = s + ((vexp_nonpositive(v0 - sh) + vexp_nonpositive(v1 - sh)) +
+                 (vexp_nonpositive(v2 - sh) + vexp_nonpositive(v3 - sh)));
         if (++blocks == kBlocksPerFold) {
             total = total + s;
             s = zero;
@@ -118,7 +122,7 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
         const V v = i + W <= n ? V::load(x + i) : V::load_partial(x + i, n - i, -infinity<T>());
         const V m_new = max(m, v);
         const V f = rescale(m, m_new);
-        s = s * f + vexp(v - shift_of(m_new));
+        s = s * f + vexp_nonpositive(v - shift_of(m_new));
         total = total * f;
         m = m_new;
     }
@@ -126,7 +130,7 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
     // Merge lanes: S = sum_lanes s * exp(m - M).
     const T M = reduce_max(m);
     const V vM = V::broadcast(M);
-    const V factors = select(equal(m, vM), one, vexp(m - shift_of(vM)));
+    const V factors = select(equal(m, vM), one, vexp_nonpositive(m - shift_of(vM)));
     return {M, reduce_sum(s * factors)};
 }
 

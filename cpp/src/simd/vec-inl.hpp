@@ -8,7 +8,7 @@
 // Interface (identical for every ISA; see vec_scalar-inl.hpp for the plain meaning):
 //   Vec<T>::width, Vec<T>::load/load_partial/broadcast/first_lanes/gather,
 //   store/store_partial/store_stream/stream_fence, lane0,
-//   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or select,
+//   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or all_lanes select,
 //   round_nearest, ldexp_integral, split_exponent.
 #pragma once
 

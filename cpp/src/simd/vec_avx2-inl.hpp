@@ -109,11 +109,13 @@ inline __m256 less(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ);
 inline __m256 equal(VecF a, VecF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }
 inline __m256 is_nan(VecF a) { return _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q); }
 inline __m256 mask_or(__m256 a, __m256 b) { return _mm256_or_ps(a, b); }
+inline bool all_lanes(__m256 m) { return _mm256_movemask_ps(m) == 0xff; }
 inline VecF select(__m256 m, VecF a, VecF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
 inline __m256d less(VecD a, VecD b) { return _mm256_cmp_pd(a.v, b.v, _CMP_LT_OQ); }
 inline __m256d equal(VecD a, VecD b) { return _mm256_cmp_pd(a.v, b.v, _CMP_EQ_OQ); }
 inline __m256d is_nan(VecD a) { return _mm256_cmp_pd(a.v, a.v, _CMP_UNORD_Q); }
 inline __m256d mask_or(__m256d a, __m256d b) { return _mm256_or_pd(a, b); }
+inline bool all_lanes(__m256d m) { return _mm256_movemask_pd(m) == 0xf; }
 inline VecD select(__m256d m, VecD a, VecD b) { return {_mm256_blendv_pd(b.v, a.v, m)}; }
 
 inline VecF round_nearest(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }

@@ -87,11 +87,13 @@ inline __mmask16 less(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP
 inline __mmask16 equal(VecF a, VecF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ); }
 inline __mmask16 is_nan(VecF a) { return _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q); }
 inline __mmask16 mask_or(__mmask16 a, __mmask16 b) { return __mmask16(a | b); }
+inline bool all_lanes(__mmask16 m) { return m == 0xffff; }
 inline VecF select(__mmask16 m, VecF a, VecF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
 inline __mmask8 less(VecD a, VecD b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_LT_OQ); }
 inline __mmask8 equal(VecD a, VecD b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_EQ_OQ); }
 inline __mmask8 is_nan(VecD a) { return _mm512_cmp_pd_mask(a.v, a.v, _CMP_UNORD_Q); }
 inline __mmask8 mask_or(__mmask8 a, __mmask8 b) { return __mmask8(a | b); }
+inline bool all_lanes(__mmask8 m) { return m == 0xff; }
 inline VecD select(__mmask8 m, VecD a, VecD b) { return {_mm512_mask_blend_pd(m, b.v, a.v)}; }
 
 inline VecF round_nearest(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }

@@ -41,6 +41,7 @@ template <class T> inline bool less(Vec<T> a, Vec<T> b) { return a.v < b.v; }
 template <class T> inline bool equal(Vec<T> a, Vec<T> b) { return a.v == b.v; }
 template <class T> inline bool is_nan(Vec<T> a) { return a.v != a.v; }
 inline bool mask_or(bool a, bool b) { return a || b; }
+inline bool all_lanes(bool m) { return m; }
 template <class T> inline Vec<T> select(bool m, Vec<T> a, Vec<T> b) { return m ? a : b; }
 
 // Round to nearest even for |a| < 2^(mantissa bits - 1), by the add-and-subtract trick (no SSE4.1

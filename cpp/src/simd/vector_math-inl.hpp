@@ -47,12 +47,30 @@ template <> struct ExpConstants<double> {
 //  Underflow:   x < -103.97 (float) / -745.13 (double) gives +0; -inf gives +0.
 //  NaN:         NaN in, NaN out.
 template <class V>
+inline V vexp_clamped(V x);
+
+template <class V>
 inline V vexp(V x) {
     using T = typename V::Scalar;
     using C = ExpConstants<T>;
     // The clamp keeps n in range for ldexp_integral. Operand order matters: max/min return their
     // second operand when either is NaN, so a NaN x passes through both.
-    x = min(V::broadcast(C::hi), max(V::broadcast(C::lo), x));
+    return vexp_clamped(min(V::broadcast(C::hi), max(V::broadcast(C::lo), x)));
+}
+
+// exp(x) for x <= 0 (or -inf, or NaN), as in exp(x - max) of a softmax: the same result as
+// vexp() with one operation fewer (no upper clamp). Undefined for x > 0.
+template <class V>
+inline V vexp_nonpositive(V x) {
+    using C = ExpConstants<typename V::Scalar>;
+    return vexp_clamped(max(V::broadcast(C::lo), x));
+}
+
+// The body of exp() for x already clamped to [lo, hi] (or NaN).
+template <class V>
+inline V vexp_clamped(V x) {
+    using T = typename V::Scalar;
+    using C = ExpConstants<T>;
     const V n = round_nearest(x * V::broadcast(C::log2e));
     V r = fma(n, V::broadcast(-C::ln2_hi), x);
     r = fma(n, V::broadcast(-C::ln2_lo), r);
