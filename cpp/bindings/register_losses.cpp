@@ -135,12 +135,12 @@ py::object numpy_scalar(bool single, double value) {
 
 bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
 
-// The common call, (N, C) or (C,) float32/float64 logits with int64 class indices, reduced to a
+// The common call, (N, C) or (C,) float32/float64 inputs with int64 class indices, reduced to a
 // mean or sum, handled without the Python layer's general argument normalisation: a small call
 // costs microseconds, most of them Python. Returns None for anything else (or anything wrong),
 // and the Python layer then takes its general path, which also produces the error messages.
-py::object cross_entropy_common_case(py::handle input, py::handle target, int64_t ignore_index,
-                                     const std::string& reduction, double label_smoothing) {
+py::object common_case(bool nll, py::handle input, py::handle target, int64_t ignore_index,
+                       const std::string& reduction, double label_smoothing) {
     if (!py::isinstance<py::array>(input) || !py::isinstance<py::array>(target)) return py::none();
     const auto x = py::reinterpret_borrow<py::array>(input);
     const auto t = py::reinterpret_borrow<py::array>(target);
@@ -153,7 +153,7 @@ py::object cross_entropy_common_case(py::handle input, py::handle target, int64_
     const bool options_ok = (reduction == "mean" || reduction == "sum") && label_smoothing >= 0.0 &&
                             label_smoothing <= 1.0;
     if (!(float_ok && target_ok && shapes_ok && options_ok)) return py::none();
-    const double value = classification_loss_binding(false, x, t, py::none(), ignore_index, label_smoothing,
+    const double value = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
                                                      reduction, x.ndim() - 1, py::none());
     return numpy_scalar(xd.itemsize() == 4, value);
 }
@@ -164,9 +164,22 @@ void register_losses(py::module_& m) {
     const py::module_ numpy = py::module_::import("numpy");
     g_float32_type = py::object(numpy.attr("float32")).release().ptr();
     g_float64_type = py::object(numpy.attr("float64")).release().ptr();
-    m.def("cross_entropy_common_case", &cross_entropy_common_case, py::arg("input"), py::arg("target"),
-          py::arg("ignore_index"), py::arg("reduction"), py::arg("label_smoothing"),
-          "Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.");
+    m.def(
+        "cross_entropy_common_case",
+        [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,
+           double label_smoothing) {
+            return common_case(false, input, target, ignore_index, reduction, label_smoothing);
+        },
+        py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("label_smoothing"),
+        "Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.");
+    m.def(
+        "nll_loss_common_case",
+        [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction) {
+            return common_case(true, input, target, ignore_index, reduction, 0.0);
+        },
+        py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
+        "Fast path for (N, C) log-probabilities with int64 targets and a mean/sum; None otherwise.");
     m.def(
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,

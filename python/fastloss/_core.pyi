@@ -28,3 +28,6 @@ def nll_loss(
 def cross_entropy_common_case(
     input: object, target: object, ignore_index: int, reduction: str, label_smoothing: float
 ) -> np.floating | None: ...
+def nll_loss_common_case(
+    input: object, target: object, ignore_index: int, reduction: str
+) -> np.floating | None: ...

@@ -104,7 +104,12 @@ def cross_entropy(
     Returns a NumPy scalar of the input's dtype, or an array for ``reduction="none"``.
     Raises IndexError for a target outside [0, C) that is not ignore_index.
     """
-    if weight is None and axis is None and type(ignore_index) is int and type(label_smoothing) is float:
+    if (
+        weight is None
+        and (axis is None or axis == -1)
+        and type(ignore_index) is int
+        and type(label_smoothing) is float
+    ):
         # The common small call, decided and run in C++ (None: not that case, or an error whose
         # message the general path below gives).
         value = _core.cross_entropy_common_case(input, target, ignore_index, reduction, label_smoothing)
@@ -158,6 +163,10 @@ def nll_loss(
     divides by the summed weights of the non-ignored targets. Shapes and the class axis as in
     `cross_entropy`; targets are class indices of any integer dtype.
     """
+    if weight is None and (axis is None or axis == -1) and type(ignore_index) is int:
+        value = _core.nll_loss_common_case(input, target, ignore_index, reduction)  # see cross_entropy
+        if value is not None:
+            return value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = _class_axis(x.ndim, axis)

@@ -172,3 +172,39 @@ register(
         },
     )
 )
+
+
+def numpy_cross_entropy(x: np.ndarray, t: np.ndarray) -> np.floating:
+    lp = numpy_log_softmax(x, axis=-1)
+    return -np.mean(np.take_along_axis(lp, t[..., None], axis=-1))
+
+
+def _jax_cross_entropy(jax: Any, x: Any, t: Any) -> Any:
+    lp = jax.nn.log_softmax(x, axis=-1)
+    return -jax.numpy.mean(jax.numpy.take_along_axis(lp, t[..., None], axis=-1))
+
+
+register(
+    Case(
+        op="cross_entropy",
+        setup=logits_and_class_targets,
+        forward={
+            "fastloss": lambda fl, x, t: fl.cross_entropy(x, t, axis=-1),
+            "torch": lambda torch, x, t: torch.nn.functional.cross_entropy(x, t),
+            "jax": _jax_cross_entropy,
+            "numpy": lambda np_, x, t: numpy_cross_entropy(x, t),
+        },
+    )
+)
+
+register(
+    Case(
+        op="nll_loss",
+        setup=logits_and_class_targets,
+        forward={
+            "fastloss": lambda fl, x, t: fl.nll_loss(x, t, axis=-1),
+            "torch": lambda torch, x, t: torch.nn.functional.nll_loss(x, t),
+            "numpy": lambda np_, x, t: -np.mean(np.take_along_axis(x, t[..., None], axis=-1)),
+        },
+    )
+)
