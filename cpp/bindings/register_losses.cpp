@@ -42,7 +42,7 @@ std::vector<int64_t> full_rank_strides(const py::array& a, int axis, py::ssize_t
 template <class T>
 double run_classification_loss(bool nll, const py::array& x, const py::array& target, const py::object& weight,
                                int64_t ignore_index, double label_smoothing, Reduction reduction, int axis,
-                               const py::object& out) {
+                               const py::object& out, const py::object& grad, const py::object& grad_output) {
     ClassificationLossCall<T> call;
     call.input = static_cast<const T*>(x.data());
     call.input_strides = element_strides(x);
@@ -103,13 +103,40 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
         call.loss_strides = full_rank_strides(out_array, axis, x.ndim());
     }
 
+    py::array grad_array, grad_output_array;
+    if (!grad.is_none()) {
+        grad_array = grad.cast<py::array>();
+        check_same_type(x, grad_array, "input", "grad_out");
+        check_writeable(grad_array, "grad_out");
+        if (shape_of(grad_array) != call.shape) {
+            throw std::invalid_argument("grad_out has shape " + shape_string(grad_array) + ", expected the input's shape " +
+                                        shape_string(x));
+        }
+        call.grad = static_cast<T*>(grad_array.mutable_data());
+        call.grad_strides = element_strides(grad_array);
+        if (!grad_output.is_none() && reduction != Reduction::none) {
+            call.grad_output_scalar = T(grad_output.cast<double>());  // a number for mean and sum
+        } else if (!grad_output.is_none()) {
+            grad_output_array = grad_output.cast<py::array>();
+            check_same_type(x, grad_output_array, "input", "grad_output");
+            if (!has_position_shape(grad_output_array, x, axis)) {
+                throw std::invalid_argument("grad_output has shape " + shape_string(grad_output_array) +
+                                            ", expected the loss's shape: the input's shape " + shape_string(x) +
+                                            " without axis " + std::to_string(axis));
+            }
+            call.grad_output = static_cast<const T*>(grad_output_array.data());
+            call.grad_output_strides = full_rank_strides(grad_output_array, axis, x.ndim());
+        }
+    }
+
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
     return nll ? nll_loss_forward(call) : cross_entropy_forward(call);
 }
 
 double classification_loss_binding(bool nll, const py::array& x, const py::array& target, const py::object& weight,
                                    int64_t ignore_index, double label_smoothing, const std::string& reduction,
-                                   int64_t axis_arg, const py::object& out) {
+                                   int64_t axis_arg, const py::object& out,
+                                   const py::object& grad = py::none(), const py::object& grad_output = py::none()) {
     const FloatType type = float_type(x, "input");
     if (x.ndim() < 1) throw std::invalid_argument("input must have at least one dimension");
     const int axis = checked_axis(x, axis_arg);
@@ -118,9 +145,11 @@ double classification_loss_binding(bool nll, const py::array& x, const py::array
     }
     const Reduction r = parse_reduction(reduction);
     if (type == FloatType::f32) {
-        return run_classification_loss<float>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out);
+        return run_classification_loss<float>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out, grad,
+                                              grad_output);
     }
-    return run_classification_loss<double>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out);
+    return run_classification_loss<double>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out, grad,
+                                           grad_output);
 }
 
 // NumPy's float32 and float64 scalar types, looked up once (a reference deliberately kept for the
@@ -183,21 +212,27 @@ void register_losses(py::module_& m) {
     m.def(
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,
-           double label_smoothing, const std::string& reduction, int64_t axis, const py::object& out) {
+           double label_smoothing, const std::string& reduction, int64_t axis, const py::object& out,
+           const py::object& grad, const py::object& grad_output) {
             return classification_loss_binding(false, x, target, weight, ignore_index, label_smoothing, reduction,
-                                               axis, out);
+                                               axis, out, grad, grad_output);
         },
         py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
         py::arg("label_smoothing"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
-        "Cross-entropy from logits; returns the mean/sum, or writes per-position losses to out.");
+        py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),
+        "Cross-entropy from logits; returns the mean/sum, or writes per-position losses to out; "
+        "with grad, also writes the gradient w.r.t. the input there.");
     m.def(
         "nll_loss",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,
-           const std::string& reduction, int64_t axis, const py::object& out) {
-            return classification_loss_binding(true, x, target, weight, ignore_index, 0.0, reduction, axis, out);
+           const std::string& reduction, int64_t axis, const py::object& out, const py::object& grad,
+           const py::object& grad_output) {
+            return classification_loss_binding(true, x, target, weight, ignore_index, 0.0, reduction, axis, out, grad,
+                                               grad_output);
         },
         py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
-        py::arg("reduction"), py::arg("axis"), py::arg("out"),
+        py::arg("reduction"), py::arg("axis"), py::arg("out"), py::arg("grad") = py::none(),
+        py::arg("grad_output") = py::none(),
         "Negative log-likelihood of log-probabilities; returns the mean/sum, or writes to out.");
 }
 

@@ -20,7 +20,7 @@ from ._config import (
     set_num_threads,
     show_config,
 )
-from ._losses import cross_entropy, nll_loss
+from ._losses import LossAndGrad, cross_entropy, nll_loss
 from ._modules import CrossEntropyLoss, LogSoftmax, NLLLoss, Softmax
 from ._softmax import log_softmax, logsumexp, softmax
 
@@ -29,6 +29,7 @@ __version__: str = _core.__version__
 __all__ = [
     "CrossEntropyLoss",
     "LogSoftmax",
+    "LossAndGrad",
     "NLLLoss",
     "Softmax",
     "__version__",

@@ -19,11 +19,14 @@ def _vector_log(x: NDArray[np.floating], out: NDArray[np.floating]) -> None: ...
 def cross_entropy(
     input: NDArray[np.floating], target: NDArray[np.generic], weight: NDArray[np.floating] | None,
     ignore_index: int, label_smoothing: float, reduction: str, axis: int,
-    out: NDArray[np.floating] | None,
+    out: NDArray[np.floating] | None, grad: NDArray[np.floating] | None = None,
+    grad_output: NDArray[np.floating] | float | None = None,
 ) -> float: ...
 def nll_loss(
     input: NDArray[np.floating], target: NDArray[np.int64], weight: NDArray[np.floating] | None,
     ignore_index: int, reduction: str, axis: int, out: NDArray[np.floating] | None,
+    grad: NDArray[np.floating] | None = None,
+    grad_output: NDArray[np.floating] | float | None = None,
 ) -> float: ...
 def cross_entropy_common_case(
     input: object, target: object, ignore_index: int, reduction: str, label_smoothing: float

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -18,9 +18,72 @@ from ._validation import (
     normalize_axis,
 )
 
-__all__ = ["cross_entropy", "nll_loss"]
+__all__ = ["LossAndGrad", "cross_entropy", "nll_loss"]
 
 LossValue = Union[np.ndarray, np.floating]
+
+
+class LossAndGrad(NamedTuple):
+    """What a loss returns with ``return_grad=True``: the loss, and its gradient with respect to
+    the first array argument (of ``sum(grad_output * loss)`` for ``reduction="none"``)."""
+
+    loss: LossValue
+    grad: np.ndarray
+
+
+def _gradient_arguments(
+    x: np.ndarray,
+    positions: tuple[int, ...],
+    reduction: str,
+    grad_output: Any,
+    grad_out: Any,
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(input, gradient buffer, grad_output as the kernels take it). The input is copied only if
+    grad_out overlaps it without being it."""
+    dtype = x.dtype
+    if grad_out is None:
+        grad = np.empty_like(x)
+    else:
+        if not isinstance(grad_out, np.ndarray):
+            raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
+        if grad_out.shape != x.shape or grad_out.dtype != dtype:
+            raise ValueError(
+                f"grad_out must have the input's shape {x.shape} and dtype {dtype}, "
+                f"got shape {grad_out.shape} and dtype {grad_out.dtype}"
+            )
+        if not grad_out.flags.writeable:
+            raise ValueError("grad_out must be writeable")
+        grad = grad_out
+        same = (
+            grad.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+            and grad.strides == x.strides
+        )
+        if not same and np.may_share_memory(x, grad):
+            x = x.copy()
+    if grad_output is None:
+        return x, grad, None
+    if reduction == "none":
+        go = np.asarray(grad_output)
+        if go.dtype.kind != "f" and go.dtype.kind not in "iu":
+            raise TypeError(f"grad_output must be numeric, got dtype {go.dtype}")
+        if go.shape != positions:
+            try:  # a broadcastable grad_output (a scalar, say) is a zero-stride view, not a copy
+                go = np.broadcast_to(go, positions)
+            except ValueError:
+                raise ValueError(
+                    f"grad_output must have the loss's shape {positions}, got {go.shape}"
+                ) from None
+        return x, grad, np.asarray(go, dtype=dtype)
+    if np.ndim(grad_output) != 0:
+        raise ValueError(
+            f"grad_output must be a number for reduction={reduction!r}, got shape {np.shape(grad_output)}"
+        )
+    return x, grad, float(grad_output)
+
+
+def _check_gradient_options(return_grad: bool, grad_output: Any, grad_out: Any) -> None:
+    if not return_grad and (grad_output is not None or grad_out is not None):
+        raise ValueError("grad_output and grad_out are only used with return_grad=True")
 
 
 def _class_axis(ndim: int, axis: Any) -> int:
@@ -87,7 +150,10 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     axis: Optional[int] = None,
-) -> LossValue:
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: Optional[np.ndarray] = None,
+) -> Union[LossValue, LossAndGrad]:
     """Cross-entropy between logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     `target` holds class indices (any integer dtype; shape = input's shape without the class
@@ -102,10 +168,17 @@ def cross_entropy(
     - ``reduction``: "mean" (NaN when every target is ignored), "sum" or "none".
 
     Returns a NumPy scalar of the input's dtype, or an array for ``reduction="none"``.
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect to
+    `input` computed in the same pass (for ``reduction="none"``, of ``sum(grad_output * loss)``;
+    for mean and sum, a number `grad_output` scales it). ``grad_out`` receives the gradient
+    instead of a new array; it may be `input` itself.
     Raises IndexError for a target outside [0, C) that is not ignore_index.
     """
     if (
-        weight is None
+        not return_grad
+        and grad_out is None
+        and grad_output is None
+        and weight is None
         and (axis is None or axis == -1)
         and type(ignore_index) is int
         and type(label_smoothing) is float
@@ -143,9 +216,15 @@ def cross_entropy(
         t = _index_target(t, x, ax)
 
     w = _weight_array(weight, x.shape[ax], work_dtype)
-    out = np.empty(_position_shape(x.shape, ax), work_dtype) if reduction == "none" else None
-    value = _core.cross_entropy(x, t, w, ignore, ls, reduction, ax, out)
-    return _finish(value, out, reduction, result_dtype)
+    positions = _position_shape(x.shape, ax)
+    out = np.empty(positions, work_dtype) if reduction == "none" else None
+    _check_gradient_options(return_grad, grad_output, grad_out)
+    if not return_grad:
+        value = _core.cross_entropy(x, t, w, ignore, ls, reduction, ax, out)
+        return _finish(value, out, reduction, result_dtype)
+    x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
+    value = _core.cross_entropy(x, t, w, ignore, ls, reduction, ax, out, grad, go)
+    return LossAndGrad(_finish(value, out, reduction, result_dtype), grad.astype(result_dtype, copy=False))
 
 
 def nll_loss(
@@ -156,14 +235,25 @@ def nll_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
     axis: Optional[int] = None,
-) -> LossValue:
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: Optional[np.ndarray] = None,
+) -> Union[LossValue, LossAndGrad]:
     """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
 
     loss = -weight[y] * input[y] per position (0 where the target is ignore_index); ``mean``
     divides by the summed weights of the non-ignored targets. Shapes and the class axis as in
-    `cross_entropy`; targets are class indices of any integer dtype.
+    `cross_entropy`; targets are class indices of any integer dtype. ``return_grad``,
+    ``grad_output`` and ``grad_out`` as in `cross_entropy`.
     """
-    if weight is None and (axis is None or axis == -1) and type(ignore_index) is int:
+    if (
+        not return_grad
+        and grad_out is None
+        and grad_output is None
+        and weight is None
+        and (axis is None or axis == -1)
+        and type(ignore_index) is int
+    ):
         value = _core.nll_loss_common_case(input, target, ignore_index, reduction)  # see cross_entropy
         if value is not None:
             return value
@@ -176,7 +266,14 @@ def nll_loss(
         x = x.astype(work_dtype)
     t = _index_target(target, x, ax)
     w = _weight_array(weight, x.shape[ax], work_dtype)
-    out = np.empty(_position_shape(x.shape, ax), work_dtype) if reduction == "none" else None
-    value = _core.nll_loss(x, t, w, _ignore_index(ignore_index), reduction, ax, out)
-    return _finish(value, out, reduction, result_dtype)
+    positions = _position_shape(x.shape, ax)
+    out = np.empty(positions, work_dtype) if reduction == "none" else None
+    ignore = _ignore_index(ignore_index)
+    _check_gradient_options(return_grad, grad_output, grad_out)
+    if not return_grad:
+        value = _core.nll_loss(x, t, w, ignore, reduction, ax, out)
+        return _finish(value, out, reduction, result_dtype)
+    x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
+    value = _core.nll_loss(x, t, w, ignore, reduction, ax, out, grad, go)
+    return LossAndGrad(_finish(value, out, reduction, result_dtype), grad.astype(result_dtype, copy=False))
 

@@ -68,6 +68,26 @@ struct CrossEntropyKernels {
     void (*probability_columns)(const T* x, int64_t x_class_stride, const T* q,
                                 int64_t q_class_stride, T* loss, int64_t loss_stride,
                                 int64_t columns, const CrossEntropyParams<T>& params);
+
+    // The same, also writing grad = scale * d loss / d x in the same pass (scale: the position's
+    // factor of the reduction -- 1/D for mean, 1 for sum, grad_output for none). grad may be x.
+    void (*index_rows_grad)(const T* x, int64_t x_row_stride, const int64_t* target,
+                            int64_t target_stride, const T* scale, int64_t scale_stride, T* loss,
+                            int64_t loss_stride, T* grad, int64_t grad_row_stride, int64_t rows,
+                            const CrossEntropyParams<T>& params);
+    void (*index_columns_grad)(const T* x, int64_t x_class_stride, const int64_t* target,
+                               int64_t target_stride, const T* scale, int64_t scale_stride,
+                               T* loss, int64_t loss_stride, T* grad, int64_t grad_class_stride,
+                               int64_t columns, const CrossEntropyParams<T>& params);
+    void (*probability_rows_grad)(const T* x, int64_t x_row_stride, const T* q,
+                                  int64_t q_row_stride, const T* scale, int64_t scale_stride,
+                                  T* loss, int64_t loss_stride, T* grad, int64_t grad_row_stride,
+                                  int64_t rows, const CrossEntropyParams<T>& params);
+    void (*probability_columns_grad)(const T* x, int64_t x_class_stride, const T* q,
+                                     int64_t q_class_stride, const T* scale, int64_t scale_stride,
+                                     T* loss, int64_t loss_stride, T* grad,
+                                     int64_t grad_class_stride, int64_t columns,
+                                     const CrossEntropyParams<T>& params);
 };
 
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native

@@ -15,50 +15,11 @@
 // and for probability targets, a max sweep comes first and the second sweep reads from L1/L2.
 // Either way DRAM sees each logit once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
 #include "fastloss/kernel_table.hpp"
-#include "kernels/row_statistics-inl.hpp"
+#include "kernels/cross_entropy-inl.hpp"
 
 namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
-
-// s = sum_c exp(x_c - m) and t = sum_c w_c (x_c - m) (w = 1 when weight is null).
-// Tail lanes are padded with -inf for the exponentials (exp -> 0) and with m for t (d -> 0).
-template <class T>
-void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T& s, T& t) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    const V vm = V::broadcast(m), zero = V::broadcast(T(0));
-    V s0 = zero, s1 = zero, t0 = zero, t1 = zero;
-    int64_t i = 0;
-    for (; i + 2 * W <= n; i += 2 * W) {
-        const V d0 = V::load(x + i) - vm, d1 = V::load(x + i + W) - vm;
-        s0 = s0 + vexp_nonpositive(d0);
-        s1 = s1 + vexp_nonpositive(d1);
-        if (weight) {
-            t0 = fma(V::load(weight + i), d0, t0);
-            t1 = fma(V::load(weight + i + W), d1, t1);
-        } else {
-            t0 = t0 + d0;
-            t1 = t1 + d1;
-        }
-    }
-    for (; i < n; i += W) {
-        const int64_t lanes = n - i < W ? n - i : W;
-        s0 = s0 + vexp(V::load_partial(x + i, lanes, -infinity<T>()) - vm);
-        const V d = V::load_partial(x + i, lanes, m) - vm;
-        t0 = weight ? fma(V::load_partial(weight + i, lanes, T(0)), d, t0) : t0 + d;
-    }
-    s = reduce_sum(s0 + s1);
-    t = reduce_sum(t0 + t1);
-}
-
-template <class T>
-T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEntropyParams<T>& p) {
-    const T nll = log_s - x_y_minus_m;
-    if (p.label_smoothing == T(0)) return w_y * nll;
-    const T eps = p.label_smoothing;
-    return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
-}
 
 // W rows in lanes [Note: few classes], without label smoothing.
 template <class T>
@@ -229,7 +190,7 @@ void probability_columns(const T* x, int64_t x_class_stride, const T* q, int64_t
 
 template <class T>
 CrossEntropyKernels<T> make_cross_entropy_kernels() {
-    CrossEntropyKernels<T> k;
+    CrossEntropyKernels<T> k{};
     k.index_rows = &index_rows<T>;
     k.index_columns = &index_columns<T>;
     k.probability_rows = &probability_rows<T>;

@@ -16,7 +16,7 @@
 
 namespace fastloss {
 
-constexpr int kMaxOperands = 4;
+constexpr int kMaxOperands = 6;
 
 enum class OperandRole {
     full,     // has the class axis (input logits, softmax output, gradient)

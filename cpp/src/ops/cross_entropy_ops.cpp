@@ -59,6 +59,7 @@ double sum_in_order(const std::vector<T>& values) {
 template <class T>
 double cross_entropy_forward(const ClassificationLossCall<T>& call) {
     const bool index_targets = call.target != nullptr;
+    const bool with_grad = call.grad != nullptr;
     const int64_t classes = call.shape[size_t(call.axis)];
     const int64_t positions = position_count(call.shape, call.axis);
 
@@ -81,57 +82,89 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
     params.ignore_index = call.ignore_index;
     params.label_smoothing = call.label_smoothing;
 
-    const CrossEntropyKernels<T>& k = cross_entropy_kernels<T>(active_kernels());
-    const T* x = call.input;
-    const T* second = index_targets ? nullptr : call.probabilities;  // full operand, if any
-    const int64_t* target = call.target;
-
-    std::vector<std::vector<int64_t>> strides = {call.input_strides, loss_strides};
-    std::vector<OperandRole> roles = {OperandRole::full, OperandRole::reduced};
-    if (index_targets) {
-        strides.push_back(call.target_strides);
-        roles.push_back(OperandRole::reduced);
-    } else {
-        strides.push_back(call.probability_strides);
+    // Operands: 0 input, 1 loss, 2 target or probabilities, then 3 gradient and 4 its per-position
+    // scale when a gradient is wanted.
+    std::vector<std::vector<int64_t>> strides = {call.input_strides, loss_strides,
+                                                 index_targets ? call.target_strides : call.probability_strides};
+    std::vector<OperandRole> roles = {OperandRole::full, OperandRole::reduced,
+                                      index_targets ? OperandRole::reduced : OperandRole::full};
+    if (with_grad) {
+        strides.push_back(call.grad_strides);
         roles.push_back(OperandRole::full);
+        strides.push_back(call.grad_output ? call.grad_output_strides : loss_strides);
+        roles.push_back(OperandRole::reduced);
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
     // Every target is checked before anything is computed or written.
     const double denominator = index_targets ? check_targets(call, g, 2) : double(positions);
 
+    // The gradient's per-position factor: grad_output (none), 1 (sum) or 1/denominator (mean).
+    const T constant_scale =
+        call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
+    const T* scale = call.grad_output ? call.grad_output : &constant_scale;
+    const bool scale_varies = call.grad_output != nullptr;
+
+    const CrossEntropyKernels<T>& k = cross_entropy_kernels<T>(active_kernels());
+    const T* x = call.input;
+    const T* second = call.probabilities;
+    const int64_t* target = call.target;
+    T* grad = call.grad;
+
+    auto run_rows = [&](const T* xp, int64_t xs, const T* tp_or_qp, const int64_t* yp, int64_t ts, T* lp, int64_t ls,
+                        T* gp, int64_t gs, const T* sp, int64_t ss, int64_t rows) {
+        if (with_grad) {
+            if (index_targets) k.index_rows_grad(xp, xs, yp, ts, sp, ss, lp, ls, gp, gs, rows, params);
+            else k.probability_rows_grad(xp, xs, tp_or_qp, ts, sp, ss, lp, ls, gp, gs, rows, params);
+        } else {
+            if (index_targets) k.index_rows(xp, xs, yp, ts, lp, ls, rows, params);
+            else k.probability_rows(xp, xs, tp_or_qp, ts, lp, ls, rows, params);
+        }
+    };
+
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                if (index_targets) {
-                    k.index_rows(x + at[0], step[0], target + at[2], step[2], loss + at[1], step[1], rows, params);
-                } else {
-                    k.probability_rows(x + at[0], step[0], second + at[2], step[2], loss + at[1], step[1], rows,
-                                       params);
-                }
+                run_rows(x + at[0], step[0], index_targets ? nullptr : second + at[2], index_targets ? target + at[2] : nullptr,
+                         step[2], loss + at[1], step[1], with_grad ? grad + at[3] : nullptr, with_grad ? step[3] : 0,
+                         scale_varies ? scale + at[4] : scale, scale_varies ? step[4] : 0, rows);
             },
             [&](const int64_t* at, int64_t columns) {
-                if (index_targets) {
-                    k.index_columns(x + at[0], g.class_stride[0], target + at[2], g.column_stride[2],
-                                    loss + at[1], g.column_stride[1], columns, params);
+                const T* sp = scale_varies ? scale + at[4] : scale;
+                const int64_t ss = scale_varies ? g.column_stride[4] : 0;
+                if (with_grad) {
+                    if (index_targets) {
+                        k.index_columns_grad(x + at[0], g.class_stride[0], target + at[2], g.column_stride[2], sp, ss,
+                                             loss + at[1], g.column_stride[1], grad + at[3], g.class_stride[3],
+                                             columns, params);
+                    } else {
+                        k.probability_columns_grad(x + at[0], g.class_stride[0], second + at[2], g.class_stride[2], sp,
+                                                   ss, loss + at[1], g.column_stride[1], grad + at[3],
+                                                   g.class_stride[3], columns, params);
+                    }
+                } else if (index_targets) {
+                    k.index_columns(x + at[0], g.class_stride[0], target + at[2], g.column_stride[2], loss + at[1],
+                                    g.column_stride[1], columns, params);
                 } else {
                     k.probability_columns(x + at[0], g.class_stride[0], second + at[2], g.class_stride[2],
                                           loss + at[1], g.column_stride[1], columns, params);
                 }
             },
             [&](int64_t begin, int64_t end) {
-                // Neither layout fits: gather each row (and its probabilities) contiguously.
+                // Neither layout fits: gather each row (and its probabilities) contiguously, and
+                // scatter the gradient row back.
                 std::vector<T> row(static_cast<size_t>(classes));
                 std::vector<T> q_row(index_targets ? 0 : static_cast<size_t>(classes));
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
                     gather_row(x + at[0], g.class_stride[0], classes, row.data());
-                    if (index_targets) {
-                        k.index_rows(row.data(), classes, target + at[2], 0, loss + at[1], 0, 1, params);
-                    } else {
-                        gather_row(second + at[2], g.class_stride[2], classes, q_row.data());
-                        k.probability_rows(row.data(), classes, q_row.data(), classes, loss + at[1], 0, 1, params);
+                    if (!index_targets) gather_row(second + at[2], g.class_stride[2], classes, q_row.data());
+                    run_rows(row.data(), classes, q_row.data(), index_targets ? target + at[2] : nullptr, 0, loss + at[1],
+                             0, row.data(), classes, scale_varies ? scale + at[4] : scale, 0, 1);
+                    if (with_grad) {
+                        T* out = grad + at[3];
+                        for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[3]] = row[size_t(c)];
                     }
                 }
             });
@@ -144,26 +177,37 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
 
 template <class T>
 double nll_loss_forward(const ClassificationLossCall<T>& call) {
-    // Without a per-position output the third operand is unused; the target's strides stand in.
-    const auto& loss_strides = call.loss ? call.loss_strides : call.target_strides;
+    // Operands: 0 input, 1 target, 2 loss, 3 gradient, 4 grad_output; unused ones borrow the
+    // target's strides.
+    const auto& unused = call.target_strides;
     const AxisGeometry g = make_axis_geometry(
-        call.shape, call.axis, {call.input_strides, call.target_strides, loss_strides},
-        {OperandRole::full, OperandRole::reduced, OperandRole::reduced});
+        call.shape, call.axis,
+        {call.input_strides, call.target_strides, call.loss ? call.loss_strides : unused,
+         call.grad ? call.grad_strides : call.input_strides, call.grad_output ? call.grad_output_strides : unused},
+        {OperandRole::full, OperandRole::reduced, OperandRole::reduced, OperandRole::full, OperandRole::reduced});
     const double denominator = check_targets(call, g, 1);
-    const int64_t class_stride = g.class_stride[0];
+    const int64_t classes = call.shape[size_t(call.axis)];
+    const T constant_scale =
+        call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
     double total = 0.0;
-    // One gather per position: no kernel needed, and serial order keeps the sum deterministic.
+    // One gather per position (no kernel needed); serial order keeps the sum deterministic.
     for_each_position(g, [&](const int64_t* at) {
         const int64_t y = call.target[at[1]];
-        T value = T(0);
-        if (y != call.ignore_index) {
-            const T w = call.weight ? call.weight[y] : T(1);
-            value = -w * call.input[at[0] + y * class_stride];
-        }
+        const bool ignored = y == call.ignore_index;
+        const T w = ignored ? T(0) : (call.weight ? call.weight[y] : T(1));
+        const T value = ignored ? T(0) : -w * call.input[at[0] + y * g.class_stride[0]];
         if (call.reduction == Reduction::none) {
             call.loss[at[2]] = value;
         } else {
             total += double(value);
+        }
+        if (call.grad) {  // d loss / d input: -scale * w_y at the target, 0 elsewhere
+            T* row = call.grad + at[3];
+            for (int64_t c = 0; c < classes; ++c) row[c * g.class_stride[3]] = T(0);
+            if (!ignored) {
+                const T scale = call.grad_output ? call.grad_output[at[4]] : constant_scale;
+                row[y * g.class_stride[3]] = -scale * w;
+            }
         }
     });
     if (call.reduction == Reduction::none) return 0.0;

@@ -40,6 +40,15 @@ struct ClassificationLossCall {
 
     T* loss = nullptr;  // Reduction::none: per-position output
     std::vector<int64_t> loss_strides;
+
+    // Optional gradient of the returned loss w.r.t. the input, same shape (may be the input).
+    // For Reduction::none it is the gradient of sum(grad_output * loss); grad_output is a
+    // per-position array (nullptr: all ones).
+    T* grad = nullptr;
+    std::vector<int64_t> grad_strides;
+    const T* grad_output = nullptr;
+    std::vector<int64_t> grad_output_strides;
+    T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 
 // Returns the mean or sum (0 for Reduction::none, whose values go to call.loss).

@@ -1,0 +1,53 @@
+// Pieces shared by the cross-entropy kernels with and without gradient (see cross_entropy.cpp
+// for the formulas). Included by per-ISA kernel files only.
+#pragma once
+
+#include "fastloss/kernel_table.hpp"
+#include "kernels/row_statistics-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+// s = sum_c exp(x_c - m) and t = sum_c w_c (x_c - m) (w = 1 when weight is null).
+// Tail lanes are padded with -inf for the exponentials (exp -> 0) and with m for t (d -> 0).
+template <class T>
+void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T& s, T& t) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V vm = V::broadcast(m), zero = V::broadcast(T(0));
+    V s0 = zero, s1 = zero, t0 = zero, t1 = zero;
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const V d0 = V::load(x + i) - vm, d1 = V::load(x + i + W) - vm;
+        s0 = s0 + vexp_nonpositive(d0);
+        s1 = s1 + vexp_nonpositive(d1);
+        if (weight) {
+            t0 = fma(V::load(weight + i), d0, t0);
+            t1 = fma(V::load(weight + i + W), d1, t1);
+        } else {
+            t0 = t0 + d0;
+            t1 = t1 + d1;
+        }
+    }
+    for (; i < n; i += W) {
+        const int64_t lanes = n - i < W ? n - i : W;
+        s0 = s0 + vexp(V::load_partial(x + i, lanes, -infinity<T>()) - vm);
+        const V d = V::load_partial(x + i, lanes, m) - vm;
+        t0 = weight ? fma(V::load_partial(weight + i, lanes, T(0)), d, t0) : t0 + d;
+    }
+    s = reduce_sum(s0 + s1);
+    t = reduce_sum(t0 + t1);
+}
+
+template <class T>
+T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEntropyParams<T>& p) {
+    const T nll = log_s - x_y_minus_m;
+    if (p.label_smoothing == T(0)) return w_y * nll;
+    const T eps = p.label_smoothing;
+    return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
+}
+
+}  // namespace
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

@@ -1,0 +1,283 @@
+// Cross-entropy from logits with its gradient, fused: one read of the logits from DRAM, one write
+// of the gradient, one exponential per element. grad may alias x (in-place training loops).
+//
+// Per position, with g its reduction factor (1/D for mean, 1 for sum, grad_output for none),
+// e_c = exp(x_c - m), s = sum_c e_c and p_c = e_c / s:
+//   index target y:   dx_c = g [(1-eps) w_y (p_c - [c = y]) + (eps/C)(W p_c - w_c)]
+//                          = A e_c - B w_c - g (1-eps) w_y [c = y]
+//                     with A = (g / s)((1-eps) w_y + eps W / C) and B = g eps / C
+//   probabilities q:  dx_c = g (b p_c - w_c q'_c),  b = sum_c w_c q'_c
+// Ignored positions get a zero gradient (and loss). The target entry is formed in T from p_y
+// computed directly, so p_y - 1 cancels no worse than in PyTorch.
+//
+// Rows: three sweeps, the last two from L1/L2 -- (1) m, and x_y kept before anything is written;
+// (2) e_c stored into the gradient row while s (and the smoothing or probability sums) accumulate;
+// (3) the gradient formed in place from e_c. Columns: max, sums, then the gradient with a second
+// exponential (positions are vector lanes; nothing stays to store e_c in).
+#include "kernels/cross_entropy-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+// grad[c] = a * grad[c] - b * w[c] (w = 1 when null) over a contiguous row.
+template <class T>
+void scale_and_shift_row(T* grad, int64_t n, T a, T b, const T* w) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V va = V::broadcast(a), vb = V::broadcast(b);
+    for (int64_t i = 0; i < n; i += W) {
+        const int64_t lanes = n - i < W ? n - i : W;
+        const bool full = lanes == W;
+        const V e = full ? V::load(grad + i) : V::load_partial(grad + i, lanes, T(0));
+        const V wv = w ? (full ? V::load(w + i) : V::load_partial(w + i, lanes, T(0))) : V::broadcast(T(1));
+        const V out = va * e - vb * wv;
+        if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
+    }
+}
+
+template <class T>
+void zero_row(T* grad, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    int64_t i = 0;
+    for (; i + W <= n; i += W) store(grad + i, zero);
+    if (i < n) store_partial(grad + i, n - i, zero);
+}
+
+// Sweep (2): grad = exp(x - m); returns s, and t = sum w (x - m) when `smoothing`.
+template <class T>
+T exp_into_row(const T* x, T m, T* grad, int64_t n, const T* weight, bool smoothing, T& t) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V vm = V::broadcast(m), zero = V::broadcast(T(0));
+    V s = zero, tv = zero;
+    for (int64_t i = 0; i < n; i += W) {
+        const int64_t lanes = n - i < W ? n - i : W;
+        const bool full = lanes == W;
+        const V d = (full ? V::load(x + i) : V::load_partial(x + i, lanes, m)) - vm;  // tail: d = 0
+        if (smoothing) {
+            const V wv = weight ? (full ? V::load(weight + i) : V::load_partial(weight + i, lanes, T(0)))
+                                : (full ? V::broadcast(T(1)) : select(V::first_lanes(lanes), V::broadcast(T(1)), zero));
+            tv = fma(wv, d, tv);
+        }
+        V e = vexp_nonpositive(d);
+        if (full) {
+            store(grad + i, e);
+        } else {
+            e = select(V::first_lanes(lanes), e, zero);
+            store_partial(grad + i, lanes, e);
+        }
+        s = s + e;
+    }
+    t = reduce_sum(tv);
+    return reduce_sum(s);
+}
+
+template <class T>
+void index_rows_grad(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                     const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+                     int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+    const int64_t C = p.classes;
+    const T eps = p.label_smoothing;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t y = target[r * target_stride];
+        T* gr = grad + r * grad_row_stride;
+        if (y == p.ignore_index) {
+            loss[r * loss_stride] = T(0);
+            zero_row(gr, C);
+            continue;
+        }
+        const T* xr = x + r * x_row_stride;
+        const T m = row_max(xr, C);
+        const T x_y = xr[y];  // before the gradient (which may be x itself) is written
+        T t = T(0);
+        const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t);
+        const T w_y = p.weight ? p.weight[y] : T(1);
+        loss[r * loss_stride] = index_loss(scalar_log(s), x_y - m, w_y, t, p);
+        const T g = scale[r * scale_stride];
+        const T a = g / s * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
+        const T b = g * eps / T(C);
+        scale_and_shift_row(gr, C, a, b, p.weight);
+        gr[y] -= g * (T(1) - eps) * w_y;
+    }
+}
+
+template <class T>
+void probability_rows_grad(const T* x, int64_t x_row_stride, const T* q, int64_t q_row_stride,
+                           const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+                           int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const V keep = V::broadcast(T(1) - p.label_smoothing);
+    const V spread = V::broadcast(p.label_smoothing / T(C));
+    const V zero = V::broadcast(T(0));
+    // w q' over lanes [i, i + lanes), zero beyond
+    auto weighted_target = [&](const T* qr, int64_t i, int64_t lanes) {
+        const bool full = lanes == W;
+        V qp = fma(full ? V::load(qr + i) : V::load_partial(qr + i, lanes, T(0)), keep, spread);
+        if (p.weight) qp = qp * (full ? V::load(p.weight + i) : V::load_partial(p.weight + i, lanes, T(0)));
+        return full ? qp : select(V::first_lanes(lanes), qp, zero);
+    };
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * x_row_stride;
+        const T* qr = q + r * q_row_stride;
+        T* gr = grad + r * grad_row_stride;
+        const T m = row_max(xr, C);
+        const V vm = V::broadcast(m);
+        V s = zero, a = zero, b = zero;
+        for (int64_t i = 0; i < C; i += W) {
+            const int64_t lanes = C - i < W ? C - i : W;
+            const bool full = lanes == W;
+            const V d = (full ? V::load(xr + i) : V::load_partial(xr + i, lanes, m)) - vm;
+            const V qp = weighted_target(qr, i, lanes);
+            V e = vexp_nonpositive(d);
+            if (full) {
+                store(gr + i, e);
+            } else {
+                e = select(V::first_lanes(lanes), e, zero);
+                store_partial(gr + i, lanes, e);
+            }
+            s = s + e;
+            a = fma(qp, d, a);
+            b = b + qp;
+        }
+        const T sum = reduce_sum(s), b_total = reduce_sum(b);
+        loss[r * loss_stride] = b_total * scalar_log(sum) - reduce_sum(a);
+        const T g = scale[r * scale_stride];
+        const V factor = V::broadcast(g * b_total / sum), vg = V::broadcast(g);
+        for (int64_t i = 0; i < C; i += W) {
+            const int64_t lanes = C - i < W ? C - i : W;
+            const bool full = lanes == W;
+            const V e = full ? V::load(gr + i) : V::load_partial(gr + i, lanes, T(0));
+            const V out = factor * e - vg * weighted_target(qr, i, lanes);
+            if (full) store(gr + i, out); else store_partial(gr + i, lanes, out);
+        }
+    }
+}
+
+// Columns layout: lanes are positions; the per-lane factors are assembled from scalars.
+template <class T>
+void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
+                        const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+                        int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const T eps = p.label_smoothing;
+    const V zero = V::broadcast(T(0));
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](int64_t c, T fill) {
+            const T* ptr = x + c * x_class_stride + j;
+            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        };
+        V m = V::broadcast(-infinity<T>());
+        for (int64_t c = 0; c < C; ++c) m = max(m, load(c, -infinity<T>()));
+        V s = zero, t = zero;
+        for (int64_t c = 0; c < C; ++c) {
+            const V d = load(c, T(0)) - m;
+            s = s + vexp(d);
+            if (eps != T(0)) t = p.weight ? fma(V::broadcast(p.weight[c]), d, t) : t + d;
+        }
+        T m_l[W], s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W];
+        int64_t y_l[W];
+        store(m_l, m);
+        store(s_l, s);
+        store(t_l, t);
+        for (int64_t k = 0; k < W; ++k) {
+            a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
+            y_l[k] = -1;
+            if (k >= lanes) continue;
+            const int64_t y = target[(j + k) * target_stride];
+            T& out = loss[(j + k) * loss_stride];
+            if (y == p.ignore_index) {
+                out = T(0);
+                continue;
+            }
+            const T w_y = p.weight ? p.weight[y] : T(1);
+            out = index_loss(scalar_log(s_l[k]), x[y * x_class_stride + j + k] - m_l[k], w_y, t_l[k], p);
+            const T g = scale[(j + k) * scale_stride];
+            a_l[k] = g / s_l[k] * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
+            b_l[k] = g * eps / T(C);
+            corr_l[k] = g * (T(1) - eps) * w_y;
+            live_l[k] = T(1);
+            y_l[k] = y;
+        }
+        const V a = V::load(a_l), b = V::load(b_l);
+        const auto live = equal(V::load(live_l), V::broadcast(T(1)));
+        for (int64_t c = 0; c < C; ++c) {
+            const V e = vexp(load(c, T(0)) - m);
+            const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
+            const V out = select(live, a * e - b * w, zero);  // ignored lanes: 0 even if x is NaN
+            T* ptr = grad + c * grad_class_stride + j;
+            if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
+        }
+        for (int64_t k = 0; k < lanes; ++k) {
+            if (y_l[k] >= 0) grad[y_l[k] * grad_class_stride + j + k] -= corr_l[k];
+        }
+    }
+}
+
+template <class T>
+void probability_columns_grad(const T* x, int64_t x_class_stride, const T* q, int64_t q_class_stride,
+                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+                              int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const V zero = V::broadcast(T(0));
+    const V keep = V::broadcast(T(1) - p.label_smoothing);
+    const V spread = V::broadcast(p.label_smoothing / T(C));
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
+            const T* ptr = base + c * stride + j;
+            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        };
+        auto weighted_target = [&](int64_t c) {
+            V qp = fma(load(q, q_class_stride, c, T(0)), keep, spread);
+            return p.weight ? qp * V::broadcast(p.weight[c]) : qp;
+        };
+        V m = V::broadcast(-infinity<T>());
+        for (int64_t c = 0; c < C; ++c) m = max(m, load(x, x_class_stride, c, -infinity<T>()));
+        V s = zero, a = zero, b = zero;
+        for (int64_t c = 0; c < C; ++c) {
+            const V d = load(x, x_class_stride, c, T(0)) - m;
+            const V qp = weighted_target(c);
+            s = s + vexp(d);
+            a = fma(qp, d, a);
+            b = b + qp;
+        }
+        T out_l[W], scale_l[W];
+        store(out_l, b * vlog(s) - a);
+        for (int64_t k = 0; k < W; ++k) scale_l[k] = k < lanes ? scale[(j + k) * scale_stride] : T(0);
+        for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_l[k];
+        const V g = V::load(scale_l);
+        const V factor = g * b / s;
+        for (int64_t c = 0; c < C; ++c) {
+            // q' is read before the gradient is stored: grad may alias x but never q.
+            const V out = factor * vexp(load(x, x_class_stride, c, T(0)) - m) - g * weighted_target(c);
+            T* ptr = grad + c * grad_class_stride + j;
+            if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
+        }
+    }
+}
+
+}  // namespace
+
+void register_cross_entropy_grad_kernels(KernelTable& table) {
+    table.cross_entropy_f32.index_rows_grad = &index_rows_grad<float>;
+    table.cross_entropy_f32.index_columns_grad = &index_columns_grad<float>;
+    table.cross_entropy_f32.probability_rows_grad = &probability_rows_grad<float>;
+    table.cross_entropy_f32.probability_columns_grad = &probability_columns_grad<float>;
+    table.cross_entropy_f64.index_rows_grad = &index_rows_grad<double>;
+    table.cross_entropy_f64.index_columns_grad = &index_columns_grad<double>;
+    table.cross_entropy_f64.probability_rows_grad = &probability_rows_grad<double>;
+    table.cross_entropy_f64.probability_columns_grad = &probability_columns_grad<double>;
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

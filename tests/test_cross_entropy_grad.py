@@ -1,0 +1,197 @@
+"""Gradients of cross_entropy and nll_loss (return_grad=True), against PyTorch autograd and
+against central finite differences of our own forward pass."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+SHAPES = [((7,), None), ((9, 5), None), ((4, 37, 3), None), ((2, 6, 3, 5), None), ((3, 4, 50), -1)]
+
+
+def _case(rng, shape, axis):
+    x = rng.standard_normal(shape) * 2
+    ax = (1 if len(shape) >= 2 else 0) if axis is None else axis % len(shape)
+    C = shape[ax]
+    positions = shape[:ax] + shape[ax + 1 :]
+    t = rng.integers(0, C, positions)
+    if t.size > 1:
+        t.flat[:: max(1, t.size // 3)] = -100
+    return x, t, C, ax, positions
+
+
+def _probabilities(rng, shape, ax):
+    q = np.abs(rng.standard_normal(shape))
+    return q / q.sum(axis=ax, keepdims=True)
+
+
+def _finite_difference(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = f(x)
+        flat[i] = old - h
+        down = f(x)
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("shape,axis", SHAPES)
+def test_matches_finite_differences(isa, shape, axis, rng):
+    x, t, C, ax, positions = _case(rng, shape, axis)
+    w = rng.uniform(0.5, 2.0, C)
+    q = _probabilities(rng, shape, ax)
+    for target, weight, eps in [(t, None, 0.0), (t, w, 0.2), (q, w, 0.1), (q, None, 0.0)]:
+        for reduction in ("mean", "sum", "none"):
+            go = rng.standard_normal(positions) if reduction == "none" else None
+            kw = dict(weight=weight, label_smoothing=eps, reduction=reduction, axis=axis)
+
+            def scalar_loss(xx):
+                value = fl.cross_entropy(xx, target, **kw)
+                return float(np.sum(value * go)) if go is not None else float(value)
+
+            r = fl.cross_entropy(x, target, return_grad=True, grad_output=go, **kw)
+            np.testing.assert_allclose(r.grad, _finite_difference(scalar_loss, x.copy()), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(r.loss, fl.cross_entropy(x, target, **kw), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", SHAPES)
+def test_matches_torch_autograd(isa, dtype, shape, axis, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, t, C, ax, positions = _case(rng, shape, axis)
+    x = x.astype(dtype)
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    q = _probabilities(rng, shape, ax).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    tx_moved = lambda a: torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, ax, 1) if a.ndim > 1 else a))  # noqa: E731
+    for target, use_w, eps, reduction in itertools.product(
+        ["index", "prob"], [False, True], [0.0, 0.2], ["mean", "sum", "none"]
+    ):
+        tgt = t if target == "index" else q
+        go = rng.standard_normal(positions).astype(dtype) if reduction == "none" else None
+        r = fl.cross_entropy(
+            x, tgt, weight=w if use_w else None, label_smoothing=eps, reduction=reduction,
+            axis=axis, return_grad=True, grad_output=go,
+        )
+        tx = tx_moved(x).requires_grad_(True)
+        tt = torch.from_numpy(t) if target == "index" else tx_moved(q)
+        loss = F.cross_entropy(tx, tt, weight=torch.from_numpy(w) if use_w else None, label_smoothing=eps,
+                               reduction=reduction)
+        (loss * torch.from_numpy(go) if go is not None else loss).sum().backward()
+        want = tx.grad.numpy()
+        if x.ndim > 1:
+            want = np.moveaxis(want, 1, ax)
+        np.testing.assert_allclose(r.grad, want, **tol)
+        np.testing.assert_allclose(r.loss, loss.detach().numpy(), **tol)
+        # nll_loss of log-probabilities
+        lp = fl.log_softmax(x, ax)
+        rn = fl.nll_loss(lp, t, weight=w if use_w else None, reduction=reduction, axis=axis,
+                         return_grad=True, grad_output=go)
+        tlp = tx_moved(lp).requires_grad_(True)
+        ln = F.nll_loss(tlp, torch.from_numpy(t), weight=torch.from_numpy(w) if use_w else None,
+                        reduction=reduction)
+        (ln * torch.from_numpy(go) if go is not None else ln).sum().backward()
+        want = tlp.grad.numpy()
+        np.testing.assert_allclose(rn.grad, np.moveaxis(want, 1, ax) if x.ndim > 1 else want, **tol)
+
+
+def test_all_ignored_mean_gives_nan_loss_and_zero_grad(isa):
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    t = np.full(4, -100)
+    for f in (fl.cross_entropy, fl.nll_loss):
+        r = f(x, t, return_grad=True)
+        assert np.isnan(r.loss)
+        np.testing.assert_array_equal(r.grad, np.zeros_like(x))
+
+
+def test_ignored_rows_get_zero_gradient_even_with_nan(isa):
+    x = np.random.default_rng(0).standard_normal((20, 6))
+    x[3] = np.nan
+    t = np.arange(20) % 6
+    t[3] = -100
+    for layout_x, layout_axis in [(x, 1), (x.T.copy(), 0)]:
+        r = fl.cross_entropy(layout_x, t, axis=layout_axis, return_grad=True, label_smoothing=0.1)
+        g = r.grad if layout_axis == 1 else r.grad.T
+        np.testing.assert_array_equal(g[3], 0.0)
+        assert np.isfinite(g).all() and np.isfinite(r.loss)
+
+
+def test_grad_out_aliasing_the_input(isa, rng):
+    for shape, axis in SHAPES:
+        x, t, C, ax, positions = _case(rng, shape, axis)
+        want = fl.cross_entropy(x, t, axis=axis, return_grad=True, label_smoothing=0.1)
+        y = x.copy()
+        r = fl.cross_entropy(y, t, axis=axis, return_grad=True, label_smoothing=0.1, grad_out=y)
+        assert r.grad is y
+        np.testing.assert_allclose(y, want.grad, rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(r.loss, want.loss, rtol=1e-14)
+        q = _probabilities(rng, shape, ax)
+        want = fl.cross_entropy(x, q, axis=axis, return_grad=True)
+        y = x.copy()
+        fl.cross_entropy(y, q, axis=axis, return_grad=True, grad_out=y)
+        np.testing.assert_allclose(y, want.grad, rtol=1e-14, atol=1e-15)
+        lp = fl.log_softmax(x, ax)
+        want = fl.nll_loss(lp, t, axis=axis, return_grad=True)
+        fl.nll_loss(lp, t, axis=axis, return_grad=True, grad_out=lp)
+        np.testing.assert_allclose(lp, want.grad)
+
+
+def test_strided_layouts_and_buffers(isa, rng):
+    base = rng.standard_normal((5, 40, 7))
+    t = rng.integers(0, 40, (5, 7))
+    want = fl.cross_entropy(base, t, return_grad=True)
+    xt = np.ascontiguousarray(base.transpose(0, 2, 1)).transpose(0, 2, 1)  # class axis strided: staged
+    r = fl.cross_entropy(xt, t, return_grad=True)
+    np.testing.assert_allclose(r.grad, want.grad, rtol=1e-13, atol=1e-15)
+    buf = np.empty((5, 7, 40)).transpose(0, 2, 1)
+    r = fl.cross_entropy(base, t, return_grad=True, grad_out=buf)
+    assert r.grad is buf
+    np.testing.assert_allclose(buf, want.grad, rtol=1e-13, atol=1e-15)
+    # overlapping but not identical: the input is copied first
+    big = rng.standard_normal(5 * 40 * 7 + 1)
+    x_view, g_view = big[1:].reshape(5, 40, 7), big[:-1].reshape(5, 40, 7)
+    want = fl.cross_entropy(x_view.copy(), t, return_grad=True)
+    fl.cross_entropy(x_view, t, return_grad=True, grad_out=g_view)
+    np.testing.assert_allclose(g_view, want.grad, rtol=1e-13, atol=1e-15)
+
+
+def test_bit_identical_across_threads(isa, rng):
+    x = rng.standard_normal((1024, 300)).astype(np.float32)
+    t = rng.integers(0, 300, 1024)
+    before = fl.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            fl.set_num_threads(n)
+            results.append(fl.cross_entropy(x, t, return_grad=True, label_smoothing=0.1))
+        np.testing.assert_array_equal(results[0].grad, results[1].grad)
+        assert results[0].loss == results[1].loss
+    finally:
+        fl.set_num_threads(before)
+
+
+def test_gradient_argument_errors():
+    x = np.zeros((4, 5))
+    t = np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="only used with return_grad=True"):
+        fl.cross_entropy(x, t, grad_out=np.empty_like(x))
+    with pytest.raises(ValueError, match=r"grad_out must have the input's shape \(4, 5\)"):
+        fl.cross_entropy(x, t, return_grad=True, grad_out=np.empty((5, 4)))
+    with pytest.raises(ValueError, match="grad_out must have the input's shape"):
+        fl.cross_entropy(x, t, return_grad=True, grad_out=np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"grad_output must have the loss's shape \(4,\)"):
+        fl.cross_entropy(x, t, reduction="none", return_grad=True, grad_output=np.ones(3))
+    with pytest.raises(ValueError, match="grad_output must be a number"):
+        fl.cross_entropy(x, t, return_grad=True, grad_output=np.ones(4))
+    r = fl.cross_entropy(x, t, return_grad=True, grad_output=2.0)
+    np.testing.assert_allclose(r.grad, 2 * fl.cross_entropy(x, t, return_grad=True).grad)
+    assert isinstance(r, fl.LossAndGrad)
