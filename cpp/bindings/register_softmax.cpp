@@ -66,9 +66,45 @@ void logsumexp_binding(const py::array& x, py::array& out, int64_t axis_arg) {
     }
 }
 
+void softmax_backward_binding(const py::array& g, const py::array& y, py::array& out, int64_t axis_arg, bool log) {
+    const FloatType type = float_type(g, "grad_output");
+    check_same_type(g, y, "grad_output", "output");
+    check_same_type(g, out, "grad_output", "out");
+    check_writeable(out, "out");
+    const int axis = checked_axis(g, axis_arg);
+    check_same_shape(g, y, axis, false);
+    check_same_shape(g, out, axis, false);
+    const auto shape = shape_of(g);
+    const auto gs = element_strides(g), ys = element_strides(y), os = element_strides(out);
+    const void* gp = g.data();
+    const void* yp = y.data();
+    void* op = out.mutable_data();
+    const SoftmaxKind kind = log ? SoftmaxKind::log_softmax : SoftmaxKind::softmax;
+    const ReleaseGilIf nogil(g.size() >= kReleaseGilElements);
+    if (type == FloatType::f32) {
+        softmax_backward(kind, static_cast<const float*>(gp), gs, static_cast<const float*>(yp), ys,
+                         static_cast<float*>(op), os, shape, axis);
+    } else {
+        softmax_backward(kind, static_cast<const double*>(gp), gs, static_cast<const double*>(yp), ys,
+                         static_cast<double*>(op), os, shape, axis);
+    }
+}
+
 }  // namespace
 
 void register_softmax(py::module_& m) {
+    m.def("softmax_backward",
+          [](const py::array& g, const py::array& y, py::array& out, int64_t axis) {
+              softmax_backward_binding(g, y, out, axis, false);
+          },
+          py::arg("grad_output").noconvert(), py::arg("output").noconvert(), py::arg("out").noconvert(),
+          py::arg("axis"), "out = gradient of softmax from grad_output and the softmax output.");
+    m.def("log_softmax_backward",
+          [](const py::array& g, const py::array& y, py::array& out, int64_t axis) {
+              softmax_backward_binding(g, y, out, axis, true);
+          },
+          py::arg("grad_output").noconvert(), py::arg("output").noconvert(), py::arg("out").noconvert(),
+          py::arg("axis"), "out = gradient of log_softmax from grad_output and the log_softmax output.");
     m.def("softmax", [](const py::array& x, py::array& out, int64_t axis) { softmax_binding(x, out, axis, false); },
           py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
           "out = softmax(x) along axis (axis already normalised, out preallocated).");

@@ -22,7 +22,7 @@ from ._config import (
 )
 from ._losses import LossAndGrad, cross_entropy, nll_loss
 from ._modules import CrossEntropyLoss, LogSoftmax, NLLLoss, Softmax
-from ._softmax import log_softmax, logsumexp, softmax
+from ._softmax import log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward
 
 __version__: str = _core.__version__
 
@@ -38,11 +38,13 @@ __all__ = [
     "cross_entropy",
     "get_num_threads",
     "log_softmax",
+    "log_softmax_backward",
     "logsumexp",
     "nll_loss",
     "set_num_threads",
     "show_config",
     "softmax",
+    "softmax_backward",
 ]
 
 

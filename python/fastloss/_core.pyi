@@ -34,3 +34,9 @@ def cross_entropy_common_case(
 def nll_loss_common_case(
     input: object, target: object, ignore_index: int, reduction: str
 ) -> np.floating | None: ...
+def softmax_backward(
+    grad_output: NDArray[np.floating], output: NDArray[np.floating], out: NDArray[np.floating], axis: int
+) -> None: ...
+def log_softmax_backward(
+    grad_output: NDArray[np.floating], output: NDArray[np.floating], out: NDArray[np.floating], axis: int
+) -> None: ...

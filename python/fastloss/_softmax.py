@@ -17,7 +17,7 @@ from ._validation import (
     resolve_dtype,
 )
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = ["log_softmax", "log_softmax_backward", "logsumexp", "softmax", "softmax_backward"]
 
 
 def _independent_of(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -137,3 +137,61 @@ def logsumexp(
         return res.reshape(keep_shape)
     res = res.reshape(tuple(n for d, n in enumerate(arr.shape) if d not in axes))
     return res[()] if res.ndim == 0 else res
+
+
+def _backward(grad_output: Any, output: Any, axis: int, out: Optional[np.ndarray], log: bool) -> np.ndarray:
+    g = as_float_array(grad_output, "grad_output")
+    y = as_float_array(output, "output")
+    if g.shape != y.shape:
+        raise ValueError(
+            f"grad_output has shape {g.shape} but output has shape {y.shape}; they must be equal"
+        )
+    result_dtype = np.result_type(g.dtype, y.dtype)
+    work_dtype = compute_dtype(result_dtype)
+    g = g.astype(work_dtype, copy=False)
+    y = y.astype(work_dtype, copy=False)
+    if g.ndim == 0:
+        g, y = g.reshape(1), y.reshape(1)
+        normalize_axis(axis, 1)
+        res = _backward(g, y, 0, None, log).reshape(())
+        if out is None:
+            return res.astype(result_dtype)
+        check_out(out, (), result_dtype)[...] = res
+        return out
+    ax = normalize_axis(axis, g.ndim)
+    if out is not None:
+        check_out(out, g.shape, result_dtype)
+        if work_dtype != result_dtype:
+            out[...] = _backward(g, y, ax, None, log)
+            return out
+        g = _independent_of(g, out)
+        if np.may_share_memory(y, out):
+            y = y.copy()  # y is read again after out is written
+        target = out
+    else:
+        target = np.empty_like(g)
+    if g.size:
+        (_core.log_softmax_backward if log else _core.softmax_backward)(g, y, target, ax)
+    return target if target.dtype == result_dtype else target.astype(result_dtype)
+
+
+def softmax_backward(
+    grad_output: Any, output: Any, axis: int = -1, *, out: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Gradient of softmax: ``output * (grad_output - sum(grad_output * output, axis))``.
+
+    `output` is what `softmax` returned; `grad_output` the gradient with respect to it. As
+    ``torch._softmax_backward_data``. `out` may be `grad_output` itself.
+    """
+    return _backward(grad_output, output, axis, out, log=False)
+
+
+def log_softmax_backward(
+    grad_output: Any, output: Any, axis: int = -1, *, out: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Gradient of log_softmax: ``grad_output - exp(output) * sum(grad_output, axis)``.
+
+    `output` is what `log_softmax` returned. As ``torch._log_softmax_backward_data``. `out` may be
+    `grad_output` itself.
+    """
+    return _backward(grad_output, output, axis, out, log=True)

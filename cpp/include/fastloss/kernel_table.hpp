@@ -38,6 +38,23 @@ struct SoftmaxKernels {
                               int64_t columns, int64_t classes);
 };
 
+// Backward of softmax and log_softmax, given the forward output y and the incoming gradient g:
+//   softmax:      dx = y * (g - sum_c g_c y_c)
+//   log_softmax:  dx = g - exp(y) * sum_c g_c
+// Rows and columns layouts as for SoftmaxKernels; all three arrays share one layout kind.
+template <class T>
+struct SoftmaxBackwardKernels {
+    void (*softmax_rows)(const T* g, int64_t g_row_stride, const T* y, int64_t y_row_stride, T* dx,
+                         int64_t dx_row_stride, int64_t rows, int64_t classes);
+    void (*log_softmax_rows)(const T* g, int64_t g_row_stride, const T* y, int64_t y_row_stride,
+                             T* dx, int64_t dx_row_stride, int64_t rows, int64_t classes);
+    void (*softmax_columns)(const T* g, int64_t g_class_stride, const T* y, int64_t y_class_stride,
+                            T* dx, int64_t dx_class_stride, int64_t columns, int64_t classes);
+    void (*log_softmax_columns)(const T* g, int64_t g_class_stride, const T* y,
+                                int64_t y_class_stride, T* dx, int64_t dx_class_stride,
+                                int64_t columns, int64_t classes);
+};
+
 // Options of a cross-entropy, shared by both target kinds.
 template <class T>
 struct CrossEntropyParams {
@@ -109,6 +126,8 @@ struct KernelTable {
     const char* isa_name;
     SoftmaxKernels<float> softmax_f32;
     SoftmaxKernels<double> softmax_f64;
+    SoftmaxBackwardKernels<float> softmax_backward_f32;
+    SoftmaxBackwardKernels<double> softmax_backward_f64;
     CrossEntropyKernels<float> cross_entropy_f32;
     CrossEntropyKernels<double> cross_entropy_f64;
     VectorMathKernels<float> math_f32;
@@ -125,6 +144,17 @@ inline const SoftmaxKernels<float>& softmax_kernels<float>(const KernelTable& ta
 template <>
 inline const SoftmaxKernels<double>& softmax_kernels<double>(const KernelTable& table) {
     return table.softmax_f64;
+}
+
+template <class T>
+const SoftmaxBackwardKernels<T>& softmax_backward_kernels(const KernelTable& table);
+template <>
+inline const SoftmaxBackwardKernels<float>& softmax_backward_kernels<float>(const KernelTable& table) {
+    return table.softmax_backward_f32;
+}
+template <>
+inline const SoftmaxBackwardKernels<double>& softmax_backward_kernels<double>(const KernelTable& table) {
+    return table.softmax_backward_f64;
 }
 
 template <class T>

@@ -8,6 +8,7 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 
 void register_softmax_kernels(KernelTable& table);
+void register_softmax_backward_kernels(KernelTable& table);
 void register_cross_entropy_kernels(KernelTable& table);
 void register_cross_entropy_grad_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
@@ -18,6 +19,7 @@ KernelTable build_table() {
     KernelTable table{};
     table.isa_name = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NS);
     register_softmax_kernels(table);
+    register_softmax_backward_kernels(table);
     register_cross_entropy_kernels(table);
     register_cross_entropy_grad_kernels(table);
     register_vector_math_kernels(table);

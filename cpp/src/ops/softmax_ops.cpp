@@ -82,6 +82,46 @@ void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out
     run_axis_kernel(g, x, out, false, k.logsumexp_rows, k.logsumexp_columns);
 }
 
+template <class T>
+void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& g_strides, const T* y,
+                      const std::vector<int64_t>& y_strides, T* dx, const std::vector<int64_t>& dx_strides,
+                      const std::vector<int64_t>& shape, int axis) {
+    const AxisGeometry geo = make_axis_geometry(shape, axis, {g_strides, y_strides, dx_strides},
+                                                {OperandRole::full, OperandRole::full, OperandRole::full});
+    const SoftmaxBackwardKernels<T>& k = softmax_backward_kernels<T>(active_kernels());
+    const bool log = kind == SoftmaxKind::log_softmax;
+    const auto rows_kernel = log ? k.log_softmax_rows : k.softmax_rows;
+    const auto columns_kernel = log ? k.log_softmax_columns : k.softmax_columns;
+    const int64_t classes = geo.classes;
+    if (classes == 0) return;
+    parallel_over_positions(
+        geo,
+        [&](const int64_t* at, const int64_t* step, int64_t rows) {
+            rows_kernel(g + at[0], step[0], y + at[1], step[1], dx + at[2], step[2], rows, classes);
+        },
+        [&](const int64_t* at, int64_t columns) {
+            columns_kernel(g + at[0], geo.class_stride[0], y + at[1], geo.class_stride[1], dx + at[2],
+                           geo.class_stride[2], columns, classes);
+        },
+        [&](int64_t begin, int64_t end) {
+            std::vector<T> g_row(static_cast<size_t>(classes)), y_row(static_cast<size_t>(classes));
+            int64_t at[kMaxOperands];
+            for (int64_t i = begin; i < end; ++i) {
+                geo.outer_offsets(i, at);
+                gather_row(g + at[0], geo.class_stride[0], classes, g_row.data());
+                gather_row(y + at[1], geo.class_stride[1], classes, y_row.data());
+                rows_kernel(g_row.data(), classes, y_row.data(), classes, g_row.data(), classes, 1, classes);
+                for (int64_t c = 0; c < classes; ++c) dx[at[2] + c * geo.class_stride[2]] = g_row[size_t(c)];
+            }
+        });
+}
+
+template void softmax_backward<float>(SoftmaxKind, const float*, const std::vector<int64_t>&, const float*,
+                                      const std::vector<int64_t>&, float*, const std::vector<int64_t>&,
+                                      const std::vector<int64_t>&, int);
+template void softmax_backward<double>(SoftmaxKind, const double*, const std::vector<int64_t>&, const double*,
+                                       const std::vector<int64_t>&, double*, const std::vector<int64_t>&,
+                                       const std::vector<int64_t>&, int);
 template void softmax_forward<float>(SoftmaxKind, const float*, const std::vector<int64_t>&, float*,
                                      const std::vector<int64_t>&, const std::vector<int64_t>&, int);
 template void softmax_forward<double>(SoftmaxKind, const double*, const std::vector<int64_t>&,

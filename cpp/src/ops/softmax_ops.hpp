@@ -24,4 +24,11 @@ void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out
                        const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
                        int axis);
 
+// dx = gradient of softmax / log_softmax along `axis`, from the incoming gradient g and the forward
+// output y (all three of `shape`; dx may be g).
+template <class T>
+void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& g_strides, const T* y,
+                      const std::vector<int64_t>& y_strides, T* dx, const std::vector<int64_t>& dx_strides,
+                      const std::vector<int64_t>& shape, int axis);
+
 }  // namespace fastloss
