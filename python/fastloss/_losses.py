@@ -141,6 +141,32 @@ def _finish(value: float, out: Optional[np.ndarray], reduction: str, result_dtyp
     return np.asarray(value, dtype=np.float32).astype(result_dtype)[()]  # bfloat16
 
 
+def _run(
+    kernel: Any,
+    x: np.ndarray,
+    target: np.ndarray,
+    weight: Optional[np.ndarray],
+    options: tuple,
+    reduction: str,
+    axis: int,
+    result_dtype: np.dtype,
+    return_grad: bool,
+    grad_output: Any,
+    grad_out: Any,
+) -> Union[LossValue, LossAndGrad]:
+    """Calls a classification-loss kernel with its output buffers, with or without gradient."""
+    positions = _position_shape(x.shape, axis)
+    out = np.empty(positions, x.dtype) if reduction == "none" else None
+    _check_gradient_options(return_grad, grad_output, grad_out)
+    if not return_grad:
+        value = kernel(x, target, weight, *options, reduction, axis, out)
+        return _finish(value, out, reduction, result_dtype)
+    x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
+    value = kernel(x, target, weight, *options, reduction, axis, out, grad, go)
+    loss = _finish(value, out, reduction, result_dtype)
+    return LossAndGrad(loss, grad.astype(result_dtype, copy=False))
+
+
 def cross_entropy(
     input: Any,
     target: Any,
@@ -216,15 +242,10 @@ def cross_entropy(
         t = _index_target(t, x, ax)
 
     w = _weight_array(weight, x.shape[ax], work_dtype)
-    positions = _position_shape(x.shape, ax)
-    out = np.empty(positions, work_dtype) if reduction == "none" else None
-    _check_gradient_options(return_grad, grad_output, grad_out)
-    if not return_grad:
-        value = _core.cross_entropy(x, t, w, ignore, ls, reduction, ax, out)
-        return _finish(value, out, reduction, result_dtype)
-    x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
-    value = _core.cross_entropy(x, t, w, ignore, ls, reduction, ax, out, grad, go)
-    return LossAndGrad(_finish(value, out, reduction, result_dtype), grad.astype(result_dtype, copy=False))
+    return _run(
+        _core.cross_entropy, x, t, w, (ignore, ls), reduction, ax, result_dtype,
+        return_grad, grad_output, grad_out,
+    )
 
 
 def nll_loss(
@@ -266,14 +287,8 @@ def nll_loss(
         x = x.astype(work_dtype)
     t = _index_target(target, x, ax)
     w = _weight_array(weight, x.shape[ax], work_dtype)
-    positions = _position_shape(x.shape, ax)
-    out = np.empty(positions, work_dtype) if reduction == "none" else None
-    ignore = _ignore_index(ignore_index)
-    _check_gradient_options(return_grad, grad_output, grad_out)
-    if not return_grad:
-        value = _core.nll_loss(x, t, w, ignore, reduction, ax, out)
-        return _finish(value, out, reduction, result_dtype)
-    x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
-    value = _core.nll_loss(x, t, w, ignore, reduction, ax, out, grad, go)
-    return LossAndGrad(_finish(value, out, reduction, result_dtype), grad.astype(result_dtype, copy=False))
+    return _run(
+        _core.nll_loss, x, t, w, (_ignore_index(ignore_index),), reduction, ax, result_dtype,
+        return_grad, grad_output, grad_out,
+    )
 

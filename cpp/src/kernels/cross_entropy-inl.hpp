@@ -48,6 +48,35 @@ T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEnt
     return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
 }
 
+// Columns layout: `lanes` positions starting at x (value c of lane k at x[c * class_stride + k]).
+template <class T>
+Vec<T> load_column(const T* x, int64_t class_stride, int64_t c, int64_t lanes, T fill) {
+    const T* ptr = x + c * class_stride;
+    return lanes == Vec<T>::width ? Vec<T>::load(ptr) : Vec<T>::load_partial(ptr, lanes, fill);
+}
+
+// Per lane: m, s = sum_c exp(x_c - m) and, with label smoothing, t = sum_c w_c (x_c - m).
+template <class T>
+struct ColumnStatistics {
+    Vec<T> max, sum, shifted_sum;
+};
+
+template <class T>
+ColumnStatistics<T> index_column_statistics(const T* x, int64_t class_stride, int64_t lanes,
+                                            const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    const V zero = V::broadcast(T(0));
+    V m = V::broadcast(-infinity<T>());
+    for (int64_t c = 0; c < p.classes; ++c) m = max(m, load_column(x, class_stride, c, lanes, -infinity<T>()));
+    V s = zero, t = zero;
+    for (int64_t c = 0; c < p.classes; ++c) {
+        const V d = load_column(x, class_stride, c, lanes, T(0)) - m;
+        s = s + vexp(d);
+        if (p.label_smoothing != T(0)) t = p.weight ? fma(V::broadcast(p.weight[c]), d, t) : t + d;
+    }
+    return {m, s, t};
+}
+
 }  // namespace
 }  // namespace FASTLOSS_ISA_NS
 }  // namespace fastloss

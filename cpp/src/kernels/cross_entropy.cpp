@@ -119,28 +119,14 @@ void probability_rows(const T* x, int64_t x_row_stride, const T* q, int64_t q_ro
 template <class T>
 void index_columns(const T* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
                    T* loss, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    const int64_t C = p.classes;
-    const V zero = V::broadcast(T(0));
+    constexpr int64_t W = Vec<T>::width;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](int64_t c, T fill) {
-            const T* ptr = x + c * x_class_stride + j;
-            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
-        };
-        V m = V::broadcast(-infinity<T>());
-        for (int64_t c = 0; c < C; ++c) m = max(m, load(c, -infinity<T>()));
-        V s = zero, t = zero;
-        for (int64_t c = 0; c < C; ++c) {
-            const V d = load(c, T(0)) - m;
-            s = s + vexp(d);
-            if (p.label_smoothing != T(0)) t = p.weight ? fma(V::broadcast(p.weight[c]), d, t) : t + d;
-        }
+        const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
         T m_lane[W], log_s_lane[W], t_lane[W];
-        store(m_lane, m);
-        store(log_s_lane, vlog(s));
-        store(t_lane, t);
+        store(m_lane, st.max);
+        store(log_s_lane, vlog(st.sum));
+        store(t_lane, st.shifted_sum);
         for (int64_t k = 0; k < lanes; ++k) {
             const int64_t y = target[(j + k) * target_stride];
             T& out = loss[(j + k) * loss_stride];

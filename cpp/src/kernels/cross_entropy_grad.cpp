@@ -170,23 +170,12 @@ void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* targe
     const V zero = V::broadcast(T(0));
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](int64_t c, T fill) {
-            const T* ptr = x + c * x_class_stride + j;
-            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
-        };
-        V m = V::broadcast(-infinity<T>());
-        for (int64_t c = 0; c < C; ++c) m = max(m, load(c, -infinity<T>()));
-        V s = zero, t = zero;
-        for (int64_t c = 0; c < C; ++c) {
-            const V d = load(c, T(0)) - m;
-            s = s + vexp(d);
-            if (eps != T(0)) t = p.weight ? fma(V::broadcast(p.weight[c]), d, t) : t + d;
-        }
+        const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
         T m_l[W], s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W];
         int64_t y_l[W];
-        store(m_l, m);
-        store(s_l, s);
-        store(t_l, t);
+        store(m_l, st.max);
+        store(s_l, st.sum);
+        store(t_l, st.shifted_sum);
         for (int64_t k = 0; k < W; ++k) {
             a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
             y_l[k] = -1;
@@ -209,7 +198,7 @@ void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* targe
         const V a = V::load(a_l), b = V::load(b_l);
         const auto live = equal(V::load(live_l), V::broadcast(T(1)));
         for (int64_t c = 0; c < C; ++c) {
-            const V e = vexp(load(c, T(0)) - m);
+            const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
             const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
             const V out = select(live, a * e - b * w, zero);  // ignored lanes: 0 even if x is NaN
             T* ptr = grad + c * grad_class_stride + j;
