@@ -15,6 +15,7 @@
 // and for probability targets, a max sweep comes first and the second sweep reads from L1/L2.
 // Either way DRAM sees each logit once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
 #include "fastloss/kernel_table.hpp"
+#include "kernels/cross_entropy_terms-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
 
 namespace fastloss {
@@ -50,14 +51,6 @@ void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T&
     }
     s = reduce_sum(s0 + s1);
     t = reduce_sum(t0 + t1);
-}
-
-template <class T>
-T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEntropyParams<T>& p) {
-    const T nll = log_s - x_y_minus_m;
-    if (p.label_smoothing == T(0)) return w_y * nll;
-    const T eps = p.label_smoothing;
-    return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
 }
 
 // W rows in lanes [Note: few classes], without label smoothing.

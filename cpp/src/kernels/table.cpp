@@ -9,6 +9,9 @@ namespace FASTLOSS_ISA_NS {
 
 void register_softmax_kernels(KernelTable& table);
 void register_cross_entropy_kernels(KernelTable& table);
+void register_distillation_kernels(KernelTable& table);
+void register_entropy_kernels(KernelTable& table);
+void register_cosine_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
 void register_bandwidth_kernels(KernelTable& table);
 
@@ -18,6 +21,9 @@ KernelTable build_table() {
     table.isa_name = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NS);
     register_softmax_kernels(table);
     register_cross_entropy_kernels(table);
+    register_distillation_kernels(table);
+    register_entropy_kernels(table);
+    register_cosine_kernels(table);
     register_vector_math_kernels(table);
     register_bandwidth_kernels(table);
     return table;
