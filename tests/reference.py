@@ -179,7 +179,7 @@ def entropy_from_probs(p, axis=-1):
 def cosine_embedding_loss(x1, x2, target, margin=0.0, reduction="mean"):
     a, b = _f64(x1), _f64(x2)
     y = _f64(target)
-    eps = 1e-12
+    eps = float(np.float32(1e-12))  # PyTorch's EPSILON is a float constant, also for float64
     cos = np.sum(a * b, -1) / np.sqrt((np.sum(a * a, -1) + eps) * (np.sum(b * b, -1) + eps))
     per = np.where(y == 1, 1 - cos, 0.0) + np.where(y == -1, np.maximum(cos - margin, 0.0), 0.0)
     if reduction == "none":

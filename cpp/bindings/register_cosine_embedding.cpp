@@ -52,7 +52,7 @@ double cosine_embedding_binding(const py::array& x1, const py::array& x2, const 
         throw std::invalid_argument("x1 and x2 must be 2-D arrays of one shape, got " + shape_string(x1) + " and " +
                                     shape_string(x2));
     }
-    if ((x1.shape(1) > 1 && (x1.strides(1) != x1.itemsize() || x2.strides(1) != x2.itemsize()))) {
+    if (x1.shape(0) > 0 && x1.shape(1) > 1 && (x1.strides(1) != x1.itemsize() || x2.strides(1) != x2.itemsize())) {
         throw std::invalid_argument("x1 and x2 must have contiguous rows");
     }
     const py::dtype td = target.dtype();

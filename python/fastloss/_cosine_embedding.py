@@ -29,7 +29,8 @@ def cosine_embedding_loss(
     ``x1`` and ``x2`` are (N, D) with ``target`` (N,), or (D,) with a 0-d target; the two
     inputs broadcast against each other. Per row, PyTorch's own cosine (not
     ``F.cosine_similarity``'s): ``cos = sum(x1 * x2) / sqrt((sum(x1**2) + 1e-12) *
-    (sum(x2**2) + 1e-12))``, and the loss is ``1 - cos`` where ``target == 1``,
+    (sum(x2**2) + 1e-12))`` (PyTorch's EPSILON is the float32 constant 1e-12, also for
+    float64 inputs), and the loss is ``1 - cos`` where ``target == 1``,
     ``max(0, cos - margin)`` where ``target == -1`` and 0 for any other target value (no
     error, as in PyTorch). A zero vector has cos = 0. ``reduction``: "mean" over rows (NaN
     for N = 0), "sum" or "none".
@@ -58,8 +59,9 @@ def cosine_embedding_loss(
         )
     result_dtype = _common_dtype(a.dtype, b.dtype)
     work_dtype = compute_dtype(result_dtype)
-    a = np.broadcast_to(a.astype(work_dtype, copy=False), shape).reshape((-1, shape[-1]))
-    b = np.broadcast_to(b.astype(work_dtype, copy=False), shape).reshape((-1, shape[-1]))
+    rows_shape = (int(np.prod(shape[:-1], dtype=np.int64)), shape[-1])
+    a = np.broadcast_to(a.astype(work_dtype, copy=False), shape).reshape(rows_shape)
+    b = np.broadcast_to(b.astype(work_dtype, copy=False), shape).reshape(rows_shape)
     a, b = _contiguous_rows(a), _contiguous_rows(b)
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
     rows = a.shape[0]

@@ -16,7 +16,8 @@ constexpr int64_t kRowBlock = 64;
 template <class T>
 T cosine_embedding_row_loss(T ab, T aa, T bb, double y, double margin) {
     if (y != 1.0 && y != -1.0) return T(0);
-    const T epsilon = T(1e-12);  // PyTorch's EPSILON, rounded to T as its tensor arithmetic does
+    // PyTorch's EPSILON is the float constant 1e-12f (9.99999996e-13), for float64 inputs too.
+    const T epsilon = T(1e-12f);
     const T cos = ab / std::sqrt((aa + epsilon) * (bb + epsilon));
     if (y == 1.0) return T(1) - cos;
     const T excess = cos - T(margin);

@@ -7,7 +7,8 @@
 
 namespace fastloss {
 
-// Per row, PyTorch's own cosine (not F.cosine_similarity's): EPSILON = 1e-12 is added to each
+// Per row, PyTorch's own cosine (not F.cosine_similarity's): EPSILON = 1e-12f (a float constant,
+// 9.99999996e-13, also for float64 inputs) is added to each
 // squared norm, cos = sum x1 x2 / sqrt((sum x1^2 + EPSILON)(sum x2^2 + EPSILON)), computed in T
 // as PyTorch does (so huge norms overflow the same way), and
 //   loss = 1 - cos if y == 1;  max(0, cos - margin) if y == -1 (NaN stays NaN);  0 otherwise.
