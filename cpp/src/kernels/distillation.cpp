@@ -78,17 +78,30 @@ struct DistillationSums {
     }
 };
 
+// [Note: integer temperature] The three exponentials per class are the cost of this kernel (it is
+// compute-bound at two threads). For T = 1 and T = 2, exp(s - m) = exp(a)^T, so the hard term's
+// exponential is one or two multiplies instead of a third vexp. Squaring doubles the relative
+// error of that one term (to about 2 ulp), far below what the sums add; underflow still gives 0.
+// kPower is T for those two temperatures and 0 (three exponentials) otherwise.
+//
 // One vector of classes: s and t are the logits, ms and mt their maxima, hard_coef the weight of
 // the linear hard term (w or w q'; unused for HardTerm::plain).
-template <HardTerm kHard, class V>
+template <HardTerm kHard, int kPower, class V>
 inline void accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature, V hard_coef) {
     const V zero = V::broadcast(typename V::Scalar(0));
     const V ds = s - ms;
-    const V a = ds * inverse_temperature;
-    const V b = (t - mt) * inverse_temperature;
+    const V a = kPower == 1 ? ds : ds * inverse_temperature;
+    const V b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
     const V eb = vexp(b);
-    acc.hard = acc.hard + vexp(ds);
-    acc.student = acc.student + vexp(a);
+    const V ea = vexp(a);
+    if constexpr (kPower == 1) {
+        acc.hard = acc.hard + ea;
+    } else if constexpr (kPower == 2) {
+        acc.hard = acc.hard + ea * ea;
+    } else {
+        acc.hard = acc.hard + vexp(ds);
+    }
+    acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
     acc.cross = acc.cross + select(equal(eb, zero), zero * a, eb * (b - a));
     if constexpr (kHard != HardTerm::plain) acc.linear = fma(hard_coef, ds, acc.linear);
@@ -107,7 +120,7 @@ struct RowSums {
 };
 
 // Both sweeps over one row pair (rows layout).
-template <HardTerm kHard, class T>
+template <HardTerm kHard, int kPower, class T>
 RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -133,14 +146,14 @@ RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, 
         const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
         DistillationSums<V> part = DistillationSums<V>::zero();
         for (; i < fold_end; i += W) {
-            accumulate<kHard>(part, V::load(s + i), V::load(t + i), ms, mt, inv, hard_coef(i, W));
+            accumulate<kHard, kPower>(part, V::load(s + i), V::load(t + i), ms, mt, inv, hard_coef(i, W));
         }
         total.add(part);
     }
     if (i < n) {  // tail: padding lanes compute garbage from 0 and are then zeroed
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
-        accumulate<kHard>(part, V::load_partial(s + i, lanes, T(0)), V::load_partial(t + i, lanes, T(0)), ms, mt, inv,
+        accumulate<kHard, kPower>(part, V::load_partial(s + i, lanes, T(0)), V::load_partial(t + i, lanes, T(0)), ms, mt, inv,
                           hard_coef(i, lanes));
         part.keep_lanes(V::first_lanes(lanes));
         total.add(part);
@@ -154,7 +167,7 @@ RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, 
             reduce_sum(total.coef)};
 }
 
-template <HardTerm kHard, class T>
+template <HardTerm kHard, int kPower, class T>
 void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
                  int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
                  int64_t rows, const DistillationParams<T>& p) {
@@ -162,7 +175,7 @@ void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_str
     for (int64_t r = 0; r < rows; ++r) {
         const T* sr = s + r * s_row_stride;
         const RowSums<T> sums =
-            distillation_row_sums<kHard>(sr, t + r * t_row_stride, q ? q + r * q_row_stride : nullptr, C, p);
+            distillation_row_sums<kHard, kPower>(sr, t + r * t_row_stride, q ? q + r * q_row_stride : nullptr, C, p);
         const T log_hard = scalar_log(sums.hard);
         kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
         T& hard = ce[r * out_stride];
@@ -182,25 +195,25 @@ void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_str
     }
 }
 
-template <class T>
-void distillation_rows(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+template <int kPower, class T>
+void distillation_rows_with_power(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
                        int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
                        int64_t rows, const DistillationParams<T>& p) {
     if (q) {
-        rows_kernel<HardTerm::probabilities>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride,
+        rows_kernel<HardTerm::probabilities, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride,
                                              ce, kl, out_stride, rows, p);
     } else if (p.hard.label_smoothing != T(0)) {
-        rows_kernel<HardTerm::smoothed>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce,
+        rows_kernel<HardTerm::smoothed, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce,
                                         kl, out_stride, rows, p);
     } else {
-        rows_kernel<HardTerm::plain>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl,
+        rows_kernel<HardTerm::plain, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl,
                                      out_stride, rows, p);
     }
 }
 
 // Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
 // the finish (logs, KL, the target's logit) is per lane.
-template <HardTerm kHard, class T>
+template <HardTerm kHard, int kPower, class T>
 void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride, const int64_t* target,
                     int64_t target_stride, const T* q, int64_t q_class_stride, T* ce, T* kl, int64_t out_stride,
                     int64_t columns, const DistillationParams<T>& p) {
@@ -231,7 +244,7 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
                 if constexpr (kHard == HardTerm::probabilities) coef = fma(load(q, q_class_stride, c, T(0)), keep, spread);
                 if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
                 // Dead lanes load 0 (not -inf) so they stay NaN-free; they are never stored.
-                accumulate<kHard>(part, load(s, s_class_stride, c, T(0)), load(t, t_class_stride, c, T(0)), ms, mt,
+                accumulate<kHard, kPower>(part, load(s, s_class_stride, c, T(0)), load(t, t_class_stride, c, T(0)), ms, mt,
                                   inv, coef);
             }
             total.add(part);
@@ -260,20 +273,42 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
     }
 }
 
+template <int kPower, class T>
+void distillation_columns_with_power(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
+                          const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
+                          T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
+    if (q) {
+        columns_kernel<HardTerm::probabilities, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
+                                                q_class_stride, ce, kl, out_stride, columns, p);
+    } else if (p.hard.label_smoothing != T(0)) {
+        columns_kernel<HardTerm::smoothed, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
+                                           q_class_stride, ce, kl, out_stride, columns, p);
+    } else {
+        columns_kernel<HardTerm::plain, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride,
+                                        ce, kl, out_stride, columns, p);
+    }
+}
+
+// Picks the kernel instance for the temperature [Note: integer temperature].
+template <class T>
+void distillation_rows(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+                       int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+                       int64_t rows, const DistillationParams<T>& p) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, T>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, T>
+                                                     : &distillation_rows_with_power<0, T>;
+    kernel(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl, out_stride, rows, p);
+}
+
 template <class T>
 void distillation_columns(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
                           const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
                           T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
-    if (q) {
-        columns_kernel<HardTerm::probabilities>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
-                                                q_class_stride, ce, kl, out_stride, columns, p);
-    } else if (p.hard.label_smoothing != T(0)) {
-        columns_kernel<HardTerm::smoothed>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
-                                           q_class_stride, ce, kl, out_stride, columns, p);
-    } else {
-        columns_kernel<HardTerm::plain>(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride,
-                                        ce, kl, out_stride, columns, p);
-    }
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, T>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, T>
+                                                     : &distillation_columns_with_power<0, T>;
+    kernel(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, ce, kl, out_stride, columns,
+           p);
 }
 
 template <class T>
