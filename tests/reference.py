@@ -105,3 +105,85 @@ def nll_loss(x, target, weight=None, ignore_index=-100, reduction="mean", axis=N
         return total
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / np.sum(np.where(valid, w[safe_t], 0.0))
+
+
+def kl_div_batchmean_softmax(student, teacher, temperature=1.0, axis=None):
+    """KL(softmax(t/T) || softmax(s/T)) summed over everything, / shape[0] (torch's batchmean)."""
+    s, t = _f64(student), _f64(teacher)
+    if axis is None:
+        axis = 1 if s.ndim >= 2 else 0
+    return kl_softmax_per_position(s, t, temperature, axis).sum() / s.shape[0]
+
+
+def kl_softmax_per_position(student, teacher, temperature=1.0, axis=-1):
+    """Per position sum_c p (log p - log q), p = softmax(t/T), q = softmax(s/T), with torch's
+    kl_div pointwise semantics: xlogy(p, p) - p * log q (0 * -inf = NaN)."""
+    s, t = _f64(student), _f64(teacher)
+    lq = log_softmax(s / temperature, axis)
+    p = softmax(t / temperature, axis)
+    with np.errstate(all="ignore"):
+        xlogy = np.where(p == 0, 0.0, p * np.log(p))
+        return np.sum(xlogy - p * lq, axis=axis)
+
+
+def distillation_loss(
+    s,
+    t,
+    target,
+    temperature=2.0,
+    alpha=0.5,
+    reduction="mean",
+    weight=None,
+    ignore_index=-100,
+    label_smoothing=0.0,
+    axis=None,
+):
+    """alpha CE + (1 - alpha) T^2 KL, with fastloss.distillation_loss's reductions."""
+    s = _f64(s)
+    ax = (1 if s.ndim >= 2 else 0) if axis is None else axis % s.ndim
+    ce = cross_entropy(
+        s,
+        target,
+        weight,
+        ignore_index,
+        "none" if reduction == "none" else reduction,
+        label_smoothing,
+        ax,
+    )
+    kl = kl_softmax_per_position(s, t, temperature, ax)
+    scale = (1 - alpha) * temperature**2
+    if reduction == "none":
+        return alpha * ce + scale * kl
+    if reduction == "sum":
+        return alpha * ce + scale * kl.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return alpha * ce + scale * (kl.sum() / s.shape[0] if s.shape[0] else np.nan)
+
+
+def entropy_from_logits(x, axis=-1):
+    """-sum p log p of softmax(x), with p log p = 0 where p = 0 (Categorical's clamp)."""
+    lp = log_softmax(x, axis)
+    with np.errstate(all="ignore"):
+        p = np.exp(lp)
+        return -np.sum(np.where(p == 0, 0.0, p * lp), axis=axis)
+
+
+def entropy_from_probs(p, axis=-1):
+    """sum of torch.special.entr: -p log p, 0 at 0, -inf below 0."""
+    p = _f64(p)
+    with np.errstate(all="ignore"):
+        terms = np.where(p > 0, -p * np.log(p), np.where(p == 0, 0.0, -np.inf))
+        return np.sum(np.where(np.isnan(p), np.nan, terms), axis=axis)
+
+
+def cosine_embedding_loss(x1, x2, target, margin=0.0, reduction="mean"):
+    a, b = _f64(x1), _f64(x2)
+    y = _f64(target)
+    eps = float(np.float32(1e-12))  # PyTorch's EPSILON is a float constant, also for float64
+    cos = np.sum(a * b, -1) / np.sqrt((np.sum(a * a, -1) + eps) * (np.sum(b * b, -1) + eps))
+    per = np.where(y == 1, 1 - cos, 0.0) + np.where(y == -1, np.maximum(cos - margin, 0.0), 0.0)
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return per.sum()
+    return per.mean() if per.size else np.nan

@@ -6,38 +6,12 @@
 #include <string>
 
 #include "bindings/array_checks.hpp"
+#include "bindings/loss_arguments.hpp"
 #include "ops/cross_entropy_ops.hpp"
 
 namespace fastloss::bindings {
 
 namespace {
-
-Reduction parse_reduction(const std::string& r) {
-    if (r == "none") return Reduction::none;
-    if (r == "mean") return Reduction::mean;
-    if (r == "sum") return Reduction::sum;
-    throw std::invalid_argument("reduction must be 'none', 'mean' or 'sum', got '" + r + "'");
-}
-
-// The per-position shape: the input's shape without the class axis.
-bool has_position_shape(const py::array& a, const py::array& x, int axis) {
-    if (a.ndim() != x.ndim() - 1) return false;
-    for (py::ssize_t d = 0, k = 0; d < x.ndim(); ++d) {
-        if (d == axis) continue;
-        if (a.shape(k++) != x.shape(d)) return false;
-    }
-    return true;
-}
-
-// Strides of a per-position array in the full-rank form (0 on the class axis).
-std::vector<int64_t> full_rank_strides(const py::array& a, int axis, py::ssize_t ndim) {
-    std::vector<int64_t> s(size_t(ndim), 0);
-    for (py::ssize_t d = 0, k = 0; d < ndim; ++d) {
-        if (d == axis) continue;
-        s[size_t(d)] = a.strides(k++) / a.itemsize();
-    }
-    return s;
-}
 
 template <class T>
 double run_classification_loss(bool nll, const py::array& x, const py::array& target, const py::object& weight,

@@ -1,4 +1,4 @@
-// softmax, log_softmax, logsumexp bindings: check memory safety, release the GIL, run.
+// softmax, log_softmax, logsumexp, entropy bindings: check memory safety, release the GIL, run.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -46,7 +46,7 @@ void softmax_binding(const py::array& x, py::array& out, int64_t axis_arg, bool 
     }
 }
 
-void logsumexp_binding(const py::array& x, py::array& out, int64_t axis_arg) {
+void reduced_binding(const py::array& x, py::array& out, int64_t axis_arg, bool entropy) {
     const FloatType type = float_type(x, "x");
     check_same_type(x, out, "x", "out");
     check_writeable(out, "out");
@@ -60,9 +60,11 @@ void logsumexp_binding(const py::array& x, py::array& out, int64_t axis_arg) {
     void* op = out.mutable_data();
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
     if (type == FloatType::f32) {
-        logsumexp_forward(static_cast<const float*>(xp), xs, static_cast<float*>(op), os, shape, axis);
+        auto* forward = entropy ? &entropy_forward<float> : &logsumexp_forward<float>;
+        forward(static_cast<const float*>(xp), xs, static_cast<float*>(op), os, shape, axis);
     } else {
-        logsumexp_forward(static_cast<const double*>(xp), xs, static_cast<double*>(op), os, shape, axis);
+        auto* forward = entropy ? &entropy_forward<double> : &logsumexp_forward<double>;
+        forward(static_cast<const double*>(xp), xs, static_cast<double*>(op), os, shape, axis);
     }
 }
 
@@ -111,8 +113,12 @@ void register_softmax(py::module_& m) {
     m.def("log_softmax", [](const py::array& x, py::array& out, int64_t axis) { softmax_binding(x, out, axis, true); },
           py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
           "out = log_softmax(x) along axis (axis already normalised, out preallocated).");
-    m.def("logsumexp", &logsumexp_binding, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
+    m.def("logsumexp", [](const py::array& x, py::array& out, int64_t axis) { reduced_binding(x, out, axis, false); },
+          py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
           "out = logsumexp(x) along axis; out has x's shape without, or with 1 on, that axis.");
+    m.def("entropy", [](const py::array& x, py::array& out, int64_t axis) { reduced_binding(x, out, axis, true); },
+          py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
+          "out = Shannon entropy of softmax(x) along axis; out shaped as for logsumexp.");
 }
 
 }  // namespace fastloss::bindings

@@ -20,22 +20,37 @@ from ._config import (
     set_num_threads,
     show_config,
 )
+from ._cosine_embedding import cosine_embedding_loss
+from ._distillation import distillation_loss
+from ._entropy import entropy
 from ._losses import LossAndGrad, cross_entropy, nll_loss
-from ._modules import CrossEntropyLoss, LogSoftmax, NLLLoss, Softmax
+from ._modules import (
+    CosineEmbeddingLoss,
+    CrossEntropyLoss,
+    DistillationLoss,
+    LogSoftmax,
+    NLLLoss,
+    Softmax,
+)
 from ._softmax import log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "CosineEmbeddingLoss",
     "CrossEntropyLoss",
+    "DistillationLoss",
     "LogSoftmax",
     "LossAndGrad",
     "NLLLoss",
     "Softmax",
     "__version__",
     "available_capabilities",
+    "cosine_embedding_loss",
     "cpu_capability",
     "cross_entropy",
+    "distillation_loss",
+    "entropy",
     "get_num_threads",
     "log_softmax",
     "log_softmax_backward",

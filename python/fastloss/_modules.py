@@ -6,10 +6,19 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ._cosine_embedding import cosine_embedding_loss
+from ._distillation import distillation_loss
 from ._losses import LossValue, cross_entropy, nll_loss
 from ._softmax import log_softmax, softmax
 
-__all__ = ["CrossEntropyLoss", "LogSoftmax", "NLLLoss", "Softmax"]
+__all__ = [
+    "CosineEmbeddingLoss",
+    "CrossEntropyLoss",
+    "DistillationLoss",
+    "LogSoftmax",
+    "NLLLoss",
+    "Softmax",
+]
 
 
 class CrossEntropyLoss:
@@ -74,6 +83,66 @@ class NLLLoss:
 
     def __repr__(self) -> str:
         return f"NLLLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, axis={self.axis})"
+
+
+class DistillationLoss:
+    """``DistillationLoss(temperature=..., alpha=...)(student_logits, teacher_logits, target)``.
+
+    The callable form of `distillation_loss` (see there for what each reduction means).
+    """
+
+    def __init__(
+        self,
+        temperature: float = 2.0,
+        alpha: float = 0.5,
+        reduction: str = "mean",
+        weight: Any = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        axis: Optional[int] = None,
+    ) -> None:
+        self.temperature = temperature
+        self.alpha = alpha
+        self.reduction = reduction
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+
+    def __call__(self, student_logits: Any, teacher_logits: Any, target: Any) -> LossValue:
+        return distillation_loss(
+            student_logits,
+            teacher_logits,
+            target,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            reduction=self.reduction,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            axis=self.axis,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"DistillationLoss(temperature={self.temperature}, alpha={self.alpha}, "
+            f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
+            f"label_smoothing={self.label_smoothing}, axis={self.axis})"
+        )
+
+
+class CosineEmbeddingLoss:
+    """``CosineEmbeddingLoss(margin=..., reduction=...)(x1, x2, target)``, as in torch.nn."""
+
+    def __init__(self, margin: float = 0.0, reduction: str = "mean") -> None:
+        self.margin = margin
+        self.reduction = reduction
+
+    def __call__(self, x1: Any, x2: Any, target: Any) -> LossValue:
+        return cosine_embedding_loss(x1, x2, target, margin=self.margin, reduction=self.reduction)
+
+    def __repr__(self) -> str:
+        return f"CosineEmbeddingLoss(margin={self.margin}, reduction={self.reduction!r})"
 
 
 class Softmax:

@@ -107,6 +107,45 @@ struct CrossEntropyKernels {
                                      const CrossEntropyParams<T>& params);
 };
 
+// Knowledge distillation, per position (the caller combines and reduces): the hard
+// cross-entropy of the student logits s against the target (CrossEntropyParams semantics, index or
+// probability targets) and KL(softmax(t/T) || softmax(s/T)) between the tempered softmaxes of the
+// teacher t and the student. Exactly one of `target` (int64 indices) and `q` (probabilities, the
+// logits' layout) is non-null. Rows and columns layouts as for SoftmaxKernels; s, t and q share
+// one layout, so one class stride (columns) or their own row strides (rows) describe them.
+template <class T>
+struct DistillationParams {
+    CrossEntropyParams<T> hard;
+    T inverse_temperature;  // 1 / T, T > 0
+};
+
+template <class T>
+struct DistillationKernels {
+    void (*rows)(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+                 int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+                 int64_t rows, const DistillationParams<T>& params);
+    void (*columns)(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
+                    const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
+                    T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& params);
+};
+
+// H(softmax(x)) = lse - sum_c p_c x_c per position, with p_c x_c = 0 where p_c = 0 (-inf logits),
+// as torch.distributions.Categorical(logits=x).entropy(). Layouts as for SoftmaxKernels.
+template <class T>
+struct EntropyKernels {
+    void (*rows)(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows, int64_t classes);
+    void (*columns)(const T* x, int64_t x_class_stride, T* out, int64_t out_stride, int64_t columns,
+                    int64_t classes);
+};
+
+// The three dot products of a cosine (the cosine embedding loss): for rows a_r, b_r of n
+// contiguous values, out3[3r] = sum a*b, out3[3r + 1] = sum a*a, out3[3r + 2] = sum b*b.
+template <class T>
+struct CosineKernels {
+    void (*dot3_rows)(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, T* out3, int64_t rows,
+                      int64_t n);
+};
+
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native
 // harness can measure throughput. y may equal x.
 template <class T>
@@ -130,6 +169,12 @@ struct KernelTable {
     SoftmaxBackwardKernels<double> softmax_backward_f64;
     CrossEntropyKernels<float> cross_entropy_f32;
     CrossEntropyKernels<double> cross_entropy_f64;
+    DistillationKernels<float> distillation_f32;
+    DistillationKernels<double> distillation_f64;
+    EntropyKernels<float> entropy_f32;
+    EntropyKernels<double> entropy_f64;
+    CosineKernels<float> cosine_f32;
+    CosineKernels<double> cosine_f64;
     VectorMathKernels<float> math_f32;
     VectorMathKernels<double> math_f64;
     BandwidthKernels bandwidth;
@@ -166,6 +211,39 @@ inline const CrossEntropyKernels<float>& cross_entropy_kernels<float>(const Kern
 template <>
 inline const CrossEntropyKernels<double>& cross_entropy_kernels<double>(const KernelTable& table) {
     return table.cross_entropy_f64;
+}
+
+template <class T>
+const DistillationKernels<T>& distillation_kernels(const KernelTable& table);
+template <>
+inline const DistillationKernels<float>& distillation_kernels<float>(const KernelTable& table) {
+    return table.distillation_f32;
+}
+template <>
+inline const DistillationKernels<double>& distillation_kernels<double>(const KernelTable& table) {
+    return table.distillation_f64;
+}
+
+template <class T>
+const EntropyKernels<T>& entropy_kernels(const KernelTable& table);
+template <>
+inline const EntropyKernels<float>& entropy_kernels<float>(const KernelTable& table) {
+    return table.entropy_f32;
+}
+template <>
+inline const EntropyKernels<double>& entropy_kernels<double>(const KernelTable& table) {
+    return table.entropy_f64;
+}
+
+template <class T>
+const CosineKernels<T>& cosine_kernels(const KernelTable& table);
+template <>
+inline const CosineKernels<float>& cosine_kernels<float>(const KernelTable& table) {
+    return table.cosine_f32;
+}
+template <>
+inline const CosineKernels<double>& cosine_kernels<double>(const KernelTable& table) {
+    return table.cosine_f64;
 }
 
 template <class T>

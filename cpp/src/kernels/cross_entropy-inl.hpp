@@ -3,6 +3,7 @@
 #pragma once
 
 #include "fastloss/kernel_table.hpp"
+#include "kernels/cross_entropy_terms-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
 
 namespace fastloss {
@@ -38,14 +39,6 @@ void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T&
     }
     s = reduce_sum(s0 + s1);
     t = reduce_sum(t0 + t1);
-}
-
-template <class T>
-T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEntropyParams<T>& p) {
-    const T nll = log_s - x_y_minus_m;
-    if (p.label_smoothing == T(0)) return w_y * nll;
-    const T eps = p.label_smoothing;
-    return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
 }
 
 // Columns layout: `lanes` positions starting at x (value c of lane k at x[c * class_stride + k]).

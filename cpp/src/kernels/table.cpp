@@ -11,6 +11,9 @@ void register_softmax_kernels(KernelTable& table);
 void register_softmax_backward_kernels(KernelTable& table);
 void register_cross_entropy_kernels(KernelTable& table);
 void register_cross_entropy_grad_kernels(KernelTable& table);
+void register_distillation_kernels(KernelTable& table);
+void register_entropy_kernels(KernelTable& table);
+void register_cosine_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
 void register_bandwidth_kernels(KernelTable& table);
 
@@ -22,6 +25,9 @@ KernelTable build_table() {
     register_softmax_backward_kernels(table);
     register_cross_entropy_kernels(table);
     register_cross_entropy_grad_kernels(table);
+    register_distillation_kernels(table);
+    register_entropy_kernels(table);
+    register_cosine_kernels(table);
     register_vector_math_kernels(table);
     register_bandwidth_kernels(table);
     return table;

@@ -4,54 +4,18 @@
 
 #include "fastloss/dispatch.hpp"
 #include "ops/axis_geometry.hpp"
+#include "ops/class_targets.hpp"
 #include "ops/position_loops.hpp"
 
 namespace fastloss {
 namespace {
 
-// C-contiguous strides of the per-position shape (the input's shape without the class axis),
-// in the full-rank form the geometry takes (0 for the class axis).
-std::vector<int64_t> position_strides(const std::vector<int64_t>& shape, int axis) {
-    std::vector<int64_t> strides(shape.size(), 0);
-    int64_t step = 1;
-    for (size_t d = shape.size(); d-- > 0;) {
-        if (int(d) == axis) continue;
-        strides[d] = step;
-        step *= shape[d];
-    }
-    return strides;
-}
-
-int64_t position_count(const std::vector<int64_t>& shape, int axis) {
-    int64_t n = 1;
-    for (size_t d = 0; d < shape.size(); ++d) {
-        if (int(d) != axis) n *= shape[d];
-    }
-    return n;
-}
-
 // Checks every index target (in order, so the first bad one is reported) and returns the sum of
 // the weights of the non-ignored ones, the denominator of a weighted mean.
 template <class T>
 double check_targets(const ClassificationLossCall<T>& call, const AxisGeometry& g, int target_operand) {
-    const int64_t classes = call.shape[size_t(call.axis)];
-    double weight_sum = 0.0;
-    for_each_position(g, [&](const int64_t* at) {
-        const int64_t y = call.target[at[target_operand]];
-        if (y == call.ignore_index) return;
-        if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
-        weight_sum += call.weight ? double(call.weight[y]) : 1.0;
-    });
-    return weight_sum;
-}
-
-// Sums per-position losses in float64, in position order: the result does not depend on the
-// number of threads that produced them.
-template <class T>
-double sum_in_order(const std::vector<T>& values) {
-    double total = 0.0;
-    for (const T v : values) total += double(v);
-    return total;
+    return check_class_targets(g, target_operand, call.target, call.shape[size_t(call.axis)], call.ignore_index,
+                               call.weight);
 }
 
 }  // namespace

@@ -122,6 +122,25 @@ template void softmax_backward<float>(SoftmaxKind, const float*, const std::vect
 template void softmax_backward<double>(SoftmaxKind, const double*, const std::vector<int64_t>&, const double*,
                                        const std::vector<int64_t>&, double*, const std::vector<int64_t>&,
                                        const std::vector<int64_t>&, int);
+
+template <class T>
+void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
+                     const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
+                     int axis) {
+    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
+                                              {OperandRole::full, OperandRole::reduced});
+    if (g.classes == 0) {  // no kernel runs: the empty sum
+        int64_t offsets[kMaxOperands];
+        for (int64_t o = 0; o < g.outer_count(); ++o) {
+            g.outer_offsets(o, offsets);
+            for (int64_t j = 0; j < g.columns; ++j) out[offsets[1] + j * g.column_stride[1]] = T(0);
+        }
+        return;
+    }
+    const EntropyKernels<T>& k = entropy_kernels<T>(active_kernels());
+    run_axis_kernel(g, x, out, false, k.rows, k.columns);
+}
+
 template void softmax_forward<float>(SoftmaxKind, const float*, const std::vector<int64_t>&, float*,
                                      const std::vector<int64_t>&, const std::vector<int64_t>&, int);
 template void softmax_forward<double>(SoftmaxKind, const double*, const std::vector<int64_t>&,
@@ -132,5 +151,10 @@ template void logsumexp_forward<float>(const float*, const std::vector<int64_t>&
 template void logsumexp_forward<double>(const double*, const std::vector<int64_t>&, double*,
                                         const std::vector<int64_t>&, const std::vector<int64_t>&,
                                         int);
+
+template void entropy_forward<float>(const float*, const std::vector<int64_t>&, float*,
+                                     const std::vector<int64_t>&, const std::vector<int64_t>&, int);
+template void entropy_forward<double>(const double*, const std::vector<int64_t>&, double*,
+                                      const std::vector<int64_t>&, const std::vector<int64_t>&, int);
 
 }  // namespace fastloss

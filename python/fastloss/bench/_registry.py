@@ -182,6 +182,25 @@ def numpy_cross_entropy(x: np.ndarray, t: np.ndarray) -> np.floating:
 def _jax_cross_entropy(jax: Any, x: Any, t: Any) -> Any:
     lp = jax.nn.log_softmax(x, axis=-1)
     return -jax.numpy.mean(jax.numpy.take_along_axis(lp, t[..., None], axis=-1))
+def student_teacher_and_class_targets(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """Student and teacher logits (N, C) and int64 class indices (N,) in [0, C)."""
+    (s,) = logits(shape, dtype, rng)
+    (t,) = logits(shape, dtype, rng)
+    return s, t, rng.integers(0, shape[-1], size=shape[:-1], dtype=np.int64)
+
+
+_KD_TEMPERATURE = 2.0
+_KD_ALPHA = 0.5
+
+
+def _torch_distillation(torch: Any, s: Any, t: Any, y: Any) -> Any:
+    """The knowledge-distillation loss as PyTorch users write it."""
+    F = torch.nn.functional
+    T, alpha = _KD_TEMPERATURE, _KD_ALPHA
+    soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t / T, dim=-1), reduction="batchmean")
+    return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
 
 
 register(
@@ -205,6 +224,19 @@ register(
             "fastloss": lambda fl, x, t: fl.nll_loss(x, t, axis=-1),
             "torch": lambda torch, x, t: torch.nn.functional.nll_loss(x, t),
             "numpy": lambda np_, x, t: -np.mean(np.take_along_axis(x, t[..., None], axis=-1)),
+        },
+    )
+)
+
+register(
+    Case(
+        op="distillation_loss",
+        setup=student_teacher_and_class_targets,
+        forward={
+            "fastloss": lambda fl, s, t, y: fl.distillation_loss(
+                s, t, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1
+            ),
+            "torch": _torch_distillation,
         },
     )
 )

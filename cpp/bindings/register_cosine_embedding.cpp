@@ -1,0 +1,80 @@
+// cosine_embedding_loss binding: memory-safety checks, GIL release, run.
+// The Python layer (python/fastloss/_cosine_embedding.py) owns semantics, broadcasting and messages.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "bindings/array_checks.hpp"
+#include "bindings/loss_arguments.hpp"
+#include "ops/cosine_embedding_ops.hpp"
+
+namespace fastloss::bindings {
+
+namespace {
+
+template <class T>
+double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::array& target, double margin,
+                            Reduction reduction, const py::object& out) {
+    CosineEmbeddingCall<T> call;
+    call.rows = x1.shape(0);
+    call.dim = x1.shape(1);
+    call.x1 = static_cast<const T*>(x1.data());
+    call.x1_row_stride = x1.strides(0) / x1.itemsize();
+    call.x2 = static_cast<const T*>(x2.data());
+    call.x2_row_stride = x2.strides(0) / x2.itemsize();
+    call.target = static_cast<const double*>(target.data());
+    call.target_stride = target.strides(0) / target.itemsize();
+    call.margin = margin;
+    call.reduction = reduction;
+    py::array out_array;
+    if (reduction == Reduction::none) {
+        if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
+        out_array = out.cast<py::array>();
+        check_same_type(x1, out_array, "x1", "out");
+        check_writeable(out_array, "out");
+        if (out_array.ndim() != 1 || out_array.shape(0) != call.rows || !is_c_contiguous(out_array)) {
+            throw std::invalid_argument("out must be a contiguous array of shape (" + std::to_string(call.rows) +
+                                        ",), got " + shape_string(out_array));
+        }
+        call.loss = static_cast<T*>(out_array.mutable_data());
+    }
+    const ReleaseGilIf nogil(x1.size() >= kReleaseGilElements);
+    return cosine_embedding_forward(call);
+}
+
+double cosine_embedding_binding(const py::array& x1, const py::array& x2, const py::array& target, double margin,
+                                const std::string& reduction, const py::object& out) {
+    const FloatType type = float_type(x1, "x1");
+    float_type(x2, "x2");
+    check_same_type(x1, x2, "x1", "x2");
+    if (x1.ndim() != 2 || shape_of(x1) != shape_of(x2)) {
+        throw std::invalid_argument("x1 and x2 must be 2-D arrays of one shape, got " + shape_string(x1) + " and " +
+                                    shape_string(x2));
+    }
+    if (x1.shape(0) > 0 && x1.shape(1) > 1 && (x1.strides(1) != x1.itemsize() || x2.strides(1) != x2.itemsize())) {
+        throw std::invalid_argument("x1 and x2 must have contiguous rows");
+    }
+    const py::dtype td = target.dtype();
+    if (td.kind() != 'f' || td.itemsize() != 8 || !is_native_byte_order(td) ||
+        !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+        throw py::type_error("target must be an aligned native float64 array, got dtype " + std::string(py::str(td)));
+    }
+    if (target.ndim() != 1 || target.shape(0) != x1.shape(0)) {
+        throw std::invalid_argument("target must have shape (" + std::to_string(x1.shape(0)) + ",), got " +
+                                    shape_string(target));
+    }
+    const Reduction r = parse_reduction(reduction);
+    if (type == FloatType::f32) return run_cosine_embedding<float>(x1, x2, target, margin, r, out);
+    return run_cosine_embedding<double>(x1, x2, target, margin, r, out);
+}
+
+}  // namespace
+
+void register_cosine_embedding(py::module_& m) {
+    m.def("cosine_embedding_loss", &cosine_embedding_binding, py::arg("x1").noconvert(), py::arg("x2").noconvert(),
+          py::arg("target").noconvert(), py::arg("margin"), py::arg("reduction"), py::arg("out"),
+          "Cosine embedding loss of (N, D) rows with float64 targets (N,); returns the mean/sum, or writes to out.");
+}
+
+}  // namespace fastloss::bindings

@@ -1,0 +1,127 @@
+// distillation_loss binding: memory-safety checks, GIL release, run.
+// The Python layer (python/fastloss/_distillation.py) owns semantics and friendly messages.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+
+#include "bindings/array_checks.hpp"
+#include "bindings/loss_arguments.hpp"
+#include "ops/distillation_ops.hpp"
+
+namespace fastloss::bindings {
+
+namespace {
+
+template <class T>
+double run_distillation(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
+                        int64_t ignore_index, double label_smoothing, double temperature, double alpha,
+                        Reduction reduction, int axis, const py::object& out) {
+    DistillationCall<T> call;
+    call.student = static_cast<const T*>(s.data());
+    call.student_strides = element_strides(s);
+    call.teacher = static_cast<const T*>(t.data());
+    call.teacher_strides = element_strides(t);
+    call.shape = shape_of(s);
+    call.axis = axis;
+    call.ignore_index = ignore_index;
+    call.label_smoothing = T(label_smoothing);
+    call.temperature = temperature;
+    call.alpha = alpha;
+    call.reduction = reduction;
+
+    const py::dtype dt = target.dtype();
+    if (dt.kind() == 'f') {
+        check_same_type(s, target, "student_logits", "target");
+        if (shape_of(target) != call.shape) {
+            throw std::invalid_argument("probability target must have the logits' shape " + shape_string(s) +
+                                        ", got " + shape_string(target));
+        }
+        float_type(target, "target");
+        call.probabilities = static_cast<const T*>(target.data());
+        call.probability_strides = element_strides(target);
+    } else {
+        if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native_byte_order(dt) ||
+            !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+            throw py::type_error("target must be an aligned native int64 array, got dtype " + std::string(py::str(dt)));
+        }
+        if (!has_position_shape(target, s, axis)) {
+            throw std::invalid_argument("target has shape " + shape_string(target) +
+                                        ", which does not match logits of shape " + shape_string(s) +
+                                        " without axis " + std::to_string(axis));
+        }
+        call.target = static_cast<const int64_t*>(target.data());
+        call.target_strides = full_rank_strides(target, axis, s.ndim());
+    }
+
+    py::array weight_array;
+    if (!weight.is_none()) {
+        weight_array = weight.cast<py::array>();
+        check_same_type(s, weight_array, "student_logits", "weight");
+        if (weight_array.ndim() != 1 || weight_array.shape(0) != s.shape(axis) || !is_c_contiguous(weight_array)) {
+            throw std::invalid_argument("weight must be a contiguous array of shape (" + std::to_string(s.shape(axis)) +
+                                        ",), got " + shape_string(weight_array));
+        }
+        call.weight = static_cast<const T*>(weight_array.data());
+    }
+
+    py::array out_array;
+    if (reduction == Reduction::none) {
+        if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
+        out_array = out.cast<py::array>();
+        check_same_type(s, out_array, "student_logits", "out");
+        check_writeable(out_array, "out");
+        if (!has_position_shape(out_array, s, axis) || !is_c_contiguous(out_array)) {
+            throw std::invalid_argument("out must be C-contiguous with the logits' shape " + shape_string(s) +
+                                        " without axis " + std::to_string(axis) + ", got " + shape_string(out_array));
+        }
+        call.loss = static_cast<T*>(out_array.mutable_data());
+    }
+
+    const ReleaseGilIf nogil(s.size() >= kReleaseGilElements);
+    return distillation_forward(call);
+}
+
+double distillation_binding(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
+                            int64_t ignore_index, double label_smoothing, double temperature, double alpha,
+                            const std::string& reduction, int64_t axis_arg, const py::object& out) {
+    const FloatType type = float_type(s, "student_logits");
+    float_type(t, "teacher_logits");
+    check_same_type(s, t, "student_logits", "teacher_logits");
+    if (shape_of(s) != shape_of(t)) {
+        throw std::invalid_argument("student_logits has shape " + shape_string(s) + " but teacher_logits has shape " +
+                                    shape_string(t));
+    }
+    if (s.ndim() < 1) throw std::invalid_argument("student_logits must have at least one dimension");
+    const int axis = checked_axis(s, axis_arg);
+    if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
+        throw std::invalid_argument("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
+    }
+    if (!(temperature > 0.0) || !std::isfinite(temperature)) {
+        throw std::invalid_argument("temperature must be a finite number > 0, got " + std::to_string(temperature));
+    }
+    if (!(alpha >= 0.0 && alpha <= 1.0)) {
+        throw std::invalid_argument("alpha must be in [0, 1], got " + std::to_string(alpha));
+    }
+    const Reduction r = parse_reduction(reduction);
+    if (type == FloatType::f32) {
+        return run_distillation<float>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha, r, axis,
+                                       out);
+    }
+    return run_distillation<double>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha, r, axis,
+                                    out);
+}
+
+}  // namespace
+
+void register_distillation(py::module_& m) {
+    m.def("distillation_loss", &distillation_binding, py::arg("student_logits").noconvert(),
+          py::arg("teacher_logits").noconvert(), py::arg("target").noconvert(), py::arg("weight"),
+          py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("alpha"),
+          py::arg("reduction"), py::arg("axis"), py::arg("out"),
+          "alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or "
+          "writes per-position losses to out.");
+}
+
+}  // namespace fastloss::bindings

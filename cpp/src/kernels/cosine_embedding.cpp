@@ -1,0 +1,60 @@
+// The three dot products of the cosine embedding loss, in one sweep over both rows:
+//   ab = sum_d a_d b_d,  aa = sum_d a_d^2,  bb = sum_d b_d^2.
+// The loss itself (PyTorch's cos = ab / sqrt((aa + 1e-12)(bb + 1e-12)), margin, target) is formed
+// per row by the caller (ops/cosine_embedding_ops.cpp): it is O(1) per row and needs sqrt.
+// Sums are two-level (partial sums of kFoldVectors vectors folded into a total).
+#include "fastloss/kernel_table.hpp"
+#include "simd/vec-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+constexpr int64_t kFoldVectors = 32;
+
+template <class T>
+void dot3_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, T* out3, int64_t rows,
+               int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* ar = a + r * a_row_stride;
+        const T* br = b + r * b_row_stride;
+        V ab = zero, aa = zero, bb = zero;
+        const int64_t full_end = n - n % W;
+        int64_t i = 0;
+        while (i < full_end) {
+            const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
+            V pab = zero, paa = zero, pbb = zero;
+            for (; i < fold_end; i += W) {
+                const V va = V::load(ar + i), vb = V::load(br + i);
+                pab = fma(va, vb, pab);
+                paa = fma(va, va, paa);
+                pbb = fma(vb, vb, pbb);
+            }
+            ab = ab + pab;
+            aa = aa + paa;
+            bb = bb + pbb;
+        }
+        if (i < n) {  // zero padding adds nothing
+            const V va = V::load_partial(ar + i, n - i, T(0)), vb = V::load_partial(br + i, n - i, T(0));
+            ab = fma(va, vb, ab);
+            aa = fma(va, va, aa);
+            bb = fma(vb, vb, bb);
+        }
+        out3[3 * r] = reduce_sum(ab);
+        out3[3 * r + 1] = reduce_sum(aa);
+        out3[3 * r + 2] = reduce_sum(bb);
+    }
+}
+
+}  // namespace
+
+void register_cosine_kernels(KernelTable& table) {
+    table.cosine_f32 = {&dot3_rows<float>};
+    table.cosine_f64 = {&dot3_rows<double>};
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

@@ -1,0 +1,330 @@
+// Knowledge distillation from student and teacher logits, fused: per position, the hard
+// cross-entropy of the student and the KL divergence between the tempered softmaxes, from one read
+// of each logit. No log_softmax, softmax or N x C temporary is ever formed.
+//
+// Per position, with student logits s, teacher logits t, C classes and temperature T:
+//   m = max_c s_c,  S = sum_c exp(s_c - m)                  (hard softmax of s)
+//   a_c = (s_c - m) / T,  S_a = sum_c exp(a_c)               (softmax(s/T), shifted by m/T)
+//   b_c = (t_c - max t) / T,  S_b = sum_c exp(b_c)           (softmax(t/T), shifted by max t / T)
+// A shift does not change a softmax, so log softmax(s/T)_c = a_c - log S_a and
+// log softmax(t/T)_c = b_c - log S_b, and with p_c = exp(b_c) / S_b (so sum_c p_c = 1):
+//   KL = sum_c p_c (log p_c - log softmax(s/T)_c)
+//      = sum_c p_c ((b_c - a_c) - log S_b + log S_a)
+//      = (1 / S_b) sum_c exp(b_c) (b_c - a_c) - log S_b + log S_a.
+// Every exponent is <= 0 (no overflow) and b_c - a_c is formed from shifted values, so nothing of
+// the size of the raw logits cancels; the rounding error is that of PyTorch's own
+// log_softmax/softmax/kl_div sequence (absolute, of the order of eps * |log p|).
+// The hard cross-entropy uses m, S and the linear sums of cross_entropy.cpp (CE(s, y) formulas in
+// kernel_table.hpp).
+//
+// -inf logits, as PyTorch's kl_div(log_softmax(s/T), softmax(t/T)) computes them pointwise as
+// xlogy(p, p) - p * lp_s: where p_c = 0 (a -inf teacher logit, or an underflow) the term is
+// 0 * lp_s, i.e. 0 unless the student's logit is -inf as well, which gives NaN; a -inf student
+// logit where p_c > 0 gives +inf. The formula above would form 0 * (-inf - a_c) = NaN where b_c is
+// -inf, so such terms are replaced by 0 * a_c, which reproduces both cases. An all -inf row or a
+// +inf logit gives NaN, as the softmaxes do.
+//
+// Two sweeps per row: the maxima of s and t first, then one sweep over both rows for every sum.
+// A row pair of 32000 float32 logits is 256 KB, so the second sweep reads from L2: DRAM sees each
+// logit once. Sums are two-level (partial sums of kFoldVectors vectors folded into a total), so the
+// rounding error grows with C / kFoldVectors + kFoldVectors rather than C.
+#include "fastloss/kernel_table.hpp"
+#include "kernels/cross_entropy_terms-inl.hpp"
+#include "kernels/row_statistics-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+constexpr int64_t kFoldVectors = 32;
+
+// What the hard cross-entropy needs besides m and S.
+enum class HardTerm {
+    plain,          // index targets without smoothing: only s_y
+    smoothed,       // index targets with smoothing:    linear = sum_c w_c (s_c - m)
+    probabilities,  // probability targets:             linear = sum_c w_c q'_c (s_c - m), coef = sum_c w_c q'_c
+};
+
+template <class V>
+struct DistillationSums {
+    V hard;     // sum exp(s - m)
+    V student;  // S_a = sum exp(a)
+    V teacher;  // S_b = sum exp(b)
+    V cross;    // sum exp(b) (b - a), with the -inf guard above
+    V linear;
+    V coef;
+
+    static DistillationSums zero() {
+        const V z = V::broadcast(typename V::Scalar(0));
+        return {z, z, z, z, z, z};
+    }
+    void add(const DistillationSums& o) {
+        hard = hard + o.hard;
+        student = student + o.student;
+        teacher = teacher + o.teacher;
+        cross = cross + o.cross;
+        linear = linear + o.linear;
+        coef = coef + o.coef;
+    }
+    template <class Mask>
+    void keep_lanes(Mask live) {
+        const V z = V::broadcast(typename V::Scalar(0));
+        hard = select(live, hard, z);
+        student = select(live, student, z);
+        teacher = select(live, teacher, z);
+        cross = select(live, cross, z);
+        linear = select(live, linear, z);
+        coef = select(live, coef, z);
+    }
+};
+
+// [Note: integer temperature] The three exponentials per class are the cost of this kernel (it is
+// compute-bound at two threads). For T = 1 and T = 2, exp(s - m) = exp(a)^T, so the hard term's
+// exponential is one or two multiplies instead of a third vexp. Squaring doubles the relative
+// error of that one term (to about 2 ulp), far below what the sums add; underflow still gives 0.
+// kPower is T for those two temperatures and 0 (three exponentials) otherwise.
+//
+// One vector of classes: s and t are the logits, ms and mt their maxima, hard_coef the weight of
+// the linear hard term (w or w q'; unused for HardTerm::plain).
+template <HardTerm kHard, int kPower, class V>
+inline void accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature, V hard_coef) {
+    const V zero = V::broadcast(typename V::Scalar(0));
+    const V ds = s - ms;
+    const V a = kPower == 1 ? ds : ds * inverse_temperature;
+    const V b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
+    const V eb = vexp(b);
+    const V ea = vexp(a);
+    if constexpr (kPower == 1) {
+        acc.hard = acc.hard + ea;
+    } else if constexpr (kPower == 2) {
+        acc.hard = acc.hard + ea * ea;
+    } else {
+        acc.hard = acc.hard + vexp(ds);
+    }
+    acc.student = acc.student + ea;
+    acc.teacher = acc.teacher + eb;
+    acc.cross = acc.cross + select(equal(eb, zero), zero * a, eb * (b - a));
+    if constexpr (kHard != HardTerm::plain) acc.linear = fma(hard_coef, ds, acc.linear);
+    if constexpr (kHard == HardTerm::probabilities) acc.coef = acc.coef + hard_coef;
+}
+
+template <class T>
+T kl_from_sums(T cross, T log_teacher, T log_student, T teacher) {
+    return cross / teacher - log_teacher + log_student;
+}
+
+template <class T>
+struct RowSums {
+    T max;
+    T hard, student, teacher, cross, linear, coef;
+};
+
+// Both sweeps over one row pair (rows layout).
+template <HardTerm kHard, int kPower, class T>
+RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const T m_s = row_max(s, n), m_t = row_max(t, n);
+    const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
+    const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
+    const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
+    const T* w = p.hard.weight;
+    auto hard_coef = [&](int64_t i, int64_t lanes) {
+        const bool full = lanes == W;
+        V coef = V::broadcast(T(1));
+        if constexpr (kHard == HardTerm::probabilities) {
+            coef = fma(full ? V::load(q + i) : V::load_partial(q + i, lanes, T(0)), keep, spread);
+        }
+        if (kHard != HardTerm::plain && w) coef = coef * (full ? V::load(w + i) : V::load_partial(w + i, lanes, T(0)));
+        return coef;
+    };
+
+    DistillationSums<V> total = DistillationSums<V>::zero();
+    const int64_t full_end = n - n % W;
+    int64_t i = 0;
+    while (i < full_end) {
+        const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
+        DistillationSums<V> part = DistillationSums<V>::zero();
+        for (; i < fold_end; i += W) {
+            accumulate<kHard, kPower>(part, V::load(s + i), V::load(t + i), ms, mt, inv, hard_coef(i, W));
+        }
+        total.add(part);
+    }
+    if (i < n) {  // tail: padding lanes compute garbage from 0 and are then zeroed
+        const int64_t lanes = n - i;
+        DistillationSums<V> part = DistillationSums<V>::zero();
+        accumulate<kHard, kPower>(part, V::load_partial(s + i, lanes, T(0)), V::load_partial(t + i, lanes, T(0)), ms, mt, inv,
+                          hard_coef(i, lanes));
+        part.keep_lanes(V::first_lanes(lanes));
+        total.add(part);
+    }
+    return {m_s,
+            reduce_sum(total.hard),
+            reduce_sum(total.student),
+            reduce_sum(total.teacher),
+            reduce_sum(total.cross),
+            reduce_sum(total.linear),
+            reduce_sum(total.coef)};
+}
+
+template <HardTerm kHard, int kPower, class T>
+void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+                 int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+                 int64_t rows, const DistillationParams<T>& p) {
+    const int64_t C = p.hard.classes;
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* sr = s + r * s_row_stride;
+        const RowSums<T> sums =
+            distillation_row_sums<kHard, kPower>(sr, t + r * t_row_stride, q ? q + r * q_row_stride : nullptr, C, p);
+        const T log_hard = scalar_log(sums.hard);
+        kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
+        T& hard = ce[r * out_stride];
+        if constexpr (kHard == HardTerm::probabilities) {
+            hard = sums.coef * log_hard - sums.linear;
+        } else {
+            // Ignored positions have no hard term; their KL term still counts (kl_div has no
+            // ignore_index), as in the PyTorch expression.
+            const int64_t y = target[r * target_stride];
+            if (y == p.hard.ignore_index) {
+                hard = T(0);
+            } else {
+                const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
+                hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
+            }
+        }
+    }
+}
+
+template <int kPower, class T>
+void distillation_rows_with_power(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+                       int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+                       int64_t rows, const DistillationParams<T>& p) {
+    if (q) {
+        rows_kernel<HardTerm::probabilities, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride,
+                                             ce, kl, out_stride, rows, p);
+    } else if (p.hard.label_smoothing != T(0)) {
+        rows_kernel<HardTerm::smoothed, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce,
+                                        kl, out_stride, rows, p);
+    } else {
+        rows_kernel<HardTerm::plain, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl,
+                                     out_stride, rows, p);
+    }
+}
+
+// Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
+// the finish (logs, KL, the target's logit) is per lane.
+template <HardTerm kHard, int kPower, class T>
+void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride, const int64_t* target,
+                    int64_t target_stride, const T* q, int64_t q_class_stride, T* ce, T* kl, int64_t out_stride,
+                    int64_t columns, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.hard.classes;
+    const V inv = V::broadcast(p.inverse_temperature);
+    const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
+    const V spread = V::broadcast(p.hard.label_smoothing / T(C));
+    const T* w = p.hard.weight;
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
+            const T* ptr = base + c * stride + j;
+            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        };
+        V ms = V::broadcast(-infinity<T>()), mt = ms;
+        for (int64_t c = 0; c < C; ++c) {
+            ms = max(ms, load(s, s_class_stride, c, -infinity<T>()));
+            mt = max(mt, load(t, t_class_stride, c, -infinity<T>()));
+        }
+        DistillationSums<V> total = DistillationSums<V>::zero();
+        for (int64_t c0 = 0; c0 < C; c0 += kFoldVectors) {
+            const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
+            DistillationSums<V> part = DistillationSums<V>::zero();
+            for (int64_t c = c0; c < c_end; ++c) {
+                V coef = V::broadcast(T(1));
+                if constexpr (kHard == HardTerm::probabilities) coef = fma(load(q, q_class_stride, c, T(0)), keep, spread);
+                if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
+                // Dead lanes load 0 (not -inf) so they stay NaN-free; they are never stored.
+                accumulate<kHard, kPower>(part, load(s, s_class_stride, c, T(0)), load(t, t_class_stride, c, T(0)), ms, mt,
+                                  inv, coef);
+            }
+            total.add(part);
+        }
+        T m_lane[W], log_hard[W], kl_lane[W], linear[W], coef[W];
+        store(m_lane, ms);
+        store(log_hard, vlog(total.hard));
+        store(kl_lane, total.cross / total.teacher - vlog(total.teacher) + vlog(total.student));
+        store(linear, total.linear);
+        store(coef, total.coef);
+        for (int64_t k = 0; k < lanes; ++k) {
+            kl[(j + k) * out_stride] = kl_lane[k];
+            T& hard = ce[(j + k) * out_stride];
+            if constexpr (kHard == HardTerm::probabilities) {
+                hard = coef[k] * log_hard[k] - linear[k];
+            } else {
+                const int64_t y = target[(j + k) * target_stride];
+                if (y == p.hard.ignore_index) {
+                    hard = T(0);
+                } else {
+                    const T w_y = w ? w[y] : T(1);
+                    hard = index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard);
+                }
+            }
+        }
+    }
+}
+
+template <int kPower, class T>
+void distillation_columns_with_power(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
+                          const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
+                          T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
+    if (q) {
+        columns_kernel<HardTerm::probabilities, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
+                                                q_class_stride, ce, kl, out_stride, columns, p);
+    } else if (p.hard.label_smoothing != T(0)) {
+        columns_kernel<HardTerm::smoothed, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
+                                           q_class_stride, ce, kl, out_stride, columns, p);
+    } else {
+        columns_kernel<HardTerm::plain, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride,
+                                        ce, kl, out_stride, columns, p);
+    }
+}
+
+// Picks the kernel instance for the temperature [Note: integer temperature].
+template <class T>
+void distillation_rows(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+                       int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+                       int64_t rows, const DistillationParams<T>& p) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, T>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, T>
+                                                     : &distillation_rows_with_power<0, T>;
+    kernel(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl, out_stride, rows, p);
+}
+
+template <class T>
+void distillation_columns(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
+                          const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
+                          T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, T>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, T>
+                                                     : &distillation_columns_with_power<0, T>;
+    kernel(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, ce, kl, out_stride, columns,
+           p);
+}
+
+template <class T>
+DistillationKernels<T> make_distillation_kernels() {
+    DistillationKernels<T> k;
+    k.rows = &distillation_rows<T>;
+    k.columns = &distillation_columns<T>;
+    return k;
+}
+
+}  // namespace
+
+void register_distillation_kernels(KernelTable& table) {
+    table.distillation_f32 = make_distillation_kernels<float>();
+    table.distillation_f64 = make_distillation_kernels<double>();
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

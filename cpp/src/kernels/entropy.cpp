@@ -1,0 +1,97 @@
+// Shannon entropy of softmax(x) per position, fused: no probabilities are materialised.
+//
+// With m = max_c x_c, e_c = exp(x_c - m), S = sum_c e_c and p_c = e_c / S:
+//   H = -sum_c p_c log p_c = -sum_c p_c ((x_c - m) - log S) = log S - (1/S) sum_c e_c (x_c - m).
+// This is the stable form lse - sum_c p_c x_c with both terms shifted by m: every exponent is
+// <= 0, and the shifted logits (<= 0) cancel nothing of the size of the raw logits.
+//
+// -inf logits: torch.distributions.Categorical(logits=x).entropy() clamps the normalised logits
+// to the dtype's lowest finite value, so a class with p_c = 0 adds 0 (p = [0, -inf, 0] gives
+// ln 2). Here e_c (x_c - m) would be 0 * -inf = NaN, so terms with e_c = 0 are replaced by 0. An
+// all -inf row (x - m = NaN), a +inf logit (inf - inf) or a NaN gives NaN.
+//
+// Rows: a max sweep, then one sweep for S and the weighted sum from L1/L2 (DRAM sees each logit
+// once). Sums are two-level, as in distillation.cpp.
+#include "fastloss/kernel_table.hpp"
+#include "kernels/row_statistics-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+constexpr int64_t kFoldVectors = 32;
+
+// s += exp(d), u += exp(d) d (0 where exp(d) = 0), for d = x - m.
+template <class V>
+inline void accumulate(V d, V& s, V& u) {
+    const V zero = V::broadcast(typename V::Scalar(0));
+    const V e = vexp(d);
+    s = s + e;
+    u = u + select(equal(e, zero), zero, e * d);
+}
+
+template <class T>
+void entropy_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows, int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t n = classes;
+    const V zero = V::broadcast(T(0));
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * x_row_stride;
+        const V m = V::broadcast(row_max(xr, n));
+        V s = zero, u = zero;
+        const int64_t full_end = n - n % W;
+        int64_t i = 0;
+        while (i < full_end) {
+            const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
+            V ps = zero, pu = zero;
+            for (; i < fold_end; i += W) accumulate(V::load(xr + i) - m, ps, pu);
+            s = s + ps;
+            u = u + pu;
+        }
+        if (i < n) {  // padding lanes hold -inf: exp gives 0 and the guard drops them
+            accumulate(V::load_partial(xr + i, n - i, -infinity<T>()) - m, s, u);
+        }
+        const T sum = reduce_sum(s);
+        out[r * out_stride] = scalar_log(sum) - reduce_sum(u) / sum;
+    }
+}
+
+// Columns layout: lanes are W consecutive positions, sweeps run down the class axis.
+template <class T>
+void entropy_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_stride, int64_t columns,
+                     int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        auto load = [&](int64_t c) {
+            const T* ptr = x + c * x_class_stride + j;
+            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, T(0));
+        };
+        V m = V::broadcast(-infinity<T>());
+        for (int64_t c = 0; c < classes; ++c) m = max(m, load(c));
+        V s = zero, u = zero;
+        for (int64_t c0 = 0; c0 < classes; c0 += kFoldVectors) {
+            const int64_t c_end = classes - c0 > kFoldVectors ? c0 + kFoldVectors : classes;
+            V ps = zero, pu = zero;
+            for (int64_t c = c0; c < c_end; ++c) accumulate(load(c) - m, ps, pu);
+            s = s + ps;
+            u = u + pu;
+        }
+        T h[W];
+        store(h, vlog(s) - u / s);  // dead lanes computed from zero padding are not stored
+        for (int64_t k = 0; k < lanes; ++k) out[(j + k) * out_stride] = h[k];
+    }
+}
+
+}  // namespace
+
+void register_entropy_kernels(KernelTable& table) {
+    table.entropy_f32 = {&entropy_rows<float>, &entropy_columns<float>};
+    table.entropy_f64 = {&entropy_rows<double>, &entropy_columns<double>};
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

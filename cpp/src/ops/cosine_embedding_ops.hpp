@@ -1,0 +1,34 @@
+// cosine_embedding_loss over the rows of two (N, D) arrays.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/cross_entropy_ops.hpp"
+
+namespace fastloss {
+
+// Per row, PyTorch's own cosine (not F.cosine_similarity's): EPSILON = 1e-12f (a float constant,
+// 9.99999996e-13, also for float64 inputs) is added to each
+// squared norm, cos = sum x1 x2 / sqrt((sum x1^2 + EPSILON)(sum x2^2 + EPSILON)), computed in T
+// as PyTorch does (so huge norms overflow the same way), and
+//   loss = 1 - cos if y == 1;  max(0, cos - margin) if y == -1 (NaN stays NaN);  0 otherwise.
+template <class T>
+struct CosineEmbeddingCall {
+    const T* x1 = nullptr;
+    int64_t x1_row_stride = 0;  // rows hold `dim` contiguous values
+    const T* x2 = nullptr;
+    int64_t x2_row_stride = 0;
+    const double* target = nullptr;  // (rows,), target_stride apart
+    int64_t target_stride = 1;
+    int64_t rows = 0;
+    int64_t dim = 0;
+    double margin = 0.0;
+    Reduction reduction = Reduction::mean;
+    T* loss = nullptr;  // Reduction::none: (rows,) contiguous
+};
+
+// Returns the mean (over rows) or sum; 0 for Reduction::none, whose values go to call.loss.
+template <class T>
+double cosine_embedding_forward(const CosineEmbeddingCall<T>& call);
+
+}  // namespace fastloss

@@ -1,0 +1,101 @@
+#include "ops/distillation_ops.hpp"
+
+#include <vector>
+
+#include "fastloss/dispatch.hpp"
+#include "ops/axis_geometry.hpp"
+#include "ops/class_targets.hpp"
+#include "ops/position_loops.hpp"
+
+namespace fastloss {
+
+template <class T>
+double distillation_forward(const DistillationCall<T>& call) {
+    const bool index_targets = call.target != nullptr;
+    const int64_t classes = call.shape[size_t(call.axis)];
+    const int64_t positions = position_count(call.shape, call.axis);
+
+    // The kernels write the hard and soft terms of every position to scratch (in position order:
+    // CE at [0, P), KL at [P, 2P)), so the reductions below sum them in a fixed order.
+    std::vector<T> scratch(size_t(2 * positions), T(0));
+    T* ce = scratch.data();
+
+    DistillationParams<T> params;
+    params.hard.classes = classes;
+    params.hard.weight = call.weight;
+    double weight_total = 0.0;
+    for (int64_t c = 0; c < classes; ++c) weight_total += call.weight ? double(call.weight[c]) : 1.0;
+    params.hard.weight_sum = T(weight_total);
+    params.hard.ignore_index = call.ignore_index;
+    params.hard.label_smoothing = call.label_smoothing;
+    params.inverse_temperature = T(1.0 / call.temperature);
+
+    // Operands: 0 student, 1 teacher, 2 scratch (CE part), 3 target (reduced) or probabilities (full).
+    std::vector<std::vector<int64_t>> strides = {call.student_strides, call.teacher_strides,
+                                                 position_strides(call.shape, call.axis)};
+    std::vector<OperandRole> roles = {OperandRole::full, OperandRole::full, OperandRole::reduced};
+    strides.push_back(index_targets ? call.target_strides : call.probability_strides);
+    roles.push_back(index_targets ? OperandRole::reduced : OperandRole::full);
+    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
+    // Every target is checked before anything is computed or written.
+    const double hard_denominator =
+        index_targets ? check_class_targets(g, 3, call.target, classes, call.ignore_index, call.weight)
+                      : double(positions);
+
+    const DistillationKernels<T>& k = distillation_kernels<T>(active_kernels());
+    const T* s = call.student;
+    const T* t = call.teacher;
+    const int64_t* target = call.target;
+    const T* q = call.probabilities;
+    if (positions > 0 && classes > 0) {
+        parallel_over_positions(
+            g,
+            [&](const int64_t* at, const int64_t* step, int64_t rows) {
+                k.rows(s + at[0], step[0], t + at[1], step[1], index_targets ? target + at[3] : nullptr, step[3],
+                       index_targets ? nullptr : q + at[3], step[3], ce + at[2], ce + positions + at[2], step[2], rows,
+                       params);
+            },
+            [&](const int64_t* at, int64_t columns) {
+                k.columns(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1],
+                          index_targets ? target + at[3] : nullptr, g.column_stride[3],
+                          index_targets ? nullptr : q + at[3], g.class_stride[3], ce + at[2], ce + positions + at[2],
+                          g.column_stride[2], columns, params);
+            },
+            [&](int64_t begin, int64_t end) {
+                // Neither layout fits: gather each row of every full operand contiguously.
+                std::vector<T> rows_buffer(size_t(classes) * (index_targets ? 2 : 3));
+                T* s_row = rows_buffer.data();
+                T* t_row = s_row + classes;
+                T* q_row = index_targets ? nullptr : t_row + classes;
+                int64_t at[kMaxOperands];
+                for (int64_t i = begin; i < end; ++i) {
+                    g.outer_offsets(i, at);
+                    gather_row(s + at[0], g.class_stride[0], classes, s_row);
+                    gather_row(t + at[1], g.class_stride[1], classes, t_row);
+                    if (!index_targets) gather_row(q + at[3], g.class_stride[3], classes, q_row);
+                    k.rows(s_row, classes, t_row, classes, index_targets ? target + at[3] : nullptr, 0, q_row, classes,
+                           ce + at[2], ce + positions + at[2], 0, 1, params);
+                }
+            });
+    }
+
+    const T* kl = ce + positions;
+    const double soft_scale = (1.0 - call.alpha) * call.temperature * call.temperature;
+    if (call.reduction == Reduction::none) {
+        for (int64_t i = 0; i < positions; ++i) {
+            call.loss[i] = T(call.alpha * double(ce[i]) + soft_scale * double(kl[i]));
+        }
+        return 0.0;
+    }
+    const double hard_total = sum_in_order(ce, positions);
+    const double soft_total = sum_in_order(kl, positions);
+    if (call.reduction == Reduction::sum) return call.alpha * hard_total + soft_scale * soft_total;
+    // kl_div's batchmean divides by input.size(0), whatever the class axis and the rank.
+    const double batch = double(call.shape[0]);
+    return call.alpha * (hard_total / hard_denominator) + soft_scale * (soft_total / batch);
+}
+
+template double distillation_forward<float>(const DistillationCall<float>&);
+template double distillation_forward<double>(const DistillationCall<double>&);
+
+}  // namespace fastloss

@@ -1,0 +1,50 @@
+// distillation_loss over one class axis of strided arrays: target checks, layout choice, threads,
+// and how the hard and soft terms are combined and reduced.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ops/cross_entropy_ops.hpp"
+
+namespace fastloss {
+
+// L = alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)), where
+//  * mean: CE is cross_entropy's mean (weighted by the targets' weights, or over positions for
+//          probability targets) and KL is kl_div's batchmean: the sum over every position divided
+//          by shape[0], exactly as
+//          alpha*F.cross_entropy(s, y) + (1-alpha)*T*T*F.kl_div(F.log_softmax(s/T, 1),
+//                                                               F.softmax(t/T, 1), reduction="batchmean")
+//  * sum:  alpha CE_sum + (1 - alpha) T^2 KL_sum
+//  * none: per position alpha CE_i + (1 - alpha) T^2 KL_i (CE_i = 0 at ignored positions; KL_i
+//          counts there, as kl_div has no ignore_index)
+template <class T>
+struct DistillationCall {
+    const T* student = nullptr;
+    std::vector<int64_t> student_strides;
+    const T* teacher = nullptr;
+    std::vector<int64_t> teacher_strides;
+    std::vector<int64_t> shape;  // shared by student and teacher
+    int axis = 0;                // the class axis
+
+    // Exactly one kind of target, as in ClassificationLossCall.
+    const int64_t* target = nullptr;
+    std::vector<int64_t> target_strides;  // full rank, class-axis entry ignored
+    const T* probabilities = nullptr;
+    std::vector<int64_t> probability_strides;
+
+    const T* weight = nullptr;  // (C,) contiguous, or nullptr
+    int64_t ignore_index = -100;
+    T label_smoothing = T(0);
+    double temperature = 2.0;
+    double alpha = 0.5;
+    Reduction reduction = Reduction::mean;
+
+    T* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape
+};
+
+// Returns the mean or sum (0 for Reduction::none, whose values go to call.loss).
+template <class T>
+double distillation_forward(const DistillationCall<T>& call);
+
+}  // namespace fastloss

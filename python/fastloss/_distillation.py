@@ -1,0 +1,129 @@
+"""distillation_loss: the knowledge-distillation loss as PyTorch users write it, one fused pass."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._losses import (
+    LossValue,
+    _class_axis,
+    _finish,
+    _ignore_index,
+    _index_target,
+    _position_shape,
+    _weight_array,
+)
+from ._validation import _to_ndarray, as_float_array, check_reduction, compute_dtype
+
+__all__ = ["distillation_loss"]
+
+
+def _real(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+
+
+def _common_dtype(a: np.dtype, b: np.dtype) -> np.dtype:
+    """The result dtype of two logits arrays (half precision only when both share it)."""
+    if a == b:
+        return a
+    return np.result_type(compute_dtype(a), compute_dtype(b))
+
+
+def distillation_loss(
+    student_logits: Any,
+    teacher_logits: Any,
+    target: Any,
+    *,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    reduction: str = "mean",
+    weight: Any = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    axis: int | None = None,
+) -> LossValue:
+    """Knowledge-distillation loss (Hinton et al.), hard cross-entropy plus tempered KL.
+
+    ``L = alpha * CE(s, target) + (1 - alpha) * T**2 * KL(softmax(t / T) || softmax(s / T))``
+    for student logits ``s``, teacher logits ``t`` (same shape) and temperature ``T``.
+    ``reduction`` says how the two terms are reduced over positions (the input's shape
+    without the class axis):
+
+    - ``"mean"`` (default): CE is `cross_entropy`'s mean (weighted by the non-ignored targets'
+      weights; over positions for probability targets) and KL is ``kl_div``'s
+      ``"batchmean"``, the sum over every position divided by ``student_logits.shape[0]``.
+      This equals, value for value, ::
+
+          alpha * F.cross_entropy(s, y, weight=w, ignore_index=i, label_smoothing=e)
+          + (1 - alpha) * T * T * F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1),
+                                           reduction="batchmean")
+
+      (for K-dimensional inputs, too: batchmean divides by the batch size, not the number
+      of positions; for a 1-D input ``shape[0]`` is the number of classes, as in PyTorch).
+    - ``"sum"``: ``alpha * CE_sum + (1 - alpha) * T**2 * KL_sum``.
+    - ``"none"``: per position ``alpha * CE_i + (1 - alpha) * T**2 * KL_i``.
+
+    Positions whose target is ``ignore_index`` have no CE term but keep their KL term (the
+    teacher's distribution is still there to match), as in the expression above. ``target``
+    takes class indices or probabilities, with `cross_entropy`'s options (``weight``,
+    ``ignore_index``, ``label_smoothing``) and class axis (``axis=None``: 1 for inputs with
+    two or more dimensions, else 0; ``axis=-1`` for (B, T, V) logits).
+
+    -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
+    unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
+    student logit where the teacher's probability is positive makes KL +inf.
+
+    Raises ValueError for ``temperature <= 0``, ``alpha`` outside [0, 1] or logits of
+    different shapes, and the errors of `cross_entropy` for the target.
+    """
+    s = as_float_array(student_logits, "student_logits")
+    t = as_float_array(teacher_logits, "teacher_logits")
+    reduction = check_reduction(reduction)
+    if s.shape != t.shape:
+        raise ValueError(
+            f"student_logits has shape {s.shape} but teacher_logits has shape {t.shape}; "
+            "they must be equal"
+        )
+    ax = _class_axis(s.ndim, axis)
+    temp = _real(temperature, "temperature")
+    if not (temp > 0.0 and math.isfinite(temp)):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    a = _real(alpha, "alpha")
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"alpha must be between 0.0 and 1.0, got {alpha!r}")
+    ls = _real(label_smoothing, "label_smoothing")
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
+    ignore = _ignore_index(ignore_index)
+
+    result_dtype = _common_dtype(s.dtype, t.dtype)
+    work_dtype = compute_dtype(result_dtype)
+    s = s.astype(work_dtype, copy=False)
+    t = t.astype(work_dtype, copy=False)
+
+    y = target if type(target) is np.ndarray else _to_ndarray(target)
+    if y.dtype.kind in "fV" or y.dtype == np.float16:  # probabilities
+        if y.shape != s.shape:
+            raise (TypeError if y.shape == _position_shape(s.shape, ax) else ValueError)(
+                f"target of dtype {y.dtype} and shape {y.shape}: class indices must be integers, "
+                f"and probabilities must have the logits' shape {s.shape}"
+            )
+        if ignore >= 0:
+            raise ValueError(
+                f"ignore_index is not supported for probability targets (got ignore_index={ignore})"
+            )
+        y = as_float_array(y, "target").astype(work_dtype, copy=False)
+    else:
+        y = _index_target(y, s, ax)
+
+    w = _weight_array(weight, s.shape[ax], work_dtype)
+    out = np.empty(_position_shape(s.shape, ax), work_dtype) if reduction == "none" else None
+    value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out)
+    return _finish(value, out, reduction, result_dtype)

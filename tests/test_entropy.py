@@ -1,0 +1,111 @@
+"""entropy: logits and probability forms against float64 references and PyTorch."""
+
+from __future__ import annotations
+
+import fastloss as fl
+import numpy as np
+import pytest
+import reference as ref
+
+TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((7,), -1), ((9, 5), -1), ((6, 70), 1), ((40, 3), 0), ((4, 37, 3), 1), ((3, 4, 50), -1)],
+)
+def test_logits_every_layout(isa, dtype, shape, axis, rng):
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    got = fl.entropy(x, axis)
+    np.testing.assert_allclose(got, ref.entropy_from_logits(x, axis), **TOL[dtype])
+    assert np.asarray(got).dtype == dtype
+    assert np.shape(got) == shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
+    if len(shape) == 1:
+        assert isinstance(got, np.floating)
+    # staged layout (no contiguous axis): other summation order, same values
+    strided = np.repeat(x, 2, axis=-1)[..., ::2]
+    np.testing.assert_allclose(fl.entropy(strided, axis), got, **TOL[dtype])
+
+
+def test_infinite_and_nan_logits(isa):
+    inf = np.inf
+    x = np.array(
+        [
+            [0.0, -inf, 0.0],
+            [-inf, -inf, -inf],
+            [0.0, inf, 1.0],
+            [0.0, np.nan, 1.0],
+            [5.0, -inf, -inf],
+        ]
+    )
+    got = fl.entropy(x)
+    np.testing.assert_allclose(got[0], np.log(2), rtol=1e-15)
+    assert np.isnan(got[1:4]).all()
+    assert got[4] == 0.0
+    np.testing.assert_allclose(fl.entropy(x.T.copy(), 0), got, rtol=1e-15)  # columns layout
+
+
+def test_matches_torch(isa, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((6, 9, 11))
+    x[0, 0, :3] = -np.inf
+    want = torch.distributions.Categorical(logits=torch.from_numpy(x)).entropy().numpy()
+    np.testing.assert_allclose(fl.entropy(x), want, rtol=1e-12, atol=1e-13)
+    p = rng.uniform(-0.2, 1.0, (5, 7))
+    p[0, :2] = 0.0
+    want = torch.special.entr(torch.from_numpy(p)).sum(-1).numpy()
+    np.testing.assert_allclose(fl.entropy(probs=p), want, rtol=1e-12)
+
+
+def test_probability_form():
+    p = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.2, -0.1, 0.9], [0.3, np.nan, 0.7]])
+    got = fl.entropy(probs=p)
+    np.testing.assert_allclose(got[:2], [np.log(2), 0.0], rtol=1e-15)
+    assert got[2] == -np.inf  # entr of a negative probability
+    assert np.isnan(got[3])
+    np.testing.assert_allclose(got, ref.entropy_from_probs(p), rtol=1e-15)
+    assert fl.entropy(probs=np.float32([0.25] * 4)).dtype == np.float32
+
+
+def test_cross_entropy_is_entropy_plus_kl(isa, rng):
+    # CE with probability targets q = H(q) + KL(q || softmax(x))
+    x = rng.standard_normal((10, 13))
+    q = ref.softmax(rng.standard_normal((10, 13)), 1)
+    q[0, 3] = 0.0
+    q[0] /= q[0].sum()
+    lp = ref.log_softmax(x, 1)
+    with np.errstate(all="ignore"):
+        kl = np.sum(np.where(q == 0, 0.0, q * (np.log(q) - lp)), axis=1)
+    np.testing.assert_allclose(
+        fl.cross_entropy(x, q, reduction="none"), fl.entropy(probs=q) + kl, rtol=1e-12
+    )
+    # the logits form: entropy(x) = CE(x, softmax(x))
+    np.testing.assert_allclose(
+        fl.entropy(x), fl.cross_entropy(x, ref.softmax(x, 1), reduction="none"), rtol=1e-12
+    )
+
+
+def test_empty_and_half_precision(rng):
+    assert fl.entropy(np.zeros((3, 0))).tolist() == [0.0, 0.0, 0.0]
+    assert fl.entropy(np.zeros((0, 4))).shape == (0,)
+    x = rng.standard_normal((4, 6))
+    got = fl.entropy(x.astype(np.float16))
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got, ref.entropy_from_logits(x.astype(np.float16)), rtol=2e-3)
+    before = x.copy()
+    fl.entropy(x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="exactly one of logits"):
+        fl.entropy()
+    with pytest.raises(TypeError, match="exactly one of logits"):
+        fl.entropy(np.zeros(3), probs=np.zeros(3))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        fl.entropy(np.float64(1.0))
+    with pytest.raises(TypeError, match="logits must be a floating-point array"):
+        fl.entropy(np.arange(3))
+    with pytest.raises(np.exceptions.AxisError):
+        fl.entropy(np.zeros((2, 3)), 2)
