@@ -10,6 +10,7 @@ namespace fastloss::bindings {
 void register_config(py::module_& m);
 void register_softmax(py::module_& m);
 void register_losses(py::module_& m);
+void register_elementwise_losses(py::module_& m);
 void register_vector_math(py::module_& m);
 }  // namespace fastloss::bindings
 
@@ -21,5 +22,6 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     fastloss::bindings::register_config(m);
     fastloss::bindings::register_softmax(m);
     fastloss::bindings::register_losses(m);
+    fastloss::bindings::register_elementwise_losses(m);
     fastloss::bindings::register_vector_math(m);
 }

@@ -9,6 +9,8 @@ namespace FASTLOSS_ISA_NS {
 
 void register_softmax_kernels(KernelTable& table);
 void register_cross_entropy_kernels(KernelTable& table);
+void register_kl_div_kernels(KernelTable& table);
+void register_binary_cross_entropy_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
 void register_bandwidth_kernels(KernelTable& table);
 
@@ -18,6 +20,8 @@ KernelTable build_table() {
     table.isa_name = FASTLOSS_STRINGIFY(FASTLOSS_ISA_NS);
     register_softmax_kernels(table);
     register_cross_entropy_kernels(table);
+    register_kl_div_kernels(table);
+    register_binary_cross_entropy_kernels(table);
     register_vector_math_kernels(table);
     register_bandwidth_kernels(table);
     return table;
