@@ -20,22 +20,37 @@ from ._config import (
     set_num_threads,
     show_config,
 )
+from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._losses import cross_entropy, nll_loss
-from ._modules import CrossEntropyLoss, LogSoftmax, NLLLoss, Softmax
+from ._modules import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    KLDivLoss,
+    LogSoftmax,
+    NLLLoss,
+    Softmax,
+)
 from ._softmax import log_softmax, logsumexp, softmax
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "KLDivLoss",
     "LogSoftmax",
     "NLLLoss",
     "Softmax",
     "__version__",
     "available_capabilities",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
     "cpu_capability",
     "cross_entropy",
     "get_num_threads",
+    "kl_div",
     "log_softmax",
     "logsumexp",
     "nll_loss",
