@@ -1,4 +1,4 @@
-// _vector_exp / _vector_log / _vector_log1p: the ISA's elementwise exp, log and log1p, for the accuracy tests.
+// _vector_exp / _vector_log / _vector_log1p / _vector_log1p_unit: the ISA's elementwise math, for the accuracy tests.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -9,13 +9,14 @@ namespace fastloss::bindings {
 
 namespace {
 
-enum class MathFunction { exp, log, log1p };
+enum class MathFunction { exp, log, log1p, log1p_unit };
 
 template <class T>
 void apply(MathFunction f, const T* x, T* y, int64_t n) {
     if (f == MathFunction::exp) vector_exp(x, y, n);
     else if (f == MathFunction::log) vector_log(x, y, n);
-    else vector_log1p(x, y, n);
+    else if (f == MathFunction::log1p) vector_log1p(x, y, n);
+    else vector_log1p_unit(x, y, n);
 }
 
 template <MathFunction F>
@@ -46,6 +47,8 @@ void register_vector_math(py::module_& m) {
     m.def("_vector_log", &elementwise_binding<MathFunction::log>, py::arg("x").noconvert(),
           py::arg("out").noconvert());
     m.def("_vector_log1p", &elementwise_binding<MathFunction::log1p>, py::arg("x").noconvert(),
+          py::arg("out").noconvert());
+    m.def("_vector_log1p_unit", &elementwise_binding<MathFunction::log1p_unit>, py::arg("x").noconvert(),
           py::arg("out").noconvert());
 }
 

@@ -123,6 +123,7 @@ struct VectorMathKernels {
     void (*exp)(const T* x, T* y, int64_t n);
     void (*log)(const T* x, T* y, int64_t n);
     void (*log1p)(const T* x, T* y, int64_t n);
+    void (*log1p_unit)(const T* x, T* y, int64_t n);  // x in [0, 1]
 };
 
 // Streaming kernels for the roofline of the native benchmark harness.

@@ -21,6 +21,7 @@ VectorMathKernels<T> make_math_kernels() {
     k.exp = &apply_elementwise<T, Vec<T>, &vexp<Vec<T>>>;
     k.log = &apply_elementwise<T, Vec<T>, &vlog<Vec<T>>>;
     k.log1p = &apply_elementwise<T, Vec<T>, &vlog1p<Vec<T>>>;
+    k.log1p_unit = &apply_elementwise<T, Vec<T>, &vlog1p_unit<Vec<T>>>;
     return k;
 }
 

@@ -11,5 +11,7 @@ template <class T>
 void vector_log(const T* x, T* y, int64_t n);
 template <class T>
 void vector_log1p(const T* x, T* y, int64_t n);
+template <class T>
+void vector_log1p_unit(const T* x, T* y, int64_t n);
 
 }  // namespace fastloss
