@@ -187,3 +187,47 @@ def cosine_embedding_loss(x1, x2, target, margin=0.0, reduction="mean"):
     if reduction == "sum":
         return per.sum()
     return per.mean() if per.size else np.nan
+def _reduce_elementwise(per, reduction, batch=None):
+    if reduction == "none":
+        return per
+    total = per.sum()
+    if reduction == "sum":
+        return total
+    count = per.size if reduction == "mean" else batch
+    return total / count if count else np.nan
+
+
+def kl_div(x, target, reduction="mean", log_target=False):
+    """torch.nn.functional.kl_div: xlogy(t, t) - t * x (0 * log 0 = 0), or exp(t) (t - x)."""
+    x, t = _f64(x), _f64(target)
+    with np.errstate(all="ignore"):
+        if log_target:
+            per = np.exp(t) * (t - x)
+        else:
+            per = np.where(t == 0, 0.0, t * np.log(t)) - t * x
+    batch = x.shape[0] if x.ndim else None
+    if reduction == "batchmean" and batch is None:
+        reduction = "sum"
+    return _reduce_elementwise(per, reduction, batch)
+
+
+def binary_cross_entropy(p, y, weight=None, reduction="mean"):
+    """-w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)]; mean over every element."""
+    p, y = _f64(p), _f64(y)
+    with np.errstate(divide="ignore"):
+        per = -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
+    if weight is not None:
+        per = per * _f64(weight)
+    return _reduce_elementwise(per, reduction)
+
+
+def binary_cross_entropy_with_logits(x, y, weight=None, pos_weight=None, reduction="mean"):
+    """w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], softplus(-x) = max(-x, 0) + log1p(exp(-|x|))."""
+    x, y = _f64(x), _f64(y)
+    pw = 1.0 if pos_weight is None else _f64(pos_weight)
+    with np.errstate(invalid="ignore", over="ignore"):
+        softplus = np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))
+        per = (1 - y) * x + (1 + (pw - 1) * y) * softplus
+    if weight is not None:
+        per = per * _f64(weight)
+    return _reduce_elementwise(per, reduction)

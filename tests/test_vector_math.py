@@ -16,6 +16,8 @@ from fastloss import _core
 # The claims, as documented next to the code.
 EXP_MAX_ULP = 1.5
 LOG_MAX_ULP = 1.0
+LOG1P_MAX_ULP = 2.0
+LOG1P_UNIT_MAX_ULP = 2.0
 
 
 def _exp(x):
@@ -27,6 +29,12 @@ def _exp(x):
 def _log(x):
     y = np.empty_like(x)
     _core._vector_log(x, y)
+    return y
+
+
+def _log1p(x, unit=False):
+    y = np.empty_like(x)
+    (_core._vector_log1p_unit if unit else _core._vector_log1p)(x, y)
     return y
 
 
@@ -112,3 +120,41 @@ def test_tails(isa, n, rng):
     for dtype in (np.float32, np.float64):
         x = rng.uniform(-5, 5, n).astype(dtype)
         np.testing.assert_allclose(_exp(x), np.exp(x), rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_error_bound(isa, dtype, rng):
+    tiny = float(np.finfo(dtype).tiny)
+    n = 1_000_000
+    small = np.exp(-rng.uniform(0, 80, n // 2))  # where log(1 + a) would lose everything
+    a = np.concatenate(
+        [rng.uniform(-1, 1, n), small, -small, rng.uniform(-1, -0.5, n // 4)]
+    ).astype(dtype)
+    a = a[(np.abs(a) >= tiny) & (a > -1)]
+    err = _ulp_error(_log1p(a), a, np.log1p)
+    assert err.max() <= LOG1P_MAX_ULP, (err.max(), a[err.argmax()])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_unit_error_bound(isa, dtype, rng):
+    """log(1 + e) on [0, 1], the range softplus needs (e = exp(-|x|))."""
+    tiny = float(np.finfo(dtype).tiny)
+    n = 1_000_000
+    max_x = 80 if dtype == np.float32 else 700
+    e = np.concatenate(
+        [rng.uniform(0, 1, n), np.exp(-rng.uniform(0, max_x, n)), np.array([1.0, 0.5, 1e-7])]
+    ).astype(dtype)
+    e = e[e >= tiny]
+    err = _ulp_error(_log1p(e, unit=True), e, np.log1p)
+    assert err.max() <= LOG1P_UNIT_MAX_ULP, (err.max(), e[err.argmax()])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_special_values(isa, dtype):
+    a = np.array([np.nan, np.inf, -1.0, -2.0, 0.0, 1e-30], dtype)
+    g = _log1p(a)
+    assert np.isnan(g[0]) and g[1] == np.inf and g[2] == -np.inf and np.isnan(g[3])
+    assert g[4] == 0.0 and g[5] == a[5]  # 1 + a rounds to 1: exactly a
+    u = _log1p(np.array([0.0, np.nan, 1e-30, 1.0], dtype), unit=True)
+    assert u[0] == 0.0 and np.isnan(u[1]) and u[2] == dtype(1e-30)
+    assert abs(u[3] - np.log(2.0)) <= 2 * np.spacing(dtype(np.log(2.0)))

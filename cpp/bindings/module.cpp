@@ -12,6 +12,7 @@ void register_softmax(py::module_& m);
 void register_losses(py::module_& m);
 void register_distillation(py::module_& m);
 void register_cosine_embedding(py::module_& m);
+void register_elementwise_losses(py::module_& m);
 void register_vector_math(py::module_& m);
 }  // namespace fastloss::bindings
 
@@ -25,5 +26,6 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     fastloss::bindings::register_losses(m);
     fastloss::bindings::register_distillation(m);
     fastloss::bindings::register_cosine_embedding(m);
+    fastloss::bindings::register_elementwise_losses(m);
     fastloss::bindings::register_vector_math(m);
 }

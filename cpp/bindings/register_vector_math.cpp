@@ -1,4 +1,4 @@
-// _vector_exp / _vector_log: the ISA's elementwise exp and log, for the accuracy tests.
+// _vector_exp / _vector_log / _vector_log1p / _vector_log1p_unit: the ISA's elementwise math, for the accuracy tests.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -9,7 +9,17 @@ namespace fastloss::bindings {
 
 namespace {
 
-template <bool Log>
+enum class MathFunction { exp, log, log1p, log1p_unit };
+
+template <class T>
+void apply(MathFunction f, const T* x, T* y, int64_t n) {
+    if (f == MathFunction::exp) vector_exp(x, y, n);
+    else if (f == MathFunction::log) vector_log(x, y, n);
+    else if (f == MathFunction::log1p) vector_log1p(x, y, n);
+    else vector_log1p_unit(x, y, n);
+}
+
+template <MathFunction F>
 void elementwise_binding(const py::array& x, py::array& out) {
     const FloatType type = float_type(x, "x");
     check_same_type(x, out, "x", "out");
@@ -23,19 +33,23 @@ void elementwise_binding(const py::array& x, py::array& out) {
     void* op = out.mutable_data();
     py::gil_scoped_release nogil;
     if (type == FloatType::f32) {
-        if (Log) vector_log(static_cast<const float*>(xp), static_cast<float*>(op), n);
-        else vector_exp(static_cast<const float*>(xp), static_cast<float*>(op), n);
+        apply(F, static_cast<const float*>(xp), static_cast<float*>(op), n);
     } else {
-        if (Log) vector_log(static_cast<const double*>(xp), static_cast<double*>(op), n);
-        else vector_exp(static_cast<const double*>(xp), static_cast<double*>(op), n);
+        apply(F, static_cast<const double*>(xp), static_cast<double*>(op), n);
     }
 }
 
 }  // namespace
 
 void register_vector_math(py::module_& m) {
-    m.def("_vector_exp", &elementwise_binding<false>, py::arg("x").noconvert(), py::arg("out").noconvert());
-    m.def("_vector_log", &elementwise_binding<true>, py::arg("x").noconvert(), py::arg("out").noconvert());
+    m.def("_vector_exp", &elementwise_binding<MathFunction::exp>, py::arg("x").noconvert(),
+          py::arg("out").noconvert());
+    m.def("_vector_log", &elementwise_binding<MathFunction::log>, py::arg("x").noconvert(),
+          py::arg("out").noconvert());
+    m.def("_vector_log1p", &elementwise_binding<MathFunction::log1p>, py::arg("x").noconvert(),
+          py::arg("out").noconvert());
+    m.def("_vector_log1p_unit", &elementwise_binding<MathFunction::log1p_unit>, py::arg("x").noconvert(),
+          py::arg("out").noconvert());
 }
 
 }  // namespace fastloss::bindings

@@ -22,12 +22,16 @@ from ._config import (
 )
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
+from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._entropy import entropy
 from ._losses import LossAndGrad, cross_entropy, nll_loss
 from ._modules import (
+    BCELoss,
+    BCEWithLogitsLoss,
     CosineEmbeddingLoss,
     CrossEntropyLoss,
     DistillationLoss,
+    KLDivLoss,
     LogSoftmax,
     NLLLoss,
     Softmax,
@@ -37,21 +41,27 @@ from ._softmax import log_softmax, log_softmax_backward, logsumexp, softmax, sof
 __version__: str = _core.__version__
 
 __all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "DistillationLoss",
+    "KLDivLoss",
     "LogSoftmax",
     "LossAndGrad",
     "NLLLoss",
     "Softmax",
     "__version__",
     "available_capabilities",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
     "cosine_embedding_loss",
     "cpu_capability",
     "cross_entropy",
     "distillation_loss",
     "entropy",
     "get_num_threads",
+    "kl_div",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",

@@ -8,13 +8,17 @@ import numpy as np
 
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
+from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._losses import LossValue, cross_entropy, nll_loss
 from ._softmax import log_softmax, softmax
 
 __all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "DistillationLoss",
+    "KLDivLoss",
     "LogSoftmax",
     "NLLLoss",
     "Softmax",
@@ -143,6 +147,52 @@ class CosineEmbeddingLoss:
 
     def __repr__(self) -> str:
         return f"CosineEmbeddingLoss(margin={self.margin}, reduction={self.reduction!r})"
+
+
+class KLDivLoss:
+    """``KLDivLoss(reduction=..., log_target=...)(input, target)``, as ``torch.nn.KLDivLoss``."""
+
+    def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+        self.reduction = reduction
+        self.log_target = log_target
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+    def __repr__(self) -> str:
+        return f"KLDivLoss(reduction={self.reduction!r}, log_target={self.log_target})"
+
+
+class BCELoss:
+    """``BCELoss(weight=..., reduction=...)(input, target)``, as ``torch.nn.BCELoss``."""
+
+    def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
+        self.weight = weight
+        self.reduction = reduction
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+    def __repr__(self) -> str:
+        return f"BCELoss(reduction={self.reduction!r})"
+
+
+class BCEWithLogitsLoss:
+    """``BCEWithLogitsLoss(weight=..., pos_weight=..., reduction=...)(input, target)``, as
+    ``torch.nn.BCEWithLogitsLoss``."""
+
+    def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
+        self.weight = weight
+        self.reduction = reduction
+        self.pos_weight = pos_weight
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return binary_cross_entropy_with_logits(
+            input, target, weight=self.weight, pos_weight=self.pos_weight, reduction=self.reduction
+        )
+
+    def __repr__(self) -> str:
+        return f"BCEWithLogitsLoss(reduction={self.reduction!r})"
 
 
 class Softmax:

@@ -146,12 +146,60 @@ struct CosineKernels {
                       int64_t n);
 };
 
+// One segment of an elementwise loss over broadcast operands: n elements, element i of an
+// operand at ptr[i * stride]. A stride of 0 repeats one value (a broadcast axis); kernels
+// vectorise when every stride is 0 or 1 and gather/scatter otherwise.
+template <class T>
+struct ElementwiseSegment {
+    const T* input = nullptr;
+    int64_t input_stride = 0;
+    const T* target = nullptr;
+    int64_t target_stride = 0;
+    const T* weight = nullptr;  // nullptr: no weight
+    int64_t weight_stride = 0;
+    const T* pos_weight = nullptr;  // BCE with logits only; nullptr: no pos_weight
+    int64_t pos_weight_stride = 0;
+    T* out = nullptr;  // nullptr: only the sum is wanted
+    int64_t out_stride = 0;
+};
+
+// What a segment kernel reports: the sum of its losses (accumulated in float64 blocks; 0 when
+// the losses were written to `out`) and whether an operand held a value outside its domain
+// (binary_cross_entropy: input or target outside [0, 1], NaN included). Kernels never throw:
+// the caller raises after its parallel region.
+struct SegmentResult {
+    double sum = 0.0;
+    bool input_out_of_range = false;
+    bool target_out_of_range = false;
+};
+
+// kl_div, pointwise, with input = log q:
+//   log_target = false: target * (log target - input), 0 where target = 0 (xlogy), unless
+//                       input = -inf or NaN (0 * input is NaN); target < 0 gives NaN.
+//   log_target = true:  exp(target) * (target - input).
+template <class T>
+struct KLDivKernels {
+    SegmentResult (*forward)(const ElementwiseSegment<T>& s, int64_t n, bool log_target);
+};
+
+// Binary cross-entropy, pointwise (w = weight, pw = pos_weight, 1 when absent):
+//   probabilities p: -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)], and p, y are
+//                    checked to lie in [0, 1] (reported in SegmentResult, never thrown)
+//   logits x:        w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]
+template <class T>
+struct BinaryCrossEntropyKernels {
+    SegmentResult (*probabilities)(const ElementwiseSegment<T>& s, int64_t n);
+    SegmentResult (*logits)(const ElementwiseSegment<T>& s, int64_t n);
+};
+
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native
 // harness can measure throughput. y may equal x.
 template <class T>
 struct VectorMathKernels {
     void (*exp)(const T* x, T* y, int64_t n);
     void (*log)(const T* x, T* y, int64_t n);
+    void (*log1p)(const T* x, T* y, int64_t n);
+    void (*log1p_unit)(const T* x, T* y, int64_t n);  // x in [0, 1]
 };
 
 // Streaming kernels for the roofline of the native benchmark harness.
@@ -175,6 +223,10 @@ struct KernelTable {
     EntropyKernels<double> entropy_f64;
     CosineKernels<float> cosine_f32;
     CosineKernels<double> cosine_f64;
+    KLDivKernels<float> kl_div_f32;
+    KLDivKernels<double> kl_div_f64;
+    BinaryCrossEntropyKernels<float> binary_cross_entropy_f32;
+    BinaryCrossEntropyKernels<double> binary_cross_entropy_f64;
     VectorMathKernels<float> math_f32;
     VectorMathKernels<double> math_f64;
     BandwidthKernels bandwidth;
@@ -244,6 +296,30 @@ inline const CosineKernels<float>& cosine_kernels<float>(const KernelTable& tabl
 template <>
 inline const CosineKernels<double>& cosine_kernels<double>(const KernelTable& table) {
     return table.cosine_f64;
+}
+
+template <class T>
+const KLDivKernels<T>& kl_div_kernels(const KernelTable& table);
+template <>
+inline const KLDivKernels<float>& kl_div_kernels<float>(const KernelTable& table) {
+    return table.kl_div_f32;
+}
+template <>
+inline const KLDivKernels<double>& kl_div_kernels<double>(const KernelTable& table) {
+    return table.kl_div_f64;
+}
+
+template <class T>
+const BinaryCrossEntropyKernels<T>& binary_cross_entropy_kernels(const KernelTable& table);
+template <>
+inline const BinaryCrossEntropyKernels<float>& binary_cross_entropy_kernels<float>(
+    const KernelTable& table) {
+    return table.binary_cross_entropy_f32;
+}
+template <>
+inline const BinaryCrossEntropyKernels<double>& binary_cross_entropy_kernels<double>(
+    const KernelTable& table) {
+    return table.binary_cross_entropy_f64;
 }
 
 template <class T>

@@ -14,6 +14,8 @@ void register_cross_entropy_grad_kernels(KernelTable& table);
 void register_distillation_kernels(KernelTable& table);
 void register_entropy_kernels(KernelTable& table);
 void register_cosine_kernels(KernelTable& table);
+void register_kl_div_kernels(KernelTable& table);
+void register_binary_cross_entropy_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
 void register_bandwidth_kernels(KernelTable& table);
 
@@ -28,6 +30,8 @@ KernelTable build_table() {
     register_distillation_kernels(table);
     register_entropy_kernels(table);
     register_cosine_kernels(table);
+    register_kl_div_kernels(table);
+    register_binary_cross_entropy_kernels(table);
     register_vector_math_kernels(table);
     register_bandwidth_kernels(table);
     return table;

@@ -17,9 +17,25 @@ void vector_log(const T* x, T* y, int64_t n) {
     parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
 }
 
+template <class T>
+void vector_log1p(const T* x, T* y, int64_t n) {
+    const auto f = math_kernels<T>(active_kernels()).log1p;
+    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+}
+
+template <class T>
+void vector_log1p_unit(const T* x, T* y, int64_t n) {
+    const auto f = math_kernels<T>(active_kernels()).log1p_unit;
+    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+}
+
 template void vector_exp<float>(const float*, float*, int64_t);
 template void vector_exp<double>(const double*, double*, int64_t);
 template void vector_log<float>(const float*, float*, int64_t);
 template void vector_log<double>(const double*, double*, int64_t);
+template void vector_log1p<float>(const float*, float*, int64_t);
+template void vector_log1p<double>(const double*, double*, int64_t);
+template void vector_log1p_unit<float>(const float*, float*, int64_t);
+template void vector_log1p_unit<double>(const double*, double*, int64_t);
 
 }  // namespace fastloss

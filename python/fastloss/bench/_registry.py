@@ -13,7 +13,9 @@ __all__ = [
     "GRAD",
     "PROVIDERS",
     "Case",
+    "log_probabilities_and_probabilities",
     "logits",
+    "logits_and_binary_targets",
     "logits_and_class_targets",
     "register",
 ]
@@ -201,6 +203,35 @@ def _torch_distillation(torch: Any, s: Any, t: Any, y: Any) -> Any:
     T, alpha = _KD_TEMPERATURE, _KD_ALPHA
     soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t / T, dim=-1), reduction="batchmean")
     return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
+# --- elementwise losses -------------------------------------------------------------------------
+
+
+def log_probabilities_and_probabilities(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """kl_div's operands: log-probabilities log q and probabilities p, rows over the last axis."""
+    (x,) = logits(shape, dtype, rng)
+    (y,) = logits(shape, dtype, rng)
+    return numpy_log_softmax(x).astype(dtype), numpy_softmax(y).astype(dtype)
+
+
+def logits_and_binary_targets(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """Logits and multi-label 0/1 targets of the same shape (floating, as torch requires)."""
+    (x,) = logits(shape, dtype, rng)
+    return x, (rng.random(shape, dtype=np.float32) < 0.5).astype(dtype)
+
+
+def numpy_kl_div_batchmean(log_q: np.ndarray, p: np.ndarray) -> np.floating:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pointwise = np.where(p == 0, 0, p * np.log(p)) - p * log_q
+    return pointwise.sum(dtype=np.float64) / log_q.shape[0]
+
+
+def numpy_binary_cross_entropy_with_logits(x: np.ndarray, y: np.ndarray) -> np.floating:
+    # (1 - y) x + softplus(-x), softplus(-x) = log(1 + exp(-x)) = logaddexp(0, -x)
+    return ((1 - y) * x + np.logaddexp(0, -x)).mean(dtype=np.float64)
 
 
 register(
@@ -212,6 +243,18 @@ register(
             "torch": lambda torch, x, t: torch.nn.functional.cross_entropy(x, t),
             "jax": _jax_cross_entropy,
             "numpy": lambda np_, x, t: numpy_cross_entropy(x, t),
+        },
+    )
+)
+
+register(
+    Case(
+        op="kl_div",
+        setup=log_probabilities_and_probabilities,
+        forward={
+            "fastloss": lambda fl, x, p: fl.kl_div(x, p, reduction="batchmean"),
+            "torch": lambda torch, x, p: torch.nn.functional.kl_div(x, p, reduction="batchmean"),
+            "numpy": lambda np_, x, p: numpy_kl_div_batchmean(x, p),
         },
     )
 )
@@ -237,6 +280,18 @@ register(
                 s, t, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1
             ),
             "torch": _torch_distillation,
+        },
+    )
+)
+
+register(
+    Case(
+        op="binary_cross_entropy_with_logits",
+        setup=logits_and_binary_targets,
+        forward={
+            "fastloss": lambda fl, x, y: fl.binary_cross_entropy_with_logits(x, y),
+            "torch": lambda torch, x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y),
+            "numpy": lambda np_, x, y: numpy_binary_cross_entropy_with_logits(x, y),
         },
     )
 )

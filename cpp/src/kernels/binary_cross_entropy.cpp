@@ -1,0 +1,79 @@
+// Binary cross-entropy on probabilities and on logits, pointwise and fused: each operand is read
+// once, nothing of input size is written for a reduced loss.
+//
+// Probabilities p, target y, weight w (PyTorch's CPU kernel, in its order of operations):
+//   loss = w [(y - 1) max(log1p(-p), -100) - y max(log p, -100)]
+// The clamp at -100 keeps p = 0 or 1 finite (p = 0, y = 1 gives exactly 100). log1p(-p) rather
+// than log(1 - p) keeps the small-p side accurate. p and y outside [0, 1] (or NaN) are reported
+// per segment; the driver raises after its parallel region.
+//
+// Logits x, target y, pos_weight pw, weight w:
+//   loss = w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)],
+//   softplus(-x) = log(1 + exp(-x)) = max(-x, 0) + log1p(exp(-|x|)).
+// exp only ever sees -|x| <= 0, so nothing overflows (x = +-1000 gives finite losses), and log1p
+// keeps the tiny tail: x = 50, y = 1 gives exp(-50) = 1.9e-22, where log(1 + e) would give 0.
+// e = exp(-|x|) lies in [0, 1], so vlog1p_unit (a short series, no exponent split) serves.
+// This is -w [pw y log sigmoid(x) + (1 - y) log sigmoid(-x)] rewritten as PyTorch does.
+#include "fastloss/kernel_table.hpp"
+#include "kernels/elementwise_segment-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+template <class T>
+struct BinaryCrossEntropyPointwise {
+    static constexpr bool checks_range = true;
+    static constexpr T input_fill = T(0.5);
+    static constexpr T target_fill = T(0.5);
+    Vec<T> operator()(Vec<T> p, Vec<T> y, Vec<T> w, Vec<T>) const {
+        using V = Vec<T>;
+        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1)), floor = V::broadcast(T(-100));
+        // max returns its second operand for NaN: a NaN p (reported as out of range) stays NaN.
+        const V log_p = max(floor, vlog(p));
+        const V log_1mp = max(floor, vlog1p(zero - p));
+        return ((y - one) * log_1mp - y * log_p) * w;
+    }
+};
+
+template <class T>
+struct BinaryCrossEntropyWithLogitsPointwise {
+    static constexpr bool checks_range = false;
+    static constexpr T input_fill = T(0);
+    static constexpr T target_fill = T(0);
+    Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw) const {
+        using V = Vec<T>;
+        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
+        const V softplus_neg_x = max(zero - x, zero) + vlog1p_unit(vexp(zero - abs(x)));
+        const V log_weight = fma(pw - one, y, one);  // 1 + (pw - 1) y
+        return fma(one - y, x, log_weight * softplus_neg_x) * w;
+    }
+};
+
+template <class T>
+SegmentResult binary_cross_entropy_probabilities(const ElementwiseSegment<T>& s, int64_t n) {
+    return elementwise_segment(s, n, BinaryCrossEntropyPointwise<T>{});
+}
+
+template <class T>
+SegmentResult binary_cross_entropy_logits(const ElementwiseSegment<T>& s, int64_t n) {
+    return elementwise_segment(s, n, BinaryCrossEntropyWithLogitsPointwise<T>{});
+}
+
+template <class T>
+BinaryCrossEntropyKernels<T> make_binary_cross_entropy_kernels() {
+    BinaryCrossEntropyKernels<T> k;
+    k.probabilities = &binary_cross_entropy_probabilities<T>;
+    k.logits = &binary_cross_entropy_logits<T>;
+    return k;
+}
+
+}  // namespace
+
+void register_binary_cross_entropy_kernels(KernelTable& table) {
+    table.binary_cross_entropy_f32 = make_binary_cross_entropy_kernels<float>();
+    table.binary_cross_entropy_f64 = make_binary_cross_entropy_kernels<double>();
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

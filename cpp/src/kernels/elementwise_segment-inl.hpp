@@ -1,0 +1,107 @@
+// The loop shared by the elementwise losses (kl_div.cpp, binary_cross_entropy.cpp): one segment of
+// broadcast operands, W = Vec<T>::width elements at a time, each operand read exactly once.
+//
+// A loss is a functor `V operator()(V x, V t, V w, V pw) const` with `input_fill` and
+// `target_fill` (values that keep a padded tail lane finite and in range) and `checks_range`
+// (whether input and target must lie in [0, 1]). Absent operands (weight, pos_weight) are 1.
+//
+// Two instantiations of the loop: `contiguous` (every present operand has stride 1: plain and
+// masked loads, the hot path) and the general one, where each operand is loaded by its stride:
+// 0 repeats one value (a broadcast axis), 1 is a vector load, anything else is gathered through a
+// small stack buffer (and the output scattered back).
+//
+// Sums: losses are added in a vector accumulator of type T for kSumBlock elements, then the
+// block's total joins a float64 sum. Every lane of a float32 accumulator thus adds at most
+// kSumBlock / W terms, and the result depends only on the segment, never on threads.
+#pragma once
+
+#include "fastloss/kernel_table.hpp"
+#include "simd/vector_math-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+constexpr int64_t kSumBlock = 512;
+
+template <bool Contiguous, class T>
+inline Vec<T> load_operand(const T* p, int64_t stride, int64_t i, int64_t lanes, T fill) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    if (Contiguous || stride == 1) return lanes == W ? V::load(p + i) : V::load_partial(p + i, lanes, fill);
+    if (stride == 0) return V::broadcast(*p);
+    T buf[W];
+    for (int64_t k = 0; k < W; ++k) buf[k] = k < lanes ? p[(i + k) * stride] : fill;
+    return V::load(buf);
+}
+
+template <bool Contiguous, class T>
+inline void store_operand(T* p, int64_t stride, int64_t i, int64_t lanes, Vec<T> v) {
+    constexpr int64_t W = Vec<T>::width;
+    if (Contiguous || stride == 1) {
+        if (lanes == W) store(p + i, v);
+        else store_partial(p + i, lanes, v);
+        return;
+    }
+    T buf[W];
+    store(buf, v);
+    for (int64_t k = 0; k < lanes; ++k) p[(i + k) * stride] = buf[k];
+}
+
+// Lanes where a value lies outside [0, 1], NaN included: !(0 <= v <= 1).
+template <class V>
+inline auto outside_unit_interval(V v) {
+    using T = typename V::Scalar;
+    return mask_or(mask_or(less(v, V::broadcast(T(0))), less(V::broadcast(T(1)), v)), is_nan(v));
+}
+
+template <bool Contiguous, class T, class Loss>
+SegmentResult elementwise_segment_loop(const ElementwiseSegment<T>& s, int64_t n, const Loss& loss) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
+    SegmentResult result;
+    V bad_input = zero, bad_target = zero;  // 1 in a lane that has seen an out-of-range value
+    for (int64_t block = 0; block < n; block += kSumBlock) {
+        const int64_t block_end = n - block < kSumBlock ? n : block + kSumBlock;
+        V acc = zero;
+        for (int64_t i = block; i < block_end; i += W) {
+            const int64_t lanes = block_end - i < W ? block_end - i : W;
+            const V x = load_operand<Contiguous>(s.input, s.input_stride, i, lanes, Loss::input_fill);
+            const V t = load_operand<Contiguous>(s.target, s.target_stride, i, lanes, Loss::target_fill);
+            const V w = s.weight ? load_operand<Contiguous>(s.weight, s.weight_stride, i, lanes, T(1)) : one;
+            const V pw =
+                s.pos_weight ? load_operand<Contiguous>(s.pos_weight, s.pos_weight_stride, i, lanes, T(1)) : one;
+            if constexpr (Loss::checks_range) {
+                bad_input = select(outside_unit_interval(x), one, bad_input);
+                bad_target = select(outside_unit_interval(t), one, bad_target);
+            }
+            V value = loss(x, t, w, pw);
+            if (s.out) {
+                store_operand<Contiguous>(s.out, s.out_stride, i, lanes, value);
+            } else {
+                if (lanes < W) value = select(V::first_lanes(lanes), value, zero);
+                acc = acc + value;
+            }
+        }
+        if (!s.out) result.sum += double(reduce_sum(acc));
+    }
+    if constexpr (Loss::checks_range) {
+        result.input_out_of_range = reduce_max(bad_input) > T(0);
+        result.target_out_of_range = reduce_max(bad_target) > T(0);
+    }
+    return result;
+}
+
+template <class T, class Loss>
+SegmentResult elementwise_segment(const ElementwiseSegment<T>& s, int64_t n, const Loss& loss) {
+    auto unit = [](const void* p, int64_t stride) { return p == nullptr || stride == 1; };
+    const bool contiguous = unit(s.input, s.input_stride) && unit(s.target, s.target_stride) &&
+                            unit(s.weight, s.weight_stride) && unit(s.pos_weight, s.pos_weight_stride) &&
+                            unit(s.out, s.out_stride);
+    return contiguous ? elementwise_segment_loop<true>(s, n, loss) : elementwise_segment_loop<false>(s, n, loss);
+}
+
+}  // namespace
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

@@ -1,0 +1,60 @@
+// kl_div, pointwise and fused: each operand is read once, nothing of input size is written for a
+// reduced loss (the driver, ops/elementwise_loss_ops.cpp, sums the segments).
+//
+// With input = log q and target t (PyTorch's at::kl_div, in its order of operations):
+//   log_target = false:  loss = xlogy(t, t) - t * input,   xlogy(t, t) = t log t, and 0 at t = 0
+//                        so t = 0 contributes 0 * input: 0 for finite input, NaN for input = -inf
+//                        or NaN (as PyTorch); t < 0 makes log t, hence the loss, NaN.
+//   log_target = true:   loss = exp(t) * (t - input), no guard: t = -inf gives 0 * inf = NaN when
+//                        input = -inf too, exactly as PyTorch.
+#include "fastloss/kernel_table.hpp"
+#include "kernels/elementwise_segment-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+template <class T>
+struct KLDivPointwise {
+    static constexpr bool checks_range = false;
+    static constexpr T input_fill = T(0);
+    static constexpr T target_fill = T(1);
+    Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T>, Vec<T>) const {
+        using V = Vec<T>;
+        const V zero = V::broadcast(T(0));
+        // t log t would be 0 * -inf = NaN at t = 0: xlogy defines it as 0.
+        const V xlogy = select(equal(t, zero), zero, t * vlog(t));
+        return xlogy - t * x;
+    }
+};
+
+template <class T>
+struct KLDivLogTargetPointwise {
+    static constexpr bool checks_range = false;
+    static constexpr T input_fill = T(0);
+    static constexpr T target_fill = T(0);
+    Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T>, Vec<T>) const { return vexp(t) * (t - x); }
+};
+
+template <class T>
+SegmentResult kl_div_forward(const ElementwiseSegment<T>& s, int64_t n, bool log_target) {
+    return log_target ? elementwise_segment(s, n, KLDivLogTargetPointwise<T>{})
+                      : elementwise_segment(s, n, KLDivPointwise<T>{});
+}
+
+template <class T>
+KLDivKernels<T> make_kl_div_kernels() {
+    KLDivKernels<T> k;
+    k.forward = &kl_div_forward<T>;
+    return k;
+}
+
+}  // namespace
+
+void register_kl_div_kernels(KernelTable& table) {
+    table.kl_div_f32 = make_kl_div_kernels<float>();
+    table.kl_div_f64 = make_kl_div_kernels<double>();
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss

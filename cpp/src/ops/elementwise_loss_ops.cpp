@@ -1,0 +1,96 @@
+#include "ops/elementwise_loss_ops.hpp"
+
+#include <stdexcept>
+
+#include "fastloss/dispatch.hpp"
+#include "fastloss/parallel.hpp"
+#include "ops/broadcast_geometry.hpp"
+
+namespace fastloss {
+namespace {
+
+// Operand order in the geometry.
+enum Operand { kInput, kTarget, kWeight, kPosWeight, kOut, kOperands };
+
+template <class T>
+const std::vector<int64_t>& strides_or_zeros(const T* p, const std::vector<int64_t>& strides,
+                                             const std::vector<int64_t>& zeros) {
+    return p ? strides : zeros;
+}
+
+template <class T>
+SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<T>& s, int64_t n, const KernelTable& table) {
+    switch (kind) {
+    case ElementwiseLoss::kl_div: return kl_div_kernels<T>(table).forward(s, n, false);
+    case ElementwiseLoss::kl_div_log_target: return kl_div_kernels<T>(table).forward(s, n, true);
+    case ElementwiseLoss::binary_cross_entropy: return binary_cross_entropy_kernels<T>(table).probabilities(s, n);
+    case ElementwiseLoss::binary_cross_entropy_with_logits: return binary_cross_entropy_kernels<T>(table).logits(s, n);
+    }
+    return SegmentResult{};
+}
+
+}  // namespace
+
+template <class T>
+double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call) {
+    const std::vector<int64_t> zeros(call.shape.size(), 0);
+    const BroadcastGeometry g = make_broadcast_geometry(
+        call.shape, {call.input_strides, call.target_strides, strides_or_zeros(call.weight, call.weight_strides, zeros),
+                     strides_or_zeros(call.pos_weight, call.pos_weight_strides, zeros),
+                     strides_or_zeros(call.out, call.out_strides, zeros)});
+    const int64_t segments = g.segment_count();
+    if (segments == 0) return 0.0;
+
+    // One result per fixed chunk of segments, combined below in chunk order.
+    const int64_t work = g.segment_work();
+    const int64_t chunk = chunk_items(segments, work);
+    std::vector<SegmentResult> partial(size_t((segments + chunk - 1) / chunk));
+    const KernelTable& table = active_kernels();
+
+    parallel_for(segments, work, [&](int64_t begin, int64_t end) {
+        SegmentResult acc;
+        int64_t at[kMaxBroadcastOperands];
+        for (int64_t i = begin; i < end; ++i) {
+            const int64_t n = g.segment(i, at);
+            ElementwiseSegment<T> s;
+            s.input = call.input + at[kInput];
+            s.input_stride = g.row_stride[kInput];
+            s.target = call.target + at[kTarget];
+            s.target_stride = g.row_stride[kTarget];
+            if (call.weight) {
+                s.weight = call.weight + at[kWeight];
+                s.weight_stride = g.row_stride[kWeight];
+            }
+            if (call.pos_weight) {
+                s.pos_weight = call.pos_weight + at[kPosWeight];
+                s.pos_weight_stride = g.row_stride[kPosWeight];
+            }
+            if (call.out) {
+                s.out = call.out + at[kOut];
+                s.out_stride = g.row_stride[kOut];
+            }
+            const SegmentResult r = run_segment(kind, s, n, table);
+            acc.sum += r.sum;
+            acc.input_out_of_range |= r.input_out_of_range;
+            acc.target_out_of_range |= r.target_out_of_range;
+        }
+        partial[size_t(begin / chunk)] = acc;
+    });
+
+    double total = 0.0;
+    bool bad_input = false, bad_target = false;
+    for (const SegmentResult& r : partial) {
+        total += r.sum;
+        bad_input |= r.input_out_of_range;
+        bad_target |= r.target_out_of_range;
+    }
+    // PyTorch checks input before target; so do we.
+    if (bad_input) throw std::invalid_argument("all elements of input should be between 0 and 1");
+    if (bad_target) throw std::invalid_argument("all elements of target should be between 0 and 1");
+    return call.out ? 0.0 : total;
+}
+
+template double elementwise_loss<float>(ElementwiseLoss, const ElementwiseLossCall<float>&);
+template double elementwise_loss<double>(ElementwiseLoss, const ElementwiseLossCall<double>&);
+
+}  // namespace fastloss
