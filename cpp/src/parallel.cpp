@@ -43,7 +43,9 @@ void run_chunks(int64_t items, int64_t chunk, bool parallel, ChunkFn fn, void* c
         return;
     }
     const int threads = int(chunks < get_num_threads() ? chunks : get_num_threads());
-#pragma omp parallel for schedule(static) num_threads(threads)
+    // Dynamic: a thread delayed by another process (shared machines) does not hold up the rest.
+    // Chunk boundaries, not thread assignment, decide every result (see [Note: fixed chunking]).
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t c = 0; c < chunks; ++c) {
         const int64_t begin = c * chunk;
         fn(context, begin, begin + chunk < items ? begin + chunk : items);
