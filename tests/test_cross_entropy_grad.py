@@ -195,3 +195,26 @@ def test_gradient_argument_errors():
     r = fl.cross_entropy(x, t, return_grad=True, grad_output=2.0)
     np.testing.assert_allclose(r.grad, 2 * fl.cross_entropy(x, t, return_grad=True).grad)
     assert isinstance(r, fl.LossAndGrad)
+
+
+def test_common_2d_call_with_gradient_buffers(isa, rng):
+    """(N, C) calls take a C++ fast path; it must treat gradient buffers as the general path does."""
+    x = rng.standard_normal((40, 7))
+    t = rng.integers(0, 7, 40)
+    want = fl.cross_entropy(x, t, return_grad=True, reduction="sum")
+    r = fl.cross_entropy(x, t, return_grad=True, reduction="sum")
+    np.testing.assert_array_equal(r.grad, want.grad)
+    y = x.copy()
+    r = fl.cross_entropy(y, t, return_grad=True, reduction="sum", grad_out=y)  # in place
+    assert r.grad is y
+    np.testing.assert_allclose(y, want.grad, rtol=1e-14, atol=1e-16)
+    big = rng.standard_normal(40 * 7 + 3)
+    x_view, g_view = big[3:].reshape(40, 7), big[:-3].reshape(40, 7)  # overlapping, not identical
+    want = fl.cross_entropy(x_view.copy(), t, return_grad=True)
+    r = fl.cross_entropy(x_view, t, return_grad=True, grad_out=g_view)
+    assert r.grad is g_view
+    np.testing.assert_allclose(g_view, want.grad, rtol=1e-14, atol=1e-16)
+    lp = fl.log_softmax(x)
+    want = fl.nll_loss(lp, t, return_grad=True)
+    r = fl.nll_loss(lp, t, return_grad=True, grad_out=lp)
+    np.testing.assert_allclose(lp, want.grad)

@@ -138,12 +138,41 @@ py::object numpy_scalar(bool single, double value) {
 
 bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
 
+// Whether `grad_out` can take the gradient of x directly: same shape and dtype, writeable, and
+// either x itself (same data and strides) or not overlapping it at all.
+bool usable_gradient_buffer(const py::array& x, const py::handle& grad_out) {
+    if (!py::isinstance<py::array>(grad_out)) return false;
+    const auto g = py::reinterpret_borrow<py::array>(grad_out);
+    if (!g.dtype().equal(x.dtype()) || !g.writeable() || !aligned(g) || g.ndim() != x.ndim()) return false;
+    bool same_strides = true;
+    for (py::ssize_t d = 0; d < x.ndim(); ++d) {
+        if (g.shape(d) != x.shape(d)) return false;
+        same_strides &= g.strides(d) == x.strides(d);
+    }
+    if (g.data() == x.data() && same_strides) return true;
+    // Byte ranges spanned by each array (strides may be negative).
+    auto span = [](const py::array& a) {
+        const char* lo = static_cast<const char*>(a.data());
+        const char* hi = lo;
+        for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+            if (a.shape(d) == 0) return std::make_pair(lo, lo);
+            const py::ssize_t extent = (a.shape(d) - 1) * a.strides(d);
+            (extent < 0 ? lo : hi) += extent;
+        }
+        return std::make_pair(lo, hi + a.itemsize());
+    };
+    const auto xs = span(x), gs = span(g);
+    return gs.second <= xs.first || xs.second <= gs.first;
+}
+
 // The common call, (N, C) or (C,) float32/float64 inputs with int64 class indices, reduced to a
-// mean or sum, handled without the Python layer's general argument normalisation: a small call
-// costs microseconds, most of them Python. Returns None for anything else (or anything wrong),
-// and the Python layer then takes its general path, which also produces the error messages.
+// mean or sum (with its gradient if asked), handled without the Python layer's general argument
+// normalisation: a small call costs microseconds, most of them Python. Returns None for anything
+// else (or anything wrong), and the Python layer then takes its general path, which also
+// produces the error messages. With a gradient, returns (loss, grad).
 py::object common_case(bool nll, py::handle input, py::handle target, int64_t ignore_index,
-                       const std::string& reduction, double label_smoothing) {
+                       const std::string& reduction, double label_smoothing, bool return_grad,
+                       py::handle grad_out) {
     if (!py::isinstance<py::array>(input) || !py::isinstance<py::array>(target)) return py::none();
     const auto x = py::reinterpret_borrow<py::array>(input);
     const auto t = py::reinterpret_borrow<py::array>(target);
@@ -156,9 +185,22 @@ py::object common_case(bool nll, py::handle input, py::handle target, int64_t ig
     const bool options_ok = (reduction == "mean" || reduction == "sum") && label_smoothing >= 0.0 &&
                             label_smoothing <= 1.0;
     if (!(float_ok && target_ok && shapes_ok && options_ok)) return py::none();
+    if (!return_grad) {
+        const double value = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
+                                                         reduction, x.ndim() - 1, py::none());
+        return numpy_scalar(xd.itemsize() == 4, value);
+    }
+    py::object grad;
+    if (grad_out.is_none()) {
+        grad = py::array(xd, std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    } else if (usable_gradient_buffer(x, grad_out)) {
+        grad = py::reinterpret_borrow<py::object>(grad_out);
+    } else {
+        return py::none();
+    }
     const double value = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
-                                                     reduction, x.ndim() - 1, py::none());
-    return numpy_scalar(xd.itemsize() == 4, value);
+                                                     reduction, x.ndim() - 1, py::none(), grad, py::none());
+    return py::make_tuple(numpy_scalar(xd.itemsize() == 4, value), grad);
 }
 
 }  // namespace
@@ -170,18 +212,21 @@ void register_losses(py::module_& m) {
     m.def(
         "cross_entropy_common_case",
         [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,
-           double label_smoothing) {
-            return common_case(false, input, target, ignore_index, reduction, label_smoothing);
+           double label_smoothing, bool return_grad, py::handle grad_out) {
+            return common_case(false, input, target, ignore_index, reduction, label_smoothing, return_grad,
+                               grad_out);
         },
         py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
-        py::arg("label_smoothing"),
+        py::arg("label_smoothing"), py::arg("return_grad") = false, py::arg("grad_out") = py::none(),
         "Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.");
     m.def(
         "nll_loss_common_case",
-        [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction) {
-            return common_case(true, input, target, ignore_index, reduction, 0.0);
+        [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,
+           bool return_grad, py::handle grad_out) {
+            return common_case(true, input, target, ignore_index, reduction, 0.0, return_grad, grad_out);
         },
         py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("return_grad") = false, py::arg("grad_out") = py::none(),
         "Fast path for (N, C) log-probabilities with int64 targets and a mean/sum; None otherwise.");
     m.def(
         "cross_entropy",

@@ -201,19 +201,20 @@ def cross_entropy(
     Raises IndexError for a target outside [0, C) that is not ignore_index.
     """
     if (
-        not return_grad
-        and grad_out is None
-        and grad_output is None
+        grad_output is None
         and weight is None
         and (axis is None or axis == -1)
         and type(ignore_index) is int
         and type(label_smoothing) is float
+        and (return_grad or grad_out is None)
     ):
         # The common small call, decided and run in C++ (None: not that case, or an error whose
         # message the general path below gives).
-        value = _core.cross_entropy_common_case(input, target, ignore_index, reduction, label_smoothing)
+        value = _core.cross_entropy_common_case(
+            input, target, ignore_index, reduction, label_smoothing, return_grad, grad_out
+        )
         if value is not None:
-            return value
+            return LossAndGrad(*value) if return_grad else value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = _class_axis(x.ndim, axis)
@@ -268,16 +269,16 @@ def nll_loss(
     ``grad_output`` and ``grad_out`` as in `cross_entropy`.
     """
     if (
-        not return_grad
-        and grad_out is None
-        and grad_output is None
+        grad_output is None
         and weight is None
         and (axis is None or axis == -1)
         and type(ignore_index) is int
+        and (return_grad or grad_out is None)
     ):
-        value = _core.nll_loss_common_case(input, target, ignore_index, reduction)  # see cross_entropy
+        # see cross_entropy
+        value = _core.nll_loss_common_case(input, target, ignore_index, reduction, return_grad, grad_out)
         if value is not None:
-            return value
+            return LossAndGrad(*value) if return_grad else value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = _class_axis(x.ndim, axis)

@@ -234,6 +234,24 @@ def numpy_binary_cross_entropy_with_logits(x: np.ndarray, y: np.ndarray) -> np.f
     return ((1 - y) * x + np.logaddexp(0, -x)).mean(dtype=np.float64)
 
 
+_GRAD_BUFFERS: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+
+
+def reused_buffer(x: np.ndarray) -> np.ndarray:
+    """The same gradient buffer call after call for inputs like `x`, as a training loop keeps one."""
+    key = (x.shape, x.dtype.str)
+    if key not in _GRAD_BUFFERS:
+        _GRAD_BUFFERS[key] = np.empty_like(x)
+    return _GRAD_BUFFERS[key]
+
+
+def numpy_cross_entropy_grad(x: np.ndarray, t: np.ndarray) -> tuple[np.floating, np.ndarray]:
+    p = numpy_softmax(x, axis=-1)
+    loss = -np.mean(np.log(np.take_along_axis(p, t[..., None], axis=-1)))
+    np.put_along_axis(p, t[..., None], np.take_along_axis(p, t[..., None], axis=-1) - 1, axis=-1)
+    return loss, p / t.size
+
+
 register(
     Case(
         op="cross_entropy",
@@ -243,6 +261,14 @@ register(
             "torch": lambda torch, x, t: torch.nn.functional.cross_entropy(x, t),
             "jax": _jax_cross_entropy,
             "numpy": lambda np_, x, t: numpy_cross_entropy(x, t),
+        },
+        grad={
+            "fastloss": lambda fl, x, t: fl.cross_entropy(
+                x, t, axis=-1, return_grad=True, grad_out=reused_buffer(x)
+            ),
+            "torch": lambda torch, x, t: torch.nn.functional.cross_entropy(x, t),
+            "jax": _jax_cross_entropy,
+            "numpy": lambda np_, x, t: numpy_cross_entropy_grad(x, t),
         },
     )
 )
