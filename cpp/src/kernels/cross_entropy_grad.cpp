@@ -75,13 +75,84 @@ T exp_into_row(const T* x, T m, T* grad, int64_t n, const T* weight, bool smooth
     return reduce_sum(s);
 }
 
+// W rows in lanes [Note: few classes]: class c of the W rows is one gathered vector; the gradient
+// is formed class by class in a small tile and copied out row by row. Every value is read before
+// any gradient is written, so grad may alias x.
+template <class T>
+void index_rows_grad_in_lanes(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+                              int64_t grad_row_stride, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.classes;
+    const T eps = p.label_smoothing;
+    const V zero = V::broadcast(T(0));
+    V e[2 * W];
+    V m = V::broadcast(-infinity<T>());
+    for (int64_t c = 0; c < C; ++c) {
+        e[c] = V::gather(x + c, x_row_stride);
+        m = max(m, e[c]);
+    }
+    V s = zero, t = zero;
+    for (int64_t c = 0; c < C; ++c) {
+        const V d = e[c] - m;
+        if (eps != T(0)) t = p.weight ? fma(V::broadcast(p.weight[c]), d, t) : t + d;
+        e[c] = vexp_nonpositive(d);
+        s = s + e[c];
+    }
+    T m_l[W], s_l[W], log_s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W];
+    int64_t y_l[W];
+    store(m_l, m);
+    store(s_l, s);
+    store(log_s_l, vlog(s));
+    store(t_l, t);
+    for (int64_t k = 0; k < W; ++k) {
+        const int64_t y = target[k * target_stride];
+        y_l[k] = y;
+        a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
+        if (y == p.ignore_index) {
+            loss[k * loss_stride] = T(0);
+            continue;
+        }
+        const T w_y = p.weight ? p.weight[y] : T(1);
+        loss[k * loss_stride] = index_loss(log_s_l[k], x[k * x_row_stride + y] - m_l[k], w_y, t_l[k], p);
+        const T g = scale[k * scale_stride];
+        a_l[k] = g / s_l[k] * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
+        b_l[k] = g * eps / T(C);
+        corr_l[k] = g * (T(1) - eps) * w_y;
+        live_l[k] = T(1);
+    }
+    const V a = V::load(a_l), b = V::load(b_l);
+    const auto live = equal(V::load(live_l), V::broadcast(T(1)));
+    T tile[2 * W][W];
+    for (int64_t c = 0; c < C; ++c) {
+        const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
+        store(tile[c], select(live, a * e[c] - b * w, zero));  // ignored rows: 0 even if x is NaN
+    }
+    for (int64_t k = 0; k < W; ++k) {
+        T* row = grad + k * grad_row_stride;
+        for (int64_t c = 0; c < C; ++c) row[c] = tile[c][k];
+        if (live_l[k] != T(0)) row[y_l[k]] -= corr_l[k];
+    }
+}
+
 template <class T>
 void index_rows_grad(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
                      const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
                      int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+    constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
     const T eps = p.label_smoothing;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t first = 0;
+    if (rows_fit_lanes<T>(C, x_row_stride)) {
+        for (; first + W <= rows; first += W) {
+            index_rows_grad_in_lanes(x + first * x_row_stride, x_row_stride, target + first * target_stride,
+                                     target_stride, scale + first * scale_stride, scale_stride,
+                                     loss + first * loss_stride, loss_stride, grad + first * grad_row_stride,
+                                     grad_row_stride, p);
+        }
+    }
+    for (int64_t r = first; r < rows; ++r) {
         const int64_t y = target[r * target_stride];
         T* gr = grad + r * grad_row_stride;
         if (y == p.ignore_index) {
