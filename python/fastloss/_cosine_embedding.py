@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +36,8 @@ def cosine_embedding_loss(
     reduction: str = "mean",
     return_grad: bool = False,
     grad_output: Any = None,
-    grad_out: Optional[np.ndarray] = None,
-) -> Union[LossValue, LossAndGrad]:
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Cosine embedding loss, as ``torch.nn.functional.cosine_embedding_loss``.
 
     ``x1`` and ``x2`` are (N, D) with ``target`` (N,), or (D,) with a 0-d target; the two

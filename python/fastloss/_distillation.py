@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +53,8 @@ def distillation_loss(
     axis: int | None = None,
     return_grad: bool = False,
     grad_output: Any = None,
-    grad_out: Optional[np.ndarray] = None,
-) -> Union[LossValue, LossAndGrad]:
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Knowledge-distillation loss (Hinton et al.), hard cross-entropy plus tempered KL.
 
     ``L = alpha * CE(s, target) + (1 - alpha) * T**2 * KL(softmax(t / T) || softmax(s / T))``
