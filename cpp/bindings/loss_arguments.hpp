@@ -41,4 +41,38 @@ inline bool is_c_contiguous(const py::array& a) {
     return (a.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0;
 }
 
+// The optional gradient operands of a loss call (fields grad, grad_strides, grad_output,
+// grad_output_strides, grad_output_scalar): grad has x's shape; grad_output is a number for mean
+// and sum, or an array of the per-position shape for none. The arrays are kept alive in the two
+// holders until the call has run.
+template <class T, class Call>
+void set_gradient_operands(Call& call, const py::array& x, const char* input_name, int axis, Reduction reduction,
+                           const py::object& grad, const py::object& grad_output, py::array& grad_holder,
+                           py::array& grad_output_holder) {
+    if (grad.is_none()) return;
+    grad_holder = grad.cast<py::array>();
+    check_same_type(x, grad_holder, input_name, "grad_out");
+    check_writeable(grad_holder, "grad_out");
+    if (shape_of(grad_holder) != shape_of(x)) {
+        throw std::invalid_argument("grad_out has shape " + shape_string(grad_holder) + ", expected the input's shape " +
+                                    shape_string(x));
+    }
+    call.grad = static_cast<T*>(grad_holder.mutable_data());
+    call.grad_strides = element_strides(grad_holder);
+    if (grad_output.is_none()) return;
+    if (reduction != Reduction::none) {
+        call.grad_output_scalar = T(grad_output.cast<double>());  // a number for mean and sum
+        return;
+    }
+    grad_output_holder = grad_output.cast<py::array>();
+    check_same_type(x, grad_output_holder, input_name, "grad_output");
+    if (!has_position_shape(grad_output_holder, x, axis)) {
+        throw std::invalid_argument("grad_output has shape " + shape_string(grad_output_holder) +
+                                    ", expected the loss's shape: the input's shape " + shape_string(x) +
+                                    " without axis " + std::to_string(axis));
+    }
+    call.grad_output = static_cast<const T*>(grad_output_holder.data());
+    call.grad_output_strides = full_rank_strides(grad_output_holder, axis, x.ndim());
+}
+
 }  // namespace fastloss::bindings

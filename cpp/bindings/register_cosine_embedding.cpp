@@ -15,7 +15,8 @@ namespace {
 
 template <class T>
 double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::array& target, double margin,
-                            Reduction reduction, const py::object& out) {
+                            Reduction reduction, const py::object& out, const py::object& grad,
+                            const py::object& grad_output) {
     CosineEmbeddingCall<T> call;
     call.rows = x1.shape(0);
     call.dim = x1.shape(1);
@@ -39,12 +40,38 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
         }
         call.loss = static_cast<T*>(out_array.mutable_data());
     }
+    py::array grad_array, grad_output_array;
+    if (!grad.is_none()) {
+        grad_array = grad.cast<py::array>();
+        check_same_type(x1, grad_array, "x1", "grad_out");
+        check_writeable(grad_array, "grad_out");
+        if (shape_of(grad_array) != shape_of(x1) ||
+            (call.rows > 0 && call.dim > 1 && grad_array.strides(1) != grad_array.itemsize())) {
+            throw std::invalid_argument("grad_out must have x1's shape " + shape_string(x1) +
+                                        " and contiguous rows, got " + shape_string(grad_array));
+        }
+        call.grad = static_cast<T*>(grad_array.mutable_data());
+        call.grad_row_stride = grad_array.strides(0) / grad_array.itemsize();
+        if (!grad_output.is_none() && reduction != Reduction::none) {
+            call.grad_output_scalar = T(grad_output.cast<double>());
+        } else if (!grad_output.is_none()) {
+            grad_output_array = grad_output.cast<py::array>();
+            check_same_type(x1, grad_output_array, "x1", "grad_output");
+            if (grad_output_array.ndim() != 1 || grad_output_array.shape(0) != call.rows) {
+                throw std::invalid_argument("grad_output must have shape (" + std::to_string(call.rows) + ",), got " +
+                                            shape_string(grad_output_array));
+            }
+            call.grad_output = static_cast<const T*>(grad_output_array.data());
+            call.grad_output_stride = grad_output_array.strides(0) / grad_output_array.itemsize();
+        }
+    }
     const ReleaseGilIf nogil(x1.size() >= kReleaseGilElements);
     return cosine_embedding_forward(call);
 }
 
 double cosine_embedding_binding(const py::array& x1, const py::array& x2, const py::array& target, double margin,
-                                const std::string& reduction, const py::object& out) {
+                                const std::string& reduction, const py::object& out, const py::object& grad,
+                                const py::object& grad_output) {
     const FloatType type = float_type(x1, "x1");
     float_type(x2, "x2");
     check_same_type(x1, x2, "x1", "x2");
@@ -65,8 +92,8 @@ double cosine_embedding_binding(const py::array& x1, const py::array& x2, const 
                                     shape_string(target));
     }
     const Reduction r = parse_reduction(reduction);
-    if (type == FloatType::f32) return run_cosine_embedding<float>(x1, x2, target, margin, r, out);
-    return run_cosine_embedding<double>(x1, x2, target, margin, r, out);
+    if (type == FloatType::f32) return run_cosine_embedding<float>(x1, x2, target, margin, r, out, grad, grad_output);
+    return run_cosine_embedding<double>(x1, x2, target, margin, r, out, grad, grad_output);
 }
 
 }  // namespace
@@ -74,7 +101,9 @@ double cosine_embedding_binding(const py::array& x1, const py::array& x2, const 
 void register_cosine_embedding(py::module_& m) {
     m.def("cosine_embedding_loss", &cosine_embedding_binding, py::arg("x1").noconvert(), py::arg("x2").noconvert(),
           py::arg("target").noconvert(), py::arg("margin"), py::arg("reduction"), py::arg("out"),
-          "Cosine embedding loss of (N, D) rows with float64 targets (N,); returns the mean/sum, or writes to out.");
+          py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),
+          "Cosine embedding loss of (N, D) rows with float64 targets (N,); returns the mean/sum, or writes to out; "
+          "with grad, also writes the gradient w.r.t. x1 there.");
 }
 
 }  // namespace fastloss::bindings

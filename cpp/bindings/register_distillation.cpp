@@ -17,7 +17,8 @@ namespace {
 template <class T>
 double run_distillation(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
                         int64_t ignore_index, double label_smoothing, double temperature, double alpha,
-                        Reduction reduction, int axis, const py::object& out) {
+                        Reduction reduction, int axis, const py::object& out, const py::object& grad,
+                        const py::object& grad_output) {
     DistillationCall<T> call;
     call.student = static_cast<const T*>(s.data());
     call.student_strides = element_strides(s);
@@ -79,13 +80,18 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
         call.loss = static_cast<T*>(out_array.mutable_data());
     }
 
+    py::array grad_array, grad_output_array;
+    set_gradient_operands<T>(call, s, "student_logits", axis, reduction, grad, grad_output, grad_array,
+                             grad_output_array);
+
     const ReleaseGilIf nogil(s.size() >= kReleaseGilElements);
     return distillation_forward(call);
 }
 
 double distillation_binding(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
                             int64_t ignore_index, double label_smoothing, double temperature, double alpha,
-                            const std::string& reduction, int64_t axis_arg, const py::object& out) {
+                            const std::string& reduction, int64_t axis_arg, const py::object& out,
+                            const py::object& grad, const py::object& grad_output) {
     const FloatType type = float_type(s, "student_logits");
     float_type(t, "teacher_logits");
     check_same_type(s, t, "student_logits", "teacher_logits");
@@ -107,10 +113,10 @@ double distillation_binding(const py::array& s, const py::array& t, const py::ar
     const Reduction r = parse_reduction(reduction);
     if (type == FloatType::f32) {
         return run_distillation<float>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha, r, axis,
-                                       out);
+                                       out, grad, grad_output);
     }
     return run_distillation<double>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha, r, axis,
-                                    out);
+                                    out, grad, grad_output);
 }
 
 }  // namespace
@@ -119,9 +125,10 @@ void register_distillation(py::module_& m) {
     m.def("distillation_loss", &distillation_binding, py::arg("student_logits").noconvert(),
           py::arg("teacher_logits").noconvert(), py::arg("target").noconvert(), py::arg("weight"),
           py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("alpha"),
-          py::arg("reduction"), py::arg("axis"), py::arg("out"),
+          py::arg("reduction"), py::arg("axis"), py::arg("out"), py::arg("grad") = py::none(),
+          py::arg("grad_output") = py::none(),
           "alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or "
-          "writes per-position losses to out.");
+          "writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.");
 }
 
 }  // namespace fastloss::bindings

@@ -78,30 +78,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
     }
 
     py::array grad_array, grad_output_array;
-    if (!grad.is_none()) {
-        grad_array = grad.cast<py::array>();
-        check_same_type(x, grad_array, "input", "grad_out");
-        check_writeable(grad_array, "grad_out");
-        if (shape_of(grad_array) != call.shape) {
-            throw std::invalid_argument("grad_out has shape " + shape_string(grad_array) + ", expected the input's shape " +
-                                        shape_string(x));
-        }
-        call.grad = static_cast<T*>(grad_array.mutable_data());
-        call.grad_strides = element_strides(grad_array);
-        if (!grad_output.is_none() && reduction != Reduction::none) {
-            call.grad_output_scalar = T(grad_output.cast<double>());  // a number for mean and sum
-        } else if (!grad_output.is_none()) {
-            grad_output_array = grad_output.cast<py::array>();
-            check_same_type(x, grad_output_array, "input", "grad_output");
-            if (!has_position_shape(grad_output_array, x, axis)) {
-                throw std::invalid_argument("grad_output has shape " + shape_string(grad_output_array) +
-                                            ", expected the loss's shape: the input's shape " + shape_string(x) +
-                                            " without axis " + std::to_string(axis));
-            }
-            call.grad_output = static_cast<const T*>(grad_output_array.data());
-            call.grad_output_strides = full_rank_strides(grad_output_array, axis, x.ndim());
-        }
-    }
+    set_gradient_operands<T>(call, x, "input", axis, reduction, grad, grad_output, grad_array, grad_output_array);
 
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
     return nll ? nll_loss_forward(call) : cross_entropy_forward(call);

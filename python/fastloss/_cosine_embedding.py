@@ -8,7 +8,13 @@ import numpy as np
 
 from . import _core
 from ._distillation import _common_dtype, _real
-from ._losses import LossValue, _finish
+from ._losses import (
+    LossAndGrad,
+    LossValue,
+    _check_gradient_options,
+    _finish,
+    _gradient_arguments,
+)
 from ._validation import _to_ndarray, as_float_array, check_reduction, compute_dtype
 
 __all__ = ["cosine_embedding_loss"]
@@ -22,8 +28,16 @@ def _contiguous_rows(x: np.ndarray) -> np.ndarray:
 
 
 def cosine_embedding_loss(
-    x1: Any, x2: Any, target: Any, *, margin: float = 0.0, reduction: str = "mean"
-) -> LossValue:
+    x1: Any,
+    x2: Any,
+    target: Any,
+    *,
+    margin: float = 0.0,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Cosine embedding loss, as ``torch.nn.functional.cosine_embedding_loss``.
 
     ``x1`` and ``x2`` are (N, D) with ``target`` (N,), or (D,) with a 0-d target; the two
@@ -34,7 +48,15 @@ def cosine_embedding_loss(
     ``max(0, cos - margin)`` where ``target == -1`` and 0 for any other target value (no
     error, as in PyTorch). A zero vector has cos = 0. ``reduction``: "mean" over rows (NaN
     for N = 0), "sum" or "none".
+
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect to
+    `x1` computed in the same pass (``d cos/d x1 = x2 / Dn - cos * x1 / (|x1|**2 + 1e-12)``
+    with ``Dn`` the denominator above, times -1 where ``target == 1``, +1 where
+    ``target == -1`` and ``cos >= margin``, 0 elsewhere, as PyTorch's autograd). A broadcast
+    `x1` gets the gradient summed over the rows it was broadcast to. ``grad_output`` and
+    ``grad_out`` as in `cross_entropy` (``grad_out`` may be `x1` itself).
     """
+    _check_gradient_options(return_grad, grad_output, grad_out)
     a = as_float_array(x1, "x1")
     b = as_float_array(x2, "x2")
     reduction = check_reduction(reduction)
@@ -60,13 +82,34 @@ def cosine_embedding_loss(
     result_dtype = _common_dtype(a.dtype, b.dtype)
     work_dtype = compute_dtype(result_dtype)
     rows_shape = (int(np.prod(shape[:-1], dtype=np.int64)), shape[-1])
-    a = np.broadcast_to(a.astype(work_dtype, copy=False), shape).reshape(rows_shape)
-    b = np.broadcast_to(b.astype(work_dtype, copy=False), shape).reshape(rows_shape)
-    a, b = _contiguous_rows(a), _contiguous_rows(b)
+    a = a.astype(work_dtype, copy=False)
+    b = b.astype(work_dtype, copy=False)
+    rows = rows_shape[0]
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
-    rows = a.shape[0]
     out = np.empty(rows, work_dtype) if reduction == "none" else None
-    value = _core.cosine_embedding_loss(a, b, y64, m, reduction, out)
+    grad = kernel_grad = go = None
+    direct = False  # whether the kernel writes the gradient into `grad` itself
+    if return_grad:
+        a, grad, go = _gradient_arguments(a, expected_target, reduction, grad_output, grad_out)
+        if go is not None and reduction == "none":
+            go = go.reshape(rows)
+        if np.may_share_memory(grad, b):  # the kernel may write over x1 only
+            b = b.copy()
+        # A broadcast x1, or gradient rows that are not contiguous, go through a temporary.
+        direct = a.shape == shape and (shape[-1] <= 1 or grad.strides[-1] == grad.itemsize)
+        kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, work_dtype)
+    a_rows = _contiguous_rows(np.broadcast_to(a, shape).reshape(rows_shape))
+    b_rows = _contiguous_rows(np.broadcast_to(b, shape).reshape(rows_shape))
+    value = _core.cosine_embedding_loss(a_rows, b_rows, y64, m, reduction, out, kernel_grad, go)
     if out is not None:
         out = out.reshape(expected_target)
-    return _finish(value, out, reduction, result_dtype)
+    loss = _finish(value, out, reduction, result_dtype)
+    if not return_grad:
+        return loss
+    assert grad is not None and kernel_grad is not None
+    if not direct:
+        full = kernel_grad.reshape(shape)
+        # x1 was broadcast (its ndim is x2's): sum over the axes it was repeated along
+        repeated = tuple(d for d in range(grad.ndim) if grad.shape[d] != shape[d])
+        grad[...] = full.sum(axis=repeated, keepdims=True) if repeated else full
+    return LossAndGrad(loss, grad.astype(result_dtype, copy=False))

@@ -9,9 +9,12 @@ import numpy as np
 
 from . import _core
 from ._losses import (
+    LossAndGrad,
     LossValue,
+    _check_gradient_options,
     _class_axis,
     _finish,
+    _gradient_arguments,
     _ignore_index,
     _index_target,
     _position_shape,
@@ -48,7 +51,10 @@ def distillation_loss(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     axis: int | None = None,
-) -> LossValue:
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Knowledge-distillation loss (Hinton et al.), hard cross-entropy plus tempered KL.
 
     ``L = alpha * CE(s, target) + (1 - alpha) * T**2 * KL(softmax(t / T) || softmax(s / T))``
@@ -80,9 +86,18 @@ def distillation_loss(
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
     student logit where the teacher's probability is positive makes KL +inf.
 
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect to
+    `student_logits` computed in the same pass, exactly as autograd differentiates the
+    expression above: ``alpha * dCE/ds + (1 - alpha) * T * (softmax(s/T) - softmax(t/T))``
+    with each term divided as its reduction divides it. Ignored positions get no CE gradient
+    but keep their KL gradient; when every target is ignored under ``"mean"`` the loss is NaN
+    (CE's 0/0) and the gradient is the KL part alone. ``grad_output`` and ``grad_out`` as in
+    `cross_entropy` (``grad_out`` may be `student_logits` itself).
+
     Raises ValueError for ``temperature <= 0``, ``alpha`` outside [0, 1] or logits of
     different shapes, and the errors of `cross_entropy` for the target.
     """
+    _check_gradient_options(return_grad, grad_output, grad_out)
     s = as_float_array(student_logits, "student_logits")
     t = as_float_array(teacher_logits, "teacher_logits")
     reduction = check_reduction(reduction)
@@ -124,6 +139,18 @@ def distillation_loss(
         y = _index_target(y, s, ax)
 
     w = _weight_array(weight, s.shape[ax], work_dtype)
-    out = np.empty(_position_shape(s.shape, ax), work_dtype) if reduction == "none" else None
-    value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out)
-    return _finish(value, out, reduction, result_dtype)
+    positions = _position_shape(s.shape, ax)
+    out = np.empty(positions, work_dtype) if reduction == "none" else None
+    if not return_grad:
+        value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out)
+        return _finish(value, out, reduction, result_dtype)
+    s, grad, go = _gradient_arguments(s, positions, reduction, grad_output, grad_out)
+    # The kernels may write the gradient over the student logits only: a grad_out that overlaps
+    # the teacher logits or the probability targets gets them copied first.
+    if np.may_share_memory(grad, t):
+        t = t.copy()
+    if y.dtype.kind == "f" and np.may_share_memory(grad, y):
+        y = y.copy()
+    value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out, grad, go)
+    loss = _finish(value, out, reduction, result_dtype)
+    return LossAndGrad(loss, grad.astype(result_dtype, copy=False))

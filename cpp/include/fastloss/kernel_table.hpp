@@ -117,6 +117,10 @@ template <class T>
 struct DistillationParams {
     CrossEntropyParams<T> hard;
     T inverse_temperature;  // 1 / T, T > 0
+    // The gradient kernels' factors of the two terms: position r's gradient is
+    // scale[r] * (hard_grad * dCE_r/ds + soft_grad * T dKL_r/ds), see distillation.cpp.
+    T hard_grad = T(0);
+    T soft_grad = T(0);
 };
 
 template <class T>
@@ -127,6 +131,18 @@ struct DistillationKernels {
     void (*columns)(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
                     const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
                     T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& params);
+
+    // The same, also writing grad = d/ds of the position's share of the loss in the same pass
+    // (grad may be s; never t or q). scale is the per-position operand (grad_output, or one
+    // constant with scale_stride 0) that multiplies params.hard_grad and params.soft_grad.
+    void (*rows_grad)(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
+                      int64_t target_stride, const T* q, int64_t q_row_stride, const T* scale, int64_t scale_stride,
+                      T* ce, T* kl, int64_t out_stride, T* grad, int64_t grad_row_stride, int64_t rows,
+                      const DistillationParams<T>& params);
+    void (*columns_grad)(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
+                         const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride,
+                         const T* scale, int64_t scale_stride, T* ce, T* kl, int64_t out_stride, T* grad,
+                         int64_t grad_class_stride, int64_t columns, const DistillationParams<T>& params);
 };
 
 // H(softmax(x)) = lse - sum_c p_c x_c per position, with p_c x_c = 0 where p_c = 0 (-inf logits),
@@ -144,6 +160,9 @@ template <class T>
 struct CosineKernels {
     void (*dot3_rows)(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, T* out3, int64_t rows,
                       int64_t n);
+    // grad_r = coef[2r] * a_r + coef[2r + 1] * b_r over rows of n contiguous values (grad may be a).
+    void (*combine_rows)(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, const T* coef,
+                         T* grad, int64_t grad_row_stride, int64_t rows, int64_t n);
 };
 
 // One segment of an elementwise loss over broadcast operands: n elements, element i of an

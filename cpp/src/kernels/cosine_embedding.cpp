@@ -49,11 +49,34 @@ void dot3_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_strid
     }
 }
 
+// The gradient's sweep: grad_r = coef[2r] a_r + coef[2r + 1] b_r (the coefficients are formed per
+// row by the caller from the dot products, ops/cosine_embedding_ops.cpp). The caller runs it right
+// after dot3_rows on the same few rows, so a and b come from L1/L2. Element i of a is read before
+// element i of grad is written, so grad may be a.
+template <class T>
+void combine_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, const T* coef, T* grad,
+                  int64_t grad_row_stride, int64_t rows, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* ar = a + r * a_row_stride;
+        const T* br = b + r * b_row_stride;
+        T* gr = grad + r * grad_row_stride;
+        const V ca = V::broadcast(coef[2 * r]), cb = V::broadcast(coef[2 * r + 1]);
+        int64_t i = 0;
+        for (; i + W <= n; i += W) store(gr + i, fma(ca, V::load(ar + i), cb * V::load(br + i)));
+        if (i < n) {
+            const V va = V::load_partial(ar + i, n - i, T(0)), vb = V::load_partial(br + i, n - i, T(0));
+            store_partial(gr + i, n - i, fma(ca, va, cb * vb));
+        }
+    }
+}
+
 }  // namespace
 
 void register_cosine_kernels(KernelTable& table) {
-    table.cosine_f32 = {&dot3_rows<float>};
-    table.cosine_f64 = {&dot3_rows<double>};
+    table.cosine_f32 = {&dot3_rows<float>, &combine_rows<float>};
+    table.cosine_f64 = {&dot3_rows<double>, &combine_rows<double>};
 }
 
 }  // namespace FASTLOSS_ISA_NS

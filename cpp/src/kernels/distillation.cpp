@@ -28,6 +28,31 @@
 // A row pair of 32000 float32 logits is 256 KB, so the second sweep reads from L2: DRAM sees each
 // logit once. Sums are two-level (partial sums of kFoldVectors vectors folded into a total), so the
 // rounding error grows with C / kFoldVectors + kFoldVectors rather than C.
+//
+// Gradient with respect to s (the *_grad kernels). With P_c = exp(s_c - m) / S (hard softmax),
+// sigma_c = exp(a_c) / S_a = softmax(s/T)_c and p_c = exp(b_c) / S_b = softmax(t/T)_c:
+//   dCE/ds_c, index y:       (1-eps) w_y (P_c - [c = y]) + (eps/C)(W P_c - w_c)   (cross_entropy_grad.cpp)
+//   dCE/ds_c, probabilities: B P_c - w_c q'_c,  B = sum_c w_c q'_c
+//   dKL/ds_c = d/ds_c [-sum_k p_k log sigma_k] = (1/T)(sigma_c sum_k p_k - p_c) = (sigma_c - p_c) / T
+// (the only s-dependent part of KL is the cross term; sum_k p_k = 1). The loss weighs CE by alpha
+// and KL by (1-alpha) T^2, and the reduction divides them by D (the CE mean's denominator) and N
+// (batchmean's shape[0]), so with g the position's scale (grad_output, or the scalar of mean/sum):
+//   dL/ds_c = h dCE/ds_c + k (sigma_c - p_c),   h = g alpha / D,   k = g (1-alpha) T / N
+//           = hA e_c - hB c_c - [c = y] h (1-eps) w_y + (k / S_a) exp(a_c) - (k / S_b) exp(b_c)
+// where e_c = exp(s_c - m) and, for index targets, hA = (h / S)((1-eps) w_y + eps W / C),
+// hB = h eps / C, c_c = w_c; for probabilities hA = h B / S, hB = h, c_c = w_c q'_c. The kernels get
+// g alpha / D and g (1-alpha) T / N as scale[r] * params.hard_grad and scale[r] * params.soft_grad.
+// An ignored position has h = 0 (no CE gradient) but keeps its KL gradient, as in PyTorch's
+// expression, whose nll_loss backward writes 0 there; when every target is ignored under mean, the
+// loss is NaN (0/0 in CE) and the gradient is the KL part alone, again as autograd gives.
+// -inf logits: exp(-inf) = 0 in every term, so the gradient stays finite where PyTorch's does
+// (a -inf student logit under a positive p_c gets -k p_c; the loss there is +inf).
+//
+// Fusion: a third sweep over the row pair (still in L1/L2 after the sums) recomputes the
+// exponentials and writes the gradient; each element of s is read before the gradient element at
+// the same index is written, so grad may alias s. The target logit s_y is read for the loss before
+// the third sweep. The exponentials are recomputed rather than stored: the one buffer we may write
+// (grad) can be s itself, which the third sweep still needs.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy_terms-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
@@ -117,6 +142,7 @@ template <class T>
 struct RowSums {
     T max;
     T hard, student, teacher, cross, linear, coef;
+    T teacher_max;
 };
 
 // Both sweeps over one row pair (rows layout).
@@ -164,71 +190,142 @@ RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, 
             reduce_sum(total.teacher),
             reduce_sum(total.cross),
             reduce_sum(total.linear),
-            reduce_sum(total.coef)};
+            reduce_sum(total.coef),
+            m_t};
 }
 
+// The gradient's third sweep over one row (rows layout), see the derivation at the top: grad_c =
+// hA e_c - hB c_c + kA exp(a_c) - kB exp(b_c), with kA = k / S_a and kB = k / S_b.
 template <HardTerm kHard, int kPower, class T>
+void distillation_grad_row(const T* s, const T* t, const T* q, T* grad, int64_t n, T m_s, T m_t, T hA, T hB, T kA,
+                           T kB, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
+    const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
+    const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
+    const V vhA = V::broadcast(hA), vhB = V::broadcast(hB), vkA = V::broadcast(kA), vkB = V::broadcast(kB);
+    const T* w = p.hard.weight;
+    for (int64_t i = 0; i < n; i += W) {
+        const int64_t lanes = n - i < W ? n - i : W;
+        const bool full = lanes == W;
+        const V ds = (full ? V::load(s + i) : V::load_partial(s + i, lanes, T(0))) - ms;
+        const V tv = full ? V::load(t + i) : V::load_partial(t + i, lanes, T(0));
+        const V a = kPower == 1 ? ds : ds * inv;
+        const V ea = vexp(a);
+        const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
+        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
+        V out = fma(vhA, e, fma(vkA, ea, V::broadcast(T(0)) - vkB * eb));
+        if constexpr (kHard != HardTerm::plain) {
+            V coef = V::broadcast(T(1));
+            if constexpr (kHard == HardTerm::probabilities) {
+                coef = fma(full ? V::load(q + i) : V::load_partial(q + i, lanes, T(0)), keep, spread);
+            }
+            if (w) coef = coef * (full ? V::load(w + i) : V::load_partial(w + i, lanes, T(0)));
+            out = out - vhB * coef;
+        }
+        if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
+    }
+}
+
+// kGrad: also the gradient (scale, grad and their strides are unused otherwise).
+template <HardTerm kHard, int kPower, bool kGrad, class T>
 void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
-                 int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
-                 int64_t rows, const DistillationParams<T>& p) {
+                 int64_t target_stride, const T* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
+                 T* kl, int64_t out_stride, T* grad, int64_t grad_row_stride, int64_t rows,
+                 const DistillationParams<T>& p) {
     const int64_t C = p.hard.classes;
+    const T eps = p.hard.label_smoothing;
     for (int64_t r = 0; r < rows; ++r) {
         const T* sr = s + r * s_row_stride;
-        const RowSums<T> sums =
-            distillation_row_sums<kHard, kPower>(sr, t + r * t_row_stride, q ? q + r * q_row_stride : nullptr, C, p);
+        const T* tr = t + r * t_row_stride;
+        const T* qr = q ? q + r * q_row_stride : nullptr;
+        const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
         const T log_hard = scalar_log(sums.hard);
         kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
         T& hard = ce[r * out_stride];
+        int64_t y = -1;  // the target entry's correction, for index targets that are not ignored
+        T w_y = T(1);
         if constexpr (kHard == HardTerm::probabilities) {
             hard = sums.coef * log_hard - sums.linear;
         } else {
             // Ignored positions have no hard term; their KL term still counts (kl_div has no
             // ignore_index), as in the PyTorch expression.
-            const int64_t y = target[r * target_stride];
+            y = target[r * target_stride];
             if (y == p.hard.ignore_index) {
                 hard = T(0);
+                y = -1;
             } else {
-                const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
+                w_y = p.hard.weight ? p.hard.weight[y] : T(1);
                 hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
             }
+        }
+        if constexpr (kGrad) {
+            const T g = scale[r * scale_stride];
+            const T h = g * p.hard_grad, k = g * p.soft_grad;
+            T hA = T(0), hB = T(0);
+            if constexpr (kHard == HardTerm::probabilities) {
+                hA = h * sums.coef / sums.hard;
+                hB = h;
+            } else if (y >= 0) {
+                hA = h / sums.hard * ((T(1) - eps) * w_y + eps * p.hard.weight_sum / T(C));
+                hB = h * eps / T(C);
+            }
+            T* gr = grad + r * grad_row_stride;
+            distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
+                                                 k / sums.student, k / sums.teacher, p);
+            if (y >= 0) gr[y] -= h * (T(1) - eps) * w_y;
         }
     }
 }
 
-template <int kPower, class T>
-void distillation_rows_with_power(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
-                       int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
-                       int64_t rows, const DistillationParams<T>& p) {
+// One signature for every instance: the forward-only entries pass no scale and no gradient.
+#define FASTLOSS_ROWS_ARGS                                                                                      \
+    const T *s, int64_t s_row_stride, const T *t, int64_t t_row_stride, const int64_t *target,                  \
+        int64_t target_stride, const T *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
+        T *kl, int64_t out_stride, T *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
+#define FASTLOSS_ROWS_CALL                                                                                      \
+    s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
+        out_stride, grad, grad_row_stride, rows, p
+
+template <int kPower, bool kGrad, class T>
+void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
     if (q) {
-        rows_kernel<HardTerm::probabilities, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride,
-                                             ce, kl, out_stride, rows, p);
+        rows_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     } else if (p.hard.label_smoothing != T(0)) {
-        rows_kernel<HardTerm::smoothed, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce,
-                                        kl, out_stride, rows, p);
+        rows_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     } else {
-        rows_kernel<HardTerm::plain, kPower>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl,
-                                     out_stride, rows, p);
+        rows_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     }
 }
 
 // Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
-// the finish (logs, KL, the target's logit) is per lane.
-template <HardTerm kHard, int kPower, class T>
+// the finish (logs, KL, the target's logit) is per lane. With kGrad, a third sweep down the class
+// axis writes the gradient from per-lane factors (the derivation at the top).
+template <HardTerm kHard, int kPower, bool kGrad, class T>
 void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride, const int64_t* target,
-                    int64_t target_stride, const T* q, int64_t q_class_stride, T* ce, T* kl, int64_t out_stride,
-                    int64_t columns, const DistillationParams<T>& p) {
+                    int64_t target_stride, const T* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
+                    T* ce, T* kl, int64_t out_stride, T* grad, int64_t grad_class_stride, int64_t columns,
+                    const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t C = p.hard.classes;
+    const T eps = p.hard.label_smoothing;
     const V inv = V::broadcast(p.inverse_temperature);
-    const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
-    const V spread = V::broadcast(p.hard.label_smoothing / T(C));
+    const V keep = V::broadcast(T(1) - eps);
+    const V spread = V::broadcast(eps / T(C));
     const T* w = p.hard.weight;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
         auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
             const T* ptr = base + c * stride + j;
             return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        };
+        auto hard_coef = [&](int64_t c) {
+            V coef = V::broadcast(T(1));
+            if constexpr (kHard == HardTerm::probabilities) coef = fma(load(q, q_class_stride, c, T(0)), keep, spread);
+            if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
+            return coef;
         };
         V ms = V::broadcast(-infinity<T>()), mt = ms;
         for (int64_t c = 0; c < C; ++c) {
@@ -240,26 +337,36 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
             const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
             DistillationSums<V> part = DistillationSums<V>::zero();
             for (int64_t c = c0; c < c_end; ++c) {
-                V coef = V::broadcast(T(1));
-                if constexpr (kHard == HardTerm::probabilities) coef = fma(load(q, q_class_stride, c, T(0)), keep, spread);
-                if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
                 // Dead lanes load 0 (not -inf) so they stay NaN-free; they are never stored.
                 accumulate<kHard, kPower>(part, load(s, s_class_stride, c, T(0)), load(t, t_class_stride, c, T(0)), ms, mt,
-                                  inv, coef);
+                                  inv, hard_coef(c));
             }
             total.add(part);
         }
-        T m_lane[W], log_hard[W], kl_lane[W], linear[W], coef[W];
+        T m_lane[W], hard_lane[W], log_hard[W], kl_lane[W], linear[W], coef[W];
         store(m_lane, ms);
+        store(hard_lane, total.hard);
         store(log_hard, vlog(total.hard));
         store(kl_lane, total.cross / total.teacher - vlog(total.teacher) + vlog(total.student));
         store(linear, total.linear);
         store(coef, total.coef);
+        // Gradient factors per lane (zero in dead lanes): hA, hB, the target correction and k.
+        T hA_l[W], hB_l[W], corr_l[W], k_l[W];
+        int64_t y_l[W];
+        for (int64_t k = 0; k < W; ++k) {
+            hA_l[k] = hB_l[k] = corr_l[k] = k_l[k] = T(0);
+            y_l[k] = -1;
+        }
         for (int64_t k = 0; k < lanes; ++k) {
             kl[(j + k) * out_stride] = kl_lane[k];
             T& hard = ce[(j + k) * out_stride];
+            const T g = kGrad ? scale[(j + k) * scale_stride] : T(0);
+            const T h = g * p.hard_grad;
+            k_l[k] = g * p.soft_grad;
             if constexpr (kHard == HardTerm::probabilities) {
                 hard = coef[k] * log_hard[k] - linear[k];
+                hA_l[k] = h * coef[k] / hard_lane[k];
+                hB_l[k] = h;
             } else {
                 const int64_t y = target[(j + k) * target_stride];
                 if (y == p.hard.ignore_index) {
@@ -267,48 +374,90 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
                 } else {
                     const T w_y = w ? w[y] : T(1);
                     hard = index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard);
+                    hA_l[k] = h / hard_lane[k] * ((T(1) - eps) * w_y + eps * p.hard.weight_sum / T(C));
+                    hB_l[k] = h * eps / T(C);
+                    corr_l[k] = h * (T(1) - eps) * w_y;
+                    y_l[k] = y;
                 }
+            }
+        }
+        if constexpr (kGrad) {
+            const V hA = V::load(hA_l), hB = V::load(hB_l);
+            const V kA = V::load(k_l) / total.student, kB = V::load(k_l) / total.teacher;
+            for (int64_t c = 0; c < C; ++c) {
+                const V ds = load(s, s_class_stride, c, T(0)) - ms;
+                const V tv = load(t, t_class_stride, c, T(0));
+                const V ea = vexp(kPower == 1 ? ds : ds * inv);
+                const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
+                const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
+                V out = fma(hA, e, fma(kA, ea, V::broadcast(T(0)) - kB * eb));
+                if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef(c);
+                T* ptr = grad + c * grad_class_stride + j;
+                if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
+            }
+            for (int64_t k = 0; k < lanes; ++k) {
+                if (y_l[k] >= 0) grad[y_l[k] * grad_class_stride + j + k] -= corr_l[k];
             }
         }
     }
 }
 
-template <int kPower, class T>
-void distillation_columns_with_power(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
-                          const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
-                          T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
+#define FASTLOSS_COLUMNS_ARGS                                                                                   \
+    const T *s, int64_t s_class_stride, const T *t, int64_t t_class_stride, const int64_t *target,              \
+        int64_t target_stride, const T *q, int64_t q_class_stride, const T *scale, int64_t scale_stride, T *ce, \
+        T *kl, int64_t out_stride, T *grad, int64_t grad_class_stride, int64_t columns,                          \
+        const DistillationParams<T> &p
+#define FASTLOSS_COLUMNS_CALL                                                                                   \
+    s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, scale, scale_stride, ce, kl, \
+        out_stride, grad, grad_class_stride, columns, p
+
+template <int kPower, bool kGrad, class T>
+void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
     if (q) {
-        columns_kernel<HardTerm::probabilities, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
-                                                q_class_stride, ce, kl, out_stride, columns, p);
+        columns_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     } else if (p.hard.label_smoothing != T(0)) {
-        columns_kernel<HardTerm::smoothed, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
-                                           q_class_stride, ce, kl, out_stride, columns, p);
+        columns_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     } else {
-        columns_kernel<HardTerm::plain, kPower>(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride,
-                                        ce, kl, out_stride, columns, p);
+        columns_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     }
 }
 
 // Picks the kernel instance for the temperature [Note: integer temperature].
+template <bool kGrad, class T>
+void distillation_rows_any(FASTLOSS_ROWS_ARGS) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, kGrad, T>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, kGrad, T>
+                                                     : &distillation_rows_with_power<0, kGrad, T>;
+    kernel(FASTLOSS_ROWS_CALL);
+}
+
+template <bool kGrad, class T>
+void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, kGrad, T>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, kGrad, T>
+                                                     : &distillation_columns_with_power<0, kGrad, T>;
+    kernel(FASTLOSS_COLUMNS_CALL);
+}
+
+#undef FASTLOSS_ROWS_ARGS
+#undef FASTLOSS_ROWS_CALL
+#undef FASTLOSS_COLUMNS_ARGS
+#undef FASTLOSS_COLUMNS_CALL
+
 template <class T>
 void distillation_rows(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
                        int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
                        int64_t rows, const DistillationParams<T>& p) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, T>
-                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, T>
-                                                     : &distillation_rows_with_power<0, T>;
-    kernel(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, ce, kl, out_stride, rows, p);
+    distillation_rows_any<false, T>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, nullptr,
+                                    0, ce, kl, out_stride, nullptr, 0, rows, p);
 }
 
 template <class T>
 void distillation_columns(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
                           const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
                           T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, T>
-                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, T>
-                                                     : &distillation_columns_with_power<0, T>;
-    kernel(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, ce, kl, out_stride, columns,
-           p);
+    distillation_columns_any<false, T>(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride,
+                                       nullptr, 0, ce, kl, out_stride, nullptr, 0, columns, p);
 }
 
 template <class T>
@@ -316,6 +465,8 @@ DistillationKernels<T> make_distillation_kernels() {
     DistillationKernels<T> k;
     k.rows = &distillation_rows<T>;
     k.columns = &distillation_columns<T>;
+    k.rows_grad = &distillation_rows_any<true, T>;
+    k.columns_grad = &distillation_columns_any<true, T>;
     return k;
 }
 

@@ -12,12 +12,42 @@ namespace {
 
 // Rows per kernel call: the three dot products of a block land in a small stack buffer.
 constexpr int64_t kRowBlock = 64;
+// With the gradient, a block's rows of x1 and x2 should still be in L1/L2 when the gradient sweep
+// re-reads them: at most this many bytes of both per block (and at least one row).
+constexpr int64_t kGradBlockBytes = 32 * 1024;
+
+// PyTorch's EPSILON is the float constant 1e-12f (9.99999996e-13), for float64 inputs too.
+template <class T>
+constexpr T kEpsilon = T(1e-12f);
+
+// The gradient of one row's loss (times g) is coef_a x1 + coef_b x2. With m1 = |x1|^2 + eps,
+// Dn = sqrt(m1 (|x2|^2 + eps)) and cos = x1.x2 / Dn:
+//   d cos / d x1 = x2 / Dn - cos x1 / m1
+// and d loss / d cos is -1 for y = 1, +1 for y = -1 where cos >= margin (PyTorch's clamp_min
+// passes the gradient where its input is >= the bound, the boundary included), 0 otherwise.
+template <class T>
+void cosine_embedding_row_grad(T ab, T aa, T bb, double y, double margin, T g, T* coef) {
+    const T m1 = aa + kEpsilon<T>;
+    const T dn = std::sqrt(m1 * (bb + kEpsilon<T>));
+    const T cos = ab / dn;
+    T sign = T(0);
+    if (y == 1.0) {
+        sign = T(-1);
+    } else if (y == -1.0 && cos >= T(margin)) {
+        sign = T(1);
+    }
+    if (sign == T(0)) {
+        coef[0] = coef[1] = T(0);
+        return;
+    }
+    coef[0] = -sign * g * cos / m1;
+    coef[1] = sign * g / dn;
+}
 
 template <class T>
 T cosine_embedding_row_loss(T ab, T aa, T bb, double y, double margin) {
     if (y != 1.0 && y != -1.0) return T(0);
-    // PyTorch's EPSILON is the float constant 1e-12f (9.99999996e-13), for float64 inputs too.
-    const T epsilon = T(1e-12f);
+    const T epsilon = kEpsilon<T>;
     const T cos = ab / std::sqrt((aa + epsilon) * (bb + epsilon));
     if (y == 1.0) return T(1) - cos;
     const T excess = cos - T(margin);
@@ -36,18 +66,40 @@ double cosine_embedding_forward(const CosineEmbeddingCall<T>& call) {
         loss = scratch.data();
     }
     const CosineKernels<T>& k = cosine_kernels<T>(active_kernels());
-    const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
-    const int64_t per_block = kRowBlock * (call.dim > 0 ? 2 * call.dim : 1);
+    const bool with_grad = call.grad != nullptr;
+    int64_t block_rows = kRowBlock;
+    if (with_grad && call.dim > 0) {
+        const int64_t fit = kGradBlockBytes / (2 * call.dim * int64_t(sizeof(T)));
+        block_rows = fit < 1 ? 1 : (fit < kRowBlock ? fit : kRowBlock);
+    }
+    // The gradient's scale: grad_output (none), its scalar (sum), or the scalar / n (mean).
+    const T constant_scale =
+        call.grad_output_scalar / (call.reduction == Reduction::mean ? T(n) : T(1));
+    const int64_t blocks = (n + block_rows - 1) / block_rows;
+    const int64_t per_block = block_rows * (call.dim > 0 ? 2 * call.dim : 1);
     parallel_for(blocks, per_block, [&](int64_t begin, int64_t end) {
         T dots[3 * kRowBlock];
+        T coef[2 * kRowBlock];
         for (int64_t b = begin; b < end; ++b) {
-            const int64_t first = b * kRowBlock;
-            const int64_t rows = n - first < kRowBlock ? n - first : kRowBlock;
-            k.dot3_rows(call.x1 + first * call.x1_row_stride, call.x1_row_stride, call.x2 + first * call.x2_row_stride,
-                        call.x2_row_stride, dots, rows, call.dim);
+            const int64_t first = b * block_rows;
+            const int64_t rows = n - first < block_rows ? n - first : block_rows;
+            const T* x1 = call.x1 + first * call.x1_row_stride;
+            const T* x2 = call.x2 + first * call.x2_row_stride;
+            k.dot3_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, dots, rows, call.dim);
             for (int64_t r = 0; r < rows; ++r) {
-                loss[first + r] = cosine_embedding_row_loss(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2],
-                                                            call.target[(first + r) * call.target_stride], call.margin);
+                const double y = call.target[(first + r) * call.target_stride];
+                loss[first + r] =
+                    cosine_embedding_row_loss(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2], y, call.margin);
+                if (with_grad) {
+                    const T g = call.grad_output ? call.grad_output[(first + r) * call.grad_output_stride]
+                                                 : constant_scale;
+                    cosine_embedding_row_grad(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2], y, call.margin, g,
+                                              coef + 2 * r);
+                }
+            }
+            if (with_grad) {
+                k.combine_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, coef,
+                               call.grad + first * call.grad_row_stride, call.grad_row_stride, rows, call.dim);
             }
         }
     });

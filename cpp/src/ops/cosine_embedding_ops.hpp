@@ -25,6 +25,14 @@ struct CosineEmbeddingCall {
     double margin = 0.0;
     Reduction reduction = Reduction::mean;
     T* loss = nullptr;  // Reduction::none: (rows,) contiguous
+
+    // Optional gradient of the returned loss w.r.t. x1 (of sum(grad_output * loss) for
+    // Reduction::none), rows of `dim` contiguous values; it may be x1 itself, never x2.
+    T* grad = nullptr;
+    int64_t grad_row_stride = 0;
+    const T* grad_output = nullptr;  // Reduction::none: (rows,), grad_output_stride apart; null: ones
+    int64_t grad_output_stride = 0;
+    T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 
 // Returns the mean (over rows) or sum; 0 for Reduction::none, whose values go to call.loss.

@@ -12,6 +12,7 @@ namespace fastloss {
 template <class T>
 double distillation_forward(const DistillationCall<T>& call) {
     const bool index_targets = call.target != nullptr;
+    const bool with_grad = call.grad != nullptr;
     const int64_t classes = call.shape[size_t(call.axis)];
     const int64_t positions = position_count(call.shape, call.axis);
 
@@ -30,17 +31,35 @@ double distillation_forward(const DistillationCall<T>& call) {
     params.hard.label_smoothing = call.label_smoothing;
     params.inverse_temperature = T(1.0 / call.temperature);
 
-    // Operands: 0 student, 1 teacher, 2 scratch (CE part), 3 target (reduced) or probabilities (full).
-    std::vector<std::vector<int64_t>> strides = {call.student_strides, call.teacher_strides,
-                                                 position_strides(call.shape, call.axis)};
+    // Operands: 0 student, 1 teacher, 2 scratch (CE part), 3 target (reduced) or probabilities (full),
+    // then 4 gradient and 5 its per-position scale when a gradient is wanted.
+    const std::vector<int64_t> scratch_strides = position_strides(call.shape, call.axis);
+    std::vector<std::vector<int64_t>> strides = {call.student_strides, call.teacher_strides, scratch_strides};
     std::vector<OperandRole> roles = {OperandRole::full, OperandRole::full, OperandRole::reduced};
     strides.push_back(index_targets ? call.target_strides : call.probability_strides);
     roles.push_back(index_targets ? OperandRole::reduced : OperandRole::full);
+    if (with_grad) {
+        strides.push_back(call.grad_strides);
+        roles.push_back(OperandRole::full);
+        strides.push_back(call.grad_output ? call.grad_output_strides : scratch_strides);
+        roles.push_back(OperandRole::reduced);
+    }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
     // Every target is checked before anything is computed or written.
     const double hard_denominator =
         index_targets ? check_class_targets(g, 3, call.target, classes, call.ignore_index, call.weight)
                       : double(positions);
+
+    // The gradient's factors (distillation.cpp): per position, scale * alpha / D for CE and
+    // scale * (1 - alpha) T / N for KL (T^2 from the loss, 1/T from the tempered softmax), with
+    // D, N = 1 unless the reduction is mean; scale is grad_output (none) or its scalar.
+    const bool mean = call.reduction == Reduction::mean;
+    params.hard_grad = T(call.alpha / (mean ? hard_denominator : 1.0));
+    params.soft_grad = T((1.0 - call.alpha) * call.temperature / (mean ? double(call.shape[0]) : 1.0));
+    const T constant_scale = call.grad_output_scalar;
+    const T* scale = call.grad_output ? call.grad_output : &constant_scale;
+    const bool scale_varies = call.grad_output != nullptr;
+    T* grad = call.grad;
 
     const DistillationKernels<T>& k = distillation_kernels<T>(active_kernels());
     const T* s = call.student;
@@ -51,18 +70,34 @@ double distillation_forward(const DistillationCall<T>& call) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                k.rows(s + at[0], step[0], t + at[1], step[1], index_targets ? target + at[3] : nullptr, step[3],
-                       index_targets ? nullptr : q + at[3], step[3], ce + at[2], ce + positions + at[2], step[2], rows,
-                       params);
+                const int64_t* yp = index_targets ? target + at[3] : nullptr;
+                const T* qp = index_targets ? nullptr : q + at[3];
+                if (with_grad) {
+                    k.rows_grad(s + at[0], step[0], t + at[1], step[1], yp, step[3], qp, step[3],
+                                scale_varies ? scale + at[5] : scale, scale_varies ? step[5] : 0, ce + at[2],
+                                ce + positions + at[2], step[2], grad + at[4], step[4], rows, params);
+                } else {
+                    k.rows(s + at[0], step[0], t + at[1], step[1], yp, step[3], qp, step[3], ce + at[2],
+                           ce + positions + at[2], step[2], rows, params);
+                }
             },
             [&](const int64_t* at, int64_t columns) {
-                k.columns(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1],
-                          index_targets ? target + at[3] : nullptr, g.column_stride[3],
-                          index_targets ? nullptr : q + at[3], g.class_stride[3], ce + at[2], ce + positions + at[2],
-                          g.column_stride[2], columns, params);
+                const int64_t* yp = index_targets ? target + at[3] : nullptr;
+                const T* qp = index_targets ? nullptr : q + at[3];
+                if (with_grad) {
+                    k.columns_grad(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1], yp, g.column_stride[3],
+                                   qp, g.class_stride[3], scale_varies ? scale + at[5] : scale,
+                                   scale_varies ? g.column_stride[5] : 0, ce + at[2], ce + positions + at[2],
+                                   g.column_stride[2], grad + at[4], g.class_stride[4], columns, params);
+                } else {
+                    k.columns(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1], yp, g.column_stride[3], qp,
+                              g.class_stride[3], ce + at[2], ce + positions + at[2], g.column_stride[2], columns,
+                              params);
+                }
             },
             [&](int64_t begin, int64_t end) {
-                // Neither layout fits: gather each row of every full operand contiguously.
+                // Neither layout fits: gather each row of every full operand contiguously; the
+                // gradient row is formed in the student's buffer and scattered back.
                 std::vector<T> rows_buffer(size_t(classes) * (index_targets ? 2 : 3));
                 T* s_row = rows_buffer.data();
                 T* t_row = s_row + classes;
@@ -73,8 +108,17 @@ double distillation_forward(const DistillationCall<T>& call) {
                     gather_row(s + at[0], g.class_stride[0], classes, s_row);
                     gather_row(t + at[1], g.class_stride[1], classes, t_row);
                     if (!index_targets) gather_row(q + at[3], g.class_stride[3], classes, q_row);
-                    k.rows(s_row, classes, t_row, classes, index_targets ? target + at[3] : nullptr, 0, q_row, classes,
-                           ce + at[2], ce + positions + at[2], 0, 1, params);
+                    const int64_t* yp = index_targets ? target + at[3] : nullptr;
+                    if (with_grad) {
+                        k.rows_grad(s_row, classes, t_row, classes, yp, 0, q_row, classes,
+                                    scale_varies ? scale + at[5] : scale, 0, ce + at[2], ce + positions + at[2], 0,
+                                    s_row, classes, 1, params);
+                        T* out = grad + at[4];
+                        for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[4]] = s_row[c];
+                    } else {
+                        k.rows(s_row, classes, t_row, classes, yp, 0, q_row, classes, ce + at[2],
+                               ce + positions + at[2], 0, 1, params);
+                    }
                 }
             });
     }

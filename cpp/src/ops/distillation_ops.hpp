@@ -41,6 +41,15 @@ struct DistillationCall {
     Reduction reduction = Reduction::mean;
 
     T* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape
+
+    // Optional gradient of the returned loss w.r.t. the student logits, as in
+    // ClassificationLossCall: the student's shape (may be the student array itself, never the
+    // teacher's or the target's); for Reduction::none the gradient of sum(grad_output * loss).
+    T* grad = nullptr;
+    std::vector<int64_t> grad_strides;
+    const T* grad_output = nullptr;  // per position (full-rank strides), or nullptr: all ones
+    std::vector<int64_t> grad_output_strides;
+    T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 
 // Returns the mean or sum (0 for Reduction::none, whose values go to call.loss).

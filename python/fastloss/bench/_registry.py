@@ -307,6 +307,12 @@ register(
             ),
             "torch": _torch_distillation,
         },
+        grad={
+            "fastloss": lambda fl, s, t, y: fl.distillation_loss(
+                s, t, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1, return_grad=True
+            ),
+            "torch": _torch_distillation,
+        },
     )
 )
 
