@@ -17,7 +17,8 @@
 //
 // Gradients with respect to the input, as PyTorch autograd gives them:
 //   probabilities:  w (p - y) / max(p (1 - p), 1e-12)
-//     The clamp (PyTorch's EPSILON, in T) keeps p = 0 or 1 finite: p = 0, y = 1 gives -1e12.
+//     The clamp keeps p = 0 or 1 finite: p = 0, y = 1 gives -1e12. It is PyTorch's EPSILON, a
+//     float 1e-12f (9.99999996e-13) in float64 too, so float64 gives -1.000000004e12 as PyTorch.
 //   logits:         w [(pw y + 1 - y) sigmoid(x) - pw y] = w [(sigmoid(x) - y) - (pw - 1) y sigmoid(-x)]
 //     The second form is the same value rearranged: sigmoid(x) - y stays exact-ish where the two
 //     nearly cancel, the pos_weight term vanishes exactly for pw = 1, and sigmoid(-x) = 1 -
@@ -45,7 +46,7 @@ struct BinaryCrossEntropyPointwise {
     }
     Vec<T> operator()(Vec<T> p, Vec<T> y, Vec<T> w, Vec<T> pw, Vec<T>& d) const {
         using V = Vec<T>;
-        const V one = V::broadcast(T(1)), epsilon = V::broadcast(T(1e-12));
+        const V one = V::broadcast(T(1)), epsilon = V::broadcast(T(1e-12f));
         d = (p - y) / max(epsilon, (one - p) * p) * w;  // max: a NaN p stays NaN
         return (*this)(p, y, w, pw);
     }

@@ -30,7 +30,7 @@ struct KLDivPointwise {
         return xlogy - t * x;
     }
     Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T> w, Vec<T> pw, Vec<T>& d) const {
-        d = Vec<T>::broadcast(T(0)) - t;
+        d = Vec<T>::broadcast(T(-1)) * t;  // -t, and -0 at t = 0 as PyTorch's -(g t)
         return (*this)(x, t, w, pw);
     }
 };
@@ -43,7 +43,7 @@ struct KLDivLogTargetPointwise {
     Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T>, Vec<T>) const { return vexp(t) * (t - x); }
     Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T>, Vec<T>, Vec<T>& d) const {
         const Vec<T> e = vexp(t);
-        d = Vec<T>::broadcast(T(0)) - e;
+        d = Vec<T>::broadcast(T(-1)) * e;
         return e * (t - x);
     }
 };
