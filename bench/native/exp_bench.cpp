@@ -16,22 +16,32 @@ namespace {
 // loop measures arithmetic, not memory. Long enough that the per-call overhead is noise.
 constexpr int64_t kExpElements = 4096;
 
+// Input and output of one thread in one allocation, y placed 2 KiB (mod 4 KiB) after x.
+// Separate allocations land wherever the heap puts them, and where y - x is small mod 4 KiB the
+// loads of x can falsely wait on recent stores to y (4K aliasing); a fixed layout keeps runs
+// comparable.
 template <class T>
-void fill_exp_inputs(Buffer<T>& x) {
-    // x - max(x) of a softmax row: values in [-20, 0].
-    for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = T(logit_value(i) - 10.0);
-}
+struct ExpBuffers {
+    static constexpr int64_t kGap = 2048 / int64_t(sizeof(T));
+    Buffer<T> storage{2 * kExpElements + kGap};
+    T* x() { return storage.data(); }
+    T* y() { return storage.data() + kExpElements + kGap; }
+
+    ExpBuffers() {
+        // x - max(x) of a softmax row: values in [-20, 0].
+        for (int64_t i = 0; i < kExpElements; ++i) x()[i] = T(logit_value(i) - 10.0);
+    }
+};
 
 // Calls per thread per timed run so that one run lasts about `seconds` (calibrated on one
 // thread; more threads run the same count each, so a run's duration stays comparable).
 template <class T>
 int64_t calibrate_calls(void (*exp)(const T*, T*, int64_t), double seconds) {
-    Buffer<T> x(kExpElements), y(kExpElements);
-    fill_exp_inputs(x);
+    ExpBuffers<T> b;
     int64_t calls = 16;
     for (;;) {
         const double start = now_seconds();
-        for (int64_t c = 0; c < calls; ++c) exp(x.data(), y.data(), kExpElements);
+        for (int64_t c = 0; c < calls; ++c) exp(b.x(), b.y(), kExpElements);
         const double elapsed = now_seconds() - start;
         if (elapsed >= seconds / 4 || calls >= (int64_t(1) << 30)) {
             return std::max<int64_t>(16, int64_t(double(calls) * seconds / elapsed));
@@ -52,13 +62,12 @@ ExpResult bench_exp_one(const std::string& isa, int threads, DType dtype, const 
     double start = 0;
 #pragma omp parallel num_threads(threads)
     {
-        Buffer<T> x(kExpElements), y(kExpElements);
-        fill_exp_inputs(x);
+        ExpBuffers<T> b;
         for (int r = -1; r < plan.repeats; ++r) {  // r = -1: warm-up
 #pragma omp barrier
 #pragma omp master
             start = now_seconds();
-            for (int64_t c = 0; c < calls; ++c) exp(x.data(), y.data(), kExpElements);
+            for (int64_t c = 0; c < calls; ++c) exp(b.x(), b.y(), kExpElements);
 #pragma omp barrier
 #pragma omp master
             if (r >= 0) samples.push_back(now_seconds() - start);

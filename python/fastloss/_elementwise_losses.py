@@ -3,17 +3,32 @@ semantics, one fused pass over broadcast operands.
 
 Broadcasting happens here, as zero-stride views (``np.broadcast_to``): nothing of the input's size
 is copied unless the dtype must change (half precision is computed in float32).
+
+Gradients (``return_grad=True``) come from the same pass as the loss, written straight into the
+gradient buffer (which may be the input itself). Two cases cannot be written straight: an input
+that kl_div's target broadcasts to a larger shape, whose gradient PyTorch sums over the broadcast
+axes, and an input whose dtype differs from the computation dtype (half precision, mixed
+dtypes). There the kernel writes a gradient of the loss's shape in the computation dtype, which
+is then summed over the broadcast axes in float64 (NumPy's reduction, single-threaded, in a
+fixed order) and cast to the input's dtype.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from . import _core
-from ._losses import LossValue, _finish
+from ._losses import (
+    LossAndGrad,
+    LossValue,
+    _check_grad_out,
+    _check_gradient_options,
+    _finish,
+    _gradient_arguments,
+)
 from ._validation import as_float_array, check_reduction, compute_dtype
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
@@ -69,13 +84,85 @@ def _reduce(
     return _finish(value, out, "none" if reduction == "none" else "sum", result_dtype)
 
 
+def _sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The gradient of a broadcast operand of `shape`: `grad` summed, in float64, over the axes
+    that broadcasting added or stretched (as PyTorch's sum_to_size)."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + k for k, n in enumerate(shape) if n == 1 and grad.shape[lead + k] != 1
+    )
+    return grad.sum(axis=axes, dtype=np.float64).reshape(shape)
+
+
+def _run(
+    kernel: Callable[..., float],
+    x: np.ndarray,
+    arguments: tuple,
+    reduction: str,
+    count: int,
+    result_dtype: np.dtype,
+    input_array: np.ndarray,
+    return_grad: bool,
+    grad_output: Any,
+    grad_out: Any,
+) -> LossValue | LossAndGrad:
+    """Calls an elementwise-loss kernel, ``kernel(x, *arguments, out[, grad, grad_output,
+    grad_scale])``, with or without the gradient. `x` is the input in the computation dtype,
+    broadcast to the loss's shape; `input_array` is the input as the caller gave it (its shape
+    and dtype are the gradient's); `count` is the mean's divisor."""
+    _check_gradient_options(return_grad, grad_output, grad_out)
+    shape = x.shape
+    out = np.empty(shape, x.dtype) if reduction == "none" else None
+    if not return_grad:
+        return _reduce(kernel(x, *arguments, out), out, reduction, count, result_dtype)
+
+    input_shape, input_dtype = input_array.shape, input_array.dtype
+    direct = shape == input_shape and x.dtype == input_dtype
+    final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
+    if direct:
+        x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)
+        # The kernel reads every operand element by element as it writes the gradient: only the
+        # input itself may share memory with it (the same element is read before it is written).
+        arguments = tuple(
+            a.copy() if isinstance(a, np.ndarray) and np.may_share_memory(a, grad) else a
+            for a in arguments
+        )
+    else:
+        if grad_out is not None:
+            final = _check_grad_out(grad_out, input_shape, input_dtype)
+        x, grad, go = _gradient_arguments(
+            x, shape, reduction, grad_output, np.empty(shape, x.dtype)
+        )
+    if reduction == "none":
+        scale = 1.0
+    else:
+        scale = 1.0 if go is None else go
+        if reduction in ("mean", "batchmean"):  # grad_output / D, rounded once in the dtype
+            scale = float(x.dtype.type(scale) / x.dtype.type(count)) if count else 0.0
+        go = None
+    value = kernel(x, *arguments, out, grad, go, float(scale))
+    loss = _reduce(value, out, reduction, count, result_dtype)
+    if direct:
+        return LossAndGrad(loss, grad)
+    reduced = _sum_to_shape(grad, input_shape)
+    if final is None:
+        return LossAndGrad(loss, reduced.astype(input_dtype))
+    np.copyto(final, reduced, casting="unsafe")
+    return LossAndGrad(loss, final)
+
+
 def kl_div(
     input: Any,
     target: Any,
     *,
     reduction: str = "mean",
     log_target: bool = False,
-) -> LossValue:
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Kullback-Leibler divergence, as ``torch.nn.functional.kl_div``.
 
     `input` holds log-probabilities log q; `target` holds probabilities p (log-probabilities with
@@ -90,6 +177,12 @@ def kl_div(
       with PyTorch's message, that this is not the KL divergence.
 
     Returns a NumPy scalar of the computation dtype, or an array for ``reduction="none"``.
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``: the gradient with respect to
+    `input` from the same pass, PyTorch autograd's ``-target / D`` (``-exp(target) / D`` with
+    ``log_target``), times `grad_output` (for ``"none"`` an array of the loss's shape, defaulting
+    to ones; otherwise a number). ``grad_out`` receives it instead of a new array (the input's
+    shape and dtype; it may be `input` itself). Where `target` broadcasts `input` to a larger
+    shape, the gradient is summed over the broadcast axes, as PyTorch's, in float64.
     """
     reduction = check_reduction(reduction, _KL_REDUCTIONS)
     if reduction == "mean":
@@ -104,15 +197,16 @@ def kl_div(
         raise ValueError(
             f"input of shape {x.shape} and target of shape {t.shape} cannot be broadcast together"
         ) from None
-    batch = x.shape[0] if x.ndim else None  # batchmean divides by input's first dimension
-    x = np.broadcast_to(x.astype(work, copy=False), shape)
-    t = np.broadcast_to(t.astype(work, copy=False), shape)
-    out = np.empty(shape, work) if reduction == "none" else None
-    value = _core.kl_div(x, t, bool(log_target), out)
-    if reduction == "batchmean" and batch is None:  # 0-d input: PyTorch returns the sum
+    if reduction == "batchmean" and x.ndim == 0:  # 0-d input: PyTorch returns the sum
         reduction = "sum"
-    count = batch if reduction == "batchmean" else int(np.prod(shape, dtype=np.int64))
-    return _reduce(value, out, reduction, count, result_dtype)
+    # batchmean divides by input's first dimension
+    count = x.shape[0] if reduction == "batchmean" else int(np.prod(shape, dtype=np.int64))
+    xw = np.broadcast_to(x.astype(work, copy=False), shape)
+    t = np.broadcast_to(t.astype(work, copy=False), shape)
+    return _run(
+        _core.kl_div, xw, (t, bool(log_target)), reduction, count, result_dtype, x,
+        return_grad, grad_output, grad_out,
+    )
 
 
 def _same_shape_target(target: Any, x: np.ndarray, function: str) -> np.ndarray:
@@ -131,7 +225,10 @@ def binary_cross_entropy(
     *,
     weight: Any = None,
     reduction: str = "mean",
-) -> LossValue:
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.
 
     Pointwise: ``-weight * (y * max(log p, -100) + (1 - y) * max(log(1 - p), -100))``.
@@ -139,7 +236,13 @@ def binary_cross_entropy(
     last axis: (C,) weighs classes, (N, 1) samples). ``"mean"`` divides the weighted sum by the
     number of elements (not by the summed weights), as PyTorch does.
 
-    Raises ValueError when an input or target value lies outside [0, 1] (NaN included).
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)`` as `kl_div` does; the gradient
+    is PyTorch autograd's ``weight * (p - y) / max(p (1 - p), 1e-12) / D`` (-1e12 at p = 0,
+    y = 1).
+
+    Raises ValueError when an input or target value lies outside [0, 1] (NaN included). The
+    check happens in the same pass as the loss, so ``grad_out`` then holds partial results (and
+    if it is `input`, the input is overwritten).
     """
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
@@ -147,12 +250,13 @@ def binary_cross_entropy(
     w = None if weight is None else as_float_array(weight, "weight")
     result_dtype = _result_dtype(x, t) if w is None else _result_dtype(x, t, w)
     work = compute_dtype(result_dtype)
-    x = x.astype(work, copy=False)
+    xw = x.astype(work, copy=False)
     t = t.astype(work, copy=False)
     w = _broadcast_operand(w, "weight", x.shape, work)
-    out = np.empty(x.shape, work) if reduction == "none" else None
-    value = _core.binary_cross_entropy(x, t, w, out)
-    return _reduce(value, out, reduction, x.size, result_dtype)
+    return _run(
+        _core.binary_cross_entropy, xw, (t, w), reduction, x.size, result_dtype, x,
+        return_grad, grad_output, grad_out,
+    )
 
 
 def binary_cross_entropy_with_logits(
@@ -162,7 +266,10 @@ def binary_cross_entropy_with_logits(
     weight: Any = None,
     pos_weight: Any = None,
     reduction: str = "mean",
-) -> LossValue:
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
     """Binary cross-entropy of logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
     Pointwise, in the stable form: ``weight * ((1 - y) x + (1 + (pos_weight - 1) y) softplus(-x))``
@@ -171,6 +278,9 @@ def binary_cross_entropy_with_logits(
     `pos_weight` broadcast to the input's shape aligned on the last axis, exactly as PyTorch's: a
     (C,) pos_weight acts on the last axis, so (N, C, H, W) input needs a (C, 1, 1) pos_weight.
     ``"mean"`` divides by the number of elements.
+
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)`` as `kl_div` does; the gradient
+    is PyTorch autograd's ``weight * ((pos_weight y + 1 - y) sigmoid(x) - pos_weight y) / D``.
     """
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
@@ -182,7 +292,7 @@ def binary_cross_entropy_with_logits(
     ]
     result_dtype = _result_dtype(x, t, *extra)
     work = compute_dtype(result_dtype)
-    x = x.astype(work, copy=False)
+    xw = x.astype(work, copy=False)
     t = t.astype(work, copy=False)
     w = _broadcast_operand(weight, "weight", x.shape, work)
     pw = _broadcast_operand(
@@ -192,6 +302,7 @@ def binary_cross_entropy_with_logits(
         work,
         hint="; a per-class pos_weight for (N, C, d1, ...) input needs shape (C, 1, ...)",
     )
-    out = np.empty(x.shape, work) if reduction == "none" else None
-    value = _core.binary_cross_entropy_with_logits(x, t, w, pw, out)
-    return _reduce(value, out, reduction, x.size, result_dtype)
+    return _run(
+        _core.binary_cross_entropy_with_logits, xw, (t, w, pw), reduction, x.size, result_dtype, x,
+        return_grad, grad_output, grad_out,
+    )

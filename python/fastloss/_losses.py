@@ -44,16 +44,7 @@ def _gradient_arguments(
     if grad_out is None:
         grad = np.empty_like(x)
     else:
-        if not isinstance(grad_out, np.ndarray):
-            raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
-        if grad_out.shape != x.shape or grad_out.dtype != dtype:
-            raise ValueError(
-                f"grad_out must have the input's shape {x.shape} and dtype {dtype}, "
-                f"got shape {grad_out.shape} and dtype {grad_out.dtype}"
-            )
-        if not grad_out.flags.writeable:
-            raise ValueError("grad_out must be writeable")
-        grad = grad_out
+        grad = _check_grad_out(grad_out, x.shape, dtype)
         same = (
             grad.__array_interface__["data"][0] == x.__array_interface__["data"][0]
             and grad.strides == x.strides
@@ -79,6 +70,20 @@ def _gradient_arguments(
             f"grad_output must be a number for reduction={reduction!r}, got shape {np.shape(grad_output)}"
         )
     return x, grad, float(grad_output)
+
+
+def _check_grad_out(grad_out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """grad_out, checked to be a writeable array of the input's shape and dtype."""
+    if not isinstance(grad_out, np.ndarray):
+        raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
+    if grad_out.shape != shape or grad_out.dtype != dtype:
+        raise ValueError(
+            f"grad_out must have the input's shape {shape} and dtype {dtype}, "
+            f"got shape {grad_out.shape} and dtype {grad_out.dtype}"
+        )
+    if not grad_out.flags.writeable:
+        raise ValueError("grad_out must be writeable")
+    return grad_out
 
 
 def _check_gradient_options(return_grad: bool, grad_output: Any, grad_out: Any) -> None:

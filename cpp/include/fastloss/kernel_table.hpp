@@ -180,6 +180,15 @@ struct ElementwiseSegment {
     int64_t pos_weight_stride = 0;
     T* out = nullptr;  // nullptr: only the sum is wanted
     int64_t out_stride = 0;
+    // The gradient with respect to the input, written in the same pass when grad is not nullptr:
+    // grad[i] = (d loss_i / d input_i) * g_i, with g_i = grad_output[i] (reduction 'none') or
+    // grad_scale (grad_output / D for a mean, grad_output for a sum). grad may alias input
+    // (same pointer and stride): each element is read before its gradient is stored.
+    T* grad = nullptr;
+    int64_t grad_stride = 0;
+    const T* grad_output = nullptr;  // nullptr: every g_i is grad_scale
+    int64_t grad_output_stride = 0;
+    T grad_scale = T(1);
 };
 
 // What a segment kernel reports: the sum of its losses (accumulated in float64 blocks; 0 when
@@ -196,6 +205,7 @@ struct SegmentResult {
 //   log_target = false: target * (log target - input), 0 where target = 0 (xlogy), unless
 //                       input = -inf or NaN (0 * input is NaN); target < 0 gives NaN.
 //   log_target = true:  exp(target) * (target - input).
+// Gradient with respect to the input (when s.grad is set): -target, or -exp(target).
 template <class T>
 struct KLDivKernels {
     SegmentResult (*forward)(const ElementwiseSegment<T>& s, int64_t n, bool log_target);
@@ -205,6 +215,9 @@ struct KLDivKernels {
 //   probabilities p: -w [y max(log p, -100) + (1 - y) max(log(1 - p), -100)], and p, y are
 //                    checked to lie in [0, 1] (reported in SegmentResult, never thrown)
 //   logits x:        w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]
+// Gradients with respect to the input (when s.grad is set):
+//   probabilities:   w (p - y) / max(p (1 - p), 1e-12)
+//   logits:          w [(pw y + 1 - y) sigmoid(x) - pw y]
 template <class T>
 struct BinaryCrossEntropyKernels {
     SegmentResult (*probabilities)(const ElementwiseSegment<T>& s, int64_t n);

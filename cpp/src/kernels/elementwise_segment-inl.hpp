@@ -1,14 +1,18 @@
 // The loop shared by the elementwise losses (kl_div.cpp, binary_cross_entropy.cpp): one segment of
 // broadcast operands, W = Vec<T>::width elements at a time, each operand read exactly once.
 //
-// A loss is a functor `V operator()(V x, V t, V w, V pw) const` with `input_fill` and
+// A loss is a functor with `V operator()(V x, V t, V w, V pw) const` (the loss) and
+// `V operator()(V x, V t, V w, V pw, V& d) const` (the loss, and d = its derivative with respect
+// to x, weight included, computed from the same intermediate values), `input_fill` and
 // `target_fill` (values that keep a padded tail lane finite and in range) and `checks_range`
 // (whether input and target must lie in [0, 1]). Absent operands (weight, pos_weight) are 1.
 //
 // Two instantiations of the loop: `contiguous` (every present operand has stride 1: plain and
 // masked loads, the hot path) and the general one, where each operand is loaded by its stride:
 // 0 repeats one value (a broadcast axis), 1 is a vector load, anything else is gathered through a
-// small stack buffer (and the output scattered back).
+// small stack buffer (and the output scattered back). Each exists with and without the gradient
+// (s.grad): with it, grad = d * g (g = grad_output or grad_scale) is stored in the same pass, after
+// the input has been loaded, so grad may be the input itself.
 //
 // Sums: losses are added in a vector accumulator of type T for kSumBlock elements, then the
 // block's total joins a float64 sum. Every lane of a float32 accumulator thus adds at most
@@ -55,7 +59,7 @@ inline auto outside_unit_interval(V v) {
     return mask_or(mask_or(less(v, V::broadcast(T(0))), less(V::broadcast(T(1)), v)), is_nan(v));
 }
 
-template <bool Contiguous, class T, class Loss>
+template <bool Contiguous, bool WithGrad, class T, class Loss>
 SegmentResult elementwise_segment_loop(const ElementwiseSegment<T>& s, int64_t n, const Loss& loss) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -76,7 +80,17 @@ SegmentResult elementwise_segment_loop(const ElementwiseSegment<T>& s, int64_t n
                 bad_input = select(outside_unit_interval(x), one, bad_input);
                 bad_target = select(outside_unit_interval(t), one, bad_target);
             }
-            V value = loss(x, t, w, pw);
+            V value;
+            if constexpr (WithGrad) {
+                V d;
+                value = loss(x, t, w, pw, d);
+                const V g = s.grad_output
+                                ? load_operand<Contiguous>(s.grad_output, s.grad_output_stride, i, lanes, T(0))
+                                : V::broadcast(s.grad_scale);
+                store_operand<Contiguous>(s.grad, s.grad_stride, i, lanes, d * g);
+            } else {
+                value = loss(x, t, w, pw);
+            }
             if (s.out) {
                 store_operand<Contiguous>(s.out, s.out_stride, i, lanes, value);
             } else {
@@ -98,8 +112,14 @@ SegmentResult elementwise_segment(const ElementwiseSegment<T>& s, int64_t n, con
     auto unit = [](const void* p, int64_t stride) { return p == nullptr || stride == 1; };
     const bool contiguous = unit(s.input, s.input_stride) && unit(s.target, s.target_stride) &&
                             unit(s.weight, s.weight_stride) && unit(s.pos_weight, s.pos_weight_stride) &&
-                            unit(s.out, s.out_stride);
-    return contiguous ? elementwise_segment_loop<true>(s, n, loss) : elementwise_segment_loop<false>(s, n, loss);
+                            unit(s.out, s.out_stride) && unit(s.grad, s.grad_stride) &&
+                            unit(s.grad_output, s.grad_output_stride);
+    if (s.grad) {
+        return contiguous ? elementwise_segment_loop<true, true>(s, n, loss)
+                          : elementwise_segment_loop<false, true>(s, n, loss);
+    }
+    return contiguous ? elementwise_segment_loop<true, false>(s, n, loss)
+                      : elementwise_segment_loop<false, false>(s, n, loss);
 }
 
 }  // namespace

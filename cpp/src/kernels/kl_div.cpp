@@ -7,6 +7,9 @@
 //                        or NaN (as PyTorch); t < 0 makes log t, hence the loss, NaN.
 //   log_target = true:   loss = exp(t) * (t - input), no guard: t = -inf gives 0 * inf = NaN when
 //                        input = -inf too, exactly as PyTorch.
+// Gradient with respect to the input (PyTorch autograd's, quirks included): -t, and -exp(t) with
+// log_target, whatever the input (at t = 0 it is -0 even where the loss is NaN). The exp(t) of
+// the loss is reused.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/elementwise_segment-inl.hpp"
 
@@ -26,6 +29,10 @@ struct KLDivPointwise {
         const V xlogy = select(equal(t, zero), zero, t * vlog(t));
         return xlogy - t * x;
     }
+    Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T> w, Vec<T> pw, Vec<T>& d) const {
+        d = Vec<T>::broadcast(T(-1)) * t;  // -t, and -0 at t = 0 as PyTorch's -(g t)
+        return (*this)(x, t, w, pw);
+    }
 };
 
 template <class T>
@@ -34,6 +41,11 @@ struct KLDivLogTargetPointwise {
     static constexpr T input_fill = T(0);
     static constexpr T target_fill = T(0);
     Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T>, Vec<T>) const { return vexp(t) * (t - x); }
+    Vec<T> operator()(Vec<T> x, Vec<T> t, Vec<T>, Vec<T>, Vec<T>& d) const {
+        const Vec<T> e = vexp(t);
+        d = Vec<T>::broadcast(T(-1)) * e;
+        return e * (t - x);
+    }
 };
 
 template <class T>

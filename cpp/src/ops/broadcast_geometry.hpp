@@ -15,7 +15,7 @@
 
 namespace fastloss {
 
-constexpr int kMaxBroadcastOperands = 5;
+constexpr int kMaxBroadcastOperands = 7;  // the elementwise losses with their gradient
 // Elements per segment: long enough to amortise the per-segment offset arithmetic, short enough
 // that a chunk of segments is a few tens of microseconds of work.
 constexpr int64_t kElementwiseSegment = 8192;

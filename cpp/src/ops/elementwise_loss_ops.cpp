@@ -10,7 +10,7 @@ namespace fastloss {
 namespace {
 
 // Operand order in the geometry.
-enum Operand { kInput, kTarget, kWeight, kPosWeight, kOut, kOperands };
+enum Operand { kInput, kTarget, kWeight, kPosWeight, kOut, kGrad, kGradOutput, kOperands };
 
 template <class T>
 const std::vector<int64_t>& strides_or_zeros(const T* p, const std::vector<int64_t>& strides,
@@ -37,7 +37,9 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call
     const BroadcastGeometry g = make_broadcast_geometry(
         call.shape, {call.input_strides, call.target_strides, strides_or_zeros(call.weight, call.weight_strides, zeros),
                      strides_or_zeros(call.pos_weight, call.pos_weight_strides, zeros),
-                     strides_or_zeros(call.out, call.out_strides, zeros)});
+                     strides_or_zeros(call.out, call.out_strides, zeros),
+                     strides_or_zeros(call.grad, call.grad_strides, zeros),
+                     strides_or_zeros(call.grad_output, call.grad_output_strides, zeros)});
     const int64_t segments = g.segment_count();
     if (segments == 0) return 0.0;
 
@@ -68,6 +70,15 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call
             if (call.out) {
                 s.out = call.out + at[kOut];
                 s.out_stride = g.row_stride[kOut];
+            }
+            if (call.grad) {
+                s.grad = call.grad + at[kGrad];
+                s.grad_stride = g.row_stride[kGrad];
+                s.grad_scale = call.grad_scale;
+                if (call.grad_output) {
+                    s.grad_output = call.grad_output + at[kGradOutput];
+                    s.grad_output_stride = g.row_stride[kGradOutput];
+                }
             }
             const SegmentResult r = run_segment(kind, s, n, table);
             acc.sum += r.sum;

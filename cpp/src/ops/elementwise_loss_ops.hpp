@@ -25,13 +25,21 @@ struct ElementwiseLossCall {
     std::vector<int64_t> pos_weight_strides;
     T* out = nullptr;  // reduction 'none': one loss per element, written here
     std::vector<int64_t> out_strides;
+    // The gradient with respect to the input, written in the same pass when grad is set (it may
+    // be input itself, same strides): (d loss / d input) * grad_output, or * grad_scale when
+    // grad_output is nullptr (the caller folds the mean's 1/D into grad_scale).
+    T* grad = nullptr;
+    std::vector<int64_t> grad_strides;
+    const T* grad_output = nullptr;
+    std::vector<int64_t> grad_output_strides;
+    T grad_scale = T(1);
 };
 
 // Returns the sum of the losses, in float64, combined in a fixed order (bit-identical for any
 // number of threads); 0 when they were written to call.out. binary_cross_entropy throws
 // std::invalid_argument ("all elements of input should be between 0 and 1", then the same for
 // target) after the computation when a value is outside [0, 1] or NaN; call.out then holds
-// partial results the caller must discard.
+// partial results the caller must discard, and so does call.grad (which may be the input).
 template <class T>
 double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call);
 

@@ -229,6 +229,10 @@ def numpy_kl_div_batchmean(log_q: np.ndarray, p: np.ndarray) -> np.floating:
     return pointwise.sum(dtype=np.float64) / log_q.shape[0]
 
 
+def numpy_kl_div_batchmean_grad(log_q: np.ndarray, p: np.ndarray) -> tuple[Any, np.ndarray]:
+    return numpy_kl_div_batchmean(log_q, p), -p / log_q.shape[0]
+
+
 def numpy_binary_cross_entropy_with_logits(x: np.ndarray, y: np.ndarray) -> np.floating:
     # (1 - y) x + softplus(-x), softplus(-x) = log(1 + exp(-x)) = logaddexp(0, -x)
     return ((1 - y) * x + np.logaddexp(0, -x)).mean(dtype=np.float64)
@@ -250,6 +254,13 @@ def numpy_cross_entropy_grad(x: np.ndarray, t: np.ndarray) -> tuple[np.floating,
     loss = -np.mean(np.log(np.take_along_axis(p, t[..., None], axis=-1)))
     np.put_along_axis(p, t[..., None], np.take_along_axis(p, t[..., None], axis=-1) - 1, axis=-1)
     return loss, p / t.size
+
+
+def numpy_binary_cross_entropy_with_logits_grad(
+    x: np.ndarray, y: np.ndarray
+) -> tuple[Any, np.ndarray]:
+    sigmoid = 0.5 * (1 + np.tanh(0.5 * x))  # stable for any x
+    return numpy_binary_cross_entropy_with_logits(x, y), (sigmoid - y) / x.size
 
 
 register(
@@ -281,6 +292,11 @@ register(
             "fastloss": lambda fl, x, p: fl.kl_div(x, p, reduction="batchmean"),
             "torch": lambda torch, x, p: torch.nn.functional.kl_div(x, p, reduction="batchmean"),
             "numpy": lambda np_, x, p: numpy_kl_div_batchmean(x, p),
+        },
+        grad={
+            "fastloss": lambda fl, x, p: fl.kl_div(x, p, reduction="batchmean", return_grad=True),
+            "torch": lambda torch, x, p: torch.nn.functional.kl_div(x, p, reduction="batchmean"),
+            "numpy": lambda np_, x, p: numpy_kl_div_batchmean_grad(x, p),
         },
     )
 )
@@ -324,6 +340,11 @@ register(
             "fastloss": lambda fl, x, y: fl.binary_cross_entropy_with_logits(x, y),
             "torch": lambda torch, x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y),
             "numpy": lambda np_, x, y: numpy_binary_cross_entropy_with_logits(x, y),
+        },
+        grad={
+            "fastloss": lambda fl, x, y: fl.binary_cross_entropy_with_logits(x, y, return_grad=True),
+            "torch": lambda torch, x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y),
+            "numpy": lambda np_, x, y: numpy_binary_cross_entropy_with_logits_grad(x, y),
         },
     )
 )
