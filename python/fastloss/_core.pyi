@@ -1,69 +1,100 @@
-# Type stubs for the compiled module fastloss._core (private: use the fastloss package).
-import numpy as np
-from numpy.typing import NDArray
-
-__version__: str
-
-def cpu_capability() -> str: ...
-def available_capabilities() -> list[str]: ...
-def compiled_capabilities() -> list[str]: ...
-def _set_capability(name: str) -> None: ...
-def get_num_threads() -> int: ...
-def set_num_threads(n: int) -> None: ...
-def openmp_runtime() -> str: ...
-def softmax(x: NDArray[np.floating], out: NDArray[np.floating], axis: int) -> None: ...
-def log_softmax(x: NDArray[np.floating], out: NDArray[np.floating], axis: int) -> None: ...
-def logsumexp(x: NDArray[np.floating], out: NDArray[np.floating], axis: int) -> None: ...
-def entropy(x: NDArray[np.floating], out: NDArray[np.floating], axis: int) -> None: ...
-def _vector_exp(x: NDArray[np.floating], out: NDArray[np.floating]) -> None: ...
-def _vector_log(x: NDArray[np.floating], out: NDArray[np.floating]) -> None: ...
-def _vector_log1p(x: NDArray[np.floating], out: NDArray[np.floating]) -> None: ...
-def _vector_log1p_unit(x: NDArray[np.floating], out: NDArray[np.floating]) -> None: ...
-def cross_entropy(
-    input: NDArray[np.floating], target: NDArray[np.generic], weight: NDArray[np.floating] | None,
-    ignore_index: int, label_smoothing: float, reduction: str, axis: int,
-    out: NDArray[np.floating] | None, grad: NDArray[np.floating] | None = None,
-    grad_output: NDArray[np.floating] | float | None = None,
-) -> float: ...
-def nll_loss(
-    input: NDArray[np.floating], target: NDArray[np.int64], weight: NDArray[np.floating] | None,
-    ignore_index: int, reduction: str, axis: int, out: NDArray[np.floating] | None,
-    grad: NDArray[np.floating] | None = None,
-    grad_output: NDArray[np.floating] | float | None = None,
-) -> float: ...
-def cross_entropy_common_case(
-    input: object, target: object, ignore_index: int, reduction: str, label_smoothing: float,
-    return_grad: bool = False, grad_out: object = None,
-) -> np.floating | tuple[np.floating, NDArray[np.floating]] | None: ...
-def nll_loss_common_case(
-    input: object, target: object, ignore_index: int, reduction: str,
-    return_grad: bool = False, grad_out: object = None,
-) -> np.floating | tuple[np.floating, NDArray[np.floating]] | None: ...
-def softmax_backward(
-    grad_output: NDArray[np.floating], output: NDArray[np.floating], out: NDArray[np.floating], axis: int
-) -> None: ...
-def log_softmax_backward(
-    grad_output: NDArray[np.floating], output: NDArray[np.floating], out: NDArray[np.floating], axis: int
-) -> None: ...
-def distillation_loss(
-    student_logits: NDArray[np.floating], teacher_logits: NDArray[np.floating],
-    target: NDArray[np.generic], weight: NDArray[np.floating] | None, ignore_index: int,
-    label_smoothing: float, temperature: float, alpha: float, reduction: str, axis: int,
-    out: NDArray[np.floating] | None,
-) -> float: ...
-def cosine_embedding_loss(
-    x1: NDArray[np.floating], x2: NDArray[np.floating], target: NDArray[np.float64],
-    margin: float, reduction: str, out: NDArray[np.floating] | None,
-def kl_div(
-    input: NDArray[np.floating], target: NDArray[np.floating], log_target: bool,
-    out: NDArray[np.floating] | None,
-) -> float: ...
-def binary_cross_entropy(
-    input: NDArray[np.floating], target: NDArray[np.floating],
-    weight: NDArray[np.floating] | None, out: NDArray[np.floating] | None,
-) -> float: ...
-def binary_cross_entropy_with_logits(
-    input: NDArray[np.floating], target: NDArray[np.floating],
-    weight: NDArray[np.floating] | None, pos_weight: NDArray[np.floating] | None,
-    out: NDArray[np.floating] | None,
-) -> float: ...
+# Generated from the compiled module by: pybind11-stubgen fastloss._core -o stubs
+# (regenerate after changing cpp/bindings/; tests/test_stubs.py checks it is current)
+"""
+fastloss native kernels (private: use the fastloss package)
+"""
+from __future__ import annotations
+import numpy
+import typing
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_with_logits', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'entropy', 'get_num_threads', 'kl_div', 'log_softmax', 'log_softmax_backward', 'logsumexp', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward']
+def _set_capability(name: str) -> None:
+    """
+    Make `name` the active variant (for tests).
+    """
+def _vector_exp(x: numpy.ndarray, out: numpy.ndarray) -> None:
+    ...
+def _vector_log(x: numpy.ndarray, out: numpy.ndarray) -> None:
+    ...
+def _vector_log1p(x: numpy.ndarray, out: numpy.ndarray) -> None:
+    ...
+def _vector_log1p_unit(x: numpy.ndarray, out: numpy.ndarray) -> None:
+    ...
+def available_capabilities() -> list[str]:
+    """
+    Variants compiled into this build that this CPU can run, slowest first.
+    """
+def binary_cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+    """
+    Binary cross-entropy of probabilities: returns the sum, or writes every loss to out. With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or else times grad_scale.
+    """
+def binary_cross_entropy_with_logits(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, pos_weight: typing.Any, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+    """
+    Binary cross-entropy of logits: returns the sum, or writes every loss to out. With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or else times grad_scale.
+    """
+def compiled_capabilities() -> list[str]:
+    """
+    Variants compiled into this build.
+    """
+def cosine_embedding_loss(x1: numpy.ndarray, x2: numpy.ndarray, target: numpy.ndarray, margin: typing.SupportsFloat | typing.SupportsIndex, reduction: str, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+    """
+    Cosine embedding loss of (N, D) rows with float64 targets (N,); returns the mean/sum, or writes to out; with grad, also writes the gradient w.r.t. x1 there.
+    """
+def cpu_capability() -> str:
+    """
+    Name of the active instruction-set variant.
+    """
+def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+    """
+    Cross-entropy from logits; returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. the input there.
+    """
+def cross_entropy_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
+    """
+    Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.
+    """
+def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+    """
+    alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.
+    """
+def entropy(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    out = Shannon entropy of softmax(x) along axis; out shaped as for logsumexp.
+    """
+def get_num_threads() -> int:
+    ...
+def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+    """
+    Pointwise KL divergence of same-shape arrays: returns the sum, or writes every loss to out. With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or else times grad_scale.
+    """
+def log_softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    out = log_softmax(x) along axis (axis already normalised, out preallocated).
+    """
+def log_softmax_backward(grad_output: numpy.ndarray, output: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    out = gradient of log_softmax from grad_output and the log_softmax output.
+    """
+def logsumexp(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    out = logsumexp(x) along axis; out has x's shape without, or with 1 on, that axis.
+    """
+def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+    """
+    Negative log-likelihood of log-probabilities; returns the mean/sum, or writes to out.
+    """
+def nll_loss_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
+    """
+    Fast path for (N, C) log-probabilities with int64 targets and a mean/sum; None otherwise.
+    """
+def openmp_runtime() -> str:
+    ...
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    ...
+def softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    out = softmax(x) along axis (axis already normalised, out preallocated).
+    """
+def softmax_backward(grad_output: numpy.ndarray, output: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    out = gradient of softmax from grad_output and the softmax output.
+    """
+__version__: str = '0.1.0'
