@@ -21,11 +21,9 @@ volatile double g_sink;  // keeps the read_sum results observable
 
 // Streams are split by fastloss::parallel_for, exactly as the kernels split their rows: fixed
 // chunks of 32k floats, contiguous blocks of chunks per thread.
-// (parallel_for takes its body as a forwarding reference but cannot take an lvalue one, hence
-// the wrapping lambda.)
 template <class Body>
-void for_chunks(int64_t n, const Body& body) {
-    fastloss::parallel_for(n, 1, [&body](int64_t begin, int64_t end) { body(begin, end); });
+void for_chunks(int64_t n, Body&& body) {
+    fastloss::parallel_for(n, 1, body);
 }
 
 }  // namespace

@@ -22,9 +22,9 @@ struct BandwidthResult {
     // do, and interference (other processes, a noisy neighbour on a shared host) only ever slows
     // a run down.
     double best_read_bytes_per_s() const { return 4.0 * double(read_floats) / read.min_s; }
-    // Per float copied, i.e. 4 bytes read plus 4 written. (With ordinary stores the bus also
-    // reads each destination line before overwriting it; the softmax kernels store the same
-    // way, so the comparison is like for like.)
+    // Per float copied, i.e. 4 bytes read plus 4 written. (bandwidth.copy uses ordinary stores,
+    // so the bus also reads each destination line before overwriting it, as it does for kernels
+    // that store the same way; one with non-temporal stores can get closer to 1.)
     double best_copy_seconds_per_float() const { return copy.min_s / double(copy_floats); }
 };
 
