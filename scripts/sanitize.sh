@@ -21,7 +21,8 @@ fi
 
 # -O1 keeps the run fast enough while keeping stack traces readable; -fno-sanitize-recover makes
 # every UBSan finding fatal; _GLIBCXX_ASSERTIONS adds bounds checks to std::vector and friends.
-san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# float-cast-overflow (NaN or out-of-range float to integer) is not part of gcc's "undefined".
+san="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer"
 "$venv/bin/python" -m pip install --quiet --no-build-isolation --force-reinstall --no-deps \
   -Cbuild-dir=build/asan \
   -Ccmake.build-type=RelWithDebInfo \
@@ -32,9 +33,13 @@ san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 
 # The ASan runtime must be loaded before Python (which is not instrumented). Leak checking is off:
 # CPython keeps its interned objects alive at exit, which LeakSanitizer reports as leaks.
+# Reports go to files as well as being fatal: pytest captures a test's stderr, and a process that
+# dies in a test never shows it.
+reports=build/sanitizer-reports
+rm -rf "$reports" && mkdir -p "$reports"
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$PWD/$reports/asan"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$PWD/$reports/ubsan"
 # Prove the instrumented module is the one under test: ASan's symbols are linked into it.
 "$venv/bin/python" - <<'PY'
 import fastloss._core as core
@@ -42,4 +47,12 @@ data = open(core.__file__, "rb").read()
 assert b"__asan_" in data and b"__ubsan_" in data, f"{core.__file__} is not instrumented"
 print("sanitized build:", core.__file__)
 PY
-"$venv/bin/python" -m pytest tests -p no:cacheprovider "$@"
+status=0
+"$venv/bin/python" -m pytest tests -p no:cacheprovider "$@" || status=$?
+# Zero reports is the bar, whatever pytest said.
+if [ -n "$(ls -A "$reports")" ]; then
+  cat "$reports"/*
+  echo "sanitizer reports in $reports" >&2
+  exit 1
+fi
+exit "$status"
