@@ -37,7 +37,9 @@ san="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all 
 # dies in a test never shows it.
 reports=build/sanitizer-reports
 rm -rf "$reports" && mkdir -p "$reports"
-export LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+# libstdc++ is preloaded too: Python does not link it, and ASan's __cxa_throw interceptor must find
+# the real one when it starts ("CHECK failed: ... real___cxa_throw != 0" on the first C++ throw).
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$PWD/$reports/asan"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$PWD/$reports/ubsan"
 # Prove the instrumented module is the one under test: ASan's symbols are linked into it.
