@@ -38,7 +38,21 @@ ALLOWED_ERRORS = (ValueError, TypeError, IndexError)
 
 
 def _specials(big: float) -> list[float]:
-    return [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-310, -1e-310, 1e-40, 5e-324, big, -big, 1.0, -1.0]
+    return [
+        np.nan,
+        np.inf,
+        -np.inf,
+        0.0,
+        -0.0,
+        1e-310,
+        -1e-310,
+        1e-40,
+        5e-324,
+        big,
+        -big,
+        1.0,
+        -1.0,
+    ]
 
 
 def values(big: float = 1e30) -> st.SearchStrategy[float]:
@@ -76,7 +90,11 @@ def laid_out(draw: Any, arr: np.ndarray, transpose: bool = True) -> np.ndarray:
         return np.flip(arr, ax)
     if kind == "broadcast" and arr.ndim:  # zero stride: one slice repeated along an axis
         ax = draw(st.integers(0, arr.ndim - 1))
-        one = np.take(arr, [0], axis=ax) if arr.shape[ax] else np.take(np.zeros_like(arr), [], axis=ax)
+        one = (
+            np.take(arr, [0], axis=ax)
+            if arr.shape[ax]
+            else np.take(np.zeros_like(arr), [], axis=ax)
+        )
         if one.shape[ax] == 0:
             return arr
         return np.broadcast_to(one, arr.shape)
@@ -93,11 +111,18 @@ def laid_out(draw: Any, arr: np.ndarray, transpose: bool = True) -> np.ndarray:
 
 
 @st.composite
-def float_arrays(draw: Any, shape: Optional[tuple[int, ...]] = None, dtype: Optional[str] = None,
-                 big: float = 1e30, elements: Optional[st.SearchStrategy[float]] = None) -> np.ndarray:
+def float_arrays(
+    draw: Any,
+    shape: Optional[tuple[int, ...]] = None,
+    dtype: Optional[str] = None,
+    big: float = 1e30,
+    elements: Optional[st.SearchStrategy[float]] = None,
+) -> np.ndarray:
     shape = draw(shapes()) if shape is None else shape
     dtype = draw(float_dtypes) if dtype is None else dtype
-    base = draw(hnp.arrays(np.float64, shape, elements=values(big) if elements is None else elements))
+    base = draw(
+        hnp.arrays(np.float64, shape, elements=values(big) if elements is None else elements)
+    )
     with np.errstate(all="ignore"):  # 1e-310 -> 0 and 1e30 stay, in float32
         return draw(laid_out(base.astype(dtype)))
 
@@ -161,7 +186,9 @@ def draw_softmax_like(data: st.DataObject, log: bool) -> Call:
     kwargs: dict = {"dtype": dtype}
     if data.draw(st.booleans(), label="use out"):
         wrong = data.draw(st.booleans(), label="wrong out")
-        kwargs["out"] = np.empty(x.shape + ((1,) if wrong else ()), out_dtype if valid else np.float64)
+        kwargs["out"] = np.empty(
+            x.shape + ((1,) if wrong else ()), out_dtype if valid else np.float64
+        )
         valid = valid and not wrong
     f = ref.log_softmax if log else ref.softmax
 
@@ -169,8 +196,16 @@ def draw_softmax_like(data: st.DataObject, log: bool) -> Call:
         xx = x.astype(out_dtype).astype(np.float64)  # dtype= casts before computing
         return f(xx, axis) if x.ndim else f(xx.reshape(1), 0).reshape(())
 
-    return Call(fl.log_softmax if log else fl.softmax, (x, axis), kwargs, valid, reference,
-                out_dtype, _finite_scale(x) if log else 1.0, x.shape[axis] if valid and x.ndim else 1)
+    return Call(
+        fl.log_softmax if log else fl.softmax,
+        (x, axis),
+        kwargs,
+        valid,
+        reference,
+        out_dtype,
+        _finite_scale(x) if log else 1.0,
+        x.shape[axis] if valid and x.ndim else 1,
+    )
 
 
 def draw_softmax(data: st.DataObject) -> Call:
@@ -184,12 +219,17 @@ def draw_log_softmax(data: st.DataObject) -> Call:
 def draw_logsumexp(data: st.DataObject) -> Call:
     x = data.draw(float_arrays(), label="x")
     n = max(x.ndim, 1)
-    axis = data.draw(st.one_of(
-        axis_option(x.ndim),
-        st.none(),
-        st.lists(st.integers(-n, n - 1), min_size=1, max_size=n, unique_by=lambda a: a % n).map(tuple),
-        st.just((0, 0)),
-    ), label="axis")
+    axis = data.draw(
+        st.one_of(
+            axis_option(x.ndim),
+            st.none(),
+            st.lists(st.integers(-n, n - 1), min_size=1, max_size=n, unique_by=lambda a: a % n).map(
+                tuple
+            ),
+            st.just((0, 0)),
+        ),
+        label="axis",
+    )
     keepdims = data.draw(st.booleans(), label="keepdims")
     if isinstance(axis, tuple):
         valid = len({a % n for a in axis}) == len(axis)
@@ -204,10 +244,20 @@ def draw_logsumexp(data: st.DataObject) -> Call:
             xx, ax = xx.reshape(1), 0
             res = ref.logsumexp(xx, ax, keepdims=False)
             return np.asarray(res).reshape(())
-        return ref.logsumexp(xx, axis if axis is not None else tuple(range(xx.ndim)), keepdims=keepdims)
+        return ref.logsumexp(
+            xx, axis if axis is not None else tuple(range(xx.ndim)), keepdims=keepdims
+        )
 
-    return Call(fl.logsumexp, (x, axis), {"keepdims": keepdims}, valid, reference, _native(x.dtype),
-                _finite_scale(x), classes)
+    return Call(
+        fl.logsumexp,
+        (x, axis),
+        {"keepdims": keepdims},
+        valid,
+        reference,
+        _native(x.dtype),
+        _finite_scale(x),
+        classes,
+    )
 
 
 def _backward_reference(g: np.ndarray, y: np.ndarray, axis: int, log: bool) -> np.ndarray:
@@ -225,7 +275,10 @@ def draw_backward(data: st.DataObject, log: bool) -> Call:
     # Keep products of two inputs finite in float32, as the float64 reference's are.
     big = 1e15 if "f4" in gd + yd else 1e30
     g = data.draw(float_arrays(shape, gd, big), label="grad_output")
-    y = data.draw(float_arrays(shape if data.draw(st.integers(0, 9)) else shape + (1,), yd, big), label="output")
+    y = data.draw(
+        float_arrays(shape if data.draw(st.integers(0, 9)) else shape + (1,), yd, big),
+        label="output",
+    )
     axis = data.draw(axis_option(g.ndim), label="axis")
     valid = g.shape == y.shape and is_valid_axis(axis, g.ndim)
     result = np.result_type(_native(g.dtype), _native(y.dtype))
@@ -233,9 +286,16 @@ def draw_backward(data: st.DataObject, log: bool) -> Call:
     # (or exp(y)); cancellation in float32 sums is inherent, as in PyTorch.
     gmax, ymax = _finite_scale(g), _finite_scale(y)
     scale = gmax * (ymax * ymax if not log else np.exp(min(ymax, 700)))
-    return Call(fl.log_softmax_backward if log else fl.softmax_backward, (g, y, axis), {}, valid,
-                lambda: _backward_reference(g, y, axis, log), result, scale,
-                g.shape[axis] if valid and g.ndim else 1)
+    return Call(
+        fl.log_softmax_backward if log else fl.softmax_backward,
+        (g, y, axis),
+        {},
+        valid,
+        lambda: _backward_reference(g, y, axis, log),
+        result,
+        scale,
+        g.shape[axis] if valid and g.ndim else 1,
+    )
 
 
 def draw_softmax_backward(data: st.DataObject) -> Call:
@@ -246,17 +306,21 @@ def draw_log_softmax_backward(data: st.DataObject) -> Call:
     return draw_backward(data, log=True)
 
 
-target_int_dtypes = st.sampled_from(["<i8", "<i8", "<i4", "<i2", "|u1", ">i8", "<u8", "float64", "bool"])
+target_int_dtypes = st.sampled_from(
+    ["<i8", "<i8", "<i4", "<i2", "|u1", ">i8", "<u8", "float64", "bool"]
+)
 
 
 def draw_classification(data: st.DataObject, nll: bool) -> Call:
     """cross_entropy and nll_loss: index or probability targets, every option."""
-    x = data.draw(float_arrays(data.draw(shapes(min_dims=0, max_dims=4), label="shape")), label="input")
+    x = data.draw(
+        float_arrays(data.draw(shapes(min_dims=0, max_dims=4), label="shape")), label="input"
+    )
     axis = data.draw(st.one_of(st.none(), axis_option(x.ndim)), label="axis")
     axis_ok = x.ndim >= 1 and (axis is None or is_valid_axis(axis, x.ndim))
     ax = (1 if x.ndim >= 2 else 0) if axis is None else (axis % x.ndim if axis_ok else 0)
     C = x.shape[ax] if x.ndim else 0
-    positions = x.shape[:ax] + x.shape[ax + 1:] if x.ndim else ()
+    positions = x.shape[:ax] + x.shape[ax + 1 :] if x.ndim else ()
     valid = axis_ok
 
     probabilities = not nll and data.draw(st.integers(0, 3), label="prob?") == 0
@@ -265,18 +329,36 @@ def draw_classification(data: st.DataObject, nll: bool) -> Call:
         tshape = x.shape if data.draw(st.integers(0, 9)) else positions
         # Finite probabilities, NaN included. An infinite "probability" is a documented
         # divergence from PyTorch (NaN where torch gives inf; RELIABILITY.md), not checked here.
-        target = data.draw(float_arrays(tshape, data.draw(float_dtypes), elements=st.one_of(
-            st.floats(0, 1, width=64), st.sampled_from([s for s in _specials(1e30) if not np.isinf(s)]))),
-            label="target")
+        target = data.draw(
+            float_arrays(
+                tshape,
+                data.draw(float_dtypes),
+                elements=st.one_of(
+                    st.floats(0, 1, width=64),
+                    st.sampled_from([s for s in _specials(1e30) if not np.isinf(s)]),
+                ),
+            ),
+            label="target",
+        )
         valid = valid and target.shape == x.shape and ignore < 0
     else:
         tdtype = data.draw(target_int_dtypes, label="target dtype")
         wrong_shape = data.draw(st.integers(0, 14), label="wrong target shape") == 0
         tshape = positions + (2,) if wrong_shape else positions
         low = -3 if tdtype[1] != "u" else 0
-        t = data.draw(hnp.arrays(np.int64, tshape, elements=st.one_of(
-            st.integers(0, max(C - 1, 0)), st.integers(0, max(C - 1, 0)), st.just(ignore),
-            st.integers(low, C + 2))), label="target values")
+        t = data.draw(
+            hnp.arrays(
+                np.int64,
+                tshape,
+                elements=st.one_of(
+                    st.integers(0, max(C - 1, 0)),
+                    st.integers(0, max(C - 1, 0)),
+                    st.just(ignore),
+                    st.integers(low, C + 2),
+                ),
+            ),
+            label="target values",
+        )
         with np.errstate(all="ignore"):
             target = t.astype(tdtype)  # uint8 of -1 is 255, etc.
         target = data.draw(laid_out(target, transpose=False), label="target layout")
@@ -297,14 +379,18 @@ def draw_classification(data: st.DataObject, nll: bool) -> Call:
     if data.draw(st.booleans(), label="weight?"):
         wlen = C if data.draw(st.integers(0, 9)) else C + 1
         wdtype = data.draw(st.sampled_from(["<f4", ">f8", "<f8", "<i8"]), label="weight dtype")
-        weight = data.draw(hnp.arrays(np.float64, (wlen,), elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0])),
-                           label="weight").astype(wdtype)
+        weight = data.draw(
+            hnp.arrays(np.float64, (wlen,), elements=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0])),
+            label="weight",
+        ).astype(wdtype)
         weight = data.draw(laid_out(weight, transpose=False), label="weight layout")
         valid = valid and wlen == C and weight.dtype.kind == "f"
         kwargs["weight"] = weight
     eps = 0.0
     if not nll:
-        eps = data.draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0, -0.1, 1.5, float("nan")]), label="smoothing")
+        eps = data.draw(
+            st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0, -0.1, 1.5, float("nan")]), label="smoothing"
+        )
         kwargs["label_smoothing"] = eps
         valid = valid and 0.0 <= eps <= 1.0
     # C == 0 with positions left has no sensible loss; the library may refuse it.
@@ -322,8 +408,16 @@ def draw_classification(data: st.DataObject, nll: bool) -> Call:
         return ref.cross_entropy(xx, tt, w, ignore, reduction, np.float64(eps), axis)  # C may be 0
 
     scale = _finite_scale(x) * (3.0 if weight is not None else 1.0)
-    call = Call(fl.nll_loss if nll else fl.cross_entropy, (x, target), kwargs, valid, reference,
-                _native(x.dtype), scale, C)
+    call = Call(
+        fl.nll_loss if nll else fl.cross_entropy,
+        (x, target),
+        kwargs,
+        valid,
+        reference,
+        _native(x.dtype),
+        scale,
+        C,
+    )
     if may_raise:
         call.notes.append("may_raise")
     return call
@@ -382,16 +476,25 @@ def check_call(call: Call) -> None:
         assert got is call.kwargs["out"]
     eps = np.finfo(call.result_dtype).eps
     tol = 64 * eps * (call.classes + 2)
-    np.testing.assert_allclose(got_arr.astype(np.float64), want, rtol=tol, atol=tol * call.scale,
-                               equal_nan=True)
+    np.testing.assert_allclose(
+        got_arr.astype(np.float64), want, rtol=tol, atol=tol * call.scale, equal_nan=True
+    )
 
 
 @pytest.mark.parametrize("name", sorted(FUZZ_TABLE))
 def test_fuzz(name: str) -> None:
     draw = FUZZ_TABLE[name]
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         with np.errstate(all="ignore"):  # the reference's own inf/NaN arithmetic

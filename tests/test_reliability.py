@@ -25,8 +25,13 @@ import reference as ref
 
 def _run_python(code: str, timeout: float = 300) -> str:
     """Runs `code` in a fresh interpreter (a crash there cannot take the test run down)."""
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, f"exit code {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
     return r.stdout
 
@@ -64,7 +69,9 @@ def test_logsumexp_of_long_strided_rows_is_computed_in_blocks(special):
     want = ref.logsumexp(view, 1)
     for dtype in (np.float64, np.float32):
         got = fl.logsumexp(x.astype(dtype)[:, ::2], 1)
-        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, equal_nan=True)
+        np.testing.assert_allclose(
+            got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, equal_nan=True
+        )
 
 
 def test_cross_entropy_over_more_than_2_31_elements():
@@ -94,9 +101,11 @@ MEMORY_CASES: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
     "cross_entropy": lambda x, t: fl.cross_entropy(x, t),
     "cross_entropy_none": lambda x, t: fl.cross_entropy(x, t, reduction="none"),
     "cross_entropy_smoothing_weight": lambda x, t: fl.cross_entropy(
-        x, t, label_smoothing=0.1, weight=np.ones(C, np.float32)),
+        x, t, label_smoothing=0.1, weight=np.ones(C, np.float32)
+    ),
     "cross_entropy_axis_last_3d": lambda x, t: fl.cross_entropy(
-        x.reshape(32, 64, C), t.reshape(32, 64), axis=-1),
+        x.reshape(32, 64, C), t.reshape(32, 64), axis=-1
+    ),
     "cross_entropy_probabilities": lambda x, t: fl.cross_entropy(x, x),
     "nll_loss": lambda x, t: fl.nll_loss(x, t),
     "logsumexp": lambda x, t: fl.logsumexp(x),
@@ -164,18 +173,28 @@ def test_large_calls_release_the_gil():
     assert end - start > 0.1, "the call was too short to tell"
     gaps = np.diff([start, *inside, end])
     # Holding the GIL, the main thread could not tick at all during the call.
-    assert gaps.max() < 0.5 * (end - start), f"longest pause {gaps.max():.3f} s in a {end - start:.3f} s call"
+    assert gaps.max() < 0.5 * (end - start), (
+        f"longest pause {gaps.max():.3f} s in a {end - start:.3f} s call"
+    )
 
 
 def test_many_python_threads_get_correct_results():
     rng = np.random.default_rng(2)
-    inputs = [(rng.standard_normal((256, 700)) * 3).astype(dt) for dt in (np.float32, np.float64) * 8]
+    inputs = [
+        (rng.standard_normal((256, 700)) * 3).astype(dt) for dt in (np.float32, np.float64) * 8
+    ]
     targets = [rng.integers(0, 700, 256) for _ in inputs]
 
     def work(i: int) -> tuple:
         x, t = inputs[i], targets[i]
-        return (fl.softmax(x), fl.log_softmax(x, 0), fl.logsumexp(x), fl.cross_entropy(x, t, reduction="none"),
-                fl.cross_entropy(x, t, return_grad=True).grad, fl.nll_loss(x, t))
+        return (
+            fl.softmax(x),
+            fl.log_softmax(x, 0),
+            fl.logsumexp(x),
+            fl.cross_entropy(x, t, reduction="none"),
+            fl.cross_entropy(x, t, return_grad=True).grad,
+            fl.nll_loss(x, t),
+        )
 
     serial = [work(i) for i in range(len(inputs))]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -238,9 +257,13 @@ DETERMINISM_CASES: dict[str, Callable[[dict], Any]] = {
     "cross_entropy_none": lambda d: fl.cross_entropy(d["x"], d["t"], reduction="none"),
     "cross_entropy_grad": lambda d: fl.cross_entropy(d["x"], d["t"], return_grad=True),
     "cross_entropy_columns_grad": lambda d: fl.cross_entropy(d["x3"], d["t3"], return_grad=True),
-    "cross_entropy_probabilities_grad": lambda d: fl.cross_entropy(d["x"], d["q"], return_grad=True),
+    "cross_entropy_probabilities_grad": lambda d: fl.cross_entropy(
+        d["x"], d["q"], return_grad=True
+    ),
     "nll_loss": lambda d: fl.nll_loss(d["x"], d["t"], weight=d["w"]),
-    "nll_loss_columns_grad": lambda d: fl.nll_loss(d["x3"], d["t3"], return_grad=True, reduction="sum"),
+    "nll_loss_columns_grad": lambda d: fl.nll_loss(
+        d["x3"], d["t3"], return_grad=True, reduction="sum"
+    ),
 }
 
 
@@ -288,7 +311,8 @@ def test_threadpoolctl_lists_and_limits_our_openmp_runtime():
             assert fl.get_num_threads() == 1
         assert fl.get_num_threads() == n
         fl.set_num_threads(1)
-        limited = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "openmp"]
+        info = threadpoolctl.threadpool_info()
+        limited = [i["num_threads"] for i in info if i["user_api"] == "openmp"]
         assert 1 in limited, limited
         print("ok")
     """)
@@ -298,8 +322,14 @@ def test_threadpoolctl_lists_and_limits_our_openmp_runtime():
 @pytest.mark.parametrize("order", ["torch_first", "fastloss_first"])
 def test_coexists_with_torch_in_one_process(order):
     pytest.importorskip("torch")
-    imports = "import torch\nimport fastloss as fl" if order == "torch_first" else "import fastloss as fl\nimport torch"
-    out = _run_python(imports + """
+    imports = (
+        "import torch\nimport fastloss as fl"
+        if order == "torch_first"
+        else "import fastloss as fl\nimport torch"
+    )
+    out = _run_python(
+        imports
+        + """
 import os
 import numpy as np
 cores = os.cpu_count()
@@ -319,5 +349,6 @@ with open("/proc/self/status") as f:
 # main + (cores - 1) per OpenMP pool + torch's inter-op pool: a few per core, not hundreds
 assert threads <= 4 * cores + 8, threads
 print("ok", threads)
-""")
+"""
+    )
     assert "ok" in out
