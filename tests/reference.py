@@ -68,7 +68,8 @@ def cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", l
         if reduction == "none":
             return per
         total = per.sum()
-        return total if reduction == "sum" else (total / per.size if per.size else np.nan)
+        # torch divides by numel / C: NaN without positions, and without classes (0 / 0)
+        return total if reduction == "sum" else (total / per.size if per.size and C else np.nan)
     t = target.astype(np.int64)
     valid = t != ignore_index
     safe_t = np.where(valid, t, 0)

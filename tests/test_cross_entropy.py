@@ -285,3 +285,16 @@ def test_few_classes_many_rows(isa, dtype, classes, rng):
         _close(got, ref.cross_entropy(view_x, view_t, reduction="none"), dtype)
         _close(fl.cross_entropy(view_x, view_t), ref.cross_entropy(view_x, view_t), dtype)
         _close(fl.logsumexp(view_x, 1), ref.logsumexp(view_x, 1), dtype)
+
+
+def test_no_classes_gives_empty_sums_not_uninitialised_memory():
+    # Found by tests/test_fuzz.py: with C == 0 the kernels were skipped and reduction="none"
+    # returned np.empty's contents; the probability-target mean was 0 where torch gives NaN.
+    for target in (np.empty((3, 0)), np.full(3, -100)):
+        for _ in range(3):  # fresh np.empty memory is often zero: dirty the allocator first
+            np.full((3,), 7.5)
+            per = fl.cross_entropy(np.empty((3, 0)), target, reduction="none", label_smoothing=0.1)
+            np.testing.assert_array_equal(per, [0.0, 0.0, 0.0])
+        assert fl.cross_entropy(np.empty((3, 0)), target, reduction="sum") == 0.0
+        assert np.isnan(fl.cross_entropy(np.empty((3, 0)), target))
+    assert fl.cross_entropy(np.empty(0), np.empty(0), reduction="none") == 0.0

@@ -186,6 +186,15 @@ def test_empty_and_zero_dim():
     assert fl.logsumexp(np.float32(2.0)) == np.float32(2.0)
 
 
+def test_logsumexp_over_several_axes_of_an_empty_array():
+    # Found by tests/test_fuzz.py: merging the reduced axes used reshape(..., -1), which NumPy
+    # cannot infer when a kept axis has length 0 (ValueError). torch.logsumexp gives these shapes.
+    assert fl.logsumexp(np.empty((0, 0, 0), np.float32), (0, 1)).shape == (0,)
+    assert fl.logsumexp(np.empty((2, 0, 3)), (1, 2), keepdims=True).shape == (2, 1, 1)
+    np.testing.assert_array_equal(fl.logsumexp(np.empty((2, 0, 3)), (1, 2)), [-np.inf, -np.inf])
+    assert fl.logsumexp(np.empty((0, 4, 3)), (0, 2)).shape == (4,)
+
+
 def test_logsumexp_axes_and_scalar_result(rng):
     x = rng.standard_normal((3, 4, 5))
     r = fl.logsumexp(x[0, 0])

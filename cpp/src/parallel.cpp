@@ -6,20 +6,24 @@
 
 namespace fastloss {
 namespace {
-std::atomic<int> g_num_threads{0};  // 0: not yet read from the OpenMP runtime
+// 0: not set by set_num_threads(), follow the OpenMP runtime's setting.
+std::atomic<int> g_num_threads{0};
 }
 
 int get_num_threads() {
-    int n = g_num_threads.load(std::memory_order_relaxed);
-    if (n <= 0) {
-        n = omp_get_max_threads();  // honours OMP_NUM_THREADS
-        if (n < 1) n = 1;
-        g_num_threads.store(n, std::memory_order_relaxed);
-    }
-    return n;
+    const int n = g_num_threads.load(std::memory_order_relaxed);
+    if (n > 0) return n;
+    // Read every time, not cached: OMP_NUM_THREADS sets it at start-up, and
+    // threadpoolctl.threadpool_limits changes it at any time through omp_set_num_threads().
+    const int runtime = omp_get_max_threads();
+    return runtime < 1 ? 1 : runtime;
 }
 
-void set_num_threads(int n) { g_num_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+void set_num_threads(int n) {
+    if (n < 1) n = 1;
+    g_num_threads.store(n, std::memory_order_relaxed);
+    omp_set_num_threads(n);  // so that threadpoolctl.threadpool_info() reports the same number
+}
 
 int64_t chunk_items(int64_t items, int64_t work_per_item) {
     if (work_per_item < 1) work_per_item = 1;

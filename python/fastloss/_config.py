@@ -35,12 +35,17 @@ def available_capabilities() -> list[str]:
 
 
 def get_num_threads() -> int:
-    """Threads fastloss uses for large inputs (initially OMP_NUM_THREADS or the core count)."""
+    """Threads fastloss uses for large inputs.
+
+    Until `set_num_threads` is called, this follows the OpenMP runtime: OMP_NUM_THREADS or the
+    core count, and ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` while it is active.
+    """
     return _core.get_num_threads()
 
 
 def set_num_threads(n: int) -> None:
-    """Use `n` threads (n >= 1) for large inputs. Results do not depend on it."""
+    """Use `n` threads (n >= 1) for large inputs, from every Python thread; it then takes
+    precedence over OMP_NUM_THREADS and threadpoolctl's limits. Results do not depend on it."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
     if n < 1:

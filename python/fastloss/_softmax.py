@@ -119,7 +119,9 @@ def logsumexp(
     else:  # move the reduced axes last and merge them (a copy only if the layout demands it)
         rest = [d for d in range(arr.ndim) if d not in axes]
         moved = np.transpose(arr, rest + list(axes))
-        work = moved.reshape(moved.shape[: len(rest)] + (-1,))
+        # the merged length spelled out: reshape cannot infer -1 when another axis has length 0
+        merged = int(np.prod([arr.shape[d] for d in axes], dtype=np.int64))
+        work = moved.reshape(moved.shape[: len(rest)] + (merged,))
         ax = work.ndim - 1
 
     work_dtype = compute_dtype(result_dtype)

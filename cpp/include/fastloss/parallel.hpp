@@ -10,8 +10,8 @@
 
 namespace fastloss {
 
-// Threads used by parallel regions: starts at omp_get_max_threads() (so OMP_NUM_THREADS is
-// honoured) and is changed by set_num_threads().
+// Threads used by parallel regions: the OpenMP runtime's omp_get_max_threads() (so OMP_NUM_THREADS
+// and threadpoolctl's limits are honoured) until set_num_threads() chooses a number.
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
 

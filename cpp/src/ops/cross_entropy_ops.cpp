@@ -60,7 +60,8 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
     // Every target is checked before anything is computed or written.
-    const double denominator = index_targets ? check_targets(call, g, 2) : double(positions);
+    // Probability targets: PyTorch divides by numel / C, which is 0 / 0 (a NaN mean) without classes.
+    const double denominator = index_targets ? check_targets(call, g, 2) : (classes > 0 ? double(positions) : 0.0);
 
     // The gradient's per-position factor: grad_output (none), 1 (sum) or 1/denominator (mean).
     const T constant_scale =
@@ -132,6 +133,12 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
                     }
                 }
             });
+    }
+
+    if (positions > 0 && classes == 0 && call.reduction == Reduction::none) {
+        // No classes: each position's loss is an empty sum (index targets get here only if every
+        // one is ignore_index). The caller's array is uninitialised memory, so it must be written.
+        for_each_position(g, [&](const int64_t* at) { loss[at[1]] = T(0); });
     }
 
     if (call.reduction == Reduction::none) return 0.0;

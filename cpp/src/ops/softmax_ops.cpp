@@ -14,6 +14,28 @@ namespace {
 // Outputs at least this large are written with non-temporal stores (see softmax_forward).
 constexpr int64_t kStreamingStoreMinBytes = int64_t(8) << 20;
 
+// A staged row of a reduction (logsumexp) is gathered at most this many classes at a time, so the
+// scratch stays small however long the row: a zero-stride view can have 2^31 classes and no
+// memory behind them, and staging it whole allocated 16 GiB.
+constexpr int64_t kStageBlockClasses = int64_t(1) << 16;
+
+// logsumexp of one strided row of any length with bounded scratch: each block's logsumexp by the
+// row kernel, then the row kernel again over the blocks' results, since
+// lse(a ∪ b) = lse(lse(a), lse(b)) (inf and NaN included: a block's +inf or NaN carries over).
+template <class T, class RowsKernel>
+void staged_reduce_row_in_blocks(const T* x, int64_t stride, int64_t classes, T* out, std::vector<T>& scratch,
+                                 RowsKernel rows_kernel) {
+    const int64_t blocks = (classes + kStageBlockClasses - 1) / kStageBlockClasses;
+    std::vector<T> block_results(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t begin = b * kStageBlockClasses;
+        const int64_t n = std::min(kStageBlockClasses, classes - begin);
+        gather_row(x + begin * stride, stride, n, scratch.data());
+        rows_kernel(scratch.data(), n, &block_results[size_t(b)], 1, 1, n);
+    }
+    rows_kernel(block_results.data(), blocks, out, 1, 1, blocks);
+}
+
 // Runs a softmax-family kernel pair: operand 0 is the input, operand 1 the output (full for
 // softmax/log_softmax, reduced for logsumexp).
 template <class T, class RowsKernel, class ColumnsKernel>
@@ -31,10 +53,16 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
                            out_is_full ? g.class_stride[1] : g.column_stride[1], columns, classes);
         },
         [&](int64_t begin, int64_t end) {
-            std::vector<T> scratch(static_cast<size_t>(classes));
+            const bool in_blocks = !out_is_full && classes > kStageBlockClasses;
+            std::vector<T> scratch(static_cast<size_t>(in_blocks ? kStageBlockClasses : classes));
             int64_t offsets[kMaxOperands];
             for (int64_t i = begin; i < end; ++i) {
                 g.outer_offsets(i, offsets);
+                if (in_blocks) {
+                    staged_reduce_row_in_blocks(x + offsets[0], g.class_stride[0], classes, out + offsets[1],
+                                                scratch, rows_kernel);
+                    continue;
+                }
                 gather_row(x + offsets[0], g.class_stride[0], classes, scratch.data());
                 T* out_row = out + offsets[1];
                 if (out_is_full) {

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(FASTLOSS_ISA_AVX2) || defined(FASTLOSS_ISA_AVX512)
 #include <immintrin.h>

@@ -75,14 +75,19 @@ template <class T> inline T from_bits(typename ScalarBits<T>::Int i) {
 }
 template <class T> inline T pow2_normal(typename ScalarBits<T>::Int k) {  // 2^k, k in normal range
     using B = ScalarBits<T>;
-    return from_bits<T>((k + B::bias) << B::mantissa_bits);
+    using UInt = std::make_unsigned_t<typename B::Int>;
+    // Shifted as unsigned: a left shift of a negative signed value is undefined behaviour in C++17
+    // (UBSan reported it for the garbage exponent of a NaN input, see ldexp_integral).
+    return from_bits<T>(typename B::Int(UInt(k + B::bias) << B::mantissa_bits));
 }
 
 // p * 2^n for integral n within the clamp range of exp(): two exact normal scalings, so overflow
 // gives inf and underflow rounds once into the subnormals.
 template <class T> inline Vec<T> ldexp_integral(Vec<T> p, Vec<T> n) {
     using Int = typename ScalarBits<T>::Int;
-    const Int k = Int(n.v);
+    // A NaN input passes exp()'s clamps, and converting NaN to an integer is undefined behaviour;
+    // the result is NaN whatever the scale, so scale by 2^0.
+    const Int k = n.v == n.v ? Int(n.v) : Int(0);
     const Int k1 = k >> 1;
     const Int k2 = k - k1;
     return {p.v * pow2_normal<T>(k1) * pow2_normal<T>(k2)};
