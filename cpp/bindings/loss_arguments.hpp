@@ -41,6 +41,53 @@ inline bool is_c_contiguous(const py::array& a) {
     return (a.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0;
 }
 
+// The target of a loss with classes (fields target, target_strides, probabilities,
+// probability_strides, shape): int64 class indices of the per-position shape, or floating class
+// probabilities of the input's shape (when `allow_probabilities`).
+template <class T, class Call>
+void set_class_targets(Call& call, const py::array& x, const char* input_name, int axis, const py::array& target,
+                       bool allow_probabilities) {
+    const py::dtype dt = target.dtype();
+    if (dt.kind() == 'f') {
+        if (!allow_probabilities) throw py::type_error("target must be an integer array of class indices");
+        check_same_type(x, target, input_name, "target");
+        float_type(target, "target");
+        if (shape_of(target) != shape_of(x)) {
+            throw std::invalid_argument("probability target must have the shape of " + std::string(input_name) + " " +
+                                        shape_string(x) + ", got " + shape_string(target));
+        }
+        call.probabilities = static_cast<const T*>(target.data());
+        call.probability_strides = element_strides(target);
+        return;
+    }
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native_byte_order(dt) ||
+        !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+        throw py::type_error("target must be an aligned native int64 array, got dtype " + std::string(py::str(dt)));
+    }
+    if (!has_position_shape(target, x, axis)) {
+        throw std::invalid_argument("target has shape " + shape_string(target) + ", which does not match " +
+                                    std::string(input_name) + " of shape " + shape_string(x) + " without axis " +
+                                    std::to_string(axis));
+    }
+    call.target = static_cast<const int64_t*>(target.data());
+    call.target_strides = full_rank_strides(target, axis, x.ndim());
+}
+
+// The optional class weights (field weight): a contiguous (C,) array of the input's dtype, kept
+// alive in `holder` until the call has run.
+template <class T, class Call>
+void set_class_weight(Call& call, const py::array& x, const char* input_name, int axis, const py::object& weight,
+                      py::array& holder) {
+    if (weight.is_none()) return;
+    holder = weight.cast<py::array>();
+    check_same_type(x, holder, input_name, "weight");
+    if (holder.ndim() != 1 || holder.shape(0) != x.shape(axis) || !is_c_contiguous(holder)) {
+        throw std::invalid_argument("weight must be a contiguous array of shape (" + std::to_string(x.shape(axis)) +
+                                    ",), got " + shape_string(holder));
+    }
+    call.weight = static_cast<const T*>(holder.data());
+}
+
 // The optional gradient operands of a loss call (fields grad, grad_strides, grad_output,
 // grad_output_strides, grad_output_scalar): grad has x's shape; grad_output is a number for mean
 // and sum, or an array of the per-position shape for none. The arrays are kept alive in the two

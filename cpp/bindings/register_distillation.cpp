@@ -32,40 +32,9 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
     call.alpha = alpha;
     call.reduction = reduction;
 
-    const py::dtype dt = target.dtype();
-    if (dt.kind() == 'f') {
-        check_same_type(s, target, "student_logits", "target");
-        if (shape_of(target) != call.shape) {
-            throw std::invalid_argument("probability target must have the logits' shape " + shape_string(s) +
-                                        ", got " + shape_string(target));
-        }
-        float_type(target, "target");
-        call.probabilities = static_cast<const T*>(target.data());
-        call.probability_strides = element_strides(target);
-    } else {
-        if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native_byte_order(dt) ||
-            !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
-            throw py::type_error("target must be an aligned native int64 array, got dtype " + std::string(py::str(dt)));
-        }
-        if (!has_position_shape(target, s, axis)) {
-            throw std::invalid_argument("target has shape " + shape_string(target) +
-                                        ", which does not match logits of shape " + shape_string(s) +
-                                        " without axis " + std::to_string(axis));
-        }
-        call.target = static_cast<const int64_t*>(target.data());
-        call.target_strides = full_rank_strides(target, axis, s.ndim());
-    }
-
+    set_class_targets<T>(call, s, "student_logits", axis, target, true);
     py::array weight_array;
-    if (!weight.is_none()) {
-        weight_array = weight.cast<py::array>();
-        check_same_type(s, weight_array, "student_logits", "weight");
-        if (weight_array.ndim() != 1 || weight_array.shape(0) != s.shape(axis) || !is_c_contiguous(weight_array)) {
-            throw std::invalid_argument("weight must be a contiguous array of shape (" + std::to_string(s.shape(axis)) +
-                                        ",), got " + shape_string(weight_array));
-        }
-        call.weight = static_cast<const T*>(weight_array.data());
-    }
+    set_class_weight<T>(call, s, "student_logits", axis, weight, weight_array);
 
     py::array out_array;
     if (reduction == Reduction::none) {

@@ -26,42 +26,9 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
     call.label_smoothing = T(label_smoothing);
     call.reduction = reduction;
 
-    const py::dtype dt = target.dtype();
-    if (dt.kind() == 'f') {
-        if (nll) throw py::type_error("nll_loss: target must be an integer array");
-        check_same_type(x, target, "input", "target");
-        if (float_type(target, "target") != (sizeof(T) == 4 ? FloatType::f32 : FloatType::f64) ||
-            shape_of(target) != call.shape) {
-            throw std::invalid_argument("probability target must have the input's shape " + shape_string(x) +
-                                        ", got " + shape_string(target));
-        }
-        call.probabilities = static_cast<const T*>(target.data());
-        call.probability_strides = element_strides(target);
-    } else {
-        if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native_byte_order(dt) ||
-            !(target.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
-            throw py::type_error("target must be an aligned native int64 array, got dtype " + std::string(py::str(dt)));
-        }
-        if (!has_position_shape(target, x, axis)) {
-            throw std::invalid_argument("target has shape " + shape_string(target) +
-                                        ", which does not match input of shape " + shape_string(x) +
-                                        " without axis " + std::to_string(axis));
-        }
-        call.target = static_cast<const int64_t*>(target.data());
-        call.target_strides = full_rank_strides(target, axis, x.ndim());
-    }
-
+    set_class_targets<T>(call, x, "input", axis, target, !nll);
     py::array weight_array;
-    if (!weight.is_none()) {
-        weight_array = weight.cast<py::array>();
-        check_same_type(x, weight_array, "input", "weight");
-        const auto c_contiguous = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_;
-        if (weight_array.ndim() != 1 || weight_array.shape(0) != x.shape(axis) || !(weight_array.flags() & c_contiguous)) {
-            throw std::invalid_argument("weight must be a contiguous array of shape (" + std::to_string(x.shape(axis)) +
-                                        ",), got " + shape_string(weight_array));
-        }
-        call.weight = static_cast<const T*>(weight_array.data());
-    }
+    set_class_weight<T>(call, x, "input", axis, weight, weight_array);
 
     py::array out_array;
     if (reduction == Reduction::none) {
