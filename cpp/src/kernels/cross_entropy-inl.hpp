@@ -70,6 +70,42 @@ ColumnStatistics<T> index_column_statistics(const T* x, int64_t class_stride, in
     return {m, s, t};
 }
 
+// Probability targets, columns layout: w_c q'_c for class c of `lanes` positions starting at q.
+template <class T>
+Vec<T> weighted_target_column(const T* q, int64_t q_class_stride, int64_t c, int64_t lanes,
+                              const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    const V qp = fma(load_column(q, q_class_stride, c, lanes, T(0)), V::broadcast(T(1) - p.label_smoothing),
+                     V::broadcast(p.label_smoothing / T(p.classes)));
+    return p.weight ? qp * V::broadcast(p.weight[c]) : qp;
+}
+
+// Per lane: m, s = sum_c exp(x_c - m), a = sum_c w_c q'_c (x_c - m), b = sum_c w_c q'_c. Padding
+// lanes compute garbage from zero padding; callers store live lanes only.
+template <class T>
+struct ProbabilityColumnStatistics {
+    Vec<T> max, sum, weighted_shifted_sum, weight_total;
+};
+
+template <class T>
+ProbabilityColumnStatistics<T> probability_column_statistics(const T* x, int64_t x_class_stride, const T* q,
+                                                             int64_t q_class_stride, int64_t lanes,
+                                                             const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    const V zero = V::broadcast(T(0));
+    V m = V::broadcast(-infinity<T>());
+    for (int64_t c = 0; c < p.classes; ++c) m = max(m, load_column(x, x_class_stride, c, lanes, -infinity<T>()));
+    V s = zero, a = zero, b = zero;
+    for (int64_t c = 0; c < p.classes; ++c) {
+        const V d = load_column(x, x_class_stride, c, lanes, T(0)) - m;
+        const V qp = weighted_target_column(q, q_class_stride, c, lanes, p);
+        s = s + vexp(d);
+        a = fma(qp, d, a);
+        b = b + qp;
+    }
+    return {m, s, a, b};
+}
+
 }  // namespace
 }  // namespace FASTLOSS_ISA_NS
 }  // namespace fastloss

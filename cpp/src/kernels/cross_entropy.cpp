@@ -144,32 +144,13 @@ template <class T>
 void probability_columns(const T* x, int64_t x_class_stride, const T* q, int64_t q_class_stride,
                          T* loss, int64_t loss_stride, int64_t columns,
                          const CrossEntropyParams<T>& p) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    const int64_t C = p.classes;
-    const V zero = V::broadcast(T(0));
-    const V keep = V::broadcast(T(1) - p.label_smoothing);
-    const V spread = V::broadcast(p.label_smoothing / T(C));
+    constexpr int64_t W = Vec<T>::width;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
-            const T* ptr = base + c * stride + j;
-            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
-        };
-        V m = V::broadcast(-infinity<T>());
-        for (int64_t c = 0; c < C; ++c) m = max(m, load(x, x_class_stride, c, -infinity<T>()));
-        V s = zero, a = zero, b = zero;
-        for (int64_t c = 0; c < C; ++c) {
-            const V d = load(x, x_class_stride, c, T(0)) - m;
-            V qp = fma(load(q, q_class_stride, c, T(0)), keep, spread);
-            if (p.weight) qp = qp * V::broadcast(p.weight[c]);
-            s = s + vexp(d);
-            a = fma(qp, d, a);
-            b = b + qp;
-        }
-        // Dead lanes computed garbage from zero padding; only live lanes are stored.
+        const ProbabilityColumnStatistics<T> st =
+            probability_column_statistics(x + j, x_class_stride, q + j, q_class_stride, lanes, p);
         T out_lane[W];
-        store(out_lane, b * vlog(s) - a);
+        store(out_lane, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
         for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_lane[k];
     }
 }

@@ -287,39 +287,20 @@ void probability_columns_grad(const T* x, int64_t x_class_stride, const T* q, in
                               int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const int64_t C = p.classes;
-    const V zero = V::broadcast(T(0));
-    const V keep = V::broadcast(T(1) - p.label_smoothing);
-    const V spread = V::broadcast(p.label_smoothing / T(C));
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
-            const T* ptr = base + c * stride + j;
-            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
-        };
-        auto weighted_target = [&](int64_t c) {
-            V qp = fma(load(q, q_class_stride, c, T(0)), keep, spread);
-            return p.weight ? qp * V::broadcast(p.weight[c]) : qp;
-        };
-        V m = V::broadcast(-infinity<T>());
-        for (int64_t c = 0; c < C; ++c) m = max(m, load(x, x_class_stride, c, -infinity<T>()));
-        V s = zero, a = zero, b = zero;
-        for (int64_t c = 0; c < C; ++c) {
-            const V d = load(x, x_class_stride, c, T(0)) - m;
-            const V qp = weighted_target(c);
-            s = s + vexp(d);
-            a = fma(qp, d, a);
-            b = b + qp;
-        }
+        const ProbabilityColumnStatistics<T> st =
+            probability_column_statistics(x + j, x_class_stride, q + j, q_class_stride, lanes, p);
         T out_l[W], scale_l[W];
-        store(out_l, b * vlog(s) - a);
+        store(out_l, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
         for (int64_t k = 0; k < W; ++k) scale_l[k] = k < lanes ? scale[(j + k) * scale_stride] : T(0);
         for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_l[k];
         const V g = V::load(scale_l);
-        const V factor = g * b / s;
-        for (int64_t c = 0; c < C; ++c) {
+        const V factor = g * st.weight_total / st.sum;
+        for (int64_t c = 0; c < p.classes; ++c) {
             // q' is read before the gradient is stored: grad may alias x but never q.
-            const V out = factor * vexp(load(x, x_class_stride, c, T(0)) - m) - g * weighted_target(c);
+            const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
+            const V out = factor * e - g * weighted_target_column(q + j, q_class_stride, c, lanes, p);
             T* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
         }
