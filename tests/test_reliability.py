@@ -111,6 +111,15 @@ MEMORY_CASES: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
     "logsumexp": lambda x, t: fl.logsumexp(x),
     "cross_entropy_grad_out": lambda x, t: fl.cross_entropy(x, t, return_grad=True, grad_out=x),
     "nll_loss_grad_out": lambda x, t: fl.nll_loss(x, t, return_grad=True, grad_out=x),
+    "kl_div": lambda x, t: fl.kl_div(x, x, reduction="batchmean", log_target=True),
+    "kl_div_grad_out": lambda x, t: fl.kl_div(
+        x, x, reduction="sum", log_target=True, return_grad=True, grad_out=x
+    ),
+    "binary_cross_entropy_with_logits": lambda x, t: fl.binary_cross_entropy_with_logits(x, x),
+    "distillation_loss": lambda x, t: fl.distillation_loss(x, x, t),
+    "distillation_loss_sum": lambda x, t: fl.distillation_loss(x, x, t, reduction="sum"),
+    "cosine_embedding_loss": lambda x, t: fl.cosine_embedding_loss(x, x, np.ones(len(x))),
+    "entropy": lambda x, t: fl.entropy(x),
 }
 
 
@@ -264,6 +273,21 @@ DETERMINISM_CASES: dict[str, Callable[[dict], Any]] = {
     "nll_loss_columns_grad": lambda d: fl.nll_loss(
         d["x3"], d["t3"], return_grad=True, reduction="sum"
     ),
+    "kl_div_grad": lambda d: fl.kl_div(
+        fl.log_softmax(d["x"]), d["q"], reduction="batchmean", return_grad=True
+    ),
+    "binary_cross_entropy_grad": lambda d: fl.binary_cross_entropy(d["q"], d["q"], return_grad=True),
+    "binary_cross_entropy_with_logits_grad": lambda d: fl.binary_cross_entropy_with_logits(
+        d["x"], d["q"], pos_weight=d["w"], return_grad=True
+    ),
+    "distillation_loss_grad": lambda d: fl.distillation_loss(
+        d["x"], d["x"][::-1].copy(), d["t"], return_grad=True
+    ),
+    "distillation_loss_columns": lambda d: fl.distillation_loss(d["x3"], d["x3"] * 2, d["t3"]),
+    "cosine_embedding_loss_grad": lambda d: fl.cosine_embedding_loss(
+        d["x"], d["x"][::-1].copy(), np.where(d["t"] % 2 == 0, 1.0, -1.0), return_grad=True
+    ),
+    "entropy": lambda d: fl.entropy(d["x3"], 1),
 }
 
 
