@@ -16,11 +16,11 @@ from ._losses import (
     _finish,
     _gradient_arguments,
     _ignore_index,
-    _index_target,
     _position_shape,
     _weight_array,
+    class_target,
 )
-from ._validation import _to_ndarray, as_float_array, check_reduction, compute_dtype
+from ._validation import as_float_array, check_reduction, compute_dtype
 
 __all__ = ["distillation_loss"]
 
@@ -123,20 +123,7 @@ def distillation_loss(
     s = s.astype(work_dtype, copy=False)
     t = t.astype(work_dtype, copy=False)
 
-    y = target if type(target) is np.ndarray else _to_ndarray(target)
-    if y.dtype.kind in "fV" or y.dtype == np.float16:  # probabilities
-        if y.shape != s.shape:
-            raise (TypeError if y.shape == _position_shape(s.shape, ax) else ValueError)(
-                f"target of dtype {y.dtype} and shape {y.shape}: class indices must be integers, "
-                f"and probabilities must have the logits' shape {s.shape}"
-            )
-        if ignore >= 0:
-            raise ValueError(
-                f"ignore_index is not supported for probability targets (got ignore_index={ignore})"
-            )
-        y = as_float_array(y, "target").astype(work_dtype, copy=False)
-    else:
-        y = _index_target(y, s, ax)
+    y = class_target(target, s, ax, ignore, "the logits'")
 
     w = _weight_array(weight, s.shape[ax], work_dtype)
     positions = _position_shape(s.shape, ax)

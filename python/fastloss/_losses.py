@@ -137,6 +137,25 @@ def _index_target(target: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
     return t
 
 
+def class_target(target: Any, x: np.ndarray, axis: int, ignore_index: int, name: str) -> np.ndarray:
+    """Class indices (int64, the input's shape without the class axis) or class probabilities (the
+    input's shape and computation dtype), with PyTorch's rules for telling them apart."""
+    t = target if type(target) is np.ndarray else _to_ndarray(target)
+    if t.dtype.kind in "fV" or t.dtype == np.float16:  # probabilities
+        if t.shape != x.shape:
+            raise (TypeError if t.shape == _position_shape(x.shape, axis) else ValueError)(
+                f"target of dtype {t.dtype} and shape {t.shape}: class indices must be integers, "
+                f"and probabilities must have {name} shape {x.shape}"
+            )
+        if ignore_index >= 0:
+            raise ValueError(
+                "ignore_index is not supported for probability targets "
+                f"(got ignore_index={ignore_index})"
+            )
+        return as_float_array(t, "target").astype(x.dtype, copy=False)
+    return _index_target(t, x, axis)
+
+
 def _finish(value: float, out: Optional[np.ndarray], reduction: str, result_dtype: np.dtype) -> LossValue:
     if reduction == "none":
         assert out is not None
@@ -232,21 +251,7 @@ def cross_entropy(
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
     ignore = _ignore_index(ignore_index)
 
-    t = target if type(target) is np.ndarray else _to_ndarray(target)
-    if t.dtype.kind in "fV" or t.dtype == np.float16:  # probabilities
-        if t.shape != x.shape:
-            raise (TypeError if t.shape == _position_shape(x.shape, ax) else ValueError)(
-                f"target of dtype {t.dtype} and shape {t.shape}: class indices must be integers, "
-                f"and probabilities must have the input's shape {x.shape}"
-            )
-        if ignore >= 0:
-            raise ValueError(
-                f"ignore_index is not supported for probability targets (got ignore_index={ignore})"
-            )
-        t = as_float_array(t, "target").astype(work_dtype, copy=False)
-    else:
-        t = _index_target(t, x, ax)
-
+    t = class_target(target, x, ax, ignore, "the input's")
     w = _weight_array(weight, x.shape[ax], work_dtype)
     return _run(
         _core.cross_entropy, x, t, w, (ignore, ls), reduction, ax, result_dtype,
