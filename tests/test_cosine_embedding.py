@@ -114,6 +114,13 @@ def test_errors():
         fl.cosine_embedding_loss(np.zeros((2, 3, 4)), np.zeros((2, 3, 4)), np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"x1 of shape \(3, 4\) and x2 of shape \(3, 5\)"):
         fl.cosine_embedding_loss(a, np.zeros((3, 5)), np.ones(3))
+    # Found by the fuzzer: a length-1 feature axis broadcast silently gave 1 - cos of the
+    # broadcast vectors, where torch gives a "cosine" above 1 (each input's own norm).
+    for x1, x2 in [(np.ones(2), np.ones(1)), (np.ones((3, 1)), a), (np.ones((3, 1)), np.zeros((1, 0)))]:
+        with pytest.raises(ValueError, match="same number of features"):
+            fl.cosine_embedding_loss(x1, x2, np.ones(x1.shape[:-1]) if x1.ndim == 2 else 1.0)
+        with pytest.raises(ValueError, match="same number of features"):
+            fl.cosine_embedding_loss(x1, x2, np.ones(3) if x1.ndim == 2 else 1.0, return_grad=True)
     with pytest.raises(ValueError, match=r"target has shape \(2,\), expected \(3,\)"):
         fl.cosine_embedding_loss(a, a, np.ones(2))
     with pytest.raises(ValueError, match="not a valid value for reduction"):
@@ -122,3 +129,20 @@ def test_errors():
         fl.cosine_embedding_loss(a, a, np.array(["a", "b", "c"]))
     with pytest.raises(TypeError, match="x1 must be a floating-point array"):
         fl.cosine_embedding_loss(np.zeros((3, 4), int), a, np.ones(3))
+
+
+def test_misaligned_target():
+    """Found by the fuzzer: a misaligned float64 target raised TypeError ("must be an aligned
+    native float64 array") instead of being copied, as every other misaligned input is."""
+    a = np.arange(12.0).reshape(3, 4)
+    b = a[::-1].copy()
+    want = fl.cosine_embedding_loss(a, b, np.array([1.0, -1.0, 1.0]), reduction="none")
+    raw = np.zeros(3 * 8 + 1, np.uint8)
+    y = raw[1:].view(np.float64)
+    y[:] = [1.0, -1.0, 1.0]
+    assert not y.flags.aligned
+    np.testing.assert_array_equal(fl.cosine_embedding_loss(a, b, y, reduction="none"), want)
+    r = fl.cosine_embedding_loss(a, b, y, reduction="none", return_grad=True)
+    np.testing.assert_array_equal(r.loss, want)
+    one = raw[1:9].view(np.float64).reshape(())  # a 0-d target for (D,) inputs
+    assert fl.cosine_embedding_loss(a[0], b[0], one) == fl.cosine_embedding_loss(a[0], b[0], 1.0)

@@ -313,3 +313,14 @@ def test_errors(rng):
         fl.distillation_loss(s.astype(int), t, y)
     with pytest.raises(ValueError, match="ignore_index is not supported for probability targets"):
         fl.distillation_loss(s, t, ref.softmax(s, 1), ignore_index=0)
+
+
+def test_no_classes_with_probability_targets_mean_is_nan():
+    """Found by the fuzzer: as cross_entropy's (numel / C = 0 / 0), the mean CE term is NaN with
+    no classes, so the loss is NaN for every alpha (PyTorch: alpha * NaN); it was 0."""
+    e = np.zeros((1, 0), np.float32)
+    for alpha in (0.0, 0.5, 1.0):
+        assert np.isnan(fl.distillation_loss(e, e, e, alpha=alpha))
+        r = fl.distillation_loss(e, e, e, alpha=alpha, return_grad=True)
+        assert np.isnan(r.loss) and r.grad.shape == (1, 0)
+    assert fl.distillation_loss(e, e, e, reduction="sum") == 0.0

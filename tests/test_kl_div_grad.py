@@ -218,3 +218,15 @@ def test_gradient_argument_errors():
         fl.kl_div(x, t, reduction="batchmean", return_grad=True, grad_output=np.ones(4))
     r = fl.kl_div(x, t, reduction="batchmean", return_grad=True)
     assert isinstance(r, fl.LossAndGrad)
+
+
+def test_zero_d_input_broadcast_by_the_target_gets_an_array_gradient():
+    """Found by the fuzzer: a 0-d input summed back from a broadcast gradient came back as a NumPy
+    scalar, not a 0-d array."""
+    for t in (np.zeros(0), np.array([0.25, 0.5])):
+        r = fl.kl_div(np.array(-1.0), t, reduction="sum", return_grad=True)
+        assert isinstance(r.grad, np.ndarray) and r.grad.shape == ()
+        np.testing.assert_allclose(r.grad, -t.sum(), rtol=1e-15)
+        out = np.empty(())
+        r = fl.kl_div(np.array(-1.0), t, reduction="sum", return_grad=True, grad_out=out)
+        assert r.grad is out

@@ -41,7 +41,9 @@ def cosine_embedding_loss(
     """Cosine embedding loss, as ``torch.nn.functional.cosine_embedding_loss``.
 
     ``x1`` and ``x2`` are (N, D) with ``target`` (N,), or (D,) with a 0-d target; the two
-    inputs broadcast against each other. Per row, PyTorch's own cosine (not
+    inputs broadcast against each other along N (a (1, D) input against (N, D)); D must be
+    equal (PyTorch broadcasts a length-1 D too but then divides by each input's own norm, a
+    "cosine" that can exceed 1: ValueError here). Per row, PyTorch's own cosine (not
     ``F.cosine_similarity``'s): ``cos = sum(x1 * x2) / sqrt((sum(x1**2) + 1e-12) *
     (sum(x2**2) + 1e-12))`` (PyTorch's EPSILON is the float32 constant 1e-12, also for
     float64 inputs), and the loss is ``1 - cos`` where ``target == 1``,
@@ -74,6 +76,13 @@ def cosine_embedding_loss(
         raise ValueError(
             f"x1 of shape {a.shape} and x2 of shape {b.shape} cannot be broadcast together"
         ) from None
+    if a.shape[-1] != b.shape[-1]:
+        # PyTorch broadcasts a length-1 feature axis in x1 * x2 but takes each input's squared
+        # norm over its own length: a "cosine" above 1, not one this function can return.
+        raise ValueError(
+            f"x1 of shape {a.shape} and x2 of shape {b.shape} must have the same number of "
+            "features (last axis); only the batch axis broadcasts"
+        )
     expected_target = shape[:-1]
     if y.shape != expected_target:
         raise ValueError(
@@ -86,6 +95,8 @@ def cosine_embedding_loss(
     b = b.astype(work_dtype, copy=False)
     rows = rows_shape[0]
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
+    if not y64.flags.aligned:  # a misaligned float64 target is not copied by asarray
+        y64 = y64.copy()
     out = np.empty(rows, work_dtype) if reduction == "none" else None
     grad = kernel_grad = go = None
     direct = False  # whether the kernel writes the gradient into `grad` itself

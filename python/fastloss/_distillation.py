@@ -128,9 +128,12 @@ def distillation_loss(
     w = _weight_array(weight, s.shape[ax], work_dtype)
     positions = _position_shape(s.shape, ax)
     out = np.empty(positions, work_dtype) if reduction == "none" else None
+    # cross_entropy's mean over probability targets divides by numel / C: with no classes that
+    # is 0 / 0, NaN, whatever alpha (PyTorch's alpha * NaN); the kernels see only empty sums.
+    no_classes_mean = reduction == "mean" and y.dtype.kind == "f" and s.shape[ax] == 0
     if not return_grad:
         value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out)
-        return _finish(value, out, reduction, result_dtype)
+        return _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
     s, grad, go = _gradient_arguments(s, positions, reduction, grad_output, grad_out)
     # The kernels may write the gradient over the student logits only: a grad_out that overlaps
     # the teacher logits or the probability targets gets them copied first.
@@ -139,5 +142,5 @@ def distillation_loss(
     if y.dtype.kind == "f" and np.may_share_memory(grad, y):
         y = y.copy()
     value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out, grad, go)
-    loss = _finish(value, out, reduction, result_dtype)
+    loss = _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
     return LossAndGrad(loss, grad.astype(result_dtype, copy=False))

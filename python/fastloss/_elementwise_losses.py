@@ -93,7 +93,8 @@ def _sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     axes = tuple(range(lead)) + tuple(
         lead + k for k, n in enumerate(shape) if n == 1 and grad.shape[lead + k] != 1
     )
-    return grad.sum(axis=axes, dtype=np.float64).reshape(shape)
+    # (np.asarray: summing everything into a 0-d input gives a NumPy scalar, not an array)
+    return np.asarray(grad.sum(axis=axes, dtype=np.float64)).reshape(shape)
 
 
 def _run(
