@@ -112,9 +112,6 @@ MEMORY_CASES: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
     "cross_entropy_grad_out": lambda x, t: fl.cross_entropy(x, t, return_grad=True, grad_out=x),
     "nll_loss_grad_out": lambda x, t: fl.nll_loss(x, t, return_grad=True, grad_out=x),
     "kl_div": lambda x, t: fl.kl_div(x, x, reduction="batchmean", log_target=True),
-    "kl_div_grad_out": lambda x, t: fl.kl_div(
-        x, x, reduction="sum", log_target=True, return_grad=True, grad_out=x
-    ),
     "binary_cross_entropy_with_logits": lambda x, t: fl.binary_cross_entropy_with_logits(x, x),
     "distillation_loss": lambda x, t: fl.distillation_loss(x, x, t),
     "distillation_loss_sum": lambda x, t: fl.distillation_loss(x, x, t, reduction="sum"),
