@@ -5,28 +5,32 @@
 
 namespace fastloss {
 
+namespace {
+// Applies one of the active table's elementwise functions over [0, n), in parallel chunks.
+template <class T>
+void apply_in_parallel(void (*f)(const T*, T*, int64_t), const T* x, T* y, int64_t n) {
+    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+}
+}  // namespace
+
 template <class T>
 void vector_exp(const T* x, T* y, int64_t n) {
-    const auto f = math_kernels<T>(active_kernels()).exp;
-    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+    apply_in_parallel(math_kernels<T>(active_kernels()).exp, x, y, n);
 }
 
 template <class T>
 void vector_log(const T* x, T* y, int64_t n) {
-    const auto f = math_kernels<T>(active_kernels()).log;
-    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+    apply_in_parallel(math_kernels<T>(active_kernels()).log, x, y, n);
 }
 
 template <class T>
 void vector_log1p(const T* x, T* y, int64_t n) {
-    const auto f = math_kernels<T>(active_kernels()).log1p;
-    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+    apply_in_parallel(math_kernels<T>(active_kernels()).log1p, x, y, n);
 }
 
 template <class T>
 void vector_log1p_unit(const T* x, T* y, int64_t n) {
-    const auto f = math_kernels<T>(active_kernels()).log1p_unit;
-    parallel_for(n, 1, [&](int64_t b, int64_t e) { f(x + b, y + b, e - b); });
+    apply_in_parallel(math_kernels<T>(active_kernels()).log1p_unit, x, y, n);
 }
 
 template void vector_exp<float>(const float*, float*, int64_t);
