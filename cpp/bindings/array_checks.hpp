@@ -12,11 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "fastloss/half.hpp"
+
 namespace fastloss::bindings {
 
 namespace py = pybind11;
 
-enum class FloatType { f32, f64 };
+enum class FloatType { f32, f64, f16, bf16 };
 
 // Below this many elements the GIL stays held: releasing and re-taking it costs more than the
 // work. Above it, kernels run without the GIL (they touch no Python objects).
@@ -53,11 +55,23 @@ inline bool is_native_byte_order(const py::dtype& dt) {
 #endif
 }
 
-// float32 or float64, native byte order, aligned (so byte strides are whole elements).
+// float32, float64, float16 or bfloat16 (ml_dtypes' "bfloat16", a kind 'V' dtype), native byte order,
+// aligned (so byte strides are whole elements).
 inline FloatType float_type(const py::array& a, const char* name) {
     const py::dtype dt = a.dtype();
-    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8)) {
-        throw py::type_error(std::string(name) + " must be a float32 or float64 array, got dtype " +
+    const char kind = dt.kind();
+    const auto size = dt.itemsize();
+    FloatType type;
+    if (kind == 'f' && size == 4) {
+        type = FloatType::f32;
+    } else if (kind == 'f' && size == 8) {
+        type = FloatType::f64;
+    } else if (kind == 'f' && size == 2) {
+        type = FloatType::f16;
+    } else if (kind == 'V' && size == 2 && std::string(py::str(dt.attr("name"))) == "bfloat16") {
+        type = FloatType::bf16;
+    } else {
+        throw py::type_error(std::string(name) + " must be a float32, float64, float16 or bfloat16 array, got dtype " +
                              std::string(py::str(dt)));
     }
     if (!is_native_byte_order(dt)) {
@@ -66,7 +80,19 @@ inline FloatType float_type(const py::array& a, const char* name) {
     if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
         throw std::invalid_argument(std::string(name) + " must be aligned");
     }
-    return dt.itemsize() == 4 ? FloatType::f32 : FloatType::f64;
+    return type;
+}
+
+// Calls f(S{}) with S the storage type of `type` (float, double, Half, BFloat16).
+template <class F>
+decltype(auto) with_storage_type(FloatType type, F&& f) {
+    switch (type) {
+    case FloatType::f64: return f(double{});
+    case FloatType::f16: return f(Half{});
+    case FloatType::bf16: return f(BFloat16{});
+    case FloatType::f32: break;
+    }
+    return f(float{});
 }
 
 inline std::vector<int64_t> shape_of(const py::array& a) {

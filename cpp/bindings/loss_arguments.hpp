@@ -48,7 +48,7 @@ template <class T, class Call>
 void set_class_targets(Call& call, const py::array& x, const char* input_name, int axis, const py::array& target,
                        bool allow_probabilities) {
     const py::dtype dt = target.dtype();
-    if (dt.kind() == 'f') {
+    if (dt.kind() == 'f' || dt.kind() == 'V') {  // floating (bfloat16 is kind 'V'): probabilities
         if (!allow_probabilities) throw py::type_error("target must be an integer array of class indices");
         check_same_type(x, target, input_name, "target");
         float_type(target, "target");
@@ -108,7 +108,7 @@ void set_gradient_operands(Call& call, const py::array& x, const char* input_nam
     call.grad_strides = element_strides(grad_holder);
     if (grad_output.is_none()) return;
     if (reduction != Reduction::none) {
-        call.grad_output_scalar = T(grad_output.cast<double>());  // a number for mean and sum
+        call.grad_output_scalar = compute_t<T>(grad_output.cast<double>());  // a number for mean and sum
         return;
     }
     grad_output_holder = grad_output.cast<py::array>();

@@ -53,7 +53,7 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
         call.grad = static_cast<T*>(grad_array.mutable_data());
         call.grad_row_stride = grad_array.strides(0) / grad_array.itemsize();
         if (!grad_output.is_none() && reduction != Reduction::none) {
-            call.grad_output_scalar = T(grad_output.cast<double>());
+            call.grad_output_scalar = compute_t<T>(grad_output.cast<double>());
         } else if (!grad_output.is_none()) {
             grad_output_array = grad_output.cast<py::array>();
             check_same_type(x1, grad_output_array, "x1", "grad_output");
@@ -92,8 +92,9 @@ double cosine_embedding_binding(const py::array& x1, const py::array& x2, const 
                                     shape_string(target));
     }
     const Reduction r = parse_reduction(reduction);
-    if (type == FloatType::f32) return run_cosine_embedding<float>(x1, x2, target, margin, r, out, grad, grad_output);
-    return run_cosine_embedding<double>(x1, x2, target, margin, r, out, grad, grad_output);
+    return with_storage_type(type, [&](auto tag) {
+        return run_cosine_embedding<decltype(tag)>(x1, x2, target, margin, r, out, grad, grad_output);
+    });
 }
 
 }  // namespace

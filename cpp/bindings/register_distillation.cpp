@@ -27,7 +27,7 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
     call.shape = shape_of(s);
     call.axis = axis;
     call.ignore_index = ignore_index;
-    call.label_smoothing = T(label_smoothing);
+    call.label_smoothing = compute_t<T>(label_smoothing);
     call.temperature = temperature;
     call.alpha = alpha;
     call.reduction = reduction;
@@ -80,12 +80,10 @@ double distillation_binding(const py::array& s, const py::array& t, const py::ar
         throw std::invalid_argument("alpha must be in [0, 1], got " + std::to_string(alpha));
     }
     const Reduction r = parse_reduction(reduction);
-    if (type == FloatType::f32) {
-        return run_distillation<float>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha, r, axis,
-                                       out, grad, grad_output);
-    }
-    return run_distillation<double>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha, r, axis,
-                                    out, grad, grad_output);
+    return with_storage_type(type, [&](auto tag) {
+        return run_distillation<decltype(tag)>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha,
+                                               r, axis, out, grad, grad_output);
+    });
 }
 
 }  // namespace

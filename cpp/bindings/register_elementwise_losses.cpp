@@ -47,7 +47,7 @@ template <class T>
 double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::array& target,
                             const py::object& weight, const py::object& pos_weight, const py::object& out,
                             const GradientArguments& gradient) {
-    ElementwiseLossCall<T> call;
+    ElementwiseLossCall<T> call;  // T: the storage type
     call.shape = shape_of(x);
     call.input = static_cast<const T*>(x.data());
     call.input_strides = element_strides(x);
@@ -58,7 +58,7 @@ double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::
     call.grad = writeable_operand<T>(gradient.grad, x, "grad", call.grad_strides);
     if (call.grad) {
         call.grad_output = operand<T>(gradient.grad_output, x, "grad_output", call.grad_output_strides);
-        call.grad_scale = T(gradient.grad_scale);
+        call.grad_scale = compute_t<T>(gradient.grad_scale);
     }
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
     return elementwise_loss(kind, call);
@@ -67,10 +67,9 @@ double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::
 double elementwise_loss_binding(ElementwiseLoss kind, const py::array& x, const py::array& target,
                                 const py::object& weight, const py::object& pos_weight, const py::object& out,
                                 const GradientArguments& gradient) {
-    if (float_type(x, "input") == FloatType::f32) {
-        return run_elementwise_loss<float>(kind, x, target, weight, pos_weight, out, gradient);
-    }
-    return run_elementwise_loss<double>(kind, x, target, weight, pos_weight, out, gradient);
+    return with_storage_type(float_type(x, "input"), [&](auto tag) {
+        return run_elementwise_loss<decltype(tag)>(kind, x, target, weight, pos_weight, out, gradient);
+    });
 }
 
 const char* const kGradientDoc =

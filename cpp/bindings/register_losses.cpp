@@ -23,7 +23,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
     call.shape = shape_of(x);
     call.axis = axis;
     call.ignore_index = ignore_index;
-    call.label_smoothing = T(label_smoothing);
+    call.label_smoothing = compute_t<T>(label_smoothing);
     call.reduction = reduction;
 
     set_class_targets<T>(call, x, "input", axis, target, !nll);
@@ -62,12 +62,10 @@ double classification_loss_binding(bool nll, const py::array& x, const py::array
         throw std::invalid_argument("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
     }
     const Reduction r = parse_reduction(reduction);
-    if (type == FloatType::f32) {
-        return run_classification_loss<float>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out, grad,
-                                              grad_output);
-    }
-    return run_classification_loss<double>(nll, x, target, weight, ignore_index, label_smoothing, r, axis, out, grad,
-                                           grad_output);
+    return with_storage_type(type, [&](auto tag) {
+        return run_classification_loss<decltype(tag)>(nll, x, target, weight, ignore_index, label_smoothing, r, axis,
+                                                      out, grad, grad_output);
+    });
 }
 
 // NumPy's float32 and float64 scalar types, looked up once (a reference deliberately kept for the

@@ -39,11 +39,10 @@ void softmax_binding(const py::array& x, py::array& out, int64_t axis_arg, bool 
     const void* xp = x.data();
     void* yp = out.mutable_data();
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
-    if (type == FloatType::f32) {
-        softmax_forward(kind, static_cast<const float*>(xp), xs, static_cast<float*>(yp), ys, shape, axis);
-    } else {
-        softmax_forward(kind, static_cast<const double*>(xp), xs, static_cast<double*>(yp), ys, shape, axis);
-    }
+    with_storage_type(type, [&](auto tag) {
+        using S = decltype(tag);
+        softmax_forward(kind, static_cast<const S*>(xp), xs, static_cast<S*>(yp), ys, shape, axis);
+    });
 }
 
 void reduced_binding(const py::array& x, py::array& out, int64_t axis_arg, bool entropy) {
@@ -59,13 +58,11 @@ void reduced_binding(const py::array& x, py::array& out, int64_t axis_arg, bool 
     const void* xp = x.data();
     void* op = out.mutable_data();
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
-    if (type == FloatType::f32) {
-        auto* forward = entropy ? &entropy_forward<float> : &logsumexp_forward<float>;
-        forward(static_cast<const float*>(xp), xs, static_cast<float*>(op), os, shape, axis);
-    } else {
-        auto* forward = entropy ? &entropy_forward<double> : &logsumexp_forward<double>;
-        forward(static_cast<const double*>(xp), xs, static_cast<double*>(op), os, shape, axis);
-    }
+    with_storage_type(type, [&](auto tag) {
+        using S = decltype(tag);
+        auto* forward = entropy ? &entropy_forward<S> : &logsumexp_forward<S>;
+        forward(static_cast<const S*>(xp), xs, static_cast<S*>(op), os, shape, axis);
+    });
 }
 
 void softmax_backward_binding(const py::array& g, const py::array& y, py::array& out, int64_t axis_arg, bool log) {
@@ -83,13 +80,11 @@ void softmax_backward_binding(const py::array& g, const py::array& y, py::array&
     void* op = out.mutable_data();
     const SoftmaxKind kind = log ? SoftmaxKind::log_softmax : SoftmaxKind::softmax;
     const ReleaseGilIf nogil(g.size() >= kReleaseGilElements);
-    if (type == FloatType::f32) {
-        softmax_backward(kind, static_cast<const float*>(gp), gs, static_cast<const float*>(yp), ys,
-                         static_cast<float*>(op), os, shape, axis);
-    } else {
-        softmax_backward(kind, static_cast<const double*>(gp), gs, static_cast<const double*>(yp), ys,
-                         static_cast<double*>(op), os, shape, axis);
-    }
+    with_storage_type(type, [&](auto tag) {
+        using S = decltype(tag);
+        softmax_backward(kind, static_cast<const S*>(gp), gs, static_cast<const S*>(yp), ys, static_cast<S*>(op), os,
+                         shape, axis);
+    });
 }
 
 }  // namespace

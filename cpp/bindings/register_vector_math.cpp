@@ -22,6 +22,7 @@ void apply(MathFunction f, const T* x, T* y, int64_t n) {
 template <MathFunction F>
 void elementwise_binding(const py::array& x, py::array& out) {
     const FloatType type = float_type(x, "x");
+    if (type != FloatType::f32 && type != FloatType::f64) throw py::type_error("x must be a float32 or float64 array");
     check_same_type(x, out, "x", "out");
     check_writeable(out, "out");
     const auto c_contiguous = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_;

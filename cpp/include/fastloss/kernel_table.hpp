@@ -1,12 +1,20 @@
 // The table of kernel entry points. One table is compiled per instruction set (cpp/src/kernels/,
 // one namespace per ISA) and dispatch.hpp chooses one at run time.
 //
+// Kernels are templates on the storage type S of the big arrays (float, double, Half, BFloat16)
+// and compute in T = compute_t<S> (float32 for the half types): half values are widened on load
+// and rounded once on store, so no converted copy of an input is ever made. Small per-position
+// or per-class operands (losses before reduction, gradient scales, class weights) are in T.
+//
 // Kernels are serial and trust their arguments: shapes, strides and pointers were checked by the
 // bindings, and threading is the caller's (parallel.hpp). All sizes and strides are int64_t and
 // counted in elements, never bytes.
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
+
+#include "fastloss/half.hpp"
 
 namespace fastloss {
 
@@ -18,23 +26,23 @@ namespace fastloss {
 //             x_class_stride apart: value c of position j is x[c * x_class_stride + j]. This is
 //             the layout of a class axis that is not the last one, e.g. axis 1 of (N, C, H, W);
 //             kernels vectorise across positions instead of gathering a strided row.
-template <class T>
+template <class S>
 struct SoftmaxKernels {
     // stream_output: write y with non-temporal stores (outputs much larger than the caches).
-    void (*log_softmax_rows)(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride,
+    void (*log_softmax_rows)(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride,
                              int64_t rows, int64_t classes, bool stream_output);
-    void (*softmax_rows)(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride,
+    void (*softmax_rows)(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride,
                          int64_t rows, int64_t classes);
     // out[r * out_stride] = logsumexp of row r.
-    void (*logsumexp_rows)(const T* x, int64_t x_row_stride, T* out, int64_t out_stride,
+    void (*logsumexp_rows)(const S* x, int64_t x_row_stride, S* out, int64_t out_stride,
                            int64_t rows, int64_t classes);
 
-    void (*log_softmax_columns)(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+    void (*log_softmax_columns)(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
                                 int64_t columns, int64_t classes);
-    void (*softmax_columns)(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+    void (*softmax_columns)(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
                             int64_t columns, int64_t classes);
     // out[j * out_stride] = logsumexp of position j.
-    void (*logsumexp_columns)(const T* x, int64_t x_class_stride, T* out, int64_t out_stride,
+    void (*logsumexp_columns)(const S* x, int64_t x_class_stride, S* out, int64_t out_stride,
                               int64_t columns, int64_t classes);
 };
 
@@ -42,16 +50,16 @@ struct SoftmaxKernels {
 //   softmax:      dx = y * (g - sum_c g_c y_c)
 //   log_softmax:  dx = g - exp(y) * sum_c g_c
 // Rows and columns layouts as for SoftmaxKernels; all three arrays share one layout kind.
-template <class T>
+template <class S>
 struct SoftmaxBackwardKernels {
-    void (*softmax_rows)(const T* g, int64_t g_row_stride, const T* y, int64_t y_row_stride, T* dx,
+    void (*softmax_rows)(const S* g, int64_t g_row_stride, const S* y, int64_t y_row_stride, S* dx,
                          int64_t dx_row_stride, int64_t rows, int64_t classes);
-    void (*log_softmax_rows)(const T* g, int64_t g_row_stride, const T* y, int64_t y_row_stride,
-                             T* dx, int64_t dx_row_stride, int64_t rows, int64_t classes);
-    void (*softmax_columns)(const T* g, int64_t g_class_stride, const T* y, int64_t y_class_stride,
-                            T* dx, int64_t dx_class_stride, int64_t columns, int64_t classes);
-    void (*log_softmax_columns)(const T* g, int64_t g_class_stride, const T* y,
-                                int64_t y_class_stride, T* dx, int64_t dx_class_stride,
+    void (*log_softmax_rows)(const S* g, int64_t g_row_stride, const S* y, int64_t y_row_stride,
+                             S* dx, int64_t dx_row_stride, int64_t rows, int64_t classes);
+    void (*softmax_columns)(const S* g, int64_t g_class_stride, const S* y, int64_t y_class_stride,
+                            S* dx, int64_t dx_class_stride, int64_t columns, int64_t classes);
+    void (*log_softmax_columns)(const S* g, int64_t g_class_stride, const S* y,
+                                int64_t y_class_stride, S* dx, int64_t dx_class_stride,
                                 int64_t columns, int64_t classes);
 };
 
@@ -71,38 +79,39 @@ struct CrossEntropyParams {
 //  * probability targets: loss = -sum_c w[c] q'_c (x_c - lse),  q' = (1-eps) q + eps/C
 // Rows and columns layouts as for SoftmaxKernels; target and loss are per-position operands,
 // `target_stride` / `loss_stride` apart from one position to the next.
-template <class T>
+template <class S>
 struct CrossEntropyKernels {
-    void (*index_rows)(const T* x, int64_t x_row_stride, const int64_t* target,
+    using T = compute_t<S>;
+    void (*index_rows)(const S* x, int64_t x_row_stride, const int64_t* target,
                        int64_t target_stride, T* loss, int64_t loss_stride, int64_t rows,
                        const CrossEntropyParams<T>& params);
-    void (*index_columns)(const T* x, int64_t x_class_stride, const int64_t* target,
+    void (*index_columns)(const S* x, int64_t x_class_stride, const int64_t* target,
                           int64_t target_stride, T* loss, int64_t loss_stride, int64_t columns,
                           const CrossEntropyParams<T>& params);
-    void (*probability_rows)(const T* x, int64_t x_row_stride, const T* q, int64_t q_row_stride,
+    void (*probability_rows)(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride,
                              T* loss, int64_t loss_stride, int64_t rows,
                              const CrossEntropyParams<T>& params);
-    void (*probability_columns)(const T* x, int64_t x_class_stride, const T* q,
+    void (*probability_columns)(const S* x, int64_t x_class_stride, const S* q,
                                 int64_t q_class_stride, T* loss, int64_t loss_stride,
                                 int64_t columns, const CrossEntropyParams<T>& params);
 
     // The same, also writing grad = scale * d loss / d x in the same pass (scale: the position's
     // factor of the reduction -- 1/D for mean, 1 for sum, grad_output for none). grad may be x.
-    void (*index_rows_grad)(const T* x, int64_t x_row_stride, const int64_t* target,
+    void (*index_rows_grad)(const S* x, int64_t x_row_stride, const int64_t* target,
                             int64_t target_stride, const T* scale, int64_t scale_stride, T* loss,
-                            int64_t loss_stride, T* grad, int64_t grad_row_stride, int64_t rows,
+                            int64_t loss_stride, S* grad, int64_t grad_row_stride, int64_t rows,
                             const CrossEntropyParams<T>& params);
-    void (*index_columns_grad)(const T* x, int64_t x_class_stride, const int64_t* target,
+    void (*index_columns_grad)(const S* x, int64_t x_class_stride, const int64_t* target,
                                int64_t target_stride, const T* scale, int64_t scale_stride,
-                               T* loss, int64_t loss_stride, T* grad, int64_t grad_class_stride,
+                               T* loss, int64_t loss_stride, S* grad, int64_t grad_class_stride,
                                int64_t columns, const CrossEntropyParams<T>& params);
-    void (*probability_rows_grad)(const T* x, int64_t x_row_stride, const T* q,
+    void (*probability_rows_grad)(const S* x, int64_t x_row_stride, const S* q,
                                   int64_t q_row_stride, const T* scale, int64_t scale_stride,
-                                  T* loss, int64_t loss_stride, T* grad, int64_t grad_row_stride,
+                                  T* loss, int64_t loss_stride, S* grad, int64_t grad_row_stride,
                                   int64_t rows, const CrossEntropyParams<T>& params);
-    void (*probability_columns_grad)(const T* x, int64_t x_class_stride, const T* q,
+    void (*probability_columns_grad)(const S* x, int64_t x_class_stride, const S* q,
                                      int64_t q_class_stride, const T* scale, int64_t scale_stride,
-                                     T* loss, int64_t loss_stride, T* grad,
+                                     T* loss, int64_t loss_stride, S* grad,
                                      int64_t grad_class_stride, int64_t columns,
                                      const CrossEntropyParams<T>& params);
 };
@@ -123,70 +132,73 @@ struct DistillationParams {
     T soft_grad = T(0);
 };
 
-template <class T>
+template <class S>
 struct DistillationKernels {
-    void (*rows)(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
-                 int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+    using T = compute_t<S>;
+    void (*rows)(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
+                 int64_t target_stride, const S* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
                  int64_t rows, const DistillationParams<T>& params);
-    void (*columns)(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
-                    const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
+    void (*columns)(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride,
+                    const int64_t* target, int64_t target_stride, const S* q, int64_t q_class_stride, T* ce,
                     T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& params);
 
     // The same, also writing grad = d/ds of the position's share of the loss in the same pass
     // (grad may be s; never t or q). scale is the per-position operand (grad_output, or one
     // constant with scale_stride 0) that multiplies params.hard_grad and params.soft_grad.
-    void (*rows_grad)(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
-                      int64_t target_stride, const T* q, int64_t q_row_stride, const T* scale, int64_t scale_stride,
-                      T* ce, T* kl, int64_t out_stride, T* grad, int64_t grad_row_stride, int64_t rows,
+    void (*rows_grad)(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
+                      int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride,
+                      T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
                       const DistillationParams<T>& params);
-    void (*columns_grad)(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
-                         const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride,
-                         const T* scale, int64_t scale_stride, T* ce, T* kl, int64_t out_stride, T* grad,
+    void (*columns_grad)(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride,
+                         const int64_t* target, int64_t target_stride, const S* q, int64_t q_class_stride,
+                         const T* scale, int64_t scale_stride, T* ce, T* kl, int64_t out_stride, S* grad,
                          int64_t grad_class_stride, int64_t columns, const DistillationParams<T>& params);
 };
 
 // H(softmax(x)) = lse - sum_c p_c x_c per position, with p_c x_c = 0 where p_c = 0 (-inf logits),
 // as torch.distributions.Categorical(logits=x).entropy(). Layouts as for SoftmaxKernels.
-template <class T>
+template <class S>
 struct EntropyKernels {
-    void (*rows)(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows, int64_t classes);
-    void (*columns)(const T* x, int64_t x_class_stride, T* out, int64_t out_stride, int64_t columns,
+    void (*rows)(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t rows, int64_t classes);
+    void (*columns)(const S* x, int64_t x_class_stride, S* out, int64_t out_stride, int64_t columns,
                     int64_t classes);
 };
 
 // The three dot products of a cosine (the cosine embedding loss): for rows a_r, b_r of n
 // contiguous values, out3[3r] = sum a*b, out3[3r + 1] = sum a*a, out3[3r + 2] = sum b*b.
-template <class T>
+template <class S>
 struct CosineKernels {
-    void (*dot3_rows)(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, T* out3, int64_t rows,
+    using T = compute_t<S>;
+    void (*dot3_rows)(const S* a, int64_t a_row_stride, const S* b, int64_t b_row_stride, T* out3, int64_t rows,
                       int64_t n);
     // grad_r = coef[2r] * a_r + coef[2r + 1] * b_r over rows of n contiguous values (grad may be a).
-    void (*combine_rows)(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, const T* coef,
-                         T* grad, int64_t grad_row_stride, int64_t rows, int64_t n);
+    void (*combine_rows)(const S* a, int64_t a_row_stride, const S* b, int64_t b_row_stride, const T* coef,
+                         S* grad, int64_t grad_row_stride, int64_t rows, int64_t n);
 };
 
 // One segment of an elementwise loss over broadcast operands: n elements, element i of an
 // operand at ptr[i * stride]. A stride of 0 repeats one value (a broadcast axis); kernels
 // vectorise when every stride is 0 or 1 and gather/scatter otherwise.
-template <class T>
+template <class S>
 struct ElementwiseSegment {
-    const T* input = nullptr;
+    using T = compute_t<S>;
+    const S* input = nullptr;
     int64_t input_stride = 0;
-    const T* target = nullptr;
+    const S* target = nullptr;
     int64_t target_stride = 0;
-    const T* weight = nullptr;  // nullptr: no weight
+    const S* weight = nullptr;  // nullptr: no weight
     int64_t weight_stride = 0;
-    const T* pos_weight = nullptr;  // BCE with logits only; nullptr: no pos_weight
+    const S* pos_weight = nullptr;  // BCE with logits only; nullptr: no pos_weight
     int64_t pos_weight_stride = 0;
-    T* out = nullptr;  // nullptr: only the sum is wanted
+    S* out = nullptr;  // nullptr: only the sum is wanted
     int64_t out_stride = 0;
     // The gradient with respect to the input, written in the same pass when grad is not nullptr:
     // grad[i] = (d loss_i / d input_i) * g_i, with g_i = grad_output[i] (reduction 'none') or
     // grad_scale (grad_output / D for a mean, grad_output for a sum). grad may alias input
     // (same pointer and stride): each element is read before its gradient is stored.
-    T* grad = nullptr;
+    S* grad = nullptr;
     int64_t grad_stride = 0;
-    const T* grad_output = nullptr;  // nullptr: every g_i is grad_scale
+    const S* grad_output = nullptr;  // nullptr: every g_i is grad_scale
     int64_t grad_output_stride = 0;
     T grad_scale = T(1);
 };
@@ -206,9 +218,9 @@ struct SegmentResult {
 //                       input = -inf or NaN (0 * input is NaN); target < 0 gives NaN.
 //   log_target = true:  exp(target) * (target - input).
 // Gradient with respect to the input (when s.grad is set): -target, or -exp(target).
-template <class T>
+template <class S>
 struct KLDivKernels {
-    SegmentResult (*forward)(const ElementwiseSegment<T>& s, int64_t n, bool log_target);
+    SegmentResult (*forward)(const ElementwiseSegment<S>& s, int64_t n, bool log_target);
 };
 
 // Binary cross-entropy, pointwise (w = weight, pw = pos_weight, 1 when absent):
@@ -218,10 +230,10 @@ struct KLDivKernels {
 // Gradients with respect to the input (when s.grad is set):
 //   probabilities:   w (p - y) / max(p (1 - p), 1e-12)
 //   logits:          w [(pw y + 1 - y) sigmoid(x) - pw y]
-template <class T>
+template <class S>
 struct BinaryCrossEntropyKernels {
-    SegmentResult (*probabilities)(const ElementwiseSegment<T>& s, int64_t n);
-    SegmentResult (*logits)(const ElementwiseSegment<T>& s, int64_t n);
+    SegmentResult (*probabilities)(const ElementwiseSegment<S>& s, int64_t n);
+    SegmentResult (*logits)(const ElementwiseSegment<S>& s, int64_t n);
 };
 
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native
@@ -241,128 +253,56 @@ struct BandwidthKernels {
     void (*fill)(float* y, int64_t n, float value);      // writes n
 };
 
+// Every kernel family for one storage type.
+template <class S>
+struct KernelSet {
+    using Storage = S;
+    SoftmaxKernels<S> softmax;
+    SoftmaxBackwardKernels<S> softmax_backward;
+    CrossEntropyKernels<S> cross_entropy;
+    DistillationKernels<S> distillation;
+    EntropyKernels<S> entropy;
+    CosineKernels<S> cosine;
+    KLDivKernels<S> kl_div;
+    BinaryCrossEntropyKernels<S> binary_cross_entropy;
+};
+
 struct KernelTable {
     const char* isa_name;
-    SoftmaxKernels<float> softmax_f32;
-    SoftmaxKernels<double> softmax_f64;
-    SoftmaxBackwardKernels<float> softmax_backward_f32;
-    SoftmaxBackwardKernels<double> softmax_backward_f64;
-    CrossEntropyKernels<float> cross_entropy_f32;
-    CrossEntropyKernels<double> cross_entropy_f64;
-    DistillationKernels<float> distillation_f32;
-    DistillationKernels<double> distillation_f64;
-    EntropyKernels<float> entropy_f32;
-    EntropyKernels<double> entropy_f64;
-    CosineKernels<float> cosine_f32;
-    CosineKernels<double> cosine_f64;
-    KLDivKernels<float> kl_div_f32;
-    KLDivKernels<double> kl_div_f64;
-    BinaryCrossEntropyKernels<float> binary_cross_entropy_f32;
-    BinaryCrossEntropyKernels<double> binary_cross_entropy_f64;
+    KernelSet<float> f32;
+    KernelSet<double> f64;
+    KernelSet<Half> f16;
+    KernelSet<BFloat16> bf16;
     VectorMathKernels<float> math_f32;
     VectorMathKernels<double> math_f64;
     BandwidthKernels bandwidth;
+
+    // The kernel set for storage type S.
+    template <class S>
+    const KernelSet<S>& kernels() const {
+        if constexpr (std::is_same_v<S, float>) return f32;
+        else if constexpr (std::is_same_v<S, double>) return f64;
+        else if constexpr (std::is_same_v<S, Half>) return f16;
+        else return bf16;
+    }
+    template <class S>
+    KernelSet<S>& kernels() {
+        return const_cast<KernelSet<S>&>(static_cast<const KernelTable*>(this)->kernels<S>());
+    }
+    template <class T>
+    const VectorMathKernels<T>& math() const {
+        if constexpr (std::is_same_v<T, float>) return math_f32;
+        else return math_f64;
+    }
 };
 
-template <class T>
-const SoftmaxKernels<T>& softmax_kernels(const KernelTable& table);
-template <>
-inline const SoftmaxKernels<float>& softmax_kernels<float>(const KernelTable& table) {
-    return table.softmax_f32;
-}
-template <>
-inline const SoftmaxKernels<double>& softmax_kernels<double>(const KernelTable& table) {
-    return table.softmax_f64;
-}
-
-template <class T>
-const SoftmaxBackwardKernels<T>& softmax_backward_kernels(const KernelTable& table);
-template <>
-inline const SoftmaxBackwardKernels<float>& softmax_backward_kernels<float>(const KernelTable& table) {
-    return table.softmax_backward_f32;
-}
-template <>
-inline const SoftmaxBackwardKernels<double>& softmax_backward_kernels<double>(const KernelTable& table) {
-    return table.softmax_backward_f64;
-}
-
-template <class T>
-const CrossEntropyKernels<T>& cross_entropy_kernels(const KernelTable& table);
-template <>
-inline const CrossEntropyKernels<float>& cross_entropy_kernels<float>(const KernelTable& table) {
-    return table.cross_entropy_f32;
-}
-template <>
-inline const CrossEntropyKernels<double>& cross_entropy_kernels<double>(const KernelTable& table) {
-    return table.cross_entropy_f64;
-}
-
-template <class T>
-const DistillationKernels<T>& distillation_kernels(const KernelTable& table);
-template <>
-inline const DistillationKernels<float>& distillation_kernels<float>(const KernelTable& table) {
-    return table.distillation_f32;
-}
-template <>
-inline const DistillationKernels<double>& distillation_kernels<double>(const KernelTable& table) {
-    return table.distillation_f64;
-}
-
-template <class T>
-const EntropyKernels<T>& entropy_kernels(const KernelTable& table);
-template <>
-inline const EntropyKernels<float>& entropy_kernels<float>(const KernelTable& table) {
-    return table.entropy_f32;
-}
-template <>
-inline const EntropyKernels<double>& entropy_kernels<double>(const KernelTable& table) {
-    return table.entropy_f64;
-}
-
-template <class T>
-const CosineKernels<T>& cosine_kernels(const KernelTable& table);
-template <>
-inline const CosineKernels<float>& cosine_kernels<float>(const KernelTable& table) {
-    return table.cosine_f32;
-}
-template <>
-inline const CosineKernels<double>& cosine_kernels<double>(const KernelTable& table) {
-    return table.cosine_f64;
-}
-
-template <class T>
-const KLDivKernels<T>& kl_div_kernels(const KernelTable& table);
-template <>
-inline const KLDivKernels<float>& kl_div_kernels<float>(const KernelTable& table) {
-    return table.kl_div_f32;
-}
-template <>
-inline const KLDivKernels<double>& kl_div_kernels<double>(const KernelTable& table) {
-    return table.kl_div_f64;
-}
-
-template <class T>
-const BinaryCrossEntropyKernels<T>& binary_cross_entropy_kernels(const KernelTable& table);
-template <>
-inline const BinaryCrossEntropyKernels<float>& binary_cross_entropy_kernels<float>(
-    const KernelTable& table) {
-    return table.binary_cross_entropy_f32;
-}
-template <>
-inline const BinaryCrossEntropyKernels<double>& binary_cross_entropy_kernels<double>(
-    const KernelTable& table) {
-    return table.binary_cross_entropy_f64;
-}
-
-template <class T>
-const VectorMathKernels<T>& math_kernels(const KernelTable& table);
-template <>
-inline const VectorMathKernels<float>& math_kernels<float>(const KernelTable& table) {
-    return table.math_f32;
-}
-template <>
-inline const VectorMathKernels<double>& math_kernels<double>(const KernelTable& table) {
-    return table.math_f64;
+// Calls f(set) for the kernel set of every storage type (registration in each kernel file).
+template <class F>
+void for_each_kernel_set(KernelTable& table, F&& f) {
+    f(table.f32);
+    f(table.f64);
+    f(table.f16);
+    f(table.bf16);
 }
 
 // Each ISA namespace defines kernel_table() in cpp/src/kernels/table.cpp.

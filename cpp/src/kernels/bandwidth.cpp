@@ -14,12 +14,12 @@ double read_sum(const float* x, int64_t n) {
     V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        s0 = s0 + V::load(x + i);
-        s1 = s1 + V::load(x + i + W);
-        s2 = s2 + V::load(x + i + 2 * W);
-        s3 = s3 + V::load(x + i + 3 * W);
+        s0 = s0 + vload(x + i);
+        s1 = s1 + vload(x + i + W);
+        s2 = s2 + vload(x + i + 2 * W);
+        s3 = s3 + vload(x + i + 3 * W);
     }
-    for (; i < n; i += W) s0 = s0 + V::load_partial(x + i, n - i, 0.0f);
+    for (; i < n; i += W) s0 = s0 + vload_partial(x + i, n - i, 0.0f);
     return double(reduce_sum((s0 + s1) + (s2 + s3)));
 }
 
@@ -27,8 +27,8 @@ void copy(const float* x, float* y, int64_t n) {
     using V = Vec<float>;
     constexpr int64_t W = V::width;
     int64_t i = 0;
-    for (; i + W <= n; i += W) store(y + i, V::load(x + i));
-    if (i < n) store_partial(y + i, n - i, V::load_partial(x + i, n - i, 0.0f));
+    for (; i + W <= n; i += W) store(y + i, vload(x + i));
+    if (i < n) store_partial(y + i, n - i, vload_partial(x + i, n - i, 0.0f));
 }
 
 void fill(float* y, int64_t n, float value) {

@@ -81,29 +81,30 @@ struct BinaryCrossEntropyWithLogitsPointwise {
     }
 };
 
-template <class T>
-SegmentResult binary_cross_entropy_probabilities(const ElementwiseSegment<T>& s, int64_t n) {
+template <class S, class T = compute_t<S>>
+SegmentResult binary_cross_entropy_probabilities(const ElementwiseSegment<S>& s, int64_t n) {
     return elementwise_segment(s, n, BinaryCrossEntropyPointwise<T>{});
 }
 
-template <class T>
-SegmentResult binary_cross_entropy_logits(const ElementwiseSegment<T>& s, int64_t n) {
+template <class S, class T = compute_t<S>>
+SegmentResult binary_cross_entropy_logits(const ElementwiseSegment<S>& s, int64_t n) {
     return elementwise_segment(s, n, BinaryCrossEntropyWithLogitsPointwise<T>{});
 }
 
-template <class T>
-BinaryCrossEntropyKernels<T> make_binary_cross_entropy_kernels() {
-    BinaryCrossEntropyKernels<T> k;
-    k.probabilities = &binary_cross_entropy_probabilities<T>;
-    k.logits = &binary_cross_entropy_logits<T>;
+template <class S>
+BinaryCrossEntropyKernels<S> make_binary_cross_entropy_kernels() {
+    BinaryCrossEntropyKernels<S> k;
+    k.probabilities = &binary_cross_entropy_probabilities<S>;
+    k.logits = &binary_cross_entropy_logits<S>;
     return k;
 }
 
 }  // namespace
 
 void register_binary_cross_entropy_kernels(KernelTable& table) {
-    table.binary_cross_entropy_f32 = make_binary_cross_entropy_kernels<float>();
-    table.binary_cross_entropy_f64 = make_binary_cross_entropy_kernels<double>();
+    for_each_kernel_set(table, [](auto& set) {
+        set.binary_cross_entropy = make_binary_cross_entropy_kernels<typename std::decay_t<decltype(set)>::Storage>();
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

@@ -12,15 +12,15 @@ namespace {
 
 constexpr int64_t kFoldVectors = 32;
 
-template <class T>
-void dot3_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, T* out3, int64_t rows,
+template <class S, class T = compute_t<S>>
+void dot3_rows(const S* a, int64_t a_row_stride, const S* b, int64_t b_row_stride, T* out3, int64_t rows,
                int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0));
     for (int64_t r = 0; r < rows; ++r) {
-        const T* ar = a + r * a_row_stride;
-        const T* br = b + r * b_row_stride;
+        const S* ar = a + r * a_row_stride;
+        const S* br = b + r * b_row_stride;
         V ab = zero, aa = zero, bb = zero;
         const int64_t full_end = n - n % W;
         int64_t i = 0;
@@ -28,7 +28,7 @@ void dot3_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_strid
             const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
             V pab = zero, paa = zero, pbb = zero;
             for (; i < fold_end; i += W) {
-                const V va = V::load(ar + i), vb = V::load(br + i);
+                const V va = vload(ar + i), vb = vload(br + i);
                 pab = fma(va, vb, pab);
                 paa = fma(va, va, paa);
                 pbb = fma(vb, vb, pbb);
@@ -38,7 +38,7 @@ void dot3_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_strid
             bb = bb + pbb;
         }
         if (i < n) {  // zero padding adds nothing
-            const V va = V::load_partial(ar + i, n - i, T(0)), vb = V::load_partial(br + i, n - i, T(0));
+            const V va = vload_partial(ar + i, n - i, T(0)), vb = vload_partial(br + i, n - i, T(0));
             ab = fma(va, vb, ab);
             aa = fma(va, va, aa);
             bb = fma(vb, vb, bb);
@@ -53,20 +53,20 @@ void dot3_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_strid
 // row by the caller from the dot products, ops/cosine_embedding_ops.cpp). The caller runs it right
 // after dot3_rows on the same few rows, so a and b come from L1/L2. Element i of a is read before
 // element i of grad is written, so grad may be a.
-template <class T>
-void combine_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_stride, const T* coef, T* grad,
+template <class S, class T = compute_t<S>>
+void combine_rows(const S* a, int64_t a_row_stride, const S* b, int64_t b_row_stride, const T* coef, S* grad,
                   int64_t grad_row_stride, int64_t rows, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     for (int64_t r = 0; r < rows; ++r) {
-        const T* ar = a + r * a_row_stride;
-        const T* br = b + r * b_row_stride;
-        T* gr = grad + r * grad_row_stride;
+        const S* ar = a + r * a_row_stride;
+        const S* br = b + r * b_row_stride;
+        S* gr = grad + r * grad_row_stride;
         const V ca = V::broadcast(coef[2 * r]), cb = V::broadcast(coef[2 * r + 1]);
         int64_t i = 0;
-        for (; i + W <= n; i += W) store(gr + i, fma(ca, V::load(ar + i), cb * V::load(br + i)));
+        for (; i + W <= n; i += W) store(gr + i, fma(ca, vload(ar + i), cb * vload(br + i)));
         if (i < n) {
-            const V va = V::load_partial(ar + i, n - i, T(0)), vb = V::load_partial(br + i, n - i, T(0));
+            const V va = vload_partial(ar + i, n - i, T(0)), vb = vload_partial(br + i, n - i, T(0));
             store_partial(gr + i, n - i, fma(ca, va, cb * vb));
         }
     }
@@ -75,8 +75,10 @@ void combine_rows(const T* a, int64_t a_row_stride, const T* b, int64_t b_row_st
 }  // namespace
 
 void register_cosine_kernels(KernelTable& table) {
-    table.cosine_f32 = {&dot3_rows<float>, &combine_rows<float>};
-    table.cosine_f64 = {&dot3_rows<double>, &combine_rows<double>};
+    for_each_kernel_set(table, [](auto& set) {
+        using S = typename std::decay_t<decltype(set)>::Storage;
+        set.cosine = {&dot3_rows<S>, &combine_rows<S>};
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

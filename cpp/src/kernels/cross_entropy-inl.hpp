@@ -12,20 +12,20 @@ namespace {
 
 // s = sum_c exp(x_c - m) and t = sum_c w_c (x_c - m) (w = 1 when weight is null).
 // Tail lanes are padded with -inf for the exponentials (exp -> 0) and with m for t (d -> 0).
-template <class T>
-void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T& s, T& t) {
+template <class S, class T = compute_t<S>>
+void row_sum_exp_and_shifted_sum(const S* x, T m, const T* weight, int64_t n, T& s, T& t) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
     V s0 = zero, s1 = zero, t0 = zero, t1 = zero;
     int64_t i = 0;
     for (; i + 2 * W <= n; i += 2 * W) {
-        const V d0 = V::load(x + i) - vm, d1 = V::load(x + i + W) - vm;
+        const V d0 = vload(x + i) - vm, d1 = vload(x + i + W) - vm;
         s0 = s0 + vexp_nonpositive(d0);
         s1 = s1 + vexp_nonpositive(d1);
         if (weight) {
-            t0 = fma(V::load(weight + i), d0, t0);
-            t1 = fma(V::load(weight + i + W), d1, t1);
+            t0 = fma(vload(weight + i), d0, t0);
+            t1 = fma(vload(weight + i + W), d1, t1);
         } else {
             t0 = t0 + d0;
             t1 = t1 + d1;
@@ -33,19 +33,19 @@ void row_sum_exp_and_shifted_sum(const T* x, T m, const T* weight, int64_t n, T&
     }
     for (; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
-        s0 = s0 + vexp(V::load_partial(x + i, lanes, -infinity<T>()) - vm);
-        const V d = V::load_partial(x + i, lanes, m) - vm;
-        t0 = weight ? fma(V::load_partial(weight + i, lanes, T(0)), d, t0) : t0 + d;
+        s0 = s0 + vexp(vload_partial(x + i, lanes, -infinity<T>()) - vm);
+        const V d = vload_partial(x + i, lanes, m) - vm;
+        t0 = weight ? fma(vload_partial(weight + i, lanes, T(0)), d, t0) : t0 + d;
     }
     s = reduce_sum(s0 + s1);
     t = reduce_sum(t0 + t1);
 }
 
 // Columns layout: `lanes` positions starting at x (value c of lane k at x[c * class_stride + k]).
-template <class T>
-Vec<T> load_column(const T* x, int64_t class_stride, int64_t c, int64_t lanes, T fill) {
-    const T* ptr = x + c * class_stride;
-    return lanes == Vec<T>::width ? Vec<T>::load(ptr) : Vec<T>::load_partial(ptr, lanes, fill);
+template <class S, class T = compute_t<S>>
+Vec<T> load_column(const S* x, int64_t class_stride, int64_t c, int64_t lanes, T fill) {
+    const S* ptr = x + c * class_stride;
+    return lanes == Vec<T>::width ? vload(ptr) : vload_partial(ptr, lanes, fill);
 }
 
 // Per lane: m, s = sum_c exp(x_c - m) and, with label smoothing, t = sum_c w_c (x_c - m).
@@ -54,8 +54,8 @@ struct ColumnStatistics {
     Vec<T> max, sum, shifted_sum;
 };
 
-template <class T>
-ColumnStatistics<T> index_column_statistics(const T* x, int64_t class_stride, int64_t lanes,
+template <class S, class T = compute_t<S>>
+ColumnStatistics<T> index_column_statistics(const S* x, int64_t class_stride, int64_t lanes,
                                             const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     const V zero = V::broadcast(T(0));
@@ -71,8 +71,8 @@ ColumnStatistics<T> index_column_statistics(const T* x, int64_t class_stride, in
 }
 
 // Probability targets, columns layout: w_c q'_c for class c of `lanes` positions starting at q.
-template <class T>
-Vec<T> weighted_target_column(const T* q, int64_t q_class_stride, int64_t c, int64_t lanes,
+template <class S, class T = compute_t<S>>
+Vec<T> weighted_target_column(const S* q, int64_t q_class_stride, int64_t c, int64_t lanes,
                               const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     const V qp = fma(load_column(q, q_class_stride, c, lanes, T(0)), V::broadcast(T(1) - p.label_smoothing),
@@ -87,8 +87,8 @@ struct ProbabilityColumnStatistics {
     Vec<T> max, sum, weighted_shifted_sum, weight_total;
 };
 
-template <class T>
-ProbabilityColumnStatistics<T> probability_column_statistics(const T* x, int64_t x_class_stride, const T* q,
+template <class S, class T = compute_t<S>>
+ProbabilityColumnStatistics<T> probability_column_statistics(const S* x, int64_t x_class_stride, const S* q,
                                                              int64_t q_class_stride, int64_t lanes,
                                                              const CrossEntropyParams<T>& p) {
     using V = Vec<T>;

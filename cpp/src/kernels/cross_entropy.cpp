@@ -22,8 +22,8 @@ namespace FASTLOSS_ISA_NS {
 namespace {
 
 // W rows in lanes [Note: few classes], without label smoothing.
-template <class T>
-void index_rows_in_lanes(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+template <class S, class T = compute_t<S>>
+void index_rows_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
                          T* loss, int64_t loss_stride, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -43,8 +43,8 @@ void index_rows_in_lanes(const T* x, int64_t x_row_stride, const int64_t* target
     }
 }
 
-template <class T>
-void index_rows(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+template <class S, class T = compute_t<S>>
+void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
                 T* loss, int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
@@ -61,7 +61,7 @@ void index_rows(const T* x, int64_t x_row_stride, const int64_t* target, int64_t
             loss[r * loss_stride] = T(0);
             continue;
         }
-        const T* xr = x + r * x_row_stride;
+        const S* xr = x + r * x_row_stride;
         T m, s, t = T(0);
         if (p.label_smoothing == T(0)) {  // one sweep: [Note: online softmax]
             const RowMaxSum<T> ms = row_online_max_sum(xr, C);
@@ -77,8 +77,8 @@ void index_rows(const T* x, int64_t x_row_stride, const int64_t* target, int64_t
 }
 
 // Probability targets: one sweep after the max gathers s, A = sum w q' (x - m), B = sum w q'.
-template <class T>
-void probability_rows(const T* x, int64_t x_row_stride, const T* q, int64_t q_row_stride, T* loss,
+template <class S, class T = compute_t<S>>
+void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride, T* loss,
                       int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -87,19 +87,19 @@ void probability_rows(const T* x, int64_t x_row_stride, const T* q, int64_t q_ro
     const V spread = V::broadcast(p.label_smoothing / T(C));
     const V zero = V::broadcast(T(0));
     for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * x_row_stride;
-        const T* qr = q + r * q_row_stride;
+        const S* xr = x + r * x_row_stride;
+        const S* qr = q + r * q_row_stride;
         const V vm = V::broadcast(row_max(xr, C));
         V s = zero, a = zero, b = zero;
         for (int64_t i = 0; i < C; i += W) {
             const int64_t lanes = C - i < W ? C - i : W;
             const bool full = lanes == W;
             // Tail lanes: x = -inf (exp -> 0); then d and q' are zeroed so they add nothing.
-            const V xv = full ? V::load(xr + i) : V::load_partial(xr + i, lanes, -infinity<T>());
-            const V qv = full ? V::load(qr + i) : V::load_partial(qr + i, lanes, T(0));
+            const V xv = full ? vload(xr + i) : vload_partial(xr + i, lanes, -infinity<T>());
+            const V qv = full ? vload(qr + i) : vload_partial(qr + i, lanes, T(0));
             V d = xv - vm;
             V qp = fma(qv, keep, spread);
-            if (p.weight) qp = qp * (full ? V::load(p.weight + i) : V::load_partial(p.weight + i, lanes, T(0)));
+            if (p.weight) qp = qp * (full ? vload(p.weight + i) : vload_partial(p.weight + i, lanes, T(0)));
             if (!full) {
                 const auto live = V::first_lanes(lanes);
                 d = select(live, d, zero);
@@ -116,8 +116,8 @@ void probability_rows(const T* x, int64_t x_row_stride, const T* q, int64_t q_ro
 
 // Columns layout: lanes are positions. The same sweeps run down the class axis, then each lane
 // finishes its own target (a scalar gather: one load per position).
-template <class T>
-void index_columns(const T* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
+template <class S, class T = compute_t<S>>
+void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
                    T* loss, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     for (int64_t j = 0; j < columns; j += W) {
@@ -140,8 +140,8 @@ void index_columns(const T* x, int64_t x_class_stride, const int64_t* target, in
     }
 }
 
-template <class T>
-void probability_columns(const T* x, int64_t x_class_stride, const T* q, int64_t q_class_stride,
+template <class S, class T = compute_t<S>>
+void probability_columns(const S* x, int64_t x_class_stride, const S* q, int64_t q_class_stride,
                          T* loss, int64_t loss_stride, int64_t columns,
                          const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
@@ -155,21 +155,22 @@ void probability_columns(const T* x, int64_t x_class_stride, const T* q, int64_t
     }
 }
 
-template <class T>
-CrossEntropyKernels<T> make_cross_entropy_kernels() {
-    CrossEntropyKernels<T> k{};
-    k.index_rows = &index_rows<T>;
-    k.index_columns = &index_columns<T>;
-    k.probability_rows = &probability_rows<T>;
-    k.probability_columns = &probability_columns<T>;
+template <class S>
+CrossEntropyKernels<S> make_cross_entropy_kernels() {
+    CrossEntropyKernels<S> k{};
+    k.index_rows = &index_rows<S>;
+    k.index_columns = &index_columns<S>;
+    k.probability_rows = &probability_rows<S>;
+    k.probability_columns = &probability_columns<S>;
     return k;
 }
 
 }  // namespace
 
 void register_cross_entropy_kernels(KernelTable& table) {
-    table.cross_entropy_f32 = make_cross_entropy_kernels<float>();
-    table.cross_entropy_f64 = make_cross_entropy_kernels<double>();
+    for_each_kernel_set(table, [](auto& set) {
+        set.cross_entropy = make_cross_entropy_kernels<typename std::decay_t<decltype(set)>::Storage>();
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

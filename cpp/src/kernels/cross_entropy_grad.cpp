@@ -12,32 +12,57 @@
 //
 // Rows: three sweeps, the last two from L1/L2 -- (1) m, and x_y kept before anything is written;
 // (2) e_c stored into the gradient row while s (and the smoothing or probability sums) accumulate;
-// (3) the gradient formed in place from e_c. Columns: max, sums, then the gradient with a second
-// exponential (positions are vector lanes; nothing stays to store e_c in).
+// (3) the gradient formed in place from e_c. Half-precision storage would round e_c twice that
+// way, so there sweep (2) only sums and sweep (3) computes e_c again. Columns: max, sums, then the
+// gradient with a second exponential (positions are vector lanes; nothing stays to store e_c in).
+// The target entry is always formed whole in T, -g (1-eps) w_y included, and stored once.
 #include "kernels/cross_entropy-inl.hpp"
 
 namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
-// grad[c] = a * grad[c] - b * w[c] (w = 1 when null) over a contiguous row.
+// Whether sweep (2) stores e_c in the gradient row for sweep (3) (exact in float and double).
+template <class S>
+constexpr bool stage_exponentials = !is_half_storage<S>;
+
+// e_c of sweep (3): staged in grad, or exp(x_c - m) again.
+template <class S, class T = compute_t<S>>
+Vec<T> row_exponentials(const S* x, T m, const S* grad, int64_t i, int64_t lanes) {
+    const bool full = lanes == Vec<T>::width;
+    if constexpr (stage_exponentials<S>) {
+        return full ? vload(grad + i) : vload_partial(grad + i, lanes, T(0));
+    } else {
+        return vexp((full ? vload(x + i) : vload_partial(x + i, lanes, m)) - Vec<T>::broadcast(m));
+    }
+}
+
+// a e_y - b w_y - correction for the target entry, with the lanes' arithmetic.
 template <class T>
-void scale_and_shift_row(T* grad, int64_t n, T a, T b, const T* w) {
+T target_entry(T a, T b, T w_y, T correction, T x_y, T m) {
+    using V = Vec<T>;
+    const V e_y = vexp(V::broadcast(x_y) - V::broadcast(m));
+    return lane0(V::broadcast(a) * e_y - V::broadcast(b) * V::broadcast(w_y)) - correction;
+}
+
+// grad[c] = a e_c - b w[c] (w = 1 when null) over a contiguous row (see row_exponentials).
+template <class S, class T = compute_t<S>>
+void scale_and_shift_row(const S* x, T m, S* grad, int64_t n, T a, T b, const T* w) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V va = V::broadcast(a), vb = V::broadcast(b);
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        const V e = full ? V::load(grad + i) : V::load_partial(grad + i, lanes, T(0));
-        const V wv = w ? (full ? V::load(w + i) : V::load_partial(w + i, lanes, T(0))) : V::broadcast(T(1));
+        const V e = row_exponentials(x, m, grad, i, lanes);
+        const V wv = w ? (full ? vload(w + i) : vload_partial(w + i, lanes, T(0))) : V::broadcast(T(1));
         const V out = va * e - vb * wv;
         if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
     }
 }
 
-template <class T>
-void zero_row(T* grad, int64_t n) {
+template <class S, class T = compute_t<S>>
+void zero_row(S* grad, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0));
@@ -47,8 +72,8 @@ void zero_row(T* grad, int64_t n) {
 }
 
 // Sweep (2): grad = exp(x - m); returns s, and t = sum w (x - m) when `smoothing`.
-template <class T>
-T exp_into_row(const T* x, T m, T* grad, int64_t n, const T* weight, bool smoothing, T& t) {
+template <class S, class T = compute_t<S>>
+T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
@@ -56,18 +81,16 @@ T exp_into_row(const T* x, T m, T* grad, int64_t n, const T* weight, bool smooth
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        const V d = (full ? V::load(x + i) : V::load_partial(x + i, lanes, m)) - vm;  // tail: d = 0
+        const V d = (full ? vload(x + i) : vload_partial(x + i, lanes, m)) - vm;  // tail: d = 0
         if (smoothing) {
-            const V wv = weight ? (full ? V::load(weight + i) : V::load_partial(weight + i, lanes, T(0)))
+            const V wv = weight ? (full ? vload(weight + i) : vload_partial(weight + i, lanes, T(0)))
                                 : (full ? V::broadcast(T(1)) : select(V::first_lanes(lanes), V::broadcast(T(1)), zero));
             tv = fma(wv, d, tv);
         }
         V e = vexp_nonpositive(d);
-        if (full) {
-            store(grad + i, e);
-        } else {
-            e = select(V::first_lanes(lanes), e, zero);
-            store_partial(grad + i, lanes, e);
+        if (!full) e = select(V::first_lanes(lanes), e, zero);
+        if constexpr (stage_exponentials<S>) {
+            if (full) store(grad + i, e); else store_partial(grad + i, lanes, e);
         }
         s = s + e;
     }
@@ -78,9 +101,9 @@ T exp_into_row(const T* x, T m, T* grad, int64_t n, const T* weight, bool smooth
 // W rows in lanes [Note: few classes]: class c of the W rows is one gathered vector; the gradient
 // is formed class by class in a small tile and copied out row by row. Every value is read before
 // any gradient is written, so grad may alias x.
-template <class T>
-void index_rows_grad_in_lanes(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
-                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+template <class S, class T = compute_t<S>>
+void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
                               int64_t grad_row_stride, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -90,7 +113,7 @@ void index_rows_grad_in_lanes(const T* x, int64_t x_row_stride, const int64_t* t
     V e[2 * W];
     V m = V::broadcast(-infinity<T>());
     for (int64_t c = 0; c < C; ++c) {
-        e[c] = V::gather(x + c, x_row_stride);
+        e[c] = vgather(x + c, x_row_stride);
         m = max(m, e[c]);
     }
     V s = zero, t = zero;
@@ -122,23 +145,23 @@ void index_rows_grad_in_lanes(const T* x, int64_t x_row_stride, const int64_t* t
         corr_l[k] = g * (T(1) - eps) * w_y;
         live_l[k] = T(1);
     }
-    const V a = V::load(a_l), b = V::load(b_l);
-    const auto live = equal(V::load(live_l), V::broadcast(T(1)));
+    const V a = vload(a_l), b = vload(b_l);
+    const auto live = equal(vload(live_l), V::broadcast(T(1)));
     T tile[2 * W][W];
     for (int64_t c = 0; c < C; ++c) {
         const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
         store(tile[c], select(live, a * e[c] - b * w, zero));  // ignored rows: 0 even if x is NaN
     }
     for (int64_t k = 0; k < W; ++k) {
-        T* row = grad + k * grad_row_stride;
+        if (live_l[k] != T(0)) tile[y_l[k]][k] -= corr_l[k];
+        S* row = grad + k * grad_row_stride;
         for (int64_t c = 0; c < C; ++c) row[c] = tile[c][k];
-        if (live_l[k] != T(0)) row[y_l[k]] -= corr_l[k];
     }
 }
 
-template <class T>
-void index_rows_grad(const T* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
-                     const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+template <class S, class T = compute_t<S>>
+void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                     const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
                      int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
@@ -154,13 +177,13 @@ void index_rows_grad(const T* x, int64_t x_row_stride, const int64_t* target, in
     }
     for (int64_t r = first; r < rows; ++r) {
         const int64_t y = target[r * target_stride];
-        T* gr = grad + r * grad_row_stride;
+        S* gr = grad + r * grad_row_stride;
         if (y == p.ignore_index) {
             loss[r * loss_stride] = T(0);
             zero_row(gr, C);
             continue;
         }
-        const T* xr = x + r * x_row_stride;
+        const S* xr = x + r * x_row_stride;
         const T m = row_max(xr, C);
         const T x_y = xr[y];  // before the gradient (which may be x itself) is written
         T t = T(0);
@@ -170,14 +193,14 @@ void index_rows_grad(const T* x, int64_t x_row_stride, const int64_t* target, in
         const T g = scale[r * scale_stride];
         const T a = g / s * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
         const T b = g * eps / T(C);
-        scale_and_shift_row(gr, C, a, b, p.weight);
-        gr[y] -= g * (T(1) - eps) * w_y;
+        scale_and_shift_row(xr, m, gr, C, a, b, p.weight);
+        gr[y] = target_entry(a, b, w_y, g * (T(1) - eps) * w_y, x_y, m);
     }
 }
 
-template <class T>
-void probability_rows_grad(const T* x, int64_t x_row_stride, const T* q, int64_t q_row_stride,
-                           const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+template <class S, class T = compute_t<S>>
+void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride,
+                           const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
                            int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -186,30 +209,28 @@ void probability_rows_grad(const T* x, int64_t x_row_stride, const T* q, int64_t
     const V spread = V::broadcast(p.label_smoothing / T(C));
     const V zero = V::broadcast(T(0));
     // w q' over lanes [i, i + lanes), zero beyond
-    auto weighted_target = [&](const T* qr, int64_t i, int64_t lanes) {
+    auto weighted_target = [&](const S* qr, int64_t i, int64_t lanes) {
         const bool full = lanes == W;
-        V qp = fma(full ? V::load(qr + i) : V::load_partial(qr + i, lanes, T(0)), keep, spread);
-        if (p.weight) qp = qp * (full ? V::load(p.weight + i) : V::load_partial(p.weight + i, lanes, T(0)));
+        V qp = fma(full ? vload(qr + i) : vload_partial(qr + i, lanes, T(0)), keep, spread);
+        if (p.weight) qp = qp * (full ? vload(p.weight + i) : vload_partial(p.weight + i, lanes, T(0)));
         return full ? qp : select(V::first_lanes(lanes), qp, zero);
     };
     for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * x_row_stride;
-        const T* qr = q + r * q_row_stride;
-        T* gr = grad + r * grad_row_stride;
+        const S* xr = x + r * x_row_stride;
+        const S* qr = q + r * q_row_stride;
+        S* gr = grad + r * grad_row_stride;
         const T m = row_max(xr, C);
         const V vm = V::broadcast(m);
         V s = zero, a = zero, b = zero;
         for (int64_t i = 0; i < C; i += W) {
             const int64_t lanes = C - i < W ? C - i : W;
             const bool full = lanes == W;
-            const V d = (full ? V::load(xr + i) : V::load_partial(xr + i, lanes, m)) - vm;
+            const V d = (full ? vload(xr + i) : vload_partial(xr + i, lanes, m)) - vm;
             const V qp = weighted_target(qr, i, lanes);
             V e = vexp_nonpositive(d);
-            if (full) {
-                store(gr + i, e);
-            } else {
-                e = select(V::first_lanes(lanes), e, zero);
-                store_partial(gr + i, lanes, e);
+            if (!full) e = select(V::first_lanes(lanes), e, zero);
+            if constexpr (stage_exponentials<S>) {
+                if (full) store(gr + i, e); else store_partial(gr + i, lanes, e);
             }
             s = s + e;
             a = fma(qp, d, a);
@@ -222,7 +243,7 @@ void probability_rows_grad(const T* x, int64_t x_row_stride, const T* q, int64_t
         for (int64_t i = 0; i < C; i += W) {
             const int64_t lanes = C - i < W ? C - i : W;
             const bool full = lanes == W;
-            const V e = full ? V::load(gr + i) : V::load_partial(gr + i, lanes, T(0));
+            const V e = row_exponentials(xr, m, gr, i, lanes);
             const V out = factor * e - vg * weighted_target(qr, i, lanes);
             if (full) store(gr + i, out); else store_partial(gr + i, lanes, out);
         }
@@ -230,9 +251,9 @@ void probability_rows_grad(const T* x, int64_t x_row_stride, const T* q, int64_t
 }
 
 // Columns layout: lanes are positions; the per-lane factors are assembled from scalars.
-template <class T>
-void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
-                        const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+template <class S, class T = compute_t<S>>
+void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
+                        const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
                         int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -242,7 +263,7 @@ void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* targe
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
         const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
-        T m_l[W], s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W];
+        T m_l[W], s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W], x_y_l[W];
         int64_t y_l[W];
         store(m_l, st.max);
         store(s_l, st.sum);
@@ -258,7 +279,8 @@ void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* targe
                 continue;
             }
             const T w_y = p.weight ? p.weight[y] : T(1);
-            out = index_loss(scalar_log(s_l[k]), x[y * x_class_stride + j + k] - m_l[k], w_y, t_l[k], p);
+            x_y_l[k] = x[y * x_class_stride + j + k];  // before the gradient (maybe x) is written
+            out = index_loss(scalar_log(s_l[k]), x_y_l[k] - m_l[k], w_y, t_l[k], p);
             const T g = scale[(j + k) * scale_stride];
             a_l[k] = g / s_l[k] * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
             b_l[k] = g * eps / T(C);
@@ -266,24 +288,26 @@ void index_columns_grad(const T* x, int64_t x_class_stride, const int64_t* targe
             live_l[k] = T(1);
             y_l[k] = y;
         }
-        const V a = V::load(a_l), b = V::load(b_l);
-        const auto live = equal(V::load(live_l), V::broadcast(T(1)));
+        const V a = vload(a_l), b = vload(b_l);
+        const auto live = equal(vload(live_l), V::broadcast(T(1)));
         for (int64_t c = 0; c < C; ++c) {
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
             const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
             const V out = select(live, a * e - b * w, zero);  // ignored lanes: 0 even if x is NaN
-            T* ptr = grad + c * grad_class_stride + j;
+            S* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
         }
         for (int64_t k = 0; k < lanes; ++k) {
-            if (y_l[k] >= 0) grad[y_l[k] * grad_class_stride + j + k] -= corr_l[k];
+            if (y_l[k] < 0) continue;
+            const T w_y = p.weight ? p.weight[y_l[k]] : T(1);
+            grad[y_l[k] * grad_class_stride + j + k] = target_entry(a_l[k], b_l[k], w_y, corr_l[k], x_y_l[k], m_l[k]);
         }
     }
 }
 
-template <class T>
-void probability_columns_grad(const T* x, int64_t x_class_stride, const T* q, int64_t q_class_stride,
-                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, T* grad,
+template <class S, class T = compute_t<S>>
+void probability_columns_grad(const S* x, int64_t x_class_stride, const S* q, int64_t q_class_stride,
+                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
                               int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -295,13 +319,13 @@ void probability_columns_grad(const T* x, int64_t x_class_stride, const T* q, in
         store(out_l, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
         for (int64_t k = 0; k < W; ++k) scale_l[k] = k < lanes ? scale[(j + k) * scale_stride] : T(0);
         for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_l[k];
-        const V g = V::load(scale_l);
+        const V g = vload(scale_l);
         const V factor = g * st.weight_total / st.sum;
         for (int64_t c = 0; c < p.classes; ++c) {
             // q' is read before the gradient is stored: grad may alias x but never q.
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
             const V out = factor * e - g * weighted_target_column(q + j, q_class_stride, c, lanes, p);
-            T* ptr = grad + c * grad_class_stride + j;
+            S* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
         }
     }
@@ -310,14 +334,13 @@ void probability_columns_grad(const T* x, int64_t x_class_stride, const T* q, in
 }  // namespace
 
 void register_cross_entropy_grad_kernels(KernelTable& table) {
-    table.cross_entropy_f32.index_rows_grad = &index_rows_grad<float>;
-    table.cross_entropy_f32.index_columns_grad = &index_columns_grad<float>;
-    table.cross_entropy_f32.probability_rows_grad = &probability_rows_grad<float>;
-    table.cross_entropy_f32.probability_columns_grad = &probability_columns_grad<float>;
-    table.cross_entropy_f64.index_rows_grad = &index_rows_grad<double>;
-    table.cross_entropy_f64.index_columns_grad = &index_columns_grad<double>;
-    table.cross_entropy_f64.probability_rows_grad = &probability_rows_grad<double>;
-    table.cross_entropy_f64.probability_columns_grad = &probability_columns_grad<double>;
+    for_each_kernel_set(table, [](auto& set) {
+        using S = typename std::decay_t<decltype(set)>::Storage;
+        set.cross_entropy.index_rows_grad = &index_rows_grad<S>;
+        set.cross_entropy.index_columns_grad = &index_columns_grad<S>;
+        set.cross_entropy.probability_rows_grad = &probability_rows_grad<S>;
+        set.cross_entropy.probability_columns_grad = &probability_columns_grad<S>;
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

@@ -146,8 +146,8 @@ struct RowSums {
 };
 
 // Both sweeps over one row pair (rows layout).
-template <HardTerm kHard, int kPower, class T>
-RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, const DistillationParams<T>& p) {
+template <HardTerm kHard, int kPower, class S, class T = compute_t<S>>
+RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const T m_s = row_max(s, n), m_t = row_max(t, n);
@@ -159,9 +159,9 @@ RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, 
         const bool full = lanes == W;
         V coef = V::broadcast(T(1));
         if constexpr (kHard == HardTerm::probabilities) {
-            coef = fma(full ? V::load(q + i) : V::load_partial(q + i, lanes, T(0)), keep, spread);
+            coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
         }
-        if (kHard != HardTerm::plain && w) coef = coef * (full ? V::load(w + i) : V::load_partial(w + i, lanes, T(0)));
+        if (kHard != HardTerm::plain && w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
         return coef;
     };
 
@@ -172,14 +172,14 @@ RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, 
         const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
         DistillationSums<V> part = DistillationSums<V>::zero();
         for (; i < fold_end; i += W) {
-            accumulate<kHard, kPower>(part, V::load(s + i), V::load(t + i), ms, mt, inv, hard_coef(i, W));
+            accumulate<kHard, kPower>(part, vload(s + i), vload(t + i), ms, mt, inv, hard_coef(i, W));
         }
         total.add(part);
     }
     if (i < n) {  // tail: padding lanes compute garbage from 0 and are then zeroed
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
-        accumulate<kHard, kPower>(part, V::load_partial(s + i, lanes, T(0)), V::load_partial(t + i, lanes, T(0)), ms, mt, inv,
+        accumulate<kHard, kPower>(part, vload_partial(s + i, lanes, T(0)), vload_partial(t + i, lanes, T(0)), ms, mt, inv,
                           hard_coef(i, lanes));
         part.keep_lanes(V::first_lanes(lanes));
         total.add(part);
@@ -195,10 +195,11 @@ RowSums<T> distillation_row_sums(const T* s, const T* t, const T* q, int64_t n, 
 }
 
 // The gradient's third sweep over one row (rows layout), see the derivation at the top: grad_c =
-// hA e_c - hB c_c + kA exp(a_c) - kB exp(b_c), with kA = k / S_a and kB = k / S_b.
-template <HardTerm kHard, int kPower, class T>
-void distillation_grad_row(const T* s, const T* t, const T* q, T* grad, int64_t n, T m_s, T m_t, T hA, T hB, T kA,
-                           T kB, const DistillationParams<T>& p) {
+// hA e_c - hB c_c + kA exp(a_c) - kB exp(b_c), with kA = k / S_a and kB = k / S_b, minus
+// `correction` at the target y (y < 0: none), formed in T before the single store.
+template <HardTerm kHard, int kPower, class S, class T = compute_t<S>>
+void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t n, T m_s, T m_t, T hA, T hB, T kA,
+                           T kB, int64_t y, T correction, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
@@ -209,8 +210,8 @@ void distillation_grad_row(const T* s, const T* t, const T* q, T* grad, int64_t 
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        const V ds = (full ? V::load(s + i) : V::load_partial(s + i, lanes, T(0))) - ms;
-        const V tv = full ? V::load(t + i) : V::load_partial(t + i, lanes, T(0));
+        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, T(0))) - ms;
+        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, T(0));
         const V a = kPower == 1 ? ds : ds * inv;
         const V ea = vexp(a);
         const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
@@ -219,27 +220,28 @@ void distillation_grad_row(const T* s, const T* t, const T* q, T* grad, int64_t 
         if constexpr (kHard != HardTerm::plain) {
             V coef = V::broadcast(T(1));
             if constexpr (kHard == HardTerm::probabilities) {
-                coef = fma(full ? V::load(q + i) : V::load_partial(q + i, lanes, T(0)), keep, spread);
+                coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
             }
-            if (w) coef = coef * (full ? V::load(w + i) : V::load_partial(w + i, lanes, T(0)));
+            if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
             out = out - vhB * coef;
         }
+        if (y >= i && y < i + W) out = out - one_lane(y - i, correction);
         if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
     }
 }
 
 // kGrad: also the gradient (scale, grad and their strides are unused otherwise).
-template <HardTerm kHard, int kPower, bool kGrad, class T>
-void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
-                 int64_t target_stride, const T* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
-                 T* kl, int64_t out_stride, T* grad, int64_t grad_row_stride, int64_t rows,
+template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
+                 int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
+                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
                  const DistillationParams<T>& p) {
     const int64_t C = p.hard.classes;
     const T eps = p.hard.label_smoothing;
     for (int64_t r = 0; r < rows; ++r) {
-        const T* sr = s + r * s_row_stride;
-        const T* tr = t + r * t_row_stride;
-        const T* qr = q ? q + r * q_row_stride : nullptr;
+        const S* sr = s + r * s_row_stride;
+        const S* tr = t + r * t_row_stride;
+        const S* qr = q ? q + r * q_row_stride : nullptr;
         const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
         const T log_hard = scalar_log(sums.hard);
         kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
@@ -271,24 +273,23 @@ void rows_kernel(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_str
                 hA = h / sums.hard * ((T(1) - eps) * w_y + eps * p.hard.weight_sum / T(C));
                 hB = h * eps / T(C);
             }
-            T* gr = grad + r * grad_row_stride;
+            S* gr = grad + r * grad_row_stride;
             distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
-                                                 k / sums.student, k / sums.teacher, p);
-            if (y >= 0) gr[y] -= h * (T(1) - eps) * w_y;
+                                                 k / sums.student, k / sums.teacher, y, h * (T(1) - eps) * w_y, p);
         }
     }
 }
 
 // One signature for every instance: the forward-only entries pass no scale and no gradient.
 #define FASTLOSS_ROWS_ARGS                                                                                      \
-    const T *s, int64_t s_row_stride, const T *t, int64_t t_row_stride, const int64_t *target,                  \
-        int64_t target_stride, const T *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
-        T *kl, int64_t out_stride, T *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
+    const S *s, int64_t s_row_stride, const S *t, int64_t t_row_stride, const int64_t *target,                  \
+        int64_t target_stride, const S *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
+        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
 #define FASTLOSS_ROWS_CALL                                                                                      \
     s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
         out_stride, grad, grad_row_stride, rows, p
 
-template <int kPower, bool kGrad, class T>
+template <int kPower, bool kGrad, class S, class T = compute_t<S>>
 void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
     if (q) {
         rows_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
@@ -302,10 +303,10 @@ void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
 // Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
 // the finish (logs, KL, the target's logit) is per lane. With kGrad, a third sweep down the class
 // axis writes the gradient from per-lane factors (the derivation at the top).
-template <HardTerm kHard, int kPower, bool kGrad, class T>
-void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride, const int64_t* target,
-                    int64_t target_stride, const T* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
-                    T* ce, T* kl, int64_t out_stride, T* grad, int64_t grad_class_stride, int64_t columns,
+template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride, const int64_t* target,
+                    int64_t target_stride, const S* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
+                    T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_class_stride, int64_t columns,
                     const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -317,9 +318,9 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
     const T* w = p.hard.weight;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](const T* base, int64_t stride, int64_t c, T fill) {
-            const T* ptr = base + c * stride + j;
-            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, fill);
+        auto load = [&](const S* base, int64_t stride, int64_t c, T fill) {
+            const S* ptr = base + c * stride + j;
+            return lanes == W ? vload(ptr) : vload_partial(ptr, lanes, fill);
         };
         auto hard_coef = [&](int64_t c) {
             V coef = V::broadcast(T(1));
@@ -382,8 +383,18 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
             }
         }
         if constexpr (kGrad) {
-            const V hA = V::load(hA_l), hB = V::load(hB_l);
-            const V kA = V::load(k_l) / total.student, kB = V::load(k_l) / total.teacher;
+            // Lanes with a target entry, in class order: their correction joins the vector of that
+            // class before the single store.
+            int64_t by_target[W], targets = 0;
+            for (int64_t k = 0; k < lanes; ++k) {  // insertion sort of at most W lanes
+                if (y_l[k] < 0) continue;
+                int64_t at = targets++;
+                for (; at > 0 && y_l[by_target[at - 1]] > y_l[k]; --at) by_target[at] = by_target[at - 1];
+                by_target[at] = k;
+            }
+            int64_t next = 0;
+            const V hA = vload(hA_l), hB = vload(hB_l);
+            const V kA = vload(k_l) / total.student, kB = vload(k_l) / total.teacher;
             for (int64_t c = 0; c < C; ++c) {
                 const V ds = load(s, s_class_stride, c, T(0)) - ms;
                 const V tv = load(t, t_class_stride, c, T(0));
@@ -392,26 +403,26 @@ void columns_kernel(const T* s, int64_t s_class_stride, const T* t, int64_t t_cl
                 const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
                 V out = fma(hA, e, fma(kA, ea, V::broadcast(T(0)) - kB * eb));
                 if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef(c);
-                T* ptr = grad + c * grad_class_stride + j;
+                for (; next < targets && y_l[by_target[next]] == c; ++next) {
+                    out = out - one_lane(by_target[next], corr_l[by_target[next]]);
+                }
+                S* ptr = grad + c * grad_class_stride + j;
                 if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
-            }
-            for (int64_t k = 0; k < lanes; ++k) {
-                if (y_l[k] >= 0) grad[y_l[k] * grad_class_stride + j + k] -= corr_l[k];
             }
         }
     }
 }
 
 #define FASTLOSS_COLUMNS_ARGS                                                                                   \
-    const T *s, int64_t s_class_stride, const T *t, int64_t t_class_stride, const int64_t *target,              \
-        int64_t target_stride, const T *q, int64_t q_class_stride, const T *scale, int64_t scale_stride, T *ce, \
-        T *kl, int64_t out_stride, T *grad, int64_t grad_class_stride, int64_t columns,                          \
+    const S *s, int64_t s_class_stride, const S *t, int64_t t_class_stride, const int64_t *target,              \
+        int64_t target_stride, const S *q, int64_t q_class_stride, const T *scale, int64_t scale_stride, T *ce, \
+        T *kl, int64_t out_stride, S *grad, int64_t grad_class_stride, int64_t columns,                          \
         const DistillationParams<T> &p
 #define FASTLOSS_COLUMNS_CALL                                                                                   \
     s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, scale, scale_stride, ce, kl, \
         out_stride, grad, grad_class_stride, columns, p
 
-template <int kPower, bool kGrad, class T>
+template <int kPower, bool kGrad, class S, class T = compute_t<S>>
 void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
     if (q) {
         columns_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
@@ -423,19 +434,19 @@ void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
 }
 
 // Picks the kernel instance for the temperature [Note: integer temperature].
-template <bool kGrad, class T>
+template <bool kGrad, class S, class T = compute_t<S>>
 void distillation_rows_any(FASTLOSS_ROWS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, kGrad, T>
-                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, kGrad, T>
-                                                     : &distillation_rows_with_power<0, kGrad, T>;
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, kGrad, S>
+                                                     : &distillation_rows_with_power<0, kGrad, S>;
     kernel(FASTLOSS_ROWS_CALL);
 }
 
-template <bool kGrad, class T>
+template <bool kGrad, class S, class T = compute_t<S>>
 void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, kGrad, T>
-                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, kGrad, T>
-                                                     : &distillation_columns_with_power<0, kGrad, T>;
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, kGrad, S>
+                                                     : &distillation_columns_with_power<0, kGrad, S>;
     kernel(FASTLOSS_COLUMNS_CALL);
 }
 
@@ -444,37 +455,38 @@ void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
 #undef FASTLOSS_COLUMNS_ARGS
 #undef FASTLOSS_COLUMNS_CALL
 
-template <class T>
-void distillation_rows(const T* s, int64_t s_row_stride, const T* t, int64_t t_row_stride, const int64_t* target,
-                       int64_t target_stride, const T* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
+template <class S, class T = compute_t<S>>
+void distillation_rows(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
+                       int64_t target_stride, const S* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
                        int64_t rows, const DistillationParams<T>& p) {
-    distillation_rows_any<false, T>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, nullptr,
-                                    0, ce, kl, out_stride, nullptr, 0, rows, p);
+    distillation_rows_any<false, S, T>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride,
+                                       nullptr, 0, ce, kl, out_stride, nullptr, 0, rows, p);
 }
 
-template <class T>
-void distillation_columns(const T* s, int64_t s_class_stride, const T* t, int64_t t_class_stride,
-                          const int64_t* target, int64_t target_stride, const T* q, int64_t q_class_stride, T* ce,
+template <class S, class T = compute_t<S>>
+void distillation_columns(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride,
+                          const int64_t* target, int64_t target_stride, const S* q, int64_t q_class_stride, T* ce,
                           T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
-    distillation_columns_any<false, T>(s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride,
-                                       nullptr, 0, ce, kl, out_stride, nullptr, 0, columns, p);
+    distillation_columns_any<false, S, T>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
+                                          q_class_stride, nullptr, 0, ce, kl, out_stride, nullptr, 0, columns, p);
 }
 
-template <class T>
-DistillationKernels<T> make_distillation_kernels() {
-    DistillationKernels<T> k;
-    k.rows = &distillation_rows<T>;
-    k.columns = &distillation_columns<T>;
-    k.rows_grad = &distillation_rows_any<true, T>;
-    k.columns_grad = &distillation_columns_any<true, T>;
+template <class S>
+DistillationKernels<S> make_distillation_kernels() {
+    DistillationKernels<S> k;
+    k.rows = &distillation_rows<S>;
+    k.columns = &distillation_columns<S>;
+    k.rows_grad = &distillation_rows_any<true, S>;
+    k.columns_grad = &distillation_columns_any<true, S>;
     return k;
 }
 
 }  // namespace
 
 void register_distillation_kernels(KernelTable& table) {
-    table.distillation_f32 = make_distillation_kernels<float>();
-    table.distillation_f64 = make_distillation_kernels<double>();
+    for_each_kernel_set(table, [](auto& set) {
+        set.distillation = make_distillation_kernels<typename std::decay_t<decltype(set)>::Storage>();
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

@@ -28,26 +28,26 @@ namespace {
 
 constexpr int64_t kSumBlock = 512;
 
-template <bool Contiguous, class T>
-inline Vec<T> load_operand(const T* p, int64_t stride, int64_t i, int64_t lanes, T fill) {
+template <bool Contiguous, class S, class T = compute_t<S>>
+inline Vec<T> load_operand(const S* p, int64_t stride, int64_t i, int64_t lanes, T fill) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    if (Contiguous || stride == 1) return lanes == W ? V::load(p + i) : V::load_partial(p + i, lanes, fill);
-    if (stride == 0) return V::broadcast(*p);
-    T buf[W];
-    for (int64_t k = 0; k < W; ++k) buf[k] = k < lanes ? p[(i + k) * stride] : fill;
-    return V::load(buf);
+    if (Contiguous || stride == 1) return lanes == W ? vload(p + i) : vload_partial(p + i, lanes, fill);
+    if (stride == 0) return V::broadcast(T(*p));
+    S buf[W];
+    for (int64_t k = 0; k < W; ++k) buf[k] = k < lanes ? p[(i + k) * stride] : S(fill);
+    return vload(buf);
 }
 
-template <bool Contiguous, class T>
-inline void store_operand(T* p, int64_t stride, int64_t i, int64_t lanes, Vec<T> v) {
+template <bool Contiguous, class S, class T = compute_t<S>>
+inline void store_operand(S* p, int64_t stride, int64_t i, int64_t lanes, Vec<T> v) {
     constexpr int64_t W = Vec<T>::width;
     if (Contiguous || stride == 1) {
         if (lanes == W) store(p + i, v);
         else store_partial(p + i, lanes, v);
         return;
     }
-    T buf[W];
+    S buf[W];
     store(buf, v);
     for (int64_t k = 0; k < lanes; ++k) p[(i + k) * stride] = buf[k];
 }
@@ -59,8 +59,9 @@ inline auto outside_unit_interval(V v) {
     return mask_or(mask_or(less(v, V::broadcast(T(0))), less(V::broadcast(T(1)), v)), is_nan(v));
 }
 
-template <bool Contiguous, bool WithGrad, class T, class Loss>
-SegmentResult elementwise_segment_loop(const ElementwiseSegment<T>& s, int64_t n, const Loss& loss) {
+template <bool Contiguous, bool WithGrad, class S, class Loss>
+SegmentResult elementwise_segment_loop(const ElementwiseSegment<S>& s, int64_t n, const Loss& loss) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
@@ -107,8 +108,8 @@ SegmentResult elementwise_segment_loop(const ElementwiseSegment<T>& s, int64_t n
     return result;
 }
 
-template <class T, class Loss>
-SegmentResult elementwise_segment(const ElementwiseSegment<T>& s, int64_t n, const Loss& loss) {
+template <class S, class Loss>
+SegmentResult elementwise_segment(const ElementwiseSegment<S>& s, int64_t n, const Loss& loss) {
     auto unit = [](const void* p, int64_t stride) { return p == nullptr || stride == 1; };
     const bool contiguous = unit(s.input, s.input_stride) && unit(s.target, s.target_stride) &&
                             unit(s.weight, s.weight_stride) && unit(s.pos_weight, s.pos_weight_stride) &&

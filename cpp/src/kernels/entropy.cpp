@@ -30,14 +30,14 @@ inline void accumulate(V d, V& s, V& u) {
     u = u + select(equal(e, zero), zero, e * d);
 }
 
-template <class T>
-void entropy_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows, int64_t classes) {
+template <class S, class T = compute_t<S>>
+void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t rows, int64_t classes) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t n = classes;
     const V zero = V::broadcast(T(0));
     for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * x_row_stride;
+        const S* xr = x + r * x_row_stride;
         const V m = V::broadcast(row_max(xr, n));
         V s = zero, u = zero;
         const int64_t full_end = n - n % W;
@@ -45,12 +45,12 @@ void entropy_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, 
         while (i < full_end) {
             const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
             V ps = zero, pu = zero;
-            for (; i < fold_end; i += W) accumulate(V::load(xr + i) - m, ps, pu);
+            for (; i < fold_end; i += W) accumulate(vload(xr + i) - m, ps, pu);
             s = s + ps;
             u = u + pu;
         }
         if (i < n) {  // padding lanes hold -inf: exp gives 0 and the guard drops them
-            accumulate(V::load_partial(xr + i, n - i, -infinity<T>()) - m, s, u);
+            accumulate(vload_partial(xr + i, n - i, -infinity<T>()) - m, s, u);
         }
         const T sum = reduce_sum(s);
         out[r * out_stride] = scalar_log(sum) - reduce_sum(u) / sum;
@@ -58,8 +58,8 @@ void entropy_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, 
 }
 
 // Columns layout: lanes are W consecutive positions, sweeps run down the class axis.
-template <class T>
-void entropy_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_stride, int64_t columns,
+template <class S, class T = compute_t<S>>
+void entropy_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_stride, int64_t columns,
                      int64_t classes) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -67,8 +67,8 @@ void entropy_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_str
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
         auto load = [&](int64_t c) {
-            const T* ptr = x + c * x_class_stride + j;
-            return lanes == W ? V::load(ptr) : V::load_partial(ptr, lanes, T(0));
+            const S* ptr = x + c * x_class_stride + j;
+            return lanes == W ? vload(ptr) : vload_partial(ptr, lanes, T(0));
         };
         V m = V::broadcast(-infinity<T>());
         for (int64_t c = 0; c < classes; ++c) m = max(m, load(c));
@@ -89,8 +89,10 @@ void entropy_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_str
 }  // namespace
 
 void register_entropy_kernels(KernelTable& table) {
-    table.entropy_f32 = {&entropy_rows<float>, &entropy_columns<float>};
-    table.entropy_f64 = {&entropy_rows<double>, &entropy_columns<double>};
+    for_each_kernel_set(table, [](auto& set) {
+        using S = typename std::decay_t<decltype(set)>::Storage;
+        set.entropy = {&entropy_rows<S>, &entropy_columns<S>};
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

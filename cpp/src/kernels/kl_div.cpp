@@ -48,24 +48,25 @@ struct KLDivLogTargetPointwise {
     }
 };
 
-template <class T>
-SegmentResult kl_div_forward(const ElementwiseSegment<T>& s, int64_t n, bool log_target) {
+template <class S, class T = compute_t<S>>
+SegmentResult kl_div_forward(const ElementwiseSegment<S>& s, int64_t n, bool log_target) {
     return log_target ? elementwise_segment(s, n, KLDivLogTargetPointwise<T>{})
                       : elementwise_segment(s, n, KLDivPointwise<T>{});
 }
 
-template <class T>
-KLDivKernels<T> make_kl_div_kernels() {
-    KLDivKernels<T> k;
-    k.forward = &kl_div_forward<T>;
+template <class S>
+KLDivKernels<S> make_kl_div_kernels() {
+    KLDivKernels<S> k;
+    k.forward = &kl_div_forward<S>;
     return k;
 }
 
 }  // namespace
 
 void register_kl_div_kernels(KernelTable& table) {
-    table.kl_div_f32 = make_kl_div_kernels<float>();
-    table.kl_div_f64 = make_kl_div_kernels<double>();
+    for_each_kernel_set(table, [](auto& set) {
+        set.kl_div = make_kl_div_kernels<typename std::decay_t<decltype(set)>::Storage>();
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

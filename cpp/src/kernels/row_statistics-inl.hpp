@@ -9,27 +9,27 @@ namespace FASTLOSS_ISA_NS {
 namespace {
 
 // Four independent accumulators hide the latency of max/add across loop iterations.
-template <class T>
-T row_max(const T* x, int64_t n) {
+template <class S, class T = compute_t<S>>
+T row_max(const S* x, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V neg_inf = V::broadcast(-infinity<T>());
     V m0 = neg_inf, m1 = neg_inf, m2 = neg_inf, m3 = neg_inf;
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        m0 = max(m0, V::load(x + i));
-        m1 = max(m1, V::load(x + i + W));
-        m2 = max(m2, V::load(x + i + 2 * W));
-        m3 = max(m3, V::load(x + i + 3 * W));
+        m0 = max(m0, vload(x + i));
+        m1 = max(m1, vload(x + i + W));
+        m2 = max(m2, vload(x + i + 2 * W));
+        m3 = max(m3, vload(x + i + 3 * W));
     }
-    for (; i + W <= n; i += W) m0 = max(m0, V::load(x + i));
-    if (i < n) m1 = max(m1, V::load_partial(x + i, n - i, -infinity<T>()));
+    for (; i + W <= n; i += W) m0 = max(m0, vload(x + i));
+    if (i < n) m1 = max(m1, vload_partial(x + i, n - i, -infinity<T>()));
     return reduce_max(max(max(m0, m1), max(m2, m3)));
 }
 
 // sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift).
-template <class T>
-T row_sum_exp(const T* x, T shift, T* y, int64_t n) {
+template <class S, class T = compute_t<S>>
+T row_sum_exp(const S* x, T shift, S* y, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V sh = V::broadcast(shift);
@@ -37,10 +37,10 @@ T row_sum_exp(const T* x, T shift, T* y, int64_t n) {
     V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        const V e0 = vexp(V::load(x + i) - sh);
-        const V e1 = vexp(V::load(x + i + W) - sh);
-        const V e2 = vexp(V::load(x + i + 2 * W) - sh);
-        const V e3 = vexp(V::load(x + i + 3 * W) - sh);
+        const V e0 = vexp(vload(x + i) - sh);
+        const V e1 = vexp(vload(x + i + W) - sh);
+        const V e2 = vexp(vload(x + i + 2 * W) - sh);
+        const V e3 = vexp(vload(x + i + 3 * W) - sh);
         if (y) {
             store(y + i, e0);
             store(y + i + W, e1);
@@ -53,14 +53,14 @@ T row_sum_exp(const T* x, T shift, T* y, int64_t n) {
         s3 = s3 + e3;
     }
     for (; i + W <= n; i += W) {
-        const V e = vexp(V::load(x + i) - sh);
+        const V e = vexp(vload(x + i) - sh);
         if (y) store(y + i, e);
         s0 = s0 + e;
     }
     if (i < n) {
         // Padding lanes load -inf, whose exp(-inf - shift) is 0 unless shift is -inf too; then
         // every real value is -inf as well and the row is NaN regardless.
-        const V e = vexp(V::load_partial(x + i, n - i, -infinity<T>()) - sh);
+        const V e = vexp(vload_partial(x + i, n - i, -infinity<T>()) - sh);
         if (y) store_partial(y + i, n - i, e);
         s1 = s1 + e;
     }
@@ -81,8 +81,8 @@ struct RowMaxSum {
     T sum;
 };
 
-template <class T>
-RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
+template <class S, class T = compute_t<S>>
+RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V neg_inf = V::broadcast(-infinity<T>()), zero = V::broadcast(T(0)), one = V::broadcast(T(1));
@@ -100,8 +100,8 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
     int blocks = 0;
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        const V v0 = V::load(x + i), v1 = V::load(x + i + W);
-        const V v2 = V::load(x + i + 2 * W), v3 = V::load(x + i + 3 * W);
+        const V v0 = vload(x + i), v1 = vload(x + i + W);
+        const V v2 = vload(x + i + 2 * W), v3 = vload(x + i + 3 * W);
         const V m_new = max(m, max(max(v0, v1), max(v2, v3)));
         if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
             const V f = rescale(m, m_new);
@@ -119,7 +119,7 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
         }
     }
     for (; i < n; i += W) {
-        const V v = i + W <= n ? V::load(x + i) : V::load_partial(x + i, n - i, -infinity<T>());
+        const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
         const V m_new = max(m, v);
         const V f = rescale(m, m_new);
         s = s * f + vexp_nonpositive(v - shift_of(m_new));
@@ -138,9 +138,9 @@ RowMaxSum<T> row_online_max_sum(const T* x, int64_t n) {
 // reductions, one log per row) costs more than the row itself. Such rows are processed W at a time
 // with one row per lane: the values of class c of W rows are gathered into one vector, and one
 // vector log serves W rows. Gather indices are 32-bit, hence the stride limit.
-template <class T>
+template <class S>
 bool rows_fit_lanes(int64_t classes, int64_t row_stride) {
-    constexpr int64_t W = Vec<T>::width;
+    constexpr int64_t W = VecOf<S>::width;
     const int64_t stride = row_stride < 0 ? -row_stride : row_stride;
     return W > 1 && classes > 0 && classes < 2 * W && stride * W + classes < (int64_t(1) << 31);
 }
@@ -153,14 +153,14 @@ struct LanesShiftSum {
     Vec<T> sum;
 };
 
-template <class T>
-LanesShiftSum<T> lanes_shift_sum(const T* x, int64_t row_stride, int64_t classes, bool zero_if_infinite) {
+template <class S, class T = compute_t<S>>
+LanesShiftSum<T> lanes_shift_sum(const S* x, int64_t row_stride, int64_t classes, bool zero_if_infinite) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     V values[2 * W];
     V m = V::broadcast(-infinity<T>());
     for (int64_t c = 0; c < classes; ++c) {
-        values[c] = V::gather(x + c, row_stride);
+        values[c] = vgather(x + c, row_stride);
         m = max(m, values[c]);
     }
     const V zero = V::broadcast(T(0));

@@ -27,15 +27,14 @@ namespace {
 // Stores y[i] for i in [0, n) from f(i) (a vector of lanes i..i+W), with non-temporal stores for
 // the aligned middle when `stream` is set: ordinary stores up to the first aligned address and
 // for the tail.
-template <class T, class F>
-void store_row(T* y, int64_t n, bool stream, F&& f) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
+template <class S, class F>
+void store_row(S* y, int64_t n, bool stream, F&& f) {
+    constexpr int64_t W = VecOf<S>::width;
     int64_t i = 0;
     if (stream) {
-        const auto misalignment = reinterpret_cast<uintptr_t>(y) % (W * sizeof(T));
-        if (misalignment % sizeof(T) == 0) {  // element-aligned: peel up to a vector boundary
-            const int64_t head = misalignment ? int64_t((W * sizeof(T) - misalignment) / sizeof(T)) : 0;
+        const auto misalignment = reinterpret_cast<uintptr_t>(y) % (W * sizeof(S));
+        if (misalignment % sizeof(S) == 0) {  // element-aligned: peel up to a vector boundary
+            const int64_t head = misalignment ? int64_t((W * sizeof(S) - misalignment) / sizeof(S)) : 0;
             if (head > 0) {
                 store_partial(y, head < n ? head : n, f(int64_t(0)));
                 i = head;
@@ -47,47 +46,61 @@ void store_row(T* y, int64_t n, bool stream, F&& f) {
     if (i < n) store_partial(y + i, n - i, f(i));
 }
 
-template <class T>
-void log_softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride, int64_t rows,
+template <class S>
+void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows,
                       int64_t classes, bool stream_output) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * x_row_stride;
-        T* yr = y + r * y_row_stride;
+        const S* xr = x + r * x_row_stride;
+        S* yr = y + r * y_row_stride;
         const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
         const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
         store_row(yr, classes, stream_output, [&](int64_t i) {
-            const V v = i + W <= classes ? V::load(xr + i) : V::load_partial(xr + i, classes - i, T(0));
+            const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
             return (v - vm) - vl;
         });
     }
     if (stream_output) stream_fence();
 }
 
-template <class T>
-void softmax_rows(const T* x, int64_t x_row_stride, T* y, int64_t y_row_stride, int64_t rows,
+template <class S>
+void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows,
                   int64_t classes) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * x_row_stride;
-        T* yr = y + r * y_row_stride;
+        const S* xr = x + r * x_row_stride;
+        S* yr = y + r * y_row_stride;
+        if constexpr (is_half_storage<S>) {
+            // Storing exp(x - m) in half and rescaling it would round twice: compute each
+            // exponential in the output sweep instead (the row is in cache after the first).
+            const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
+            const V vm = V::broadcast(ms.max), inv = V::broadcast(T(1) / ms.sum);
+            store_row(yr, classes, false, [&](int64_t i) {
+                const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
+                return vexp(v - vm) * inv;
+            });
+            continue;
+        }
         const T m = row_max(xr, classes);
         const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, yr, classes));
         int64_t i = 0;
-        for (; i + W <= classes; i += W) store(yr + i, V::load(yr + i) * inv);
-        if (i < classes) store_partial(yr + i, classes - i, V::load_partial(yr + i, classes - i, T(0)) * inv);
+        for (; i + W <= classes; i += W) store(yr + i, vload(yr + i) * inv);
+        if (i < classes) store_partial(yr + i, classes - i, vload_partial(yr + i, classes - i, T(0)) * inv);
     }
 }
 
-template <class T>
-void logsumexp_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride, int64_t rows,
+template <class S>
+void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t rows,
                     int64_t classes) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     int64_t r = 0;
-    if (rows_fit_lanes<T>(classes, x_row_stride)) {  // [Note: few classes]
+    if (rows_fit_lanes<S>(classes, x_row_stride)) {  // [Note: few classes]
         for (; r + W <= rows; r += W) {
             const LanesShiftSum<T> ss = lanes_shift_sum(x + r * x_row_stride, x_row_stride, classes, true);
             T lanes[W];
@@ -96,28 +109,29 @@ void logsumexp_rows(const T* x, int64_t x_row_stride, T* out, int64_t out_stride
         }
     }
     for (; r < rows; ++r) {
-        const T* xr = x + r * x_row_stride;
+        const S* xr = x + r * x_row_stride;
         const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
         if (!is_infinite(ms.max)) {
             out[r * out_stride] = scalar_log(ms.sum) + ms.max;
         } else {  // all -inf gives -inf; +inf gives +inf unless the row also holds a NaN
-            out[r * out_stride] = scalar_log(row_sum_exp<T>(xr, T(0), nullptr, classes));
+            out[r * out_stride] = scalar_log(row_sum_exp<S>(xr, T(0), nullptr, classes));
         }
     }
 }
 
 // Columns: the same three sweeps, each lane of a vector being one position. Sweeps run down the
 // class axis, one vector (a cache line or half of one) per class.
-template <class T, class Finish>
-void for_each_column_block(const T* x, int64_t x_class_stride, int64_t columns, int64_t classes,
+template <class S, class Finish>
+void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes,
                            Finish&& finish) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
         auto load = [&](int64_t c, T fill) {
-            const T* p = x + c * x_class_stride + j;
-            return lanes == W ? V::load(p) : V::load_partial(p, lanes, fill);
+            const S* p = x + c * x_class_stride + j;
+            return lanes == W ? vload(p) : vload_partial(p, lanes, fill);
         };
         V m = V::broadcast(-infinity<T>());
         for (int64_t c = 0; c < classes; ++c) m = max(m, load(c, -infinity<T>()));
@@ -125,9 +139,10 @@ void for_each_column_block(const T* x, int64_t x_class_stride, int64_t columns, 
     }
 }
 
-template <class T>
-void log_softmax_columns(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+template <class S>
+void log_softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
                          int64_t columns, int64_t classes) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
         V s = V::broadcast(T(0));
@@ -135,36 +150,43 @@ void log_softmax_columns(const T* x, int64_t x_class_stride, T* y, int64_t y_cla
         const V log_sum = vlog(s);
         for (int64_t c = 0; c < classes; ++c) {
             const V out = (load(c, T(0)) - m) - log_sum;
-            T* p = y + c * y_class_stride + j;
+            S* p = y + c * y_class_stride + j;
             if (lanes == V::width) store(p, out); else store_partial(p, lanes, out);
         }
     });
 }
 
-template <class T>
-void softmax_columns(const T* x, int64_t x_class_stride, T* y, int64_t y_class_stride,
+template <class S>
+void softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
                      int64_t columns, int64_t classes) {
+    using T = compute_t<S>;
     using V = Vec<T>;
+    // Half storage recomputes the exponentials in the last sweep rather than rounding them twice.
+    constexpr bool keep_exponentials = !is_half_storage<S>;
     for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
         V s = V::broadcast(T(0));
         for (int64_t c = 0; c < classes; ++c) {
             const V e = vexp(load(c, T(0)) - m);
-            T* p = y + c * y_class_stride + j;
-            if (lanes == V::width) store(p, e); else store_partial(p, lanes, e);
+            if constexpr (keep_exponentials) {
+                S* p = y + c * y_class_stride + j;
+                if (lanes == V::width) store(p, e); else store_partial(p, lanes, e);
+            }
             s = s + e;
         }
         const V inv = V::broadcast(T(1)) / s;
         for (int64_t c = 0; c < classes; ++c) {
-            T* p = y + c * y_class_stride + j;
-            if (lanes == V::width) store(p, V::load(p) * inv);
-            else store_partial(p, lanes, V::load_partial(p, lanes, T(0)) * inv);
+            S* p = y + c * y_class_stride + j;
+            const V e = keep_exponentials ? (lanes == V::width ? vload(p) : vload_partial(p, lanes, T(0)))
+                                          : vexp(load(c, T(0)) - m);
+            if (lanes == V::width) store(p, e * inv); else store_partial(p, lanes, e * inv);
         }
     });
 }
 
-template <class T>
-void logsumexp_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_stride,
+template <class S>
+void logsumexp_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_stride,
                        int64_t columns, int64_t classes) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
         const V zero = V::broadcast(T(0));
@@ -182,23 +204,24 @@ void logsumexp_columns(const T* x, int64_t x_class_stride, T* out, int64_t out_s
     });
 }
 
-template <class T>
-SoftmaxKernels<T> make_softmax_kernels() {
-    SoftmaxKernels<T> k;
-    k.log_softmax_rows = &log_softmax_rows<T>;
-    k.softmax_rows = &softmax_rows<T>;
-    k.logsumexp_rows = &logsumexp_rows<T>;
-    k.log_softmax_columns = &log_softmax_columns<T>;
-    k.softmax_columns = &softmax_columns<T>;
-    k.logsumexp_columns = &logsumexp_columns<T>;
+template <class S>
+SoftmaxKernels<S> make_softmax_kernels() {
+    SoftmaxKernels<S> k;
+    k.log_softmax_rows = &log_softmax_rows<S>;
+    k.softmax_rows = &softmax_rows<S>;
+    k.logsumexp_rows = &logsumexp_rows<S>;
+    k.log_softmax_columns = &log_softmax_columns<S>;
+    k.softmax_columns = &softmax_columns<S>;
+    k.logsumexp_columns = &logsumexp_columns<S>;
     return k;
 }
 
 }  // namespace
 
 void register_softmax_kernels(KernelTable& table) {
-    table.softmax_f32 = make_softmax_kernels<float>();
-    table.softmax_f64 = make_softmax_kernels<double>();
+    for_each_kernel_set(table, [](auto& set) {
+        set.softmax = make_softmax_kernels<typename std::decay_t<decltype(set)>::Storage>();
+    });
 }
 
 }  // namespace FASTLOSS_ISA_NS

@@ -11,8 +11,8 @@ template <class T, class V, V (*F)(V)>
 void apply_elementwise(const T* x, T* y, int64_t n) {
     constexpr int64_t W = V::width;
     int64_t i = 0;
-    for (; i + W <= n; i += W) store(y + i, F(V::load(x + i)));
-    if (i < n) store_partial(y + i, n - i, F(V::load_partial(x + i, n - i, T(1))));
+    for (; i + W <= n; i += W) store(y + i, F(vload(x + i)));
+    if (i < n) store_partial(y + i, n - i, F(vload_partial(x + i, n - i, T(1))));
 }
 
 template <class T>

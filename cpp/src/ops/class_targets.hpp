@@ -1,9 +1,12 @@
 // Shared by the drivers of losses with class targets and per-position values (cross_entropy,
-// nll_loss, distillation_loss): target checks, per-position scratch layout, ordered sums.
+// nll_loss, distillation_loss): target checks, per-position scratch layout, ordered sums, and the
+// small operands in the kernels' compute type.
 #pragma once
 
 #include <cstdint>
 #include <vector>
+
+#include "fastloss/half.hpp"
 
 #include "ops/axis_geometry.hpp"
 #include "ops/cross_entropy_ops.hpp"
@@ -60,6 +63,52 @@ double sum_in_order(const T* values, int64_t n) {
 template <class T>
 double sum_in_order(const std::vector<T>& values) {
     return sum_in_order(values.data(), int64_t(values.size()));
+}
+
+// Kernels read the big arrays in their storage type S but small operands (class weights,
+// per-position gradient scales and losses) in T = compute_t<S>. For the half types these few
+// values are converted here, once; for float and double the caller's memory is used as it is.
+
+// n contiguous values (class weights) in T: `values` itself, or a converted copy in `holder`.
+template <class S>
+const compute_t<S>* contiguous_in_compute_type(const S* values, int64_t n, std::vector<compute_t<S>>& holder) {
+    if constexpr (std::is_same_v<S, compute_t<S>>) {
+        return values;
+    } else {
+        if (!values) return nullptr;
+        holder.assign(values, values + n);
+        return holder.data();
+    }
+}
+
+// A per-position operand (full-rank `strides`, class-axis entry ignored) in T: `values` itself, or
+// a converted copy in position order in `holder`, `strides` then becoming position_strides.
+template <class S>
+const compute_t<S>* positions_in_compute_type(const S* values, std::vector<int64_t>& strides,
+                                              const std::vector<int64_t>& shape, int axis,
+                                              std::vector<compute_t<S>>& holder) {
+    if constexpr (std::is_same_v<S, compute_t<S>>) {
+        return values;
+    } else {
+        if (!values) return nullptr;
+        std::vector<int64_t> dense = position_strides(shape, axis);
+        const AxisGeometry g = make_axis_geometry(shape, axis, {strides, dense},
+                                                  {OperandRole::reduced, OperandRole::reduced});
+        holder.resize(size_t(position_count(shape, axis)));
+        for_each_position(g, [&](const int64_t* at) { holder[size_t(at[1])] = values[at[0]]; });
+        strides = dense;
+        return holder.data();
+    }
+}
+
+// The reverse, for per-position losses computed in T in position order: out[...] = values[i],
+// rounded once to S.
+template <class S, class T>
+void store_positions(const T* values, S* out, const std::vector<int64_t>& out_strides,
+                     const std::vector<int64_t>& shape, int axis) {
+    const AxisGeometry g = make_axis_geometry(shape, axis, {out_strides, position_strides(shape, axis)},
+                                              {OperandRole::reduced, OperandRole::reduced});
+    for_each_position(g, [&](const int64_t* at) { out[at[0]] = S(values[at[1]]); });
 }
 
 }  // namespace fastloss

@@ -56,20 +56,24 @@ T cosine_embedding_row_loss(T ab, T aa, T bb, double y, double margin) {
 
 }  // namespace
 
-template <class T>
-double cosine_embedding_forward(const CosineEmbeddingCall<T>& call) {
+template <class S>
+double cosine_embedding_forward(const CosineEmbeddingCall<S>& call) {
+    using T = compute_t<S>;
     const int64_t n = call.rows;
+    // Losses go to the caller's array for 'none' when it is of type T, else to scratch.
+    constexpr bool loss_in_caller_array = std::is_same_v<S, T>;
     std::vector<T> scratch;
-    T* loss = call.loss;
-    if (call.reduction != Reduction::none) {
+    T* loss = nullptr;
+    if constexpr (loss_in_caller_array) loss = call.loss;
+    if (call.reduction != Reduction::none || !loss_in_caller_array) {
         scratch.assign(size_t(n), T(0));
         loss = scratch.data();
     }
-    const CosineKernels<T>& k = cosine_kernels<T>(active_kernels());
+    const CosineKernels<S>& k = active_kernels().kernels<S>().cosine;
     const bool with_grad = call.grad != nullptr;
     int64_t block_rows = kRowBlock;
     if (with_grad && call.dim > 0) {
-        const int64_t fit = kGradBlockBytes / (2 * call.dim * int64_t(sizeof(T)));
+        const int64_t fit = kGradBlockBytes / (2 * call.dim * int64_t(sizeof(S)));
         block_rows = fit < 1 ? 1 : (fit < kRowBlock ? fit : kRowBlock);
     }
     // The gradient's scale: grad_output (none), its scalar (sum), or the scalar / n (mean).
@@ -83,15 +87,15 @@ double cosine_embedding_forward(const CosineEmbeddingCall<T>& call) {
         for (int64_t b = begin; b < end; ++b) {
             const int64_t first = b * block_rows;
             const int64_t rows = n - first < block_rows ? n - first : block_rows;
-            const T* x1 = call.x1 + first * call.x1_row_stride;
-            const T* x2 = call.x2 + first * call.x2_row_stride;
+            const S* x1 = call.x1 + first * call.x1_row_stride;
+            const S* x2 = call.x2 + first * call.x2_row_stride;
             k.dot3_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, dots, rows, call.dim);
             for (int64_t r = 0; r < rows; ++r) {
                 const double y = call.target[(first + r) * call.target_stride];
                 loss[first + r] =
                     cosine_embedding_row_loss(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2], y, call.margin);
                 if (with_grad) {
-                    const T g = call.grad_output ? call.grad_output[(first + r) * call.grad_output_stride]
+                    const T g = call.grad_output ? T(call.grad_output[(first + r) * call.grad_output_stride])
                                                  : constant_scale;
                     cosine_embedding_row_grad(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2], y, call.margin, g,
                                               coef + 2 * r);
@@ -103,12 +107,18 @@ double cosine_embedding_forward(const CosineEmbeddingCall<T>& call) {
             }
         }
     });
-    if (call.reduction == Reduction::none) return 0.0;
+    if (call.reduction == Reduction::none) {
+        if (!loss_in_caller_array) {
+            for (int64_t i = 0; i < n; ++i) call.loss[i] = S(scratch[size_t(i)]);
+        }
+        return 0.0;
+    }
     const double total = sum_in_order(scratch);
     return call.reduction == Reduction::sum ? total : total / double(n);  // n = 0: NaN, as PyTorch
 }
 
-template double cosine_embedding_forward<float>(const CosineEmbeddingCall<float>&);
-template double cosine_embedding_forward<double>(const CosineEmbeddingCall<double>&);
+#define FASTLOSS_INSTANTIATE(S) template double cosine_embedding_forward<S>(const CosineEmbeddingCall<S>&);
+FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
+#undef FASTLOSS_INSTANTIATE
 
 }  // namespace fastloss

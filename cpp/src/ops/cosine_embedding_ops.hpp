@@ -12,11 +12,12 @@ namespace fastloss {
 // squared norm, cos = sum x1 x2 / sqrt((sum x1^2 + EPSILON)(sum x2^2 + EPSILON)), computed in T
 // as PyTorch does (so huge norms overflow the same way), and
 //   loss = 1 - cos if y == 1;  max(0, cos - margin) if y == -1 (NaN stays NaN);  0 otherwise.
-template <class T>
+template <class S>
 struct CosineEmbeddingCall {
-    const T* x1 = nullptr;
+    using T = compute_t<S>;
+    const S* x1 = nullptr;
     int64_t x1_row_stride = 0;  // rows hold `dim` contiguous values
-    const T* x2 = nullptr;
+    const S* x2 = nullptr;
     int64_t x2_row_stride = 0;
     const double* target = nullptr;  // (rows,), target_stride apart
     int64_t target_stride = 1;
@@ -24,19 +25,19 @@ struct CosineEmbeddingCall {
     int64_t dim = 0;
     double margin = 0.0;
     Reduction reduction = Reduction::mean;
-    T* loss = nullptr;  // Reduction::none: (rows,) contiguous
+    S* loss = nullptr;  // Reduction::none: (rows,) contiguous
 
     // Optional gradient of the returned loss w.r.t. x1 (of sum(grad_output * loss) for
     // Reduction::none), rows of `dim` contiguous values; it may be x1 itself, never x2.
-    T* grad = nullptr;
+    S* grad = nullptr;
     int64_t grad_row_stride = 0;
-    const T* grad_output = nullptr;  // Reduction::none: (rows,), grad_output_stride apart; null: ones
+    const S* grad_output = nullptr;  // Reduction::none: (rows,), grad_output_stride apart; null: ones
     int64_t grad_output_stride = 0;
     T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 
 // Returns the mean (over rows) or sum; 0 for Reduction::none, whose values go to call.loss.
-template <class T>
-double cosine_embedding_forward(const CosineEmbeddingCall<T>& call);
+template <class S>
+double cosine_embedding_forward(const CosineEmbeddingCall<S>& call);
 
 }  // namespace fastloss

@@ -12,26 +12,36 @@ namespace {
 
 // Checks every index target (in order, so the first bad one is reported) and returns the sum of
 // the weights of the non-ignored ones, the denominator of a weighted mean.
-template <class T>
-double check_targets(const ClassificationLossCall<T>& call, const AxisGeometry& g, int target_operand) {
+template <class S, class T>
+double check_targets(const ClassificationLossCall<S>& call, const AxisGeometry& g, int target_operand,
+                     const T* weight) {
     return check_class_targets(g, target_operand, call.target, call.shape[size_t(call.axis)], call.ignore_index,
-                               call.weight);
+                               weight);
 }
 
 }  // namespace
 
-template <class T>
-double cross_entropy_forward(const ClassificationLossCall<T>& call) {
+template <class S>
+double cross_entropy_forward(const ClassificationLossCall<S>& call) {
+    using T = compute_t<S>;
     const bool index_targets = call.target != nullptr;
     const bool with_grad = call.grad != nullptr;
     const int64_t classes = call.shape[size_t(call.axis)];
     const int64_t positions = position_count(call.shape, call.axis);
+    std::vector<T> weight_holder, grad_output_holder;
+    const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
+    std::vector<int64_t> grad_output_strides = call.grad_output_strides;
+    const T* grad_output =
+        positions_in_compute_type(call.grad_output, grad_output_strides, call.shape, call.axis, grad_output_holder);
 
-    // Per-position losses go to the caller's array for 'none', else to a small scratch array.
+    // Per-position losses go to the caller's array for 'none' (when it is of type T), else to a
+    // small scratch array in position order.
+    constexpr bool loss_in_caller_array = std::is_same_v<S, T>;
     std::vector<T> scratch;
-    T* loss = call.loss;
+    T* loss = nullptr;
     std::vector<int64_t> loss_strides = call.loss_strides;
-    if (call.reduction != Reduction::none) {
+    if constexpr (loss_in_caller_array) loss = call.loss;
+    if (call.reduction != Reduction::none || !loss_in_caller_array) {
         scratch.assign(size_t(positions), T(0));
         loss = scratch.data();
         loss_strides = position_strides(call.shape, call.axis);
@@ -39,9 +49,9 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
 
     CrossEntropyParams<T> params;
     params.classes = classes;
-    params.weight = call.weight;
+    params.weight = weight;
     double weight_total = 0.0;
-    for (int64_t c = 0; c < classes; ++c) weight_total += call.weight ? double(call.weight[c]) : 1.0;
+    for (int64_t c = 0; c < classes; ++c) weight_total += weight ? double(weight[c]) : 1.0;
     params.weight_sum = T(weight_total);
     params.ignore_index = call.ignore_index;
     params.label_smoothing = call.label_smoothing;
@@ -55,28 +65,29 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
     if (with_grad) {
         strides.push_back(call.grad_strides);
         roles.push_back(OperandRole::full);
-        strides.push_back(call.grad_output ? call.grad_output_strides : loss_strides);
+        strides.push_back(grad_output ? grad_output_strides : loss_strides);
         roles.push_back(OperandRole::reduced);
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
     // Every target is checked before anything is computed or written.
     // Probability targets: PyTorch divides by numel / C, which is 0 / 0 (a NaN mean) without classes.
-    const double denominator = index_targets ? check_targets(call, g, 2) : (classes > 0 ? double(positions) : 0.0);
+    const double denominator =
+        index_targets ? check_targets(call, g, 2, weight) : (classes > 0 ? double(positions) : 0.0);
 
     // The gradient's per-position factor: grad_output (none), 1 (sum) or 1/denominator (mean).
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
-    const T* scale = call.grad_output ? call.grad_output : &constant_scale;
-    const bool scale_varies = call.grad_output != nullptr;
+    const T* scale = grad_output ? grad_output : &constant_scale;
+    const bool scale_varies = grad_output != nullptr;
 
-    const CrossEntropyKernels<T>& k = cross_entropy_kernels<T>(active_kernels());
-    const T* x = call.input;
-    const T* second = call.probabilities;
+    const CrossEntropyKernels<S>& k = active_kernels().kernels<S>().cross_entropy;
+    const S* x = call.input;
+    const S* second = call.probabilities;
     const int64_t* target = call.target;
-    T* grad = call.grad;
+    S* grad = call.grad;
 
-    auto run_rows = [&](const T* xp, int64_t xs, const T* tp_or_qp, const int64_t* yp, int64_t ts, T* lp, int64_t ls,
-                        T* gp, int64_t gs, const T* sp, int64_t ss, int64_t rows) {
+    auto run_rows = [&](const S* xp, int64_t xs, const S* tp_or_qp, const int64_t* yp, int64_t ts, T* lp, int64_t ls,
+                        S* gp, int64_t gs, const T* sp, int64_t ss, int64_t rows) {
         if (with_grad) {
             if (index_targets) k.index_rows_grad(xp, xs, yp, ts, sp, ss, lp, ls, gp, gs, rows, params);
             else k.probability_rows_grad(xp, xs, tp_or_qp, ts, sp, ss, lp, ls, gp, gs, rows, params);
@@ -118,8 +129,8 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: gather each row (and its probabilities) contiguously, and
                 // scatter the gradient row back.
-                std::vector<T> row(static_cast<size_t>(classes));
-                std::vector<T> q_row(index_targets ? 0 : static_cast<size_t>(classes));
+                std::vector<S> row(static_cast<size_t>(classes));
+                std::vector<S> q_row(index_targets ? 0 : static_cast<size_t>(classes));
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
@@ -128,7 +139,7 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
                     run_rows(row.data(), classes, q_row.data(), index_targets ? target + at[2] : nullptr, 0, loss + at[1],
                              0, row.data(), classes, scale_varies ? scale + at[4] : scale, 0, 1);
                     if (with_grad) {
-                        T* out = grad + at[3];
+                        S* out = grad + at[3];
                         for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[3]] = row[size_t(c)];
                     }
                 }
@@ -141,13 +152,19 @@ double cross_entropy_forward(const ClassificationLossCall<T>& call) {
         for_each_position(g, [&](const int64_t* at) { loss[at[1]] = T(0); });
     }
 
-    if (call.reduction == Reduction::none) return 0.0;
+    if (call.reduction == Reduction::none) {
+        if (!loss_in_caller_array) store_positions(scratch.data(), call.loss, call.loss_strides, call.shape, call.axis);
+        return 0.0;
+    }
     const double total = sum_in_order(scratch);
     return call.reduction == Reduction::sum ? total : total / denominator;
 }
 
-template <class T>
-double nll_loss_forward(const ClassificationLossCall<T>& call) {
+template <class S>
+double nll_loss_forward(const ClassificationLossCall<S>& call) {
+    using T = compute_t<S>;
+    std::vector<T> weight_holder;
+    const T* weight = contiguous_in_compute_type(call.weight, call.shape[size_t(call.axis)], weight_holder);
     // Operands: 0 input, 1 target, 2 loss, 3 gradient, 4 grad_output; unused ones borrow the
     // target's strides.
     const auto& unused = call.target_strides;
@@ -156,7 +173,7 @@ double nll_loss_forward(const ClassificationLossCall<T>& call) {
         {call.input_strides, call.target_strides, call.loss ? call.loss_strides : unused,
          call.grad ? call.grad_strides : call.input_strides, call.grad_output ? call.grad_output_strides : unused},
         {OperandRole::full, OperandRole::reduced, OperandRole::reduced, OperandRole::full, OperandRole::reduced});
-    const double denominator = check_targets(call, g, 1);
+    const double denominator = check_targets(call, g, 1, weight);
     const int64_t classes = call.shape[size_t(call.axis)];
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
@@ -165,18 +182,18 @@ double nll_loss_forward(const ClassificationLossCall<T>& call) {
     for_each_position(g, [&](const int64_t* at) {
         const int64_t y = call.target[at[1]];
         const bool ignored = y == call.ignore_index;
-        const T w = ignored ? T(0) : (call.weight ? call.weight[y] : T(1));
-        const T value = ignored ? T(0) : -w * call.input[at[0] + y * g.class_stride[0]];
+        const T w = ignored ? T(0) : (weight ? weight[y] : T(1));
+        const T value = ignored ? T(0) : -w * T(call.input[at[0] + y * g.class_stride[0]]);
         if (call.reduction == Reduction::none) {
             call.loss[at[2]] = value;
         } else {
             total += double(value);
         }
         if (call.grad) {  // d loss / d input: -scale * w_y at the target, 0 elsewhere
-            T* row = call.grad + at[3];
-            for (int64_t c = 0; c < classes; ++c) row[c * g.class_stride[3]] = T(0);
+            S* row = call.grad + at[3];
+            for (int64_t c = 0; c < classes; ++c) row[c * g.class_stride[3]] = S(T(0));
             if (!ignored) {
-                const T scale = call.grad_output ? call.grad_output[at[4]] : constant_scale;
+                const T scale = call.grad_output ? T(call.grad_output[at[4]]) : constant_scale;
                 row[y * g.class_stride[3]] = -scale * w;
             }
         }
@@ -185,9 +202,10 @@ double nll_loss_forward(const ClassificationLossCall<T>& call) {
     return call.reduction == Reduction::sum ? total : total / denominator;
 }
 
-template double cross_entropy_forward<float>(const ClassificationLossCall<float>&);
-template double cross_entropy_forward<double>(const ClassificationLossCall<double>&);
-template double nll_loss_forward<float>(const ClassificationLossCall<float>&);
-template double nll_loss_forward<double>(const ClassificationLossCall<double>&);
+#define FASTLOSS_INSTANTIATE(S)                                                   \
+    template double cross_entropy_forward<S>(const ClassificationLossCall<S>&); \
+    template double nll_loss_forward<S>(const ClassificationLossCall<S>&);
+FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
+#undef FASTLOSS_INSTANTIATE
 
 }  // namespace fastloss

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "fastloss/half.hpp"
+
 namespace fastloss {
 
 enum class Reduction { none, mean, sum };
@@ -19,9 +21,11 @@ class TargetOutOfBounds : public std::out_of_range {
         : std::out_of_range("Target " + std::to_string(target) + " is out of bounds.") {}
 };
 
-template <class T>
+// S is the storage type of the arrays (float, double, Half, BFloat16); numbers are in its compute type.
+template <class S>
 struct ClassificationLossCall {
-    const T* input = nullptr;  // logits (cross_entropy) or log-probabilities (nll_loss)
+    using T = compute_t<S>;
+    const S* input = nullptr;  // logits (cross_entropy) or log-probabilities (nll_loss)
     std::vector<int64_t> input_strides;
     std::vector<int64_t> shape;  // the input's shape
     int axis = 0;                // the class axis
@@ -30,32 +34,32 @@ struct ClassificationLossCall {
     // `axis` is ignored for the per-position arrays (target, loss).
     const int64_t* target = nullptr;
     std::vector<int64_t> target_strides;
-    const T* probabilities = nullptr;  // cross_entropy only: same shape as the input
+    const S* probabilities = nullptr;  // cross_entropy only: same shape as the input
     std::vector<int64_t> probability_strides;
 
-    const T* weight = nullptr;  // (C,) contiguous, or nullptr
+    const S* weight = nullptr;  // (C,) contiguous, or nullptr
     int64_t ignore_index = -100;
     T label_smoothing = T(0);
     Reduction reduction = Reduction::mean;
 
-    T* loss = nullptr;  // Reduction::none: per-position output
+    S* loss = nullptr;  // Reduction::none: per-position output
     std::vector<int64_t> loss_strides;
 
     // Optional gradient of the returned loss w.r.t. the input, same shape (may be the input).
     // For Reduction::none it is the gradient of sum(grad_output * loss); grad_output is a
     // per-position array (nullptr: all ones).
-    T* grad = nullptr;
+    S* grad = nullptr;
     std::vector<int64_t> grad_strides;
-    const T* grad_output = nullptr;
+    const S* grad_output = nullptr;
     std::vector<int64_t> grad_output_strides;
     T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 
 // Returns the mean or sum (0 for Reduction::none, whose values go to call.loss).
-template <class T>
-double cross_entropy_forward(const ClassificationLossCall<T>& call);
+template <class S>
+double cross_entropy_forward(const ClassificationLossCall<S>& call);
 
-template <class T>
-double nll_loss_forward(const ClassificationLossCall<T>& call);
+template <class S>
+double nll_loss_forward(const ClassificationLossCall<S>& call);
 
 }  // namespace fastloss

@@ -9,12 +9,18 @@
 
 namespace fastloss {
 
-template <class T>
-double distillation_forward(const DistillationCall<T>& call) {
+template <class S>
+double distillation_forward(const DistillationCall<S>& call) {
+    using T = compute_t<S>;
     const bool index_targets = call.target != nullptr;
     const bool with_grad = call.grad != nullptr;
     const int64_t classes = call.shape[size_t(call.axis)];
     const int64_t positions = position_count(call.shape, call.axis);
+    std::vector<T> weight_holder, grad_output_holder;
+    const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
+    std::vector<int64_t> grad_output_strides = call.grad_output_strides;
+    const T* grad_output =
+        positions_in_compute_type(call.grad_output, grad_output_strides, call.shape, call.axis, grad_output_holder);
 
     // The kernels write the hard and soft terms of every position to scratch (in position order:
     // CE at [0, P), KL at [P, 2P)), so the reductions below sum them in a fixed order.
@@ -23,9 +29,9 @@ double distillation_forward(const DistillationCall<T>& call) {
 
     DistillationParams<T> params;
     params.hard.classes = classes;
-    params.hard.weight = call.weight;
+    params.hard.weight = weight;
     double weight_total = 0.0;
-    for (int64_t c = 0; c < classes; ++c) weight_total += call.weight ? double(call.weight[c]) : 1.0;
+    for (int64_t c = 0; c < classes; ++c) weight_total += weight ? double(weight[c]) : 1.0;
     params.hard.weight_sum = T(weight_total);
     params.hard.ignore_index = call.ignore_index;
     params.hard.label_smoothing = call.label_smoothing;
@@ -41,13 +47,13 @@ double distillation_forward(const DistillationCall<T>& call) {
     if (with_grad) {
         strides.push_back(call.grad_strides);
         roles.push_back(OperandRole::full);
-        strides.push_back(call.grad_output ? call.grad_output_strides : scratch_strides);
+        strides.push_back(grad_output ? grad_output_strides : scratch_strides);
         roles.push_back(OperandRole::reduced);
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
     // Every target is checked before anything is computed or written.
     const double hard_denominator =
-        index_targets ? check_class_targets(g, 3, call.target, classes, call.ignore_index, call.weight)
+        index_targets ? check_class_targets(g, 3, call.target, classes, call.ignore_index, weight)
                       : double(positions);
 
     // The gradient's factors (distillation.cpp): per position, scale * alpha / D for CE and
@@ -57,21 +63,21 @@ double distillation_forward(const DistillationCall<T>& call) {
     params.hard_grad = T(call.alpha / (mean ? hard_denominator : 1.0));
     params.soft_grad = T((1.0 - call.alpha) * call.temperature / (mean ? double(call.shape[0]) : 1.0));
     const T constant_scale = call.grad_output_scalar;
-    const T* scale = call.grad_output ? call.grad_output : &constant_scale;
-    const bool scale_varies = call.grad_output != nullptr;
-    T* grad = call.grad;
+    const T* scale = grad_output ? grad_output : &constant_scale;
+    const bool scale_varies = grad_output != nullptr;
+    S* grad = call.grad;
 
-    const DistillationKernels<T>& k = distillation_kernels<T>(active_kernels());
-    const T* s = call.student;
-    const T* t = call.teacher;
+    const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
+    const S* s = call.student;
+    const S* t = call.teacher;
     const int64_t* target = call.target;
-    const T* q = call.probabilities;
+    const S* q = call.probabilities;
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
                 const int64_t* yp = index_targets ? target + at[3] : nullptr;
-                const T* qp = index_targets ? nullptr : q + at[3];
+                const S* qp = index_targets ? nullptr : q + at[3];
                 if (with_grad) {
                     k.rows_grad(s + at[0], step[0], t + at[1], step[1], yp, step[3], qp, step[3],
                                 scale_varies ? scale + at[5] : scale, scale_varies ? step[5] : 0, ce + at[2],
@@ -83,7 +89,7 @@ double distillation_forward(const DistillationCall<T>& call) {
             },
             [&](const int64_t* at, int64_t columns) {
                 const int64_t* yp = index_targets ? target + at[3] : nullptr;
-                const T* qp = index_targets ? nullptr : q + at[3];
+                const S* qp = index_targets ? nullptr : q + at[3];
                 if (with_grad) {
                     k.columns_grad(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1], yp, g.column_stride[3],
                                    qp, g.class_stride[3], scale_varies ? scale + at[5] : scale,
@@ -98,10 +104,10 @@ double distillation_forward(const DistillationCall<T>& call) {
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: gather each row of every full operand contiguously; the
                 // gradient row is formed in the student's buffer and scattered back.
-                std::vector<T> rows_buffer(size_t(classes) * (index_targets ? 2 : 3));
-                T* s_row = rows_buffer.data();
-                T* t_row = s_row + classes;
-                T* q_row = index_targets ? nullptr : t_row + classes;
+                std::vector<S> rows_buffer(size_t(classes) * (index_targets ? 2 : 3));
+                S* s_row = rows_buffer.data();
+                S* t_row = s_row + classes;
+                S* q_row = index_targets ? nullptr : t_row + classes;
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
@@ -113,7 +119,7 @@ double distillation_forward(const DistillationCall<T>& call) {
                         k.rows_grad(s_row, classes, t_row, classes, yp, 0, q_row, classes,
                                     scale_varies ? scale + at[5] : scale, 0, ce + at[2], ce + positions + at[2], 0,
                                     s_row, classes, 1, params);
-                        T* out = grad + at[4];
+                        S* out = grad + at[4];
                         for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[4]] = s_row[c];
                     } else {
                         k.rows(s_row, classes, t_row, classes, yp, 0, q_row, classes, ce + at[2],
@@ -127,7 +133,7 @@ double distillation_forward(const DistillationCall<T>& call) {
     const double soft_scale = (1.0 - call.alpha) * call.temperature * call.temperature;
     if (call.reduction == Reduction::none) {
         for (int64_t i = 0; i < positions; ++i) {
-            call.loss[i] = T(call.alpha * double(ce[i]) + soft_scale * double(kl[i]));
+            call.loss[i] = S(T(call.alpha * double(ce[i]) + soft_scale * double(kl[i])));
         }
         return 0.0;
     }
@@ -139,7 +145,8 @@ double distillation_forward(const DistillationCall<T>& call) {
     return call.alpha * (hard_total / hard_denominator) + soft_scale * (soft_total / batch);
 }
 
-template double distillation_forward<float>(const DistillationCall<float>&);
-template double distillation_forward<double>(const DistillationCall<double>&);
+#define FASTLOSS_INSTANTIATE(S) template double distillation_forward<S>(const DistillationCall<S>&);
+FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
+#undef FASTLOSS_INSTANTIATE
 
 }  // namespace fastloss

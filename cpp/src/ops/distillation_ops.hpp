@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastloss/half.hpp"
+
 #include "ops/cross_entropy_ops.hpp"
 
 namespace fastloss {
@@ -18,11 +20,12 @@ namespace fastloss {
 //  * sum:  alpha CE_sum + (1 - alpha) T^2 KL_sum
 //  * none: per position alpha CE_i + (1 - alpha) T^2 KL_i (CE_i = 0 at ignored positions; KL_i
 //          counts there, as kl_div has no ignore_index)
-template <class T>
+template <class S>
 struct DistillationCall {
-    const T* student = nullptr;
+    using T = compute_t<S>;
+    const S* student = nullptr;
     std::vector<int64_t> student_strides;
-    const T* teacher = nullptr;
+    const S* teacher = nullptr;
     std::vector<int64_t> teacher_strides;
     std::vector<int64_t> shape;  // shared by student and teacher
     int axis = 0;                // the class axis
@@ -30,30 +33,30 @@ struct DistillationCall {
     // Exactly one kind of target, as in ClassificationLossCall.
     const int64_t* target = nullptr;
     std::vector<int64_t> target_strides;  // full rank, class-axis entry ignored
-    const T* probabilities = nullptr;
+    const S* probabilities = nullptr;
     std::vector<int64_t> probability_strides;
 
-    const T* weight = nullptr;  // (C,) contiguous, or nullptr
+    const S* weight = nullptr;  // (C,) contiguous, or nullptr
     int64_t ignore_index = -100;
     T label_smoothing = T(0);
     double temperature = 2.0;
     double alpha = 0.5;
     Reduction reduction = Reduction::mean;
 
-    T* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape
+    S* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape
 
     // Optional gradient of the returned loss w.r.t. the student logits, as in
     // ClassificationLossCall: the student's shape (may be the student array itself, never the
     // teacher's or the target's); for Reduction::none the gradient of sum(grad_output * loss).
-    T* grad = nullptr;
+    S* grad = nullptr;
     std::vector<int64_t> grad_strides;
-    const T* grad_output = nullptr;  // per position (full-rank strides), or nullptr: all ones
+    const S* grad_output = nullptr;  // per position (full-rank strides), or nullptr: all ones
     std::vector<int64_t> grad_output_strides;
     T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 
 // Returns the mean or sum (0 for Reduction::none, whose values go to call.loss).
-template <class T>
-double distillation_forward(const DistillationCall<T>& call);
+template <class S>
+double distillation_forward(const DistillationCall<S>& call);
 
 }  // namespace fastloss

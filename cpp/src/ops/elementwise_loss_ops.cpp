@@ -18,21 +18,21 @@ const std::vector<int64_t>& strides_or_zeros(const T* p, const std::vector<int64
     return p ? strides : zeros;
 }
 
-template <class T>
-SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<T>& s, int64_t n, const KernelTable& table) {
+template <class S>
+SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<S>& s, int64_t n, const KernelTable& table) {
     switch (kind) {
-    case ElementwiseLoss::kl_div: return kl_div_kernels<T>(table).forward(s, n, false);
-    case ElementwiseLoss::kl_div_log_target: return kl_div_kernels<T>(table).forward(s, n, true);
-    case ElementwiseLoss::binary_cross_entropy: return binary_cross_entropy_kernels<T>(table).probabilities(s, n);
-    case ElementwiseLoss::binary_cross_entropy_with_logits: return binary_cross_entropy_kernels<T>(table).logits(s, n);
+    case ElementwiseLoss::kl_div: return table.kernels<S>().kl_div.forward(s, n, false);
+    case ElementwiseLoss::kl_div_log_target: return table.kernels<S>().kl_div.forward(s, n, true);
+    case ElementwiseLoss::binary_cross_entropy: return table.kernels<S>().binary_cross_entropy.probabilities(s, n);
+    case ElementwiseLoss::binary_cross_entropy_with_logits: return table.kernels<S>().binary_cross_entropy.logits(s, n);
     }
     return SegmentResult{};
 }
 
 }  // namespace
 
-template <class T>
-double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call) {
+template <class S>
+double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call) {
     const std::vector<int64_t> zeros(call.shape.size(), 0);
     const BroadcastGeometry g = make_broadcast_geometry(
         call.shape, {call.input_strides, call.target_strides, strides_or_zeros(call.weight, call.weight_strides, zeros),
@@ -54,7 +54,7 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call
         int64_t at[kMaxBroadcastOperands];
         for (int64_t i = begin; i < end; ++i) {
             const int64_t n = g.segment(i, at);
-            ElementwiseSegment<T> s;
+            ElementwiseSegment<S> s;
             s.input = call.input + at[kInput];
             s.input_stride = g.row_stride[kInput];
             s.target = call.target + at[kTarget];
@@ -101,7 +101,8 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<T>& call
     return call.out ? 0.0 : total;
 }
 
-template double elementwise_loss<float>(ElementwiseLoss, const ElementwiseLossCall<float>&);
-template double elementwise_loss<double>(ElementwiseLoss, const ElementwiseLossCall<double>&);
+#define FASTLOSS_INSTANTIATE(S) template double elementwise_loss<S>(ElementwiseLoss, const ElementwiseLossCall<S>&);
+FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
+#undef FASTLOSS_INSTANTIATE
 
 }  // namespace fastloss

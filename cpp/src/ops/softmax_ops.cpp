@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "fastloss/dispatch.hpp"
+#include "fastloss/half.hpp"
 #include "fastloss/parallel.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/position_loops.hpp"
@@ -84,7 +85,7 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
                      int axis) {
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, y_strides},
                                               {OperandRole::full, OperandRole::full});
-    const SoftmaxKernels<T>& k = softmax_kernels<T>(active_kernels());
+    const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     if (kind == SoftmaxKind::softmax) {
         run_axis_kernel(g, x, y, true, k.softmax_rows, k.softmax_columns);
     } else {
@@ -106,7 +107,7 @@ void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out
                        int axis) {
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
                                               {OperandRole::full, OperandRole::reduced});
-    const SoftmaxKernels<T>& k = softmax_kernels<T>(active_kernels());
+    const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     run_axis_kernel(g, x, out, false, k.logsumexp_rows, k.logsumexp_columns);
 }
 
@@ -116,7 +117,7 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
                       const std::vector<int64_t>& shape, int axis) {
     const AxisGeometry geo = make_axis_geometry(shape, axis, {g_strides, y_strides, dx_strides},
                                                 {OperandRole::full, OperandRole::full, OperandRole::full});
-    const SoftmaxBackwardKernels<T>& k = softmax_backward_kernels<T>(active_kernels());
+    const SoftmaxBackwardKernels<T>& k = active_kernels().kernels<T>().softmax_backward;
     const bool log = kind == SoftmaxKind::log_softmax;
     const auto rows_kernel = log ? k.log_softmax_rows : k.softmax_rows;
     const auto columns_kernel = log ? k.log_softmax_columns : k.softmax_columns;
@@ -144,13 +145,6 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
         });
 }
 
-template void softmax_backward<float>(SoftmaxKind, const float*, const std::vector<int64_t>&, const float*,
-                                      const std::vector<int64_t>&, float*, const std::vector<int64_t>&,
-                                      const std::vector<int64_t>&, int);
-template void softmax_backward<double>(SoftmaxKind, const double*, const std::vector<int64_t>&, const double*,
-                                       const std::vector<int64_t>&, double*, const std::vector<int64_t>&,
-                                       const std::vector<int64_t>&, int);
-
 template <class T>
 void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
                      const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
@@ -161,28 +155,25 @@ void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
         int64_t offsets[kMaxOperands];
         for (int64_t o = 0; o < g.outer_count(); ++o) {
             g.outer_offsets(o, offsets);
-            for (int64_t j = 0; j < g.columns; ++j) out[offsets[1] + j * g.column_stride[1]] = T(0);
+            for (int64_t j = 0; j < g.columns; ++j) out[offsets[1] + j * g.column_stride[1]] = T(0.0f);
         }
         return;
     }
-    const EntropyKernels<T>& k = entropy_kernels<T>(active_kernels());
+    const EntropyKernels<T>& k = active_kernels().kernels<T>().entropy;
     run_axis_kernel(g, x, out, false, k.rows, k.columns);
 }
 
-template void softmax_forward<float>(SoftmaxKind, const float*, const std::vector<int64_t>&, float*,
-                                     const std::vector<int64_t>&, const std::vector<int64_t>&, int);
-template void softmax_forward<double>(SoftmaxKind, const double*, const std::vector<int64_t>&,
-                                      double*, const std::vector<int64_t>&,
-                                      const std::vector<int64_t>&, int);
-template void logsumexp_forward<float>(const float*, const std::vector<int64_t>&, float*,
-                                       const std::vector<int64_t>&, const std::vector<int64_t>&, int);
-template void logsumexp_forward<double>(const double*, const std::vector<int64_t>&, double*,
-                                        const std::vector<int64_t>&, const std::vector<int64_t>&,
-                                        int);
-
-template void entropy_forward<float>(const float*, const std::vector<int64_t>&, float*,
-                                     const std::vector<int64_t>&, const std::vector<int64_t>&, int);
-template void entropy_forward<double>(const double*, const std::vector<int64_t>&, double*,
-                                      const std::vector<int64_t>&, const std::vector<int64_t>&, int);
+#define FASTLOSS_INSTANTIATE(S)                                                                              \
+    template void softmax_forward<S>(SoftmaxKind, const S*, const std::vector<int64_t>&, S*,                     \
+                                     const std::vector<int64_t>&, const std::vector<int64_t>&, int);             \
+    template void logsumexp_forward<S>(const S*, const std::vector<int64_t>&, S*, const std::vector<int64_t>&,   \
+                                       const std::vector<int64_t>&, int);                                       \
+    template void softmax_backward<S>(SoftmaxKind, const S*, const std::vector<int64_t>&, const S*,              \
+                                      const std::vector<int64_t>&, S*, const std::vector<int64_t>&,              \
+                                      const std::vector<int64_t>&, int);                                        \
+    template void entropy_forward<S>(const S*, const std::vector<int64_t>&, S*, const std::vector<int64_t>&,     \
+                                     const std::vector<int64_t>&, int);
+FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
+#undef FASTLOSS_INSTANTIATE
 
 }  // namespace fastloss

@@ -15,22 +15,22 @@ void apply_in_parallel(void (*f)(const T*, T*, int64_t), const T* x, T* y, int64
 
 template <class T>
 void vector_exp(const T* x, T* y, int64_t n) {
-    apply_in_parallel(math_kernels<T>(active_kernels()).exp, x, y, n);
+    apply_in_parallel(active_kernels().math<T>().exp, x, y, n);
 }
 
 template <class T>
 void vector_log(const T* x, T* y, int64_t n) {
-    apply_in_parallel(math_kernels<T>(active_kernels()).log, x, y, n);
+    apply_in_parallel(active_kernels().math<T>().log, x, y, n);
 }
 
 template <class T>
 void vector_log1p(const T* x, T* y, int64_t n) {
-    apply_in_parallel(math_kernels<T>(active_kernels()).log1p, x, y, n);
+    apply_in_parallel(active_kernels().math<T>().log1p, x, y, n);
 }
 
 template <class T>
 void vector_log1p_unit(const T* x, T* y, int64_t n) {
-    apply_in_parallel(math_kernels<T>(active_kernels()).log1p_unit, x, y, n);
+    apply_in_parallel(active_kernels().math<T>().log1p_unit, x, y, n);
 }
 
 template void vector_exp<float>(const float*, float*, int64_t);

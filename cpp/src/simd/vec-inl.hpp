@@ -6,7 +6,9 @@
 // code, which then crashes on older CPUs).
 //
 // Interface (identical for every ISA; see vec_scalar-inl.hpp for the plain meaning):
-//   Vec<T>::width, Vec<T>::load/load_partial/broadcast/first_lanes/gather,
+//   Vec<T>::width, Vec<T>::broadcast/first_lanes,
+//   vload/vload_partial/vgather(const S*): a Vec<compute_t<S>> from storage type S (float, double,
+//   or the half types, widened to float),
 //   store/store_partial/store_stream/stream_fence, lane0,
 //   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or all_lanes select,
 //   round_nearest, ldexp_integral, split_exponent.
@@ -14,6 +16,8 @@
 
 #include <cstdint>
 #include <cstring>
+
+#include "fastloss/half.hpp"
 #include <limits>
 #include <type_traits>
 
@@ -39,6 +43,62 @@ namespace {
 
 template <class T>
 constexpr T infinity() { return std::numeric_limits<T>::infinity(); }
+
+// Loads from storage type S into a vector of its compute type. For float and double these are the
+// ISA's own loads; the half types are widened to float (ISA files: load_widened, store_narrowed).
+// Partial loads, gathers and partial stores of half values go through a small stack buffer: they
+// serve loop tails and strided rows only.
+template <class S>
+using VecOf = Vec<compute_t<S>>;
+
+template <class S>
+VecOf<S> vload(const S* p) {
+    if constexpr (is_half_storage<S>) return load_widened(p);
+    else return Vec<S>::load(p);
+}
+
+template <class S>
+VecOf<S> vload_partial(const S* p, int64_t n, compute_t<S> fill) {
+    if constexpr (is_half_storage<S>) {
+        S lanes[VecOf<S>::width];
+        for (int64_t k = 0; k < VecOf<S>::width; ++k) lanes[k] = k < n ? p[k] : S(fill);
+        return load_widened(lanes);
+    } else {
+        return Vec<S>::load_partial(p, n, fill);
+    }
+}
+
+// Lane k = base[k * stride]; the caller guarantees width * |stride| < 2^31.
+template <class S>
+VecOf<S> vgather(const S* base, int64_t stride) {
+    if constexpr (is_half_storage<S>) {
+        S lanes[VecOf<S>::width];
+        for (int64_t k = 0; k < VecOf<S>::width; ++k) lanes[k] = base[k * stride];
+        return load_widened(lanes);
+    } else {
+        return Vec<S>::gather(base, stride);
+    }
+}
+
+// `value` in lane k, 0 in every other lane.
+template <class T>
+Vec<T> one_lane(int64_t k, T value) {
+    const Vec<T> zero = Vec<T>::broadcast(T(0));
+    return select(Vec<T>::first_lanes(k + 1), select(Vec<T>::first_lanes(k), zero, Vec<T>::broadcast(value)), zero);
+}
+
+inline void store(Half* p, Vec<float> a) { store_narrowed(p, a); }
+inline void store(BFloat16* p, Vec<float> a) { store_narrowed(p, a); }
+
+template <class H>
+void store_partial_narrowed(H* p, int64_t n, Vec<float> a) {
+    H lanes[Vec<float>::width];
+    store_narrowed(lanes, a);
+    if (n <= 0) return;
+    std::memcpy(p, lanes, size_t(n < Vec<float>::width ? n : Vec<float>::width) * sizeof(H));
+}
+inline void store_partial(Half* p, int64_t n, Vec<float> a) { store_partial_narrowed(p, n, a); }
+inline void store_partial(BFloat16* p, int64_t n, Vec<float> a) { store_partial_narrowed(p, n, a); }
 
 }  // namespace
 }  // namespace FASTLOSS_ISA_NS

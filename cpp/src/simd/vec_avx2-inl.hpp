@@ -174,3 +174,26 @@ inline VecD split_exponent(VecD x, VecD& e) {
     e = {_mm256_sub_pd(k, adjust)};
     return {m};
 }
+
+// Half-precision storage (see fastloss/half.hpp): widened to float on load, rounded to nearest
+// even once on store. float16 uses F16C; bfloat16 is the top half of a float32, so a shift.
+inline __m128i load_bits8(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline VecF load_widened(const Half* p) { return {_mm256_cvtph_ps(load_bits8(p))}; }
+inline VecF load_widened(const BFloat16* p) {
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load_bits8(p)), 16))};
+}
+inline __m128i half_bits(VecF a) { return _mm256_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline __m128i bfloat16_bits(VecF a) {
+    const __m256i u = _mm256_castps_si256(a.v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+    const __m256i quiet_nan = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+    const __m256 nan = _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q);
+    const __m256i r = _mm256_srli_epi32(
+        _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet_nan), nan)), 16);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));  // values < 2^16
+}
+inline void store_narrowed(Half* p, VecF a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), half_bits(a)); }
+inline void store_narrowed(BFloat16* p, VecF a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bfloat16_bits(a)); }
+inline void store_stream(Half* p, VecF a) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), half_bits(a)); }
+inline void store_stream(BFloat16* p, VecF a) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), bfloat16_bits(a)); }

@@ -123,3 +123,29 @@ inline VecD split_exponent(VecD x, VecD& e) {
     e = {k};
     return {m};
 }
+
+// Half-precision storage (see fastloss/half.hpp): widened to float on load, rounded to nearest
+// even once on store. float16 uses the AVX-512F conversions; bfloat16 is the top half of a
+// float32, so a shift (AVX512-BF16 is not assumed).
+inline __m256i load_bits16(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline VecF load_widened(const Half* p) { return {_mm512_cvtph_ps(load_bits16(p))}; }
+inline VecF load_widened(const BFloat16* p) {
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(load_bits16(p)), 16))};
+}
+inline __m256i half_bits(VecF a) { return _mm512_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline __m256i bfloat16_bits(VecF a) {
+    const __m512i u = _mm512_castps_si512(a.v);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+    const __m512i quiet_nan = _mm512_or_si512(u, _mm512_set1_epi32(0x00400000));
+    const __mmask16 nan = _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q);
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_mask_blend_epi32(nan, rounded, quiet_nan), 16));
+}
+inline void store_narrowed(Half* p, VecF a) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), half_bits(a)); }
+inline void store_narrowed(BFloat16* p, VecF a) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), bfloat16_bits(a));
+}
+inline void store_stream(Half* p, VecF a) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), half_bits(a)); }
+inline void store_stream(BFloat16* p, VecF a) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bfloat16_bits(a));
+}

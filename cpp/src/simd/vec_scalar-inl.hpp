@@ -116,3 +116,11 @@ template <class T> inline Vec<T> split_exponent(Vec<T> x, Vec<T>& e) {
     e = {T(k - adjust)};
     return {m};
 }
+
+// Half-precision storage (see fastloss/half.hpp): widened to float on load, rounded once on store.
+inline Vec<float> load_widened(const Half* p) { return {float(*p)}; }
+inline Vec<float> load_widened(const BFloat16* p) { return {float(*p)}; }
+inline void store_narrowed(Half* p, Vec<float> a) { *p = Half(a.v); }
+inline void store_narrowed(BFloat16* p, Vec<float> a) { *p = BFloat16(a.v); }
+inline void store_stream(Half* p, Vec<float> a) { store_narrowed(p, a); }
+inline void store_stream(BFloat16* p, Vec<float> a) { store_narrowed(p, a); }
