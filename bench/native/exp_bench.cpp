@@ -53,7 +53,7 @@ int64_t calibrate_calls(void (*exp)(const T*, T*, int64_t), double seconds) {
 template <class T>
 ExpResult bench_exp_one(const std::string& isa, int threads, DType dtype, const Plan& plan) {
     fastloss::set_capability(isa);
-    const auto exp = fastloss::math_kernels<T>(fastloss::active_kernels()).exp;
+    const auto exp = fastloss::active_kernels().math<T>().exp;
     const int64_t calls = calibrate_calls<T>(exp, plan.exp_seconds);
 
     // Each thread owns its buffers (first-touched by itself) for the whole measurement; one
