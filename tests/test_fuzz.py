@@ -657,9 +657,15 @@ def draw_classification(data: st.DataObject, nll: bool) -> Call:
     may_raise = C == 0 and x.size == 0 and int(np.prod(positions)) > 0
     x64 = p.x64
     kwargs = p.kwargs
-    work = _native(x.dtype)
+    # NumPy's promotion of the input, probability targets and weights
+    promoted = [x] + ([p.target] if p.probabilities else [])
+    if weight is not None and weight.dtype.kind == "f":
+        promoted.append(weight)
+    work = _result_dtype(*promoted)
     args = (x, p.target)
-    opts = draw_gradient_options(data, mode, kwargs, args, positions, reduction, work, work)
+    opts = draw_gradient_options(
+        data, mode, kwargs, args, positions, reduction, _native(x.dtype), work
+    )
     valid = valid and opts.valid
 
     def reference() -> Any:
@@ -692,7 +698,7 @@ def draw_classification(data: st.DataObject, nll: bool) -> Call:
         moved = np.moveaxis(x64, p.ax, -1)
         lp = moved if nll else ref.log_softmax(moved, -1)
         g, magnitude = class_loss_grad(p, lp, opts.go, nll, work)
-        call.grad = Grad(lambda: np.moveaxis(g, -1, p.ax), work, magnitude, C)
+        call.grad = Grad(lambda: np.moveaxis(g, -1, p.ax), _native(x.dtype), magnitude, C)
         if _smooth(x64) and C:
 
             def fd_loss(xx: np.ndarray) -> float:
@@ -1036,7 +1042,7 @@ def draw_cosine_embedding_loss(data: st.DataObject) -> Call:
     valid = valid and reduction in ("mean", "sum", "none")
     result = _result_dtype(a, b)
     opts = draw_gradient_options(
-        data, mode, kwargs, (a, b, y), shape[:-1], reduction, result, result
+        data, mode, kwargs, (a, b, y), shape[:-1], reduction, _native(a.dtype), result
     )
     valid = valid and opts.valid
     a64, b64, y64 = a.astype(np.float64), b.astype(np.float64), y.astype(np.float64)
@@ -1071,7 +1077,7 @@ def draw_cosine_embedding_loss(data: st.DataObject) -> Call:
             (np.abs(bb) / dn[..., None] + np.abs(ab) / m1[..., None]) * np.abs(factor)[..., None],
             a.shape,
         )
-        call.grad = Grad(lambda: grad, result, magnitude, D + 2)
+        call.grad = Grad(lambda: grad, _native(a.dtype), magnitude, D + 2)
         # central differences where the hinge is not within reach of the step
         # (and away from a zero vector, curved on the scale of sqrt(1e-12))
         if _smooth(a64, b64) and bool(np.all(np.abs(cos - m) > 1e-4) and np.all(m1 > 1e-2)):
@@ -1101,7 +1107,9 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
     valid = valid and temperature is not None and 0 < temperature < np.inf and 0.0 <= alpha <= 1.0
     result = _result_dtype(s, teacher)
     args = (s, teacher, p.target)
-    opts = draw_gradient_options(data, mode, kwargs, args, positions, reduction, result, result)
+    opts = draw_gradient_options(
+        data, mode, kwargs, args, positions, reduction, _native(s.dtype), result
+    )
     valid = valid and opts.valid
     may_raise = C == 0 and s.size == 0 and int(np.prod(positions)) > 0
     s64, t64 = p.x64, teacher.astype(np.float64)
@@ -1151,7 +1159,7 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
         magnitude = alpha * magnitude + (1 - alpha) * T * (
             float(np.max(np.abs(kl_factor), initial=0.0)) * (1 + _finite_scale(s) / T)
         )
-        call.grad = Grad(lambda: g, result, magnitude, C + 2)
+        call.grad = Grad(lambda: g, _native(s.dtype), magnitude, C + 2)
         if _smooth(s64, t64) and C:
             call.grad.fd_loss = lambda xx: _fd_scalar(
                 ref.distillation_loss(

@@ -7,15 +7,17 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._distillation import _common_dtype, _real
+from ._distillation import _real
 from ._losses import (
     LossAndGrad,
     LossValue,
     _check_gradient_options,
     _finish,
     _gradient_arguments,
+    gradient_in_dtype,
+    promoted_grad_out,
 )
-from ._validation import _to_ndarray, as_float_array, check_reduction, compute_dtype
+from ._validation import _to_ndarray, as_float_array, check_reduction, promote_dtypes
 
 __all__ = ["cosine_embedding_loss"]
 
@@ -88,19 +90,20 @@ def cosine_embedding_loss(
         raise ValueError(
             f"target has shape {y.shape}, expected {expected_target} for inputs of shape {shape}"
         )
-    result_dtype = _common_dtype(a.dtype, b.dtype)
-    work_dtype = compute_dtype(result_dtype)
+    input_dtype = a.dtype
+    result_dtype = promote_dtypes(x1=a, x2=b)
     rows_shape = (int(np.prod(shape[:-1], dtype=np.int64)), shape[-1])
-    a = a.astype(work_dtype, copy=False)
-    b = b.astype(work_dtype, copy=False)
+    a = a.astype(result_dtype, copy=False)
+    b = b.astype(result_dtype, copy=False)
     rows = rows_shape[0]
     y64 = np.asarray(y, dtype=np.float64).reshape(-1)
     if not y64.flags.aligned:  # a misaligned float64 target is not copied by asarray
         y64 = y64.copy()
-    out = np.empty(rows, work_dtype) if reduction == "none" else None
+    out = np.empty(rows, result_dtype) if reduction == "none" else None
     grad = kernel_grad = go = None
     direct = False  # whether the kernel writes the gradient into `grad` itself
     if return_grad:
+        grad_out, final = promoted_grad_out(grad_out, a.shape, input_dtype, result_dtype)
         a, grad, go = _gradient_arguments(a, expected_target, reduction, grad_output, grad_out)
         if go is not None and reduction == "none":
             go = go.reshape(rows)
@@ -108,7 +111,7 @@ def cosine_embedding_loss(
             b = b.copy()
         # A broadcast x1, or gradient rows that are not contiguous, go through a temporary.
         direct = a.shape == shape and (shape[-1] <= 1 or grad.strides[-1] == grad.itemsize)
-        kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, work_dtype)
+        kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, result_dtype)
     a_rows = _contiguous_rows(np.broadcast_to(a, shape).reshape(rows_shape))
     b_rows = _contiguous_rows(np.broadcast_to(b, shape).reshape(rows_shape))
     value = _core.cosine_embedding_loss(a_rows, b_rows, y64, m, reduction, out, kernel_grad, go)
@@ -123,4 +126,4 @@ def cosine_embedding_loss(
         # x1 was broadcast (its ndim is x2's): sum over the axes it was repeated along
         repeated = tuple(d for d in range(grad.ndim) if grad.shape[d] != shape[d])
         grad[...] = full.sum(axis=repeated, keepdims=True) if repeated else full
-    return LossAndGrad(loss, grad.astype(result_dtype, copy=False))
+    return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

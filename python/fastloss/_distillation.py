@@ -14,13 +14,17 @@ from ._losses import (
     _check_gradient_options,
     _class_axis,
     _finish,
+    _float_or_none,
     _gradient_arguments,
     _ignore_index,
     _position_shape,
     _weight_array,
     class_target,
+    gradient_in_dtype,
+    in_result_dtype,
+    promoted_grad_out,
 )
-from ._validation import as_float_array, check_reduction, compute_dtype
+from ._validation import as_float_array, check_reduction, promote_dtypes
 
 __all__ = ["distillation_loss"]
 
@@ -30,13 +34,6 @@ def _real(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-
-
-def _common_dtype(a: np.dtype, b: np.dtype) -> np.dtype:
-    """The result dtype of two logits arrays (half precision only when both share it)."""
-    if a == b:
-        return a
-    return np.result_type(compute_dtype(a), compute_dtype(b))
 
 
 def distillation_loss(
@@ -118,29 +115,30 @@ def distillation_loss(
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
     ignore = _ignore_index(ignore_index)
 
-    result_dtype = _common_dtype(s.dtype, t.dtype)
-    work_dtype = compute_dtype(result_dtype)
-    s = s.astype(work_dtype, copy=False)
-    t = t.astype(work_dtype, copy=False)
-
     y = class_target(target, s, ax, ignore, "the logits'")
-
-    w = _weight_array(weight, s.shape[ax], work_dtype)
+    w = _weight_array(weight, s.shape[ax])
+    input_dtype = s.dtype
+    result_dtype = promote_dtypes(
+        student_logits=s, teacher_logits=t, target=_float_or_none(y), weight=w
+    )
+    s, y, w = in_result_dtype(result_dtype, s, y, w)
+    t = t.astype(result_dtype, copy=False)
     positions = _position_shape(s.shape, ax)
-    out = np.empty(positions, work_dtype) if reduction == "none" else None
+    out = np.empty(positions, result_dtype) if reduction == "none" else None
     # cross_entropy's mean over probability targets divides by numel / C: with no classes that
     # is 0 / 0, NaN, whatever alpha (PyTorch's alpha * NaN); the kernels see only empty sums.
-    no_classes_mean = reduction == "mean" and y.dtype.kind == "f" and s.shape[ax] == 0
+    no_classes_mean = reduction == "mean" and y.dtype != np.int64 and s.shape[ax] == 0
     if not return_grad:
         value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out)
         return _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
+    grad_out, final = promoted_grad_out(grad_out, s.shape, input_dtype, result_dtype)
     s, grad, go = _gradient_arguments(s, positions, reduction, grad_output, grad_out)
     # The kernels may write the gradient over the student logits only: a grad_out that overlaps
     # the teacher logits or the probability targets gets them copied first.
     if np.may_share_memory(grad, t):
         t = t.copy()
-    if y.dtype.kind == "f" and np.may_share_memory(grad, y):
+    if y.dtype != np.int64 and np.may_share_memory(grad, y):
         y = y.copy()
     value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out, grad, go)
     loss = _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
-    return LossAndGrad(loss, grad.astype(result_dtype, copy=False))
+    return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

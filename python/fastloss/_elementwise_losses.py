@@ -29,7 +29,7 @@ from ._losses import (
     _finish,
     _gradient_arguments,
 )
-from ._validation import as_float_array, check_reduction, compute_dtype
+from ._validation import as_float_array, check_reduction, promote_dtypes
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
@@ -41,18 +41,6 @@ _KL_MEAN_WARNING = (
     "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
     "'mean' will be changed to behave the same as 'batchmean' in the next major release."
 )
-
-
-def _result_dtype(*arrays: np.ndarray) -> np.dtype:
-    """The dtype of the result: the operands' dtype when they agree, else NumPy's promotion of
-    their computation dtypes (float16/bfloat16 count as float32)."""
-    first = arrays[0].dtype
-    if all(a.dtype == first for a in arrays):
-        return first
-    result = compute_dtype(first)
-    for a in arrays[1:]:
-        result = np.promote_types(result, compute_dtype(a.dtype))
-    return result
 
 
 def _broadcast_operand(
@@ -141,7 +129,9 @@ def _run(
     else:
         scale = 1.0 if go is None else go
         if reduction in ("mean", "batchmean"):  # grad_output / D, rounded once in the dtype
-            scale = float(x.dtype.type(scale) / x.dtype.type(count)) if count else 0.0
+            # (the compute dtype: float32 for half precision, whose range a count can exceed)
+            compute = x.dtype.type if x.dtype == np.float64 else np.float32
+            scale = float(compute(scale) / compute(count)) if count else 0.0
         go = None
     value = kernel(x, *arguments, out, grad, go, float(scale))
     loss = _reduce(value, out, reduction, count, result_dtype)
@@ -190,8 +180,7 @@ def kl_div(
         warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
     x = as_float_array(input, "input")
     t = as_float_array(target, "target")
-    result_dtype = _result_dtype(x, t)
-    work = compute_dtype(result_dtype)
+    result_dtype = promote_dtypes(input=x, target=t)
     try:
         shape = np.broadcast_shapes(x.shape, t.shape)
     except ValueError:
@@ -202,8 +191,8 @@ def kl_div(
         reduction = "sum"
     # batchmean divides by input's first dimension
     count = x.shape[0] if reduction == "batchmean" else int(np.prod(shape, dtype=np.int64))
-    xw = np.broadcast_to(x.astype(work, copy=False), shape)
-    t = np.broadcast_to(t.astype(work, copy=False), shape)
+    xw = np.broadcast_to(x.astype(result_dtype, copy=False), shape)
+    t = np.broadcast_to(t.astype(result_dtype, copy=False), shape)
     return _run(
         _core.kl_div, xw, (t, bool(log_target)), reduction, count, result_dtype, x,
         return_grad, grad_output, grad_out,
@@ -249,11 +238,10 @@ def binary_cross_entropy(
     x = as_float_array(input, "input")
     t = _same_shape_target(target, x, "binary_cross_entropy")
     w = None if weight is None else as_float_array(weight, "weight")
-    result_dtype = _result_dtype(x, t) if w is None else _result_dtype(x, t, w)
-    work = compute_dtype(result_dtype)
-    xw = x.astype(work, copy=False)
-    t = t.astype(work, copy=False)
-    w = _broadcast_operand(w, "weight", x.shape, work)
+    result_dtype = promote_dtypes(input=x, target=t, weight=w)
+    xw = x.astype(result_dtype, copy=False)
+    t = t.astype(result_dtype, copy=False)
+    w = _broadcast_operand(w, "weight", x.shape, result_dtype)
     return _run(
         _core.binary_cross_entropy, xw, (t, w), reduction, x.size, result_dtype, x,
         return_grad, grad_output, grad_out,
@@ -286,21 +274,17 @@ def binary_cross_entropy_with_logits(
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
     t = _same_shape_target(target, x, "binary_cross_entropy_with_logits")
-    extra = [
-        as_float_array(a, n)
-        for a, n in ((weight, "weight"), (pos_weight, "pos_weight"))
-        if a is not None
-    ]
-    result_dtype = _result_dtype(x, t, *extra)
-    work = compute_dtype(result_dtype)
-    xw = x.astype(work, copy=False)
-    t = t.astype(work, copy=False)
-    w = _broadcast_operand(weight, "weight", x.shape, work)
+    w = None if weight is None else as_float_array(weight, "weight")
+    pw = None if pos_weight is None else as_float_array(pos_weight, "pos_weight")
+    result_dtype = promote_dtypes(input=x, target=t, weight=w, pos_weight=pw)
+    xw = x.astype(result_dtype, copy=False)
+    t = t.astype(result_dtype, copy=False)
+    w = _broadcast_operand(w, "weight", x.shape, result_dtype)
     pw = _broadcast_operand(
-        pos_weight,
+        pw,
         "pos_weight",
         x.shape,
-        work,
+        result_dtype,
         hint="; a per-class pos_weight for (N, C, d1, ...) input needs shape (C, 1, ...)",
     )
     return _run(

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import as_float_array, compute_dtype, normalize_axis
+from ._validation import as_float_array, normalize_axis
 
 __all__ = ["entropy"]
 
@@ -42,13 +42,13 @@ def entropy(
         raise ValueError(f"{name} must have at least one dimension (the classes), got a 0-d array")
     ax = normalize_axis(axis, x.ndim)
     result_dtype = x.dtype
-    work_dtype = compute_dtype(result_dtype)
-    x = x.astype(work_dtype, copy=False)
-    if probs is not None:
+    if probs is not None:  # a NumPy composition, computed in float32 for half precision
+        work_dtype = np.float64 if result_dtype == np.float64 else np.float32
+        x = x.astype(work_dtype, copy=False)
         with np.errstate(all="ignore"):
             terms = np.where(x > 0, -x * np.log(x), np.where(x == 0, 0.0, -np.inf))
             terms = np.where(np.isnan(x), np.nan, terms).astype(work_dtype, copy=False)
         return _result(np.sum(terms, axis=ax, dtype=work_dtype), result_dtype)
-    out = np.empty(x.shape[:ax] + x.shape[ax + 1 :], work_dtype)
+    out = np.empty(x.shape[:ax] + x.shape[ax + 1 :], result_dtype)
     _core.entropy(x, out, ax)
     return _result(out, result_dtype)

@@ -14,8 +14,8 @@ from ._validation import (
     as_float_array,
     as_index_array,
     check_reduction,
-    compute_dtype,
     normalize_axis,
+    promote_dtypes,
 )
 
 __all__ = ["LossAndGrad", "cross_entropy", "nll_loss"]
@@ -55,7 +55,7 @@ def _gradient_arguments(
         return x, grad, None
     if reduction == "none":
         go = np.asarray(grad_output)
-        if go.dtype.kind != "f" and go.dtype.kind not in "iu":
+        if go.dtype.kind not in "iu" and not _is_supported_float(go.dtype.newbyteorder("=")):
             raise TypeError(f"grad_output must be numeric, got dtype {go.dtype}")
         if go.shape != positions:
             try:  # a broadcastable grad_output (a scalar, say) is a zero-stride view, not a copy
@@ -104,7 +104,8 @@ def _position_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return shape[:axis] + shape[axis + 1 :]
 
 
-def _weight_array(weight: Any, classes: int, dtype: np.dtype) -> Optional[np.ndarray]:
+def _weight_array(weight: Any, classes: int) -> Optional[np.ndarray]:
+    """The class weights, checked (their dtype joins the result dtype's promotion)."""
     if weight is None:
         return None
     w = weight if type(weight) is np.ndarray else _to_ndarray(weight)
@@ -114,7 +115,25 @@ def _weight_array(weight: Any, classes: int, dtype: np.dtype) -> Optional[np.nda
         raise ValueError(
             f"weight must have shape ({classes},), one value per class, got shape {w.shape}"
         )
-    return np.ascontiguousarray(w, dtype=dtype)
+    return w
+
+
+def in_result_dtype(
+    dtype: np.dtype, x: np.ndarray, target: np.ndarray, weight: Optional[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Input, target and weight in the result dtype (a copy only of an operand that differs:
+    mixed dtypes promote as NumPy does). Index targets stay int64."""
+    if x.dtype != dtype:
+        x = x.astype(dtype)
+    if target.dtype != np.int64 and target.dtype != dtype:
+        target = target.astype(dtype)
+    if weight is not None:
+        weight = np.ascontiguousarray(weight, dtype=dtype)
+    return x, target, weight
+
+
+def _float_or_none(target: np.ndarray) -> Optional[np.ndarray]:
+    return None if target.dtype == np.int64 else target
 
 
 def _ignore_index(ignore_index: Any) -> int:
@@ -152,7 +171,7 @@ def class_target(target: Any, x: np.ndarray, axis: int, ignore_index: int, name:
                 "ignore_index is not supported for probability targets "
                 f"(got ignore_index={ignore_index})"
             )
-        return as_float_array(t, "target").astype(x.dtype, copy=False)
+        return as_float_array(t, "target")
     return _index_target(t, x, axis)
 
 
@@ -160,9 +179,31 @@ def _finish(value: float, out: Optional[np.ndarray], reduction: str, result_dtyp
     if reduction == "none":
         assert out is not None
         return out if out.dtype == result_dtype else out.astype(result_dtype)
-    if result_dtype.kind == "f":
-        return result_dtype.type(value)
-    return np.asarray(value, dtype=np.float32).astype(result_dtype)[()]  # bfloat16
+    with np.errstate(over="ignore"):  # beyond float16's range is inf, as in PyTorch
+        if result_dtype.kind == "f":
+            return result_dtype.type(value)
+        return np.asarray(value, dtype=np.float32).astype(result_dtype)[()]  # bfloat16
+
+
+def promoted_grad_out(
+    grad_out: Any, shape: tuple[int, ...], input_dtype: np.dtype, result_dtype: np.dtype
+) -> tuple[Any, Optional[np.ndarray]]:
+    """Gradients are returned in the input's dtype. When mixed dtypes promoted the input to
+    `result_dtype`, the kernel writes the gradient into a new array and the caller's grad_out
+    (checked against the input's dtype) receives it afterwards: returns (grad_out for the kernel,
+    that final array or None)."""
+    if input_dtype == result_dtype or grad_out is None:
+        return grad_out, None
+    return None, _check_grad_out(grad_out, shape, input_dtype)
+
+
+def gradient_in_dtype(grad: np.ndarray, dtype: np.dtype, final: Optional[np.ndarray]) -> np.ndarray:
+    """The gradient as returned: in `dtype` (the input's), written to `final` if given."""
+    with np.errstate(over="ignore"):  # beyond float16's range is inf
+        if final is not None:
+            np.copyto(final, grad, casting="unsafe")
+            return final
+        return grad if grad.dtype == dtype else grad.astype(dtype)
 
 
 def _run(
@@ -173,22 +214,25 @@ def _run(
     options: tuple,
     reduction: str,
     axis: int,
-    result_dtype: np.dtype,
+    input_dtype: np.dtype,
     return_grad: bool,
     grad_output: Any,
     grad_out: Any,
 ) -> Union[LossValue, LossAndGrad]:
-    """Calls a classification-loss kernel with its output buffers, with or without gradient."""
+    """Calls a classification-loss kernel with its output buffers, with or without gradient.
+    x is in the result dtype; `input_dtype` is the input's own (the gradient's)."""
+    result_dtype = x.dtype
     positions = _position_shape(x.shape, axis)
     out = np.empty(positions, x.dtype) if reduction == "none" else None
     _check_gradient_options(return_grad, grad_output, grad_out)
     if not return_grad:
         value = kernel(x, target, weight, *options, reduction, axis, out)
         return _finish(value, out, reduction, result_dtype)
+    grad_out, final = promoted_grad_out(grad_out, x.shape, input_dtype, result_dtype)
     x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
     value = kernel(x, target, weight, *options, reduction, axis, out, grad, go)
     loss = _finish(value, out, reduction, result_dtype)
-    return LossAndGrad(loss, grad.astype(result_dtype, copy=False))
+    return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))
 
 
 def cross_entropy(
@@ -242,19 +286,18 @@ def cross_entropy(
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = _class_axis(x.ndim, axis)
-    result_dtype = x.dtype
-    work_dtype = compute_dtype(result_dtype)
-    if work_dtype != result_dtype:  # half precision: computed in float32
-        x = x.astype(work_dtype)
     ls = float(label_smoothing)
     if not 0.0 <= ls <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
     ignore = _ignore_index(ignore_index)
 
     t = class_target(target, x, ax, ignore, "the input's")
-    w = _weight_array(weight, x.shape[ax], work_dtype)
+    w = _weight_array(weight, x.shape[ax])
+    input_dtype = x.dtype
+    result_dtype = promote_dtypes(input=x, target=_float_or_none(t), weight=w)
+    x, t, w = in_result_dtype(result_dtype, x, t, w)
     return _run(
-        _core.cross_entropy, x, t, w, (ignore, ls), reduction, ax, result_dtype,
+        _core.cross_entropy, x, t, w, (ignore, ls), reduction, ax, input_dtype,
         return_grad, grad_output, grad_out,
     )
 
@@ -292,14 +335,13 @@ def nll_loss(
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = _class_axis(x.ndim, axis)
-    result_dtype = x.dtype
-    work_dtype = compute_dtype(result_dtype)
-    if work_dtype != result_dtype:
-        x = x.astype(work_dtype)
     t = _index_target(target, x, ax)
-    w = _weight_array(weight, x.shape[ax], work_dtype)
+    w = _weight_array(weight, x.shape[ax])
+    input_dtype = x.dtype
+    result_dtype = promote_dtypes(input=x, weight=w)
+    x, t, w = in_result_dtype(result_dtype, x, t, w)
     return _run(
-        _core.nll_loss, x, t, w, (_ignore_index(ignore_index),), reduction, ax, result_dtype,
+        _core.nll_loss, x, t, w, (_ignore_index(ignore_index),), reduction, ax, input_dtype,
         return_grad, grad_output, grad_out,
     )
 

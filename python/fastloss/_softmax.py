@@ -8,10 +8,8 @@ import numpy as np
 
 from . import _core
 from ._validation import (
-    _NATIVE_FLOATS,
     as_float_array,
     check_out,
-    compute_dtype,
     normalize_axes,
     normalize_axis,
     resolve_dtype,
@@ -52,14 +50,6 @@ def _softmax_like(x: Any, axis: int, dtype: Any, out: Optional[np.ndarray], log:
         return out if out is not None else np.empty_like(arr)
 
     kernel = _core.log_softmax if log else _core.softmax
-    work_dtype = compute_dtype(result_dtype)
-    if work_dtype != result_dtype:  # half precision: compute in float32, round once
-        work = arr.astype(work_dtype)
-        kernel(work, work, ax)
-        if out is None:
-            return work.astype(result_dtype)
-        out[...] = work
-        return out
     if out is None:
         out = np.empty_like(arr)
     else:
@@ -98,7 +88,7 @@ def logsumexp(
     """
     arr = as_float_array(x, "x")
     result_dtype = arr.dtype
-    if type(axis) is int and arr.ndim and result_dtype in _NATIVE_FLOATS:  # the common call, lean
+    if type(axis) is int and arr.ndim:  # the common call, lean
         ax = normalize_axis(axis, arr.ndim)
         if arr.shape[ax]:
             res = np.empty(arr.shape[:ax] + arr.shape[ax + 1 :], result_dtype)
@@ -124,17 +114,13 @@ def logsumexp(
         work = moved.reshape(moved.shape[: len(rest)] + (merged,))
         ax = work.ndim - 1
 
-    work_dtype = compute_dtype(result_dtype)
-    if work_dtype != result_dtype:  # half precision: compute in float32, round once
-        work = work.astype(work_dtype)
     reduced_shape = tuple(1 if d == ax else n for d, n in enumerate(work.shape))
     if work.shape[ax] == 0:
-        res = np.full(reduced_shape, -np.inf, dtype=work_dtype)
+        res = np.full(reduced_shape, -np.inf, dtype=result_dtype)
     else:
-        res = np.empty(reduced_shape, dtype=work_dtype)
+        res = np.empty(reduced_shape, dtype=result_dtype)
         if work.size:
             _core.logsumexp(work, res, ax)
-    res = res.astype(result_dtype, copy=False)
     if keepdims:
         return res.reshape(keep_shape)
     res = res.reshape(tuple(n for d, n in enumerate(arr.shape) if d not in axes))
@@ -149,23 +135,19 @@ def _backward(grad_output: Any, output: Any, axis: int, out: Optional[np.ndarray
             f"grad_output has shape {g.shape} but output has shape {y.shape}; they must be equal"
         )
     result_dtype = np.result_type(g.dtype, y.dtype)
-    work_dtype = compute_dtype(result_dtype)
-    g = g.astype(work_dtype, copy=False)
-    y = y.astype(work_dtype, copy=False)
+    g = g.astype(result_dtype, copy=False)
+    y = y.astype(result_dtype, copy=False)
     if g.ndim == 0:
         g, y = g.reshape(1), y.reshape(1)
         normalize_axis(axis, 1)
         res = _backward(g, y, 0, None, log).reshape(())
         if out is None:
-            return res.astype(result_dtype)
+            return res
         check_out(out, (), result_dtype)[...] = res
         return out
     ax = normalize_axis(axis, g.ndim)
     if out is not None:
         check_out(out, g.shape, result_dtype)
-        if work_dtype != result_dtype:
-            out[...] = _backward(g, y, ax, None, log)
-            return out
         g = _independent_of(g, out)
         if np.may_share_memory(y, out):
             y = y.copy()  # y is read again after out is written
@@ -174,7 +156,7 @@ def _backward(grad_output: Any, output: Any, axis: int, out: Optional[np.ndarray
         target = np.empty_like(g)
     if g.size:
         (_core.log_softmax_backward if log else _core.softmax_backward)(g, y, target, ax)
-    return target if target.dtype == result_dtype else target.astype(result_dtype)
+    return target
 
 
 def softmax_backward(

@@ -8,7 +8,7 @@ misaligned data, half precision), and always here, deliberately.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -22,14 +22,14 @@ except ImportError:  # pragma: no cover - NumPy 1.x
 
 __all__ = [
     "AxisError",
-    "as_index_array",
-    "check_reduction",
     "as_float_array",
-    "compute_dtype",
-    "normalize_axis",
-    "normalize_axes",
-    "resolve_dtype",
+    "as_index_array",
     "check_out",
+    "check_reduction",
+    "normalize_axes",
+    "normalize_axis",
+    "promote_dtypes",
+    "resolve_dtype",
 ]
 
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -82,9 +82,22 @@ def resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     return dt
 
 
-def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype kernels compute in: half precision is computed in float32, as PyTorch does."""
-    return dtype if dtype in _NATIVE_FLOATS else np.dtype(np.float32)
+def promote_dtypes(**operands: Optional[np.ndarray]) -> np.dtype:
+    """The result dtype of a call: NumPy's promotion of its floating operands' dtypes (None ones
+    are skipped). A combination NumPy refuses (float16 with bfloat16) is a TypeError naming them.
+    Kernels store every dtype as it is and compute half precision in float32."""
+    named = {name: a.dtype.newbyteorder("=") for name, a in operands.items() if a is not None}
+    dtypes = list(named.values())
+    if all(d == dtypes[0] for d in dtypes):
+        return dtypes[0]
+    try:
+        return np.result_type(*dtypes)
+    except TypeError:
+        listing = ", ".join(f"{name} ({d})" for name, d in named.items())
+        raise TypeError(
+            f"{listing} have no common dtype: NumPy does not promote these dtypes; "
+            "cast one of them first"
+        ) from None
 
 
 def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
