@@ -221,7 +221,7 @@ def test_help_and_bad_arguments(capsys: pytest.CaptureFixture[str]):
     for option in ("--quick", "--shapes", "--dtype", "--ops", "--threads", "--csv", "--plot"):
         assert option in out
     assert bench.main(["--shapes", "0x5"]) == 2
-    assert bench.main(["--dtype", "float16"]) == 2
+    assert bench.main(["--dtype", "float8"]) == 2
     assert bench.main(["--ops", "no_such_op"]) == 2
     assert bench.main(["--peers", "tensorflow"]) == 2
     assert "unknown peers" in capsys.readouterr().err

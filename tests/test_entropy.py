@@ -109,3 +109,17 @@ def test_errors():
         fl.entropy(np.arange(3))
     with pytest.raises(np.exceptions.AxisError):
         fl.entropy(np.zeros((2, 3)), 2)
+
+
+def test_staged_rows_longer_than_one_staging_block(rng):
+    # A class axis with stride 2 and no contiguous axis is staged row by row; rows longer than
+    # logsumexp's 65536-class staging block must still be reduced whole (a bug found while
+    # adding probs= kernels: the entropy of the blocks' entropies was returned).
+    x = rng.standard_normal((2, 140002)).astype(np.float32)
+    v = x[:, ::2]
+    want = ref.entropy_from_logits(v.astype(np.float64))
+    np.testing.assert_allclose(fl.entropy(v), want, rtol=1e-5)
+    p = np.abs(v) / np.abs(v).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        fl.entropy(probs=p), ref.entropy_from_probs(p.astype(np.float64)), rtol=1e-5
+    )

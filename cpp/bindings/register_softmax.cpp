@@ -45,7 +45,9 @@ void softmax_binding(const py::array& x, py::array& out, int64_t axis_arg, bool 
     });
 }
 
-void reduced_binding(const py::array& x, py::array& out, int64_t axis_arg, bool entropy) {
+enum class Reduced { logsumexp, entropy, entropy_of_probabilities };
+
+void reduced_binding(const py::array& x, py::array& out, int64_t axis_arg, Reduced what) {
     const FloatType type = float_type(x, "x");
     check_same_type(x, out, "x", "out");
     check_writeable(out, "out");
@@ -60,8 +62,13 @@ void reduced_binding(const py::array& x, py::array& out, int64_t axis_arg, bool 
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
     with_storage_type(type, [&](auto tag) {
         using S = decltype(tag);
-        auto* forward = entropy ? &entropy_forward<S> : &logsumexp_forward<S>;
-        forward(static_cast<const S*>(xp), xs, static_cast<S*>(op), os, shape, axis);
+        const auto* in = static_cast<const S*>(xp);
+        auto* result = static_cast<S*>(op);
+        if (what == Reduced::logsumexp) {
+            logsumexp_forward(in, xs, result, os, shape, axis);
+        } else {
+            entropy_forward(in, xs, result, os, shape, axis, what == Reduced::entropy_of_probabilities);
+        }
     });
 }
 
@@ -108,12 +115,17 @@ void register_softmax(py::module_& m) {
     m.def("log_softmax", [](const py::array& x, py::array& out, int64_t axis) { softmax_binding(x, out, axis, true); },
           py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
           "out = log_softmax(x) along axis (axis already normalised, out preallocated).");
-    m.def("logsumexp", [](const py::array& x, py::array& out, int64_t axis) { reduced_binding(x, out, axis, false); },
+    m.def("logsumexp",
+          [](const py::array& x, py::array& out, int64_t axis) { reduced_binding(x, out, axis, Reduced::logsumexp); },
           py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
           "out = logsumexp(x) along axis; out has x's shape without, or with 1 on, that axis.");
-    m.def("entropy", [](const py::array& x, py::array& out, int64_t axis) { reduced_binding(x, out, axis, true); },
-          py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"),
-          "out = Shannon entropy of softmax(x) along axis; out shaped as for logsumexp.");
+    m.def("entropy",
+          [](const py::array& x, py::array& out, int64_t axis, bool probabilities) {
+              reduced_binding(x, out, axis, probabilities ? Reduced::entropy_of_probabilities : Reduced::entropy);
+          },
+          py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("axis"), py::arg("probabilities") = false,
+          "out = Shannon entropy along axis of softmax(x), or with probabilities=True of x itself "
+          "(sum of -x log x, torch.special.entr); out shaped as for logsumexp.");
 }
 
 }  // namespace fastloss::bindings

@@ -55,9 +55,9 @@ def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarr
     """
     alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.
     """
-def entropy(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
+def entropy(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex, probabilities: bool = False) -> None:
     """
-    out = Shannon entropy of softmax(x) along axis; out shaped as for logsumexp.
+    out = Shannon entropy along axis of softmax(x), or with probabilities=True of x itself (sum of -x log x, torch.special.entr); out shaped as for logsumexp.
     """
 def get_num_threads() -> int:
     ...

@@ -12,12 +12,6 @@ from ._validation import as_float_array, normalize_axis
 __all__ = ["entropy"]
 
 
-def _result(values: np.ndarray, result_dtype: np.dtype) -> np.ndarray | np.floating:
-    if values.dtype != result_dtype:
-        values = values.astype(result_dtype)
-    return values[()] if values.ndim == 0 else values
-
-
 def entropy(
     logits: Any = None, axis: int = -1, *, probs: Any | None = None
 ) -> np.ndarray | np.floating:
@@ -32,7 +26,8 @@ def entropy(
       entry contributes -inf (``entr``'s value there), NaN gives NaN.
 
     An empty axis gives 0 (the empty sum). Returns an array of the input's shape without
-    `axis`, or a NumPy scalar for 1-D input; float16/bfloat16 are computed in float32.
+    `axis`, or a NumPy scalar for 1-D input; float16/bfloat16 are computed in float32 and
+    rounded once.
     """
     if (logits is None) == (probs is None):
         raise TypeError("entropy() takes exactly one of logits (positional) and probs= (keyword)")
@@ -41,14 +36,6 @@ def entropy(
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the classes), got a 0-d array")
     ax = normalize_axis(axis, x.ndim)
-    result_dtype = x.dtype
-    if probs is not None:  # a NumPy composition, computed in float32 for half precision
-        work_dtype = np.float64 if result_dtype == np.float64 else np.float32
-        x = x.astype(work_dtype, copy=False)
-        with np.errstate(all="ignore"):
-            terms = np.where(x > 0, -x * np.log(x), np.where(x == 0, 0.0, -np.inf))
-            terms = np.where(np.isnan(x), np.nan, terms).astype(work_dtype, copy=False)
-        return _result(np.sum(terms, axis=ax, dtype=work_dtype), result_dtype)
-    out = np.empty(x.shape[:ax] + x.shape[ax + 1 :], result_dtype)
-    _core.entropy(x, out, ax)
-    return _result(out, result_dtype)
+    out = np.empty(x.shape[:ax] + x.shape[ax + 1 :], x.dtype)
+    _core.entropy(x, out, ax, probabilities=probs is not None)  # an empty axis gives 0
+    return out[()] if out.ndim == 0 else out

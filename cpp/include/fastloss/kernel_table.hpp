@@ -156,12 +156,18 @@ struct DistillationKernels {
 };
 
 // H(softmax(x)) = lse - sum_c p_c x_c per position, with p_c x_c = 0 where p_c = 0 (-inf logits),
-// as torch.distributions.Categorical(logits=x).entropy(). Layouts as for SoftmaxKernels.
+// as torch.distributions.Categorical(logits=x).entropy(); and, for probabilities p,
+// H = sum_c entr(p_c) with torch.special.entr's entr(p) = -p log p (0 at p = 0, -inf for p < 0,
+// NaN for NaN), p neither normalised nor checked. Layouts as for SoftmaxKernels.
 template <class S>
 struct EntropyKernels {
     void (*rows)(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t rows, int64_t classes);
     void (*columns)(const S* x, int64_t x_class_stride, S* out, int64_t out_stride, int64_t columns,
                     int64_t classes);
+    void (*probability_rows)(const S* p, int64_t p_row_stride, S* out, int64_t out_stride, int64_t rows,
+                             int64_t classes);
+    void (*probability_columns)(const S* p, int64_t p_class_stride, S* out, int64_t out_stride, int64_t columns,
+                                int64_t classes);
 };
 
 // The three dot products of a cosine (the cosine embedding loss): for rows a_r, b_r of n

@@ -1,4 +1,5 @@
-// Shannon entropy of softmax(x) per position, fused: no probabilities are materialised.
+// Shannon entropy per position: of softmax(x), fused (no probabilities are materialised), or of
+// given probabilities (at the end of this file).
 //
 // With m = max_c x_c, e_c = exp(x_c - m), S = sum_c e_c and p_c = e_c / S:
 //   H = -sum_c p_c log p_c = -sum_c p_c ((x_c - m) - log S) = log S - (1/S) sum_c e_c (x_c - m).
@@ -86,12 +87,70 @@ void entropy_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_str
     }
 }
 
+// Probabilities: H = sum_c entr(p_c), one sweep, no max. Two-level sums as above; padding lanes
+// hold 0, whose entr is 0.
+template <class V>
+inline V entr(V p) {  // torch.special.entr: -p log p; 0 at 0; -inf below 0; NaN stays NaN
+    using T = typename V::Scalar;
+    const V zero = V::broadcast(T(0));
+    const V e = select(less(zero, p), zero - p * vlog(p), zero);
+    return select(is_nan(p), p, select(less(p, zero), V::broadcast(-infinity<T>()), e));
+}
+
+template <class S, class T = compute_t<S>>
+void entropy_probability_rows(const S* p, int64_t p_row_stride, S* out, int64_t out_stride, int64_t rows,
+                              int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t n = classes;
+    const V zero = V::broadcast(T(0));
+    for (int64_t r = 0; r < rows; ++r) {
+        const S* pr = p + r * p_row_stride;
+        V s = zero;
+        const int64_t full_end = n - n % W;
+        int64_t i = 0;
+        while (i < full_end) {
+            const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
+            V part = zero;
+            for (; i < fold_end; i += W) part = part + entr(vload(pr + i));
+            s = s + part;
+        }
+        if (i < n) s = s + entr(vload_partial(pr + i, n - i, T(0)));
+        out[r * out_stride] = reduce_sum(s);
+    }
+}
+
+template <class S, class T = compute_t<S>>
+void entropy_probability_columns(const S* p, int64_t p_class_stride, S* out, int64_t out_stride, int64_t columns,
+                                 int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        V s = zero;
+        for (int64_t c0 = 0; c0 < classes; c0 += kFoldVectors) {
+            const int64_t c_end = classes - c0 > kFoldVectors ? c0 + kFoldVectors : classes;
+            V part = zero;
+            for (int64_t c = c0; c < c_end; ++c) {
+                const S* ptr = p + c * p_class_stride + j;
+                part = part + entr(lanes == W ? vload(ptr) : vload_partial(ptr, lanes, T(0)));
+            }
+            s = s + part;
+        }
+        T h[W];
+        store(h, s);
+        for (int64_t k = 0; k < lanes; ++k) out[(j + k) * out_stride] = h[k];
+    }
+}
+
 }  // namespace
 
 void register_entropy_kernels(KernelTable& table) {
     for_each_kernel_set(table, [](auto& set) {
         using S = typename std::decay_t<decltype(set)>::Storage;
-        set.entropy = {&entropy_rows<S>, &entropy_columns<S>};
+        set.entropy = {&entropy_rows<S>, &entropy_columns<S>, &entropy_probability_rows<S>,
+                       &entropy_probability_columns<S>};
     });
 }
 

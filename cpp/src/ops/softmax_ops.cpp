@@ -37,10 +37,16 @@ void staged_reduce_row_in_blocks(const T* x, int64_t stride, int64_t classes, T*
     rows_kernel(block_results.data(), blocks, out, 1, 1, blocks);
 }
 
+// How a staged row (a layout no kernel reads directly) reaches the rows kernel.
+enum class Staging {
+    whole_row,  // gathered whole (softmax, log_softmax and entropy, which need the whole row)
+    in_blocks,  // logsumexp: gathered in blocks, see staged_reduce_row_in_blocks
+};
+
 // Runs a softmax-family kernel pair: operand 0 is the input, operand 1 the output (full for
-// softmax/log_softmax, reduced for logsumexp).
+// softmax/log_softmax, reduced for logsumexp and entropy).
 template <class T, class RowsKernel, class ColumnsKernel>
-void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full,
+void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full, Staging staging,
                      RowsKernel rows_kernel, ColumnsKernel columns_kernel) {
     const int64_t classes = g.classes;
     if (classes == 0) return;
@@ -54,7 +60,7 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
                            out_is_full ? g.class_stride[1] : g.column_stride[1], columns, classes);
         },
         [&](int64_t begin, int64_t end) {
-            const bool in_blocks = !out_is_full && classes > kStageBlockClasses;
+            const bool in_blocks = staging == Staging::in_blocks && classes > kStageBlockClasses;
             std::vector<T> scratch(static_cast<size_t>(in_blocks ? kStageBlockClasses : classes));
             int64_t offsets[kMaxOperands];
             for (int64_t i = begin; i < end; ++i) {
@@ -87,7 +93,7 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
                                               {OperandRole::full, OperandRole::full});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     if (kind == SoftmaxKind::softmax) {
-        run_axis_kernel(g, x, y, true, k.softmax_rows, k.softmax_columns);
+        run_axis_kernel(g, x, y, true, Staging::whole_row, k.softmax_rows, k.softmax_columns);
     } else {
         // An output far larger than the caches is written with non-temporal stores: it would
         // evict the input on its way through, and ordinary stores read each line first.
@@ -97,7 +103,7 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
         auto rows_kernel = [&k, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
             k.log_softmax_rows(xp, xs, yp, ys, rows, classes, stream);
         };
-        run_axis_kernel(g, x, y, true, rows_kernel, k.log_softmax_columns);
+        run_axis_kernel(g, x, y, true, Staging::whole_row, rows_kernel, k.log_softmax_columns);
     }
 }
 
@@ -108,7 +114,7 @@ void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
                                               {OperandRole::full, OperandRole::reduced});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
-    run_axis_kernel(g, x, out, false, k.logsumexp_rows, k.logsumexp_columns);
+    run_axis_kernel(g, x, out, false, Staging::in_blocks, k.logsumexp_rows, k.logsumexp_columns);
 }
 
 template <class T>
@@ -148,7 +154,7 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
 template <class T>
 void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
                      const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
-                     int axis) {
+                     int axis, bool probabilities) {
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
                                               {OperandRole::full, OperandRole::reduced});
     if (g.classes == 0) {  // no kernel runs: the empty sum
@@ -160,7 +166,11 @@ void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
         return;
     }
     const EntropyKernels<T>& k = active_kernels().kernels<T>().entropy;
-    run_axis_kernel(g, x, out, false, k.rows, k.columns);
+    if (probabilities) {
+        run_axis_kernel(g, x, out, false, Staging::whole_row, k.probability_rows, k.probability_columns);
+    } else {
+        run_axis_kernel(g, x, out, false, Staging::whole_row, k.rows, k.columns);
+    }
 }
 
 #define FASTLOSS_INSTANTIATE(S)                                                                              \
@@ -172,7 +182,7 @@ void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
                                       const std::vector<int64_t>&, S*, const std::vector<int64_t>&,              \
                                       const std::vector<int64_t>&, int);                                        \
     template void entropy_forward<S>(const S*, const std::vector<int64_t>&, S*, const std::vector<int64_t>&,     \
-                                     const std::vector<int64_t>&, int);
+                                     const std::vector<int64_t>&, int, bool);
 FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
 #undef FASTLOSS_INSTANTIATE
 

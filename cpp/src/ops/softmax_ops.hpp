@@ -30,11 +30,11 @@ template <class T>
 void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& g_strides, const T* y,
                       const std::vector<int64_t>& y_strides, T* dx, const std::vector<int64_t>& dx_strides,
                       const std::vector<int64_t>& shape, int axis);
-// out = Shannon entropy of softmax(x) along `axis` (strides as for logsumexp_forward). An empty
-// axis gives 0, the empty sum.
+// out = Shannon entropy along `axis` (strides as for logsumexp_forward) of softmax(x), or, with
+// `probabilities`, of x itself (sum of entr(x)). An empty axis gives 0, the empty sum.
 template <class T>
 void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
                      const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
-                     int axis);
+                     int axis, bool probabilities);
 
 }  // namespace fastloss

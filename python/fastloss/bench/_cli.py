@@ -64,12 +64,23 @@ def _parse_shapes(text: str) -> list[tuple[int, ...]]:
     return shapes
 
 
+_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
 def _parse_dtypes(text: str) -> list[np.dtype]:
     dtypes = []
-    for item in text.split(","):
-        if item.strip() not in ("float32", "float64"):
-            raise argparse.ArgumentTypeError(f"bad dtype {item!r}: use float32 or float64")
-        dtypes.append(np.dtype(item.strip()))
+    for item in (part.strip() for part in text.split(",")):
+        if item not in _DTYPES:
+            raise argparse.ArgumentTypeError(f"bad dtype {item!r}: use {', '.join(_DTYPES)}")
+        if item == "bfloat16":
+            try:
+                import ml_dtypes
+            except ImportError:
+                message = "bfloat16 needs ml_dtypes (pip install ml_dtypes)"
+                raise argparse.ArgumentTypeError(message) from None
+            dtypes.append(np.dtype(ml_dtypes.bfloat16))
+        else:
+            dtypes.append(np.dtype(item))
     return dtypes
 
 
@@ -116,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         type=_parse_dtypes,
         default=[np.dtype(np.float32)],
-        help="float32 (default), float64, or both comma-separated",
+        help="float32 (default), float64, float16, bfloat16 (ml_dtypes), comma-separated",
     )
     parser.add_argument(
         "--threads",

@@ -64,8 +64,15 @@ def _prepare_plain(module: Any, fn: OpFn, inputs: Inputs, mode: str) -> Runner:
     return lambda: fn(module, *inputs)
 
 
+def _torch_tensor(torch: Any, a: Any) -> Any:
+    """The array as a tensor sharing its memory (no copy); bfloat16 through its bits."""
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view("int16")).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
 def _prepare_torch(torch: Any, fn: OpFn, inputs: Inputs, mode: str) -> Runner:
-    tensors = [torch.from_numpy(a) for a in inputs]  # shares memory with the NumPy input: no copy
+    tensors = [_torch_tensor(torch, a) for a in inputs]
     if mode == FORWARD:
         return lambda: fn(torch, *tensors)
     wrt = tensors[0].requires_grad_(True)

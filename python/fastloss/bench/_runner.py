@@ -89,7 +89,10 @@ def to_numpy_list(output: Any) -> list[np.ndarray]:
     if isinstance(output, (tuple, list)):  # includes fastloss's LossAndGrad named tuple
         return [a for item in output for a in to_numpy_list(item)]
     if hasattr(output, "detach") and hasattr(output, "numpy"):  # torch.Tensor
-        output = output.detach().numpy()
+        output = output.detach()
+        if str(output.dtype) == "torch.bfloat16":  # NumPy has no bfloat16 of its own
+            output = output.float()
+        output = output.numpy()
     return [np.asarray(output)]
 
 
@@ -107,6 +110,8 @@ def _count_mismatches(
     a = actual.reshape(-1)
     if e.dtype == bool or a.dtype == bool:  # no arithmetic on booleans: compare exactly
         e, a = e.astype(np.int8), a.astype(np.int8)
+    elif e.dtype.itemsize == 2 or a.dtype.itemsize == 2:  # half precision: compare in float32
+        e, a = e.astype(np.float32), a.astype(np.float32)
     n_bad, max_err, first_bad = 0, 0.0, -1
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is expected here
         for start in range(0, e.size, _CHUNK):
