@@ -808,3 +808,25 @@ def test_tracemalloc_sees_a_half_gradient_allocation(half):
     x = np.zeros(MEMORY_SHAPE, half)
     t = np.zeros(MEMORY_SHAPE[0], np.int64)
     assert _peak_traced(lambda: fl.cross_entropy(x, t, return_grad=True)) >= x.nbytes
+
+
+def test_torch_half_tensors_are_taken_without_a_copy(rng):
+    # float16 arrives by DLPack; bfloat16, which DLPack cannot hand to NumPy, through its bits.
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("ml_dtypes")
+    x = rng.standard_normal((6, 9)).astype(np.float32)
+    y = rng.integers(0, 9, 6)
+    for dtype in (torch.float16, torch.bfloat16):
+        t = torch.from_numpy(x).to(dtype)
+        got = fl.log_softmax(t)
+        assert got.dtype.name == str(dtype).removeprefix("torch."), got.dtype
+        want = torch.log_softmax(t.float(), dim=-1).to(dtype).float().numpy()
+        np.testing.assert_array_equal(got.astype(np.float32), want)
+        loss = fl.cross_entropy(t, torch.from_numpy(y))
+        assert float(loss) == pytest.approx(
+            float(torch.nn.functional.cross_entropy(t, torch.from_numpy(y))), rel=2**-6
+        )
+    t = torch.from_numpy(x).to(torch.bfloat16)
+    from fastloss._validation import as_float_array
+
+    assert as_float_array(t, "x").ctypes.data == t.data_ptr()  # shares the tensor's memory

@@ -50,8 +50,21 @@ def _to_ndarray(x: Any) -> np.ndarray:
         try:
             return np.from_dlpack(x)
         except (BufferError, TypeError, RuntimeError, ValueError):
-            pass
+            if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+                return _torch_bfloat16(x)
     return np.asarray(x)
+
+
+def _torch_bfloat16(x: Any) -> np.ndarray:
+    """A CPU torch.bfloat16 tensor as an ml_dtypes.bfloat16 array sharing its memory (DLPack has
+    no bfloat16 NumPy can take): its bits viewed as int16, then as bfloat16."""
+    import torch
+
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("bfloat16 tensors need ml_dtypes (pip install ml_dtypes)") from None
+    return x.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
 
 
 def as_float_array(x: Any, name: str) -> np.ndarray:
