@@ -19,3 +19,6 @@ python -m fastloss.bench --threads 1 --peers torch --budget 0.5 --csv "$out/pyth
     | tee "$out/python_f32_t1.txt"
 python -m fastloss.bench --threads 2 --dtype float64 --peers torch --budget 0.5 \
     --csv "$out/python_f64_t2.csv" | tee "$out/python_f64_t2.txt"
+python -m fastloss.bench --ops cross_entropy,log_softmax,logsumexp,kl_div,binary_cross_entropy_with_logits \
+    --shapes 4096x32000 --dtype float32,float16,bfloat16 --threads 2 --peers torch \
+    --csv "$out/python_half_t2.csv" | tee "$out/python_half_t2.txt"
