@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/pytest" ]; then
   # The build tools are installed here (no build isolation) so the flags below reach CMake.
   # torch and scikit-learn are left out on purpose: their tests skip, and torch's own code would
   # run under our ASan runtime without being instrumented for it.
-  "$venv/bin/python" -m pip install --quiet numpy pytest hypothesis threadpoolctl \
+  "$venv/bin/python" -m pip install --quiet numpy pytest hypothesis threadpoolctl ml_dtypes \
     "scikit-build-core>=0.10" "pybind11>=2.13" cmake ninja
 fi
 

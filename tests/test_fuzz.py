@@ -533,6 +533,8 @@ def draw_class_problem(
         tdtype = data.draw(target_int_dtypes, label="target dtype")
         wrong_shape = data.draw(st.integers(0, 14), label="wrong target shape") == 0
         tshape = (*positions, 2) if wrong_shape else positions
+        if tdtype == "float64" and tshape == x.shape:
+            tshape = positions  # that would be a valid probability target (1-D input)
         low = -3 if tdtype[1] != "u" else 0
         ti = data.draw(
             hnp.arrays(
@@ -637,6 +639,8 @@ def class_loss_grad(
     else:  # every weight 0: PyTorch's go / 0 times the zero weights, NaN; ignored rows stay 0
         factor = np.float64(go) / np.float64(0.0)
         active = np.broadcast_to((p.t != p.ignore)[..., None], per.shape)
+        if nll:  # nll_loss's backward writes the target entry only: the others stay 0
+            active = active & onehot
         return np.where(active, per * factor, 0.0), 1.0
     grad = per * factor
     magnitude = (
@@ -1105,7 +1109,11 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
     if alpha != 0.5 or data.draw(st.booleans()):
         kwargs["alpha"] = alpha
     valid = valid and temperature is not None and 0 < temperature < np.inf and 0.0 <= alpha <= 1.0
-    result = _result_dtype(s, teacher)
+    # NumPy's promotion of the logits, probability targets and weights
+    promoted = [s, teacher] + ([p.target] if p.probabilities else [])
+    if weight is not None and weight.dtype.kind == "f":
+        promoted.append(weight)
+    result = _result_dtype(*promoted)
     args = (s, teacher, p.target)
     opts = draw_gradient_options(
         data, mode, kwargs, args, positions, reduction, _native(s.dtype), result

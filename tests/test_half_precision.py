@@ -830,3 +830,69 @@ def test_torch_half_tensors_are_taken_without_a_copy(rng):
     from fastloss._validation import as_float_array
 
     assert as_float_array(t, "x").ctypes.data == t.data_ptr()  # shares the tensor's memory
+
+
+# Found in review: sums over broadcast axes and long staged rows must not round in half precision
+# on the way (each reproducer below gave a visibly wrong value before its fix).
+
+
+def test_broadcast_input_gradients_are_summed_before_rounding():
+    pytest.importorskip("ml_dtypes")
+    import ml_dtypes
+
+    # kl_div: a (1,) input against 2^20 targets; mean's per-element share 1/D is a float16
+    # subnormal, so scaling each term before the sum lost the gradient's precision.
+    with pytest.warns(UserWarning, match="batchmean"):  # PyTorch's warning for 'mean'
+        r = fl.kl_div(
+            np.float16([0.0]), np.full(2**20, 0.3, np.float16), reduction="mean", return_grad=True
+        )
+    assert float(r.grad[0]) == pytest.approx(-float(np.float16(0.3)), rel=2**-10)
+    # cosine_embedding_loss: a broadcast x1's gradient is a sum over 8192 rows (bfloat16 stops
+    # growing after ~256 equal terms when summed in bfloat16).
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((1, 8)).astype(np.float32)
+    b = rng.standard_normal((8192, 8)).astype(np.float32)
+    y = np.ones(8192)
+    for reduction in ("sum", "mean"):
+        want = fl.cosine_embedding_loss(a, b, y, reduction=reduction, return_grad=True).grad
+        got = fl.cosine_embedding_loss(
+            a.astype(ml_dtypes.bfloat16),
+            b.astype(ml_dtypes.bfloat16),
+            y,
+            reduction=reduction,
+            return_grad=True,
+        ).grad
+        # b itself is rounded to bfloat16 first, hence more than one bfloat16 rounding of `want`
+        np.testing.assert_allclose(got.astype(np.float32), want, rtol=2**-5, atol=1e-6)
+
+
+def test_long_staged_rows_round_once(half):
+    # A strided 1-D array is staged; rows of more than 65536 classes are reduced block by block
+    # in float32, and rounded to the half dtype once at the end.
+    for seed in range(4):
+        x = np.random.default_rng(seed).standard_normal(6 * 2**16).astype(half)[::2]
+        want = ref.logsumexp(x.astype(np.float64))
+        got = float(fl.logsumexp(x))
+        ulp = 2.0 ** (np.floor(np.log2(abs(want))) - (10 if half == np.float16 else 7))
+        assert abs(got - want) <= 0.5 * ulp + 1e-5 * abs(want), (seed, got, want)
+        p = np.abs(x.astype(np.float32))
+        p = (p / p.sum()).astype(half)
+        assert float(fl.entropy(x)) == pytest.approx(
+            ref.entropy_from_logits(x.astype(np.float64)), rel=4 * ulp
+        )
+        assert float(fl.entropy(probs=p)) == pytest.approx(
+            ref.entropy_from_probs(p.astype(np.float64)), rel=2**-7
+        )
+
+
+def test_long_zero_stride_rows_are_reduced_in_blocks():
+    # 2^22 classes behind one value: staged in blocks of 65536 (bounded scratch, whatever the
+    # length), the blocks combined by the chain rule of entropy.
+    n = 2**22 + 3
+    for dtype in (np.float32, np.float16):
+        h = fl.entropy(np.broadcast_to(dtype(0.5), (n,)))
+        assert float(h) == pytest.approx(np.log(n), rel=2**-10)
+        hp = fl.entropy(probs=np.broadcast_to(np.float32(1.0 / n), (n,)))
+        assert float(hp) == pytest.approx(np.log(n), rel=1e-4)
+    x = np.broadcast_to(np.float32(-np.inf), (n,))
+    assert np.isnan(fl.entropy(x)) and fl.logsumexp(x) == -np.inf

@@ -114,7 +114,14 @@ def cosine_embedding_loss(
         kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, result_dtype)
     a_rows = _contiguous_rows(np.broadcast_to(a, shape).reshape(rows_shape))
     b_rows = _contiguous_rows(np.broadcast_to(b, shape).reshape(rows_shape))
-    value = _core.cosine_embedding_loss(a_rows, b_rows, y64, m, reduction, out, kernel_grad, go)
+    # A broadcast x1's gradient is a sum over rows: under "mean" the kernel sums (its per-row terms
+    # then are not divided by N, which in float16 could make them subnormal) and the division by
+    # N joins the float64 sum below, as it does the loss here.
+    divide_later = return_grad and not direct and reduction == "mean"
+    kernel_reduction = "sum" if divide_later else reduction
+    value = _core.cosine_embedding_loss(a_rows, b_rows, y64, m, kernel_reduction, out, kernel_grad, go)
+    if divide_later:
+        value = value / rows if rows else float("nan")
     if out is not None:
         out = out.reshape(expected_target)
     loss = _finish(value, out, reduction, result_dtype)
@@ -125,5 +132,6 @@ def cosine_embedding_loss(
         full = kernel_grad.reshape(shape)
         # x1 was broadcast (its ndim is x2's): sum over the axes it was repeated along
         repeated = tuple(d for d in range(grad.ndim) if grad.shape[d] != shape[d])
-        grad[...] = full.sum(axis=repeated, keepdims=True) if repeated else full
+        summed = full.sum(axis=repeated, keepdims=True, dtype=np.float64) if repeated else full
+        grad[...] = summed / rows if divide_later and rows else summed
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

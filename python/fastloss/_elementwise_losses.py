@@ -133,11 +133,17 @@ def _run(
             compute = x.dtype.type if x.dtype == np.float64 else np.float32
             scale = float(compute(scale) / compute(count)) if count else 0.0
         go = None
-    value = kernel(x, *arguments, out, grad, go, float(scale))
+    # A broadcast input's gradient is summed over the broadcast axes: the kernel then writes the
+    # unscaled terms, and the scale joins the float64 sum, so that mean's small per-element share
+    # (grad_output / D) is not rounded on its own (to a float16 subnormal, say).
+    kernel_scale = scale if direct else 1.0
+    value = kernel(x, *arguments, out, grad, go, float(kernel_scale))
     loss = _reduce(value, out, reduction, count, result_dtype)
     if direct:
         return LossAndGrad(loss, grad)
     reduced = _sum_to_shape(grad, input_shape)
+    if scale != 1.0:
+        reduced = np.asarray(reduced * np.float64(scale))  # (0-d: a scalar otherwise)
     if final is None:
         return LossAndGrad(loss, reduced.astype(input_dtype))
     np.copyto(final, reduced, casting="unsafe")

@@ -1,6 +1,8 @@
 #include "ops/softmax_ops.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "fastloss/dispatch.hpp"
@@ -15,39 +17,95 @@ namespace {
 // Outputs at least this large are written with non-temporal stores (see softmax_forward).
 constexpr int64_t kStreamingStoreMinBytes = int64_t(8) << 20;
 
-// A staged row of a reduction (logsumexp) is gathered at most this many classes at a time, so the
-// scratch stays small however long the row: a zero-stride view can have 2^31 classes and no
-// memory behind them, and staging it whole allocated 16 GiB.
+// A staged row of a reduction (logsumexp, entropy) longer than this is gathered this many classes
+// at a time, so the scratch stays small however long the row: a zero-stride view can have 2^31
+// classes and no memory behind them, and staging it whole allocated 16 GiB.
 constexpr int64_t kStageBlockClasses = int64_t(1) << 16;
 
-// logsumexp of one strided row of any length with bounded scratch: each block's logsumexp by the
-// row kernel, then the row kernel again over the blocks' results, since
-// lse(a ∪ b) = lse(lse(a), lse(b)) (inf and NaN included: a block's +inf or NaN carries over).
-template <class T, class RowsKernel>
-void staged_reduce_row_in_blocks(const T* x, int64_t stride, int64_t classes, T* out, std::vector<T>& scratch,
-                                 RowsKernel rows_kernel) {
-    const int64_t blocks = (classes + kStageBlockClasses - 1) / kStageBlockClasses;
-    std::vector<T> block_results(static_cast<size_t>(blocks));
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t begin = b * kStageBlockClasses;
+// Calls block(values, n) for each block of a strided row of any length, gathered into scratch of
+// the compute type T (half-precision values widened once), so that blocks are reduced by the T
+// kernels and their results combined without rounding to S in between.
+template <class S, class Block>
+void for_each_row_block(const S* x, int64_t stride, int64_t classes, Block&& block) {
+    using T = compute_t<S>;
+    std::vector<T> scratch(static_cast<size_t>(std::min(kStageBlockClasses, classes)));
+    for (int64_t begin = 0; begin < classes; begin += kStageBlockClasses) {
         const int64_t n = std::min(kStageBlockClasses, classes - begin);
-        gather_row(x + begin * stride, stride, n, scratch.data());
-        rows_kernel(scratch.data(), n, &block_results[size_t(b)], 1, 1, n);
+        for (int64_t c = 0; c < n; ++c) scratch[size_t(c)] = T(x[(begin + c) * stride]);
+        block(static_cast<const T*>(scratch.data()), n);
     }
-    rows_kernel(block_results.data(), blocks, out, 1, 1, blocks);
 }
 
-// How a staged row (a layout no kernel reads directly) reaches the rows kernel.
-enum class Staging {
-    whole_row,  // gathered whole (softmax, log_softmax and entropy, which need the whole row)
-    in_blocks,  // logsumexp: gathered in blocks, see staged_reduce_row_in_blocks
-};
+// logsumexp of a long strided row: lse(a ∪ b) = lse(lse(a), lse(b)) (inf and NaN included: a
+// block's +inf or NaN carries over).
+template <class S>
+void logsumexp_of_long_row(const S* x, int64_t stride, int64_t classes, S* out) {
+    using T = compute_t<S>;
+    const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
+    std::vector<T> lse;
+    for_each_row_block(x, stride, classes, [&](const T* block, int64_t n) {
+        T value;
+        k.logsumexp_rows(block, n, &value, 1, 1, n);
+        lse.push_back(value);
+    });
+    T result;
+    k.logsumexp_rows(lse.data(), int64_t(lse.size()), &result, 1, 1, int64_t(lse.size()));
+    *out = S(result);
+}
+
+// Entropy of a long strided row. Probabilities: the sum of the blocks' sums. Logits, by the chain
+// rule of entropy: with block b's logsumexp l_b and entropy H_b (of the softmax within the block),
+// the row's lse l and the blocks' shares w_b = exp(l_b - l),
+//   H = sum_b w_b H_b - sum_b w_b log w_b = sum_b w_b (H_b - (l_b - l)),
+// blocks with w_b = 0 (all -inf) adding nothing; a row whose l is not finite (all -inf, +inf,
+// NaN) is NaN, as the kernels give. Combined in float64.
+template <class S>
+void entropy_of_long_row(const S* x, int64_t stride, int64_t classes, S* out, bool probabilities) {
+    using T = compute_t<S>;
+    const KernelSet<T>& k = active_kernels().kernels<T>();
+    std::vector<T> lse, entropy;
+    for_each_row_block(x, stride, classes, [&](const T* block, int64_t n) {
+        T h, l = T(0);
+        if (probabilities) {
+            k.entropy.probability_rows(block, n, &h, 1, 1, n);
+        } else {
+            k.softmax.logsumexp_rows(block, n, &l, 1, 1, n);
+            k.entropy.rows(block, n, &h, 1, 1, n);
+        }
+        lse.push_back(l);
+        entropy.push_back(h);
+    });
+    const int64_t blocks = int64_t(entropy.size());
+    double total = 0.0;
+    if (probabilities) {
+        for (const T h : entropy) total += double(h);
+    } else {
+        T row_lse;
+        k.softmax.logsumexp_rows(lse.data(), blocks, &row_lse, 1, 1, blocks);
+        if (!std::isfinite(row_lse)) {
+            total = std::numeric_limits<double>::quiet_NaN();
+        } else {
+            for (int64_t b = 0; b < blocks; ++b) {
+                const double shift = double(lse[size_t(b)]) - double(row_lse);
+                const double w = std::exp(shift);
+                if (w > 0.0) total += w * (double(entropy[size_t(b)]) - shift);
+            }
+        }
+    }
+    *out = S(T(total));
+}
+
+// softmax and log_softmax write whole rows: they never reduce a long row in blocks.
+template <class T>
+void no_long_rows(const T*, int64_t, int64_t, T*) {}
 
 // Runs a softmax-family kernel pair: operand 0 is the input, operand 1 the output (full for
 // softmax/log_softmax, reduced for logsumexp and entropy).
-template <class T, class RowsKernel, class ColumnsKernel>
-void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full, Staging staging,
-                     RowsKernel rows_kernel, ColumnsKernel columns_kernel) {
+// A staged row longer than kStageBlockClasses of a reduction goes to reduce_long_row(x, stride,
+// classes, out) instead of being gathered whole.
+template <class T, class RowsKernel, class ColumnsKernel, class LongRowReducer>
+void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full, RowsKernel rows_kernel,
+                     ColumnsKernel columns_kernel, LongRowReducer reduce_long_row) {
     const int64_t classes = g.classes;
     if (classes == 0) return;
     parallel_over_positions(
@@ -60,14 +118,13 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
                            out_is_full ? g.class_stride[1] : g.column_stride[1], columns, classes);
         },
         [&](int64_t begin, int64_t end) {
-            const bool in_blocks = staging == Staging::in_blocks && classes > kStageBlockClasses;
-            std::vector<T> scratch(static_cast<size_t>(in_blocks ? kStageBlockClasses : classes));
+            const bool in_blocks = !out_is_full && classes > kStageBlockClasses;
+            std::vector<T> scratch(static_cast<size_t>(in_blocks ? 0 : classes));
             int64_t offsets[kMaxOperands];
             for (int64_t i = begin; i < end; ++i) {
                 g.outer_offsets(i, offsets);
                 if (in_blocks) {
-                    staged_reduce_row_in_blocks(x + offsets[0], g.class_stride[0], classes, out + offsets[1],
-                                                scratch, rows_kernel);
+                    reduce_long_row(x + offsets[0], g.class_stride[0], classes, out + offsets[1]);
                     continue;
                 }
                 gather_row(x + offsets[0], g.class_stride[0], classes, scratch.data());
@@ -93,7 +150,7 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
                                               {OperandRole::full, OperandRole::full});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     if (kind == SoftmaxKind::softmax) {
-        run_axis_kernel(g, x, y, true, Staging::whole_row, k.softmax_rows, k.softmax_columns);
+        run_axis_kernel(g, x, y, true, k.softmax_rows, k.softmax_columns, no_long_rows<T>);
     } else {
         // An output far larger than the caches is written with non-temporal stores: it would
         // evict the input on its way through, and ordinary stores read each line first.
@@ -103,7 +160,7 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
         auto rows_kernel = [&k, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
             k.log_softmax_rows(xp, xs, yp, ys, rows, classes, stream);
         };
-        run_axis_kernel(g, x, y, true, Staging::whole_row, rows_kernel, k.log_softmax_columns);
+        run_axis_kernel(g, x, y, true, rows_kernel, k.log_softmax_columns, no_long_rows<T>);
     }
 }
 
@@ -114,7 +171,7 @@ void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
                                               {OperandRole::full, OperandRole::reduced});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
-    run_axis_kernel(g, x, out, false, Staging::in_blocks, k.logsumexp_rows, k.logsumexp_columns);
+    run_axis_kernel(g, x, out, false, k.logsumexp_rows, k.logsumexp_columns, logsumexp_of_long_row<T>);
 }
 
 template <class T>
@@ -166,10 +223,13 @@ void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
         return;
     }
     const EntropyKernels<T>& k = active_kernels().kernels<T>().entropy;
+    const auto long_row = [probabilities](const T* xp, int64_t stride, int64_t n, T* op) {
+        entropy_of_long_row(xp, stride, n, op, probabilities);
+    };
     if (probabilities) {
-        run_axis_kernel(g, x, out, false, Staging::whole_row, k.probability_rows, k.probability_columns);
+        run_axis_kernel(g, x, out, false, k.probability_rows, k.probability_columns, long_row);
     } else {
-        run_axis_kernel(g, x, out, false, Staging::whole_row, k.rows, k.columns);
+        run_axis_kernel(g, x, out, false, k.rows, k.columns, long_row);
     }
 }
 
