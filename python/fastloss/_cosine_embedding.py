@@ -119,7 +119,9 @@ def cosine_embedding_loss(
     # N joins the float64 sum below, as it does the loss here.
     divide_later = return_grad and not direct and reduction == "mean"
     kernel_reduction = "sum" if divide_later else reduction
-    value = _core.cosine_embedding_loss(a_rows, b_rows, y64, m, kernel_reduction, out, kernel_grad, go)
+    value = _core.cosine_embedding_loss(
+        a_rows, b_rows, y64, m, kernel_reduction, out, kernel_grad, go
+    )
     if divide_later:
         value = value / rows if rows else float("nan")
     if out is not None:
