@@ -95,6 +95,10 @@ decltype(auto) with_storage_type(FloatType type, F&& f) {
     return f(float{});
 }
 
+// An empty py::array holder, to be assigned later. (A default-constructed py::array is a real
+// NumPy array of shape (0,): four of them were a tenth of a small loss call.)
+inline py::array no_array() { return py::reinterpret_steal<py::array>(py::handle()); }
+
 inline std::vector<int64_t> shape_of(const py::array& a) {
     return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }

@@ -28,7 +28,7 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
     call.target_stride = target.strides(0) / target.itemsize();
     call.margin = margin;
     call.reduction = reduction;
-    py::array out_array;
+    py::array out_array = no_array();
     if (reduction == Reduction::none) {
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         out_array = out.cast<py::array>();
@@ -40,7 +40,7 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
         }
         call.loss = static_cast<T*>(out_array.mutable_data());
     }
-    py::array grad_array, grad_output_array;
+    py::array grad_array = no_array(), grad_output_array = no_array();
     if (!grad.is_none()) {
         grad_array = grad.cast<py::array>();
         check_same_type(x1, grad_array, "x1", "grad_out");

@@ -33,10 +33,10 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
     call.reduction = reduction;
 
     set_class_targets<T>(call, s, "student_logits", axis, target, true);
-    py::array weight_array;
+    py::array weight_array = no_array();
     set_class_weight<T>(call, s, "student_logits", axis, weight, weight_array);
 
-    py::array out_array;
+    py::array out_array = no_array();
     if (reduction == Reduction::none) {
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         out_array = out.cast<py::array>();
@@ -49,7 +49,7 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
         call.loss = static_cast<T*>(out_array.mutable_data());
     }
 
-    py::array grad_array, grad_output_array;
+    py::array grad_array = no_array(), grad_output_array = no_array();
     set_gradient_operands<T>(call, s, "student_logits", axis, reduction, grad, grad_output, grad_array,
                              grad_output_array);
 

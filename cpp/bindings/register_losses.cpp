@@ -27,10 +27,10 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
     call.reduction = reduction;
 
     set_class_targets<T>(call, x, "input", axis, target, !nll);
-    py::array weight_array;
+    py::array weight_array = no_array();
     set_class_weight<T>(call, x, "input", axis, weight, weight_array);
 
-    py::array out_array;
+    py::array out_array = no_array();
     if (reduction == Reduction::none) {
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         out_array = out.cast<py::array>();
@@ -44,7 +44,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
         call.loss_strides = full_rank_strides(out_array, axis, x.ndim());
     }
 
-    py::array grad_array, grad_output_array;
+    py::array grad_array = no_array(), grad_output_array = no_array();
     set_gradient_operands<T>(call, x, "input", axis, reduction, grad, grad_output, grad_array, grad_output_array);
 
     const ReleaseGilIf nogil(x.size() >= kReleaseGilElements);
@@ -68,14 +68,19 @@ double classification_loss_binding(bool nll, const py::array& x, const py::array
     });
 }
 
-// NumPy's float32 and float64 scalar types, looked up once (a reference deliberately kept for the
-// life of the process: these types outlive any module teardown order).
-PyObject* g_float32_type = nullptr;
-PyObject* g_float64_type = nullptr;
-
+// A NumPy float32 or float64 scalar made directly by PyArray_Scalar (calling np.float32(value)
+// goes through NumPy's array-creation machinery: a tenth of a small call).
 py::object numpy_scalar(bool single, double value) {
-    PyObject* type = single ? g_float32_type : g_float64_type;
-    return py::reinterpret_steal<py::object>(PyObject_CallFunction(type, "d", value));
+    const auto& api = py::detail::npy_api::get();
+    using npy = py::detail::npy_api;
+    const float as_float = float(value);
+    PyObject* descr = api.PyArray_DescrFromType_(single ? npy::NPY_FLOAT_ : npy::NPY_DOUBLE_);
+    if (!descr) throw py::error_already_set();
+    void* data = single ? static_cast<void*>(const_cast<float*>(&as_float)) : static_cast<void*>(&value);
+    PyObject* scalar = api.PyArray_Scalar_(data, descr, nullptr);
+    Py_DECREF(descr);
+    if (!scalar) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(scalar);
 }
 
 bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
@@ -148,9 +153,6 @@ py::object common_case(bool nll, py::handle input, py::handle target, int64_t ig
 }  // namespace
 
 void register_losses(py::module_& m) {
-    const py::module_ numpy = py::module_::import("numpy");
-    g_float32_type = py::object(numpy.attr("float32")).release().ptr();
-    g_float64_type = py::object(numpy.attr("float64")).release().ptr();
     m.def(
         "cross_entropy_common_case",
         [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,

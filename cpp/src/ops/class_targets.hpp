@@ -42,8 +42,8 @@ template <class T>
 double check_class_targets(const AxisGeometry& g, int target_operand, const int64_t* target, int64_t classes,
                            int64_t ignore_index, const T* weight) {
     double weight_sum = 0.0;
-    for_each_position(g, [&](const int64_t* at) {
-        const int64_t y = target[at[target_operand]];
+    for_each_offset(g, target_operand, [&](int64_t at) {
+        const int64_t y = target[at];
         if (y == ignore_index) return;
         if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
         weight_sum += weight ? double(weight[y]) : 1.0;

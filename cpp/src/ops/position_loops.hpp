@@ -68,16 +68,34 @@ template <class Fn>
 void for_each_position(const AxisGeometry& g, Fn&& fn) {
     const int64_t outer = g.outer_count();
     const int64_t run = g.run_length();
-    int64_t start[kMaxOperands], at[kMaxOperands];
+    const int operands = g.operands;
+    int64_t run_stride[kMaxOperands], at[kMaxOperands];
+    for (int op = 0; op < operands; ++op) run_stride[op] = g.run_stride(op);
+    for (int64_t o = 0; o < outer; o += run) {
+        int64_t row[kMaxOperands];  // the offsets of row r of this run, advanced by run_stride
+        g.outer_offsets(o, row);
+        for (int64_t r = 0; r < run; ++r) {
+            for (int op = 0; op < operands; ++op) at[op] = row[op];
+            for (int64_t j = 0; j < g.columns; ++j) {
+                fn(static_cast<const int64_t*>(at));
+                for (int op = 0; op < operands; ++op) at[op] += g.column_stride[op];
+            }
+            for (int op = 0; op < operands; ++op) row[op] += run_stride[op];
+        }
+    }
+}
+
+// The same visit for one operand only: fn(offset of position i in operand op), in order.
+template <class Fn>
+void for_each_offset(const AxisGeometry& g, int op, Fn&& fn) {
+    const int64_t outer = g.outer_count();
+    const int64_t run = g.run_length();
+    const int64_t run_stride = g.run_stride(op), column_stride = g.column_stride[op];
+    int64_t start[kMaxOperands];
     for (int64_t o = 0; o < outer; o += run) {
         g.outer_offsets(o, start);
-        for (int64_t r = 0; r < run; ++r) {
-            for (int64_t j = 0; j < g.columns; ++j) {
-                for (int op = 0; op < g.operands; ++op) {
-                    at[op] = start[op] + r * g.run_stride(op) + j * g.column_stride[op];
-                }
-                fn(static_cast<const int64_t*>(at));
-            }
+        for (int64_t r = 0, row = start[op]; r < run; ++r, row += run_stride) {
+            for (int64_t j = 0, at = row; j < g.columns; ++j, at += column_stride) fn(at);
         }
     }
 }
