@@ -298,3 +298,36 @@ def test_no_classes_gives_empty_sums_not_uninitialised_memory():
         assert fl.cross_entropy(np.empty((3, 0)), target, reduction="sum") == 0.0
         assert np.isnan(fl.cross_entropy(np.empty((3, 0)), target))
     assert fl.cross_entropy(np.empty(0), np.empty(0), reduction="none") == 0.0
+
+
+def test_misaligned_class_weights_are_copied_not_read_misaligned(rng):
+    # A contiguous but misaligned float32 weight (found by the fuzzer under UBSan: the kernels
+    # read weight[y] as a float, which must be aligned).
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    w = rng.random(5).astype(np.float32)
+    raw = np.zeros(w.nbytes + 1, np.uint8)
+    misaligned = raw[1:].view(np.float32)
+    misaligned[...] = w
+    assert not misaligned.flags.aligned
+    for loss in (fl.cross_entropy, fl.nll_loss):
+        assert loss(x, y, weight=misaligned) == loss(x, y, weight=w)
+    assert fl.distillation_loss(x, x[::-1], y, weight=misaligned) == fl.distillation_loss(
+        x, x[::-1], y, weight=w
+    )
+
+
+def test_misaligned_grad_out_receives_the_gradient(rng):
+    # Kernels store whole aligned elements: a misaligned grad_out is filled through a temporary
+    # (found by the fuzzer under UBSan).
+    x = rng.standard_normal((6, 5))
+    y = rng.integers(0, 5, 6)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    grad_out = raw[1:].view(np.float64).reshape(x.shape)
+    assert not grad_out.flags.aligned
+    want = fl.cross_entropy(x, y, return_grad=True)
+    got = fl.cross_entropy(x, y, return_grad=True, grad_out=grad_out)
+    assert got.grad is grad_out
+    np.testing.assert_array_equal(grad_out, want.grad)
+    got = fl.kl_div(x, np.abs(x), reduction="sum", return_grad=True, grad_out=grad_out)
+    assert got.grad is grad_out

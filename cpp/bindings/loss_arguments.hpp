@@ -81,6 +81,7 @@ void set_class_weight(Call& call, const py::array& x, const char* input_name, in
     if (weight.is_none()) return;
     holder = weight.cast<py::array>();
     check_same_type(x, holder, input_name, "weight");
+    float_type(holder, "weight");  // aligned, native byte order
     if (holder.ndim() != 1 || holder.shape(0) != x.shape(axis) || !is_c_contiguous(holder)) {
         throw std::invalid_argument("weight must be a contiguous array of shape (" + std::to_string(x.shape(axis)) +
                                     ",), got " + shape_string(holder));
@@ -99,6 +100,7 @@ void set_gradient_operands(Call& call, const py::array& x, const char* input_nam
     if (grad.is_none()) return;
     grad_holder = grad.cast<py::array>();
     check_same_type(x, grad_holder, input_name, "grad_out");
+    float_type(grad_holder, "grad_out");  // aligned, native byte order
     check_writeable(grad_holder, "grad_out");
     if (shape_of(grad_holder) != shape_of(x)) {
         throw std::invalid_argument("grad_out has shape " + shape_string(grad_holder) + ", expected the input's shape " +
@@ -113,6 +115,7 @@ void set_gradient_operands(Call& call, const py::array& x, const char* input_nam
     }
     grad_output_holder = grad_output.cast<py::array>();
     check_same_type(x, grad_output_holder, input_name, "grad_output");
+    float_type(grad_output_holder, "grad_output");
     if (!has_position_shape(grad_output_holder, x, axis)) {
         throw std::invalid_argument("grad_output has shape " + shape_string(grad_output_holder) +
                                     ", expected the loss's shape: the input's shape " + shape_string(x) +

@@ -33,6 +33,7 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         out_array = out.cast<py::array>();
         check_same_type(x1, out_array, "x1", "out");
+        float_type(out_array, "out");
         check_writeable(out_array, "out");
         if (out_array.ndim() != 1 || out_array.shape(0) != call.rows || !is_c_contiguous(out_array)) {
             throw std::invalid_argument("out must be a contiguous array of shape (" + std::to_string(call.rows) +
@@ -44,6 +45,7 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
     if (!grad.is_none()) {
         grad_array = grad.cast<py::array>();
         check_same_type(x1, grad_array, "x1", "grad_out");
+        float_type(grad_array, "grad_out");  // aligned, native byte order
         check_writeable(grad_array, "grad_out");
         if (shape_of(grad_array) != shape_of(x1) ||
             (call.rows > 0 && call.dim > 1 && grad_array.strides(1) != grad_array.itemsize())) {
@@ -57,6 +59,7 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
         } else if (!grad_output.is_none()) {
             grad_output_array = grad_output.cast<py::array>();
             check_same_type(x1, grad_output_array, "x1", "grad_output");
+            float_type(grad_output_array, "grad_output");
             if (grad_output_array.ndim() != 1 || grad_output_array.shape(0) != call.rows) {
                 throw std::invalid_argument("grad_output must have shape (" + std::to_string(call.rows) + ",), got " +
                                             shape_string(grad_output_array));

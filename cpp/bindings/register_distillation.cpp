@@ -41,6 +41,7 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         out_array = out.cast<py::array>();
         check_same_type(s, out_array, "student_logits", "out");
+        float_type(out_array, "out");
         check_writeable(out_array, "out");
         if (!has_position_shape(out_array, s, axis) || !is_c_contiguous(out_array)) {
             throw std::invalid_argument("out must be C-contiguous with the logits' shape " + shape_string(s) +

@@ -35,6 +35,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         out_array = out.cast<py::array>();
         check_same_type(x, out_array, "input", "out");
+        float_type(out_array, "out");
         check_writeable(out_array, "out");
         if (!has_position_shape(out_array, x, axis)) {
             throw std::invalid_argument("out has shape " + shape_string(out_array) + ", expected the input's shape " +

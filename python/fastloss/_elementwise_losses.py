@@ -108,7 +108,8 @@ def _run(
         return _reduce(kernel(x, *arguments, out), out, reduction, count, result_dtype)
 
     input_shape, input_dtype = input_array.shape, input_array.dtype
-    direct = shape == input_shape and x.dtype == input_dtype
+    aligned = getattr(getattr(grad_out, "flags", None), "aligned", True)
+    direct = shape == input_shape and x.dtype == input_dtype and aligned
     final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
     if direct:
         x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)

@@ -64,7 +64,8 @@ def _gradient_arguments(
                 raise ValueError(
                     f"grad_output must have the loss's shape {positions}, got {go.shape}"
                 ) from None
-        return x, grad, np.asarray(go, dtype=dtype)
+        go = np.asarray(go, dtype=dtype)
+        return x, grad, go if go.flags.aligned else go.copy()
     if np.ndim(grad_output) != 0:
         raise ValueError(
             f"grad_output must be a number for reduction={reduction!r}, got shape {np.shape(grad_output)}"
@@ -129,6 +130,8 @@ def in_result_dtype(
         target = target.astype(dtype)
     if weight is not None:
         weight = np.ascontiguousarray(weight, dtype=dtype)
+        if not weight.flags.aligned:  # ascontiguousarray keeps a misaligned contiguous array
+            weight = weight.copy()
     return x, target, weight
 
 
@@ -189,10 +192,11 @@ def promoted_grad_out(
     grad_out: Any, shape: tuple[int, ...], input_dtype: np.dtype, result_dtype: np.dtype
 ) -> tuple[Any, Optional[np.ndarray]]:
     """Gradients are returned in the input's dtype. When mixed dtypes promoted the input to
-    `result_dtype`, the kernel writes the gradient into a new array and the caller's grad_out
-    (checked against the input's dtype) receives it afterwards: returns (grad_out for the kernel,
-    that final array or None)."""
-    if input_dtype == result_dtype or grad_out is None:
+    `result_dtype`, or grad_out is misaligned (kernels store whole elements), the kernel writes
+    the gradient into a new array and the caller's grad_out (checked against the input's dtype)
+    receives it afterwards: returns (grad_out for the kernel, that final array or None)."""
+    aligned = getattr(getattr(grad_out, "flags", None), "aligned", True)
+    if grad_out is None or (input_dtype == result_dtype and aligned):
         return grad_out, None
     return None, _check_grad_out(grad_out, shape, input_dtype)
 
