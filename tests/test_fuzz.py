@@ -648,6 +648,13 @@ def class_loss_grad(
         * float(np.max(np.abs(w), initial=1.0))
         * (2.0 + C * p.eps)
     )
+    if p.probabilities:
+        # b p_c - w_c q'_c cancels terms of size b = sum w q' (huge probabilities: 1e30 each
+        # leave float32 rounding residues of ~1e23 where the exact gradient is 0).
+        with np.errstate(all="ignore"):
+            b = np.abs(w * q).sum(axis=-1)
+        b_max = float(np.max(b, initial=1.0)) if np.all(np.isfinite(b)) else 1.0
+        magnitude *= max(1.0, b_max)
     return grad, magnitude
 
 
