@@ -101,6 +101,26 @@ const compute_t<S>* positions_in_compute_type(const S* values, std::vector<int64
     }
 }
 
+// The class weights and the per-position grad_output of a loss call (ClassificationLossCall,
+// DistillationCall) in T. Holds any converted copies, so it must outlive the kernels' use.
+template <class S>
+struct SmallOperands {
+    using T = compute_t<S>;
+    std::vector<T> weight_holder, grad_output_holder;
+    std::vector<int64_t> grad_output_strides;
+    const T* weight = nullptr;
+    const T* grad_output = nullptr;
+
+    template <class Call>
+    explicit SmallOperands(const Call& call) : grad_output_strides(call.grad_output_strides) {
+        weight = contiguous_in_compute_type(call.weight, call.shape[size_t(call.axis)], weight_holder);
+        grad_output = positions_in_compute_type(call.grad_output, grad_output_strides, call.shape, call.axis,
+                                                grad_output_holder);
+    }
+    SmallOperands(const SmallOperands&) = delete;  // the pointers may point into the holders
+    SmallOperands& operator=(const SmallOperands&) = delete;
+};
+
 // The reverse, for per-position losses computed in T in position order: out[...] = values[i],
 // rounded once to S.
 template <class S, class T>

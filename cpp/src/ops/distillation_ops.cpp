@@ -16,11 +16,10 @@ double distillation_forward(const DistillationCall<S>& call) {
     const bool with_grad = call.grad != nullptr;
     const int64_t classes = call.shape[size_t(call.axis)];
     const int64_t positions = position_count(call.shape, call.axis);
-    std::vector<T> weight_holder, grad_output_holder;
-    const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
-    std::vector<int64_t> grad_output_strides = call.grad_output_strides;
-    const T* grad_output =
-        positions_in_compute_type(call.grad_output, grad_output_strides, call.shape, call.axis, grad_output_holder);
+    const SmallOperands<S> small(call);
+    const T* weight = small.weight;
+    const T* grad_output = small.grad_output;
+    const std::vector<int64_t>& grad_output_strides = small.grad_output_strides;
 
     // The kernels write the hard and soft terms of every position to scratch (in position order:
     // CE at [0, P), KL at [P, 2P)), so the reductions below sum them in a fixed order.
