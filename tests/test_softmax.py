@@ -83,6 +83,24 @@ def test_edge_rows(isa, dtype, row):
     _assert_close(fl.logsumexp(batch.T.copy(), 0), ref.logsumexp(batch.T, 0), dtype)
 
 
+# Rows up to 8192 classes take a max sweep and an exp sweep; longer rows take one online sweep
+# (row_statistics-inl.hpp). Both must agree with the reference on every edge row, and the edge
+# value must also be met late in a long row, after the online max has settled.
+@pytest.mark.parametrize("classes", [8192, 8193, 20000])
+@pytest.mark.parametrize("row", EDGE_ROWS.values(), ids=EDGE_ROWS.keys())
+def test_edge_rows_long(isa, row, classes, rng):
+    tiled = np.resize(np.array(row, dtype=np.float32), classes)
+    late = (rng.standard_normal(classes) * 3).astype(np.float32)
+    late[-len(row):] = row
+    x = np.stack([tiled, late, np.zeros(classes, np.float32)])
+    for name, (ours, theirs) in FUNCS.items():
+        _assert_close(ours(x, 1), theirs(x, 1), np.float32)
+    _assert_close(fl.logsumexp(x, 1), ref.logsumexp(x, 1), np.float32)
+    target = np.array([0, classes - 1, 1])
+    want = ref.cross_entropy(x, target, reduction="none")
+    _assert_close(fl.cross_entropy(x, target, reduction="none"), want, np.float32)
+
+
 def test_documented_edge_values():
     assert np.all(np.isnan(fl.softmax(np.full(4, -np.inf))))
     assert np.all(np.isnan(fl.log_softmax(np.array([0.0, np.inf]))))

@@ -11,8 +11,9 @@
 // the quantities PyTorch's log_softmax-then-gather forms, with the same NaN/inf behaviour (an all
 // -inf row is NaN; with eps > 0 any -inf logit makes the loss inf; q = 0 at a -inf logit is NaN).
 //
-// Without label smoothing one online sweep per row finds m and s [Note: online softmax]; with it,
-// and for probability targets, a max sweep comes first and the second sweep reads from L1/L2.
+// Without label smoothing row_max_sum finds m and s (one online sweep for long rows [Note: online
+// softmax], two for short ones [Note: two sweeps for short rows]); with it, and for probability
+// targets, a max sweep comes first and the second sweep reads from L1/L2.
 // Either way DRAM sees each logit once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy-inl.hpp"
@@ -63,8 +64,8 @@ void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t
         }
         const S* xr = x + r * x_row_stride;
         T m, s, t = T(0);
-        if (p.label_smoothing == T(0)) {  // one sweep: [Note: online softmax]
-            const RowMaxSum<T> ms = row_online_max_sum(xr, C);
+        if (p.label_smoothing == T(0)) {
+            const RowMaxSum<T> ms = row_max_sum(xr, C, r + 1 < rows ? xr + x_row_stride : nullptr);
             m = ms.max;
             s = ms.sum;
         } else {  // the smoothing sum is over x - m, so m must be known first

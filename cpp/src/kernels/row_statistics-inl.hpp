@@ -27,9 +27,20 @@ T row_max(const S* x, int64_t n) {
     return reduce_max(max(max(m0, m1), max(m2, m3)));
 }
 
-// sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift).
+// Asks for the cache lines of [p, p + count) to be fetched: a hint, which never faults.
+template <class S>
+inline void prefetch_elements(const S* p, int64_t count) {
+    constexpr int64_t kLineBytes = 64;
+    const char* bytes = reinterpret_cast<const char*>(p);
+    for (int64_t offset = 0; offset < count * int64_t(sizeof(S)); offset += kLineBytes) {
+        __builtin_prefetch(bytes + offset, /*rw=*/0, /*locality=*/3);
+    }
+}
+
+// sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift). If prefetch is not
+// null, the n elements from it (the next row) are fetched into the cache along the way.
 template <class S, class T = compute_t<S>>
-T row_sum_exp(const S* x, T shift, S* y, int64_t n) {
+T row_sum_exp(const S* x, T shift, S* y, int64_t n, const S* prefetch = nullptr) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V sh = V::broadcast(shift);
@@ -37,6 +48,7 @@ T row_sum_exp(const S* x, T shift, S* y, int64_t n) {
     V s0 = zero, s1 = zero, s2 = zero, s3 = zero;
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
+        if (prefetch) prefetch_elements(prefetch + i, 4 * W);
         const V e0 = vexp(vload(x + i) - sh);
         const V e1 = vexp(vload(x + i + W) - sh);
         const V e2 = vexp(vload(x + i + 2 * W) - sh);
@@ -57,6 +69,7 @@ T row_sum_exp(const S* x, T shift, S* y, int64_t n) {
         if (y) store(y + i, e);
         s0 = s0 + e;
     }
+    if (prefetch && i < n) prefetch_elements(prefetch + i, n - i);
     if (i < n) {
         // Padding lanes load -inf, whose exp(-inf - shift) is 0 unless shift is -inf too; then
         // every real value is -inf as well and the row is NaN regardless.
@@ -132,6 +145,26 @@ RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
     const V vM = V::broadcast(M);
     const V factors = select(equal(m, vM), one, vexp_nonpositive(m - shift_of(vM)));
     return {M, reduce_sum(s * factors)};
+}
+
+// [Note: two sweeps for short rows] The online sweep pays for every block in which some lane's
+// max moves, and in a short row that is most blocks (with random logits a lane's running max
+// moves about ln(blocks) times). Rows of up to kTwoSweepMaxClasses classes therefore take the max
+// first and then the sum of exp(x - max) from L1/L2, while the next row is prefetched, so DRAM
+// still sees each logit once and the exponentials overlap with its arrival. Measured on Zen 4
+// (float32, AVX-512, 2 threads, rows streamed from DRAM): 1000 classes 22% faster, 4000
+// classes 18%, 8000 even, and the online sweep ahead from 16000 on.
+constexpr int64_t kTwoSweepMaxClasses = 8192;
+
+// The max M and S = sum_c exp(x_c - M) of a row, as row_online_max_sum defines them (an all -inf
+// row gives M = -inf, S = 0; M = +inf or a NaN gives S = NaN). next_row, if not null, is the row
+// the caller will read next: it is prefetched while this one's exponentials are computed.
+template <class S, class T = compute_t<S>>
+RowMaxSum<T> row_max_sum(const S* x, int64_t n, const S* next_row) {
+    if (n > kTwoSweepMaxClasses) return row_online_max_sum(x, n);  // [Note: online softmax]
+    const T m = row_max(x, n);  // [Note: two sweeps for short rows]
+    const T shift = m == -infinity<T>() ? T(0) : m;
+    return {m, row_sum_exp(x, shift, static_cast<S*>(nullptr), n, next_row)};
 }
 
 // [Note: few classes] With fewer than two vectors of classes per row, per-row horizontal work (lane

@@ -2,8 +2,9 @@
 //
 // Sweeps per row (a row of up to ~256k floats stays in L2 between them, so DRAM sees one read
 // and one write per element):
-//   log_softmax, logsumexp: 1. m and s = sum_c exp(x_c - m) in one online sweep
-//                              [Note: online softmax in row_statistics-inl.hpp]
+//   log_softmax, logsumexp: 1. m and s = sum_c exp(x_c - m): one online sweep for long rows
+//                              [Note: online softmax in row_statistics-inl.hpp], a max sweep
+//                              and an exp sweep for short ones [Note: two sweeps for short rows]
 //                           2. y_c = (x_c - m) - log(s)  (log_softmax only)
 //   softmax:                1. m = max_c x_c   2. y_c = exp(x_c - m), s = sum_c y_c
 //                           3. y_c *= 1 / s  (two sweeps plus one of cheap multiplies, rather
@@ -55,7 +56,7 @@ void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stri
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         S* yr = y + r * y_row_stride;
-        const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
+        const RowMaxSum<T> ms = row_max_sum(xr, classes, r + 1 < rows ? xr + x_row_stride : nullptr);
         const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
         store_row(yr, classes, stream_output, [&](int64_t i) {
             const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
@@ -77,7 +78,7 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
         if constexpr (is_half_storage<S>) {
             // Storing exp(x - m) in half and rescaling it would round twice: compute each
             // exponential in the output sweep instead (the row is in cache after the first).
-            const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
+            const RowMaxSum<T> ms = row_max_sum(xr, classes, r + 1 < rows ? xr + x_row_stride : nullptr);
             const V vm = V::broadcast(ms.max), inv = V::broadcast(T(1) / ms.sum);
             store_row(yr, classes, false, [&](int64_t i) {
                 const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
@@ -86,7 +87,7 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
             continue;
         }
         const T m = row_max(xr, classes);
-        const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, yr, classes));
+        const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, yr, classes, r + 1 < rows ? xr + x_row_stride : nullptr));
         int64_t i = 0;
         for (; i + W <= classes; i += W) store(yr + i, vload(yr + i) * inv);
         if (i < classes) store_partial(yr + i, classes - i, vload_partial(yr + i, classes - i, T(0)) * inv);
@@ -110,7 +111,7 @@ void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride
     }
     for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
-        const RowMaxSum<T> ms = row_online_max_sum(xr, classes);  // [Note: online softmax]
+        const RowMaxSum<T> ms = row_max_sum(xr, classes, r + 1 < rows ? xr + x_row_stride : nullptr);
         if (!is_infinite(ms.max)) {
             out[r * out_stride] = scalar_log(ms.sum) + ms.max;
         } else {  // all -inf gives -inf; +inf gives +inf unless the row also holds a NaN
