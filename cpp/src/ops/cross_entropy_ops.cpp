@@ -1,5 +1,7 @@
 #include "ops/cross_entropy_ops.hpp"
 
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "fastloss/dispatch.hpp"
@@ -19,6 +21,43 @@ double check_targets(const ClassificationLossCall<S>& call, const AxisGeometry& 
                                weight);
 }
 
+// Where the per-position losses go: the caller's array for reduction 'none' when it holds T,
+// else a scratch array in position order (converted to S for 'none', summed in order otherwise:
+// the sum is the same for any number of threads).
+template <class S>
+class PositionLosses {
+public:
+    using T = compute_t<S>;
+    static constexpr bool kInCallerArray = std::is_same_v<S, T>;
+
+    explicit PositionLosses(const ClassificationLossCall<S>& call) : call_(call), strides_(call.loss_strides) {
+        if constexpr (kInCallerArray) values_ = call.loss;
+        if (call.reduction != Reduction::none || !kInCallerArray) {
+            scratch_.assign(size_t(position_count(call.shape, call.axis)), T(0));
+            values_ = scratch_.data();
+            strides_ = position_strides(call.shape, call.axis);
+        }
+    }
+    T* values() const { return values_; }
+    const std::vector<int64_t>& strides() const { return strides_; }
+
+    // The reduced loss (0 for 'none', whose values are now in the caller's array).
+    double finish(double denominator) const {
+        if (call_.reduction == Reduction::none) {
+            if (!kInCallerArray) store_positions(values_, call_.loss, call_.loss_strides, call_.shape, call_.axis);
+            return 0.0;
+        }
+        const double total = sum_in_order(scratch_);
+        return call_.reduction == Reduction::sum ? total : total / denominator;
+    }
+
+private:
+    const ClassificationLossCall<S>& call_;
+    T* values_ = nullptr;
+    std::vector<int64_t> strides_;
+    std::vector<T> scratch_;
+};
+
 }  // namespace
 
 template <class S>
@@ -33,18 +72,9 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     const T* grad_output = small.grad_output;
     const std::vector<int64_t>& grad_output_strides = small.grad_output_strides;
 
-    // Per-position losses go to the caller's array for 'none' (when it is of type T), else to a
-    // small scratch array in position order.
-    constexpr bool loss_in_caller_array = std::is_same_v<S, T>;
-    std::vector<T> scratch;
-    T* loss = nullptr;
-    std::vector<int64_t> loss_strides = call.loss_strides;
-    if constexpr (loss_in_caller_array) loss = call.loss;
-    if (call.reduction != Reduction::none || !loss_in_caller_array) {
-        scratch.assign(size_t(positions), T(0));
-        loss = scratch.data();
-        loss_strides = position_strides(call.shape, call.axis);
-    }
+    const PositionLosses<S> losses(call);
+    T* loss = losses.values();
+    const std::vector<int64_t>& loss_strides = losses.strides();
 
     CrossEntropyParams<T> params;
     params.classes = classes;
@@ -151,73 +181,55 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         for_each_position(g, [&](const int64_t* at) { loss[at[1]] = T(0); });
     }
 
-    if (call.reduction == Reduction::none) {
-        if (!loss_in_caller_array) store_positions(scratch.data(), call.loss, call.loss_strides, call.shape, call.axis);
-        return 0.0;
-    }
-    const double total = sum_in_order(scratch);
-    return call.reduction == Reduction::sum ? total : total / denominator;
+    return losses.finish(denominator);
 }
 
 template <class S>
 double nll_loss_forward(const ClassificationLossCall<S>& call) {
     using T = compute_t<S>;
+    const int64_t classes = call.shape[size_t(call.axis)];
     std::vector<T> weight_holder;
-    const T* weight = contiguous_in_compute_type(call.weight, call.shape[size_t(call.axis)], weight_holder);
-    if (call.reduction != Reduction::none && !call.grad) {
-        // The common reduced call in one serial pass over two operands: nothing is written, so
-        // the first bad target is reported from inside the sum. (Gathering into scratch on two
-        // threads and summing after was slower at 4096 positions.)
-        const AxisGeometry g = make_axis_geometry(call.shape, call.axis, {call.input_strides, call.target_strides},
-                                                  {OperandRole::full, OperandRole::reduced});
-        const int64_t classes = call.shape[size_t(call.axis)];
-        const int64_t class_stride = g.class_stride[0];
-        double total = 0.0, weight_sum = 0.0;
-        for_each_position(g, [&](const int64_t* at) {
-            const int64_t y = call.target[at[1]];
-            if (y == call.ignore_index) return;
-            if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
-            const T w = weight ? weight[y] : T(1);
-            weight_sum += weight ? double(w) : 1.0;
-            total += double(-w * T(call.input[at[0] + y * class_stride]));
-        });
-        return call.reduction == Reduction::sum ? total : total / weight_sum;
-    }
+    const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
+    const PositionLosses<S> losses(call);
+    T* loss = losses.values();
     // Operands: 0 input, 1 target, 2 loss, 3 gradient, 4 grad_output; unused ones borrow the
     // target's strides.
     const auto& unused = call.target_strides;
     const AxisGeometry g = make_axis_geometry(
         call.shape, call.axis,
-        {call.input_strides, call.target_strides, call.loss ? call.loss_strides : unused,
-         call.grad ? call.grad_strides : call.input_strides, call.grad_output ? call.grad_output_strides : unused},
+        {call.input_strides, call.target_strides, losses.strides(), call.grad ? call.grad_strides : call.input_strides,
+         call.grad_output ? call.grad_output_strides : unused},
         {OperandRole::full, OperandRole::reduced, OperandRole::reduced, OperandRole::full, OperandRole::reduced});
-    const double denominator = check_targets(call, g, 1, weight);
-    const int64_t classes = call.shape[size_t(call.axis)];
+    const double denominator = check_targets(call, g, 1, weight);  // before anything is written
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
-    double total = 0.0;
-    // One gather per position (no kernel needed); serial order keeps the sum deterministic.
-    for_each_position(g, [&](const int64_t* at) {
-        const int64_t y = call.target[at[1]];
-        const bool ignored = y == call.ignore_index;
+    const int64_t class_stride = g.class_stride[0], grad_class_stride = g.class_stride[3];
+
+    // One gather per position: loss = -w_y x_y, and with a gradient the row -scale w_y at the
+    // target and 0 elsewhere. Everything is captured by value so that the loop keeps it in
+    // registers (by reference, every position reloaded every pointer).
+    auto position = [input = call.input, target = call.target, ignore_index = call.ignore_index, weight, loss,
+                     grad = call.grad, grad_output = call.grad_output, constant_scale, class_stride,
+                     grad_class_stride, classes](const int64_t* at) {
+        const int64_t y = target[at[1]];
+        const bool ignored = y == ignore_index;
         const T w = ignored ? T(0) : (weight ? weight[y] : T(1));
-        const T value = ignored ? T(0) : -w * T(call.input[at[0] + y * g.class_stride[0]]);
-        if (call.reduction == Reduction::none) {
-            call.loss[at[2]] = value;
-        } else {
-            total += double(value);
-        }
-        if (call.grad) {  // d loss / d input: -scale * w_y at the target, 0 elsewhere
-            S* row = call.grad + at[3];
-            for (int64_t c = 0; c < classes; ++c) row[c * g.class_stride[3]] = S(T(0));
+        loss[at[2]] = ignored ? T(0) : -w * T(input[at[0] + y * class_stride]);
+        if (grad) {
+            S* row = grad + at[3];
+            for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
             if (!ignored) {
-                const T scale = call.grad_output ? T(call.grad_output[at[4]]) : constant_scale;
-                row[y * g.class_stride[3]] = -scale * w;
+                const T scale = grad_output ? T(grad_output[at[4]]) : constant_scale;
+                row[y * grad_class_stride] = S(-scale * w);
             }
         }
-    });
-    if (call.reduction == Reduction::none) return 0.0;
-    return call.reduction == Reduction::sum ? total : total / denominator;
+    };
+    // Each position is one load from anywhere in the input (a cache miss on large inputs), or a
+    // whole gradient row: a thread's share must be worth a parallel region.
+    constexpr int64_t kGatherWork = 64;
+    const int64_t work = call.grad ? std::max<int64_t>(classes, kGatherWork) : kGatherWork;
+    parallel_for_each_position(g, work, position);
+    return losses.finish(denominator);
 }
 
 #define FASTLOSS_INSTANTIATE(S)                                                   \

@@ -62,27 +62,64 @@ void parallel_over_positions(const AxisGeometry& g, RowsFn&& rows, ColumnsFn&& c
     }
 }
 
-// Serial visit of every position in order: fn(offsets). For O(positions) work (target checks).
-// Offsets advance by strides along runs; only the start of each run is computed by division.
+// fn(offsets) for every position of outer positions [begin, end), in order (all columns of
+// each). Offsets advance by strides along runs; only the start of each run is computed by
+// division. Offset arrays are always handled whole (kMaxOperands entries, unused ones 0): a copy
+// of `operands` entries is a variable-length loop, which GCC turns into a call to memmove, and at
+// one call per position that was most of the cost of nll_loss.
+// fn is taken by value: a local copy of its captures can stay in registers.
 template <class Fn>
-void for_each_position(const AxisGeometry& g, Fn&& fn) {
-    const int64_t outer = g.outer_count();
+void visit_positions(const AxisGeometry& g, int64_t begin, int64_t end, Fn fn) {
+    if (begin >= end) return;
     const int64_t run = g.run_length();
-    const int operands = g.operands;
-    int64_t run_stride[kMaxOperands], at[kMaxOperands];
-    for (int op = 0; op < operands; ++op) run_stride[op] = g.run_stride(op);
-    for (int64_t o = 0; o < outer; o += run) {
-        int64_t row[kMaxOperands];  // the offsets of row r of this run, advanced by run_stride
-        g.outer_offsets(o, row);
-        for (int64_t r = 0; r < run; ++r) {
-            for (int op = 0; op < operands; ++op) at[op] = row[op];
+    int64_t run_stride[kMaxOperands] = {}, column_stride[kMaxOperands] = {};
+    for (int op = 0; op < g.operands; ++op) {
+        run_stride[op] = g.run_stride(op);
+        column_stride[op] = g.column_stride[op];
+    }
+    // row: the offsets of outer position o, advanced by run_stride. Only `start` is passed to
+    // outer_offsets, so that `row` can live in registers.
+    int64_t start[kMaxOperands] = {}, row[kMaxOperands];
+    g.outer_offsets(begin, start);
+    for (int op = 0; op < kMaxOperands; ++op) row[op] = start[op];
+    int64_t left_in_run = run - begin % run;
+    for (int64_t o = begin; o < end; ++o) {
+        if (g.columns == 1) {
+            fn(static_cast<const int64_t*>(row));
+        } else {
+            int64_t at[kMaxOperands];
+            for (int op = 0; op < kMaxOperands; ++op) at[op] = row[op];
             for (int64_t j = 0; j < g.columns; ++j) {
                 fn(static_cast<const int64_t*>(at));
-                for (int op = 0; op < operands; ++op) at[op] += g.column_stride[op];
+                for (int op = 0; op < kMaxOperands; ++op) at[op] += column_stride[op];
             }
-            for (int op = 0; op < operands; ++op) row[op] += run_stride[op];
+        }
+        if (--left_in_run == 0) {
+            if (o + 1 < end) {
+                g.outer_offsets(o + 1, start);
+                for (int op = 0; op < kMaxOperands; ++op) row[op] = start[op];
+            }
+            left_in_run = run;
+        } else {
+            for (int op = 0; op < kMaxOperands; ++op) row[op] += run_stride[op];
         }
     }
+}
+
+// Serial visit of every position in order: fn(offsets). For O(positions) work (target checks).
+template <class Fn>
+void for_each_position(const AxisGeometry& g, Fn&& fn) {
+    visit_positions(g, 0, g.outer_count(), fn);
+}
+
+// The same visit on several threads when the work (work_per_position element-visits per
+// position) is worth a parallel region: fn must be safe to call concurrently on different
+// positions.
+template <class Fn>
+void parallel_for_each_position(const AxisGeometry& g, int64_t work_per_position, Fn&& fn) {
+    if (g.columns == 0) return;
+    parallel_for(g.outer_count(), work_per_position * g.columns,
+                 [&](int64_t begin, int64_t end) { visit_positions(g, begin, end, fn); });
 }
 
 // The same visit for one operand only: fn(offset of position i in operand op), in order.
@@ -94,6 +131,10 @@ void for_each_offset(const AxisGeometry& g, int op, Fn&& fn) {
     int64_t start[kMaxOperands];
     for (int64_t o = 0; o < outer; o += run) {
         g.outer_offsets(o, start);
+        if (g.columns == 1) {
+            for (int64_t r = 0, at = start[op]; r < run; ++r, at += run_stride) fn(at);
+            continue;
+        }
         for (int64_t r = 0, row = start[op]; r < run; ++r, row += run_stride) {
             for (int64_t j = 0, at = row; j < g.columns; ++j, at += column_stride) fn(at);
         }
