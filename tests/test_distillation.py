@@ -181,6 +181,12 @@ def test_infinite_logits_match_torch(isa):
         ([[0.0, -inf, 1.0]], [[1.0, 0.0, 0.0]], [0]),  # student -inf where the teacher is not: inf
         ([[0.0, 1.0, 1.0]], [[-inf, -inf, -inf]], [0]),  # all -inf teacher: NaN
         ([[-inf, 1.0, 1.0]], [[0.0, 0.0, 0.0]], [0]),  # -inf at the target: inf
+        # the teacher's probability underflows to 0 (finite logit): 0, or NaN under a -inf student
+        ([[0.0, 1.0, 1.0]], [[-3000.0, 0.0, 0.0]], [1]),
+        ([[-inf, 1.0, 1.0]], [[-3000.0, 0.0, 0.0]], [1]),
+        # long rows: the same cases in a vector body and in a padded tail
+        ([[0.0] * 37 + [-inf, 1.0]], [[1.0] * 37 + [-3000.0, 0.0]], [2]),
+        ([[0.0] * 37 + [1.0, -inf]], [[1.0] * 37 + [0.0, 2.0]], [2]),
     ]
     for s, t, y in cases:
         s, t, y = np.array(s), np.array(t), np.array(y)

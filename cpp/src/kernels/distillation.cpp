@@ -111,24 +111,30 @@ struct DistillationSums {
 //
 // One vector of classes: s and t are the logits, ms and mt their maxima, hard_coef the weight of
 // the linear hard term (w or w q'; unused for HardTerm::plain).
+//
+// Every exponent is <= 0 (or NaN): logits are shifted by their row's max, and padding lanes load
+// -inf. So the exponentials need no upper clamp, and b is clamped below where exp(b) underflows
+// to exactly 0 (ExpConstants::lo): then the cross term exp(b) (b - a) is 0 * (lo - a) there, which
+// is PyTorch's 0 * lp_s from the derivation above (0, or NaN where a = -inf), with no separate
+// test for exp(b) = 0. A NaN passes the clamp (max returns its second operand).
 template <HardTerm kHard, int kPower, class V>
 inline void accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature, V hard_coef) {
-    const V zero = V::broadcast(typename V::Scalar(0));
+    using T = typename V::Scalar;
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
-    const V eb = vexp(b);
-    const V ea = vexp(a);
+    const V b = max(V::broadcast(ExpConstants<T>::lo), kPower == 1 ? t - mt : (t - mt) * inverse_temperature);
+    const V eb = vexp_clamped(b);
+    const V ea = vexp_nonpositive(a);
     if constexpr (kPower == 1) {
         acc.hard = acc.hard + ea;
     } else if constexpr (kPower == 2) {
-        acc.hard = acc.hard + ea * ea;
+        acc.hard = fma(ea, ea, acc.hard);
     } else {
-        acc.hard = acc.hard + vexp(ds);
+        acc.hard = acc.hard + vexp_nonpositive(ds);
     }
     acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
-    acc.cross = acc.cross + select(equal(eb, zero), zero * a, eb * (b - a));
+    acc.cross = fma(eb, b - a, acc.cross);
     if constexpr (kHard != HardTerm::plain) acc.linear = fma(hard_coef, ds, acc.linear);
     if constexpr (kHard == HardTerm::probabilities) acc.coef = acc.coef + hard_coef;
 }
@@ -176,11 +182,12 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         }
         total.add(part);
     }
-    if (i < n) {  // tail: padding lanes compute garbage from 0 and are then zeroed
+    if (i < n) {  // tail: padding lanes load -inf (exponents <= 0), compute garbage and are zeroed
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
-        accumulate<kHard, kPower>(part, vload_partial(s + i, lanes, T(0)), vload_partial(t + i, lanes, T(0)), ms, mt, inv,
-                          hard_coef(i, lanes));
+        const T fill = -infinity<T>();
+        accumulate<kHard, kPower>(part, vload_partial(s + i, lanes, fill), vload_partial(t + i, lanes, fill), ms, mt, inv,
+                                  hard_coef(i, lanes));
         part.keep_lanes(V::first_lanes(lanes));
         total.add(part);
     }
@@ -210,12 +217,13 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, T(0))) - ms;
-        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, T(0));
+        // Padding lanes load -inf, so every exponent is <= 0 (see accumulate); they are not stored.
+        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>())) - ms;
+        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
         const V a = kPower == 1 ? ds : ds * inv;
-        const V ea = vexp(a);
-        const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
-        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
+        const V ea = vexp_nonpositive(a);
+        const V eb = vexp_nonpositive(kPower == 1 ? tv - mt : (tv - mt) * inv);
+        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
         V out = fma(vhA, e, fma(vkA, ea, V::broadcast(T(0)) - vkB * eb));
         if constexpr (kHard != HardTerm::plain) {
             V coef = V::broadcast(T(1));
@@ -328,17 +336,18 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
             return coef;
         };
+        // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0: NaN-free and
+        // <= 0 as accumulate needs. They are never stored.
         V ms = V::broadcast(-infinity<T>()), mt = ms;
         for (int64_t c = 0; c < C; ++c) {
-            ms = max(ms, load(s, s_class_stride, c, -infinity<T>()));
-            mt = max(mt, load(t, t_class_stride, c, -infinity<T>()));
+            ms = max(ms, load(s, s_class_stride, c, T(0)));
+            mt = max(mt, load(t, t_class_stride, c, T(0)));
         }
         DistillationSums<V> total = DistillationSums<V>::zero();
         for (int64_t c0 = 0; c0 < C; c0 += kFoldVectors) {
             const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
             DistillationSums<V> part = DistillationSums<V>::zero();
             for (int64_t c = c0; c < c_end; ++c) {
-                // Dead lanes load 0 (not -inf) so they stay NaN-free; they are never stored.
                 accumulate<kHard, kPower>(part, load(s, s_class_stride, c, T(0)), load(t, t_class_stride, c, T(0)), ms, mt,
                                   inv, hard_coef(c));
             }
