@@ -78,6 +78,22 @@ def test_nll_loss(isa, dtype, shape, axis, rng):
         _close(got, fl.cross_entropy(x, t, weight=weight, reduction=reduction, axis=axis), dtype)
 
 
+def test_nll_loss_ignored_positions_are_not_read(isa):
+    # NaN and inf in ignored rows, the first element of the array included (an ignored
+    # position must not be gathered from anywhere), do not leak; in every layout.
+    x = np.full((6, 5), np.nan)
+    x[:, 0] = np.inf
+    t = np.full(6, -100)
+    t[[2, 4]] = [3, 1]
+    x[2, 3], x[4, 1] = -1.5, -2.5
+    for xv, tv, axis in [(x, t, None), (x.T.copy(), t, 0), (x[::-1], t[::-1], None), (x[None], t[None], -1)]:
+        want = np.where(tv == 3, 1.5, np.where(tv == 1, 2.5, 0.0))
+        np.testing.assert_array_equal(fl.nll_loss(xv, tv, reduction="none", axis=axis), want)
+        assert fl.nll_loss(xv, tv, reduction="sum", axis=axis) == 4.0
+        assert fl.nll_loss(xv, tv, axis=axis) == 2.0
+        assert np.isnan(fl.nll_loss(xv, np.full_like(tv, -100), axis=axis))  # all ignored: mean is NaN
+
+
 @pytest.mark.parametrize(
     "tdtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 )
