@@ -66,12 +66,12 @@ struct BinaryCrossEntropyWithLogitsPointwise {
         return fma(one - y, x, log_weight * softplus_neg_x) * w;
     }
     Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw) const {
-        return loss(x, y, w, pw, vexp(Vec<T>::broadcast(T(0)) - abs(x)));
+        return loss(x, y, w, pw, vexp_nonpositive(Vec<T>::broadcast(T(0)) - abs(x)));
     }
     Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw, Vec<T>& d) const {
         using V = Vec<T>;
         const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
-        const V e = vexp(zero - abs(x));
+        const V e = vexp_nonpositive(zero - abs(x));
         const V r = one / (one + e);
         const V er = e * r;
         const auto negative = less(x, zero);
