@@ -200,6 +200,27 @@ def test_infinite_logits_match_torch(isa):
             np.testing.assert_allclose(got, want.item(), rtol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_rows_with_hidden_large_logits(isa, dtype):
+    # A NaN hides the values before it from a running max (max returns its second operand for
+    # NaN), so exponents in such a row can be large and positive: they must still be computed
+    # safely (the scalar exp converts its exponent to an integer; UBSan checks that) and give NaN.
+    s = np.zeros((2, 9), dtype)
+    s[0, 0], s[0, 4] = np.inf, np.nan
+    s[1, 0], s[1, 4] = 1e30, np.nan
+    t = s[::-1].copy()
+    y = np.array([1, 2])
+    for temperature in (1.0, 2.0, 3.0):
+        loss = fl.distillation_loss(s, t, y, temperature=temperature, reduction="none")
+        assert np.isnan(loss).all()
+        grad = fl.distillation_loss(s, t, y, temperature=temperature, return_grad=True).grad
+        assert np.isnan(grad).any()
+        # columns layout: the class axis strided
+        loss = fl.distillation_loss(s.T.copy()[None], t.T.copy()[None], y[None], temperature=temperature,
+                                    reduction="none")
+        assert np.isnan(loss).all()
+
+
 def test_infinite_logits_columns_layout(isa):
     # (N, C, d) with C on a strided axis: the columns kernel, checked against the reference
     inf = np.inf

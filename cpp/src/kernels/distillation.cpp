@@ -21,8 +21,9 @@
 // xlogy(p, p) - p * lp_s: where p_c = 0 (a -inf teacher logit, or an underflow) the term is
 // 0 * lp_s, i.e. 0 unless the student's logit is -inf as well, which gives NaN; a -inf student
 // logit where p_c > 0 gives +inf. The formula above would form 0 * (-inf - a_c) = NaN where b_c is
-// -inf, so such terms are replaced by 0 * a_c, which reproduces both cases. An all -inf row or a
-// +inf logit gives NaN, as the softmaxes do.
+// -inf, so b_c is clamped where exp(b_c) underflows to 0 (see accumulate): the term becomes
+// 0 * (lo - a_c), which reproduces both cases. An all -inf row or a +inf logit gives NaN, as the
+// softmaxes do.
 //
 // Two sweeps per row: the maxima of s and t first, then one sweep over both rows for every sum.
 // A row pair of 32000 float32 logits is 256 KB, so the second sweep reads from L2: DRAM sees each
@@ -75,7 +76,7 @@ struct DistillationSums {
     V hard;     // sum exp(s - m)
     V student;  // S_a = sum exp(a)
     V teacher;  // S_b = sum exp(b)
-    V cross;    // sum exp(b) (b - a), with the -inf guard above
+    V cross;    // sum exp(b) (b - a), b clamped as in accumulate
     V linear;
     V coef;
 
@@ -112,25 +113,27 @@ struct DistillationSums {
 // One vector of classes: s and t are the logits, ms and mt their maxima, hard_coef the weight of
 // the linear hard term (w or w q'; unused for HardTerm::plain).
 //
-// Every exponent is <= 0 (or NaN): logits are shifted by their row's max, and padding lanes load
-// -inf. So the exponentials need no upper clamp, and b is clamped below where exp(b) underflows
-// to exactly 0 (ExpConstants::lo): then the cross term exp(b) (b - a) is 0 * (lo - a) there, which
-// is PyTorch's 0 * lp_s from the derivation above (0, or NaN where a = -inf), with no separate
-// test for exp(b) = 0. A NaN passes the clamp (max returns its second operand).
+// b is clamped to [lo, 0] (ExpConstants::lo: exp(lo) underflows to exactly 0), so the cross term
+// exp(b) (b - a) is 0 * (lo - a) where the teacher's probability is 0: PyTorch's 0 * lp_s from
+// the derivation above (0, or NaN where a = -inf), with no separate test for exp(b) = 0. The upper
+// clamp is not redundant: a NaN in a row can hide part of it from row_max (max returns its second
+// operand for NaN), so a NaN row may have positive exponents (its loss is NaN regardless). A NaN
+// passes both clamps.
 template <HardTerm kHard, int kPower, class V>
 inline void accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature, V hard_coef) {
     using T = typename V::Scalar;
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V b = max(V::broadcast(ExpConstants<T>::lo), kPower == 1 ? t - mt : (t - mt) * inverse_temperature);
+    const V b_raw = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
+    const V b = min(V::broadcast(T(0)), max(V::broadcast(ExpConstants<T>::lo), b_raw));
     const V eb = vexp_clamped(b);
-    const V ea = vexp_nonpositive(a);
+    const V ea = vexp(a);
     if constexpr (kPower == 1) {
         acc.hard = acc.hard + ea;
     } else if constexpr (kPower == 2) {
         acc.hard = fma(ea, ea, acc.hard);
     } else {
-        acc.hard = acc.hard + vexp_nonpositive(ds);
+        acc.hard = acc.hard + vexp(ds);
     }
     acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
@@ -182,7 +185,7 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         }
         total.add(part);
     }
-    if (i < n) {  // tail: padding lanes load -inf (exponents <= 0), compute garbage and are zeroed
+    if (i < n) {  // tail: padding lanes load -inf, compute garbage and are zeroed
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
         const T fill = -infinity<T>();
@@ -217,13 +220,12 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        // Padding lanes load -inf, so every exponent is <= 0 (see accumulate); they are not stored.
-        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>())) - ms;
-        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
+        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, T(0))) - ms;
+        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, T(0));
         const V a = kPower == 1 ? ds : ds * inv;
-        const V ea = vexp_nonpositive(a);
-        const V eb = vexp_nonpositive(kPower == 1 ? tv - mt : (tv - mt) * inv);
-        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
+        const V ea = vexp(a);
+        const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
+        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
         V out = fma(vhA, e, fma(vkA, ea, V::broadcast(T(0)) - vkB * eb));
         if constexpr (kHard != HardTerm::plain) {
             V coef = V::broadcast(T(1));
@@ -336,8 +338,8 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
             return coef;
         };
-        // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0: NaN-free and
-        // <= 0 as accumulate needs. They are never stored.
+        // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0 (NaN-free). They
+        // are never stored.
         V ms = V::broadcast(-infinity<T>()), mt = ms;
         for (int64_t c = 0; c < C; ++c) {
             ms = max(ms, load(s, s_class_stride, c, T(0)));
