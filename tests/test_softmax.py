@@ -101,6 +101,23 @@ def test_edge_rows_long(isa, row, classes, rng):
     _assert_close(fl.cross_entropy(x, target, reduction="none"), want, np.float32)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [1000, 10000])
+def test_nan_hides_a_huge_value_from_the_running_max(isa, dtype, classes):
+    # max returns its second operand for NaN, so [huge, NaN, 0, 0] at the start of a block leaves
+    # the huge value out of the max: its exponent is huge and positive. The result must still be
+    # NaN, without undefined behaviour in the scalar exp (UBSan checks that in CI).
+    huge = 1e30 if dtype == np.float32 else 1e300
+    x = np.zeros((2, classes), dtype)
+    x[0, 8:12] = [huge, np.nan, 0, 0]
+    x[1, 4000 % classes : 4000 % classes + 4] = [huge, np.nan, 0, 0]
+    assert np.isnan(fl.logsumexp(x, 1)).all()
+    assert np.isnan(fl.log_softmax(x, 1)).all()
+    assert np.isnan(fl.softmax(x, 1)).all()
+    assert np.isnan(fl.cross_entropy(x, np.array([0, 1]), reduction="none")).all()
+    assert np.isnan(fl.entropy(x)).all()
+
+
 def test_documented_edge_values():
     assert np.all(np.isnan(fl.softmax(np.full(4, -np.inf))))
     assert np.all(np.isnan(fl.log_softmax(np.array([0.0, np.inf]))))

@@ -113,27 +113,28 @@ struct DistillationSums {
 // One vector of classes: s and t are the logits, ms and mt their maxima, hard_coef the weight of
 // the linear hard term (w or w q'; unused for HardTerm::plain).
 //
-// b is clamped to [lo, 0] (ExpConstants::lo: exp(lo) underflows to exactly 0), so the cross term
-// exp(b) (b - a) is 0 * (lo - a) where the teacher's probability is 0: PyTorch's 0 * lp_s from
-// the derivation above (0, or NaN where a = -inf), with no separate test for exp(b) = 0. The upper
-// clamp is not redundant: a NaN in a row can hide part of it from row_max (max returns its second
-// operand for NaN), so a NaN row may have positive exponents (its loss is NaN regardless). A NaN
-// passes both clamps.
+// Every exponent is <= 0 (or NaN): logits are shifted by their row's max, and padding lanes load
+// -inf. So the exponentials need no upper clamp, and b is clamped below where exp(b) underflows
+// to exactly 0 (ExpConstants::lo): then the cross term exp(b) (b - a) is 0 * (lo - a) there, which
+// is PyTorch's 0 * lp_s from the derivation above (0, or NaN where a = -inf), with no separate
+// test for exp(b) = 0. A NaN passes the clamp (max returns its second operand).
+// The one exception: a NaN hides the values before it from a running max (max returns its second
+// operand), so a row holding a NaN can have positive exponents. Its sums are NaN whatever they are,
+// and exp of any argument is safe on every ISA (the scalar ldexp_integral clamps its scale).
 template <HardTerm kHard, int kPower, class V>
 inline void accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature, V hard_coef) {
     using T = typename V::Scalar;
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V b_raw = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
-    const V b = min(V::broadcast(T(0)), max(V::broadcast(ExpConstants<T>::lo), b_raw));
+    const V b = max(V::broadcast(ExpConstants<T>::lo), kPower == 1 ? t - mt : (t - mt) * inverse_temperature);
     const V eb = vexp_clamped(b);
-    const V ea = vexp(a);
+    const V ea = vexp_nonpositive(a);
     if constexpr (kPower == 1) {
         acc.hard = acc.hard + ea;
     } else if constexpr (kPower == 2) {
         acc.hard = fma(ea, ea, acc.hard);
     } else {
-        acc.hard = acc.hard + vexp(ds);
+        acc.hard = acc.hard + vexp_nonpositive(ds);
     }
     acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
@@ -185,7 +186,7 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         }
         total.add(part);
     }
-    if (i < n) {  // tail: padding lanes load -inf, compute garbage and are zeroed
+    if (i < n) {  // tail: padding lanes load -inf (exponents <= 0), compute garbage and are zeroed
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
         const T fill = -infinity<T>();
@@ -220,12 +221,13 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, T(0))) - ms;
-        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, T(0));
+        // Padding lanes load -inf, so every exponent is <= 0 (see accumulate); they are not stored.
+        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>())) - ms;
+        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
         const V a = kPower == 1 ? ds : ds * inv;
-        const V ea = vexp(a);
-        const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
-        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
+        const V ea = vexp_nonpositive(a);
+        const V eb = vexp_nonpositive(kPower == 1 ? tv - mt : (tv - mt) * inv);
+        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
         V out = fma(vhA, e, fma(vkA, ea, V::broadcast(T(0)) - vkB * eb));
         if constexpr (kHard != HardTerm::plain) {
             V coef = V::broadcast(T(1));
@@ -338,8 +340,8 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
             return coef;
         };
-        // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0 (NaN-free). They
-        // are never stored.
+        // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0: NaN-free and
+        // <= 0 as accumulate needs. They are never stored.
         V ms = V::broadcast(-infinity<T>()), mt = ms;
         for (int64_t c = 0; c < C; ++c) {
             ms = max(ms, load(s, s_class_stride, c, T(0)));

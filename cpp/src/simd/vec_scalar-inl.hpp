@@ -81,13 +81,19 @@ template <class T> inline T pow2_normal(typename ScalarBits<T>::Int k) {  // 2^k
     return from_bits<T>(typename B::Int(UInt(k + B::bias) << B::mantissa_bits));
 }
 
-// p * 2^n for integral n within the clamp range of exp(): two exact normal scalings, so overflow
-// gives inf and underflow rounds once into the subnormals.
+// p * 2^n for integral n: two exact normal scalings, so overflow gives inf and underflow rounds
+// once into the subnormals. Exact within the clamp range of exp(). Beyond it (only reachable
+// through vexp_nonpositive/vexp_clamped given an argument outside their range, e.g. the exponents
+// of a row whose max a NaN hid: that row's result is NaN anyway) n is clamped to what two normal
+// scalings cover, so the result is still 0 or inf rather than undefined behaviour: converting an
+// out-of-range float to an integer is undefined, and SIMD ISAs do not have that problem.
 template <class T> inline Vec<T> ldexp_integral(Vec<T> p, Vec<T> n) {
     using Int = typename ScalarBits<T>::Int;
+    constexpr T kMaxScale = T(2 * (ScalarBits<T>::bias - 1));  // 2^(k1 + k2), each normal
     // A NaN input passes exp()'s clamps, and converting NaN to an integer is undefined behaviour;
     // the result is NaN whatever the scale, so scale by 2^0.
-    const Int k = n.v == n.v ? Int(n.v) : Int(0);
+    const T clamped = n.v < -kMaxScale ? -kMaxScale : (n.v > kMaxScale ? kMaxScale : n.v);
+    const Int k = n.v == n.v ? Int(clamped) : Int(0);
     const Int k1 = k >> 1;
     const Int k2 = k - k1;
     return {p.v * pow2_normal<T>(k1) * pow2_normal<T>(k2)};
