@@ -233,6 +233,11 @@ def test_shape_and_dtype_errors():
         fl.cross_entropy(x, np.zeros(4, np.int64), weight=np.ones(5, np.int64))
     with pytest.raises(ValueError, match="'avg' is not a valid value for reduction"):
         fl.cross_entropy(x, np.zeros(4, np.int64), reduction="avg")
+    # not a string at all: the same clear error (the C++ fast path must not see it)
+    for f in (fl.cross_entropy, fl.nll_loss):
+        for bad in (None, 1, b"mean"):
+            with pytest.raises(ValueError, match="is not a valid value for reduction"):
+                f(x, np.zeros(4, np.int64), reduction=bad)
     for eps in (1.5, -0.1, float("nan")):
         with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
             fl.cross_entropy(x, np.zeros(4, np.int64), label_smoothing=eps)

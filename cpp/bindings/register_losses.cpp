@@ -114,10 +114,11 @@ bool usable_gradient_buffer(const py::array& x, const py::handle& grad_out) {
 }
 
 // The common call, (N, C) or (C,) float32/float64 inputs with int64 class indices, reduced to a
-// mean or sum (with its gradient if asked), handled without the Python layer's general argument
-// normalisation: a small call costs microseconds, most of them Python. Returns None for anything
-// else (or anything wrong), and the Python layer then takes its general path, which also
-// produces the error messages. With a gradient, returns (loss, grad).
+// mean or sum (with its gradient if asked) or per position (reduction 'none', without gradient),
+// handled without the Python layer's general argument normalisation: a small call costs
+// microseconds, most of them Python. Returns None for anything else (or anything wrong), and the
+// Python layer then takes its general path, which also produces the error messages. With a
+// gradient, returns (loss, grad).
 py::object common_case(bool nll, py::handle input, py::handle target, int64_t ignore_index,
                        const std::string& reduction, double label_smoothing, bool return_grad,
                        py::handle grad_out) {
@@ -130,9 +131,16 @@ py::object common_case(bool nll, py::handle input, py::handle target, int64_t ig
     const bool target_ok = td.kind() == 'i' && td.itemsize() == 8 && is_native_byte_order(td) && aligned(t);
     const bool shapes_ok = (x.ndim() == 2 && t.ndim() == 1 && t.shape(0) == x.shape(0)) ||
                            (x.ndim() == 1 && t.ndim() == 0);
-    const bool options_ok = (reduction == "mean" || reduction == "sum") && label_smoothing >= 0.0 &&
-                            label_smoothing <= 1.0;
+    const bool per_position = reduction == "none";
+    const bool options_ok = (reduction == "mean" || reduction == "sum" || (per_position && !return_grad)) &&
+                            label_smoothing >= 0.0 && label_smoothing <= 1.0;
     if (!(float_ok && target_ok && shapes_ok && options_ok)) return py::none();
+    if (per_position) {
+        py::array out(xd, std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim() - 1));
+        classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing, reduction, x.ndim() - 1,
+                                    out);
+        return std::move(out);
+    }
     if (!return_grad) {
         const double value = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
                                                          reduction, x.ndim() - 1, py::none());
@@ -163,7 +171,8 @@ void register_losses(py::module_& m) {
         },
         py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
         py::arg("label_smoothing"), py::arg("return_grad") = false, py::arg("grad_out") = py::none(),
-        "Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.");
+        "Fast path for (N, C) logits with int64 targets (mean, sum, or none without gradient); None when "
+        "not applicable.");
     m.def(
         "nll_loss_common_case",
         [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,
@@ -172,7 +181,8 @@ void register_losses(py::module_& m) {
         },
         py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
         py::arg("return_grad") = false, py::arg("grad_out") = py::none(),
-        "Fast path for (N, C) log-probabilities with int64 targets and a mean/sum; None otherwise.");
+        "Fast path for (N, C) log-probabilities with int64 targets (mean, sum, or none without gradient); "
+        "None otherwise.");
     m.def(
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,

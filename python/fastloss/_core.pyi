@@ -49,7 +49,7 @@ def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.An
     """
 def cross_entropy_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
     """
-    Fast path for (N, C) logits with int64 targets and a mean/sum; None when not applicable.
+    Fast path for (N, C) logits with int64 targets (mean, sum, or none without gradient); None when not applicable.
     """
 def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
     """
@@ -83,7 +83,7 @@ def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ig
     """
 def nll_loss_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
     """
-    Fast path for (N, C) log-probabilities with int64 targets and a mean/sum; None otherwise.
+    Fast path for (N, C) log-probabilities with int64 targets (mean, sum, or none without gradient); None otherwise.
     """
 def openmp_runtime() -> str:
     ...

@@ -278,6 +278,8 @@ def cross_entropy(
         and (axis is None or axis == -1)
         and type(ignore_index) is int
         and type(label_smoothing) is float
+        and type(reduction) is str
+        and type(return_grad) is bool
         and (return_grad or grad_out is None)
     ):
         # The common small call, decided and run in C++ (None: not that case, or an error whose
@@ -330,6 +332,8 @@ def nll_loss(
         and weight is None
         and (axis is None or axis == -1)
         and type(ignore_index) is int
+        and type(reduction) is str
+        and type(return_grad) is bool
         and (return_grad or grad_out is None)
     ):
         # see cross_entropy
