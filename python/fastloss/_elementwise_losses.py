@@ -29,7 +29,7 @@ from ._losses import (
     _finish,
     _gradient_arguments,
 )
-from ._validation import as_float_array, check_reduction, promote_dtypes
+from ._validation import as_float_array, check_reduction, is_aligned, promote_dtypes
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
@@ -108,8 +108,7 @@ def _run(
         return _reduce(kernel(x, *arguments, out), out, reduction, count, result_dtype)
 
     input_shape, input_dtype = input_array.shape, input_array.dtype
-    aligned = getattr(getattr(grad_out, "flags", None), "aligned", True)
-    direct = shape == input_shape and x.dtype == input_dtype and aligned
+    direct = shape == input_shape and x.dtype == input_dtype and is_aligned(grad_out)
     final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
     if direct:
         x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)

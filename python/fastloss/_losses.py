@@ -14,6 +14,7 @@ from ._validation import (
     as_float_array,
     as_index_array,
     check_reduction,
+    is_aligned,
     normalize_axis,
     promote_dtypes,
 )
@@ -195,8 +196,7 @@ def promoted_grad_out(
     `result_dtype`, or grad_out is misaligned (kernels store whole elements), the kernel writes
     the gradient into a new array and the caller's grad_out (checked against the input's dtype)
     receives it afterwards: returns (grad_out for the kernel, that final array or None)."""
-    aligned = getattr(getattr(grad_out, "flags", None), "aligned", True)
-    if grad_out is None or (input_dtype == result_dtype and aligned):
+    if grad_out is None or (input_dtype == result_dtype and is_aligned(grad_out)):
         return grad_out, None
     return None, _check_grad_out(grad_out, shape, input_dtype)
 

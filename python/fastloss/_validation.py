@@ -128,6 +128,12 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalize_axis_tuple(axis, ndim)))
 
 
+def is_aligned(a: Any) -> bool:
+    """Whether a buffer the kernels will write is element-aligned (they store whole elements);
+    anything that is not an array yet counts as aligned (it is checked, or copied, later)."""
+    return getattr(getattr(a, "flags", None), "aligned", True)
+
+
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")

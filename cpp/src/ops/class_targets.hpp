@@ -41,23 +41,21 @@ inline int64_t position_count(const std::vector<int64_t>& shape, int axis) {
 template <class T>
 double check_class_targets(const AxisGeometry& g, int target_operand, const int64_t* target, int64_t classes,
                            int64_t ignore_index, const T* weight) {
-    if (!weight) {  // a count: no chain of float64 additions through the loop
-        int64_t counted = 0;
+    auto for_each_counted = [&](auto&& count) {
         for_each_offset(g, target_operand, [&](int64_t at) {
             const int64_t y = target[at];
             if (y == ignore_index) return;
             if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
-            ++counted;
+            count(y);
         });
+    };
+    if (!weight) {  // an integer count: no chain of float64 additions through the loop
+        int64_t counted = 0;
+        for_each_counted([&](int64_t) { ++counted; });
         return double(counted);
     }
     double weight_sum = 0.0;
-    for_each_offset(g, target_operand, [&](int64_t at) {
-        const int64_t y = target[at];
-        if (y == ignore_index) return;
-        if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
-        weight_sum += double(weight[y]);
-    });
+    for_each_counted([&](int64_t y) { weight_sum += double(weight[y]); });
     return weight_sum;
 }
 

@@ -205,48 +205,37 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
     const int64_t class_stride = g.class_stride[0], grad_class_stride = g.class_stride[3];
 
-    // One gather per position: loss = -w_y x_y, and with a gradient the row -scale w_y at the
-    // target and 0 elsewhere. Everything is captured by value so that the loop keeps it in
-    // registers (by reference, every position reloaded every pointer).
-    auto position = [input = call.input, target = call.target, ignore_index = call.ignore_index, weight, loss,
-                     grad = call.grad, grad_output = call.grad_output, constant_scale, class_stride,
-                     grad_class_stride, classes](const int64_t* at) {
+    // One gather per position: loss = -w_y x_y (0 where ignored: that logit is not read, so NaN or
+    // inf there cannot leak), and with a gradient the row -scale w_y at the target and 0
+    // elsewhere. Everything is captured by value so that the loop keeps it in registers (by
+    // reference, every position reloaded every pointer), and the loss-only visit has nothing else
+    // in its loop: on large inputs every target logit is a cache miss, and the fewer instructions
+    // per position, the more misses the core keeps in flight.
+    auto position_loss = [input = call.input, target = call.target, ignore_index = call.ignore_index, weight, loss,
+                          class_stride](const int64_t* at) {
         const int64_t y = target[at[1]];
-        const bool ignored = y == ignore_index;
-        const T w = ignored ? T(0) : (weight ? weight[y] : T(1));
-        loss[at[2]] = ignored ? T(0) : -w * T(input[at[0] + y * class_stride]);
-        if (grad) {
-            S* row = grad + at[3];
-            for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
-            if (!ignored) {
-                const T scale = grad_output ? T(grad_output[at[4]]) : constant_scale;
-                row[y * grad_class_stride] = S(-scale * w);
-            }
+        loss[at[2]] = y == ignore_index ? T(0) : -(weight ? weight[y] : T(1)) * T(input[at[0] + y * class_stride]);
+    };
+    auto position_with_grad = [position_loss, target = call.target, ignore_index = call.ignore_index, weight,
+                               grad = call.grad, grad_output = call.grad_output, constant_scale, grad_class_stride,
+                               classes](const int64_t* at) {
+        position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
+        const int64_t y = target[at[1]];
+        S* row = grad + at[3];
+        for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
+        if (y != ignore_index) {
+            const T scale = grad_output ? T(grad_output[at[4]]) : constant_scale;
+            row[y * grad_class_stride] = S(-scale * (weight ? weight[y] : T(1)));
         }
     };
-    // Each position is one load from anywhere in the input (a cache miss on large inputs), or a
-    // whole gradient row: a thread's share must be worth a parallel region.
+    // Each position is one load from anywhere in the input, or a whole gradient row: a thread's
+    // share must be worth a parallel region.
     constexpr int64_t kGatherWork = 64;
-    const int64_t work = call.grad ? std::max<int64_t>(classes, kGatherWork) : kGatherWork;
-    if (call.grad || g.columns != 1 || g.outer_shape.size() != 1) {
-        parallel_for_each_position(g, work, position);
-        return losses.finish(denominator);
+    if (call.grad) {
+        parallel_for_each_position(g, std::max<int64_t>(classes, kGatherWork), position_with_grad);
+    } else {
+        parallel_for_each_position(g, kGatherWork, position_loss);
     }
-    // The common layout, (N, C) without a gradient: one run of positions, one per row. On large
-    // inputs every target logit is a cache miss, and the fewer instructions the loop has, the
-    // more of them the core keeps in flight (this loop is twice as fast as the general one).
-    const int64_t input_step = g.run_stride(0), target_step = g.run_stride(1), loss_step = g.run_stride(2);
-    parallel_for(g.outer_count(), work, [&, input = call.input, target = call.target,
-                                         ignore_index = call.ignore_index](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-            const int64_t y = target[i * target_step];
-            if (y == ignore_index) {  // not read: NaN or inf there must not leak
-                loss[i * loss_step] = T(0);
-            } else {
-                loss[i * loss_step] = -(weight ? weight[y] : T(1)) * T(input[i * input_step + y * class_stride]);
-            }
-        }
-    });
     return losses.finish(denominator);
 }
 
