@@ -77,8 +77,9 @@ def test_exp_subnormal_results_and_thresholds(isa, dtype, rng):
     x = rng.uniform(lo, np.log(float(fi.tiny)), 200_000).astype(dtype)
     got = _exp(x).astype(np.longdouble)
     exact = np.exp(x.astype(np.longdouble))
-    # one rounding into the subnormals: within one subnormal spacing
-    assert np.max(np.abs(got - exact)) <= float(fi.smallest_subnormal)
+    # within 1.1 subnormal spacings (vector_math-inl.hpp: one rounding into the subnormals, or two
+    # on the AVX-512 float32 table path)
+    assert np.max(np.abs(got - exact)) <= 1.1 * float(fi.smallest_subnormal)
     big = np.array([fi.max, 89.0 if dtype == np.float32 else 710.0, np.inf], dtype)
     assert np.all(_exp(big) == np.inf)
     small = np.array([-fi.max, -104.0 if dtype == np.float32 else -746.0, -np.inf], dtype)

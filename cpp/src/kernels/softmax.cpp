@@ -115,7 +115,7 @@ void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride
         if (!is_infinite(ms.max)) {
             out[r * out_stride] = scalar_log(ms.sum) + ms.max;
         } else {  // all -inf gives -inf; +inf gives +inf unless the row also holds a NaN
-            out[r * out_stride] = scalar_log(row_sum_exp<S>(xr, T(0), nullptr, classes));
+            out[r * out_stride] = scalar_log(row_sum_exp<ShiftKind::any_shift, S>(xr, T(0), nullptr, classes));
         }
     }
 }

@@ -103,6 +103,15 @@ inline VecD round_nearest(VecD a) { return {_mm512_roundscale_pd(a.v, _MM_FROUND
 inline VecF ldexp_integral(VecF p, VecF n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 inline VecD ldexp_integral(VecD p, VecD n) { return {_mm512_scalef_pd(p.v, n.v)}; }
 
+// A 16-entry float table fits one register, so a lookup is one vpermps: lane i gets
+// table[bits(index)_i mod 16], the low four bits of index's bit pattern (vexp uses it).
+constexpr bool kHasTable16Lookup = true;
+inline VecF table16_lookup(const float* table, VecF index) {
+    return {_mm512_permutexvar_ps(_mm512_castps_si512(index.v), _mm512_loadu_ps(table))};
+}
+// p * 2^floor(b) for any b, not just integers: vscalef floors b itself.
+inline VecF ldexp_floor(VecF p, VecF b) { return {_mm512_scalef_ps(p.v, b.v)}; }
+
 // For finite x > 0 (subnormals included): x = m * 2^e with m in [sqrt(1/2), sqrt(2)).
 // vgetmant normalises subnormals itself, so no pre-scaling is needed here.
 inline VecF split_exponent(VecF x, VecF& e) {
