@@ -38,7 +38,8 @@ inline void prefetch_elements(const S* p, int64_t count) {
 }
 
 // What row_sum_exp may assume of its exponents x_c - shift: shift_is_max (shift >= every x_c, so
-// they are <= 0 or NaN: the cheaper vexp_nonpositive serves) or any_shift.
+// they are <= 0 or NaN: the cheaper vexp_nonpositive serves; a row whose NaN hid its true max
+// from row_max sums to NaN whatever the other terms are) or any_shift.
 enum class ShiftKind { shift_is_max, any_shift };
 
 // sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift). If prefetch is not
@@ -47,7 +48,7 @@ template <ShiftKind kShift = ShiftKind::shift_is_max, class S, class T = compute
 T row_sum_exp(const S* x, T shift, S* y, int64_t n, const S* prefetch = nullptr) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const auto exp = [](V a) {
+    const auto exp_of = [](V a) {
         if constexpr (kShift == ShiftKind::shift_is_max) {
             return vexp_nonpositive(a);
         } else {
@@ -60,10 +61,10 @@ T row_sum_exp(const S* x, T shift, S* y, int64_t n, const S* prefetch = nullptr)
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
         if (prefetch) prefetch_elements(prefetch + i, 4 * W);
-        const V e0 = exp(vload(x + i) - sh);
-        const V e1 = exp(vload(x + i + W) - sh);
-        const V e2 = exp(vload(x + i + 2 * W) - sh);
-        const V e3 = exp(vload(x + i + 3 * W) - sh);
+        const V e0 = exp_of(vload(x + i) - sh);
+        const V e1 = exp_of(vload(x + i + W) - sh);
+        const V e2 = exp_of(vload(x + i + 2 * W) - sh);
+        const V e3 = exp_of(vload(x + i + 3 * W) - sh);
         if (y) {
             store(y + i, e0);
             store(y + i + W, e1);
@@ -76,7 +77,7 @@ T row_sum_exp(const S* x, T shift, S* y, int64_t n, const S* prefetch = nullptr)
         s3 = s3 + e3;
     }
     for (; i + W <= n; i += W) {
-        const V e = exp(vload(x + i) - sh);
+        const V e = exp_of(vload(x + i) - sh);
         if (y) store(y + i, e);
         s0 = s0 + e;
     }
@@ -84,7 +85,7 @@ T row_sum_exp(const S* x, T shift, S* y, int64_t n, const S* prefetch = nullptr)
     if (i < n) {
         // Padding lanes load -inf, whose exp(-inf - shift) is 0 unless shift is -inf too; then
         // every real value is -inf as well and the row is NaN regardless.
-        const V e = exp(vload_partial(x + i, n - i, -infinity<T>()) - sh);
+        const V e = exp_of(vload_partial(x + i, n - i, -infinity<T>()) - sh);
         if (y) store_partial(y + i, n - i, e);
         s1 = s1 + e;
     }

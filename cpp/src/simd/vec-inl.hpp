@@ -11,7 +11,10 @@
 //   or the half types, widened to float),
 //   store/store_partial/store_stream/stream_fence, lane0,
 //   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or all_lanes select,
-//   round_nearest, ldexp_integral, split_exponent.
+//   round_nearest, ldexp_integral, split_exponent;
+//   kHasTable16Lookup: whether the ISA has table16_lookup (a 16-entry float table indexed by the
+//   low four bits of each lane's bit pattern, in one instruction) and ldexp_floor (p * 2^floor(b)),
+//   which only the AVX-512 layer defines.
 #pragma once
 
 #include <cstdint>

@@ -121,9 +121,7 @@ inline VecD select(__m256d m, VecD a, VecD b) { return {_mm256_blendv_pd(b.v, a.
 inline VecF round_nearest(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 inline VecD round_nearest(VecD a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
-// No one-instruction lookup in a 16-entry table here (see vec_avx512-inl.hpp), so vexp uses its
-// table-free polynomial.
-constexpr bool kHasTable16Lookup = false;
+constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
 
 // p * 2^n for integral n within the clamp range of exp(): two exact normal scalings, so overflow
 // gives inf and underflow rounds once into the subnormals.

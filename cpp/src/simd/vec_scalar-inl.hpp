@@ -51,9 +51,7 @@ template <class T> inline Vec<T> round_nearest(Vec<T> a) {
     return {(a.v + magic) - magic};  // not folded: no -ffast-math (see CMakeLists.txt)
 }
 
-// No one-instruction lookup in a 16-entry table here (see vec_avx512-inl.hpp), so vexp uses its
-// table-free polynomial.
-constexpr bool kHasTable16Lookup = false;
+constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
 
 template <class T> struct ScalarBits;
 template <> struct ScalarBits<float> {
