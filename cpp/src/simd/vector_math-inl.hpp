@@ -44,9 +44,9 @@ template <> struct ExpConstants<double> {
 //  Max error:   1.5 ULP for results in the normal range, float32 and float64, every ISA
 //               (measured over millions of inputs: 1.06 ULP float32, with or without the
 //               table, 0.99 ULP float64).
-//               Subnormal results: within 1.1 subnormal spacings (measured: 1.0 for the
-//               polynomials, which round once into the subnormals; 1.01 for the table path,
-//               whose result is rounded to float before vscalef rounds it again).
+//               Subnormal results: within one subnormal spacing for the polynomials, which
+//               round once into the subnormals; within 1.1 for the table path, whose result is
+//               rounded to float before vscalef rounds it again (measured 1.01).
 //  Valid range: all inputs.
 //  Overflow:    x > 88.7228 (float) / 709.7827 (double) gives +inf; +inf gives +inf.
 //  Underflow:   x < -103.97 (float) / -745.13 (double) gives +0; -inf gives +0.
