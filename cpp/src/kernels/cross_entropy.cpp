@@ -65,7 +65,7 @@ void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t
         const S* xr = x + r * x_row_stride;
         T m, s, t = T(0);
         if (p.label_smoothing == T(0)) {
-            const RowMaxSum<T> ms = row_max_sum(xr, C, r + 1 < rows ? xr + x_row_stride : nullptr);
+            const RowMaxSum<T> ms = row_max_sum(xr, C, next_row(xr, r, rows, x_row_stride));
             m = ms.max;
             s = ms.sum;
         } else {  // the smoothing sum is over x - m, so m must be known first

@@ -56,7 +56,7 @@ void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stri
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         S* yr = y + r * y_row_stride;
-        const RowMaxSum<T> ms = row_max_sum(xr, classes, r + 1 < rows ? xr + x_row_stride : nullptr);
+        const RowMaxSum<T> ms = row_max_sum(xr, classes, next_row(xr, r, rows, x_row_stride));
         const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
         store_row(yr, classes, stream_output, [&](int64_t i) {
             const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
@@ -78,7 +78,7 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
         if constexpr (is_half_storage<S>) {
             // Storing exp(x - m) in half and rescaling it would round twice: compute each
             // exponential in the output sweep instead (the row is in cache after the first).
-            const RowMaxSum<T> ms = row_max_sum(xr, classes, r + 1 < rows ? xr + x_row_stride : nullptr);
+            const RowMaxSum<T> ms = row_max_sum(xr, classes, next_row(xr, r, rows, x_row_stride));
             const V vm = V::broadcast(ms.max), inv = V::broadcast(T(1) / ms.sum);
             store_row(yr, classes, false, [&](int64_t i) {
                 const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
@@ -87,7 +87,7 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
             continue;
         }
         const T m = row_max(xr, classes);
-        const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, yr, classes, r + 1 < rows ? xr + x_row_stride : nullptr));
+        const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, yr, classes, next_row(xr, r, rows, x_row_stride)));
         int64_t i = 0;
         for (; i + W <= classes; i += W) store(yr + i, vload(yr + i) * inv);
         if (i < classes) store_partial(yr + i, classes - i, vload_partial(yr + i, classes - i, T(0)) * inv);
@@ -111,7 +111,7 @@ void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride
     }
     for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
-        const RowMaxSum<T> ms = row_max_sum(xr, classes, r + 1 < rows ? xr + x_row_stride : nullptr);
+        const RowMaxSum<T> ms = row_max_sum(xr, classes, next_row(xr, r, rows, x_row_stride));
         if (!is_infinite(ms.max)) {
             out[r * out_stride] = scalar_log(ms.sum) + ms.max;
         } else {  // all -inf gives -inf; +inf gives +inf unless the row also holds a NaN

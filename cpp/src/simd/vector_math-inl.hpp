@@ -2,8 +2,9 @@
 //
 // Both use only add, multiply, FMA, compare/select, exponent manipulation and (float exp on
 // AVX-512) a 16-entry constant table, so they are exact functions of their input on a given ISA
-// (no library calls, no -ffast-math) and their NaN/inf behaviour is spelled out below. tests/test_vector_math.py checks every claim here
-// against float64 / long double references, for every compiled ISA.
+// (no library calls, no -ffast-math) and their NaN/inf behaviour is spelled out below.
+// tests/test_vector_math.py checks every claim here against float64 / long double references,
+// for every compiled ISA.
 #pragma once
 
 #include "simd/vec-inl.hpp"
@@ -147,7 +148,6 @@ inline V vexp_clamped(V x) {
         return vexp_polynomial(x);
     }
 }
-
 
 // log(x), elementwise.
 //
