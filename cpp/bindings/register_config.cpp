@@ -27,6 +27,7 @@ void register_config(py::module_& m) {
         if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
         set_num_threads(n);
     }, py::arg("n"));
+    m.def("forked_child_runs_serially", &forked_child_runs_serially);
     m.def("openmp_runtime", [] { return std::string(openmp_runtime()); });
 }
 

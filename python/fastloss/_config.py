@@ -39,6 +39,11 @@ def get_num_threads() -> int:
 
     Until `set_num_threads` is called, this follows the OpenMP runtime: OMP_NUM_THREADS or the
     core count, and ``threadpoolctl.threadpool_limits(n, user_api="openmp")`` while it is active.
+
+    In a process forked (``os.fork``, ``multiprocessing`` with the "fork" start method) after its
+    parent ran a multi-threaded fastloss call, this is 1 whatever was set: the OpenMP runtime's
+    threads do not survive fork, and waiting for them would hang. Such a child computes the same
+    results, serially. Processes started with "spawn" or "forkserver" are not affected.
     """
     return _core.get_num_threads()
 
@@ -75,7 +80,8 @@ def show_config() -> None:
         + (f" (forced by FASTLOSS_CPU_CAPABILITY={forced})" if forced else ""),
         f"  available variants:  {', '.join(available_capabilities())}",
         f"  compiled variants:   {', '.join(_core.compiled_capabilities())}",
-        f"  threads:             {get_num_threads()}",
+        f"  threads:             {get_num_threads()}"
+        + (" (forked after a parallel call: serial)" if _core.forked_child_runs_serially() else ""),
         f"  OpenMP runtime:      {_core.openmp_runtime()}",
         f"  numpy:               {np.__version__}",
         f"  python:              {sys.version.split()[0]}",

@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_with_logits', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'entropy', 'get_num_threads', 'kl_div', 'log_softmax', 'log_softmax_backward', 'logsumexp', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_with_logits', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'entropy', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'log_softmax', 'log_softmax_backward', 'logsumexp', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -59,6 +59,8 @@ def entropy(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typ
     """
     out = Shannon entropy along axis of softmax(x), or with probabilities=True of x itself (sum of -x log x, torch.special.entr); out shaped as for logsumexp.
     """
+def forked_child_runs_serially() -> bool:
+    ...
 def get_num_threads() -> int:
     ...
 def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:

@@ -12,8 +12,14 @@ namespace fastloss {
 
 // Threads used by parallel regions: the OpenMP runtime's omp_get_max_threads() (so OMP_NUM_THREADS
 // and threadpoolctl's limits are honoured) until set_num_threads() chooses a number.
+// [Note: fork] In a child forked after this process ran a parallel region, always 1: libgomp's
+// worker threads do not survive fork(), and its next parallel region would wait for them forever.
+// Results are the same bits (see [Note: fixed chunking]); only the speed differs.
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
+
+// Whether this process is a child forked after a parallel region, and so runs serially.
+bool forked_child_runs_serially();
 
 // Below this many element-visits a call stays serial: a parallel region costs a few microseconds,
 // more than the whole computation on small inputs.
@@ -33,7 +39,8 @@ void run_chunks(int64_t items, int64_t chunk, bool parallel, ChunkFn fn, void* c
 }  // namespace detail
 
 // Calls body(begin, end) for consecutive chunks of [0, items). Chunks run on several threads when
-// the total work is large enough. body must not throw.
+// the total work is large enough. If body throws (AllocationFailure, say), the chunks not yet
+// started are skipped and the first exception is rethrown here, after the parallel region.
 template <class Body>
 void parallel_for(int64_t items, int64_t work_per_item, Body&& body) {
     if (items <= 0) return;

@@ -66,7 +66,7 @@ double cosine_embedding_forward(const CosineEmbeddingCall<S>& call) {
     T* loss = nullptr;
     if constexpr (loss_in_caller_array) loss = call.loss;
     if (call.reduction != Reduction::none || !loss_in_caller_array) {
-        scratch.assign(size_t(n), T(0));
+        scratch = scratch_vector<T>(n, "per-row losses");
         loss = scratch.data();
     }
     const CosineKernels<S>& k = active_kernels().kernels<S>().cosine;

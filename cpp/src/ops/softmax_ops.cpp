@@ -8,6 +8,7 @@
 #include "fastloss/dispatch.hpp"
 #include "fastloss/half.hpp"
 #include "fastloss/parallel.hpp"
+#include "fastloss/scratch.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/position_loops.hpp"
 
@@ -28,7 +29,7 @@ constexpr int64_t kStageBlockClasses = int64_t(1) << 16;
 template <class S, class Block>
 void for_each_row_block(const S* x, int64_t stride, int64_t classes, Block&& block) {
     using T = compute_t<S>;
-    std::vector<T> scratch(static_cast<size_t>(std::min(kStageBlockClasses, classes)));
+    std::vector<T> scratch = scratch_vector<T>(std::min(kStageBlockClasses, classes), "a staged row block");
     for (int64_t begin = 0; begin < classes; begin += kStageBlockClasses) {
         const int64_t n = std::min(kStageBlockClasses, classes - begin);
         for (int64_t c = 0; c < n; ++c) scratch[size_t(c)] = T(x[(begin + c) * stride]);
@@ -119,7 +120,7 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
         },
         [&](int64_t begin, int64_t end) {
             const bool in_blocks = !out_is_full && classes > kStageBlockClasses;
-            std::vector<T> scratch(static_cast<size_t>(in_blocks ? 0 : classes));
+            std::vector<T> scratch = scratch_vector<T>(in_blocks ? 0 : classes, "a staged row");
             int64_t offsets[kMaxOperands];
             for (int64_t i = begin; i < end; ++i) {
                 g.outer_offsets(i, offsets);
@@ -196,7 +197,8 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
                            geo.class_stride[2], columns, classes);
         },
         [&](int64_t begin, int64_t end) {
-            std::vector<T> g_row(static_cast<size_t>(classes)), y_row(static_cast<size_t>(classes));
+            std::vector<T> g_row = scratch_vector<T>(classes, "a staged gradient row");
+            std::vector<T> y_row = scratch_vector<T>(classes, "a staged output row");
             int64_t at[kMaxOperands];
             for (int64_t i = begin; i < end; ++i) {
                 geo.outer_offsets(i, at);
