@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastloss/half.hpp"
+#include "fastloss/scratch.hpp"
 
 #include "ops/axis_geometry.hpp"
 #include "ops/cross_entropy_ops.hpp"
@@ -35,15 +36,34 @@ inline int64_t position_count(const std::vector<int64_t>& shape, int axis) {
     return n;
 }
 
-// Checks every index target of operand `target_operand` (in position order, so the first bad one
-// is reported) and returns the sum of the weights of the non-ignored ones, the denominator of a
-// weighted mean. Throws TargetOutOfBounds before anything is computed.
+// The index targets of a call, checked and copied in position order (contiguous, the per-position
+// shape): the kernels read this private copy, never the caller's array again. So the values
+// checked are the values used: another thread writing the caller's targets during the call, or an
+// output buffer that shares their memory (grad_out over the same bytes), cannot turn into an
+// out-of-bounds index. The copy is 8 bytes a position, next to a row of classes.
+struct CheckedTargets {
+    std::vector<int64_t> values;
+    std::vector<int64_t> strides;  // full-rank position strides (0 on the class axis)
+    double weight_sum = 0.0;       // the weights of the non-ignored targets: a weighted mean's denominator
+};
+
+// Checks every target (in position order, so the first bad one is reported) and throws
+// TargetOutOfBounds before anything is computed.
 template <class T>
-double check_class_targets(const AxisGeometry& g, int target_operand, const int64_t* target, int64_t classes,
-                           int64_t ignore_index, const T* weight) {
-    auto for_each_counted = [&](auto&& count) {
-        for_each_offset(g, target_operand, [&](int64_t at) {
-            const int64_t y = target[at];
+CheckedTargets checked_class_targets(const int64_t* target, const std::vector<int64_t>& target_strides,
+                                     const std::vector<int64_t>& shape, int axis, int64_t ignore_index,
+                                     const T* weight) {
+    const int64_t classes = shape[size_t(axis)];
+    CheckedTargets checked;
+    checked.strides = position_strides(shape, axis);
+    checked.values = scratch_vector<int64_t>(position_count(shape, axis), "a copy of the class targets");
+    const AxisGeometry g = make_axis_geometry(shape, axis, {target_strides, checked.strides},
+                                              {OperandRole::reduced, OperandRole::reduced});
+    int64_t* copy = checked.values.data();
+    auto check_and_copy = [&](auto&& count) {
+        for_each_position(g, [&](const int64_t* at) {
+            const int64_t y = target[at[0]];  // read once: the value checked is the value copied
+            copy[at[1]] = y;
             if (y == ignore_index) return;
             if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
             count(y);
@@ -51,12 +71,14 @@ double check_class_targets(const AxisGeometry& g, int target_operand, const int6
     };
     if (!weight) {  // an integer count: no chain of float64 additions through the loop
         int64_t counted = 0;
-        for_each_counted([&](int64_t) { ++counted; });
-        return double(counted);
+        check_and_copy([&](int64_t) { ++counted; });
+        checked.weight_sum = double(counted);
+    } else {
+        double weight_sum = 0.0;
+        check_and_copy([&](int64_t y) { weight_sum += double(weight[y]); });
+        checked.weight_sum = weight_sum;
     }
-    double weight_sum = 0.0;
-    for_each_counted([&](int64_t y) { weight_sum += double(weight[y]); });
-    return weight_sum;
+    return checked;
 }
 
 // Sums values in float64 in a fixed order: the result does not depend on the number of threads

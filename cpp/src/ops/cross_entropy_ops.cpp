@@ -5,21 +5,13 @@
 #include <vector>
 
 #include "fastloss/dispatch.hpp"
+#include "fastloss/scratch.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/class_targets.hpp"
 #include "ops/position_loops.hpp"
 
 namespace fastloss {
 namespace {
-
-// Checks every index target (in order, so the first bad one is reported) and returns the sum of
-// the weights of the non-ignored ones, the denominator of a weighted mean.
-template <class S, class T>
-double check_targets(const ClassificationLossCall<S>& call, const AxisGeometry& g, int target_operand,
-                     const T* weight) {
-    return check_class_targets(g, target_operand, call.target, call.shape[size_t(call.axis)], call.ignore_index,
-                               weight);
-}
 
 // Where the per-position losses go: the caller's array for reduction 'none' when it holds T,
 // else a scratch array in position order (converted to S for 'none', summed in order otherwise:
@@ -33,7 +25,7 @@ public:
     explicit PositionLosses(const ClassificationLossCall<S>& call) : call_(call), strides_(call.loss_strides) {
         if constexpr (kInCallerArray) values_ = call.loss;
         if (call.reduction != Reduction::none || !kInCallerArray) {
-            scratch_.assign(size_t(position_count(call.shape, call.axis)), T(0));
+            scratch_ = scratch_vector<T>(position_count(call.shape, call.axis), "per-position losses");
             values_ = scratch_.data();
             strides_ = position_strides(call.shape, call.axis);
         }
@@ -85,10 +77,16 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     params.ignore_index = call.ignore_index;
     params.label_smoothing = call.label_smoothing;
 
+    // Every target is checked (and copied) before anything is computed or written.
+    CheckedTargets checked;
+    if (index_targets) {
+        checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index,
+                                        weight);
+    }
     // Operands: 0 input, 1 loss, 2 target or probabilities, then 3 gradient and 4 its per-position
     // scale when a gradient is wanted.
     std::vector<std::vector<int64_t>> strides = {call.input_strides, loss_strides,
-                                                 index_targets ? call.target_strides : call.probability_strides};
+                                                 index_targets ? checked.strides : call.probability_strides};
     std::vector<OperandRole> roles = {OperandRole::full, OperandRole::reduced,
                                       index_targets ? OperandRole::reduced : OperandRole::full};
     if (with_grad) {
@@ -98,10 +96,8 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         roles.push_back(OperandRole::reduced);
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
-    // Every target is checked before anything is computed or written.
     // Probability targets: PyTorch divides by numel / C, which is 0 / 0 (a NaN mean) without classes.
-    const double denominator =
-        index_targets ? check_targets(call, g, 2, weight) : (classes > 0 ? double(positions) : 0.0);
+    const double denominator = index_targets ? checked.weight_sum : (classes > 0 ? double(positions) : 0.0);
 
     // The gradient's per-position factor: grad_output (none), 1 (sum) or 1/denominator (mean).
     const T constant_scale =
@@ -112,7 +108,7 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     const CrossEntropyKernels<S>& k = active_kernels().kernels<S>().cross_entropy;
     const S* x = call.input;
     const S* second = call.probabilities;
-    const int64_t* target = call.target;
+    const int64_t* target = checked.values.data();
     S* grad = call.grad;
 
     auto run_rows = [&](const S* xp, int64_t xs, const S* tp_or_qp, const int64_t* yp, int64_t ts, T* lp, int64_t ls,
@@ -158,8 +154,8 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: gather each row (and its probabilities) contiguously, and
                 // scatter the gradient row back.
-                std::vector<S> row(static_cast<size_t>(classes));
-                std::vector<S> q_row(index_targets ? 0 : static_cast<size_t>(classes));
+                std::vector<S> row = scratch_vector<S>(classes, "a staged row");
+                std::vector<S> q_row = scratch_vector<S>(index_targets ? 0 : classes, "a staged target row");
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
@@ -192,15 +188,18 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
     const PositionLosses<S> losses(call);
     T* loss = losses.values();
+    // Checked and copied before anything is written.
+    const CheckedTargets checked =
+        checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index, weight);
+    const double denominator = checked.weight_sum;
     // Operands: 0 input, 1 target, 2 loss, 3 gradient, 4 grad_output; unused ones borrow the
     // target's strides.
-    const auto& unused = call.target_strides;
+    const auto& unused = checked.strides;
     const AxisGeometry g = make_axis_geometry(
         call.shape, call.axis,
-        {call.input_strides, call.target_strides, losses.strides(), call.grad ? call.grad_strides : call.input_strides,
+        {call.input_strides, checked.strides, losses.strides(), call.grad ? call.grad_strides : call.input_strides,
          call.grad_output ? call.grad_output_strides : unused},
         {OperandRole::full, OperandRole::reduced, OperandRole::reduced, OperandRole::full, OperandRole::reduced});
-    const double denominator = check_targets(call, g, 1, weight);  // before anything is written
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
     const int64_t class_stride = g.class_stride[0], grad_class_stride = g.class_stride[3];
@@ -211,12 +210,12 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     // reference, every position reloaded every pointer), and the loss-only visit has nothing else
     // in its loop: on large inputs every target logit is a cache miss, and the fewer instructions
     // per position, the more misses the core keeps in flight.
-    auto position_loss = [input = call.input, target = call.target, ignore_index = call.ignore_index, weight, loss,
+    auto position_loss = [input = call.input, target = checked.values.data(), ignore_index = call.ignore_index, weight, loss,
                           class_stride](const int64_t* at) {
         const int64_t y = target[at[1]];
         loss[at[2]] = y == ignore_index ? T(0) : -(weight ? weight[y] : T(1)) * T(input[at[0] + y * class_stride]);
     };
-    auto position_with_grad = [position_loss, target = call.target, ignore_index = call.ignore_index, weight,
+    auto position_with_grad = [position_loss, target = checked.values.data(), ignore_index = call.ignore_index, weight,
                                grad = call.grad, grad_output = call.grad_output, constant_scale, grad_class_stride,
                                classes](const int64_t* at) {
         position_loss(at);  // reads the logit before its gradient row (which may be the input) is written

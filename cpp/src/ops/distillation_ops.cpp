@@ -23,7 +23,7 @@ double distillation_forward(const DistillationCall<S>& call) {
 
     // The kernels write the hard and soft terms of every position to scratch (in position order:
     // CE at [0, P), KL at [P, 2P)), so the reductions below sum them in a fixed order.
-    std::vector<T> scratch(size_t(2 * positions), T(0));
+    std::vector<T> scratch = scratch_vector<T>(2 * positions, "per-position losses");
     T* ce = scratch.data();
 
     DistillationParams<T> params;
@@ -39,9 +39,15 @@ double distillation_forward(const DistillationCall<S>& call) {
     // Operands: 0 student, 1 teacher, 2 scratch (CE part), 3 target (reduced) or probabilities (full),
     // then 4 gradient and 5 its per-position scale when a gradient is wanted.
     const std::vector<int64_t> scratch_strides = position_strides(call.shape, call.axis);
+    // Every target is checked (and copied) before anything is computed or written.
+    CheckedTargets checked;
+    if (index_targets) {
+        checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index,
+                                        weight);
+    }
     std::vector<std::vector<int64_t>> strides = {call.student_strides, call.teacher_strides, scratch_strides};
     std::vector<OperandRole> roles = {OperandRole::full, OperandRole::full, OperandRole::reduced};
-    strides.push_back(index_targets ? call.target_strides : call.probability_strides);
+    strides.push_back(index_targets ? checked.strides : call.probability_strides);
     roles.push_back(index_targets ? OperandRole::reduced : OperandRole::full);
     if (with_grad) {
         strides.push_back(call.grad_strides);
@@ -50,10 +56,7 @@ double distillation_forward(const DistillationCall<S>& call) {
         roles.push_back(OperandRole::reduced);
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
-    // Every target is checked before anything is computed or written.
-    const double hard_denominator =
-        index_targets ? check_class_targets(g, 3, call.target, classes, call.ignore_index, weight)
-                      : double(positions);
+    const double hard_denominator = index_targets ? checked.weight_sum : double(positions);
 
     // The gradient's factors (distillation.cpp): per position, scale * alpha / D for CE and
     // scale * (1 - alpha) T / N for KL (T^2 from the loss, 1/T from the tempered softmax), with
@@ -69,7 +72,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
     const S* s = call.student;
     const S* t = call.teacher;
-    const int64_t* target = call.target;
+    const int64_t* target = checked.values.data();
     const S* q = call.probabilities;
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
@@ -103,7 +106,7 @@ double distillation_forward(const DistillationCall<S>& call) {
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: gather each row of every full operand contiguously; the
                 // gradient row is formed in the student's buffer and scattered back.
-                std::vector<S> rows_buffer(size_t(classes) * (index_targets ? 2 : 3));
+                std::vector<S> rows_buffer = scratch_vector<S>(classes * (index_targets ? 2 : 3), "staged rows");
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
