@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._aliasing import separate_from
 from ._distillation import _real
 from ._losses import (
     LossAndGrad,
@@ -107,8 +108,7 @@ def cosine_embedding_loss(
         a, grad, go = _gradient_arguments(a, expected_target, reduction, grad_output, grad_out)
         if go is not None and reduction == "none":
             go = go.reshape(rows)
-        if np.may_share_memory(grad, b):  # the kernel may write over x1 only
-            b = b.copy()
+        b, y64 = separate_from(grad, b), separate_from(grad, y64)
         # A broadcast x1, or gradient rows that are not contiguous, go through a temporary.
         direct = a.shape == shape and (shape[-1] <= 1 or grad.strides[-1] == grad.itemsize)
         kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, result_dtype)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._aliasing import separate_from
 from ._losses import (
     LossAndGrad,
     LossValue,
@@ -133,12 +134,7 @@ def distillation_loss(
         return _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
     grad_out, final = promoted_grad_out(grad_out, s.shape, input_dtype, result_dtype)
     s, grad, go = _gradient_arguments(s, positions, reduction, grad_output, grad_out)
-    # The kernels may write the gradient over the student logits only: a grad_out that overlaps
-    # the teacher logits or the probability targets gets them copied first.
-    if np.may_share_memory(grad, t):
-        t = t.copy()
-    if y.dtype != np.int64 and np.may_share_memory(grad, y):
-        y = y.copy()
+    t, y, w = (separate_from(grad, a) for a in (t, y, w))
     value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out, grad, go)
     loss = _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

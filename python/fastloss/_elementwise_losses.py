@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _core
+from ._aliasing import separate_from
 from ._losses import (
     LossAndGrad,
     LossValue,
@@ -29,7 +30,7 @@ from ._losses import (
     _finish,
     _gradient_arguments,
 )
-from ._validation import as_float_array, check_reduction, is_aligned, promote_dtypes
+from ._validation import as_float_array, check_reduction, promote_dtypes
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
@@ -85,6 +86,21 @@ def _sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(grad.sum(axis=axes, dtype=np.float64)).reshape(shape)
 
 
+def _layout_keeps_the_sum(grad_out: Any, x: np.ndarray) -> bool:
+    """Whether the kernel may write the gradient straight into `grad_out` without changing the
+    loss. The kernels merge axes that every operand, the gradient included, lays out alike, and
+    sum the loss in pieces of the merged rows: a gradient laid out otherwise (Fortran order
+    under C-order inputs, say) would change the pieces and so the loss's last bits. A
+    C-contiguous gradient (which merges wherever the inputs do) or one laid out as the input
+    keeps them, and so does a new one (np.empty_like) for a contiguous input; any other goes
+    through a C-contiguous buffer, copied afterwards."""
+    if grad_out is None:
+        return x.flags.c_contiguous or x.flags.f_contiguous
+    if not isinstance(grad_out, np.ndarray) or not grad_out.flags.aligned:
+        return False
+    return grad_out.flags.c_contiguous or grad_out.strides == x.strides
+
+
 def _run(
     kernel: Callable[..., float],
     x: np.ndarray,
@@ -108,16 +124,11 @@ def _run(
         return _reduce(kernel(x, *arguments, out), out, reduction, count, result_dtype)
 
     input_shape, input_dtype = input_array.shape, input_array.dtype
-    direct = shape == input_shape and x.dtype == input_dtype and is_aligned(grad_out)
+    direct = shape == input_shape and x.dtype == input_dtype and _layout_keeps_the_sum(grad_out, x)
     final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
     if direct:
         x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)
-        # The kernel reads every operand element by element as it writes the gradient: only the
-        # input itself may share memory with it (the same element is read before it is written).
-        arguments = tuple(
-            a.copy() if isinstance(a, np.ndarray) and np.may_share_memory(a, grad) else a
-            for a in arguments
-        )
+        arguments = tuple(separate_from(grad, a) for a in arguments)
     else:
         if grad_out is not None:
             final = _check_grad_out(grad_out, input_shape, input_dtype)

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Optional, Union
 import numpy as np
 
 from . import _core
+from ._aliasing import separate_from
 from ._validation import (
     _is_supported_float,
     _to_ndarray,
@@ -39,19 +40,14 @@ def _gradient_arguments(
     grad_output: Any,
     grad_out: Any,
 ) -> tuple[np.ndarray, np.ndarray, Any]:
-    """(input, gradient buffer, grad_output as the kernels take it). The input is copied only if
-    grad_out overlaps it without being it."""
+    """(input, gradient buffer, grad_output as the kernels take it), each separate from the
+    gradient buffer but for the input, which may be that buffer itself (see _aliasing)."""
     dtype = x.dtype
     if grad_out is None:
         grad = np.empty_like(x)
     else:
         grad = _check_grad_out(grad_out, x.shape, dtype)
-        same = (
-            grad.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-            and grad.strides == x.strides
-        )
-        if not same and np.may_share_memory(x, grad):
-            x = x.copy()
+        x = separate_from(grad, x, may_alias=True)
     if grad_output is None:
         return x, grad, None
     if reduction == "none":
@@ -66,7 +62,7 @@ def _gradient_arguments(
                     f"grad_output must have the loss's shape {positions}, got {go.shape}"
                 ) from None
         go = np.asarray(go, dtype=dtype)
-        return x, grad, go if go.flags.aligned else go.copy()
+        return x, grad, separate_from(grad, go if go.flags.aligned else go.copy())
     if np.ndim(grad_output) != 0:
         raise ValueError(
             f"grad_output must be a number for reduction={reduction!r}, got shape {np.shape(grad_output)}"
@@ -234,6 +230,7 @@ def _run(
         return _finish(value, out, reduction, result_dtype)
     grad_out, final = promoted_grad_out(grad_out, x.shape, input_dtype, result_dtype)
     x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
+    target, weight = separate_from(grad, target), separate_from(grad, weight)
     value = kernel(x, target, weight, *options, reduction, axis, out, grad, go)
     loss = _finish(value, out, reduction, result_dtype)
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

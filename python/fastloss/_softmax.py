@@ -7,6 +7,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
+from ._aliasing import separate_from
 from ._validation import (
     as_float_array,
     check_out,
@@ -16,19 +17,6 @@ from ._validation import (
 )
 
 __all__ = ["log_softmax", "log_softmax_backward", "logsumexp", "softmax", "softmax_backward"]
-
-
-def _independent_of(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """x, copied if `out` partly overlaps it. Writing into x itself (same data, same strides) is
-    fine: every row is read completely before it is written."""
-    if out is x or not np.may_share_memory(x, out):
-        return x
-    if (
-        x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
-        and x.strides == out.strides
-    ):
-        return x
-    return x.copy()
 
 
 def _softmax_like(x: Any, axis: int, dtype: Any, out: Optional[np.ndarray], log: bool) -> np.ndarray:
@@ -53,7 +41,7 @@ def _softmax_like(x: Any, axis: int, dtype: Any, out: Optional[np.ndarray], log:
     if out is None:
         out = np.empty_like(arr)
     else:
-        arr = _independent_of(arr, out)
+        arr = separate_from(out, arr, may_alias=True)
     kernel(arr, out, ax)
     return out
 
@@ -148,9 +136,8 @@ def _backward(grad_output: Any, output: Any, axis: int, out: Optional[np.ndarray
     ax = normalize_axis(axis, g.ndim)
     if out is not None:
         check_out(out, g.shape, result_dtype)
-        g = _independent_of(g, out)
-        if np.may_share_memory(y, out):
-            y = y.copy()  # y is read again after out is written
+        g = separate_from(out, g, may_alias=True)
+        y = separate_from(out, y)  # y is read again after out is written
         target = out
     else:
         target = np.empty_like(g)
