@@ -139,17 +139,18 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
         loss[k * loss_stride] = index_loss(log_s_l[k], x[k * x_row_stride + y] - m_l[k], w_y, t_l[k], p);
-        const T g = scale[k * scale_stride];
-        a_l[k] = g / s_l[k] * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
-        b_l[k] = g * eps / T(C);
-        corr_l[k] = g * (T(1) - eps) * w_y;
+        const IndexGradient<T> d = index_gradient(scale[k * scale_stride], s_l[k], w_y, p);
+        a_l[k] = d.a;
+        b_l[k] = d.b;
+        corr_l[k] = d.correction;
         live_l[k] = T(1);
     }
     const V a = vload(a_l), b = vload(b_l);
     const auto live = equal(vload(live_l), V::broadcast(T(1)));
+    const T* smoothing_weight = smoothing_weights(p);
     T tile[2 * W][W];
     for (int64_t c = 0; c < C; ++c) {
-        const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
+        const V w = smoothing_weight ? V::broadcast(smoothing_weight[c]) : V::broadcast(T(1));
         store(tile[c], select(live, a * e[c] - b * w, zero));  // ignored rows: 0 even if x is NaN
     }
     for (int64_t k = 0; k < W; ++k) {
@@ -190,11 +191,9 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
         const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t);
         const T w_y = p.weight ? p.weight[y] : T(1);
         loss[r * loss_stride] = index_loss(scalar_log(s), x_y - m, w_y, t, p);
-        const T g = scale[r * scale_stride];
-        const T a = g / s * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
-        const T b = g * eps / T(C);
-        scale_and_shift_row(xr, m, gr, C, a, b, p.weight);
-        gr[y] = target_entry(a, b, w_y, g * (T(1) - eps) * w_y, x_y, m);
+        const IndexGradient<T> d = index_gradient(scale[r * scale_stride], s, w_y, p);
+        scale_and_shift_row(xr, m, gr, C, d.a, d.b, smoothing_weights(p));
+        gr[y] = target_entry(d.a, d.b, w_y, d.correction, x_y, m);
     }
 }
 
@@ -258,7 +257,6 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t C = p.classes;
-    const T eps = p.label_smoothing;
     const V zero = V::broadcast(T(0));
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
@@ -281,18 +279,19 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
             const T w_y = p.weight ? p.weight[y] : T(1);
             x_y_l[k] = x[y * x_class_stride + j + k];  // before the gradient (maybe x) is written
             out = index_loss(scalar_log(s_l[k]), x_y_l[k] - m_l[k], w_y, t_l[k], p);
-            const T g = scale[(j + k) * scale_stride];
-            a_l[k] = g / s_l[k] * ((T(1) - eps) * w_y + eps * p.weight_sum / T(C));
-            b_l[k] = g * eps / T(C);
-            corr_l[k] = g * (T(1) - eps) * w_y;
+            const IndexGradient<T> d = index_gradient(scale[(j + k) * scale_stride], s_l[k], w_y, p);
+            a_l[k] = d.a;
+            b_l[k] = d.b;
+            corr_l[k] = d.correction;
             live_l[k] = T(1);
             y_l[k] = y;
         }
         const V a = vload(a_l), b = vload(b_l);
         const auto live = equal(vload(live_l), V::broadcast(T(1)));
+        const T* smoothing_weight = smoothing_weights(p);
         for (int64_t c = 0; c < C; ++c) {
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
-            const V w = p.weight ? V::broadcast(p.weight[c]) : V::broadcast(T(1));
+            const V w = smoothing_weight ? V::broadcast(smoothing_weight[c]) : V::broadcast(T(1));
             const V out = select(live, a * e - b * w, zero);  // ignored lanes: 0 even if x is NaN
             S* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);

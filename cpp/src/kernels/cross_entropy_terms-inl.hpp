@@ -20,6 +20,31 @@ T index_loss(T log_s, T x_y_minus_m, T w_y, T smooth_shifted_sum, const CrossEnt
     return (T(1) - eps) * w_y * nll + eps / T(p.classes) * (p.weight_sum * log_s - smooth_shifted_sum);
 }
 
+// Its gradient with respect to the logits, for an upstream factor g:
+//   d loss / d x_c = a e_c - b w_c - [c = y] correction,   e_c = exp(x_c - m),
+//   a = g / s ((1-eps) w_y + eps W / C),   b = g eps / C,   correction = g (1-eps) w_y.
+// Without smoothing, b = 0 and the weights other than w_y take no part (callers then drop the
+// b w_c term): a non-finite weight of a class that no row targets leaves the gradient finite, as
+// in PyTorch, where 0 * inf would make it NaN.
+template <class T>
+struct IndexGradient {
+    T a, b, correction;
+};
+
+template <class T>
+IndexGradient<T> index_gradient(T g, T s, T w_y, const CrossEntropyParams<T>& p) {
+    const T eps = p.label_smoothing;
+    if (eps == T(0)) return {g / s * w_y, T(0), g * w_y};
+    const T C = T(p.classes);
+    return {g / s * ((T(1) - eps) * w_y + eps * p.weight_sum / C), g * eps / C, g * (T(1) - eps) * w_y};
+}
+
+// The class weights of the b w_c term: none without smoothing (see index_gradient).
+template <class T>
+const T* smoothing_weights(const CrossEntropyParams<T>& p) {
+    return p.label_smoothing == T(0) ? nullptr : p.weight;
+}
+
 }  // namespace
 }  // namespace FASTLOSS_ISA_NS
 }  // namespace fastloss

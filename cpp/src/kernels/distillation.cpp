@@ -249,7 +249,6 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
                  T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
                  const DistillationParams<T>& p) {
     const int64_t C = p.hard.classes;
-    const T eps = p.hard.label_smoothing;
     for (int64_t r = 0; r < rows; ++r) {
         const S* sr = s + r * s_row_stride;
         const S* tr = t + r * t_row_stride;
@@ -277,17 +276,19 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
         if constexpr (kGrad) {
             const T g = scale[r * scale_stride];
             const T h = g * p.hard_grad, k = g * p.soft_grad;
-            T hA = T(0), hB = T(0);
+            T hA = T(0), hB = T(0), correction = T(0);
             if constexpr (kHard == HardTerm::probabilities) {
                 hA = h * sums.coef / sums.hard;
                 hB = h;
             } else if (y >= 0) {
-                hA = h / sums.hard * ((T(1) - eps) * w_y + eps * p.hard.weight_sum / T(C));
-                hB = h * eps / T(C);
+                const IndexGradient<T> d = index_gradient(h, sums.hard, w_y, p.hard);
+                hA = d.a;
+                hB = d.b;
+                correction = d.correction;
             }
             S* gr = grad + r * grad_row_stride;
             distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
-                                                 k / sums.student, k / sums.teacher, y, h * (T(1) - eps) * w_y, p);
+                                                 k / sums.student, k / sums.teacher, y, correction, p);
         }
     }
 }
@@ -388,9 +389,10 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                 } else {
                     const T w_y = w ? w[y] : T(1);
                     hard = index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard);
-                    hA_l[k] = h / hard_lane[k] * ((T(1) - eps) * w_y + eps * p.hard.weight_sum / T(C));
-                    hB_l[k] = h * eps / T(C);
-                    corr_l[k] = h * (T(1) - eps) * w_y;
+                    const IndexGradient<T> d = index_gradient(h, hard_lane[k], w_y, p.hard);
+                    hA_l[k] = d.a;
+                    hB_l[k] = d.b;
+                    corr_l[k] = d.correction;
                     y_l[k] = y;
                 }
             }
