@@ -71,9 +71,9 @@ void zero_row(S* grad, int64_t n) {
     if (i < n) store_partial(grad + i, n - i, zero);
 }
 
-// Sweep (2): grad = exp(x - m); returns s, and t = sum w (x - m) when `smoothing`.
+// Sweep (2) over one block of classes (see exp_into_row).
 template <class S, class T = compute_t<S>>
-T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
+T exp_into_block(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
@@ -96,6 +96,21 @@ T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smooth
     }
     t = reduce_sum(tv);
     return reduce_sum(s);
+}
+
+// Sweep (2): grad = exp(x - m); returns s, and t = sum w (x - m) when `smoothing`, both summed
+// in blocks (see [Note: long sums]).
+template <class S, class T = compute_t<S>>
+T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
+    double s_total = 0.0, t_total = 0.0;
+    for_each_sum_block(n, [&](int64_t begin, int64_t length) {
+        T t_block = T(0);
+        s_total += double(exp_into_block(x + begin, m, grad + begin, length, weight ? weight + begin : nullptr,
+                                         smoothing, t_block));
+        t_total += double(t_block);
+    });
+    t = T(t_total);
+    return T(s_total);
 }
 
 // W rows in lanes [Note: few classes]: class c of the W rows is one gathered vector; the gradient
@@ -220,23 +235,29 @@ void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t
         S* gr = grad + r * grad_row_stride;
         const T m = row_max(xr, C);
         const V vm = V::broadcast(m);
-        V s = zero, a = zero, b = zero;
-        for (int64_t i = 0; i < C; i += W) {
-            const int64_t lanes = C - i < W ? C - i : W;
-            const bool full = lanes == W;
-            const V d = (full ? vload(xr + i) : vload_partial(xr + i, lanes, m)) - vm;
-            const V qp = weighted_target(qr, i, lanes);
-            V e = vexp_nonpositive(d);
-            if (!full) e = select(V::first_lanes(lanes), e, zero);
-            if constexpr (stage_exponentials<S>) {
-                if (full) store(gr + i, e); else store_partial(gr + i, lanes, e);
+        double s_sum = 0.0, a_sum = 0.0, b_sum = 0.0;  // see [Note: long sums]
+        for_each_sum_block(C, [&](int64_t begin, int64_t length) {
+            V s = zero, a = zero, b = zero;
+            for (int64_t i = begin; i < begin + length; i += W) {
+                const int64_t lanes = begin + length - i < W ? begin + length - i : W;
+                const bool full = lanes == W;
+                const V d = (full ? vload(xr + i) : vload_partial(xr + i, lanes, m)) - vm;
+                const V qp = weighted_target(qr, i, lanes);
+                V e = vexp_nonpositive(d);
+                if (!full) e = select(V::first_lanes(lanes), e, zero);
+                if constexpr (stage_exponentials<S>) {
+                    if (full) store(gr + i, e); else store_partial(gr + i, lanes, e);
+                }
+                s = s + e;
+                a = fma(qp, d, a);
+                b = b + qp;
             }
-            s = s + e;
-            a = fma(qp, d, a);
-            b = b + qp;
-        }
-        const T sum = reduce_sum(s), b_total = reduce_sum(b);
-        loss[r * loss_stride] = b_total * scalar_log(sum) - reduce_sum(a);
+            s_sum += double(reduce_sum(s));
+            a_sum += double(reduce_sum(a));
+            b_sum += double(reduce_sum(b));
+        });
+        const T sum = T(s_sum), b_total = T(b_sum);
+        loss[r * loss_stride] = b_total * scalar_log(sum) - T(a_sum);
         const T g = scale[r * scale_stride];
         const V factor = V::broadcast(g * b_total / sum), vg = V::broadcast(g);
         for (int64_t i = 0; i < C; i += W) {
