@@ -86,10 +86,14 @@ py::object numpy_scalar(bool single, double value) {
 
 bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
 
+// Exactly numpy.ndarray: subclasses (a masked array, whose mask must not be ignored) take the
+// general path, which decides what to do with them.
+bool is_plain_ndarray(py::handle h) { return Py_TYPE(h.ptr()) == py::detail::npy_api::get().PyArray_Type_; }
+
 // Whether `grad_out` can take the gradient of x directly: same shape and dtype, writeable, and
 // either x itself (same data and strides) or not overlapping it at all.
 bool usable_gradient_buffer(const py::array& x, const py::handle& grad_out) {
-    if (!py::isinstance<py::array>(grad_out)) return false;
+    if (!is_plain_ndarray(grad_out)) return false;
     const auto g = py::reinterpret_borrow<py::array>(grad_out);
     if (!g.dtype().equal(x.dtype()) || !g.writeable() || !aligned(g) || g.ndim() != x.ndim()) return false;
     bool same_strides = true;
@@ -119,10 +123,16 @@ bool usable_gradient_buffer(const py::array& x, const py::handle& grad_out) {
 // microseconds, most of them Python. Returns None for anything else (or anything wrong), and the
 // Python layer then takes its general path, which also produces the error messages. With a
 // gradient, returns (loss, grad).
-py::object common_case(bool nll, py::handle input, py::handle target, int64_t ignore_index,
+py::object common_case(bool nll, py::handle input, py::handle target, py::handle ignore_index_arg,
                        const std::string& reduction, double label_smoothing, bool return_grad,
                        py::handle grad_out) {
-    if (!py::isinstance<py::array>(input) || !py::isinstance<py::array>(target)) return py::none();
+    if (!is_plain_ndarray(input) || !is_plain_ndarray(target)) return py::none();
+    int overflow = 0;  // an ignore_index beyond int64 is the general path's error
+    const int64_t ignore_index = PyLong_AsLongLongAndOverflow(ignore_index_arg.ptr(), &overflow);
+    if (overflow != 0 || (ignore_index == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return py::none();
+    }
     const auto x = py::reinterpret_borrow<py::array>(input);
     const auto t = py::reinterpret_borrow<py::array>(target);
     const py::dtype xd = x.dtype(), td = t.dtype();
@@ -164,7 +174,7 @@ py::object common_case(bool nll, py::handle input, py::handle target, int64_t ig
 void register_losses(py::module_& m) {
     m.def(
         "cross_entropy_common_case",
-        [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,
+        [](py::handle input, py::handle target, py::handle ignore_index, const std::string& reduction,
            double label_smoothing, bool return_grad, py::handle grad_out) {
             return common_case(false, input, target, ignore_index, reduction, label_smoothing, return_grad,
                                grad_out);
@@ -175,7 +185,7 @@ void register_losses(py::module_& m) {
         "not applicable.");
     m.def(
         "nll_loss_common_case",
-        [](py::handle input, py::handle target, int64_t ignore_index, const std::string& reduction,
+        [](py::handle input, py::handle target, py::handle ignore_index, const std::string& reduction,
            bool return_grad, py::handle grad_out) {
             return common_case(true, input, target, ignore_index, reduction, 0.0, return_grad, grad_out);
         },

@@ -18,7 +18,13 @@ from ._losses import (
     gradient_in_dtype,
     promoted_grad_out,
 )
-from ._validation import _to_ndarray, as_float_array, check_reduction, promote_dtypes
+from ._validation import (
+    _to_ndarray,
+    as_float_array,
+    broadcast_shapes,
+    check_reduction,
+    promote_dtypes,
+)
 
 __all__ = ["cosine_embedding_loss"]
 
@@ -66,7 +72,7 @@ def cosine_embedding_loss(
     b = as_float_array(x2, "x2")
     reduction = check_reduction(reduction)
     m = _real(margin, "margin")
-    y = target if type(target) is np.ndarray else _to_ndarray(target)
+    y = target if type(target) is np.ndarray else _to_ndarray(target, "target")
     if y.dtype.kind not in "iuf" and y.dtype != np.float16 and y.dtype.name != "bfloat16":
         raise TypeError(f"target must be a numeric array of 1 and -1, got dtype {y.dtype}")
     if a.ndim != b.ndim or a.ndim not in (1, 2):
@@ -74,7 +80,7 @@ def cosine_embedding_loss(
             f"x1 and x2 must both be (N, D) or both (D,) arrays, got shapes {a.shape} and {b.shape}"
         )
     try:
-        shape = np.broadcast_shapes(a.shape, b.shape)
+        shape = broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(
             f"x1 of shape {a.shape} and x2 of shape {b.shape} cannot be broadcast together"

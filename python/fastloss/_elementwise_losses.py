@@ -30,7 +30,7 @@ from ._losses import (
     _finish,
     _gradient_arguments,
 )
-from ._validation import as_float_array, check_reduction, promote_dtypes
+from ._validation import as_float_array, broadcast_shapes, check_reduction, promote_dtypes
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
@@ -199,7 +199,7 @@ def kl_div(
     t = as_float_array(target, "target")
     result_dtype = promote_dtypes(input=x, target=t)
     try:
-        shape = np.broadcast_shapes(x.shape, t.shape)
+        shape = broadcast_shapes(x.shape, t.shape)
     except ValueError:
         raise ValueError(
             f"input of shape {x.shape} and target of shape {t.shape} cannot be broadcast together"

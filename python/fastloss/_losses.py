@@ -18,6 +18,7 @@ from ._validation import (
     is_aligned,
     normalize_axis,
     promote_dtypes,
+    refuse_masked,
 )
 
 __all__ = ["LossAndGrad", "cross_entropy", "nll_loss"]
@@ -51,7 +52,7 @@ def _gradient_arguments(
     if grad_output is None:
         return x, grad, None
     if reduction == "none":
-        go = np.asarray(grad_output)
+        go = _to_ndarray(grad_output, "grad_output")
         if go.dtype.kind not in "iu" and not _is_supported_float(go.dtype.newbyteorder("=")):
             raise TypeError(f"grad_output must be numeric, got dtype {go.dtype}")
         if go.shape != positions:
@@ -74,6 +75,7 @@ def _check_grad_out(grad_out: Any, shape: tuple[int, ...], dtype: np.dtype) -> n
     """grad_out, checked to be a writeable array of the input's shape and dtype."""
     if not isinstance(grad_out, np.ndarray):
         raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
+    refuse_masked(grad_out, "grad_out")
     if grad_out.shape != shape or grad_out.dtype != dtype:
         raise ValueError(
             f"grad_out must have the input's shape {shape} and dtype {dtype}, "
@@ -106,7 +108,7 @@ def _weight_array(weight: Any, classes: int) -> Optional[np.ndarray]:
     """The class weights, checked (their dtype joins the result dtype's promotion)."""
     if weight is None:
         return None
-    w = weight if type(weight) is np.ndarray else _to_ndarray(weight)
+    w = weight if type(weight) is np.ndarray else _to_ndarray(weight, "weight")
     if not _is_supported_float(w.dtype.newbyteorder("=")):
         raise TypeError(f"weight must be a floating-point array, got dtype {w.dtype}")
     if w.shape != (classes,):
@@ -125,6 +127,8 @@ def in_result_dtype(
         x = x.astype(dtype)
     if target.dtype != np.int64 and target.dtype != dtype:
         target = target.astype(dtype)
+    if x.size == 0:  # no position has a class to weigh: a (0, 2**40) batch must not copy 2**40 weights
+        weight = None
     if weight is not None:
         weight = np.ascontiguousarray(weight, dtype=dtype)
         if not weight.flags.aligned:  # ascontiguousarray keeps a misaligned contiguous array
@@ -136,13 +140,19 @@ def _float_or_none(target: np.ndarray) -> Optional[np.ndarray]:
     return None if target.dtype == np.int64 else target
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _ignore_index(ignore_index: Any) -> int:
     try:
-        return operator.index(ignore_index)
+        index = operator.index(ignore_index)
     except TypeError:
         raise TypeError(
             f"ignore_index must be an integer, got {type(ignore_index).__name__}"
         ) from None
+    if not _INT64.min <= index <= _INT64.max:
+        raise ValueError(f"ignore_index must be a 64-bit integer, got {index}")
+    return index
 
 
 def _index_target(target: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
@@ -159,7 +169,7 @@ def _index_target(target: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
 def class_target(target: Any, x: np.ndarray, axis: int, ignore_index: int, name: str) -> np.ndarray:
     """Class indices (int64, the input's shape without the class axis) or class probabilities (the
     input's shape and computation dtype), with PyTorch's rules for telling them apart."""
-    t = target if type(target) is np.ndarray else _to_ndarray(target)
+    t = target if type(target) is np.ndarray else _to_ndarray(target, "target")
     if t.dtype.kind in "fV" or t.dtype == np.float16:  # probabilities
         if t.shape != x.shape:
             raise (TypeError if t.shape == _position_shape(x.shape, axis) else ValueError)(

@@ -24,11 +24,13 @@ __all__ = [
     "AxisError",
     "as_float_array",
     "as_index_array",
+    "broadcast_shapes",
     "check_out",
     "check_reduction",
     "normalize_axes",
     "normalize_axis",
     "promote_dtypes",
+    "refuse_masked",
     "resolve_dtype",
 ]
 
@@ -43,8 +45,19 @@ def _is_supported_float(dtype: np.dtype) -> bool:
     return dtype in _NATIVE_FLOATS or dtype == np.float16 or _is_bfloat16(dtype)
 
 
-def _to_ndarray(x: Any) -> np.ndarray:
+def refuse_masked(x: np.ndarray, name: str) -> None:
+    """A TypeError for a masked array, whose mask would otherwise be silently ignored."""
+    if type(x) is not np.ndarray and isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, and fastloss does not apply masks: leave masked "
+            "positions out with ignore_index= (class targets) or weight= (a zero weight), or "
+            f"pass {name}.filled(value) to choose what masked entries hold"
+        )
+
+
+def _to_ndarray(x: Any, name: str) -> np.ndarray:
     if isinstance(x, np.ndarray):
+        refuse_masked(x, name)
         return x
     if hasattr(x, "__dlpack__"):  # torch, JAX, CuPy...: zero-copy on CPU where possible
         try:
@@ -69,7 +82,7 @@ def _torch_bfloat16(x: Any) -> np.ndarray:
 
 def as_float_array(x: Any, name: str) -> np.ndarray:
     """`x` as an ndarray of a supported floating dtype, in a layout the kernels can read."""
-    arr = x if type(x) is np.ndarray else _to_ndarray(x)
+    arr = x if type(x) is np.ndarray else _to_ndarray(x, name)
     dtype = arr.dtype
     if dtype in _NATIVE_FLOATS and arr.flags.aligned:  # the common case, kept cheap
         return arr
@@ -118,6 +131,8 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:  # (also an axis beyond C's long, which NumPy's check overflows on)
+        raise AxisError(axis, ndim)
     return int(normalize_axis_index(axis, ndim))
 
 
@@ -125,7 +140,30 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     """An int, a tuple of ints or None (all axes), as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    for a in axes:
+        try:
+            a = operator.index(a)
+        except TypeError:
+            raise TypeError(
+                f"axis must be an integer, a tuple of integers or None, got {axis!r}"
+            ) from None
+        if not -ndim <= a < ndim:
+            raise AxisError(a, ndim)
     return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy's broadcasting rule, for any number of dimensions (np.broadcast_shapes stops at 32
+    with a RuntimeError); ValueError where the shapes do not broadcast."""
+    ndim = max(len(s) for s in shapes)
+    result = []
+    for axis in range(-ndim, 0):
+        sizes = {s[axis] for s in shapes if len(s) >= -axis} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {' and '.join(map(str, shapes))} do not broadcast")
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
 
 
 def is_aligned(a: Any) -> bool:
@@ -137,6 +175,7 @@ def is_aligned(a: Any) -> bool:
 def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    refuse_masked(out, name)
     if out.shape != shape:
         raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
@@ -153,7 +192,7 @@ _INT64_MAX = np.iinfo(np.int64).max
 
 def as_index_array(target: Any, name: str = "target") -> np.ndarray:
     """Class indices as native int64 (any integer dtype is accepted; floats never are)."""
-    arr = target if type(target) is np.ndarray else _to_ndarray(target)
+    arr = target if type(target) is np.ndarray else _to_ndarray(target, name)
     dtype = arr.dtype
     if dtype == np.int64:
         return arr if arr.flags.aligned else arr.copy()

@@ -160,6 +160,26 @@ struct SmallOperands {
     SmallOperands& operator=(const SmallOperands&) = delete;
 };
 
+// The cross-entropy parameters of a call (ClassificationLossCall, DistillationCall) whose class
+// weights are `weight` in T. The weights' sum enters the smoothing term only, so it is taken only
+// when there is smoothing and a position to smooth: an empty batch costs nothing per class.
+template <class T, class Call>
+CrossEntropyParams<T> cross_entropy_params(const Call& call, const T* weight) {
+    const int64_t classes = call.shape[size_t(call.axis)];
+    double weight_total = double(classes);
+    if (weight && call.label_smoothing != 0 && position_count(call.shape, call.axis) > 0) {
+        weight_total = 0.0;
+        for (int64_t c = 0; c < classes; ++c) weight_total += double(weight[c]);
+    }
+    CrossEntropyParams<T> params;
+    params.classes = classes;
+    params.weight = weight;
+    params.weight_sum = T(weight_total);
+    params.ignore_index = call.ignore_index;
+    params.label_smoothing = call.label_smoothing;
+    return params;
+}
+
 // The reverse, for per-position losses computed in T in position order: out[...] = values[i],
 // rounded once to S.
 template <class S, class T>

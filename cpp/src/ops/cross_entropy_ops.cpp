@@ -68,14 +68,7 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     T* loss = losses.values();
     const std::vector<int64_t>& loss_strides = losses.strides();
 
-    CrossEntropyParams<T> params;
-    params.classes = classes;
-    params.weight = weight;
-    double weight_total = 0.0;
-    for (int64_t c = 0; c < classes; ++c) weight_total += weight ? double(weight[c]) : 1.0;
-    params.weight_sum = T(weight_total);
-    params.ignore_index = call.ignore_index;
-    params.label_smoothing = call.label_smoothing;
+    const CrossEntropyParams<T> params = cross_entropy_params(call, weight);
 
     // Every target is checked (and copied) before anything is computed or written.
     CheckedTargets checked;

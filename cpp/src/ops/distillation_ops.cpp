@@ -27,13 +27,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     T* ce = scratch.data();
 
     DistillationParams<T> params;
-    params.hard.classes = classes;
-    params.hard.weight = weight;
-    double weight_total = 0.0;
-    for (int64_t c = 0; c < classes; ++c) weight_total += weight ? double(weight[c]) : 1.0;
-    params.hard.weight_sum = T(weight_total);
-    params.hard.ignore_index = call.ignore_index;
-    params.hard.label_smoothing = call.label_smoothing;
+    params.hard = cross_entropy_params(call, weight);
     params.inverse_temperature = T(1.0 / call.temperature);
 
     // Operands: 0 student, 1 teacher, 2 scratch (CE part), 3 target (reduced) or probabilities (full),
