@@ -22,8 +22,10 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
     call.dim = x1.shape(1);
     call.x1 = static_cast<const T*>(x1.data());
     call.x1_row_stride = x1.strides(0) / x1.itemsize();
+    call.x1_feature_stride = x1.strides(1) / x1.itemsize();
     call.x2 = static_cast<const T*>(x2.data());
     call.x2_row_stride = x2.strides(0) / x2.itemsize();
+    call.x2_feature_stride = x2.strides(1) / x2.itemsize();
     call.target = static_cast<const double*>(target.data());
     call.target_stride = target.strides(0) / target.itemsize();
     call.margin = margin;
@@ -47,13 +49,13 @@ double run_cosine_embedding(const py::array& x1, const py::array& x2, const py::
         check_same_type(x1, grad_array, "x1", "grad_out");
         float_type(grad_array, "grad_out");  // aligned, native byte order
         check_writeable(grad_array, "grad_out");
-        if (shape_of(grad_array) != shape_of(x1) ||
-            (call.rows > 0 && call.dim > 1 && grad_array.strides(1) != grad_array.itemsize())) {
-            throw std::invalid_argument("grad_out must have x1's shape " + shape_string(x1) +
-                                        " and contiguous rows, got " + shape_string(grad_array));
+        if (shape_of(grad_array) != shape_of(x1)) {
+            throw std::invalid_argument("grad_out must have x1's shape " + shape_string(x1) + ", got " +
+                                        shape_string(grad_array));
         }
         call.grad = static_cast<T*>(grad_array.mutable_data());
         call.grad_row_stride = grad_array.strides(0) / grad_array.itemsize();
+        call.grad_feature_stride = grad_array.strides(1) / grad_array.itemsize();
         if (!grad_output.is_none() && reduction != Reduction::none) {
             call.grad_output_scalar = compute_t<T>(grad_output.cast<double>());
         } else if (!grad_output.is_none()) {
@@ -81,9 +83,6 @@ double cosine_embedding_binding(const py::array& x1, const py::array& x2, const 
     if (x1.ndim() != 2 || shape_of(x1) != shape_of(x2)) {
         throw std::invalid_argument("x1 and x2 must be 2-D arrays of one shape, got " + shape_string(x1) + " and " +
                                     shape_string(x2));
-    }
-    if (x1.shape(0) > 0 && x1.shape(1) > 1 && (x1.strides(1) != x1.itemsize() || x2.strides(1) != x2.itemsize())) {
-        throw std::invalid_argument("x1 and x2 must have contiguous rows");
     }
     const py::dtype td = target.dtype();
     if (td.kind() != 'f' || td.itemsize() != 8 || !is_native_byte_order(td) ||

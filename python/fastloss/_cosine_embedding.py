@@ -29,13 +29,6 @@ from ._validation import (
 __all__ = ["cosine_embedding_loss"]
 
 
-def _contiguous_rows(x: np.ndarray) -> np.ndarray:
-    """The kernel reads rows of contiguous values (any row stride, 0 included)."""
-    if x.shape[1] > 1 and x.strides[1] != x.itemsize:
-        return np.ascontiguousarray(x)
-    return x
-
-
 def cosine_embedding_loss(
     x1: Any,
     x2: Any,
@@ -115,11 +108,12 @@ def cosine_embedding_loss(
         if go is not None and reduction == "none":
             go = go.reshape(rows)
         b, y64 = separate_from(grad, b), separate_from(grad, y64)
-        # A broadcast x1, or gradient rows that are not contiguous, go through a temporary.
-        direct = a.shape == shape and (shape[-1] <= 1 or grad.strides[-1] == grad.itemsize)
+        # A broadcast x1's gradient is a sum over rows: it goes through a temporary.
+        direct = a.shape == shape
         kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, result_dtype)
-    a_rows = _contiguous_rows(np.broadcast_to(a, shape).reshape(rows_shape))
-    b_rows = _contiguous_rows(np.broadcast_to(b, shape).reshape(rows_shape))
+    # Any layout is read as it is (no copy): (N, D) and (D,) inputs are (rows, D) views.
+    a_rows = np.broadcast_to(a, shape).reshape(rows_shape)
+    b_rows = np.broadcast_to(b, shape).reshape(rows_shape)
     # A broadcast x1's gradient is a sum over rows: under "mean" the kernel sums (its per-row terms
     # then are not divided by N, which in float16 could make them subnormal) and the division by
     # N joins the float64 sum below, as it does the loss here.

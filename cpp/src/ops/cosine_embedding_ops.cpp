@@ -5,6 +5,7 @@
 
 #include "fastloss/dispatch.hpp"
 #include "fastloss/parallel.hpp"
+#include "fastloss/scratch.hpp"
 #include "ops/class_targets.hpp"
 
 namespace fastloss {
@@ -15,6 +16,33 @@ constexpr int64_t kRowBlock = 64;
 // With the gradient, a block's rows of x1 and x2 should still be in L1/L2 when the gradient sweep
 // re-reads them: at most this many bytes of both per block (and at least one row).
 constexpr int64_t kGradBlockBytes = 32 * 1024;
+
+// Staged rows (see cosine_embedding_forward): at most this many bytes of x1, x2 and gradient rows
+// per block, so a block stays in L2 between its gather, its kernels and its scatter.
+constexpr int64_t kStagedBlockBytes = 512 * 1024;
+
+// to[r, d] = from[r, d] for a (rows, dim) tile, each with its own row and feature strides; the
+// inner loop runs along the axis whose strides are smaller in both together (in Fortran order,
+// rows are next to each other and a row's features far apart).
+template <class S>
+void copy_tile(const S* from, int64_t from_row_stride, int64_t from_feature_stride, S* to, int64_t to_row_stride,
+               int64_t to_feature_stride, int64_t rows, int64_t dim) {
+    const auto magnitude = [](int64_t s) { return s < 0 ? -s : s; };
+    if (magnitude(from_feature_stride) + magnitude(to_feature_stride) <=
+        magnitude(from_row_stride) + magnitude(to_row_stride)) {
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t d = 0; d < dim; ++d) {
+                to[r * to_row_stride + d * to_feature_stride] = from[r * from_row_stride + d * from_feature_stride];
+            }
+        }
+    } else {
+        for (int64_t d = 0; d < dim; ++d) {
+            for (int64_t r = 0; r < rows; ++r) {
+                to[r * to_row_stride + d * to_feature_stride] = from[r * from_row_stride + d * from_feature_stride];
+            }
+        }
+    }
+}
 
 // PyTorch's EPSILON is the float constant 1e-12f (9.99999996e-13), for float64 inputs too.
 template <class T>
@@ -71,39 +99,60 @@ double cosine_embedding_forward(const CosineEmbeddingCall<S>& call) {
     }
     const CosineKernels<S>& k = active_kernels().kernels<S>().cosine;
     const bool with_grad = call.grad != nullptr;
+    // Rows whose values are not contiguous (Fortran order, a strided view) are gathered a block
+    // at a time into scratch and run through the same kernels, so every layout gives the same
+    // bits; the gradient is scattered back the same way.
+    const bool staged = call.dim > 1 && (call.x1_feature_stride != 1 || call.x2_feature_stride != 1 ||
+                                         (with_grad && call.grad_feature_stride != 1));
     int64_t block_rows = kRowBlock;
-    if (with_grad && call.dim > 0) {
-        const int64_t fit = kGradBlockBytes / (2 * call.dim * int64_t(sizeof(S)));
+    const int64_t block_bytes = staged ? kStagedBlockBytes : with_grad ? kGradBlockBytes : 0;
+    if (block_bytes > 0 && call.dim > 0) {
+        const int64_t fit = block_bytes / ((staged ? 3 : 2) * call.dim * int64_t(sizeof(S)));
         block_rows = fit < 1 ? 1 : (fit < kRowBlock ? fit : kRowBlock);
     }
     // The gradient's scale: grad_output (none), its scalar (sum), or the scalar / n (mean).
     const T constant_scale =
         call.grad_output_scalar / (call.reduction == Reduction::mean ? T(n) : T(1));
+    auto finish_row = [&](int64_t row, const T* dots, T* coef) {
+        const double y = call.target[row * call.target_stride];
+        loss[row] = cosine_embedding_row_loss(dots[0], dots[1], dots[2], y, call.margin);
+        if (with_grad) {
+            const T g = call.grad_output ? T(call.grad_output[row * call.grad_output_stride]) : constant_scale;
+            cosine_embedding_row_grad(dots[0], dots[1], dots[2], y, call.margin, g, coef);
+        }
+    };
     const int64_t blocks = (n + block_rows - 1) / block_rows;
     const int64_t per_block = block_rows * (call.dim > 0 ? 2 * call.dim : 1);
     parallel_for(blocks, per_block, [&](int64_t begin, int64_t end) {
         T dots[3 * kRowBlock];
         T coef[2 * kRowBlock];
+        std::vector<S> rows_buffer = scratch_vector<S>(staged ? 3 * block_rows * call.dim : 0, "staged rows");
         for (int64_t b = begin; b < end; ++b) {
             const int64_t first = b * block_rows;
             const int64_t rows = n - first < block_rows ? n - first : block_rows;
             const S* x1 = call.x1 + first * call.x1_row_stride;
             const S* x2 = call.x2 + first * call.x2_row_stride;
-            k.dot3_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, dots, rows, call.dim);
-            for (int64_t r = 0; r < rows; ++r) {
-                const double y = call.target[(first + r) * call.target_stride];
-                loss[first + r] =
-                    cosine_embedding_row_loss(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2], y, call.margin);
+            S* grad = with_grad ? call.grad + first * call.grad_row_stride : nullptr;
+            if (!staged) {
+                k.dot3_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, dots, rows, call.dim);
+                for (int64_t r = 0; r < rows; ++r) finish_row(first + r, dots + 3 * r, coef + 2 * r);
                 if (with_grad) {
-                    const T g = call.grad_output ? T(call.grad_output[(first + r) * call.grad_output_stride])
-                                                 : constant_scale;
-                    cosine_embedding_row_grad(dots[3 * r], dots[3 * r + 1], dots[3 * r + 2], y, call.margin, g,
-                                              coef + 2 * r);
+                    k.combine_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, coef, grad, call.grad_row_stride,
+                                   rows, call.dim);
                 }
+                continue;
             }
+            const int64_t dim = call.dim;
+            S* a_rows = rows_buffer.data();
+            S* b_rows = a_rows + block_rows * dim;
+            S* grad_rows = b_rows + block_rows * dim;
+            copy_tile(x1, call.x1_row_stride, call.x1_feature_stride, a_rows, dim, 1, rows, dim);
+            copy_tile(x2, call.x2_row_stride, call.x2_feature_stride, b_rows, dim, 1, rows, dim);
+            k.dot3_rows(a_rows, dim, b_rows, dim, dots, rows, dim);
+            for (int64_t r = 0; r < rows; ++r) finish_row(first + r, dots + 3 * r, coef + 2 * r);
             if (with_grad) {
-                k.combine_rows(x1, call.x1_row_stride, x2, call.x2_row_stride, coef,
-                               call.grad + first * call.grad_row_stride, call.grad_row_stride, rows, call.dim);
+                k.combine_rows(a_rows, dim, b_rows, dim, coef, grad_rows, dim, rows, dim);
+                copy_tile(grad_rows, dim, 1, grad, call.grad_row_stride, call.grad_feature_stride, rows, dim);
             }
         }
     });

@@ -15,10 +15,13 @@ namespace fastloss {
 template <class S>
 struct CosineEmbeddingCall {
     using T = compute_t<S>;
+    // Row r's value d of x1 at x1[r * x1_row_stride + d * x1_feature_stride] (any strides).
     const S* x1 = nullptr;
-    int64_t x1_row_stride = 0;  // rows hold `dim` contiguous values
+    int64_t x1_row_stride = 0;
+    int64_t x1_feature_stride = 1;
     const S* x2 = nullptr;
     int64_t x2_row_stride = 0;
+    int64_t x2_feature_stride = 1;
     const double* target = nullptr;  // (rows,), target_stride apart
     int64_t target_stride = 1;
     int64_t rows = 0;
@@ -28,9 +31,10 @@ struct CosineEmbeddingCall {
     S* loss = nullptr;  // Reduction::none: (rows,) contiguous
 
     // Optional gradient of the returned loss w.r.t. x1 (of sum(grad_output * loss) for
-    // Reduction::none), rows of `dim` contiguous values; it may be x1 itself, never x2.
+    // Reduction::none), any strides; it may be x1 itself, never x2.
     S* grad = nullptr;
     int64_t grad_row_stride = 0;
+    int64_t grad_feature_stride = 1;
     const S* grad_output = nullptr;  // Reduction::none: (rows,), grad_output_stride apart; null: ones
     int64_t grad_output_stride = 0;
     T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
