@@ -93,6 +93,58 @@ void row_sum_exp_and_shifted_sum(const S* x, T m, const T* weight, int64_t n, T&
     t = T(t_total);
 }
 
+// Probability targets, rows layout: w_c q'_c for classes [i, i + lanes) of a row, zero beyond.
+template <class S, class T = compute_t<S>>
+Vec<T> weighted_target_row(const S* q, int64_t i, int64_t lanes, const CrossEntropyParams<T>& p) {
+    using V = Vec<T>;
+    const bool full = lanes == V::width;
+    V qp = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), V::broadcast(T(1) - p.label_smoothing),
+               V::broadcast(p.label_smoothing / T(p.classes)));
+    if (p.weight) qp = qp * (full ? vload(p.weight + i) : vload_partial(p.weight + i, lanes, T(0)));
+    return full ? qp : select(V::first_lanes(lanes), qp, V::broadcast(T(0)));
+}
+
+// One sweep over a row of n classes with probability targets, after its max m:
+//   s = sum_c exp(x_c - m),  a = sum_c w_c q'_c (x_c - m),  b = sum_c w_c q'_c,
+// summed in blocks ([Note: long sums]). With `staged`, exp(x_c - m) is also stored there.
+template <class T>
+struct ProbabilityRowSums {
+    T sum, weighted_shifted_sum, weight_total;
+};
+
+template <class S, class T = compute_t<S>>
+ProbabilityRowSums<T> probability_row_sums(const S* x, const S* q, T m, int64_t n, const CrossEntropyParams<T>& p,
+                                           S* staged) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V vm = V::broadcast(m), zero = V::broadcast(T(0));
+    double s_total = 0.0, a_total = 0.0, b_total = 0.0;
+    for_each_sum_block(n, [&](int64_t begin, int64_t length) {
+        V s = zero, a = zero, b = zero;
+        for (int64_t i = begin; i < begin + length; i += W) {
+            const int64_t lanes = begin + length - i < W ? begin + length - i : W;
+            const bool full = lanes == W;
+            // Tail lanes: x = m, so d = 0; their exponentials and targets are zeroed.
+            const V d = (full ? vload(x + i) : vload_partial(x + i, lanes, m)) - vm;
+            const V qp = weighted_target_row(q, i, lanes, p);
+            V e = vexp_nonpositive(d);
+            if (!full) e = select(V::first_lanes(lanes), e, zero);
+            if constexpr (!is_half_storage<S>) {  // (staging is for float and double only)
+                if (staged) {
+                    if (full) store(staged + i, e); else store_partial(staged + i, lanes, e);
+                }
+            }
+            s = s + e;
+            a = fma(qp, d, a);
+            b = b + qp;
+        }
+        s_total += double(reduce_sum(s));
+        a_total += double(reduce_sum(a));
+        b_total += double(reduce_sum(b));
+    });
+    return {T(s_total), T(a_total), T(b_total)};
+}
+
 // Columns layout: `lanes` positions starting at x (value c of lane k at x[c * class_stride + k]).
 template <class S, class T = compute_t<S>>
 Vec<T> load_column(const S* x, int64_t class_stride, int64_t c, int64_t lanes, T fill) {

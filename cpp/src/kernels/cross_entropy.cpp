@@ -81,43 +81,12 @@ void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t
 template <class S, class T = compute_t<S>>
 void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride, T* loss,
                       int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
     const int64_t C = p.classes;
-    const V keep = V::broadcast(T(1) - p.label_smoothing);
-    const V spread = V::broadcast(p.label_smoothing / T(C));
-    const V zero = V::broadcast(T(0));
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
-        const S* qr = q + r * q_row_stride;
-        const V vm = V::broadcast(row_max(xr, C));
-        double s_total = 0.0, a_total = 0.0, b_total = 0.0;  // see [Note: long sums]
-        for_each_sum_block(C, [&](int64_t begin, int64_t length) {
-            V s = zero, a = zero, b = zero;
-            for (int64_t i = begin; i < begin + length; i += W) {
-                const int64_t lanes = begin + length - i < W ? begin + length - i : W;
-                const bool full = lanes == W;
-                // Tail lanes: x = -inf (exp -> 0); then d and q' are zeroed so they add nothing.
-                const V xv = full ? vload(xr + i) : vload_partial(xr + i, lanes, -infinity<T>());
-                const V qv = full ? vload(qr + i) : vload_partial(qr + i, lanes, T(0));
-                V d = xv - vm;
-                V qp = fma(qv, keep, spread);
-                if (p.weight) qp = qp * (full ? vload(p.weight + i) : vload_partial(p.weight + i, lanes, T(0)));
-                if (!full) {
-                    const auto live = V::first_lanes(lanes);
-                    d = select(live, d, zero);
-                    qp = select(live, qp, zero);
-                }
-                s = s + vexp(xv - vm);
-                a = fma(qp, d, a);
-                b = b + qp;
-            }
-            s_total += double(reduce_sum(s));
-            a_total += double(reduce_sum(a));
-            b_total += double(reduce_sum(b));
-        });
-        const T log_s = scalar_log(T(s_total));
-        loss[r * loss_stride] = T(b_total) * log_s - T(a_total);
+        const ProbabilityRowSums<T> sums =
+            probability_row_sums<S>(xr, q + r * q_row_stride, row_max(xr, C), C, p, nullptr);
+        loss[r * loss_stride] = sums.weight_total * scalar_log(sums.sum) - sums.weighted_shifted_sum;
     }
 }
 

@@ -219,52 +219,22 @@ void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t C = p.classes;
-    const V keep = V::broadcast(T(1) - p.label_smoothing);
-    const V spread = V::broadcast(p.label_smoothing / T(C));
-    const V zero = V::broadcast(T(0));
-    // w q' over lanes [i, i + lanes), zero beyond
-    auto weighted_target = [&](const S* qr, int64_t i, int64_t lanes) {
-        const bool full = lanes == W;
-        V qp = fma(full ? vload(qr + i) : vload_partial(qr + i, lanes, T(0)), keep, spread);
-        if (p.weight) qp = qp * (full ? vload(p.weight + i) : vload_partial(p.weight + i, lanes, T(0)));
-        return full ? qp : select(V::first_lanes(lanes), qp, zero);
-    };
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         const S* qr = q + r * q_row_stride;
         S* gr = grad + r * grad_row_stride;
         const T m = row_max(xr, C);
-        const V vm = V::broadcast(m);
-        double s_sum = 0.0, a_sum = 0.0, b_sum = 0.0;  // see [Note: long sums]
-        for_each_sum_block(C, [&](int64_t begin, int64_t length) {
-            V s = zero, a = zero, b = zero;
-            for (int64_t i = begin; i < begin + length; i += W) {
-                const int64_t lanes = begin + length - i < W ? begin + length - i : W;
-                const bool full = lanes == W;
-                const V d = (full ? vload(xr + i) : vload_partial(xr + i, lanes, m)) - vm;
-                const V qp = weighted_target(qr, i, lanes);
-                V e = vexp_nonpositive(d);
-                if (!full) e = select(V::first_lanes(lanes), e, zero);
-                if constexpr (stage_exponentials<S>) {
-                    if (full) store(gr + i, e); else store_partial(gr + i, lanes, e);
-                }
-                s = s + e;
-                a = fma(qp, d, a);
-                b = b + qp;
-            }
-            s_sum += double(reduce_sum(s));
-            a_sum += double(reduce_sum(a));
-            b_sum += double(reduce_sum(b));
-        });
-        const T sum = T(s_sum), b_total = T(b_sum);
-        loss[r * loss_stride] = b_total * scalar_log(sum) - T(a_sum);
+        const ProbabilityRowSums<T> sums =
+            probability_row_sums<S>(xr, qr, m, C, p, stage_exponentials<S> ? gr : nullptr);
+        const T sum = sums.sum, b_total = sums.weight_total;
+        loss[r * loss_stride] = b_total * scalar_log(sum) - sums.weighted_shifted_sum;
         const T g = scale[r * scale_stride];
         const V factor = V::broadcast(g * b_total / sum), vg = V::broadcast(g);
         for (int64_t i = 0; i < C; i += W) {
             const int64_t lanes = C - i < W ? C - i : W;
             const bool full = lanes == W;
             const V e = row_exponentials(xr, m, gr, i, lanes);
-            const V out = factor * e - vg * weighted_target(qr, i, lanes);
+            const V out = factor * e - vg * weighted_target_row(qr, i, lanes, p);
             if (full) store(gr + i, out); else store_partial(gr + i, lanes, out);
         }
     }
