@@ -409,9 +409,10 @@ def test_out_of_range_and_odd_arguments_name_the_argument():
     for axis in (1.0, (0, 1.0), "1"):
         with pytest.raises(TypeError, match="axis must be an integer"):
             fl.logsumexp(x, axis=axis)
-    deep = np.zeros((1,) * 33)
-    assert fl.kl_div(deep, deep, reduction="sum") == 0
-    assert fl.kl_div(deep, deep[0], reduction="sum", return_grad=True).grad.shape == deep.shape
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":  # (earlier NumPy stops at 32 dimensions)
+        deep = np.zeros((1,) * 33)
+        assert fl.kl_div(deep, deep, reduction="sum") == 0
+        assert fl.kl_div(deep, deep[0], reduction="sum", return_grad=True).grad.shape == deep.shape
     with pytest.raises(ValueError, match=r"input of shape \(2, 3\) and target of shape \(4, 3\)"):
         fl.kl_div(x, np.zeros((4, 3)), reduction="sum")
 

@@ -7,6 +7,7 @@ import pytest
 
 import fastloss as fl
 import reference as ref
+from fastloss._validation import AxisError  # NumPy's, wherever this NumPy keeps it
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 FUNCS = {
@@ -255,9 +256,9 @@ def test_non_float_input_is_type_error(bad):
 def test_bad_axis():
     x = np.zeros((2, 3))
     for f in (fl.softmax, fl.log_softmax, fl.logsumexp):
-        with pytest.raises(np.exceptions.AxisError, match="axis 2 is out of bounds for array of dimension 2"):
+        with pytest.raises(AxisError, match="axis 2 is out of bounds for array of dimension 2"):
             f(x, 2)
-        with pytest.raises(np.exceptions.AxisError):
+        with pytest.raises(AxisError):
             f(x, -3)
     with pytest.raises(TypeError, match="axis must be an integer"):
         fl.softmax(x, 1.0)
