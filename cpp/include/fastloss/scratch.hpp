@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,17 @@ std::vector<T> scratch_vector(int64_t count, const char* purpose, T value = T())
     } catch (const std::bad_alloc&) {
         throw AllocationFailure(count * int64_t(sizeof(T)), purpose);
     } catch (const std::length_error&) {
+        throw AllocationFailure(count * int64_t(sizeof(T)), purpose);
+    }
+}
+
+// `count` values left uninitialised (for scratch that is written whole before it is read: no
+// zeroing pass), or AllocationFailure.
+template <class T>
+std::unique_ptr<T[]> uninitialised_scratch(int64_t count, const char* purpose) {
+    try {
+        return std::unique_ptr<T[]>(new T[static_cast<size_t>(count)]);
+    } catch (const std::bad_alloc&) {  // bad_array_new_length too
         throw AllocationFailure(count * int64_t(sizeof(T)), purpose);
     }
 }

@@ -102,13 +102,15 @@ T exp_into_block(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoo
 // in blocks (see [Note: long sums]).
 template <class S, class T = compute_t<S>>
 T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
+    if (n <= kSumBlockClasses) return exp_into_block(x, m, grad, n, weight, smoothing, t);
     double s_total = 0.0, t_total = 0.0;
-    for_each_sum_block(n, [&](int64_t begin, int64_t length) {
+    for (int64_t begin = 0; begin < n; begin += kSumBlockClasses) {
         T t_block = T(0);
-        s_total += double(exp_into_block(x + begin, m, grad + begin, length, weight ? weight + begin : nullptr,
-                                         smoothing, t_block));
+        const T s_block = exp_into_block(x + begin, m, grad + begin, std::min(kSumBlockClasses, n - begin),
+                                         weight ? weight + begin : nullptr, smoothing, t_block);
+        s_total += double(s_block);
         t_total += double(t_block);
-    });
+    }
     t = T(t_total);
     return T(s_total);
 }
@@ -230,11 +232,12 @@ void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t
         loss[r * loss_stride] = b_total * scalar_log(sum) - sums.weighted_shifted_sum;
         const T g = scale[r * scale_stride];
         const V factor = V::broadcast(g * b_total / sum), vg = V::broadcast(g);
+        const SmoothedTargets<T> targets(p);
         for (int64_t i = 0; i < C; i += W) {
             const int64_t lanes = C - i < W ? C - i : W;
             const bool full = lanes == W;
             const V e = row_exponentials(xr, m, gr, i, lanes);
-            const V out = factor * e - vg * weighted_target_row(qr, i, lanes, p);
+            const V out = factor * e - vg * targets.row(qr, i, lanes);
             if (full) store(gr + i, out); else store_partial(gr + i, lanes, out);
         }
     }

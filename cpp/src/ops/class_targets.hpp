@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "fastloss/half.hpp"
@@ -41,10 +42,13 @@ inline int64_t position_count(const std::vector<int64_t>& shape, int axis) {
 // checked are the values used: another thread writing the caller's targets during the call, or an
 // output buffer that shares their memory (grad_out over the same bytes), cannot turn into an
 // out-of-bounds index. The copy is 8 bytes a position, next to a row of classes.
+// Without `copy` the kernels read the caller's targets, and must check each one again as they
+// use it (nll_loss without a gradient, whose single gather per position a copy would slow).
 struct CheckedTargets {
-    std::vector<int64_t> values;
-    std::vector<int64_t> strides;  // full-rank position strides (0 on the class axis)
-    double weight_sum = 0.0;       // the weights of the non-ignored targets: a weighted mean's denominator
+    std::unique_ptr<int64_t[]> values;  // the copy, if made
+    const int64_t* target = nullptr;     // the copy, or the caller's targets
+    std::vector<int64_t> strides;        // target's full-rank strides (0 on the class axis)
+    double weight_sum = 0.0;             // the non-ignored targets' weights: a weighted mean's denominator
 };
 
 // Checks every target (in position order, so the first bad one is reported) and throws
@@ -52,22 +56,34 @@ struct CheckedTargets {
 template <class T>
 CheckedTargets checked_class_targets(const int64_t* target, const std::vector<int64_t>& target_strides,
                                      const std::vector<int64_t>& shape, int axis, int64_t ignore_index,
-                                     const T* weight) {
+                                     const T* weight, bool copy_targets = true) {
     const int64_t classes = shape[size_t(axis)];
+    const int64_t positions = position_count(shape, axis);
     CheckedTargets checked;
-    checked.strides = position_strides(shape, axis);
-    checked.values = scratch_vector<int64_t>(position_count(shape, axis), "a copy of the class targets");
-    const AxisGeometry g = make_axis_geometry(shape, axis, {target_strides, checked.strides},
-                                              {OperandRole::reduced, OperandRole::reduced});
-    int64_t* copy = checked.values.data();
+    checked.target = target;
+    checked.strides = target_strides;
+    if (copy_targets) {
+        checked.values = uninitialised_scratch<int64_t>(positions, "a copy of the class targets");
+        checked.target = checked.values.get();
+        checked.strides = position_strides(shape, axis);
+    }
+    int64_t* copy = checked.values.get();
     auto check_and_copy = [&](auto&& count) {
-        for_each_position(g, [&](const int64_t* at) {
-            const int64_t y = target[at[0]];  // read once: the value checked is the value copied
-            copy[at[1]] = y;
+        auto one = [&](int64_t from, int64_t to) {
+            const int64_t y = target[from];  // read once: the value checked is the value copied
+            if (copy) copy[to] = y;
             if (y == ignore_index) return;
             if (y < 0 || y >= classes) throw TargetOutOfBounds(y);
             count(y);
-        });
+        };
+        if (shape.size() <= 2) {  // at most one position axis, (N, C) or (C,): a strided loop
+            const int64_t stride = shape.size() == 2 ? target_strides[size_t(1 - axis)] : 0;
+            for (int64_t i = 0; i < positions; ++i) one(i * stride, i);
+            return;
+        }
+        const AxisGeometry g = make_axis_geometry(shape, axis, {target_strides, position_strides(shape, axis)},
+                                                  {OperandRole::reduced, OperandRole::reduced});
+        for_each_position(g, [&](const int64_t* at) { one(at[0], at[1]); });
     };
     if (!weight) {  // an integer count: no chain of float64 additions through the loop
         int64_t counted = 0;

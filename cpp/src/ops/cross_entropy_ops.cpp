@@ -1,6 +1,7 @@
 #include "ops/cross_entropy_ops.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
 #include <vector>
 
@@ -48,6 +49,22 @@ private:
     T* values_ = nullptr;
     std::vector<int64_t> strides_;
     std::vector<T> scratch_;
+};
+
+// A target that failed its check on use (see nll_loss_forward), reported after the parallel region.
+class TargetChangedDuringCall {
+  public:
+    void note(int64_t target) {
+        if (!noted_.exchange(true)) value_.store(target);
+    }
+    // After the parallel region (which orders the stores before this).
+    void raise_if_noted() const {
+        if (noted_.load()) throw TargetOutOfBounds(value_.load());
+    }
+
+  private:
+    std::atomic<bool> noted_{false};
+    std::atomic<int64_t> value_{0};
 };
 
 }  // namespace
@@ -101,7 +118,7 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     const CrossEntropyKernels<S>& k = active_kernels().kernels<S>().cross_entropy;
     const S* x = call.input;
     const S* second = call.probabilities;
-    const int64_t* target = checked.values.data();
+    const int64_t* target = checked.target;
     S* grad = call.grad;
 
     auto run_rows = [&](const S* xp, int64_t xs, const S* tp_or_qp, const int64_t* yp, int64_t ts, T* lp, int64_t ls,
@@ -181,9 +198,10 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
     const PositionLosses<S> losses(call);
     T* loss = losses.values();
-    // Checked and copied before anything is written.
-    const CheckedTargets checked =
-        checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index, weight);
+    // Checked before anything is written; copied when a gradient is written (grad_out may share the
+    // targets' memory). The loss-only visit reads the caller's targets and checks each one again.
+    const CheckedTargets checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis,
+                                                         call.ignore_index, weight, call.grad != nullptr);
     const double denominator = checked.weight_sum;
     // Operands: 0 input, 1 target, 2 loss, 3 gradient, 4 grad_output; unused ones borrow the
     // target's strides.
@@ -203,12 +221,17 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     // reference, every position reloaded every pointer), and the loss-only visit has nothing else
     // in its loop: on large inputs every target logit is a cache miss, and the fewer instructions
     // per position, the more misses the core keeps in flight.
-    auto position_loss = [input = call.input, target = checked.values.data(), ignore_index = call.ignore_index, weight, loss,
-                          class_stride](const int64_t* at) {
+    // A target out of range here was changed by another thread after the check: it is not used,
+    // and the call raises for it afterwards.
+    TargetChangedDuringCall changed;
+    auto position_loss = [input = call.input, target = checked.target, ignore_index = call.ignore_index, weight, loss,
+                          class_stride, classes, changed = &changed](const int64_t* at) {
         const int64_t y = target[at[1]];
-        loss[at[2]] = y == ignore_index ? T(0) : -(weight ? weight[y] : T(1)) * T(input[at[0] + y * class_stride]);
+        const bool used = y != ignore_index && static_cast<uint64_t>(y) < static_cast<uint64_t>(classes);
+        loss[at[2]] = used ? -(weight ? weight[y] : T(1)) * T(input[at[0] + y * class_stride]) : T(0);
+        if (!used && y != ignore_index) changed->note(y);
     };
-    auto position_with_grad = [position_loss, target = checked.values.data(), ignore_index = call.ignore_index, weight,
+    auto position_with_grad = [position_loss, target = checked.target, ignore_index = call.ignore_index, weight,
                                grad = call.grad, grad_output = call.grad_output, constant_scale, grad_class_stride,
                                classes](const int64_t* at) {
         position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
@@ -228,6 +251,7 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     } else {
         parallel_for_each_position(g, kGatherWork, position_loss);
     }
+    changed.raise_if_noted();
     return losses.finish(denominator);
 }
 

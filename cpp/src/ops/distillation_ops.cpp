@@ -66,7 +66,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
     const S* s = call.student;
     const S* t = call.teacher;
-    const int64_t* target = checked.values.data();
+    const int64_t* target = checked.target;
     const S* q = call.probabilities;
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
