@@ -27,7 +27,8 @@ def is_same_view(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def separate_from(output: Optional[np.ndarray], operand: Any, may_alias: bool = False) -> Any:
-    """`operand`, or a private copy of it if it shares memory with `output`. With `may_alias`,
+    """`operand`, or a private copy of it if it shares memory with `output`, the caller's output
+    buffer (None when the output is a new array, which nothing can overlap). With `may_alias`,
     `operand` may also be exactly `output` (see is_same_view)."""
     if output is None or not isinstance(operand, np.ndarray) or (operand is output and may_alias):
         return operand

@@ -107,7 +107,7 @@ def cosine_embedding_loss(
         a, grad, go = _gradient_arguments(a, expected_target, reduction, grad_output, grad_out)
         if go is not None and reduction == "none":
             go = go.reshape(rows)
-        b, y64 = separate_from(grad, b), separate_from(grad, y64)
+        b, y64 = separate_from(grad_out, b), separate_from(grad_out, y64)
         # A broadcast x1's gradient is a sum over rows: it goes through a temporary.
         direct = a.shape == shape
         kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, result_dtype)

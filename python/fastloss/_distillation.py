@@ -134,7 +134,7 @@ def distillation_loss(
         return _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
     grad_out, final = promoted_grad_out(grad_out, s.shape, input_dtype, result_dtype)
     s, grad, go = _gradient_arguments(s, positions, reduction, grad_output, grad_out)
-    t, y, w = (separate_from(grad, a) for a in (t, y, w))
+    t, y, w = (separate_from(grad_out, operand) for operand in (t, y, w))
     value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out, grad, go)
     loss = _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

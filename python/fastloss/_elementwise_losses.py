@@ -128,7 +128,7 @@ def _run(
     final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
     if direct:
         x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)
-        arguments = tuple(separate_from(grad, a) for a in arguments)
+        arguments = tuple(separate_from(grad_out, a) for a in arguments)
     else:
         if grad_out is not None:
             final = _check_grad_out(grad_out, input_shape, input_dtype)

@@ -63,7 +63,7 @@ def _gradient_arguments(
                     f"grad_output must have the loss's shape {positions}, got {go.shape}"
                 ) from None
         go = np.asarray(go, dtype=dtype)
-        return x, grad, separate_from(grad, go if go.flags.aligned else go.copy())
+        return x, grad, separate_from(grad_out, go if go.flags.aligned else go.copy())
     if np.ndim(grad_output) != 0:
         raise ValueError(
             f"grad_output must be a number for reduction={reduction!r}, got shape {np.shape(grad_output)}"
@@ -240,7 +240,7 @@ def _run(
         return _finish(value, out, reduction, result_dtype)
     grad_out, final = promoted_grad_out(grad_out, x.shape, input_dtype, result_dtype)
     x, grad, go = _gradient_arguments(x, positions, reduction, grad_output, grad_out)
-    target, weight = separate_from(grad, target), separate_from(grad, weight)
+    target, weight = separate_from(grad_out, target), separate_from(grad_out, weight)
     value = kernel(x, target, weight, *options, reduction, axis, out, grad, go)
     loss = _finish(value, out, reduction, result_dtype)
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))
