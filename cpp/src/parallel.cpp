@@ -16,8 +16,11 @@ std::atomic<int> g_num_threads{0};
 std::atomic<bool> g_ran_parallel_region{false};
 std::atomic<bool> g_serial_after_fork{false};
 
+// Only libgomp loses its threads for good; LLVM's libomp re-creates them in the child.
 void after_fork_in_child() {
+#if defined(__GNUC__) && !defined(__clang__)
     if (g_ran_parallel_region.load(std::memory_order_relaxed)) g_serial_after_fork.store(true);
+#endif
 }
 
 const bool g_fork_handler_registered = pthread_atfork(nullptr, nullptr, after_fork_in_child) == 0;

@@ -92,10 +92,7 @@ def _layout_keeps_the_sum(grad_out: Any, x: np.ndarray) -> bool:
     sum the loss in pieces of the merged rows: a gradient laid out otherwise (Fortran order
     under C-order inputs, say) would change the pieces and so the loss's last bits. A
     C-contiguous gradient (which merges wherever the inputs do) or one laid out as the input
-    keeps them, and so does a new one (np.empty_like) for a contiguous input; any other goes
-    through a C-contiguous buffer, copied afterwards."""
-    if grad_out is None:
-        return x.flags.c_contiguous or x.flags.f_contiguous
+    keeps them."""
     if not isinstance(grad_out, np.ndarray) or not grad_out.flags.aligned:
         return False
     return grad_out.flags.c_contiguous or grad_out.strides == x.strides
@@ -124,9 +121,17 @@ def _run(
         return _reduce(kernel(x, *arguments, out), out, reduction, count, result_dtype)
 
     input_shape, input_dtype = input_array.shape, input_array.dtype
-    direct = shape == input_shape and x.dtype == input_dtype and _layout_keeps_the_sum(grad_out, x)
+    # An input of the loss's shape and dtype gets its scaled gradient from the kernel directly:
+    # into grad_out, or, where grad_out's layout would change the loss, into a C-order buffer
+    # copied into grad_out afterwards (a new gradient of a non-contiguous input is C-order too).
+    direct = shape == input_shape and x.dtype == input_dtype
     final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
     if direct:
+        if grad_out is not None and not _layout_keeps_the_sum(grad_out, x):
+            final = _check_grad_out(grad_out, input_shape, input_dtype)
+            grad_out = np.empty(shape, x.dtype)
+        elif grad_out is None and not (x.flags.c_contiguous or x.flags.f_contiguous):
+            grad_out = np.empty(shape, x.dtype)
         x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)
         arguments = tuple(separate_from(grad_out, a) for a in arguments)
     else:
@@ -151,10 +156,13 @@ def _run(
     value = kernel(x, *arguments, out, grad, go, float(kernel_scale))
     loss = _reduce(value, out, reduction, count, result_dtype)
     if direct:
+        if final is not None:
+            np.copyto(final, grad)
+            return LossAndGrad(loss, final)
         return LossAndGrad(loss, grad)
     reduced = _sum_to_shape(grad, input_shape)
-    if scale != 1.0:
-        reduced = np.asarray(reduced * np.float64(scale))  # (0-d: a scalar otherwise)
+    if scale != 1.0:  # in float64 (NumPy 1.x would keep a half-precision array's dtype)
+        reduced = np.asarray(np.asarray(reduced, dtype=np.float64) * scale)  # (0-d stays an array)
     if final is None:
         return LossAndGrad(loss, reduced.astype(input_dtype))
     np.copyto(final, reduced, casting="unsafe")

@@ -140,7 +140,7 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     """An int, a tuple of ints or None (all axes), as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = axis if isinstance(axis, tuple) else (axis,)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     for a in axes:
         try:
             a = operator.index(a)
@@ -150,7 +150,7 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
             ) from None
         if not -ndim <= a < ndim:
             raise AxisError(a, ndim)
-    return tuple(sorted(normalize_axis_tuple(axis, ndim)))
+    return tuple(sorted(normalize_axis_tuple(axes, ndim)))
 
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:

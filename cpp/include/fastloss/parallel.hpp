@@ -14,7 +14,9 @@ namespace fastloss {
 // and threadpoolctl's limits are honoured) until set_num_threads() chooses a number.
 // [Note: fork] In a child forked after this process ran a parallel region, always 1: libgomp's
 // worker threads do not survive fork(), and its next parallel region would wait for them forever.
-// Results are the same bits (see [Note: fixed chunking]); only the speed differs.
+// Results are the same bits (see [Note: fixed chunking]); only the speed differs. (libgomp
+// builds only: LLVM's libomp re-creates its threads. Only fastloss's own regions are seen: a
+// libgomp shared with another library that ran one is not; the wheel bundles its own copy.)
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1
 

@@ -13,8 +13,9 @@ namespace FASTLOSS_ISA_NS {
 namespace {
 
 // [Note: long sums] The sums over a row's classes that these kernels take in T (the exponentials'
-// sum, the smoothing sum, the probability-target sums) are taken over blocks of kSumBlockClasses
-// classes, and the blocks' sums are added in float64. So their rounding error stays at a few T
+// sum with smoothing, probability targets or a gradient, the smoothing sum, the probability-target
+// sums; the plain forward uses row_statistics' two-level sum) are taken over blocks of
+// kSumBlockClasses classes, and the blocks' sums are added in float64. So their rounding error stays at a few T
 // roundings whatever the class count: one float32 accumulation over 2^28 classes was off by 1e-3,
 // and by 7% at 2^31. A row of at most one block is summed exactly as without blocks. (The blocks
 // are plain loops, not a helper taking a lambda: with one, GCC kept the gradient kernel's

@@ -126,7 +126,7 @@ double cosine_embedding_forward(const CosineEmbeddingCall<S>& call) {
     parallel_for(blocks, per_block, [&](int64_t begin, int64_t end) {
         T dots[3 * kRowBlock];
         T coef[2 * kRowBlock];
-        std::vector<S> rows_buffer = scratch_vector<S>(staged ? 3 * block_rows * call.dim : 0, "staged rows");
+        std::vector<S> rows_buffer = scratch_vector<S>(staged ? count_product(3 * block_rows, call.dim) : 0, "staged rows");
         for (int64_t b = begin; b < end; ++b) {
             const int64_t first = b * block_rows;
             const int64_t rows = n - first < block_rows ? n - first : block_rows;

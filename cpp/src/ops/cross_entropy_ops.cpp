@@ -226,7 +226,7 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     TargetChangedDuringCall changed;
     auto position_loss = [input = call.input, target = checked.target, ignore_index = call.ignore_index, weight, loss,
                           class_stride, classes, changed = &changed](const int64_t* at) {
-        const int64_t y = target[at[1]];
+        const int64_t y = __atomic_load_n(target + at[1], __ATOMIC_RELAXED);  // (see checked_class_targets)
         const bool used = y != ignore_index && static_cast<uint64_t>(y) < static_cast<uint64_t>(classes);
         loss[at[2]] = used ? -(weight ? weight[y] : T(1)) * T(input[at[0] + y * class_stride]) : T(0);
         if (!used && y != ignore_index) changed->note(y);

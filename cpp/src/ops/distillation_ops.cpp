@@ -23,7 +23,7 @@ double distillation_forward(const DistillationCall<S>& call) {
 
     // The kernels write the hard and soft terms of every position to scratch (in position order:
     // CE at [0, P), KL at [P, 2P)), so the reductions below sum them in a fixed order.
-    std::vector<T> scratch = scratch_vector<T>(2 * positions, "per-position losses");
+    std::vector<T> scratch = scratch_vector<T>(count_product(positions, 2), "per-position losses");
     T* ce = scratch.data();
 
     DistillationParams<T> params;
@@ -100,7 +100,7 @@ double distillation_forward(const DistillationCall<S>& call) {
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: gather each row of every full operand contiguously; the
                 // gradient row is formed in the student's buffer and scattered back.
-                std::vector<S> rows_buffer = scratch_vector<S>(classes * (index_targets ? 2 : 3), "staged rows");
+                std::vector<S> rows_buffer = scratch_vector<S>(count_product(classes, index_targets ? 2 : 3), "staged rows");
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
