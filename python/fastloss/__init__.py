@@ -24,7 +24,8 @@ from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
 from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._entropy import entropy
-from ._losses import LossAndGrad, cross_entropy, nll_loss
+from ._gradient import LossAndGrad
+from ._losses import cross_entropy, nll_loss
 from ._modules import (
     BCELoss,
     BCEWithLogitsLoss,

@@ -8,15 +8,15 @@ import numpy as np
 
 from . import _core
 from ._aliasing import separate_from
-from ._distillation import _real
-from ._losses import (
+from ._gradient import (
     LossAndGrad,
     LossValue,
-    _check_gradient_options,
-    _finish,
-    _gradient_arguments,
+    check_gradient_options,
     gradient_in_dtype,
+    gradient_operands,
+    loss_value,
     promoted_grad_out,
+    sum_to_shape,
 )
 from ._validation import (
     _to_ndarray,
@@ -24,6 +24,7 @@ from ._validation import (
     broadcast_shapes,
     check_reduction,
     promote_dtypes,
+    real_number,
 )
 
 __all__ = ["cosine_embedding_loss"]
@@ -60,11 +61,11 @@ def cosine_embedding_loss(
     `x1` gets the gradient summed over the rows it was broadcast to. ``grad_output`` and
     ``grad_out`` as in `cross_entropy` (``grad_out`` may be `x1` itself).
     """
-    _check_gradient_options(return_grad, grad_output, grad_out)
+    check_gradient_options(return_grad, grad_output, grad_out)
     a = as_float_array(x1, "x1")
     b = as_float_array(x2, "x2")
     reduction = check_reduction(reduction)
-    m = _real(margin, "margin")
+    m = real_number(margin, "margin")
     y = target if type(target) is np.ndarray else _to_ndarray(target, "target")
     if y.dtype.kind not in "iuf" and y.dtype != np.float16 and y.dtype.name != "bfloat16":
         raise TypeError(f"target must be a numeric array of 1 and -1, got dtype {y.dtype}")
@@ -104,7 +105,7 @@ def cosine_embedding_loss(
     direct = False  # whether the kernel writes the gradient into `grad` itself
     if return_grad:
         grad_out, final = promoted_grad_out(grad_out, a.shape, input_dtype, result_dtype)
-        a, grad, go = _gradient_arguments(a, expected_target, reduction, grad_output, grad_out)
+        a, grad, go = gradient_operands(a, expected_target, reduction, grad_output, grad_out)
         if go is not None and reduction == "none":
             go = go.reshape(rows)
         b, y64 = separate_from(grad_out, b), separate_from(grad_out, y64)
@@ -126,14 +127,12 @@ def cosine_embedding_loss(
         value = value / rows if rows else float("nan")
     if out is not None:
         out = out.reshape(expected_target)
-    loss = _finish(value, out, reduction, result_dtype)
+    loss = loss_value(value, out, reduction, result_dtype)
     if not return_grad:
         return loss
     assert grad is not None and kernel_grad is not None
     if not direct:
         full = kernel_grad.reshape(shape)
-        # x1 was broadcast (its ndim is x2's): sum over the axes it was repeated along
-        repeated = tuple(d for d in range(grad.ndim) if grad.shape[d] != shape[d])
-        summed = full.sum(axis=repeated, keepdims=True, dtype=np.float64) if repeated else full
+        summed = sum_to_shape(full, grad.shape)  # over the rows x1 was repeated along
         grad[...] = summed / rows if divide_later and rows else summed
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

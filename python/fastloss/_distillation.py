@@ -8,33 +8,20 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._aliasing import separate_from
-from ._losses import (
-    LossAndGrad,
-    LossValue,
-    _check_gradient_options,
-    _class_axis,
-    _finish,
-    _float_or_none,
-    _gradient_arguments,
-    _ignore_index,
-    _position_shape,
-    _weight_array,
+from ._class_losses import (
+    check_label_smoothing,
+    class_axis,
     class_target,
-    gradient_in_dtype,
+    class_weight,
+    ignore_index_value,
     in_result_dtype,
-    promoted_grad_out,
+    probabilities_or_none,
+    run_class_loss,
 )
-from ._validation import as_float_array, check_reduction, promote_dtypes
+from ._gradient import LossAndGrad, LossValue, check_gradient_options, loss_value
+from ._validation import as_float_array, check_reduction, promote_dtypes, real_number
 
 __all__ = ["distillation_loss"]
-
-
-def _real(value: Any, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
 
 
 def distillation_loss(
@@ -95,7 +82,7 @@ def distillation_loss(
     Raises ValueError for ``temperature <= 0``, ``alpha`` outside [0, 1] or logits of
     different shapes, and the errors of `cross_entropy` for the target.
     """
-    _check_gradient_options(return_grad, grad_output, grad_out)
+    check_gradient_options(return_grad, grad_output, grad_out)
     s = as_float_array(student_logits, "student_logits")
     t = as_float_array(teacher_logits, "teacher_logits")
     reduction = check_reduction(reduction)
@@ -104,37 +91,32 @@ def distillation_loss(
             f"student_logits has shape {s.shape} but teacher_logits has shape {t.shape}; "
             "they must be equal"
         )
-    ax = _class_axis(s.ndim, axis)
-    temp = _real(temperature, "temperature")
+    ax = class_axis(s.ndim, axis)
+    temp = real_number(temperature, "temperature")
     if not (temp > 0.0 and math.isfinite(temp)):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    a = _real(alpha, "alpha")
+    a = real_number(alpha, "alpha")
     if not 0.0 <= a <= 1.0:
         raise ValueError(f"alpha must be between 0.0 and 1.0, got {alpha!r}")
-    ls = _real(label_smoothing, "label_smoothing")
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
-    ignore = _ignore_index(ignore_index)
+    ls = check_label_smoothing(real_number(label_smoothing, "label_smoothing"), label_smoothing)
+    ignore = ignore_index_value(ignore_index)
 
     y = class_target(target, s, ax, ignore, "the logits'")
-    w = _weight_array(weight, s.shape[ax])
+    w = class_weight(weight, s.shape[ax])
     input_dtype = s.dtype
     result_dtype = promote_dtypes(
-        student_logits=s, teacher_logits=t, target=_float_or_none(y), weight=w
+        student_logits=s, teacher_logits=t, target=probabilities_or_none(y), weight=w
     )
     s, y, w = in_result_dtype(result_dtype, s, y, w)
     t = t.astype(result_dtype, copy=False)
-    positions = _position_shape(s.shape, ax)
-    out = np.empty(positions, result_dtype) if reduction == "none" else None
-    # cross_entropy's mean over probability targets divides by numel / C: with no classes that
-    # is 0 / 0, NaN, whatever alpha (PyTorch's alpha * NaN); the kernels see only empty sums.
-    no_classes_mean = reduction == "mean" and y.dtype != np.int64 and s.shape[ax] == 0
-    if not return_grad:
-        value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out)
-        return _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
-    grad_out, final = promoted_grad_out(grad_out, s.shape, input_dtype, result_dtype)
-    s, grad, go = _gradient_arguments(s, positions, reduction, grad_output, grad_out)
-    t, y, w = (separate_from(grad_out, operand) for operand in (t, y, w))
-    value = _core.distillation_loss(s, t, y, w, ignore, ls, temp, a, reduction, ax, out, grad, go)
-    loss = _finish(float("nan") if no_classes_mean else value, out, reduction, result_dtype)
-    return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))
+    result = run_class_loss(
+        _core.distillation_loss, s, (t, y, w), (ignore, ls, temp, a), reduction, ax, input_dtype,
+        return_grad, grad_output, grad_out,
+    )
+    if reduction == "mean" and y.dtype != np.int64 and s.shape[ax] == 0:
+        # cross_entropy's mean over probability targets divides by numel / C: with no classes
+        # that is 0 / 0, NaN, whatever alpha (PyTorch's alpha * NaN); the kernels see only
+        # empty sums.
+        nan = loss_value(float("nan"), None, reduction, result_dtype)
+        return LossAndGrad(nan, result.grad) if return_grad else nan
+    return result

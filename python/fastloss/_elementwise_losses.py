@@ -22,13 +22,14 @@ import numpy as np
 
 from . import _core
 from ._aliasing import separate_from
-from ._losses import (
+from ._gradient import (
     LossAndGrad,
     LossValue,
-    _check_grad_out,
-    _check_gradient_options,
-    _finish,
-    _gradient_arguments,
+    check_grad_out,
+    check_gradient_options,
+    gradient_operands,
+    loss_value,
+    sum_to_shape,
 )
 from ._validation import as_float_array, broadcast_shapes, check_reduction, promote_dtypes
 
@@ -70,20 +71,7 @@ def _reduce(
     """The sum `value` (or the per-element `out`) as the requested reduction; mean over `count`."""
     if reduction == "mean" or reduction == "batchmean":
         value = value / count if count else float("nan")
-    return _finish(value, out, "none" if reduction == "none" else "sum", result_dtype)
-
-
-def _sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The gradient of a broadcast operand of `shape`: `grad` summed, in float64, over the axes
-    that broadcasting added or stretched (as PyTorch's sum_to_size)."""
-    if grad.shape == shape:
-        return grad
-    lead = grad.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + k for k, n in enumerate(shape) if n == 1 and grad.shape[lead + k] != 1
-    )
-    # (np.asarray: summing everything into a 0-d input gives a NumPy scalar, not an array)
-    return np.asarray(grad.sum(axis=axes, dtype=np.float64)).reshape(shape)
+    return loss_value(value, out, "none" if reduction == "none" else "sum", result_dtype)
 
 
 def _layout_keeps_the_sum(grad_out: Any, x: np.ndarray) -> bool:
@@ -114,7 +102,7 @@ def _run(
     grad_scale])``, with or without the gradient. `x` is the input in the computation dtype,
     broadcast to the loss's shape; `input_array` is the input as the caller gave it (its shape
     and dtype are the gradient's); `count` is the mean's divisor."""
-    _check_gradient_options(return_grad, grad_output, grad_out)
+    check_gradient_options(return_grad, grad_output, grad_out)
     shape = x.shape
     out = np.empty(shape, x.dtype) if reduction == "none" else None
     if not return_grad:
@@ -128,16 +116,16 @@ def _run(
     final: np.ndarray | None = None  # grad_out, when the kernel cannot write it directly
     if direct:
         if grad_out is not None and not _layout_keeps_the_sum(grad_out, x):
-            final = _check_grad_out(grad_out, input_shape, input_dtype)
+            final = check_grad_out(grad_out, input_shape, input_dtype)
             grad_out = np.empty(shape, x.dtype)
         elif grad_out is None and not (x.flags.c_contiguous or x.flags.f_contiguous):
             grad_out = np.empty(shape, x.dtype)
-        x, grad, go = _gradient_arguments(x, shape, reduction, grad_output, grad_out)
+        x, grad, go = gradient_operands(x, shape, reduction, grad_output, grad_out)
         arguments = tuple(separate_from(grad_out, a) for a in arguments)
     else:
         if grad_out is not None:
-            final = _check_grad_out(grad_out, input_shape, input_dtype)
-        x, grad, go = _gradient_arguments(
+            final = check_grad_out(grad_out, input_shape, input_dtype)
+        x, grad, go = gradient_operands(
             x, shape, reduction, grad_output, np.empty(shape, x.dtype)
         )
     if reduction == "none":
@@ -160,7 +148,7 @@ def _run(
             np.copyto(final, grad)
             return LossAndGrad(loss, final)
         return LossAndGrad(loss, grad)
-    reduced = _sum_to_shape(grad, input_shape)
+    reduced = sum_to_shape(grad, input_shape)
     if scale != 1.0:  # in float64 (NumPy 1.x would keep a half-precision array's dtype)
         reduced = np.asarray(np.asarray(reduced, dtype=np.float64) * scale)  # (0-d stays an array)
     if final is None:

@@ -9,7 +9,8 @@ import numpy as np
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
 from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
-from ._losses import LossValue, cross_entropy, nll_loss
+from ._gradient import LossValue
+from ._losses import cross_entropy, nll_loss
 from ._softmax import log_softmax, softmax
 
 __all__ = [

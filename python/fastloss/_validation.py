@@ -30,6 +30,7 @@ __all__ = [
     "normalize_axes",
     "normalize_axis",
     "promote_dtypes",
+    "real_number",
     "refuse_masked",
     "resolve_dtype",
 ]
@@ -96,6 +97,14 @@ def as_float_array(x: Any, name: str) -> np.ndarray:
     if not arr.flags.aligned:
         arr = arr.copy()
     return arr
+
+
+def real_number(value: Any, name: str) -> float:
+    """A real-number option (temperature, margin...) as a float; TypeError naming it otherwise."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
 
 
 def resolve_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
