@@ -1,6 +1,6 @@
 // Shared by the drivers of losses with class targets and per-position values (cross_entropy,
-// nll_loss, distillation_loss): target checks, per-position scratch layout, ordered sums, and the
-// small operands in the kernels' compute type.
+// nll_loss, distillation_loss): target checks, the small operands in the kernels' compute type,
+// the cross-entropy parameters of a call, and per-position values stored in the caller's layout.
 #pragma once
 
 #include <cstdint>
@@ -11,31 +11,10 @@
 #include "fastloss/scratch.hpp"
 
 #include "ops/axis_geometry.hpp"
-#include "ops/cross_entropy_ops.hpp"
+#include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
 
 namespace fastloss {
-
-// C-contiguous strides of the per-position shape (the input's shape without the class axis),
-// in the full-rank form the geometry takes (0 for the class axis).
-inline std::vector<int64_t> position_strides(const std::vector<int64_t>& shape, int axis) {
-    std::vector<int64_t> strides(shape.size(), 0);
-    int64_t step = 1;
-    for (size_t d = shape.size(); d-- > 0;) {
-        if (int(d) == axis) continue;
-        strides[d] = step;
-        step *= shape[d];
-    }
-    return strides;
-}
-
-inline int64_t position_count(const std::vector<int64_t>& shape, int axis) {
-    int64_t n = 1;
-    for (size_t d = 0; d < shape.size(); ++d) {
-        if (int(d) != axis) n *= shape[d];
-    }
-    return n;
-}
 
 // The index targets of a call, checked and copied in position order (contiguous, the per-position
 // shape): the kernels read this private copy, never the caller's array again. So the values
@@ -102,29 +81,6 @@ CheckedTargets checked_class_targets(const int64_t* target, const std::vector<in
         checked.weight_sum = weight_sum;
     }
     return checked;
-}
-
-// Sums values in float64 in a fixed order: the result does not depend on the number of threads
-// that produced them. Four interleaved partial sums (i mod 4), added at the end as (s0 + s1) +
-// (s2 + s3), break the chain of dependent additions, which at 4 cycles each cost more than the
-// gathers of nll_loss.
-template <class T>
-double sum_in_order(const T* values, int64_t n) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += double(values[i]);
-        s1 += double(values[i + 1]);
-        s2 += double(values[i + 2]);
-        s3 += double(values[i + 3]);
-    }
-    for (; i < n; ++i) s0 += double(values[i]);
-    return (s0 + s1) + (s2 + s3);
-}
-
-template <class T>
-double sum_in_order(const std::vector<T>& values) {
-    return sum_in_order(values.data(), int64_t(values.size()));
 }
 
 // Kernels read the big arrays in their storage type S but small operands (class weights,

@@ -6,7 +6,7 @@
 #include "fastloss/dispatch.hpp"
 #include "fastloss/parallel.hpp"
 #include "fastloss/scratch.hpp"
-#include "ops/class_targets.hpp"
+#include "ops/loss_vocabulary.hpp"
 
 namespace fastloss {
 namespace {

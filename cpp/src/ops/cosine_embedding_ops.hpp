@@ -3,7 +3,8 @@
 
 #include <cstdint>
 
-#include "ops/cross_entropy_ops.hpp"
+#include "fastloss/half.hpp"
+#include "ops/loss_vocabulary.hpp"
 
 namespace fastloss {
 

@@ -9,6 +9,7 @@
 #include "fastloss/scratch.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/class_targets.hpp"
+#include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
 
 namespace fastloss {

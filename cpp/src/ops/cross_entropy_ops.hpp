@@ -3,23 +3,12 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "fastloss/half.hpp"
+#include "ops/loss_vocabulary.hpp"
 
 namespace fastloss {
-
-enum class Reduction { none, mean, sum };
-
-// Raised (before anything is computed or written) for the first target that is neither
-// ignore_index nor a class in [0, C). std::out_of_range reaches Python as IndexError.
-class TargetOutOfBounds : public std::out_of_range {
-  public:
-    explicit TargetOutOfBounds(int64_t target)
-        : std::out_of_range("Target " + std::to_string(target) + " is out of bounds.") {}
-};
 
 // S is the storage type of the arrays (float, double, Half, BFloat16); numbers are in its compute type.
 template <class S>

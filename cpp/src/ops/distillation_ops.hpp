@@ -7,7 +7,7 @@
 
 #include "fastloss/half.hpp"
 
-#include "ops/cross_entropy_ops.hpp"
+#include "ops/loss_vocabulary.hpp"
 
 namespace fastloss {
 
