@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from ._validation import (
     _to_ndarray,
     as_float_array,
     broadcast_shapes,
+    broadcast_view,
     check_reduction,
     promote_dtypes,
     real_number,
@@ -93,7 +95,7 @@ def cosine_embedding_loss(
         )
     input_dtype = a.dtype
     result_dtype = promote_dtypes(x1=a, x2=b)
-    rows_shape = (int(np.prod(shape[:-1], dtype=np.int64)), shape[-1])
+    rows_shape = (math.prod(shape[:-1]), shape[-1])
     a = a.astype(result_dtype, copy=False)
     b = b.astype(result_dtype, copy=False)
     rows = rows_shape[0]
@@ -113,8 +115,8 @@ def cosine_embedding_loss(
         direct = a.shape == shape
         kernel_grad = grad.reshape(rows_shape) if direct else np.empty(rows_shape, result_dtype)
     # Any layout is read as it is (no copy): (N, D) and (D,) inputs are (rows, D) views.
-    a_rows = np.broadcast_to(a, shape).reshape(rows_shape)
-    b_rows = np.broadcast_to(b, shape).reshape(rows_shape)
+    a_rows = broadcast_view(a, shape).reshape(rows_shape)
+    b_rows = broadcast_view(b, shape).reshape(rows_shape)
     # A broadcast x1's gradient is a sum over rows: under "mean" the kernel sums (its per-row terms
     # then are not divided by N, which in float16 could make them subnormal) and the division by
     # N joins the float64 sum below, as it does the loss here.

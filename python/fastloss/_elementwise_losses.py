@@ -15,6 +15,7 @@ fixed order) and cast to the input's dtype.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Callable
 
@@ -31,7 +32,13 @@ from ._gradient import (
     loss_value,
     sum_to_shape,
 )
-from ._validation import as_float_array, broadcast_shapes, check_reduction, promote_dtypes
+from ._validation import (
+    as_float_array,
+    broadcast_shapes,
+    broadcast_view,
+    check_reduction,
+    promote_dtypes,
+)
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
 
@@ -53,7 +60,7 @@ def _broadcast_operand(
         return None
     arr = as_float_array(a, name).astype(dtype, copy=False)
     try:
-        return np.broadcast_to(arr, shape)
+        return broadcast_view(arr, shape)
     except ValueError:
         raise ValueError(
             f"{name} of shape {arr.shape} cannot be broadcast to the input shape {shape}"
@@ -203,9 +210,9 @@ def kl_div(
     if reduction == "batchmean" and x.ndim == 0:  # 0-d input: PyTorch returns the sum
         reduction = "sum"
     # batchmean divides by input's first dimension
-    count = x.shape[0] if reduction == "batchmean" else int(np.prod(shape, dtype=np.int64))
-    xw = np.broadcast_to(x.astype(result_dtype, copy=False), shape)
-    t = np.broadcast_to(t.astype(result_dtype, copy=False), shape)
+    count = x.shape[0] if reduction == "batchmean" else math.prod(shape)
+    xw = broadcast_view(x.astype(result_dtype, copy=False), shape)
+    t = broadcast_view(t.astype(result_dtype, copy=False), shape)
     return _run(
         _core.kl_div, xw, (t, bool(log_target)), reduction, count, result_dtype, x,
         return_grad, grad_output, grad_out,

@@ -34,6 +34,9 @@ __all__ = [
 
 LossValue = Union[np.ndarray, np.floating]
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class LossAndGrad(NamedTuple):
     """What a loss returns with ``return_grad=True``: the loss, and its gradient with respect to
@@ -146,6 +149,8 @@ def loss_value(
         return out if out.dtype == result_dtype else out.astype(result_dtype)
     if type(value) is not float:
         return value
+    if result_dtype == _FLOAT64 or (result_dtype == _FLOAT32 and abs(value) <= _FLOAT32_MAX):
+        return result_dtype.type(value)  # the common case: no overflow to silence
     with np.errstate(over="ignore"):  # beyond float16's range is inf, as in PyTorch
         if result_dtype.kind == "f":
             return result_dtype.type(value)

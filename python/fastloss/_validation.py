@@ -25,6 +25,7 @@ __all__ = [
     "as_float_array",
     "as_index_array",
     "broadcast_shapes",
+    "broadcast_view",
     "check_out",
     "check_reduction",
     "normalize_axes",
@@ -121,6 +122,16 @@ def promote_dtypes(**operands: Optional[np.ndarray]) -> np.dtype:
     """The result dtype of a call: NumPy's promotion of its floating operands' dtypes (None ones
     are skipped). A combination NumPy refuses (float16 with bfloat16) is a TypeError naming them.
     Kernels store every dtype as it is and compute half precision in float32."""
+    common = None  # the common call, every operand float32 (or every one float64), is cheap
+    for a in operands.values():
+        if a is not None:
+            if common is None:
+                common = a.dtype
+            elif a.dtype != common:
+                common = None
+                break
+    if common is not None and common in _NATIVE_FLOATS:  # (np.dtype("f8") == None is True)
+        return common
     named = {name: a.dtype.newbyteorder("=") for name, a in operands.items() if a is not None}
     dtypes = list(named.values())
     if all(d == dtypes[0] for d in dtypes):
@@ -136,6 +147,8 @@ def promote_dtypes(**operands: Optional[np.ndarray]) -> np.dtype:
 
 
 def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    if type(axis) is int and -ndim <= axis < ndim:  # the common call, cheap
+        return axis + ndim if axis < 0 else axis
     try:
         axis = operator.index(axis)
     except TypeError:
@@ -165,6 +178,9 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     """NumPy's broadcasting rule, for any number of dimensions (np.broadcast_shapes stops at 32
     with a RuntimeError); ValueError where the shapes do not broadcast."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
     ndim = max(len(s) for s in shapes)
     result = []
     for axis in range(-ndim, 0):
@@ -173,6 +189,12 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
             raise ValueError(f"shapes {' and '.join(map(str, shapes))} do not broadcast")
         result.append(sizes.pop() if sizes else 1)
     return tuple(result)
+
+
+def broadcast_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`a` as a view of `shape` (zero strides along broadcast axes; `a` itself when it has that
+    shape already). ValueError where it does not broadcast."""
+    return a if a.shape == shape else np.broadcast_to(a, shape)
 
 
 def is_aligned(a: Any) -> bool:
