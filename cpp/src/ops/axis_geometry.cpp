@@ -7,21 +7,6 @@
 
 namespace fastloss {
 
-int64_t AxisGeometry::outer_count() const {
-    int64_t n = 1;
-    for (int64_t s : outer_shape) n *= s;
-    return n;
-}
-
-void AxisGeometry::outer_offsets(int64_t index, int64_t* offsets) const {
-    for (int op = 0; op < operands; ++op) offsets[op] = 0;
-    for (size_t d = outer_shape.size(); d-- > 0;) {
-        const int64_t i = index % outer_shape[d];
-        index /= outer_shape[d];
-        for (int op = 0; op < operands; ++op) offsets[op] += i * outer_strides[d][op];
-    }
-}
-
 AxisGeometry make_axis_geometry(const std::vector<int64_t>& shape, int axis,
                                 const std::vector<std::vector<int64_t>>& strides,
                                 const std::vector<OperandRole>& roles) {

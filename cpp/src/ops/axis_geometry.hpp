@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/outer_positions.hpp"
+
 namespace fastloss {
 
 constexpr int kMaxOperands = 6;
@@ -23,21 +25,17 @@ enum class OperandRole {
     reduced,  // one value per position: its stride along the class axis is ignored (lse output)
 };
 
-struct AxisGeometry {
+// The outer positions (operands, outer_shape, outer_strides, outer_count, outer_offsets) are the
+// axes other than the class axis and the column axis.
+struct AxisGeometry : OuterPositions<kMaxOperands> {
     enum class Layout { rows, columns, staged };
 
     Layout layout = Layout::rows;
-    int operands = 0;
     int64_t classes = 0;
     std::array<int64_t, kMaxOperands> class_stride{};
     int64_t columns = 1;                               // columns layout only
     std::array<int64_t, kMaxOperands> column_stride{};  // columns layout only
-    std::vector<int64_t> outer_shape;                   // merged outer axes, outermost first
-    std::vector<std::array<int64_t, kMaxOperands>> outer_strides;
 
-    int64_t outer_count() const;
-    // Element offset of outer position `index` (row-major over outer_shape) in every operand.
-    void outer_offsets(int64_t index, int64_t* offsets) const;
     // Innermost outer axis: consecutive outer positions along it are a fixed stride apart.
     int64_t run_length() const { return outer_shape.empty() ? 1 : outer_shape.back(); }
     int64_t run_stride(int op) const { return outer_shape.empty() ? 0 : outer_strides.back()[op]; }

@@ -4,21 +4,6 @@
 
 namespace fastloss {
 
-int64_t BroadcastGeometry::outer_count() const {
-    int64_t n = 1;
-    for (int64_t s : outer_shape) n *= s;
-    return n;
-}
-
-void BroadcastGeometry::outer_offsets(int64_t index, int64_t* offsets) const {
-    for (int op = 0; op < operands; ++op) offsets[op] = 0;
-    for (size_t d = outer_shape.size(); d-- > 0;) {
-        const int64_t i = index % outer_shape[d];
-        index /= outer_shape[d];
-        for (int op = 0; op < operands; ++op) offsets[op] += i * outer_strides[d][op];
-    }
-}
-
 int64_t BroadcastGeometry::segment(int64_t index, int64_t* offsets) const {
     const int64_t per_row = segments_per_row();
     const int64_t first = (index % per_row) * kElementwiseSegment;

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/outer_positions.hpp"
+
 namespace fastloss {
 
 constexpr int kMaxBroadcastOperands = 7;  // the elementwise losses with their gradient
@@ -20,17 +22,12 @@ constexpr int kMaxBroadcastOperands = 7;  // the elementwise losses with their g
 // that a chunk of segments is a few tens of microseconds of work.
 constexpr int64_t kElementwiseSegment = 8192;
 
-struct BroadcastGeometry {
-    int operands = 0;
+// The outer positions (operands, outer_shape, outer_strides, outer_count, outer_offsets) are the
+// merged axes other than the row.
+struct BroadcastGeometry : OuterPositions<kMaxBroadcastOperands> {
     bool empty = false;  // some axis has length 0: nothing to do
     int64_t row_length = 1;
     std::array<int64_t, kMaxBroadcastOperands> row_stride{};
-    std::vector<int64_t> outer_shape;  // merged outer axes, outermost first
-    std::vector<std::array<int64_t, kMaxBroadcastOperands>> outer_strides;
-
-    int64_t outer_count() const;
-    // Element offset of outer position `index` (row-major over outer_shape) in every operand.
-    void outer_offsets(int64_t index, int64_t* offsets) const;
 
     int64_t segments_per_row() const { return (row_length + kElementwiseSegment - 1) / kElementwiseSegment; }
     int64_t segment_count() const { return empty ? 0 : outer_count() * segments_per_row(); }

@@ -1,0 +1,27 @@
+// The outer positions of a geometry (AxisGeometry, BroadcastGeometry): the axes that a kernel call
+// does not cover, merged where every operand's strides allow, outermost first, with each operand's
+// stride along each. Both geometries are built on it, so positions are counted and located one way.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace fastloss {
+
+// kMaxOps: the most operands the geometry holds (the width of its stride arrays).
+template <int kMaxOps>
+struct OuterPositions {
+    int operands = 0;
+    std::vector<int64_t> outer_shape;                         // merged outer axes, outermost first
+    std::vector<std::array<int64_t, kMaxOps>> outer_strides;  // per outer axis, every operand's stride
+
+    int64_t outer_count() const;
+    // Element offset of outer position `index` (row-major over outer_shape) in every operand.
+    void outer_offsets(int64_t index, int64_t* offsets) const;
+};
+
+// Both members are defined in outer_positions.cpp, for the two geometries' kMaxOps: a call, not
+// inline code, as the position loops (position_loops.hpp) were tuned with.
+
+}  // namespace fastloss
