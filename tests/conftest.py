@@ -6,6 +6,9 @@ import pytest
 import fastloss as fl
 from fastloss._config import _use_capability
 
+# The fuzz tests' property lives in a helper module: rewrite its asserts as in a test module.
+pytest.register_assert_rewrite("fuzz_property")
+
 
 @pytest.fixture(params=fl.available_capabilities())
 def isa(request: pytest.FixtureRequest):

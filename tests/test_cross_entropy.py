@@ -310,8 +310,9 @@ def test_few_classes_many_rows(isa, dtype, classes, rng):
 
 
 def test_no_classes_gives_empty_sums_not_uninitialised_memory():
-    # Found by tests/test_fuzz.py: with C == 0 the kernels were skipped and reduction="none"
-    # returned np.empty's contents; the probability-target mean was 0 where torch gives NaN.
+    # Found by the fuzzer (tests/test_fuzz_classification.py): with C == 0 the kernels were
+    # skipped and reduction="none" returned np.empty's contents; the probability-target mean was
+    # 0 where torch gives NaN.
     for target in (np.empty((3, 0)), np.full(3, -100)):
         for _ in range(3):  # fresh np.empty memory is often zero: dirty the allocator first
             np.full((3,), 7.5)

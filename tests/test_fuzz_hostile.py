@@ -1,6 +1,7 @@
 """Fuzzing where operands live (issue "No input may crash, hang or silently corrupt").
 
-tests/test_fuzz.py draws values, shapes and layouts; this file draws where the operands are:
+The per-family fuzz tests (tests/test_fuzz_<family>.py) draw values, shapes and layouts; this
+file draws where the operands are:
   * inside the output buffer (``out=`` / ``grad_out=``): every operand of every function, at the
     buffer's start, shifted, reversed or strided (a view of a view). The result must equal the
     same call on separate buffers: an overlapping operand is copied first (tests/hostile_calls.py
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 import hostile_calls as hc
 
 EXAMPLES = int(os.environ.get("FASTLOSS_FUZZ_EXAMPLES", "200"))
-DERANDOMIZE = "FASTLOSS_FUZZ_EXAMPLES" not in os.environ  # as tests/test_fuzz.py
+DERANDOMIZE = "FASTLOSS_FUZZ_EXAMPLES" not in os.environ  # as tests/fuzz_property.py
 
 
 def _assert_same_results(got: tuple, want: tuple, what: str) -> None:

@@ -223,8 +223,9 @@ def test_empty_and_zero_dim():
 
 
 def test_logsumexp_over_several_axes_of_an_empty_array():
-    # Found by tests/test_fuzz.py: merging the reduced axes used reshape(..., -1), which NumPy
-    # cannot infer when a kept axis has length 0 (ValueError). torch.logsumexp gives these shapes.
+    # Found by the fuzzer (tests/test_fuzz_softmax.py): merging the reduced axes used
+    # reshape(..., -1), which NumPy cannot infer when a kept axis has length 0 (ValueError).
+    # torch.logsumexp gives these shapes.
     assert fl.logsumexp(np.empty((0, 0, 0), np.float32), (0, 1)).shape == (0,)
     assert fl.logsumexp(np.empty((2, 0, 3)), (1, 2), keepdims=True).shape == (2, 1, 1)
     np.testing.assert_array_equal(fl.logsumexp(np.empty((2, 0, 3)), (1, 2)), [-np.inf, -np.inf])
