@@ -26,9 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hostile_calls as hc
+from fuzz_property import EXAMPLES, EXPLORE
 
-EXAMPLES = int(os.environ.get("FASTLOSS_FUZZ_EXAMPLES", "200"))
-DERANDOMIZE = "FASTLOSS_FUZZ_EXAMPLES" not in os.environ  # as tests/fuzz_property.py
+DERANDOMIZE = not EXPLORE
 
 
 def _assert_same_results(got: tuple, want: tuple, what: str) -> None:
