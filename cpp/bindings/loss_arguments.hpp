@@ -41,6 +41,22 @@ inline bool is_c_contiguous(const py::array& a) {
     return (a.flags() & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0;
 }
 
+// The per-position output of reduction 'none' (shape: x's without the class axis; x's dtype;
+// writeable), kept alive in `holder`. `contiguous`: the operation writes it densely.
+inline void check_position_output(const py::array& x, const char* input_name, int axis, const py::object& out,
+                                  bool contiguous, py::array& holder) {
+    if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
+    holder = out.cast<py::array>();
+    check_same_type(x, holder, input_name, "out");
+    float_type(holder, "out");
+    check_writeable(holder, "out");
+    if (!has_position_shape(holder, x, axis) || (contiguous && !is_c_contiguous(holder))) {
+        throw std::invalid_argument(std::string("out must be ") + (contiguous ? "a C-contiguous array " : "an array ") +
+                                    "of the shape of " + input_name + " " + shape_string(x) + " without axis " +
+                                    std::to_string(axis) + ", got " + shape_string(holder));
+    }
+}
+
 // The target of a loss with classes (fields target, target_strides, probabilities,
 // probability_strides, shape): int64 class indices of the per-position shape, or floating class
 // probabilities of the input's shape (when `allow_probabilities`).

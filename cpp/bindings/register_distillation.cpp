@@ -8,6 +8,7 @@
 
 #include "bindings/array_checks.hpp"
 #include "bindings/loss_arguments.hpp"
+#include "bindings/loss_result.hpp"
 #include "ops/distillation_ops.hpp"
 
 namespace fastloss::bindings {
@@ -38,15 +39,7 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
 
     py::array out_array = no_array();
     if (reduction == Reduction::none) {
-        if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
-        out_array = out.cast<py::array>();
-        check_same_type(s, out_array, "student_logits", "out");
-        float_type(out_array, "out");
-        check_writeable(out_array, "out");
-        if (!has_position_shape(out_array, s, axis) || !is_c_contiguous(out_array)) {
-            throw std::invalid_argument("out must be C-contiguous with the logits' shape " + shape_string(s) +
-                                        " without axis " + std::to_string(axis) + ", got " + shape_string(out_array));
-        }
+        check_position_output(s, "student_logits", axis, out, true, out_array);
         call.loss = static_cast<T*>(out_array.mutable_data());
     }
 
@@ -58,7 +51,7 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
     return distillation_forward(call);
 }
 
-double distillation_binding(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
+py::object distillation_binding(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
                             int64_t ignore_index, double label_smoothing, double temperature, double alpha,
                             const std::string& reduction, int64_t axis_arg, const py::object& out,
                             const py::object& grad, const py::object& grad_output) {
@@ -81,10 +74,11 @@ double distillation_binding(const py::array& s, const py::array& t, const py::ar
         throw std::invalid_argument("alpha must be in [0, 1], got " + std::to_string(alpha));
     }
     const Reduction r = parse_reduction(reduction);
-    return with_storage_type(type, [&](auto tag) {
+    const double value = with_storage_type(type, [&](auto tag) {
         return run_distillation<decltype(tag)>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha,
                                                r, axis, out, grad, grad_output);
     });
+    return loss_result(value, type, r);
 }
 
 }  // namespace

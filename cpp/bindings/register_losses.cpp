@@ -7,6 +7,7 @@
 
 #include "bindings/array_checks.hpp"
 #include "bindings/loss_arguments.hpp"
+#include "bindings/loss_result.hpp"
 #include "ops/cross_entropy_ops.hpp"
 
 namespace fastloss::bindings {
@@ -32,15 +33,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
 
     py::array out_array = no_array();
     if (reduction == Reduction::none) {
-        if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
-        out_array = out.cast<py::array>();
-        check_same_type(x, out_array, "input", "out");
-        float_type(out_array, "out");
-        check_writeable(out_array, "out");
-        if (!has_position_shape(out_array, x, axis)) {
-            throw std::invalid_argument("out has shape " + shape_string(out_array) + ", expected the input's shape " +
-                                        shape_string(x) + " without axis " + std::to_string(axis));
-        }
+        check_position_output(x, "input", axis, out, false, out_array);
         call.loss = static_cast<T*>(out_array.mutable_data());
         call.loss_strides = full_rank_strides(out_array, axis, x.ndim());
     }
@@ -52,7 +45,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
     return nll ? nll_loss_forward(call) : cross_entropy_forward(call);
 }
 
-double classification_loss_binding(bool nll, const py::array& x, const py::array& target, const py::object& weight,
+py::object classification_loss_binding(bool nll, const py::array& x, const py::array& target, const py::object& weight,
                                    int64_t ignore_index, double label_smoothing, const std::string& reduction,
                                    int64_t axis_arg, const py::object& out,
                                    const py::object& grad = py::none(), const py::object& grad_output = py::none()) {
@@ -63,25 +56,11 @@ double classification_loss_binding(bool nll, const py::array& x, const py::array
         throw std::invalid_argument("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
     }
     const Reduction r = parse_reduction(reduction);
-    return with_storage_type(type, [&](auto tag) {
+    const double value = with_storage_type(type, [&](auto tag) {
         return run_classification_loss<decltype(tag)>(nll, x, target, weight, ignore_index, label_smoothing, r, axis,
                                                       out, grad, grad_output);
     });
-}
-
-// A NumPy float32 or float64 scalar made directly by PyArray_Scalar (calling np.float32(value)
-// goes through NumPy's array-creation machinery: a tenth of a small call).
-py::object numpy_scalar(bool single, double value) {
-    const auto& api = py::detail::npy_api::get();
-    using npy = py::detail::npy_api;
-    const float as_float = float(value);
-    PyObject* descr = api.PyArray_DescrFromType_(single ? npy::NPY_FLOAT_ : npy::NPY_DOUBLE_);
-    if (!descr) throw py::error_already_set();
-    void* data = single ? static_cast<void*>(const_cast<float*>(&as_float)) : static_cast<void*>(&value);
-    PyObject* scalar = api.PyArray_Scalar_(data, descr, nullptr);
-    Py_DECREF(descr);
-    if (!scalar) throw py::error_already_set();
-    return py::reinterpret_steal<py::object>(scalar);
+    return loss_result(value, type, r);
 }
 
 bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
@@ -152,9 +131,8 @@ py::object common_case(bool nll, py::handle input, py::handle target, py::handle
         return std::move(out);
     }
     if (!return_grad) {
-        const double value = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
-                                                         reduction, x.ndim() - 1, py::none());
-        return numpy_scalar(xd.itemsize() == 4, value);
+        return classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing, reduction,
+                                           x.ndim() - 1, py::none());
     }
     py::object grad;
     if (grad_out.is_none()) {
@@ -164,9 +142,9 @@ py::object common_case(bool nll, py::handle input, py::handle target, py::handle
     } else {
         return py::none();
     }
-    const double value = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
-                                                     reduction, x.ndim() - 1, py::none(), grad, py::none());
-    return py::make_tuple(numpy_scalar(xd.itemsize() == 4, value), grad);
+    return py::make_tuple(classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
+                                                      reduction, x.ndim() - 1, py::none(), grad, py::none()),
+                          grad);
 }
 
 }  // namespace
@@ -204,7 +182,8 @@ void register_losses(py::module_& m) {
         py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
         py::arg("label_smoothing"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
         py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),
-        "Cross-entropy from logits; returns the mean/sum, or writes per-position losses to out; "
+        "Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes "
+        "per-position losses to out (and returns None); "
         "with grad, also writes the gradient w.r.t. the input there.");
     m.def(
         "nll_loss",

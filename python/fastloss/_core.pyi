@@ -23,13 +23,13 @@ def available_capabilities() -> list[str]:
     """
     Variants compiled into this build that this CPU can run, slowest first.
     """
-def binary_cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+def binary_cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
     """
-    Binary cross-entropy of probabilities: returns the sum, or writes every loss to out. With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or else times grad_scale.
+    Binary cross-entropy of probabilities. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
     """
-def binary_cross_entropy_with_logits(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, pos_weight: typing.Any, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+def binary_cross_entropy_with_logits(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, pos_weight: typing.Any, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
     """
-    Binary cross-entropy of logits: returns the sum, or writes every loss to out. With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or else times grad_scale.
+    Binary cross-entropy of logits. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
     """
 def compiled_capabilities() -> list[str]:
     """
@@ -43,15 +43,15 @@ def cpu_capability() -> str:
     """
     Name of the active instruction-set variant.
     """
-def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
-    Cross-entropy from logits; returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. the input there.
+    Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes per-position losses to out (and returns None); with grad, also writes the gradient w.r.t. the input there.
     """
 def cross_entropy_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
     """
     Fast path for (N, C) logits with int64 targets (mean, sum, or none without gradient); None when not applicable.
     """
-def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
     alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.
     """
@@ -63,9 +63,9 @@ def forked_child_runs_serially() -> bool:
     ...
 def get_num_threads() -> int:
     ...
-def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> float:
+def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
     """
-    Pointwise KL divergence of same-shape arrays: returns the sum, or writes every loss to out. With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or else times grad_scale.
+    Pointwise KL divergence of same-shape arrays. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
     """
 def log_softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
@@ -79,7 +79,7 @@ def logsumexp(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | t
     """
     out = logsumexp(x) along axis; out has x's shape without, or with 1 on, that axis.
     """
-def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
+def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
     Negative log-likelihood of log-probabilities; returns the mean/sum, or writes to out.
     """

@@ -68,19 +68,6 @@ def _broadcast_operand(
         ) from None
 
 
-def _reduce(
-    value: float,
-    out: np.ndarray | None,
-    reduction: str,
-    count: int,
-    result_dtype: np.dtype,
-) -> LossValue:
-    """The sum `value` (or the per-element `out`) as the requested reduction; mean over `count`."""
-    if reduction == "mean" or reduction == "batchmean":
-        value = value / count if count else float("nan")
-    return loss_value(value, out, "none" if reduction == "none" else "sum", result_dtype)
-
-
 def _layout_keeps_the_sum(grad_out: Any, x: np.ndarray) -> bool:
     """Whether the kernel may write the gradient straight into `grad_out` without changing the
     loss. The kernels merge axes that every operand, the gradient included, lays out alike, and
@@ -94,7 +81,7 @@ def _layout_keeps_the_sum(grad_out: Any, x: np.ndarray) -> bool:
 
 
 def _run(
-    kernel: Callable[..., float],
+    kernel: Callable[..., Any],
     x: np.ndarray,
     arguments: tuple,
     reduction: str,
@@ -105,15 +92,18 @@ def _run(
     grad_output: Any,
     grad_out: Any,
 ) -> LossValue | LossAndGrad:
-    """Calls an elementwise-loss kernel, ``kernel(x, *arguments, out[, grad, grad_output,
-    grad_scale])``, with or without the gradient. `x` is the input in the computation dtype,
-    broadcast to the loss's shape; `input_array` is the input as the caller gave it (its shape
-    and dtype are the gradient's); `count` is the mean's divisor."""
+    """Calls an elementwise-loss kernel, ``kernel(x, *arguments, reduction, count, out[, grad,
+    grad_output, unscaled_gradient])``, with or without the gradient. `x` is the input in the
+    computation dtype, broadcast to the loss's shape; `input_array` is the input as the caller
+    gave it (its shape and dtype are the gradient's); `count` is the mean's divisor (the kernel
+    divides)."""
     check_gradient_options(return_grad, grad_output, grad_out)
     shape = x.shape
+    kernel_reduction = "mean" if reduction == "batchmean" else reduction
     out = np.empty(shape, x.dtype) if reduction == "none" else None
     if not return_grad:
-        return _reduce(kernel(x, *arguments, out), out, reduction, count, result_dtype)
+        value = kernel(x, *arguments, kernel_reduction, count, out)
+        return loss_value(value, out, reduction, result_dtype)
 
     input_shape, input_dtype = input_array.shape, input_array.dtype
     # An input of the loss's shape and dtype gets its scaled gradient from the kernel directly:
@@ -129,32 +119,28 @@ def _run(
             grad_out = np.empty(shape, x.dtype)
         x, grad, go = gradient_operands(x, shape, reduction, grad_output, grad_out)
         arguments = tuple(separate_from(grad_out, a) for a in arguments)
-    else:
-        if grad_out is not None:
-            final = check_grad_out(grad_out, input_shape, input_dtype)
-        x, grad, go = gradient_operands(
-            x, shape, reduction, grad_output, np.empty(shape, x.dtype)
-        )
-    if reduction == "none":
-        scale = 1.0
-    else:
-        scale = 1.0 if go is None else go
-        if reduction in ("mean", "batchmean"):  # grad_output / D, rounded once in the dtype
-            # (the compute dtype: float32 for half precision, whose range a count can exceed)
-            compute = x.dtype.type if x.dtype == np.float64 else np.float32
-            scale = float(compute(scale) / compute(count)) if count else 0.0
-        go = None
-    # A broadcast input's gradient is summed over the broadcast axes: the kernel then writes the
-    # unscaled terms, and the scale joins the float64 sum, so that mean's small per-element share
-    # (grad_output / D) is not rounded on its own (to a float16 subnormal, say).
-    kernel_scale = scale if direct else 1.0
-    value = kernel(x, *arguments, out, grad, go, float(kernel_scale))
-    loss = _reduce(value, out, reduction, count, result_dtype)
-    if direct:
+        value = kernel(x, *arguments, kernel_reduction, count, out, grad, go)
+        loss = loss_value(value, out, reduction, result_dtype)
         if final is not None:
             np.copyto(final, grad)
             return LossAndGrad(loss, final)
         return LossAndGrad(loss, grad)
+
+    if grad_out is not None:
+        final = check_grad_out(grad_out, input_shape, input_dtype)
+    x, grad, go = gradient_operands(x, shape, reduction, grad_output, np.empty(shape, x.dtype))
+    # A broadcast input's gradient is summed over the broadcast axes: the kernel then writes the
+    # unscaled terms, and the scale joins the float64 sum here, so that mean's small per-element
+    # share (grad_output / D) is not rounded on its own (to a float16 subnormal, say).
+    value = kernel(x, *arguments, kernel_reduction, count, out, grad, go, True)
+    loss = loss_value(value, out, reduction, result_dtype)
+    scale = 1.0
+    if reduction != "none":
+        scale = 1.0 if go is None else go
+        if kernel_reduction == "mean":  # grad_output / D, rounded once in the compute dtype
+            # (float32 for half precision, whose range a count can exceed), as the kernels do
+            compute = x.dtype.type if x.dtype == np.float64 else np.float32
+            scale = float(compute(scale) / compute(count)) if count else 0.0
     reduced = sum_to_shape(grad, input_shape)
     if scale != 1.0:  # in float64 (NumPy 1.x would keep a half-precision array's dtype)
         reduced = np.asarray(np.asarray(reduced, dtype=np.float64) * scale)  # (0-d stays an array)

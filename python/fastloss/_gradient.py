@@ -7,8 +7,11 @@ sum, an array of the loss's shape for none) and ``grad_out`` (the caller's buffe
 shape and dtype, which may be the input itself: `_aliasing` breaks any other overlap).
 
 Who divides for ``mean``: the kernels' callers in C++, which know the denominator (the summed
-weights of the non-ignored targets, the batch size...); Python passes the reduction and never
-divides a loss or a gradient itself.
+weights of the non-ignored targets, the batch size...): Python passes the reduction (and, for
+the elementwise losses, the count). The one exception is the gradient of an input that
+broadcasting repeated (kl_div, the BCEs, cosine_embedding_loss's x1): the kernel writes the
+unscaled terms, Python sums them in float64 over the repeated axes (`sum_to_shape`), and the
+mean's division joins that sum, so that a small per-element share is never rounded on its own.
 """
 
 from __future__ import annotations

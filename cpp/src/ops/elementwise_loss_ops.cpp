@@ -1,5 +1,6 @@
 #include "ops/elementwise_loss_ops.hpp"
 
+#include <limits>
 #include <stdexcept>
 
 #include "fastloss/dispatch.hpp"
@@ -33,6 +34,7 @@ SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<S>& s, 
 
 template <class S>
 double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call) {
+    using T = compute_t<S>;
     const std::vector<int64_t> zeros(call.shape.size(), 0);
     const BroadcastGeometry g = make_broadcast_geometry(
         call.shape, {call.input_strides, call.target_strides, strides_or_zeros(call.weight, call.weight_strides, zeros),
@@ -40,8 +42,16 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
                      strides_or_zeros(call.out, call.out_strides, zeros),
                      strides_or_zeros(call.grad, call.grad_strides, zeros),
                      strides_or_zeros(call.grad_output, call.grad_output_strides, zeros)});
+    const bool mean = call.reduction == Reduction::mean;
+    const double empty_mean = std::numeric_limits<double>::quiet_NaN();  // 0 / 0, as PyTorch
     const int64_t segments = g.segment_count();
-    if (segments == 0) return 0.0;
+    if (segments == 0) return mean && call.mean_count == 0 ? empty_mean : 0.0;
+    // The gradient's factor for every element: the mean's 1/D joins grad_output, rounded once.
+    T grad_scale = T(1);
+    if (call.reduction != Reduction::none && !call.unscaled_gradient) {
+        grad_scale = !mean ? call.grad_output_scalar
+                           : call.mean_count ? call.grad_output_scalar / T(call.mean_count) : T(0);
+    }
 
     // One result per fixed chunk of segments, combined below in chunk order.
     const int64_t work = g.segment_work();
@@ -74,7 +84,7 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
             if (call.grad) {
                 s.grad = call.grad + at[kGrad];
                 s.grad_stride = g.row_stride[kGrad];
-                s.grad_scale = call.grad_scale;
+                s.grad_scale = grad_scale;
                 if (call.grad_output) {
                     s.grad_output = call.grad_output + at[kGradOutput];
                     s.grad_output_stride = g.row_stride[kGradOutput];
@@ -98,7 +108,8 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
     // PyTorch checks input before target; so do we.
     if (bad_input) throw std::invalid_argument("all elements of input should be between 0 and 1");
     if (bad_target) throw std::invalid_argument("all elements of target should be between 0 and 1");
-    return call.out ? 0.0 : total;
+    if (call.out) return 0.0;
+    return !mean ? total : call.mean_count ? total / double(call.mean_count) : empty_mean;
 }
 
 #define FASTLOSS_INSTANTIATE(S) template double elementwise_loss<S>(ElementwiseLoss, const ElementwiseLossCall<S>&);

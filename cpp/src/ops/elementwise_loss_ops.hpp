@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastloss/half.hpp"
+#include "ops/loss_vocabulary.hpp"
 
 namespace fastloss {
 
@@ -28,17 +29,24 @@ struct ElementwiseLossCall {
     std::vector<int64_t> pos_weight_strides;
     S* out = nullptr;  // reduction 'none': one loss per element, written here
     std::vector<int64_t> out_strides;
+    // The reduction of the returned loss: the sum, or the sum / mean_count (NaN for a count of
+    // 0, as PyTorch) for a mean (kl_div's batchmean is a mean over input.shape[0]); 'none' writes
+    // every loss to `out` instead.
+    Reduction reduction = Reduction::sum;
+    int64_t mean_count = 0;
     // The gradient with respect to the input, written in the same pass when grad is set (it may
-    // be input itself, same strides): (d loss / d input) * grad_output, or * grad_scale when
-    // grad_output is nullptr (the caller folds the mean's 1/D into grad_scale).
+    // be input itself, same strides): (d loss / d input) * grad_output for 'none', else
+    // * grad_output_scalar, divided by mean_count for a mean. With unscaled_gradient, d loss /
+    // d input alone: the caller sums a broadcast input's gradient and scales that sum.
     S* grad = nullptr;
     std::vector<int64_t> grad_strides;
     const S* grad_output = nullptr;
     std::vector<int64_t> grad_output_strides;
-    T grad_scale = T(1);
+    T grad_output_scalar = T(1);
+    bool unscaled_gradient = false;
 };
 
-// Returns the sum of the losses, in float64, combined in a fixed order (bit-identical for any
+// Returns the losses' sum or mean, in float64, summed in a fixed order (bit-identical for any
 // number of threads); 0 when they were written to call.out. binary_cross_entropy throws
 // std::invalid_argument ("all elements of input should be between 0 and 1", then the same for
 // target) after the computation when a value is outside [0, 1] or NaN; call.out then holds
