@@ -77,43 +77,48 @@ struct CrossEntropyParams {
 // the caller: every index target is ignore_index or in [0, classes).
 //  * index targets:       loss = (1-eps) w[y] (lse - x_y) + (eps/C) sum_c w[c] (lse - x_c)
 //  * probability targets: loss = -sum_c w[c] q'_c (x_c - lse),  q' = (1-eps) q + eps/C
-// Rows and columns layouts as for SoftmaxKernels; target and loss are per-position operands,
-// `target_stride` / `loss_stride` apart from one position to the next.
+//
+// The operands of one kernel call, a block of `count` positions in one of the SoftmaxKernels
+// layouts. Each operand is a pointer and a stride:
+//  * full operands (input, probabilities, grad) have the class axis. Rows layout: row r starts at
+//    ptr + r * stride (the row stride), its classes contiguous. Columns layout: value c of
+//    position j is at ptr[c * stride + j] (the class stride).
+//  * per-position operands (target, scale, loss) hold one value per position, position k's at
+//    ptr[k * stride], in both layouts.
+template <class S>
+struct CrossEntropyBlock {
+    using T = compute_t<S>;
+    const S* input = nullptr;  // the logits
+    int64_t input_stride = 0;
+    const int64_t* target = nullptr;  // the index kernels: class indices
+    int64_t target_stride = 0;
+    const S* probabilities = nullptr;  // the probability kernels: target probabilities q
+    int64_t probability_stride = 0;
+    T* loss = nullptr;
+    int64_t loss_stride = 0;
+    // The gradient kernels only: grad = scale * d loss / d input, where scale is the position's
+    // factor of the reduction (1/D for mean, 1 for sum, grad_output for none). grad may be input.
+    const T* scale = nullptr;
+    int64_t scale_stride = 0;
+    S* grad = nullptr;
+    int64_t grad_stride = 0;
+    int64_t count = 0;  // rows (rows layout) or positions (columns layout)
+};
+
+// Every entry point has one signature, so a caller picks its kernel once and builds one block.
 template <class S>
 struct CrossEntropyKernels {
     using T = compute_t<S>;
-    void (*index_rows)(const S* x, int64_t x_row_stride, const int64_t* target,
-                       int64_t target_stride, T* loss, int64_t loss_stride, int64_t rows,
-                       const CrossEntropyParams<T>& params);
-    void (*index_columns)(const S* x, int64_t x_class_stride, const int64_t* target,
-                          int64_t target_stride, T* loss, int64_t loss_stride, int64_t columns,
-                          const CrossEntropyParams<T>& params);
-    void (*probability_rows)(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride,
-                             T* loss, int64_t loss_stride, int64_t rows,
-                             const CrossEntropyParams<T>& params);
-    void (*probability_columns)(const S* x, int64_t x_class_stride, const S* q,
-                                int64_t q_class_stride, T* loss, int64_t loss_stride,
-                                int64_t columns, const CrossEntropyParams<T>& params);
-
-    // The same, also writing grad = scale * d loss / d x in the same pass (scale: the position's
-    // factor of the reduction -- 1/D for mean, 1 for sum, grad_output for none). grad may be x.
-    void (*index_rows_grad)(const S* x, int64_t x_row_stride, const int64_t* target,
-                            int64_t target_stride, const T* scale, int64_t scale_stride, T* loss,
-                            int64_t loss_stride, S* grad, int64_t grad_row_stride, int64_t rows,
-                            const CrossEntropyParams<T>& params);
-    void (*index_columns_grad)(const S* x, int64_t x_class_stride, const int64_t* target,
-                               int64_t target_stride, const T* scale, int64_t scale_stride,
-                               T* loss, int64_t loss_stride, S* grad, int64_t grad_class_stride,
-                               int64_t columns, const CrossEntropyParams<T>& params);
-    void (*probability_rows_grad)(const S* x, int64_t x_row_stride, const S* q,
-                                  int64_t q_row_stride, const T* scale, int64_t scale_stride,
-                                  T* loss, int64_t loss_stride, S* grad, int64_t grad_row_stride,
-                                  int64_t rows, const CrossEntropyParams<T>& params);
-    void (*probability_columns_grad)(const S* x, int64_t x_class_stride, const S* q,
-                                     int64_t q_class_stride, const T* scale, int64_t scale_stride,
-                                     T* loss, int64_t loss_stride, S* grad,
-                                     int64_t grad_class_stride, int64_t columns,
-                                     const CrossEntropyParams<T>& params);
+    using Kernel = void (*)(const CrossEntropyBlock<S>& block, const CrossEntropyParams<T>& params);
+    Kernel index_rows;
+    Kernel index_columns;
+    Kernel probability_rows;
+    Kernel probability_columns;
+    // The same, also writing the gradient in the same pass.
+    Kernel index_rows_grad;
+    Kernel index_columns_grad;
+    Kernel probability_rows_grad;
+    Kernel probability_columns_grad;
 };
 
 // Knowledge distillation, per position (the caller combines and reduces): the hard
