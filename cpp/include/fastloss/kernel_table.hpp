@@ -124,9 +124,7 @@ struct CrossEntropyKernels {
 // Knowledge distillation, per position (the caller combines and reduces): the hard
 // cross-entropy of the student logits s against the target (CrossEntropyParams semantics, index or
 // probability targets) and KL(softmax(t/T) || softmax(s/T)) between the tempered softmaxes of the
-// teacher t and the student. Exactly one of `target` (int64 indices) and `q` (probabilities, the
-// logits' layout) is non-null. Rows and columns layouts as for SoftmaxKernels; s, t and q share
-// one layout, so one class stride (columns) or their own row strides (rows) describe them.
+// teacher t and the student. Rows and columns layouts as for SoftmaxKernels.
 template <class T>
 struct DistillationParams {
     CrossEntropyParams<T> hard;
@@ -137,27 +135,45 @@ struct DistillationParams {
     T soft_grad = T(0);
 };
 
+// The operands of one distillation kernel call, a block of `count` positions, laid out as in
+// CrossEntropyBlock: full operands (student, teacher, probabilities, grad) `stride` apart as rows
+// (rows layout) or as classes (columns layout), per-position ones (target, scale, ce, kl) `stride`
+// apart from one position to the next.
+template <class S>
+struct DistillationBlock {
+    using T = compute_t<S>;
+    const S* student = nullptr;  // the student logits s
+    int64_t student_stride = 0;
+    const S* teacher = nullptr;  // the teacher logits t
+    int64_t teacher_stride = 0;
+    // Exactly one kind of target: class indices, or probabilities q.
+    const int64_t* target = nullptr;
+    int64_t target_stride = 0;
+    const S* probabilities = nullptr;
+    int64_t probability_stride = 0;
+    T* ce = nullptr;  // the hard term of each position
+    T* kl = nullptr;  // the soft term of each position
+    int64_t loss_stride = 0;  // of both ce and kl
+    // The gradient kernels only: grad = d/ds of the position's share of the loss (grad may be s;
+    // never t or q). scale is the per-position operand (grad_output, or one constant with stride
+    // 0) that multiplies params.hard_grad and params.soft_grad.
+    const T* scale = nullptr;
+    int64_t scale_stride = 0;
+    S* grad = nullptr;
+    int64_t grad_stride = 0;
+    int64_t count = 0;  // rows (rows layout) or positions (columns layout)
+};
+
+// Every entry point has one signature, as in CrossEntropyKernels.
 template <class S>
 struct DistillationKernels {
     using T = compute_t<S>;
-    void (*rows)(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
-                 int64_t target_stride, const S* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
-                 int64_t rows, const DistillationParams<T>& params);
-    void (*columns)(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride,
-                    const int64_t* target, int64_t target_stride, const S* q, int64_t q_class_stride, T* ce,
-                    T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& params);
-
-    // The same, also writing grad = d/ds of the position's share of the loss in the same pass
-    // (grad may be s; never t or q). scale is the per-position operand (grad_output, or one
-    // constant with scale_stride 0) that multiplies params.hard_grad and params.soft_grad.
-    void (*rows_grad)(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
-                      int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride,
-                      T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
-                      const DistillationParams<T>& params);
-    void (*columns_grad)(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride,
-                         const int64_t* target, int64_t target_stride, const S* q, int64_t q_class_stride,
-                         const T* scale, int64_t scale_stride, T* ce, T* kl, int64_t out_stride, S* grad,
-                         int64_t grad_class_stride, int64_t columns, const DistillationParams<T>& params);
+    using Kernel = void (*)(const DistillationBlock<S>& block, const DistillationParams<T>& params);
+    Kernel rows;
+    Kernel columns;
+    // The same, also writing the gradient in the same pass.
+    Kernel rows_grad;
+    Kernel columns_grad;
 };
 
 // H(softmax(x)) = lse - sum_c p_c x_c per position, with p_c x_c = 0 where p_c = 0 (-inf logits),

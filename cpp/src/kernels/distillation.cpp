@@ -242,21 +242,19 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     }
 }
 
-// kGrad: also the gradient (scale, grad and their strides are unused otherwise).
+// kGrad: also the gradient (the block's scale and grad are unused otherwise).
 template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
-void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
-                 int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
-                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
-                 const DistillationParams<T>& p) {
+void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
     const int64_t C = p.hard.classes;
-    for (int64_t r = 0; r < rows; ++r) {
-        const S* sr = s + r * s_row_stride;
-        const S* tr = t + r * t_row_stride;
-        const S* qr = q ? q + r * q_row_stride : nullptr;
+    for (int64_t r = 0; r < b.count; ++r) {
+        const S* sr = b.student + r * b.student_stride;
+        const S* tr = b.teacher + r * b.teacher_stride;
+        const S* qr = b.probabilities ? b.probabilities + r * b.probability_stride : nullptr;
         const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
         const T log_hard = scalar_log(sums.hard);
-        kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
-        T& hard = ce[r * out_stride];
+        b.kl[r * b.loss_stride] =
+            kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
+        T& hard = b.ce[r * b.loss_stride];
         int64_t y = -1;  // the target entry's correction, for index targets that are not ignored
         T w_y = T(1);
         if constexpr (kHard == HardTerm::probabilities) {
@@ -264,7 +262,7 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
         } else {
             // Ignored positions have no hard term; their KL term still counts (kl_div has no
             // ignore_index), as in the PyTorch expression.
-            y = target[r * target_stride];
+            y = b.target[r * b.target_stride];
             if (y == p.hard.ignore_index) {
                 hard = T(0);
                 y = -1;
@@ -274,7 +272,7 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
             }
         }
         if constexpr (kGrad) {
-            const T g = scale[r * scale_stride];
+            const T g = b.scale[r * b.scale_stride];
             const T h = g * p.hard_grad, k = g * p.soft_grad;
             T hA = T(0), hB = T(0), correction = T(0);
             if constexpr (kHard == HardTerm::probabilities) {
@@ -286,30 +284,10 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
                 hB = d.b;
                 correction = d.correction;
             }
-            S* gr = grad + r * grad_row_stride;
+            S* gr = b.grad + r * b.grad_stride;
             distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
                                                  k / sums.student, k / sums.teacher, y, correction, p);
         }
-    }
-}
-
-// One signature for every instance: the forward-only entries pass no scale and no gradient.
-#define FASTLOSS_ROWS_ARGS                                                                                      \
-    const S *s, int64_t s_row_stride, const S *t, int64_t t_row_stride, const int64_t *target,                  \
-        int64_t target_stride, const S *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
-        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
-#define FASTLOSS_ROWS_CALL                                                                                      \
-    s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
-        out_stride, grad, grad_row_stride, rows, p
-
-template <int kPower, bool kGrad, class S, class T = compute_t<S>>
-void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
-    if (q) {
-        rows_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
-    } else if (p.hard.label_smoothing != T(0)) {
-        rows_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_ROWS_CALL);
-    } else {
-        rows_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     }
 }
 
@@ -317,12 +295,15 @@ void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
 // the finish (logs, KL, the target's logit) is per lane. With kGrad, a third sweep down the class
 // axis writes the gradient from per-lane factors (the derivation at the top).
 template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
-void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride, const int64_t* target,
-                    int64_t target_stride, const S* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
-                    T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_class_stride, int64_t columns,
-                    const DistillationParams<T>& p) {
+void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
+    const S* s = b.student;
+    const S* t = b.teacher;
+    const S* q = b.probabilities;
+    const int64_t s_class_stride = b.student_stride, t_class_stride = b.teacher_stride;
+    const int64_t q_class_stride = b.probability_stride;
+    const int64_t columns = b.count;
     const int64_t C = p.hard.classes;
     const T eps = p.hard.label_smoothing;
     const V inv = V::broadcast(p.inverse_temperature);
@@ -373,9 +354,9 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             y_l[k] = -1;
         }
         for (int64_t k = 0; k < lanes; ++k) {
-            kl[(j + k) * out_stride] = kl_lane[k];
-            T& hard = ce[(j + k) * out_stride];
-            const T g = kGrad ? scale[(j + k) * scale_stride] : T(0);
+            b.kl[(j + k) * b.loss_stride] = kl_lane[k];
+            T& hard = b.ce[(j + k) * b.loss_stride];
+            const T g = kGrad ? b.scale[(j + k) * b.scale_stride] : T(0);
             const T h = g * p.hard_grad;
             k_l[k] = g * p.soft_grad;
             if constexpr (kHard == HardTerm::probabilities) {
@@ -383,7 +364,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                 hA_l[k] = h * coef[k] / hard_lane[k];
                 hB_l[k] = h;
             } else {
-                const int64_t y = target[(j + k) * target_stride];
+                const int64_t y = b.target[(j + k) * b.target_stride];
                 if (y == p.hard.ignore_index) {
                     hard = T(0);
                 } else {
@@ -421,78 +402,50 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                 for (; next < targets && y_l[by_target[next]] == c; ++next) {
                     out = out - one_lane(by_target[next], corr_l[by_target[next]]);
                 }
-                S* ptr = grad + c * grad_class_stride + j;
+                S* ptr = b.grad + c * b.grad_stride + j;
                 if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
             }
         }
     }
 }
 
-#define FASTLOSS_COLUMNS_ARGS                                                                                   \
-    const S *s, int64_t s_class_stride, const S *t, int64_t t_class_stride, const int64_t *target,              \
-        int64_t target_stride, const S *q, int64_t q_class_stride, const T *scale, int64_t scale_stride, T *ce, \
-        T *kl, int64_t out_stride, S *grad, int64_t grad_class_stride, int64_t columns,                          \
-        const DistillationParams<T> &p
-#define FASTLOSS_COLUMNS_CALL                                                                                   \
-    s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, scale, scale_stride, ce, kl, \
-        out_stride, grad, grad_class_stride, columns, p
-
-template <int kPower, bool kGrad, class S, class T = compute_t<S>>
-void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
-    if (q) {
-        columns_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
-    } else if (p.hard.label_smoothing != T(0)) {
-        columns_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
+// The instance for the layout, the kind of hard term and the temperature [Note: integer
+// temperature], chosen once per block.
+template <HardTerm kHard, int kPower, bool kColumns, bool kGrad, class S, class T = compute_t<S>>
+void layout_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+    if constexpr (kColumns) {
+        columns_kernel<kHard, kPower, kGrad>(b, p);
     } else {
-        columns_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
+        rows_kernel<kHard, kPower, kGrad>(b, p);
     }
 }
 
-// Picks the kernel instance for the temperature [Note: integer temperature].
-template <bool kGrad, class S, class T = compute_t<S>>
-void distillation_rows_any(FASTLOSS_ROWS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, kGrad, S>
-                                                     : &distillation_rows_with_power<0, kGrad, S>;
-    kernel(FASTLOSS_ROWS_CALL);
+template <int kPower, bool kColumns, bool kGrad, class S, class T = compute_t<S>>
+void kernel_with_power(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+    if (b.probabilities) {
+        layout_kernel<HardTerm::probabilities, kPower, kColumns, kGrad>(b, p);
+    } else if (p.hard.label_smoothing != T(0)) {
+        layout_kernel<HardTerm::smoothed, kPower, kColumns, kGrad>(b, p);
+    } else {
+        layout_kernel<HardTerm::plain, kPower, kColumns, kGrad>(b, p);
+    }
 }
 
-template <bool kGrad, class S, class T = compute_t<S>>
-void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, kGrad, S>
-                                                     : &distillation_columns_with_power<0, kGrad, S>;
-    kernel(FASTLOSS_COLUMNS_CALL);
-}
-
-#undef FASTLOSS_ROWS_ARGS
-#undef FASTLOSS_ROWS_CALL
-#undef FASTLOSS_COLUMNS_ARGS
-#undef FASTLOSS_COLUMNS_CALL
-
-template <class S, class T = compute_t<S>>
-void distillation_rows(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
-                       int64_t target_stride, const S* q, int64_t q_row_stride, T* ce, T* kl, int64_t out_stride,
-                       int64_t rows, const DistillationParams<T>& p) {
-    distillation_rows_any<false, S, T>(s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride,
-                                       nullptr, 0, ce, kl, out_stride, nullptr, 0, rows, p);
-}
-
-template <class S, class T = compute_t<S>>
-void distillation_columns(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride,
-                          const int64_t* target, int64_t target_stride, const S* q, int64_t q_class_stride, T* ce,
-                          T* kl, int64_t out_stride, int64_t columns, const DistillationParams<T>& p) {
-    distillation_columns_any<false, S, T>(s, s_class_stride, t, t_class_stride, target, target_stride, q,
-                                          q_class_stride, nullptr, 0, ce, kl, out_stride, nullptr, 0, columns, p);
+template <bool kColumns, bool kGrad, class S, class T = compute_t<S>>
+void distillation_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &kernel_with_power<1, kColumns, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &kernel_with_power<2, kColumns, kGrad, S>
+                                                     : &kernel_with_power<0, kColumns, kGrad, S>;
+    kernel(b, p);
 }
 
 template <class S>
 DistillationKernels<S> make_distillation_kernels() {
     DistillationKernels<S> k;
-    k.rows = &distillation_rows<S>;
-    k.columns = &distillation_columns<S>;
-    k.rows_grad = &distillation_rows_any<true, S>;
-    k.columns_grad = &distillation_columns_any<true, S>;
+    k.rows = &distillation_kernel<false, false, S>;
+    k.columns = &distillation_kernel<true, false, S>;
+    k.rows_grad = &distillation_kernel<false, true, S>;
+    k.columns_grad = &distillation_kernel<true, true, S>;
     return k;
 }
 

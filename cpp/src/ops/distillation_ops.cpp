@@ -9,6 +9,16 @@
 #include "ops/position_loops.hpp"
 
 namespace fastloss {
+namespace {
+
+// Where each operand of distillation_forward sits in its geometry: its index into the offset and
+// stride arrays. `losses` is the scratch of per-position terms; `target` holds the index targets
+// or the probabilities.
+struct DistillationOperand {
+    enum : int { student, teacher, losses, target, grad, scale, count };
+};
+
+}  // namespace
 
 template <class S>
 double distillation_forward(const DistillationCall<S>& call) {
@@ -31,8 +41,6 @@ double distillation_forward(const DistillationCall<S>& call) {
     params.hard = cross_entropy_params(call, weight);
     params.inverse_temperature = T(1.0 / call.temperature);
 
-    // Operands: 0 student, 1 teacher, 2 scratch (CE part), 3 target (reduced) or probabilities (full),
-    // then 4 gradient and 5 its per-position scale when a gradient is wanted.
     const std::vector<int64_t> scratch_strides = position_strides(call.shape, call.axis);
     // Every target is checked (and copied) before anything is computed or written.
     CheckedTargets checked;
@@ -40,15 +48,22 @@ double distillation_forward(const DistillationCall<S>& call) {
         checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index,
                                         weight);
     }
-    std::vector<std::vector<int64_t>> strides = {call.student_strides, call.teacher_strides, scratch_strides};
-    std::vector<OperandRole> roles = {OperandRole::full, OperandRole::full, OperandRole::reduced};
-    strides.push_back(index_targets ? checked.strides : call.probability_strides);
-    roles.push_back(index_targets ? OperandRole::reduced : OperandRole::full);
+    // The gradient and its scale take part only when a gradient is wanted: an operand in the
+    // geometry can rule out a layout or a merge of axes.
+    using Operand = DistillationOperand;
+    std::vector<std::vector<int64_t>> strides(with_grad ? Operand::count : Operand::grad);
+    std::vector<OperandRole> roles(strides.size(), OperandRole::reduced);
+    strides[Operand::student] = call.student_strides;
+    roles[Operand::student] = OperandRole::full;
+    strides[Operand::teacher] = call.teacher_strides;
+    roles[Operand::teacher] = OperandRole::full;
+    strides[Operand::losses] = scratch_strides;
+    strides[Operand::target] = index_targets ? checked.strides : call.probability_strides;
+    if (!index_targets) roles[Operand::target] = OperandRole::full;
     if (with_grad) {
-        strides.push_back(call.grad_strides);
-        roles.push_back(OperandRole::full);
-        strides.push_back(grad_output ? grad_output_strides : scratch_strides);
-        roles.push_back(OperandRole::reduced);
+        strides[Operand::grad] = call.grad_strides;
+        roles[Operand::grad] = OperandRole::full;
+        strides[Operand::scale] = grad_output ? grad_output_strides : scratch_strides;
     }
     const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
     const double hard_denominator = index_targets ? checked.weight_sum : double(positions);
@@ -62,41 +77,48 @@ double distillation_forward(const DistillationCall<S>& call) {
     const T constant_scale = call.grad_output_scalar;
     const T* scale = grad_output ? grad_output : &constant_scale;
     const bool scale_varies = grad_output != nullptr;
-    S* grad = call.grad;
 
     const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
-    const S* s = call.student;
-    const S* t = call.teacher;
-    const int64_t* target = checked.target;
-    const S* q = call.probabilities;
+    const auto rows_kernel = with_grad ? k.rows_grad : k.rows;
+    const auto columns_kernel = with_grad ? k.columns_grad : k.columns;
+
+    // The kernel block of `count` positions at offsets `at`: full operands `full_stride` apart (the
+    // row stride or the class stride), per-position ones `position_stride` apart.
+    auto block_at = [&](const int64_t* at, const int64_t* full_stride, const int64_t* position_stride,
+                        int64_t count) {
+        DistillationBlock<S> b;
+        b.student = call.student + at[Operand::student];
+        b.student_stride = full_stride[Operand::student];
+        b.teacher = call.teacher + at[Operand::teacher];
+        b.teacher_stride = full_stride[Operand::teacher];
+        if (index_targets) {
+            b.target = checked.target + at[Operand::target];
+            b.target_stride = position_stride[Operand::target];
+        } else {
+            b.probabilities = call.probabilities + at[Operand::target];
+            b.probability_stride = full_stride[Operand::target];
+        }
+        b.ce = ce + at[Operand::losses];
+        b.kl = ce + positions + at[Operand::losses];
+        b.loss_stride = position_stride[Operand::losses];
+        if (with_grad) {
+            b.grad = call.grad + at[Operand::grad];
+            b.grad_stride = full_stride[Operand::grad];
+            b.scale = scale_varies ? scale + at[Operand::scale] : scale;
+            b.scale_stride = scale_varies ? position_stride[Operand::scale] : 0;
+        }
+        b.count = count;
+        return b;
+    };
+
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                const int64_t* yp = index_targets ? target + at[3] : nullptr;
-                const S* qp = index_targets ? nullptr : q + at[3];
-                if (with_grad) {
-                    k.rows_grad(s + at[0], step[0], t + at[1], step[1], yp, step[3], qp, step[3],
-                                scale_varies ? scale + at[5] : scale, scale_varies ? step[5] : 0, ce + at[2],
-                                ce + positions + at[2], step[2], grad + at[4], step[4], rows, params);
-                } else {
-                    k.rows(s + at[0], step[0], t + at[1], step[1], yp, step[3], qp, step[3], ce + at[2],
-                           ce + positions + at[2], step[2], rows, params);
-                }
+                rows_kernel(block_at(at, step, step, rows), params);
             },
             [&](const int64_t* at, int64_t columns) {
-                const int64_t* yp = index_targets ? target + at[3] : nullptr;
-                const S* qp = index_targets ? nullptr : q + at[3];
-                if (with_grad) {
-                    k.columns_grad(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1], yp, g.column_stride[3],
-                                   qp, g.class_stride[3], scale_varies ? scale + at[5] : scale,
-                                   scale_varies ? g.column_stride[5] : 0, ce + at[2], ce + positions + at[2],
-                                   g.column_stride[2], grad + at[4], g.class_stride[4], columns, params);
-                } else {
-                    k.columns(s + at[0], g.class_stride[0], t + at[1], g.class_stride[1], yp, g.column_stride[3], qp,
-                              g.class_stride[3], ce + at[2], ce + positions + at[2], g.column_stride[2], columns,
-                              params);
-                }
+                columns_kernel(block_at(at, g.class_stride.data(), g.column_stride.data(), columns), params);
             },
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: gather each row of every full operand contiguously; the
@@ -105,22 +127,31 @@ double distillation_forward(const DistillationCall<S>& call) {
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
+                const int64_t unused_strides[kMaxOperands] = {};  // a block of one position
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
-                    gather_row(s + at[0], g.class_stride[0], classes, s_row);
-                    gather_row(t + at[1], g.class_stride[1], classes, t_row);
-                    if (!index_targets) gather_row(q + at[3], g.class_stride[3], classes, q_row);
-                    const int64_t* yp = index_targets ? target + at[3] : nullptr;
+                    // The position's block, its rows replaced by the staged ones.
+                    DistillationBlock<S> b = block_at(at, unused_strides, unused_strides, 1);
+                    gather_row(b.student, g.class_stride[Operand::student], classes, s_row);
+                    gather_row(b.teacher, g.class_stride[Operand::teacher], classes, t_row);
+                    b.student = s_row;
+                    b.student_stride = classes;
+                    b.teacher = t_row;
+                    b.teacher_stride = classes;
+                    if (!index_targets) {
+                        gather_row(b.probabilities, g.class_stride[Operand::target], classes, q_row);
+                        b.probabilities = q_row;
+                        b.probability_stride = classes;
+                    }
                     if (with_grad) {
-                        k.rows_grad(s_row, classes, t_row, classes, yp, 0, q_row, classes,
-                                    scale_varies ? scale + at[5] : scale, 0, ce + at[2], ce + positions + at[2], 0,
-                                    s_row, classes, 1, params);
-                        S* out = grad + at[4];
-                        for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[4]] = s_row[c];
-                    } else {
-                        k.rows(s_row, classes, t_row, classes, yp, 0, q_row, classes, ce + at[2],
-                               ce + positions + at[2], 0, 1, params);
+                        b.grad = s_row;
+                        b.grad_stride = classes;
+                    }
+                    rows_kernel(b, params);
+                    if (with_grad) {
+                        S* out = call.grad + at[Operand::grad];
+                        for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[Operand::grad]] = s_row[c];
                     }
                 }
             });
