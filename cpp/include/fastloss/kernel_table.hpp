@@ -135,33 +135,17 @@ struct DistillationParams {
     T soft_grad = T(0);
 };
 
-// The operands of one distillation kernel call, a block of `count` positions, laid out as in
-// CrossEntropyBlock: full operands (student, teacher, probabilities, grad) `stride` apart as rows
-// (rows layout) or as classes (columns layout), per-position ones (target, scale, ce, kl) `stride`
-// apart from one position to the next.
+// The operands of one distillation kernel call: the hard term's block, whose input is the student
+// logits s, whose loss is the hard term of each position and whose grad is d/ds of the position's
+// share of the whole loss (grad may be s; never t or q; its scale multiplies params.hard_grad and
+// params.soft_grad), and the teacher logits t and the soft term beside it, laid out alike.
 template <class S>
 struct DistillationBlock {
     using T = compute_t<S>;
-    const S* student = nullptr;  // the student logits s
-    int64_t student_stride = 0;
-    const S* teacher = nullptr;  // the teacher logits t
+    CrossEntropyBlock<S> hard;
+    const S* teacher = nullptr;  // a full operand, as hard.input
     int64_t teacher_stride = 0;
-    // Exactly one kind of target: class indices, or probabilities q.
-    const int64_t* target = nullptr;
-    int64_t target_stride = 0;
-    const S* probabilities = nullptr;
-    int64_t probability_stride = 0;
-    T* ce = nullptr;  // the hard term of each position
-    T* kl = nullptr;  // the soft term of each position
-    int64_t loss_stride = 0;  // of both ce and kl
-    // The gradient kernels only: grad = d/ds of the position's share of the loss (grad may be s;
-    // never t or q). scale is the per-position operand (grad_output, or one constant with stride
-    // 0) that multiplies params.hard_grad and params.soft_grad.
-    const T* scale = nullptr;
-    int64_t scale_stride = 0;
-    S* grad = nullptr;
-    int64_t grad_stride = 0;
-    int64_t count = 0;  // rows (rows layout) or positions (columns layout)
+    T* kl = nullptr;  // the soft term of each position, hard.loss_stride apart
 };
 
 // Every entry point has one signature, as in CrossEntropyKernels.

@@ -246,15 +246,16 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
 template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
     const int64_t C = p.hard.classes;
-    for (int64_t r = 0; r < b.count; ++r) {
-        const S* sr = b.student + r * b.student_stride;
+    const CrossEntropyBlock<S>& ce = b.hard;
+    for (int64_t r = 0; r < ce.count; ++r) {
+        const S* sr = ce.input + r * ce.input_stride;
         const S* tr = b.teacher + r * b.teacher_stride;
-        const S* qr = b.probabilities ? b.probabilities + r * b.probability_stride : nullptr;
+        const S* qr = ce.probabilities ? ce.probabilities + r * ce.probability_stride : nullptr;
         const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
         const T log_hard = scalar_log(sums.hard);
-        b.kl[r * b.loss_stride] =
+        b.kl[r * ce.loss_stride] =
             kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
-        T& hard = b.ce[r * b.loss_stride];
+        T& hard = ce.loss[r * ce.loss_stride];
         int64_t y = -1;  // the target entry's correction, for index targets that are not ignored
         T w_y = T(1);
         if constexpr (kHard == HardTerm::probabilities) {
@@ -262,7 +263,7 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
         } else {
             // Ignored positions have no hard term; their KL term still counts (kl_div has no
             // ignore_index), as in the PyTorch expression.
-            y = b.target[r * b.target_stride];
+            y = ce.target[r * ce.target_stride];
             if (y == p.hard.ignore_index) {
                 hard = T(0);
                 y = -1;
@@ -272,7 +273,7 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
             }
         }
         if constexpr (kGrad) {
-            const T g = b.scale[r * b.scale_stride];
+            const T g = ce.scale[r * ce.scale_stride];
             const T h = g * p.hard_grad, k = g * p.soft_grad;
             T hA = T(0), hB = T(0), correction = T(0);
             if constexpr (kHard == HardTerm::probabilities) {
@@ -284,7 +285,7 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
                 hB = d.b;
                 correction = d.correction;
             }
-            S* gr = b.grad + r * b.grad_stride;
+            S* gr = ce.grad + r * ce.grad_stride;
             distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
                                                  k / sums.student, k / sums.teacher, y, correction, p);
         }
@@ -298,12 +299,13 @@ template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S
 void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const S* s = b.student;
+    const CrossEntropyBlock<S>& ce = b.hard;
+    const S* s = ce.input;
     const S* t = b.teacher;
-    const S* q = b.probabilities;
-    const int64_t s_class_stride = b.student_stride, t_class_stride = b.teacher_stride;
-    const int64_t q_class_stride = b.probability_stride;
-    const int64_t columns = b.count;
+    const S* q = ce.probabilities;
+    const int64_t s_class_stride = ce.input_stride, t_class_stride = b.teacher_stride;
+    const int64_t q_class_stride = ce.probability_stride;
+    const int64_t columns = ce.count;
     const int64_t C = p.hard.classes;
     const T eps = p.hard.label_smoothing;
     const V inv = V::broadcast(p.inverse_temperature);
@@ -354,9 +356,9 @@ void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& 
             y_l[k] = -1;
         }
         for (int64_t k = 0; k < lanes; ++k) {
-            b.kl[(j + k) * b.loss_stride] = kl_lane[k];
-            T& hard = b.ce[(j + k) * b.loss_stride];
-            const T g = kGrad ? b.scale[(j + k) * b.scale_stride] : T(0);
+            b.kl[(j + k) * ce.loss_stride] = kl_lane[k];
+            T& hard = ce.loss[(j + k) * ce.loss_stride];
+            const T g = kGrad ? ce.scale[(j + k) * ce.scale_stride] : T(0);
             const T h = g * p.hard_grad;
             k_l[k] = g * p.soft_grad;
             if constexpr (kHard == HardTerm::probabilities) {
@@ -364,7 +366,7 @@ void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& 
                 hA_l[k] = h * coef[k] / hard_lane[k];
                 hB_l[k] = h;
             } else {
-                const int64_t y = b.target[(j + k) * b.target_stride];
+                const int64_t y = ce.target[(j + k) * ce.target_stride];
                 if (y == p.hard.ignore_index) {
                     hard = T(0);
                 } else {
@@ -402,7 +404,7 @@ void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& 
                 for (; next < targets && y_l[by_target[next]] == c; ++next) {
                     out = out - one_lane(by_target[next], corr_l[by_target[next]]);
                 }
-                S* ptr = b.grad + c * b.grad_stride + j;
+                S* ptr = ce.grad + c * ce.grad_stride + j;
                 if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
             }
         }
@@ -422,7 +424,7 @@ void layout_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p
 
 template <int kPower, bool kColumns, bool kGrad, class S, class T = compute_t<S>>
 void kernel_with_power(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
-    if (b.probabilities) {
+    if (b.hard.probabilities) {
         layout_kernel<HardTerm::probabilities, kPower, kColumns, kGrad>(b, p);
     } else if (p.hard.label_smoothing != T(0)) {
         layout_kernel<HardTerm::smoothed, kPower, kColumns, kGrad>(b, p);

@@ -9,6 +9,7 @@
 #include "fastloss/scratch.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/class_targets.hpp"
+#include "ops/cross_entropy_operands.hpp"
 #include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
 
@@ -68,17 +69,6 @@ class TargetChangedDuringCall {
     std::atomic<int64_t> value_{0};
 };
 
-// Where each operand of cross_entropy_forward sits in its geometry: its index into the offset and
-// stride arrays. `target` holds the index targets or the probabilities.
-struct CrossEntropyOperand {
-    enum : int { input, loss, target, grad, scale, count };
-};
-
-// The same for nll_loss_forward.
-struct NllOperand {
-    enum : int { input, target, loss, grad, grad_output, count };
-};
-
 }  // namespace
 
 template <class S>
@@ -105,30 +95,19 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index,
                                         weight);
     }
-    // The gradient and its scale take part only when a gradient is wanted: an operand in the
-    // geometry can rule out a layout or a merge of axes.
-    using Operand = CrossEntropyOperand;
-    std::vector<std::vector<int64_t>> strides(with_grad ? Operand::count : Operand::grad);
-    std::vector<OperandRole> roles(strides.size(), OperandRole::reduced);
-    strides[Operand::input] = call.input_strides;
-    roles[Operand::input] = OperandRole::full;
-    strides[Operand::loss] = loss_strides;
-    strides[Operand::target] = index_targets ? checked.strides : call.probability_strides;
-    if (!index_targets) roles[Operand::target] = OperandRole::full;
-    if (with_grad) {
-        strides[Operand::grad] = call.grad_strides;
-        roles[Operand::grad] = OperandRole::full;
-        strides[Operand::scale] = grad_output ? grad_output_strides : loss_strides;
-    }
-    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
+    using Slot = CrossEntropySlot;
+    const GeometryOperands operand_strides = cross_entropy_geometry_operands(
+        call.input_strides, loss_strides, index_targets ? checked.strides : call.probability_strides, !index_targets,
+        with_grad ? &call.grad_strides : nullptr, grad_output ? &grad_output_strides : nullptr);
+    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, operand_strides.strides, operand_strides.roles);
     // Probability targets: PyTorch divides by numel / C, which is 0 / 0 (a NaN mean) without classes.
     const double denominator = index_targets ? checked.weight_sum : (classes > 0 ? double(positions) : 0.0);
 
     // The gradient's per-position factor: grad_output (none), 1 (sum) or 1/denominator (mean).
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
-    const T* scale = grad_output ? grad_output : &constant_scale;
-    const bool scale_varies = grad_output != nullptr;
+    const CrossEntropyOperands<S> operands(call.input, checked.target, call.probabilities, loss, call.grad, grad_output,
+                                           &constant_scale);
 
     const CrossEntropyKernels<S>& k = active_kernels().kernels<S>().cross_entropy;
     using Kernel = typename CrossEntropyKernels<S>::Kernel;
@@ -136,71 +115,25 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
                                          : (index_targets ? k.index_rows : k.probability_rows);
     const Kernel columns_kernel = with_grad ? (index_targets ? k.index_columns_grad : k.probability_columns_grad)
                                             : (index_targets ? k.index_columns : k.probability_columns);
-
-    // The kernel block of `count` positions at offsets `at`: full operands `full_stride` apart (the
-    // row stride or the class stride), per-position ones `position_stride` apart.
-    auto block_at = [&](const int64_t* at, const int64_t* full_stride, const int64_t* position_stride,
-                        int64_t count) {
-        CrossEntropyBlock<S> b;
-        b.input = call.input + at[Operand::input];
-        b.input_stride = full_stride[Operand::input];
-        if (index_targets) {
-            b.target = checked.target + at[Operand::target];
-            b.target_stride = position_stride[Operand::target];
-        } else {
-            b.probabilities = call.probabilities + at[Operand::target];
-            b.probability_stride = full_stride[Operand::target];
-        }
-        b.loss = loss + at[Operand::loss];
-        b.loss_stride = position_stride[Operand::loss];
-        if (with_grad) {
-            b.grad = call.grad + at[Operand::grad];
-            b.grad_stride = full_stride[Operand::grad];
-            b.scale = scale_varies ? scale + at[Operand::scale] : scale;
-            b.scale_stride = scale_varies ? position_stride[Operand::scale] : 0;
-        }
-        b.count = count;
-        return b;
-    };
-
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                rows_kernel(block_at(at, step, step, rows), params);
+                rows_kernel(operands.block_at(at, step, step, rows), params);
             },
             [&](const int64_t* at, int64_t columns) {
-                columns_kernel(block_at(at, g.class_stride.data(), g.column_stride.data(), columns), params);
+                columns_kernel(operands.block_at(at, g.class_stride.data(), g.column_stride.data(), columns), params);
             },
             [&](int64_t begin, int64_t end) {
-                // Neither layout fits: gather each row (and its probabilities) contiguously, and
-                // scatter the gradient row back.
+                // Neither layout fits: each row (and its probabilities) is gathered contiguously,
+                // and its gradient row scattered back.
                 std::vector<S> row = scratch_vector<S>(classes, "a staged row");
                 std::vector<S> q_row = scratch_vector<S>(index_targets ? 0 : classes, "a staged target row");
-                const int64_t unused_strides[kMaxOperands] = {};  // a block of one position
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
-                    // The position's block, its rows replaced by the staged ones (the gradient row
-                    // formed over the staged logits).
-                    CrossEntropyBlock<S> b = block_at(at, unused_strides, unused_strides, 1);
-                    gather_row(b.input, g.class_stride[Operand::input], classes, row.data());
-                    b.input = row.data();
-                    b.input_stride = classes;
-                    if (!index_targets) {
-                        gather_row(b.probabilities, g.class_stride[Operand::target], classes, q_row.data());
-                        b.probabilities = q_row.data();
-                        b.probability_stride = classes;
-                    }
-                    if (with_grad) {
-                        b.grad = row.data();
-                        b.grad_stride = classes;
-                    }
-                    rows_kernel(b, params);
-                    if (with_grad) {
-                        S* out = call.grad + at[Operand::grad];
-                        for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[Operand::grad]] = row[size_t(c)];
-                    }
+                    rows_kernel(operands.staged_block_at(g, at, row.data(), q_row.data()), params);
+                    if (with_grad) operands.scatter_grad(g, at, row.data());
                 }
             });
     }
@@ -208,7 +141,7 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     if (positions > 0 && classes == 0 && call.reduction == Reduction::none) {
         // No classes: each position's loss is an empty sum (index targets get here only if every
         // one is ignore_index). The caller's array is uninitialised memory, so it must be written.
-        for_each_position(g, [&](const int64_t* at) { loss[at[Operand::loss]] = T(0); });
+        for_each_position(g, [&](const int64_t* at) { loss[at[Slot::loss]] = T(0); });
     }
 
     return losses.finish(denominator);
@@ -227,22 +160,16 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     const CheckedTargets checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis,
                                                          call.ignore_index, weight, call.grad != nullptr);
     const double denominator = checked.weight_sum;
-    // Every operand takes part: an absent gradient borrows the input's strides and an absent
-    // grad_output the target's, so neither changes the geometry.
-    using Operand = NllOperand;
-    std::vector<std::vector<int64_t>> strides(Operand::count);
-    std::vector<OperandRole> roles(Operand::count, OperandRole::reduced);
-    strides[Operand::input] = call.input_strides;
-    roles[Operand::input] = OperandRole::full;
-    strides[Operand::target] = checked.strides;
-    strides[Operand::loss] = losses.strides();
-    strides[Operand::grad] = call.grad ? call.grad_strides : call.input_strides;
-    roles[Operand::grad] = OperandRole::full;
-    strides[Operand::grad_output] = call.grad_output ? call.grad_output_strides : checked.strides;
-    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
+    // The operands sit as cross_entropy's, grad_output in the scale's slot.
+    using Slot = CrossEntropySlot;
+    const GeometryOperands operand_strides =
+        cross_entropy_geometry_operands(call.input_strides, losses.strides(), checked.strides, false,
+                                        call.grad ? &call.grad_strides : nullptr,
+                                        call.grad_output ? &call.grad_output_strides : nullptr);
+    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, operand_strides.strides, operand_strides.roles);
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
-    const int64_t class_stride = g.class_stride[Operand::input], grad_class_stride = g.class_stride[Operand::grad];
+    const int64_t class_stride = g.class_stride[Slot::input], grad_class_stride = g.class_stride[Slot::grad];
 
     // One gather per position: loss = -w_y x_y (0 where ignored: that logit is not read, so NaN or
     // inf there cannot leak), and with a gradient the row -scale w_y at the target and 0
@@ -255,20 +182,20 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     TargetChangedDuringCall changed;
     auto position_loss = [input = call.input, target = checked.target, ignore_index = call.ignore_index, weight, loss,
                           class_stride, classes, changed = &changed](const int64_t* at) {
-        const int64_t y = __atomic_load_n(target + at[Operand::target], __ATOMIC_RELAXED);  // (see checked_class_targets)
+        const int64_t y = __atomic_load_n(target + at[Slot::target], __ATOMIC_RELAXED);  // (see checked_class_targets)
         const bool used = y != ignore_index && static_cast<uint64_t>(y) < static_cast<uint64_t>(classes);
-        loss[at[Operand::loss]] = used ? -(weight ? weight[y] : T(1)) * T(input[at[Operand::input] + y * class_stride]) : T(0);
+        loss[at[Slot::loss]] = used ? -(weight ? weight[y] : T(1)) * T(input[at[Slot::input] + y * class_stride]) : T(0);
         if (!used && y != ignore_index) changed->note(y);
     };
     auto position_with_grad = [position_loss, target = checked.target, ignore_index = call.ignore_index, weight,
                                grad = call.grad, grad_output = call.grad_output, constant_scale, grad_class_stride,
                                classes](const int64_t* at) {
         position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
-        const int64_t y = target[at[Operand::target]];
-        S* row = grad + at[Operand::grad];
+        const int64_t y = target[at[Slot::target]];
+        S* row = grad + at[Slot::grad];
         for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
         if (y != ignore_index) {
-            const T scale = grad_output ? T(grad_output[at[Operand::grad_output]]) : constant_scale;
+            const T scale = grad_output ? T(grad_output[at[Slot::scale]]) : constant_scale;
             row[y * grad_class_stride] = S(-scale * (weight ? weight[y] : T(1)));
         }
     };

@@ -5,6 +5,7 @@
 #include "fastloss/dispatch.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/class_targets.hpp"
+#include "ops/cross_entropy_operands.hpp"
 #include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
 
@@ -12,10 +13,9 @@ namespace fastloss {
 namespace {
 
 // Where each operand of distillation_forward sits in its geometry: its index into the offset and
-// stride arrays. `losses` is the scratch of per-position terms; `target` holds the index targets
-// or the probabilities.
-struct DistillationOperand {
-    enum : int { student, teacher, losses, target, grad, scale, count };
+// stride arrays. The hard term's first (CrossEntropySlot), then the teacher logits.
+struct DistillationSlot : CrossEntropySlot {
+    enum : int { teacher = CrossEntropySlot::count, count };
 };
 
 }  // namespace
@@ -48,24 +48,15 @@ double distillation_forward(const DistillationCall<S>& call) {
         checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index,
                                         weight);
     }
-    // The gradient and its scale take part only when a gradient is wanted: an operand in the
-    // geometry can rule out a layout or a merge of axes.
-    using Operand = DistillationOperand;
-    std::vector<std::vector<int64_t>> strides(with_grad ? Operand::count : Operand::grad);
-    std::vector<OperandRole> roles(strides.size(), OperandRole::reduced);
-    strides[Operand::student] = call.student_strides;
-    roles[Operand::student] = OperandRole::full;
-    strides[Operand::teacher] = call.teacher_strides;
-    roles[Operand::teacher] = OperandRole::full;
-    strides[Operand::losses] = scratch_strides;
-    strides[Operand::target] = index_targets ? checked.strides : call.probability_strides;
-    if (!index_targets) roles[Operand::target] = OperandRole::full;
-    if (with_grad) {
-        strides[Operand::grad] = call.grad_strides;
-        roles[Operand::grad] = OperandRole::full;
-        strides[Operand::scale] = grad_output ? grad_output_strides : scratch_strides;
-    }
-    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, strides, roles);
+    // The hard term's operands (the student logits as its input, the scratch of both terms as its
+    // loss), then the teacher.
+    using Slot = DistillationSlot;
+    GeometryOperands operand_strides = cross_entropy_geometry_operands(
+        call.student_strides, scratch_strides, index_targets ? checked.strides : call.probability_strides,
+        !index_targets, with_grad ? &call.grad_strides : nullptr, grad_output ? &grad_output_strides : nullptr);
+    operand_strides.strides.push_back(call.teacher_strides);
+    operand_strides.roles.push_back(OperandRole::full);
+    const AxisGeometry g = make_axis_geometry(call.shape, call.axis, operand_strides.strides, operand_strides.roles);
     const double hard_denominator = index_targets ? checked.weight_sum : double(positions);
 
     // The gradient's factors (distillation.cpp): per position, scale * alpha / D for CE and
@@ -75,84 +66,51 @@ double distillation_forward(const DistillationCall<S>& call) {
     params.hard_grad = T(call.alpha / (mean ? hard_denominator : 1.0));
     params.soft_grad = T((1.0 - call.alpha) * call.temperature / (mean ? double(call.shape[0]) : 1.0));
     const T constant_scale = call.grad_output_scalar;
-    const T* scale = grad_output ? grad_output : &constant_scale;
-    const bool scale_varies = grad_output != nullptr;
+    const CrossEntropyOperands<S> hard(call.student, checked.target, call.probabilities, ce, call.grad, grad_output,
+                                       &constant_scale);
+    // The kernel block at offsets `at`: the hard term's `block`, the teacher's rows at `teacher`,
+    // `teacher_stride` apart, and the soft terms beside the hard ones.
+    auto distillation_block = [&](const CrossEntropyBlock<S>& block, const int64_t* at, const S* teacher,
+                                  int64_t teacher_stride) {
+        DistillationBlock<S> b;
+        b.hard = block;
+        b.teacher = teacher;
+        b.teacher_stride = teacher_stride;
+        b.kl = ce + positions + at[Slot::loss];
+        return b;
+    };
 
     const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
     const auto rows_kernel = with_grad ? k.rows_grad : k.rows;
     const auto columns_kernel = with_grad ? k.columns_grad : k.columns;
-
-    // The kernel block of `count` positions at offsets `at`: full operands `full_stride` apart (the
-    // row stride or the class stride), per-position ones `position_stride` apart.
-    auto block_at = [&](const int64_t* at, const int64_t* full_stride, const int64_t* position_stride,
-                        int64_t count) {
-        DistillationBlock<S> b;
-        b.student = call.student + at[Operand::student];
-        b.student_stride = full_stride[Operand::student];
-        b.teacher = call.teacher + at[Operand::teacher];
-        b.teacher_stride = full_stride[Operand::teacher];
-        if (index_targets) {
-            b.target = checked.target + at[Operand::target];
-            b.target_stride = position_stride[Operand::target];
-        } else {
-            b.probabilities = call.probabilities + at[Operand::target];
-            b.probability_stride = full_stride[Operand::target];
-        }
-        b.ce = ce + at[Operand::losses];
-        b.kl = ce + positions + at[Operand::losses];
-        b.loss_stride = position_stride[Operand::losses];
-        if (with_grad) {
-            b.grad = call.grad + at[Operand::grad];
-            b.grad_stride = full_stride[Operand::grad];
-            b.scale = scale_varies ? scale + at[Operand::scale] : scale;
-            b.scale_stride = scale_varies ? position_stride[Operand::scale] : 0;
-        }
-        b.count = count;
-        return b;
-    };
-
     if (positions > 0 && classes > 0) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                rows_kernel(block_at(at, step, step, rows), params);
+                const CrossEntropyBlock<S> block = hard.block_at(at, step, step, rows);
+                const S* teacher = call.teacher + at[Slot::teacher];
+                rows_kernel(distillation_block(block, at, teacher, step[Slot::teacher]), params);
             },
             [&](const int64_t* at, int64_t columns) {
-                columns_kernel(block_at(at, g.class_stride.data(), g.column_stride.data(), columns), params);
+                const CrossEntropyBlock<S> block =
+                    hard.block_at(at, g.class_stride.data(), g.column_stride.data(), columns);
+                const S* teacher = call.teacher + at[Slot::teacher];
+                columns_kernel(distillation_block(block, at, teacher, g.class_stride[Slot::teacher]), params);
             },
             [&](int64_t begin, int64_t end) {
-                // Neither layout fits: gather each row of every full operand contiguously; the
-                // gradient row is formed in the student's buffer and scattered back.
+                // Neither layout fits: each row of every full operand is gathered contiguously; the
+                // gradient row is formed in the student's and scattered back.
                 std::vector<S> rows_buffer = scratch_vector<S>(count_product(classes, index_targets ? 2 : 3), "staged rows");
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
-                const int64_t unused_strides[kMaxOperands] = {};  // a block of one position
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
-                    // The position's block, its rows replaced by the staged ones.
-                    DistillationBlock<S> b = block_at(at, unused_strides, unused_strides, 1);
-                    gather_row(b.student, g.class_stride[Operand::student], classes, s_row);
-                    gather_row(b.teacher, g.class_stride[Operand::teacher], classes, t_row);
-                    b.student = s_row;
-                    b.student_stride = classes;
-                    b.teacher = t_row;
-                    b.teacher_stride = classes;
-                    if (!index_targets) {
-                        gather_row(b.probabilities, g.class_stride[Operand::target], classes, q_row);
-                        b.probabilities = q_row;
-                        b.probability_stride = classes;
-                    }
-                    if (with_grad) {
-                        b.grad = s_row;
-                        b.grad_stride = classes;
-                    }
-                    rows_kernel(b, params);
-                    if (with_grad) {
-                        S* out = call.grad + at[Operand::grad];
-                        for (int64_t c = 0; c < classes; ++c) out[c * g.class_stride[Operand::grad]] = s_row[c];
-                    }
+                    const CrossEntropyBlock<S> block = hard.staged_block_at(g, at, s_row, q_row);
+                    gather_row(call.teacher + at[Slot::teacher], g.class_stride[Slot::teacher], classes, t_row);
+                    rows_kernel(distillation_block(block, at, t_row, classes), params);
+                    if (with_grad) hard.scatter_grad(g, at, s_row);
                 }
             });
     }
