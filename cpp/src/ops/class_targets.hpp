@@ -16,6 +16,18 @@
 
 namespace fastloss {
 
+// The geometry that pairs a per-position operand (full-rank `strides`, class-axis entry ignored)
+// with its copy in position order, and where each of the two sits in it.
+struct PositionCopySlot {
+    enum : int { strided, dense };
+};
+
+inline AxisGeometry position_copy_geometry(const std::vector<int64_t>& shape, int axis,
+                                           const std::vector<int64_t>& strides) {
+    return make_axis_geometry(shape, axis, {strides, position_strides(shape, axis)},  // PositionCopySlot order
+                              {OperandRole::reduced, OperandRole::reduced});
+}
+
 // The index targets of a call, checked and copied in position order (contiguous, the per-position
 // shape): the kernels read this private copy, never the caller's array again. So the values
 // checked are the values used: another thread writing the caller's targets during the call, or an
@@ -67,9 +79,9 @@ CheckedTargets checked_class_targets(const int64_t* target, const std::vector<in
             for (int64_t i = 0; i < positions; ++i) one(i * stride, i);
             return;
         }
-        const AxisGeometry g = make_axis_geometry(shape, axis, {target_strides, position_strides(shape, axis)},
-                                                  {OperandRole::reduced, OperandRole::reduced});
-        for_each_position(g, [&](const int64_t* at) { one(at[0], at[1]); });
+        using Slot = PositionCopySlot;
+        const AxisGeometry g = position_copy_geometry(shape, axis, target_strides);
+        for_each_position(g, [&](const int64_t* at) { one(at[Slot::strided], at[Slot::dense]); });
     };
     if (!weight) {  // an integer count: no chain of float64 additions through the loop
         int64_t counted = 0;
@@ -109,12 +121,11 @@ const compute_t<S>* positions_in_compute_type(const S* values, std::vector<int64
         return values;
     } else {
         if (!values) return nullptr;
-        std::vector<int64_t> dense = position_strides(shape, axis);
-        const AxisGeometry g = make_axis_geometry(shape, axis, {strides, dense},
-                                                  {OperandRole::reduced, OperandRole::reduced});
+        using Slot = PositionCopySlot;
+        const AxisGeometry g = position_copy_geometry(shape, axis, strides);
         holder.resize(size_t(position_count(shape, axis)));
-        for_each_position(g, [&](const int64_t* at) { holder[size_t(at[1])] = values[at[0]]; });
-        strides = dense;
+        for_each_position(g, [&](const int64_t* at) { holder[size_t(at[Slot::dense])] = values[at[Slot::strided]]; });
+        strides = position_strides(shape, axis);
         return holder.data();
     }
 }
@@ -159,14 +170,14 @@ CrossEntropyParams<T> cross_entropy_params(const Call& call, const T* weight) {
     return params;
 }
 
-// The reverse, for per-position losses computed in T in position order: out[...] = values[i],
-// rounded once to S.
+// The reverse of positions_in_compute_type, for per-position losses computed in T in position
+// order: out[...] = values[i], rounded once to S.
 template <class S, class T>
 void store_positions(const T* values, S* out, const std::vector<int64_t>& out_strides,
                      const std::vector<int64_t>& shape, int axis) {
-    const AxisGeometry g = make_axis_geometry(shape, axis, {out_strides, position_strides(shape, axis)},
-                                              {OperandRole::reduced, OperandRole::reduced});
-    for_each_position(g, [&](const int64_t* at) { out[at[0]] = S(values[at[1]]); });
+    using Slot = PositionCopySlot;
+    const AxisGeometry g = position_copy_geometry(shape, axis, out_strides);
+    for_each_position(g, [&](const int64_t* at) { out[at[Slot::strided]] = S(values[at[Slot::dense]]); });
 }
 
 }  // namespace fastloss

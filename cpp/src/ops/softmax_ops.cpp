@@ -96,27 +96,40 @@ void entropy_of_long_row(const S* x, int64_t stride, int64_t classes, S* out, bo
     *out = S(T(total));
 }
 
+// Where each operand sits in the geometry: its index into the offset and stride arrays.
+//  * softmax, log_softmax, logsumexp, entropy: the input x, and the output (full for softmax and
+//    log_softmax, reduced for logsumexp and entropy);
+//  * softmax_backward: the incoming gradient g, the forward output y and the gradient dx written
+//    (the names of the formulas in kernel_table.hpp).
+struct AxisKernelSlot {
+    enum : int { x, out };
+};
+struct SoftmaxBackwardSlot {
+    enum : int { g, y, dx };
+};
+
 // softmax and log_softmax write whole rows: they never reduce a long row in blocks.
 template <class T>
 void no_long_rows(const T*, int64_t, int64_t, T*) {}
 
-// Runs a softmax-family kernel pair: operand 0 is the input, operand 1 the output (full for
-// softmax/log_softmax, reduced for logsumexp and entropy).
+// Runs a softmax-family kernel pair over a geometry of AxisKernelSlot operands.
 // A staged row longer than kStageBlockClasses of a reduction goes to reduce_long_row(x, stride,
 // classes, out) instead of being gathered whole.
 template <class T, class RowsKernel, class ColumnsKernel, class LongRowReducer>
 void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full, RowsKernel rows_kernel,
                      ColumnsKernel columns_kernel, LongRowReducer reduce_long_row) {
+    using Slot = AxisKernelSlot;
     const int64_t classes = g.classes;
     if (classes == 0) return;
     parallel_over_positions(
         g,
         [&](const int64_t* offsets, const int64_t* strides, int64_t rows) {
-            rows_kernel(x + offsets[0], strides[0], out + offsets[1], strides[1], rows, classes);
+            rows_kernel(x + offsets[Slot::x], strides[Slot::x], out + offsets[Slot::out], strides[Slot::out], rows,
+                        classes);
         },
         [&](const int64_t* offsets, int64_t columns) {
-            columns_kernel(x + offsets[0], g.class_stride[0], out + offsets[1],
-                           out_is_full ? g.class_stride[1] : g.column_stride[1], columns, classes);
+            columns_kernel(x + offsets[Slot::x], g.class_stride[Slot::x], out + offsets[Slot::out],
+                           out_is_full ? g.class_stride[Slot::out] : g.column_stride[Slot::out], columns, classes);
         },
         [&](int64_t begin, int64_t end) {
             const bool in_blocks = !out_is_full && classes > kStageBlockClasses;
@@ -125,14 +138,14 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
             for (int64_t i = begin; i < end; ++i) {
                 g.outer_offsets(i, offsets);
                 if (in_blocks) {
-                    reduce_long_row(x + offsets[0], g.class_stride[0], classes, out + offsets[1]);
+                    reduce_long_row(x + offsets[Slot::x], g.class_stride[Slot::x], classes, out + offsets[Slot::out]);
                     continue;
                 }
-                gather_row(x + offsets[0], g.class_stride[0], classes, scratch.data());
-                T* out_row = out + offsets[1];
+                gather_row(x + offsets[Slot::x], g.class_stride[Slot::x], classes, scratch.data());
+                T* out_row = out + offsets[Slot::out];
                 if (out_is_full) {
                     rows_kernel(scratch.data(), classes, scratch.data(), classes, 1, classes);
-                    const int64_t s = g.class_stride[1];
+                    const int64_t s = g.class_stride[Slot::out];
                     for (int64_t c = 0; c < classes; ++c) out_row[c * s] = scratch[c];
                 } else {
                     rows_kernel(scratch.data(), classes, out_row, 1, 1, classes);
@@ -147,7 +160,7 @@ template <class T>
 void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x_strides, T* y,
                      const std::vector<int64_t>& y_strides, const std::vector<int64_t>& shape,
                      int axis) {
-    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, y_strides},
+    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, y_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::full});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     if (kind == SoftmaxKind::softmax) {
@@ -169,7 +182,7 @@ template <class T>
 void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
                        const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
                        int axis) {
-    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
+    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::reduced});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     run_axis_kernel(g, x, out, false, k.logsumexp_rows, k.logsumexp_columns, logsumexp_of_long_row<T>);
@@ -179,7 +192,8 @@ template <class T>
 void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& g_strides, const T* y,
                       const std::vector<int64_t>& y_strides, T* dx, const std::vector<int64_t>& dx_strides,
                       const std::vector<int64_t>& shape, int axis) {
-    const AxisGeometry geo = make_axis_geometry(shape, axis, {g_strides, y_strides, dx_strides},
+    using Slot = SoftmaxBackwardSlot;
+    const AxisGeometry geo = make_axis_geometry(shape, axis, {g_strides, y_strides, dx_strides},  // Slot order
                                                 {OperandRole::full, OperandRole::full, OperandRole::full});
     const SoftmaxBackwardKernels<T>& k = active_kernels().kernels<T>().softmax_backward;
     const bool log = kind == SoftmaxKind::log_softmax;
@@ -190,11 +204,12 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
     parallel_over_positions(
         geo,
         [&](const int64_t* at, const int64_t* step, int64_t rows) {
-            rows_kernel(g + at[0], step[0], y + at[1], step[1], dx + at[2], step[2], rows, classes);
+            rows_kernel(g + at[Slot::g], step[Slot::g], y + at[Slot::y], step[Slot::y], dx + at[Slot::dx], step[Slot::dx],
+                        rows, classes);
         },
         [&](const int64_t* at, int64_t columns) {
-            columns_kernel(g + at[0], geo.class_stride[0], y + at[1], geo.class_stride[1], dx + at[2],
-                           geo.class_stride[2], columns, classes);
+            columns_kernel(g + at[Slot::g], geo.class_stride[Slot::g], y + at[Slot::y], geo.class_stride[Slot::y],
+                           dx + at[Slot::dx], geo.class_stride[Slot::dx], columns, classes);
         },
         [&](int64_t begin, int64_t end) {
             std::vector<T> g_row = scratch_vector<T>(classes, "a staged gradient row");
@@ -202,10 +217,10 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
             int64_t at[kMaxOperands];
             for (int64_t i = begin; i < end; ++i) {
                 geo.outer_offsets(i, at);
-                gather_row(g + at[0], geo.class_stride[0], classes, g_row.data());
-                gather_row(y + at[1], geo.class_stride[1], classes, y_row.data());
+                gather_row(g + at[Slot::g], geo.class_stride[Slot::g], classes, g_row.data());
+                gather_row(y + at[Slot::y], geo.class_stride[Slot::y], classes, y_row.data());
                 rows_kernel(g_row.data(), classes, y_row.data(), classes, g_row.data(), classes, 1, classes);
-                for (int64_t c = 0; c < classes; ++c) dx[at[2] + c * geo.class_stride[2]] = g_row[size_t(c)];
+                for (int64_t c = 0; c < classes; ++c) dx[at[Slot::dx] + c * geo.class_stride[Slot::dx]] = g_row[size_t(c)];
             }
         });
 }
@@ -214,13 +229,15 @@ template <class T>
 void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
                      const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
                      int axis, bool probabilities) {
-    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},
+    const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::reduced});
     if (g.classes == 0) {  // no kernel runs: the empty sum
         int64_t offsets[kMaxOperands];
         for (int64_t o = 0; o < g.outer_count(); ++o) {
             g.outer_offsets(o, offsets);
-            for (int64_t j = 0; j < g.columns; ++j) out[offsets[1] + j * g.column_stride[1]] = T(0.0f);
+            for (int64_t j = 0; j < g.columns; ++j) {
+                out[offsets[AxisKernelSlot::out] + j * g.column_stride[AxisKernelSlot::out]] = T(0.0f);
+            }
         }
         return;
     }
