@@ -10,8 +10,10 @@
 namespace fastloss {
 namespace {
 
-// Operand order in the geometry.
-enum Operand { kInput, kTarget, kWeight, kPosWeight, kOut, kGrad, kGradOutput, kOperands };
+// Where each operand sits in the geometry: its index into the offset and stride arrays.
+struct ElementwiseSlot {
+    enum : int { input, target, weight, pos_weight, out, grad, grad_output };
+};
 
 template <class T>
 const std::vector<int64_t>& strides_or_zeros(const T* p, const std::vector<int64_t>& strides,
@@ -35,6 +37,7 @@ SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<S>& s, 
 template <class S>
 double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call) {
     using T = compute_t<S>;
+    using Slot = ElementwiseSlot;
     const std::vector<int64_t> zeros(call.shape.size(), 0);
     const BroadcastGeometry g = make_broadcast_geometry(
         call.shape, {call.input_strides, call.target_strides, strides_or_zeros(call.weight, call.weight_strides, zeros),
@@ -65,29 +68,29 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
         for (int64_t i = begin; i < end; ++i) {
             const int64_t n = g.segment(i, at);
             ElementwiseSegment<S> s;
-            s.input = call.input + at[kInput];
-            s.input_stride = g.row_stride[kInput];
-            s.target = call.target + at[kTarget];
-            s.target_stride = g.row_stride[kTarget];
+            s.input = call.input + at[Slot::input];
+            s.input_stride = g.row_stride[Slot::input];
+            s.target = call.target + at[Slot::target];
+            s.target_stride = g.row_stride[Slot::target];
             if (call.weight) {
-                s.weight = call.weight + at[kWeight];
-                s.weight_stride = g.row_stride[kWeight];
+                s.weight = call.weight + at[Slot::weight];
+                s.weight_stride = g.row_stride[Slot::weight];
             }
             if (call.pos_weight) {
-                s.pos_weight = call.pos_weight + at[kPosWeight];
-                s.pos_weight_stride = g.row_stride[kPosWeight];
+                s.pos_weight = call.pos_weight + at[Slot::pos_weight];
+                s.pos_weight_stride = g.row_stride[Slot::pos_weight];
             }
             if (call.out) {
-                s.out = call.out + at[kOut];
-                s.out_stride = g.row_stride[kOut];
+                s.out = call.out + at[Slot::out];
+                s.out_stride = g.row_stride[Slot::out];
             }
             if (call.grad) {
-                s.grad = call.grad + at[kGrad];
-                s.grad_stride = g.row_stride[kGrad];
+                s.grad = call.grad + at[Slot::grad];
+                s.grad_stride = g.row_stride[Slot::grad];
                 s.grad_scale = grad_scale;
                 if (call.grad_output) {
-                    s.grad_output = call.grad_output + at[kGradOutput];
-                    s.grad_output_stride = g.row_stride[kGradOutput];
+                    s.grad_output = call.grad_output + at[Slot::grad_output];
+                    s.grad_output_stride = g.row_stride[Slot::grad_output];
                 }
             }
             const SegmentResult r = run_segment(kind, s, n, table);
