@@ -15,11 +15,12 @@ namespace {
 // [Note: long sums] The sums over a row's classes that these kernels take in T (the exponentials'
 // sum with smoothing, probability targets or a gradient, the smoothing sum, the probability-target
 // sums; the plain forward uses row_statistics' two-level sum) are taken over blocks of
-// kSumBlockClasses classes, and the blocks' sums are added in float64. So their rounding error stays at a few T
-// roundings whatever the class count: one float32 accumulation over 2^28 classes was off by 1e-3,
-// and by 7% at 2^31. A row of at most one block is summed exactly as without blocks. (The blocks
-// are plain loops, not a helper taking a lambda: with one, GCC kept the gradient kernel's
-// per-block state in memory, and cross_entropy with its gradient ran 12% slower on 4096x1000.)
+// kSumBlockClasses classes, and the blocks' sums are added in float64. So their rounding error stays
+// at a few T roundings whatever the class count, where one float32 accumulation over hundreds of
+// millions of classes loses most of its digits (RELIABILITY.md, bug 26). A row of at most one
+// block is summed exactly as without blocks. (The blocks are plain loops, not a helper taking a
+// lambda: with one, GCC keeps the gradient kernel's per-block state in memory, which slows
+// cross_entropy with its gradient.)
 constexpr int64_t kSumBlockClasses = 4096;
 
 // Per-lane float64 totals of vector sums taken block by block (the columns layout's form of

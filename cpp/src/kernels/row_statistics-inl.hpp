@@ -170,9 +170,8 @@ RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
 // max moves, and in a short row that is most blocks (with random logits a lane's running max
 // moves about ln(blocks) times). Rows of up to kTwoSweepMaxClasses classes therefore take the max
 // first and then the sum of exp(x - max) from L1/L2, while the next row is prefetched, so DRAM
-// still sees each logit once and the exponentials overlap with its arrival. Measured on Zen 4
-// (float32, AVX-512, 2 threads, rows streamed from DRAM): 1000 classes 22% faster, 4000
-// classes 18%, 8000 even, and the online sweep ahead from 16000 on.
+// still sees each logit once and the exponentials overlap with its arrival. The threshold is where
+// the two methods break even; the online sweep is ahead on longer rows (BENCHMARKS.md).
 constexpr int64_t kTwoSweepMaxClasses = 8192;
 
 // The max M and S = sum_c exp(x_c - M) of a row, as row_online_max_sum defines them (an all -inf

@@ -68,7 +68,7 @@ CheckedTargets checked_class_targets(const int64_t* target, const std::vector<in
                 y = __atomic_load_n(target + from, __ATOMIC_RELAXED);
                 copy[to] = y;
             } else {
-                y = target[from];  // (its user checks it again; an atomic load here cost nll_loss 20%)
+                y = target[from];  // (its user checks it again; an atomic load here slows nll_loss)
             }
             if (y == ignore_index) return;
             if (y < 0 || y >= classes) throw TargetOutOfBounds(y);

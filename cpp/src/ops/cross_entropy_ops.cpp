@@ -174,7 +174,7 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     // One gather per position: loss = -w_y x_y (0 where ignored: that logit is not read, so NaN or
     // inf there cannot leak), and with a gradient the row -scale w_y at the target and 0
     // elsewhere. Everything is captured by value so that the loop keeps it in registers (by
-    // reference, every position reloaded every pointer), and the loss-only visit has nothing else
+    // reference, every position would reload every pointer), and the loss-only visit has nothing else
     // in its loop: on large inputs every target logit is a cache miss, and the fewer instructions
     // per position, the more misses the core keeps in flight.
     // A target out of range here was changed by another thread after the check: it is not used,

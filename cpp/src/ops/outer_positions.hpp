@@ -21,7 +21,8 @@ struct OuterPositions {
     void outer_offsets(int64_t index, int64_t* offsets) const;
 };
 
-// Both members are defined in outer_positions.cpp, for the two geometries' kMaxOps: a call, not
-// inline code, as the position loops (position_loops.hpp) were tuned with.
+// Both members are defined once, in outer_positions.cpp, for the two geometries' kMaxOps. They run
+// once per run or block of positions (per position only in the staged layout, where a whole row is
+// gathered too), so inlining them into every loop that calls them gains nothing.
 
 }  // namespace fastloss

@@ -66,7 +66,7 @@ void parallel_over_positions(const AxisGeometry& g, RowsFn&& rows, ColumnsFn&& c
 // each). Offsets advance by strides along runs; only the start of each run is computed by
 // division. Offset arrays are always handled whole (kMaxOperands entries, unused ones 0): a copy
 // of `operands` entries is a variable-length loop, which GCC turns into a call to memmove, and at
-// one call per position that was most of the cost of nll_loss.
+// one call per position that would dominate the cost of nll_loss.
 // fn is taken by value: a local copy of its captures can stay in registers.
 template <class Fn>
 void visit_positions(const AxisGeometry& g, int64_t begin, int64_t end, Fn fn) {
@@ -123,8 +123,8 @@ void parallel_for_each_position(const AxisGeometry& g, int64_t work_per_position
 }
 
 // The same visit for one operand only: fn(offset of position i in operand op), in order. Kept
-// apart from visit_positions, which advances every operand's offset: for the target checks of
-// nll_loss this one is twice as fast (65536 x 1000: 190 us against 380 us per call).
+// apart from visit_positions, which advances every operand's offset: the target checks of
+// nll_loss need one, and advancing the others costs them as much again (BENCHMARKS.md).
 template <class Fn>
 void for_each_offset(const AxisGeometry& g, int op, Fn&& fn) {
     const int64_t outer = g.outer_count();
