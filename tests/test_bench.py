@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import re
 import subprocess
 import sys
 
-import fastloss as fl
 import numpy as np
 import pytest
+
+import fastloss as fl
 from fastloss import bench
 
 # Tiny shapes and a 10 ms budget per measurement: these tests check the harness, not the speed.
@@ -47,6 +49,58 @@ def test_prints_header_and_table(capsys: pytest.CaptureFixture[str]):
         assert re.search(r"  numpy \d+\.\dx  ", row)  # fastloss's speedup, e.g. "numpy 3.1x"
         assert row.endswith("ok")
     assert "every peer's output matches fastloss's" in out
+
+
+# fastloss's public functions that are not losses or softmax-family functions
+_NOT_BENCHMARKED = {
+    "available_capabilities", "cpu_capability", "get_num_threads", "set_num_threads", "show_config",
+}  # fmt: skip
+
+
+def test_every_public_function_is_registered():
+    """Each public loss and softmax-family function has a case named after it, with a +grad mode
+    where it can return its gradient (return_grad)."""
+    functions = [
+        name
+        for name in fl.__all__
+        if inspect.isfunction(getattr(fl, name)) and name not in _NOT_BENCHMARKED
+    ]
+    assert "entropy" in functions and "softmax_backward" in functions
+    for name in functions:
+        assert name in bench.CASES, f"fastloss.{name} has no benchmark case"
+        has_grad = "return_grad" in inspect.signature(getattr(fl, name)).parameters
+        assert (bench.GRAD in bench.CASES[name].modes()) == has_grad, name
+
+
+def test_default_run_leaves_out_the_cases_run_by_name(capsys: pytest.CaptureFixture[str]):
+    assert bench.main([*FAST, "--peers", "numpy"]) == 0
+    out = capsys.readouterr().out
+    labels = {False: [], True: []}
+    for case in bench.CASES.values():
+        labels[case.default] += [case.label(mode) for mode in case.modes()]
+    assert "nll_loss+grad" in labels[True] and "entropy" in labels[False]
+    for label in labels[True]:
+        assert len(_table_rows(out, label)) == 1, label
+    for label in labels[False]:
+        assert not _table_rows(out, label), label
+    # --list shows them all and marks those
+    assert bench.main(["--list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    for default, marked in ((True, False), (False, True)):
+        for label in labels[default]:
+            (line,) = [line for line in listing if line.split()[0] == label]
+            assert line.endswith("[--ops only]") == marked, line
+
+
+def test_every_case_matches_torch_and_numpy(capsys: pytest.CaptureFixture[str]):
+    """All registered cases, the ones outside the default run included (--ops '*')."""
+    pytest.importorskip("torch")
+    assert bench.main([*FAST, "--ops", "*", "--peers", "torch,numpy"]) == 0
+    out = capsys.readouterr().out
+    for case in bench.CASES.values():
+        for mode in case.modes():
+            (row,) = _table_rows(out, case.label(mode))
+            assert "torch " in row and row.endswith("ok"), row
 
 
 def test_scipy_peer(capsys: pytest.CaptureFixture[str]):

@@ -6,8 +6,8 @@ short run, or call ``main(["--quick"])`` in-process. Peers that are not importab
 Every timed case is a registry entry (`Case`) holding an op name, a setup function
 ``(shape, dtype, rng) -> inputs`` (a tuple of NumPy arrays) and, per provider, a function
 ``fn(module, *inputs)`` where `module` is the provider's top-level module (fastloss, torch, jax,
-scipy, numpy) and the inputs have been converted for it (torch tensors, jax arrays) outside the timed
-region. fastloss's output is the reference: every peer's output is checked against it.
+scipy, numpy) and the inputs have been converted for it (torch tensors, jax arrays) outside the
+timed region. fastloss's output is the reference: every peer's output is checked against it.
 
 Adding an operation means adding one entry, e.g. in ``_registry.py`` (or, from other code, calling
 ``register`` before ``main``). A loss with a forward and a forward+backward ("op+grad") mode::
@@ -33,8 +33,10 @@ Adding an operation means adding one entry, e.g. in ``_registry.py`` (or, from o
         tolerance={"float32": (1e-4, 1e-6)},  # optional: (rtol, atol) per dtype name
     ))
 
-Providers a case leaves out are simply not run for it. A new peer library goes into
-``_peers.PEERS`` (how to import it, convert inputs, and call it) and ``_registry.PROVIDERS``.
+Providers a case leaves out are simply not run for it. ``description="..."`` is shown by --list;
+``default=False`` keeps a case out of the run without --ops (it runs when --ops names or matches it,
+``--ops '*'`` runs every case). A new peer library goes into ``_peers.PEERS`` (how to import it,
+convert inputs, and call it) and ``_registry.PROVIDERS``.
 """
 
 from __future__ import annotations

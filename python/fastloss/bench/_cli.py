@@ -44,6 +44,7 @@ time.perf_counter_ns until the time budget is used and at least the minimum numb
 EPILOG = """\
 examples:
   python -m fastloss.bench --quick
+  python -m fastloss.bench --ops '*' --shapes 32x10 --peers torch    # every op, default or not
   python -m fastloss.bench --ops log_softmax,logsumexp --shapes 4096x32000 --dtype float64
   python -m fastloss.bench --peers torch --threads 1 --csv results.csv --plot results.png
 """
@@ -102,8 +103,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _labels(default: bool) -> list[str]:
+    """The labels of the cases in (or, with False, out of) the default run."""
+    return [c.label(m) for c in CASES.values() if c.default == default for m in c.modes()]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    labels = [case.label(mode) for case in CASES.values() for mode in case.modes()]
+    labels, by_name = _labels(True), _labels(False)
+    by_name_text = f"; only when named or matched: {', '.join(by_name)}" if by_name else ""
     parser = argparse.ArgumentParser(
         prog="python -m fastloss.bench",
         description=DESCRIPTION,
@@ -114,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ops",
         type=_parse_list,
         default=None,
-        help=f"comma-separated ops or fnmatch patterns (default: all: {', '.join(labels)}); "
-        "'op+grad' is an op's forward+backward mode",
+        help=f"comma-separated ops or fnmatch patterns (default: {', '.join(labels)}"
+        f"{by_name_text}); '*' selects every op; 'op+grad' is an op's forward+backward mode",
     )
     parser.add_argument(
         "--shapes",
@@ -184,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _select(patterns: list[str] | None) -> list[tuple[Case, str]]:
-    """The (case, mode) pairs whose label matches one of `patterns` (all when None)."""
+    """The (case, mode) pairs whose label matches one of `patterns` (when None, the cases in the
+    default run)."""
     pairs = [(case, mode) for case in CASES.values() for mode in case.modes()]
     if patterns is None:
-        return pairs
+        return [(case, mode) for case, mode in pairs if case.default]
     return [
         (case, mode)
         for case, mode in pairs
@@ -200,9 +208,14 @@ def _run(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
 
     if args.list:
+        width = max(len(c.label(m)) for c in CASES.values() for m in c.modes())
         for case in CASES.values():
             for mode in case.modes():
-                print(f"{case.label(mode):24} {', '.join(case.functions(mode))}")
+                line = f"{case.label(mode):{width}}  {', '.join(case.functions(mode))}"
+                print(line + ("" if case.default else "  [--ops only]"))
+            if case.description:
+                print(f"{'':{width}}  ({case.description})")
+        print("[--ops only]: not in the default run; --ops '*' runs every op")
         return 0
     unknown_peers = sorted(set(args.peers) - set(PEER_NAMES))
     if unknown_peers:

@@ -13,10 +13,14 @@ __all__ = [
     "GRAD",
     "PROVIDERS",
     "Case",
+    "embedding_pairs_and_signs",
+    "grad_and_log_softmax_output",
+    "grad_and_softmax_output",
     "log_probabilities_and_probabilities",
     "logits",
     "logits_and_binary_targets",
     "logits_and_class_targets",
+    "probabilities_and_soft_targets",
     "register",
 ]
 
@@ -50,6 +54,9 @@ class Case:
     `forward` maps a provider name to ``fn(module, *inputs)``; `grad` (optional) does the same for
     the forward+backward mode, where fastloss and numpy return ``(loss, grad)`` themselves and torch
     and jax return the scalar loss, which the harness differentiates w.r.t. the first input.
+    `description` (optional, shown by --list) says what a peer's call is where that is not obvious.
+    `default`: whether a run without --ops includes the case; one that is not runs only when --ops
+    names it (or a pattern matches it, as ``--ops '*'``), which keeps the default run short.
     """
 
     op: str
@@ -57,6 +64,8 @@ class Case:
     forward: dict[str, OpFn]
     grad: dict[str, OpFn] = field(default_factory=dict)
     tolerance: dict[str, tuple[float, float]] = field(default_factory=dict)
+    description: str = ""
+    default: bool = True
 
     def __post_init__(self) -> None:
         for mode, fns in ((FORWARD, self.forward), (GRAD, self.grad)):
@@ -181,6 +190,90 @@ register(
 )
 
 
+# --- softmax-family gradients and entropy --------------------------------------------------------
+
+
+def grad_and_softmax_output(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """softmax_backward's operands: a standard-normal grad_output and softmax(logits)."""
+    (g,) = logits(shape, dtype, rng)
+    (x,) = logits(shape, dtype, rng)
+    return g, numpy_softmax(x).astype(dtype)
+
+
+def grad_and_log_softmax_output(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """log_softmax_backward's operands: a standard-normal grad_output and log_softmax(logits)."""
+    (g,) = logits(shape, dtype, rng)
+    (x,) = logits(shape, dtype, rng)
+    return g, numpy_log_softmax(x).astype(dtype)
+
+
+def numpy_softmax_backward(g: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return y * (g - np.sum(g * y, axis=axis, keepdims=True))
+
+
+def numpy_log_softmax_backward(g: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)
+
+
+def numpy_entropy(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    # H = logsumexp(x) - sum(softmax(x) * x), from shifted logits (the shift cancels)
+    shifted = x - _row_max(x, axis)
+    e = np.exp(shifted)
+    total = np.sum(e, axis=axis)
+    return np.log(total) - np.sum(e * shifted, axis=axis) / total
+
+
+register(
+    Case(
+        op="softmax_backward",
+        setup=grad_and_softmax_output,
+        forward={
+            "fastloss": lambda fl, g, y: fl.softmax_backward(g, y, axis=-1),
+            "torch": lambda torch, g, y: torch._softmax_backward_data(g, y, -1, y.dtype),
+            "numpy": lambda np_, g, y: numpy_softmax_backward(g, y, axis=-1),
+        },
+        description="torch: torch._softmax_backward_data(grad_output, output, -1, output.dtype)",
+        # Not in the default run, nor are the other cases with default=False: together they would
+        # make it ~70% longer (~4 more minutes on 2 cores, mostly 4096x32000); --ops names them.
+        default=False,
+    )
+)
+
+register(
+    Case(
+        op="log_softmax_backward",
+        setup=grad_and_log_softmax_output,
+        forward={
+            "fastloss": lambda fl, g, y: fl.log_softmax_backward(g, y, axis=-1),
+            "torch": lambda torch, g, y: torch._log_softmax_backward_data(g, y, -1, y.dtype),
+            "numpy": lambda np_, g, y: numpy_log_softmax_backward(g, y, axis=-1),
+        },
+        description="torch: "
+        "torch._log_softmax_backward_data(grad_output, output, -1, output.dtype)",
+        default=False,
+    )
+)
+
+register(
+    Case(
+        op="entropy",
+        setup=logits,
+        forward={
+            "fastloss": lambda fl, x: fl.entropy(x, axis=-1),
+            "torch": lambda torch, x: torch.distributions.Categorical(logits=x).entropy(),
+            "numpy": lambda np_, x: numpy_entropy(x, axis=-1),
+        },
+        description="entropy of softmax(logits) per row; torch: "
+        "torch.distributions.Categorical(logits=x).entropy() (argument validation on, the default)",
+        default=False,
+    )
+)
+
+
 def numpy_cross_entropy(x: np.ndarray, t: np.ndarray) -> np.floating:
     lp = numpy_log_softmax(x, axis=-1)
     return -np.mean(np.take_along_axis(lp, t[..., None], axis=-1))
@@ -189,6 +282,8 @@ def numpy_cross_entropy(x: np.ndarray, t: np.ndarray) -> np.floating:
 def _jax_cross_entropy(jax: Any, x: Any, t: Any) -> Any:
     lp = jax.nn.log_softmax(x, axis=-1)
     return -jax.numpy.mean(jax.numpy.take_along_axis(lp, t[..., None], axis=-1))
+
+
 def student_teacher_and_class_targets(
     shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
 ) -> Inputs:
@@ -208,6 +303,8 @@ def _torch_distillation(torch: Any, s: Any, t: Any, y: Any) -> Any:
     T, alpha = _KD_TEMPERATURE, _KD_ALPHA
     soft = F.kl_div(F.log_softmax(s / T, dim=-1), F.softmax(t / T, dim=-1), reduction="batchmean")
     return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
+
+
 # --- elementwise losses -------------------------------------------------------------------------
 
 
@@ -226,6 +323,18 @@ def logits_and_binary_targets(
     """Logits and multi-label 0/1 targets of the same shape (floating, as torch requires)."""
     (x,) = logits(shape, dtype, rng)
     return x, (rng.random(shape, dtype=np.float32) < 0.5).astype(dtype)
+
+
+def probabilities_and_soft_targets(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """binary_cross_entropy's operands: probabilities sigmoid(logits), kept inside
+    [2**-6, 1 - 2**-6] so that they stay strictly in (0, 1) in every dtype (bfloat16 rounds
+    sigmoid(6) to 1), and soft targets uniform in [0, 1), both of `shape`."""
+    (x,) = logits(shape, dtype, rng)
+    p = 1 / (1 + np.exp(-x.astype(np.float32)))
+    p = np.clip(p, 2.0**-6, 1 - 2.0**-6).astype(dtype)
+    return p, rng.random(shape, dtype=np.float32).astype(dtype)
 
 
 def numpy_kl_div_batchmean(log_q: np.ndarray, p: np.ndarray) -> np.floating:
@@ -247,7 +356,7 @@ _GRAD_BUFFERS: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
 
 
 def reused_buffer(x: np.ndarray) -> np.ndarray:
-    """The same gradient buffer call after call for inputs like `x`, as a training loop keeps one."""
+    """The same gradient buffer call after call for inputs like `x` (a training loop keeps one)."""
     key = (x.shape, x.dtype.str)
     if key not in _GRAD_BUFFERS:
         _GRAD_BUFFERS[key] = np.empty_like(x)
@@ -266,6 +375,27 @@ def numpy_binary_cross_entropy_with_logits_grad(
 ) -> tuple[Any, np.ndarray]:
     sigmoid = 0.5 * (1 + np.tanh(0.5 * x))  # stable for any x
     return numpy_binary_cross_entropy_with_logits(x, y), (sigmoid - y) / x.size
+
+
+def numpy_nll_loss_grad(x: np.ndarray, t: np.ndarray) -> tuple[np.floating, np.ndarray]:
+    loss = -np.mean(np.take_along_axis(x, t[..., None], axis=-1))
+    grad = np.zeros_like(x)
+    np.put_along_axis(grad, t[..., None], -1 / t.size, axis=-1)
+    return loss, grad
+
+
+def numpy_binary_cross_entropy(p: np.ndarray, y: np.ndarray) -> np.floating:
+    # PyTorch clamps each log at -100 and takes log(1 - p), not log1p(-p)
+    log_p = np.maximum(np.log(p), -100)
+    log_1mp = np.maximum(np.log(1 - p), -100)
+    return -(y * log_p + (1 - y) * log_1mp).mean(dtype=np.float64)
+
+
+def numpy_binary_cross_entropy_grad(p: np.ndarray, y: np.ndarray) -> tuple[Any, np.ndarray]:
+    # 1/D in float32 at least: in a half-precision array's dtype, D above 65504 would be inf
+    scale = np.result_type(p.dtype, np.float32).type(1 / p.size)
+    grad = (p - y) / np.maximum(p * (1 - p), 1e-12) * scale
+    return numpy_binary_cross_entropy(p, y), grad.astype(p.dtype, copy=False)
 
 
 register(
@@ -315,6 +445,13 @@ register(
             "torch": lambda torch, x, t: torch.nn.functional.nll_loss(x, t),
             "numpy": lambda np_, x, t: -np.mean(np.take_along_axis(x, t[..., None], axis=-1)),
         },
+        grad={
+            "fastloss": lambda fl, x, t: fl.nll_loss(
+                x, t, axis=-1, return_grad=True, grad_out=reused_buffer(x)
+            ),
+            "torch": lambda torch, x, t: torch.nn.functional.nll_loss(x, t),
+            "numpy": lambda np_, x, t: numpy_nll_loss_grad(x, t),
+        },
     )
 )
 
@@ -347,9 +484,101 @@ register(
             "numpy": lambda np_, x, y: numpy_binary_cross_entropy_with_logits(x, y),
         },
         grad={
-            "fastloss": lambda fl, x, y: fl.binary_cross_entropy_with_logits(x, y, return_grad=True),
+            "fastloss": lambda fl, x, y: fl.binary_cross_entropy_with_logits(
+                x, y, return_grad=True
+            ),
             "torch": lambda torch, x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y),
             "numpy": lambda np_, x, y: numpy_binary_cross_entropy_with_logits_grad(x, y),
         },
+    )
+)
+
+register(
+    Case(
+        op="binary_cross_entropy",
+        setup=probabilities_and_soft_targets,
+        forward={
+            "fastloss": lambda fl, p, y: fl.binary_cross_entropy(p, y),
+            "torch": lambda torch, p, y: torch.nn.functional.binary_cross_entropy(p, y),
+            "numpy": lambda np_, p, y: numpy_binary_cross_entropy(p, y),
+        },
+        grad={
+            "fastloss": lambda fl, p, y: fl.binary_cross_entropy(p, y, return_grad=True),
+            "torch": lambda torch, p, y: torch.nn.functional.binary_cross_entropy(p, y),
+            "numpy": lambda np_, p, y: numpy_binary_cross_entropy_grad(p, y),
+        },
+        description="input: sigmoid(standard-normal logits) in [2**-6, 1 - 2**-6], "
+        "target: uniform soft labels in [0, 1)",
+        default=False,
+    )
+)
+
+
+# --- cosine embedding loss ----------------------------------------------------------------------
+
+
+def embedding_pairs_and_signs(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """cosine_embedding_loss's operands: standard-normal x1 and x2 of `shape` (N, D) and a target of
+    1 or -1 per row (N,), in the inputs' dtype (as ``torch.ones(N)`` is for float32 inputs)."""
+    (x1,) = logits(shape, dtype, rng)
+    (x2,) = logits(shape, dtype, rng)
+    signs = np.where(rng.random(shape[:-1]) < 0.5, 1, -1).astype(dtype)
+    return x1, x2, signs
+
+
+_COSINE_EPSILON = 1e-12  # PyTorch's EPSILON in cosine_embedding_loss
+
+
+def _numpy_cosine(x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(cos, |x1|**2 + eps, sqrt((|x1|**2 + eps) (|x2|**2 + eps))) per row, as PyTorch's."""
+    mag1 = np.sum(x1 * x1, axis=-1) + _COSINE_EPSILON
+    mag2 = np.sum(x2 * x2, axis=-1) + _COSINE_EPSILON
+    # (PyTorch takes sqrt(mag1 * mag2), whose product overflows float16 beyond 65504, D >~ 256)
+    denom = np.sqrt(mag1) * np.sqrt(mag2)
+    return np.sum(x1 * x2, axis=-1) / denom, mag1, denom
+
+
+def _numpy_cosine_loss(cos: np.ndarray, y: np.ndarray) -> np.floating:
+    """The mean over rows of 1 - cos where y == 1, max(0, cos) where y == -1 (margin 0)."""
+    return np.where(y == 1, 1 - cos, np.where(y == -1, np.maximum(cos, 0), 0)).mean(
+        dtype=np.float64
+    )
+
+
+def numpy_cosine_embedding_loss(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> np.floating:
+    return _numpy_cosine_loss(_numpy_cosine(x1, x2)[0], y)
+
+
+def numpy_cosine_embedding_loss_grad(
+    x1: np.ndarray, x2: np.ndarray, y: np.ndarray
+) -> tuple[Any, np.ndarray]:
+    cos, mag1, denom = _numpy_cosine(x1, x2)
+    # d loss / d cos per row: -1 where y == 1, 1 where y == -1 and cos >= 0 (margin 0), else 0
+    sign = np.where(y == 1, -1.0, np.where((y == -1) & (cos >= 0), 1.0, 0.0)) / y.size
+    sign = sign.astype(x1.dtype)  # (N,): the (N, D) products below stay in the inputs' dtype
+    d_cos = x2 / denom[..., None] - (cos / mag1)[..., None] * x1
+    return _numpy_cosine_loss(cos, y), sign[..., None] * d_cos
+
+
+register(
+    Case(
+        op="cosine_embedding_loss",
+        setup=embedding_pairs_and_signs,
+        forward={
+            "fastloss": lambda fl, a, b, y: fl.cosine_embedding_loss(a, b, y),
+            "torch": lambda torch, a, b, y: torch.nn.functional.cosine_embedding_loss(a, b, y),
+            "numpy": lambda np_, a, b, y: numpy_cosine_embedding_loss(a, b, y),
+        },
+        grad={
+            "fastloss": lambda fl, a, b, y: fl.cosine_embedding_loss(a, b, y, return_grad=True),
+            "torch": lambda torch, a, b, y: torch.nn.functional.cosine_embedding_loss(a, b, y),
+            "numpy": lambda np_, a, b, y: numpy_cosine_embedding_loss_grad(a, b, y),
+        },
+        description="x1, x2: (N, D) standard normal; target: 1 or -1 per row; margin 0; "
+        "+grad differentiates w.r.t. x1. torch in float16 with D >~ 256 is flagged: it takes "
+        "sqrt(|x1|^2 |x2|^2), whose product overflows to inf (cos = 0)",
+        default=False,
     )
 )
