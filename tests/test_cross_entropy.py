@@ -354,3 +354,16 @@ def test_misaligned_grad_out_receives_the_gradient(rng):
     np.testing.assert_array_equal(grad_out, want.grad)
     got = fl.kl_div(x, np.abs(x), reduction="sum", return_grad=True, grad_out=grad_out)
     assert got.grad is grad_out
+
+
+@pytest.mark.parametrize("loss", [fl.cross_entropy, fl.nll_loss])
+def test_the_common_call_and_the_general_path_take_the_same_axes(loss):
+    # The common (N, C) call is recognised in C++ alone; an axis it does not take as it is goes
+    # the one general way: a float -1.0 is a TypeError there too, a NumPy integer is an axis.
+    x = np.log(np.full((4, 3), 1 / 3, dtype=np.float32))
+    y = np.array([0, 1, 2, 1])
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        loss(x, y, axis=-1.0)
+    assert loss(x, y, axis=np.int64(-1)) == loss(x, y)
+    general = loss(x, y, axis=np.int64(-1), return_grad=True)
+    assert general.grad.tolist() == loss(x, y, return_grad=True).grad.tolist()

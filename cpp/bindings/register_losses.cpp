@@ -96,22 +96,42 @@ bool usable_gradient_buffer(const py::array& x, const py::handle& grad_out) {
     return gs.second <= xs.first || xs.second <= gs.first;
 }
 
-// The common call, (N, C) or (C,) float32/float64 inputs with int64 class indices, reduced to a
-// mean or sum (with its gradient if asked) or per position (reduction 'none', without gradient),
-// handled without the Python layer's general argument normalisation: a small call costs
-// microseconds, most of them Python. Returns None for anything else (or anything wrong), and the
-// Python layer then takes its general path, which also produces the error messages. With a
+// The common call, (N, C) or (C,) float32/float64 inputs with int64 class indices and default
+// options (no weight or grad_output, the last axis as class axis, options of their exact Python
+// types), reduced to a mean or sum (with its gradient if asked) or per position (reduction
+// 'none', without gradient): arguments already in the form the kernels take, recognised here
+// alone and run without the Python layer's argument normalisation (a small call costs
+// microseconds, most of them Python). Returns None for anything else (or anything wrong), and the
+// Python layer then takes its one general path, which also produces the error messages. With a
 // gradient, returns (loss, grad).
-py::object common_case(bool nll, py::handle input, py::handle target, py::handle ignore_index_arg,
-                       const std::string& reduction, double label_smoothing, bool return_grad,
-                       py::handle grad_out) {
-    if (!is_plain_ndarray(input) || !is_plain_ndarray(target)) return py::none();
+py::object common_case(bool nll, py::handle input, py::handle target, py::handle weight, py::handle ignore_index_arg,
+                       py::handle reduction_arg, py::handle label_smoothing_arg, py::handle axis,
+                       py::handle return_grad_arg, py::handle grad_output, py::handle grad_out) {
+    if (!is_plain_ndarray(input) || !is_plain_ndarray(target) || !weight.is_none() || !grad_output.is_none()) {
+        return py::none();
+    }
+    if (!PyLong_CheckExact(ignore_index_arg.ptr()) || !PyUnicode_CheckExact(reduction_arg.ptr()) ||
+        !PyFloat_CheckExact(label_smoothing_arg.ptr()) || !PyBool_Check(return_grad_arg.ptr())) {
+        return py::none();
+    }
+    const bool return_grad = return_grad_arg.ptr() == Py_True;
+    if (!return_grad && !grad_out.is_none()) return py::none();  // the general path's error
+    if (!axis.is_none()) {  // axis=-1 is the default axis of the (N, C) and (C,) inputs taken here
+        int axis_overflow = 0;
+        if (!PyLong_CheckExact(axis.ptr()) || PyLong_AsLongAndOverflow(axis.ptr(), &axis_overflow) != -1 ||
+            axis_overflow != 0) {
+            PyErr_Clear();
+            return py::none();
+        }
+    }
     int overflow = 0;  // an ignore_index beyond int64 is the general path's error
     const int64_t ignore_index = PyLong_AsLongLongAndOverflow(ignore_index_arg.ptr(), &overflow);
     if (overflow != 0 || (ignore_index == -1 && PyErr_Occurred())) {
         PyErr_Clear();
         return py::none();
     }
+    const std::string reduction = py::reinterpret_borrow<py::str>(reduction_arg);
+    const double label_smoothing = PyFloat_AS_DOUBLE(label_smoothing_arg.ptr());
     const auto x = py::reinterpret_borrow<py::array>(input);
     const auto t = py::reinterpret_borrow<py::array>(target);
     const py::dtype xd = x.dtype(), td = t.dtype();
@@ -152,25 +172,29 @@ py::object common_case(bool nll, py::handle input, py::handle target, py::handle
 void register_losses(py::module_& m) {
     m.def(
         "cross_entropy_common_case",
-        [](py::handle input, py::handle target, py::handle ignore_index, const std::string& reduction,
-           double label_smoothing, bool return_grad, py::handle grad_out) {
-            return common_case(false, input, target, ignore_index, reduction, label_smoothing, return_grad,
-                               grad_out);
+        [](py::handle input, py::handle target, py::handle weight, py::handle ignore_index, py::handle reduction,
+           py::handle label_smoothing, py::handle axis, py::handle return_grad, py::handle grad_output,
+           py::handle grad_out) {
+            return common_case(false, input, target, weight, ignore_index, reduction, label_smoothing, axis,
+                               return_grad, grad_output, grad_out);
         },
-        py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
-        py::arg("label_smoothing"), py::arg("return_grad") = false, py::arg("grad_out") = py::none(),
-        "Fast path for (N, C) logits with int64 targets (mean, sum, or none without gradient); None when "
-        "not applicable.");
+        py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("label_smoothing"), py::arg("axis"), py::arg("return_grad"), py::arg("grad_output"),
+        py::arg("grad_out"),
+        "cross_entropy's arguments as given: the result for (N, C) logits with int64 targets and default options "
+        "(mean, sum, or none without gradient); None for any other call.");
     m.def(
         "nll_loss_common_case",
-        [](py::handle input, py::handle target, py::handle ignore_index, const std::string& reduction,
-           bool return_grad, py::handle grad_out) {
-            return common_case(true, input, target, ignore_index, reduction, 0.0, return_grad, grad_out);
+        [](py::handle input, py::handle target, py::handle weight, py::handle ignore_index, py::handle reduction,
+           py::handle axis, py::handle return_grad, py::handle grad_output, py::handle grad_out) {
+            const py::float_ no_smoothing(0.0);
+            return common_case(true, input, target, weight, ignore_index, reduction, no_smoothing, axis, return_grad,
+                               grad_output, grad_out);
         },
-        py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("reduction"),
-        py::arg("return_grad") = false, py::arg("grad_out") = py::none(),
-        "Fast path for (N, C) log-probabilities with int64 targets (mean, sum, or none without gradient); "
-        "None otherwise.");
+        py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
+        py::arg("axis"), py::arg("return_grad"), py::arg("grad_output"), py::arg("grad_out"),
+        "nll_loss's arguments as given: the result for (N, C) log-probabilities with int64 targets and default "
+        "options (mean, sum, or none without gradient); None for any other call.");
     m.def(
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,

@@ -47,9 +47,9 @@ def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.An
     """
     Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes per-position losses to out (and returns None); with grad, also writes the gradient w.r.t. the input there.
     """
-def cross_entropy_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
+def cross_entropy_common_case(input: typing.Any, target: typing.Any, weight: typing.Any, ignore_index: typing.Any, reduction: typing.Any, label_smoothing: typing.Any, axis: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
     """
-    Fast path for (N, C) logits with int64 targets (mean, sum, or none without gradient); None when not applicable.
+    cross_entropy's arguments as given: the result for (N, C) logits with int64 targets and default options (mean, sum, or none without gradient); None for any other call.
     """
 def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
@@ -83,9 +83,9 @@ def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ig
     """
     Negative log-likelihood of log-probabilities; returns the mean/sum, or writes to out.
     """
-def nll_loss_common_case(input: typing.Any, target: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, return_grad: bool = False, grad_out: typing.Any = None) -> typing.Any:
+def nll_loss_common_case(input: typing.Any, target: typing.Any, weight: typing.Any, ignore_index: typing.Any, reduction: typing.Any, axis: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
     """
-    Fast path for (N, C) log-probabilities with int64 targets (mean, sum, or none without gradient); None otherwise.
+    nll_loss's arguments as given: the result for (N, C) log-probabilities with int64 targets and default options (mean, sum, or none without gradient); None for any other call.
     """
 def openmp_runtime() -> str:
     ...

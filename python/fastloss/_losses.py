@@ -57,23 +57,14 @@ def cross_entropy(
     instead of a new array; it may be `input` itself.
     Raises IndexError for a target outside [0, C) that is not ignore_index.
     """
-    if (
-        grad_output is None
-        and weight is None
-        and (axis is None or axis == -1)
-        and type(ignore_index) is int
-        and type(label_smoothing) is float
-        and type(reduction) is str
-        and type(return_grad) is bool
-        and (return_grad or grad_out is None)
-    ):
-        # The common small call, decided and run in C++ (None: not that case, or an error whose
-        # message the general path below gives).
-        value = _core.cross_entropy_common_case(
-            input, target, ignore_index, reduction, label_smoothing, return_grad, grad_out
-        )
-        if value is not None:
-            return LossAndGrad(*value) if return_grad else value
+    # The common small call, recognised and run in C++ (None: not that case, or an error whose
+    # message the general path below gives).
+    value = _core.cross_entropy_common_case(
+        input, target, weight, ignore_index, reduction, label_smoothing, axis, return_grad,
+        grad_output, grad_out,
+    )
+    if value is not None:
+        return LossAndGrad(*value) if return_grad else value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = class_axis(x.ndim, axis)
@@ -110,19 +101,11 @@ def nll_loss(
     `cross_entropy`; targets are class indices of any integer dtype. ``return_grad``,
     ``grad_output`` and ``grad_out`` as in `cross_entropy`.
     """
-    if (
-        grad_output is None
-        and weight is None
-        and (axis is None or axis == -1)
-        and type(ignore_index) is int
-        and type(reduction) is str
-        and type(return_grad) is bool
-        and (return_grad or grad_out is None)
-    ):
-        # see cross_entropy
-        value = _core.nll_loss_common_case(input, target, ignore_index, reduction, return_grad, grad_out)
-        if value is not None:
-            return LossAndGrad(*value) if return_grad else value
+    value = _core.nll_loss_common_case(  # see cross_entropy
+        input, target, weight, ignore_index, reduction, axis, return_grad, grad_output, grad_out
+    )
+    if value is not None:
+        return LossAndGrad(*value) if return_grad else value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = class_axis(x.ndim, axis)
