@@ -4,9 +4,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bindings/array_checks.hpp"
+#include "bindings/common_case.hpp"
 #include "bindings/loss_arguments.hpp"
 #include "bindings/loss_result.hpp"
 #include "ops/elementwise_loss_ops.hpp"
@@ -89,6 +92,71 @@ py::object elementwise_loss_binding(ElementwiseLoss kind, const py::array& x, co
     return loss_result(value, type, reduction);
 }
 
+// The common call of an elementwise loss (common_case.hpp): input and target plain float arrays
+// of one type and shape, without weights, grad_output or grad_out, reduced to a mean or a sum
+// (with the gradient if asked) or per element (reduction 'none', without the gradient). The
+// outputs are new C-order arrays, as the general path's for C-contiguous inputs.
+py::object elementwise_common_case(ElementwiseLoss kind, py::handle input, py::handle target,
+                                   const std::string& reduction, int64_t mean_count, bool return_grad) {
+    const auto x = py::reinterpret_borrow<py::array>(input);
+    const auto t = py::reinterpret_borrow<py::array>(target);
+    const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+    if (reduction == "none") {
+        if (return_grad) return py::none();
+        py::array out = new_array(x, shape);
+        elementwise_loss_binding(kind, x, t, py::none(), py::none(), out, {reduction, mean_count});
+        return std::move(out);
+    }
+    if (!return_grad) return elementwise_loss_binding(kind, x, t, py::none(), py::none(), py::none(), {reduction, mean_count});
+    py::array grad = new_array(x, shape);
+    py::object loss = elementwise_loss_binding(kind, x, t, py::none(), py::none(), py::none(),
+                                               {reduction, mean_count, grad, py::none()});
+    return py::make_tuple(loss, grad);
+}
+
+// The options every elementwise common call shares: reduction and return_grad of their exact
+// types, no grad_output or grad_out, input and target a plain pair.
+struct CommonOptions {
+    std::string reduction;
+    bool return_grad;
+};
+
+std::optional<CommonOptions> common_options(py::handle input, py::handle target, py::handle reduction,
+                                            py::handle return_grad, py::handle grad_output, py::handle grad_out) {
+    if (!grad_output.is_none() || !grad_out.is_none() || !plain_float_pair(input, target)) return std::nullopt;
+    const auto r = exact_str(reduction);
+    const auto g = exact_bool(return_grad);
+    if (!r || !g) return std::nullopt;
+    return CommonOptions{*r, *g};
+}
+
+// kl_div: 'batchmean' is a mean over input.shape[0]; 'mean' warns, in Python.
+py::object kl_div_common_case(py::handle input, py::handle target, py::handle reduction, py::handle log_target,
+                              py::handle return_grad, py::handle grad_output, py::handle grad_out) {
+    const auto options = common_options(input, target, reduction, return_grad, grad_output, grad_out);
+    const auto log = exact_bool(log_target);
+    if (!options || !log) return py::none();
+    const auto kind = *log ? ElementwiseLoss::kl_div_log_target : ElementwiseLoss::kl_div;
+    const py::ssize_t ndim = py::reinterpret_borrow<py::array>(input).ndim();
+    if (options->reduction == "batchmean" && ndim > 0) {
+        const int64_t batch = py::reinterpret_borrow<py::array>(input).shape(0);
+        return elementwise_common_case(kind, input, target, "mean", batch, options->return_grad);
+    }
+    if (options->reduction != "sum" && options->reduction != "none") return py::none();
+    return elementwise_common_case(kind, input, target, options->reduction, 0, options->return_grad);
+}
+
+// binary_cross_entropy(_with_logits): 'mean' over every element.
+py::object bce_common_case(ElementwiseLoss kind, py::handle input, py::handle target, py::handle reduction,
+                           py::handle return_grad, py::handle grad_output, py::handle grad_out) {
+    const auto options = common_options(input, target, reduction, return_grad, grad_output, grad_out);
+    if (!options) return py::none();
+    const std::string& r = options->reduction;
+    if (r != "mean" && r != "sum" && r != "none") return py::none();
+    const int64_t count = py::reinterpret_borrow<py::array>(input).size();
+    return elementwise_common_case(kind, input, target, r, count, options->return_grad);
+}
+
 const char* const kReductionDoc =
     " reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None)."
     " With grad, also writes there (it may be input itself) the gradient with respect to the input, times"
@@ -98,6 +166,33 @@ const char* const kReductionDoc =
 }  // namespace
 
 void register_elementwise_losses(py::module_& m) {
+    m.def("kl_div_common_case", &kl_div_common_case, py::arg("input"), py::arg("target"), py::arg("reduction"),
+          py::arg("log_target"), py::arg("return_grad"), py::arg("grad_output"), py::arg("grad_out"),
+          "kl_div's arguments as given: the result of the common call (common_case.hpp); None for any other.");
+    m.def(
+        "binary_cross_entropy_common_case",
+        [](py::handle input, py::handle target, py::handle weight, py::handle reduction, py::handle return_grad,
+           py::handle grad_output, py::handle grad_out) {
+            if (!weight.is_none()) return py::object(py::none());
+            return bce_common_case(ElementwiseLoss::binary_cross_entropy, input, target, reduction, return_grad,
+                                   grad_output, grad_out);
+        },
+        py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("reduction"), py::arg("return_grad"),
+        py::arg("grad_output"), py::arg("grad_out"),
+        "binary_cross_entropy's arguments as given: the result of the common call (common_case.hpp); None for any "
+        "other.");
+    m.def(
+        "binary_cross_entropy_with_logits_common_case",
+        [](py::handle input, py::handle target, py::handle weight, py::handle pos_weight, py::handle reduction,
+           py::handle return_grad, py::handle grad_output, py::handle grad_out) {
+            if (!weight.is_none() || !pos_weight.is_none()) return py::object(py::none());
+            return bce_common_case(ElementwiseLoss::binary_cross_entropy_with_logits, input, target, reduction,
+                                   return_grad, grad_output, grad_out);
+        },
+        py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"), py::arg("reduction"),
+        py::arg("return_grad"), py::arg("grad_output"), py::arg("grad_out"),
+        "binary_cross_entropy_with_logits's arguments as given: the result of the common call (common_case.hpp); "
+        "None for any other.");
     m.def(
         "kl_div",
         [](const py::array& x, const py::array& target, bool log_target, const std::string& reduction,

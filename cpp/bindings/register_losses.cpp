@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings/array_checks.hpp"
+#include "bindings/common_case.hpp"
 #include "bindings/loss_arguments.hpp"
 #include "bindings/loss_result.hpp"
 #include "ops/cross_entropy_ops.hpp"
@@ -63,18 +64,12 @@ py::object classification_loss_binding(bool nll, const py::array& x, const py::a
     return loss_result(value, type, r);
 }
 
-bool aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
-
-// Exactly numpy.ndarray: subclasses (a masked array, whose mask must not be ignored) take the
-// general path, which decides what to do with them.
-bool is_plain_ndarray(py::handle h) { return Py_TYPE(h.ptr()) == py::detail::npy_api::get().PyArray_Type_; }
-
 // Whether `grad_out` can take the gradient of x directly: same shape and dtype, writeable, and
 // either x itself (same data and strides) or not overlapping it at all.
 bool usable_gradient_buffer(const py::array& x, const py::handle& grad_out) {
     if (!is_plain_ndarray(grad_out)) return false;
     const auto g = py::reinterpret_borrow<py::array>(grad_out);
-    if (!g.dtype().equal(x.dtype()) || !g.writeable() || !aligned(g) || g.ndim() != x.ndim()) return false;
+    if (!g.dtype().equal(x.dtype()) || !g.writeable() || !is_aligned(g) || g.ndim() != x.ndim()) return false;
     bool same_strides = true;
     for (py::ssize_t d = 0; d < x.ndim(); ++d) {
         if (g.shape(d) != x.shape(d)) return false;
@@ -136,8 +131,8 @@ py::object common_case(bool nll, py::handle input, py::handle target, py::handle
     const auto t = py::reinterpret_borrow<py::array>(target);
     const py::dtype xd = x.dtype(), td = t.dtype();
     const bool float_ok = xd.kind() == 'f' && (xd.itemsize() == 4 || xd.itemsize() == 8) &&
-                          is_native_byte_order(xd) && aligned(x);
-    const bool target_ok = td.kind() == 'i' && td.itemsize() == 8 && is_native_byte_order(td) && aligned(t);
+                          is_native_byte_order(xd) && is_aligned(x);
+    const bool target_ok = td.kind() == 'i' && td.itemsize() == 8 && is_native_byte_order(td) && is_aligned(t);
     const bool shapes_ok = (x.ndim() == 2 && t.ndim() == 1 && t.shape(0) == x.shape(0)) ||
                            (x.ndim() == 1 && t.ndim() == 0);
     const bool per_position = reduction == "none";

@@ -2,7 +2,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
+#include <vector>
+
 #include "bindings/array_checks.hpp"
+#include "bindings/common_case.hpp"
 #include "ops/softmax_ops.hpp"
 
 namespace fastloss::bindings {
@@ -94,9 +98,69 @@ void softmax_backward_binding(const py::array& g, const py::array& y, py::array&
     });
 }
 
+// The common calls (common_case.hpp): a plain float array and an int axis, nothing else asked
+// (no dtype=, out=, keepdims=, probs=). The results are new C-order arrays (a NumPy scalar for a
+// reduction to 0-d), as the general path's for C-contiguous inputs.
+std::optional<int> common_axis(const py::array& x, py::handle axis) {
+    const auto a = exact_int(axis);
+    if (!a || x.ndim() == 0 || *a < -x.ndim() || *a >= x.ndim()) return std::nullopt;
+    return int(*a < 0 ? *a + x.ndim() : *a);
+}
+
+py::object softmax_common_case(py::handle input, py::handle axis_arg, py::handle dtype, py::handle out, bool log) {
+    if (!dtype.is_none() || !out.is_none() || !plain_float_array(input)) return py::none();
+    const auto x = py::reinterpret_borrow<py::array>(input);
+    const auto axis = common_axis(x, axis_arg);
+    if (!axis || x.size() == 0) return py::none();
+    py::array y = new_array(x, std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    softmax_binding(x, y, *axis, log);
+    return std::move(y);
+}
+
+py::object reduced_common_case(py::handle input, py::handle axis_arg, Reduced what) {
+    if (!plain_float_array(input)) return py::none();
+    const auto x = py::reinterpret_borrow<py::array>(input);
+    const auto axis = common_axis(x, axis_arg);
+    if (!axis || (what == Reduced::logsumexp && x.shape(*axis) == 0)) return py::none();
+    py::array result = new_array(x, shape_without(x, *axis));
+    reduced_binding(x, result, *axis, what);
+    if (result.ndim() == 0) return result.attr("__getitem__")(py::tuple());  // a NumPy scalar, as x[()]
+    return std::move(result);
+}
+
 }  // namespace
 
 void register_softmax(py::module_& m) {
+    m.def(
+        "softmax_common_case",
+        [](py::handle x, py::handle axis, py::handle dtype, py::handle out) {
+            return softmax_common_case(x, axis, dtype, out, false);
+        },
+        py::arg("x"), py::arg("axis"), py::arg("dtype"), py::arg("out"),
+        "softmax's arguments as given: the result of the common call (common_case.hpp); None for any other.");
+    m.def(
+        "log_softmax_common_case",
+        [](py::handle x, py::handle axis, py::handle dtype, py::handle out) {
+            return softmax_common_case(x, axis, dtype, out, true);
+        },
+        py::arg("x"), py::arg("axis"), py::arg("dtype"), py::arg("out"),
+        "log_softmax's arguments as given: the result of the common call (common_case.hpp); None for any other.");
+    m.def(
+        "logsumexp_common_case",
+        [](py::handle x, py::handle axis, py::handle keepdims) {
+            if (keepdims.ptr() != Py_False) return py::object(py::none());
+            return reduced_common_case(x, axis, Reduced::logsumexp);
+        },
+        py::arg("x"), py::arg("axis"), py::arg("keepdims"),
+        "logsumexp's arguments as given: the result of the common call (common_case.hpp); None for any other.");
+    m.def(
+        "entropy_common_case",
+        [](py::handle logits, py::handle axis, py::handle probs) {
+            if (!probs.is_none()) return py::object(py::none());
+            return reduced_common_case(logits, axis, Reduced::entropy);
+        },
+        py::arg("logits"), py::arg("axis"), py::arg("probs"),
+        "entropy's arguments as given: the result of the common call (common_case.hpp); None for any other.");
     m.def("softmax_backward",
           [](const py::array& g, const py::array& y, py::array& out, int64_t axis) {
               softmax_backward_binding(g, y, out, axis, false);

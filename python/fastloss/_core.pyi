@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_with_logits', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'entropy', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'log_softmax', 'log_softmax_backward', 'logsumexp', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -27,9 +27,17 @@ def binary_cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: ty
     """
     Binary cross-entropy of probabilities. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
     """
+def binary_cross_entropy_common_case(input: typing.Any, target: typing.Any, weight: typing.Any, reduction: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+    """
+    binary_cross_entropy's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
 def binary_cross_entropy_with_logits(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, pos_weight: typing.Any, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
     """
     Binary cross-entropy of logits. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
+    """
+def binary_cross_entropy_with_logits_common_case(input: typing.Any, target: typing.Any, weight: typing.Any, pos_weight: typing.Any, reduction: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+    """
+    binary_cross_entropy_with_logits's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
 def compiled_capabilities() -> list[str]:
     """
@@ -59,6 +67,10 @@ def entropy(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typ
     """
     out = Shannon entropy along axis of softmax(x), or with probabilities=True of x itself (sum of -x log x, torch.special.entr); out shaped as for logsumexp.
     """
+def entropy_common_case(logits: typing.Any, axis: typing.Any, probs: typing.Any) -> typing.Any:
+    """
+    entropy's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
 def forked_child_runs_serially() -> bool:
     ...
 def get_num_threads() -> int:
@@ -66,6 +78,10 @@ def get_num_threads() -> int:
 def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
     """
     Pointwise KL divergence of same-shape arrays. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
+    """
+def kl_div_common_case(input: typing.Any, target: typing.Any, reduction: typing.Any, log_target: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+    """
+    kl_div's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
 def log_softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
@@ -75,9 +91,17 @@ def log_softmax_backward(grad_output: numpy.ndarray, output: numpy.ndarray, out:
     """
     out = gradient of log_softmax from grad_output and the log_softmax output.
     """
+def log_softmax_common_case(x: typing.Any, axis: typing.Any, dtype: typing.Any, out: typing.Any) -> typing.Any:
+    """
+    log_softmax's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
 def logsumexp(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     out = logsumexp(x) along axis; out has x's shape without, or with 1 on, that axis.
+    """
+def logsumexp_common_case(x: typing.Any, axis: typing.Any, keepdims: typing.Any) -> typing.Any:
+    """
+    logsumexp's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
 def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
@@ -100,3 +124,7 @@ def softmax_backward(grad_output: numpy.ndarray, output: numpy.ndarray, out: num
     out = gradient of softmax from grad_output and the softmax output.
     """
 __version__: str = '0.1.0'
+def softmax_common_case(x: typing.Any, axis: typing.Any, dtype: typing.Any, out: typing.Any) -> typing.Any:
+    """
+    softmax's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """

@@ -181,6 +181,11 @@ def kl_div(
     shape and dtype; it may be `input` itself). Where `target` broadcasts `input` to a larger
     shape, the gradient is summed over the broadcast axes, as PyTorch's, in float64.
     """
+    result = _core.kl_div_common_case(
+        input, target, reduction, log_target, return_grad, grad_output, grad_out
+    )
+    if result is not None:
+        return LossAndGrad(*result) if return_grad else result
     reduction = check_reduction(reduction, _KL_REDUCTIONS)
     if reduction == "mean":
         warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
@@ -240,6 +245,11 @@ def binary_cross_entropy(
     check happens in the same pass as the loss, so ``grad_out`` then holds partial results (and
     if it is `input`, the input is overwritten).
     """
+    result = _core.binary_cross_entropy_common_case(
+        input, target, weight, reduction, return_grad, grad_output, grad_out
+    )
+    if result is not None:
+        return LossAndGrad(*result) if return_grad else result
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
     t = _same_shape_target(target, x, "binary_cross_entropy")
@@ -277,6 +287,11 @@ def binary_cross_entropy_with_logits(
     With ``return_grad=True``, returns ``LossAndGrad(loss, grad)`` as `kl_div` does; the gradient
     is PyTorch autograd's ``weight * ((pos_weight y + 1 - y) sigmoid(x) - pos_weight y) / D``.
     """
+    result = _core.binary_cross_entropy_with_logits_common_case(
+        input, target, weight, pos_weight, reduction, return_grad, grad_output, grad_out
+    )
+    if result is not None:
+        return LossAndGrad(*result) if return_grad else result
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
     t = _same_shape_target(target, x, "binary_cross_entropy_with_logits")

@@ -29,6 +29,9 @@ def entropy(
     `axis`, or a NumPy scalar for 1-D input; float16/bfloat16 are computed in float32 and
     rounded once.
     """
+    result = _core.entropy_common_case(logits, axis, probs)
+    if result is not None:
+        return result
     if (logits is None) == (probs is None):
         raise TypeError("entropy() takes exactly one of logits (positional) and probs= (keyword)")
     name = "logits" if probs is None else "probs"

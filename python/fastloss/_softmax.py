@@ -53,7 +53,8 @@ def softmax(x: Any, axis: int = -1, *, dtype: Any = None, out: Optional[np.ndarr
     -inf only, is NaN. `dtype` casts the input before computing (as torch's ``dtype=``); float16 and
     bfloat16 are computed in float32 and rounded once. `out` receives the result (it may be `x`).
     """
-    return _softmax_like(x, axis, dtype, out, log=False)
+    result = _core.softmax_common_case(x, axis, dtype, out)  # see _core's common_case.hpp
+    return _softmax_like(x, axis, dtype, out, log=False) if result is None else result
 
 
 def log_softmax(
@@ -63,7 +64,8 @@ def log_softmax(
 
     Matches ``torch.log_softmax(x, dim=axis, dtype=dtype)``, edge cases included (see softmax).
     """
-    return _softmax_like(x, axis, dtype, out, log=True)
+    result = _core.log_softmax_common_case(x, axis, dtype, out)
+    return _softmax_like(x, axis, dtype, out, log=True) if result is None else result
 
 
 def logsumexp(
@@ -74,9 +76,12 @@ def logsumexp(
     Matches ``torch.logsumexp``: -inf for an all -inf slice or an empty axis, +inf when a slice
     holds +inf (NaN if it also holds NaN). Returns a NumPy scalar when the result is 0-d.
     """
+    result = _core.logsumexp_common_case(x, axis, keepdims)
+    if result is not None:
+        return result
     arr = as_float_array(x, "x")
     result_dtype = arr.dtype
-    if type(axis) is int and arr.ndim:  # the common call, lean
+    if type(axis) is int and arr.ndim:
         ax = normalize_axis(axis, arr.ndim)
         if arr.shape[ax]:
             res = np.empty(arr.shape[:ax] + arr.shape[ax + 1 :], result_dtype)

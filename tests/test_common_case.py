@@ -1,0 +1,118 @@
+"""The common call of each function, recognised and run in C++ (cpp/bindings/common_case.hpp),
+gives the general path's results bit for bit: the same values, dtypes and result types."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss import _core
+from fastloss._validation import AxisError
+
+
+class Reduction(str):
+    """A str subclass: the common case takes only exact option types, so this one goes the
+    general path with the same value."""
+
+
+def _same(common, general):
+    assert type(common) is type(general)
+    if isinstance(common, tuple):
+        assert len(common) == len(general)
+        for c, g in zip(common, general):
+            _same(c, g)
+        return
+    c, g = np.asarray(common), np.asarray(general)
+    assert c.dtype == g.dtype and c.shape == g.shape
+    assert c.tobytes() == g.tobytes()
+
+
+def _inputs(dtype, shape, rng):
+    x = rng.standard_normal(shape).astype(dtype) * 4
+    if x.size:
+        x.flat[0] = -np.inf
+        x.flat[-1] = np.nan if x.size > 3 else x.flat[-1]
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (7,), (3, 0), (0, 4), (2, 3, 5)])
+def test_softmax_family_common_case_is_the_general_path(dtype, shape, rng):
+    x = _inputs(dtype, shape, rng)
+    for axis in range(-len(shape), len(shape)):
+        general_axis = np.int64(axis)  # not an exact int: the general path
+        _same(fl.softmax(x, axis), fl.softmax(x, general_axis))
+        _same(fl.log_softmax(x, axis), fl.log_softmax(x, general_axis))
+        if x.shape[axis]:
+            _same(fl.logsumexp(x, axis), fl.logsumexp(x, general_axis))
+        _same(fl.entropy(x, axis), fl.entropy(x, general_axis))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (7,), (3, 0), (2, 3, 5)])
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "none"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_common_case_is_the_general_path(dtype, shape, reduction, log_target, rng):
+    x = np.log(rng.uniform(0.01, 1, shape)).astype(dtype)
+    t = rng.uniform(0, 1, shape).astype(dtype)
+    if log_target:
+        t = np.log(t)
+    kw = dict(log_target=log_target)
+    _same(
+        fl.kl_div(x, t, reduction=reduction, **kw),
+        fl.kl_div(x, t, reduction=Reduction(reduction), **kw),
+    )
+    if reduction != "none":
+        _same(
+            fl.kl_div(x, t, reduction=reduction, return_grad=True, **kw),
+            fl.kl_div(x, t, reduction=Reduction(reduction), return_grad=True, **kw),
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (7,), (3, 0), (2, 3, 5)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("logits", [False, True])
+def test_binary_cross_entropy_common_case_is_the_general_path(dtype, shape, reduction, logits, rng):
+    y = rng.uniform(0, 1, shape).astype(dtype)
+    if logits:
+        x = _inputs(dtype, shape, rng)
+        loss = fl.binary_cross_entropy_with_logits
+    else:
+        x = rng.uniform(0, 1, shape).astype(dtype)
+        loss = fl.binary_cross_entropy
+    _same(loss(x, y, reduction=reduction), loss(x, y, reduction=Reduction(reduction)))
+    if reduction != "none":
+        _same(
+            loss(x, y, reduction=reduction, return_grad=True),
+            loss(x, y, reduction=Reduction(reduction), return_grad=True),
+        )
+
+
+def test_common_case_errors_are_the_general_paths():
+    x = np.full((2, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        fl.binary_cross_entropy(x + 1, x)
+    with pytest.raises(ValueError, match="only used with return_grad=True"):
+        fl.kl_div(x, x, reduction="sum", grad_out=np.empty_like(x))
+    with pytest.warns(UserWarning, match="batchmean"):  # kl_div's mean warns: never the common case
+        fl.kl_div(x, x)
+    with pytest.raises(AxisError):
+        fl.softmax(x, 2)
+
+
+def test_the_common_calls_are_recognised():
+    # (so that the comparisons above compare two paths)
+    x = np.full((2, 3), 0.5, np.float32)
+    assert _core.softmax_common_case(x, -1, None, None) is not None
+    assert _core.log_softmax_common_case(x, 0, None, None) is not None
+    assert _core.logsumexp_common_case(x, 1, False) is not None
+    assert _core.entropy_common_case(x, -1, None) is not None
+    assert _core.kl_div_common_case(x, x, "batchmean", False, True, None, None) is not None
+    assert _core.binary_cross_entropy_common_case(x, x, None, "mean", False, None, None) is not None
+    args = (x, x, None, None, "sum", True, None, None)
+    assert _core.binary_cross_entropy_with_logits_common_case(*args) is not None
+    assert _core.softmax_common_case(x, np.int64(-1), None, None) is None
+    assert _core.kl_div_common_case(x, x, Reduction("sum"), False, False, None, None) is None
+    assert _core.kl_div_common_case(x, x, "mean", False, False, None, None) is None  # it warns
