@@ -90,6 +90,29 @@ def test_binary_cross_entropy_common_case_is_the_general_path(dtype, shape, redu
         )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (7,), (0, 4), (3, 1)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    "options", [{}, {"temperature": 1.0, "alpha": 0.0}, {"label_smoothing": 0.25}]
+)
+def test_distillation_common_case_is_the_general_path(dtype, shape, reduction, options, rng):
+    s, t = _inputs(dtype, shape, rng), rng.standard_normal(shape).astype(dtype)
+    y = rng.integers(0, shape[-1], shape[:-1])
+    if y.size:
+        y.flat[0] = -100  # ignored
+    loss = fl.distillation_loss
+    general = Reduction(reduction)
+    _same(
+        loss(s, t, y, reduction=reduction, **options), loss(s, t, y, reduction=general, **options)
+    )
+    if reduction != "none":
+        _same(
+            loss(s, t, y, reduction=reduction, return_grad=True, **options),
+            loss(s, t, y, reduction=general, return_grad=True, **options),
+        )
+
+
 def test_common_case_errors_are_the_general_paths():
     x = np.full((2, 3), 0.5, np.float32)
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -100,6 +123,8 @@ def test_common_case_errors_are_the_general_paths():
         fl.kl_div(x, x)
     with pytest.raises(AxisError):
         fl.softmax(x, 2)
+    with pytest.raises(IndexError, match="Target 3 is out of bounds"):
+        fl.distillation_loss(x, x, np.array([0, 3]))
 
 
 def test_the_common_calls_are_recognised():
@@ -113,6 +138,9 @@ def test_the_common_calls_are_recognised():
     assert _core.binary_cross_entropy_common_case(x, x, None, "mean", False, None, None) is not None
     args = (x, x, None, None, "sum", True, None, None)
     assert _core.binary_cross_entropy_with_logits_common_case(*args) is not None
+    y = np.array([0, 2])
+    args = (x, x, y, 2.0, 0.5, "mean", None, -100, 0.0, None, False, None, None)
+    assert _core.distillation_loss_common_case(*args) is not None
     assert _core.softmax_common_case(x, np.int64(-1), None, None) is None
     assert _core.kl_div_common_case(x, x, Reduction("sum"), False, False, None, None) is None
     assert _core.kl_div_common_case(x, x, "mean", False, False, None, None) is None  # it warns

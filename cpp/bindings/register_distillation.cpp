@@ -4,9 +4,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bindings/array_checks.hpp"
+#include "bindings/common_case.hpp"
 #include "bindings/loss_arguments.hpp"
 #include "bindings/loss_result.hpp"
 #include "ops/distillation_ops.hpp"
@@ -81,9 +84,68 @@ py::object distillation_binding(const py::array& s, const py::array& t, const py
     return loss_result(value, type, r);
 }
 
+// The common call (common_case.hpp): (N, C) or (C,) student and teacher logits, a plain pair,
+// with int64 class indices, the last axis as class axis, options of their exact Python types
+// within their ranges, no class weights, grad_output or grad_out. The outputs are new C-order
+// arrays, as the general path's.
+py::object distillation_common_case(py::handle student, py::handle teacher, py::handle target_arg,
+                                    py::handle temperature_arg, py::handle alpha_arg, py::handle reduction_arg,
+                                    py::handle weight, py::handle ignore_index_arg, py::handle label_smoothing_arg,
+                                    py::handle axis_arg, py::handle return_grad_arg, py::handle grad_output,
+                                    py::handle grad_out) {
+    if (!weight.is_none() || !grad_output.is_none() || !grad_out.is_none()) return py::none();
+    if (!plain_float_pair(student, teacher) || !is_plain_ndarray(target_arg)) return py::none();
+    if (!PyFloat_CheckExact(temperature_arg.ptr()) || !PyFloat_CheckExact(alpha_arg.ptr()) ||
+        !PyFloat_CheckExact(label_smoothing_arg.ptr())) {
+        return py::none();
+    }
+    const double temperature = PyFloat_AS_DOUBLE(temperature_arg.ptr());
+    const double alpha = PyFloat_AS_DOUBLE(alpha_arg.ptr());
+    const double label_smoothing = PyFloat_AS_DOUBLE(label_smoothing_arg.ptr());
+    if (!(temperature > 0.0 && std::isfinite(temperature)) || !(alpha >= 0.0 && alpha <= 1.0) ||
+        !(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
+        return py::none();
+    }
+    const auto reduction = exact_str(reduction_arg);
+    const auto ignore_index = exact_int(ignore_index_arg);
+    const auto return_grad = exact_bool(return_grad_arg);
+    if (!reduction || !ignore_index || !return_grad) return py::none();
+    if (*reduction != "mean" && *reduction != "sum" && (*reduction != "none" || *return_grad)) return py::none();
+    if (!axis_arg.is_none() && exact_int(axis_arg) != std::optional<int64_t>(-1)) return py::none();
+    const auto s = py::reinterpret_borrow<py::array>(student);
+    const auto target = py::reinterpret_borrow<py::array>(target_arg);
+    const py::dtype td = target.dtype();
+    const bool target_ok = td.kind() == 'i' && td.itemsize() == 8 && is_native_byte_order(td) && is_aligned(target);
+    const bool shapes_ok = (s.ndim() == 2 && target.ndim() == 1 && target.shape(0) == s.shape(0)) ||
+                           (s.ndim() == 1 && target.ndim() == 0);
+    if (!target_ok || !shapes_ok) return py::none();
+    const int axis = int(s.ndim()) - 1;
+    const auto t = py::reinterpret_borrow<py::array>(teacher);
+    if (*reduction == "none") {
+        py::array out = new_array(s, shape_without(s, axis));
+        distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature, alpha,
+                             *reduction, axis, out, py::none(), py::none());
+        return std::move(out);
+    }
+    if (!*return_grad) {
+        return distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature, alpha,
+                                    *reduction, axis, py::none(), py::none(), py::none());
+    }
+    py::array grad = new_array(s, std::vector<py::ssize_t>(s.shape(), s.shape() + s.ndim()));
+    py::object loss = distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature,
+                                           alpha, *reduction, axis, py::none(), grad, py::none());
+    return py::make_tuple(loss, grad);
+}
+
 }  // namespace
 
 void register_distillation(py::module_& m) {
+    m.def("distillation_loss_common_case", &distillation_common_case, py::arg("student_logits"),
+          py::arg("teacher_logits"), py::arg("target"), py::arg("temperature"), py::arg("alpha"),
+          py::arg("reduction"), py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"),
+          py::arg("axis"), py::arg("return_grad"), py::arg("grad_output"), py::arg("grad_out"),
+          "distillation_loss's arguments as given: the result of the common call (common_case.hpp); None for any "
+          "other.");
     m.def("distillation_loss", &distillation_binding, py::arg("student_logits").noconvert(),
           py::arg("teacher_logits").noconvert(), py::arg("target").noconvert(), py::arg("weight"),
           py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("alpha"),

@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -62,6 +62,10 @@ def cross_entropy_common_case(input: typing.Any, target: typing.Any, weight: typ
 def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
     alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.
+    """
+def distillation_loss_common_case(student_logits: typing.Any, teacher_logits: typing.Any, target: typing.Any, temperature: typing.Any, alpha: typing.Any, reduction: typing.Any, weight: typing.Any, ignore_index: typing.Any, label_smoothing: typing.Any, axis: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+    """
+    distillation_loss's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
 def entropy(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex, probabilities: bool = False) -> None:
     """

@@ -82,6 +82,12 @@ def distillation_loss(
     Raises ValueError for ``temperature <= 0``, ``alpha`` outside [0, 1] or logits of
     different shapes, and the errors of `cross_entropy` for the target.
     """
+    result = _core.distillation_loss_common_case(  # see cross_entropy
+        student_logits, teacher_logits, target, temperature, alpha, reduction, weight,
+        ignore_index, label_smoothing, axis, return_grad, grad_output, grad_out,
+    )
+    if result is not None:
+        return LossAndGrad(*result) if return_grad else result
     check_gradient_options(return_grad, grad_output, grad_out)
     s = as_float_array(student_logits, "student_logits")
     t = as_float_array(teacher_logits, "teacher_logits")
