@@ -113,6 +113,27 @@ def test_distillation_common_case_is_the_general_path(dtype, shape, reduction, o
         )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (0, 4), (3, 1), (5, 0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("target_dtype", [np.int64, np.float64])
+def test_cosine_embedding_common_case_is_the_general_path(
+    dtype, shape, reduction, target_dtype, rng
+):
+    a, b = _inputs(dtype, shape, rng), rng.standard_normal(shape).astype(dtype)
+    y = np.where(np.arange(shape[0]) % 3 == 0, -1, 1).astype(target_dtype)
+    loss = fl.cosine_embedding_loss
+    general = Reduction(reduction)
+    _same(
+        loss(a, b, y, reduction=reduction, margin=0.1), loss(a, b, y, reduction=general, margin=0.1)
+    )
+    if reduction != "none":
+        _same(
+            loss(a, b, y, reduction=reduction, return_grad=True),
+            loss(a, b, y, reduction=general, return_grad=True),
+        )
+
+
 def test_common_case_errors_are_the_general_paths():
     x = np.full((2, 3), 0.5, np.float32)
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -141,6 +162,8 @@ def test_the_common_calls_are_recognised():
     y = np.array([0, 2])
     args = (x, x, y, 2.0, 0.5, "mean", None, -100, 0.0, None, False, None, None)
     assert _core.distillation_loss_common_case(*args) is not None
+    args = (x, x, np.array([1, -1]), 0.0, "mean", True, None, None)
+    assert _core.cosine_embedding_loss_common_case(*args) is not None
     assert _core.softmax_common_case(x, np.int64(-1), None, None) is None
     assert _core.kl_div_common_case(x, x, Reduction("sum"), False, False, None, None) is None
     assert _core.kl_div_common_case(x, x, "mean", False, False, None, None) is None  # it warns

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "bindings/array_checks.hpp"
+#include "bindings/common_case.hpp"
+#include "bindings/loss_result.hpp"
 #include "bindings/loss_arguments.hpp"
 #include "ops/cosine_embedding_ops.hpp"
 
@@ -99,9 +101,62 @@ double cosine_embedding_binding(const py::array& x1, const py::array& x2, const 
     });
 }
 
+// The common call (common_case.hpp): (N, D) rows x1 and x2, a plain pair, with an (N,) target of
+// int64 or float64 (read as float64, as the general path converts it), a float margin, no
+// grad_output or grad_out. The outputs are new C-order arrays, as the general path's.
+py::object cosine_embedding_common_case(py::handle x1_arg, py::handle x2_arg, py::handle target_arg,
+                                        py::handle margin_arg, py::handle reduction_arg, py::handle return_grad_arg,
+                                        py::handle grad_output, py::handle grad_out) {
+    if (!grad_output.is_none() || !grad_out.is_none() || !PyFloat_CheckExact(margin_arg.ptr())) return py::none();
+    const auto type = plain_float_pair(x1_arg, x2_arg);
+    if (!type || !is_plain_ndarray(target_arg)) return py::none();
+    const auto reduction = exact_str(reduction_arg);
+    const auto return_grad = exact_bool(return_grad_arg);
+    if (!reduction || !return_grad) return py::none();
+    if (*reduction != "mean" && *reduction != "sum" && (*reduction != "none" || *return_grad)) return py::none();
+    const auto x1 = py::reinterpret_borrow<py::array>(x1_arg);
+    const auto y = py::reinterpret_borrow<py::array>(target_arg);
+    const py::dtype td = y.dtype();
+    const bool int64 = td.kind() == 'i' && td.itemsize() == 8;
+    const bool float64 = td.kind() == 'f' && td.itemsize() == 8;
+    if (x1.ndim() != 2 || y.ndim() != 1 || y.shape(0) != x1.shape(0) || !(int64 || float64) ||
+        !is_native_byte_order(td) || !is_aligned(y)) {
+        return py::none();
+    }
+    py::array_t<double> y64(y.shape(0));
+    double* to = y64.mutable_data();
+    const auto stride = y.strides(0) / y.itemsize();
+    for (py::ssize_t i = 0; i < y.shape(0); ++i) {
+        to[i] = int64 ? double(static_cast<const int64_t*>(y.data())[i * stride])
+                      : static_cast<const double*>(y.data())[i * stride];
+    }
+    const auto x2 = py::reinterpret_borrow<py::array>(x2_arg);
+    const double margin = PyFloat_AS_DOUBLE(margin_arg.ptr());
+    if (*reduction == "none") {
+        py::array out = new_array(x1, {x1.shape(0)});
+        cosine_embedding_binding(x1, x2, y64, margin, *reduction, out, py::none(), py::none());
+        return std::move(out);
+    }
+    // (the general path returns the loss as a float: Python divides a broadcast x1's mean itself)
+    const Reduction r = parse_reduction(*reduction);
+    if (!*return_grad) {
+        const double value = cosine_embedding_binding(x1, x2, y64, margin, *reduction, py::none(), py::none(),
+                                                      py::none());
+        return loss_result(value, *type, r);
+    }
+    py::array grad = new_array(x1, {x1.shape(0), x1.shape(1)});
+    const double value = cosine_embedding_binding(x1, x2, y64, margin, *reduction, py::none(), grad, py::none());
+    return py::make_tuple(loss_result(value, *type, r), grad);
+}
+
 }  // namespace
 
 void register_cosine_embedding(py::module_& m) {
+    m.def("cosine_embedding_loss_common_case", &cosine_embedding_common_case, py::arg("x1"), py::arg("x2"),
+          py::arg("target"), py::arg("margin"), py::arg("reduction"), py::arg("return_grad"), py::arg("grad_output"),
+          py::arg("grad_out"),
+          "cosine_embedding_loss's arguments as given: the result of the common call (common_case.hpp); None for "
+          "any other.");
     m.def("cosine_embedding_loss", &cosine_embedding_binding, py::arg("x1").noconvert(), py::arg("x2").noconvert(),
           py::arg("target").noconvert(), py::arg("margin"), py::arg("reduction"), py::arg("out"),
           py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),

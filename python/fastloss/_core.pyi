@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -46,6 +46,10 @@ def compiled_capabilities() -> list[str]:
 def cosine_embedding_loss(x1: numpy.ndarray, x2: numpy.ndarray, target: numpy.ndarray, margin: typing.SupportsFloat | typing.SupportsIndex, reduction: str, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> float:
     """
     Cosine embedding loss of (N, D) rows with float64 targets (N,); returns the mean/sum, or writes to out; with grad, also writes the gradient w.r.t. x1 there.
+    """
+def cosine_embedding_loss_common_case(x1: typing.Any, x2: typing.Any, target: typing.Any, margin: typing.Any, reduction: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+    """
+    cosine_embedding_loss's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
 def cpu_capability() -> str:
     """

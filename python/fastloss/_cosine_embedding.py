@@ -63,6 +63,11 @@ def cosine_embedding_loss(
     `x1` gets the gradient summed over the rows it was broadcast to. ``grad_output`` and
     ``grad_out`` as in `cross_entropy` (``grad_out`` may be `x1` itself).
     """
+    result = _core.cosine_embedding_loss_common_case(  # see cross_entropy
+        x1, x2, target, margin, reduction, return_grad, grad_output, grad_out
+    )
+    if result is not None:
+        return LossAndGrad(*result) if return_grad else result
     check_gradient_options(return_grad, grad_output, grad_out)
     a = as_float_array(x1, "x1")
     b = as_float_array(x2, "x2")
