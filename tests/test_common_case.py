@@ -47,6 +47,11 @@ def test_softmax_family_common_case_is_the_general_path(dtype, shape, rng):
         if x.shape[axis]:
             _same(fl.logsumexp(x, axis), fl.logsumexp(x, general_axis))
         _same(fl.entropy(x, axis), fl.entropy(x, general_axis))
+        g = rng.standard_normal(shape).astype(dtype)
+        y = fl.softmax(x, axis)
+        _same(fl.softmax_backward(g, y, axis), fl.softmax_backward(g, y, general_axis))
+        y = fl.log_softmax(x, axis)
+        _same(fl.log_softmax_backward(g, y, axis), fl.log_softmax_backward(g, y, general_axis))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -164,6 +169,8 @@ def test_the_common_calls_are_recognised():
     assert _core.distillation_loss_common_case(*args) is not None
     args = (x, x, np.array([1, -1]), 0.0, "mean", True, None, None)
     assert _core.cosine_embedding_loss_common_case(*args) is not None
+    assert _core.softmax_backward_common_case(x, x, -1, None) is not None
+    assert _core.log_softmax_backward_common_case(x, x, 0, None) is not None
     assert _core.softmax_common_case(x, np.int64(-1), None, None) is None
     assert _core.kl_div_common_case(x, x, Reduction("sum"), False, False, None, None) is None
     assert _core.kl_div_common_case(x, x, "mean", False, False, None, None) is None  # it warns

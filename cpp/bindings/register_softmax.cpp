@@ -128,9 +128,36 @@ py::object reduced_common_case(py::handle input, py::handle axis_arg, Reduced wh
     return std::move(result);
 }
 
+py::object softmax_backward_common_case(py::handle g, py::handle y, py::handle axis_arg, py::handle out, bool log) {
+    if (!out.is_none() || !plain_float_pair(g, y)) return py::none();
+    const auto grad_output = py::reinterpret_borrow<py::array>(g);
+    const auto axis = common_axis(grad_output, axis_arg);
+    if (!axis || grad_output.size() == 0) return py::none();
+    py::array dx = new_array(grad_output, std::vector<py::ssize_t>(grad_output.shape(),
+                                                                   grad_output.shape() + grad_output.ndim()));
+    softmax_backward_binding(grad_output, py::reinterpret_borrow<py::array>(y), dx, *axis, log);
+    return std::move(dx);
+}
+
 }  // namespace
 
 void register_softmax(py::module_& m) {
+    m.def(
+        "softmax_backward_common_case",
+        [](py::handle g, py::handle y, py::handle axis, py::handle out) {
+            return softmax_backward_common_case(g, y, axis, out, false);
+        },
+        py::arg("grad_output"), py::arg("output"), py::arg("axis"), py::arg("out"),
+        "softmax_backward's arguments as given: the result of the common call (common_case.hpp); None for any "
+        "other.");
+    m.def(
+        "log_softmax_backward_common_case",
+        [](py::handle g, py::handle y, py::handle axis, py::handle out) {
+            return softmax_backward_common_case(g, y, axis, out, true);
+        },
+        py::arg("grad_output"), py::arg("output"), py::arg("axis"), py::arg("out"),
+        "log_softmax_backward's arguments as given: the result of the common call (common_case.hpp); None for any "
+        "other.");
     m.def(
         "softmax_common_case",
         [](py::handle x, py::handle axis, py::handle dtype, py::handle out) {

@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -99,6 +99,10 @@ def log_softmax_backward(grad_output: numpy.ndarray, output: numpy.ndarray, out:
     """
     out = gradient of log_softmax from grad_output and the log_softmax output.
     """
+def log_softmax_backward_common_case(grad_output: typing.Any, output: typing.Any, axis: typing.Any, out: typing.Any) -> typing.Any:
+    """
+    log_softmax_backward's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
 def log_softmax_common_case(x: typing.Any, axis: typing.Any, dtype: typing.Any, out: typing.Any) -> typing.Any:
     """
     log_softmax's arguments as given: the result of the common call (common_case.hpp); None for any other.
@@ -132,6 +136,10 @@ def softmax_backward(grad_output: numpy.ndarray, output: numpy.ndarray, out: num
     out = gradient of softmax from grad_output and the softmax output.
     """
 __version__: str = '0.1.0'
+def softmax_backward_common_case(grad_output: typing.Any, output: typing.Any, axis: typing.Any, out: typing.Any) -> typing.Any:
+    """
+    softmax_backward's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
 def softmax_common_case(x: typing.Any, axis: typing.Any, dtype: typing.Any, out: typing.Any) -> typing.Any:
     """
     softmax's arguments as given: the result of the common call (common_case.hpp); None for any other.

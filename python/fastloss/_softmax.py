@@ -159,7 +159,8 @@ def softmax_backward(
     `output` is what `softmax` returned; `grad_output` the gradient with respect to it. As
     ``torch._softmax_backward_data``. `out` may be `grad_output` itself.
     """
-    return _backward(grad_output, output, axis, out, log=False)
+    result = _core.softmax_backward_common_case(grad_output, output, axis, out)
+    return _backward(grad_output, output, axis, out, log=False) if result is None else result
 
 
 def log_softmax_backward(
@@ -170,4 +171,5 @@ def log_softmax_backward(
     `output` is what `log_softmax` returned. As ``torch._log_softmax_backward_data``. `out` may be
     `grad_output` itself.
     """
-    return _backward(grad_output, output, axis, out, log=True)
+    result = _core.log_softmax_backward_common_case(grad_output, output, axis, out)
+    return _backward(grad_output, output, axis, out, log=True) if result is None else result
