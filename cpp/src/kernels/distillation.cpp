@@ -242,20 +242,21 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     }
 }
 
-// kGrad: also the gradient (the block's scale and grad are unused otherwise).
+// kGrad: also the gradient (scale, grad and their strides are unused otherwise).
 template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
-void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
+                 int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
+                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
+                 const DistillationParams<T>& p) {
     const int64_t C = p.hard.classes;
-    const CrossEntropyBlock<S>& ce = b.hard;
-    for (int64_t r = 0; r < ce.count; ++r) {
-        const S* sr = ce.input + r * ce.input_stride;
-        const S* tr = b.teacher + r * b.teacher_stride;
-        const S* qr = ce.probabilities ? ce.probabilities + r * ce.probability_stride : nullptr;
+    for (int64_t r = 0; r < rows; ++r) {
+        const S* sr = s + r * s_row_stride;
+        const S* tr = t + r * t_row_stride;
+        const S* qr = q ? q + r * q_row_stride : nullptr;
         const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
         const T log_hard = scalar_log(sums.hard);
-        b.kl[r * ce.loss_stride] =
-            kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
-        T& hard = ce.loss[r * ce.loss_stride];
+        kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
+        T& hard = ce[r * out_stride];
         int64_t y = -1;  // the target entry's correction, for index targets that are not ignored
         T w_y = T(1);
         if constexpr (kHard == HardTerm::probabilities) {
@@ -263,7 +264,7 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
         } else {
             // Ignored positions have no hard term; their KL term still counts (kl_div has no
             // ignore_index), as in the PyTorch expression.
-            y = ce.target[r * ce.target_stride];
+            y = target[r * target_stride];
             if (y == p.hard.ignore_index) {
                 hard = T(0);
                 y = -1;
@@ -273,7 +274,7 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
             }
         }
         if constexpr (kGrad) {
-            const T g = ce.scale[r * ce.scale_stride];
+            const T g = scale[r * scale_stride];
             const T h = g * p.hard_grad, k = g * p.soft_grad;
             T hA = T(0), hB = T(0), correction = T(0);
             if constexpr (kHard == HardTerm::probabilities) {
@@ -285,10 +286,30 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
                 hB = d.b;
                 correction = d.correction;
             }
-            S* gr = ce.grad + r * ce.grad_stride;
+            S* gr = grad + r * grad_row_stride;
             distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
                                                  k / sums.student, k / sums.teacher, y, correction, p);
         }
+    }
+}
+
+// One signature for every instance: the forward-only entries pass no scale and no gradient.
+#define FASTLOSS_ROWS_ARGS                                                                                      \
+    const S *s, int64_t s_row_stride, const S *t, int64_t t_row_stride, const int64_t *target,                  \
+        int64_t target_stride, const S *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
+        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
+#define FASTLOSS_ROWS_CALL                                                                                      \
+    s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
+        out_stride, grad, grad_row_stride, rows, p
+
+template <int kPower, bool kGrad, class S, class T = compute_t<S>>
+void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
+    if (q) {
+        rows_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+    } else if (p.hard.label_smoothing != T(0)) {
+        rows_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+    } else {
+        rows_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     }
 }
 
@@ -296,16 +317,12 @@ void rows_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) 
 // the finish (logs, KL, the target's logit) is per lane. With kGrad, a third sweep down the class
 // axis writes the gradient from per-lane factors (the derivation at the top).
 template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
-void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride, const int64_t* target,
+                    int64_t target_stride, const S* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
+                    T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_class_stride, int64_t columns,
+                    const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const CrossEntropyBlock<S>& ce = b.hard;
-    const S* s = ce.input;
-    const S* t = b.teacher;
-    const S* q = ce.probabilities;
-    const int64_t s_class_stride = ce.input_stride, t_class_stride = b.teacher_stride;
-    const int64_t q_class_stride = ce.probability_stride;
-    const int64_t columns = ce.count;
     const int64_t C = p.hard.classes;
     const T eps = p.hard.label_smoothing;
     const V inv = V::broadcast(p.inverse_temperature);
@@ -356,9 +373,9 @@ void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& 
             y_l[k] = -1;
         }
         for (int64_t k = 0; k < lanes; ++k) {
-            b.kl[(j + k) * ce.loss_stride] = kl_lane[k];
-            T& hard = ce.loss[(j + k) * ce.loss_stride];
-            const T g = kGrad ? ce.scale[(j + k) * ce.scale_stride] : T(0);
+            kl[(j + k) * out_stride] = kl_lane[k];
+            T& hard = ce[(j + k) * out_stride];
+            const T g = kGrad ? scale[(j + k) * scale_stride] : T(0);
             const T h = g * p.hard_grad;
             k_l[k] = g * p.soft_grad;
             if constexpr (kHard == HardTerm::probabilities) {
@@ -366,7 +383,7 @@ void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& 
                 hA_l[k] = h * coef[k] / hard_lane[k];
                 hB_l[k] = h;
             } else {
-                const int64_t y = ce.target[(j + k) * ce.target_stride];
+                const int64_t y = target[(j + k) * target_stride];
                 if (y == p.hard.ignore_index) {
                     hard = T(0);
                 } else {
@@ -404,50 +421,88 @@ void columns_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& 
                 for (; next < targets && y_l[by_target[next]] == c; ++next) {
                     out = out - one_lane(by_target[next], corr_l[by_target[next]]);
                 }
-                S* ptr = ce.grad + c * ce.grad_stride + j;
+                S* ptr = grad + c * grad_class_stride + j;
                 if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
             }
         }
     }
 }
 
-// The instance for the layout, the kind of hard term and the temperature [Note: integer
-// temperature], chosen once per block.
-template <HardTerm kHard, int kPower, bool kColumns, bool kGrad, class S, class T = compute_t<S>>
-void layout_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
-    if constexpr (kColumns) {
-        columns_kernel<kHard, kPower, kGrad>(b, p);
-    } else {
-        rows_kernel<kHard, kPower, kGrad>(b, p);
-    }
-}
+#define FASTLOSS_COLUMNS_ARGS                                                                                   \
+    const S *s, int64_t s_class_stride, const S *t, int64_t t_class_stride, const int64_t *target,              \
+        int64_t target_stride, const S *q, int64_t q_class_stride, const T *scale, int64_t scale_stride, T *ce, \
+        T *kl, int64_t out_stride, S *grad, int64_t grad_class_stride, int64_t columns,                          \
+        const DistillationParams<T> &p
+#define FASTLOSS_COLUMNS_CALL                                                                                   \
+    s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, scale, scale_stride, ce, kl, \
+        out_stride, grad, grad_class_stride, columns, p
 
-template <int kPower, bool kColumns, bool kGrad, class S, class T = compute_t<S>>
-void kernel_with_power(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
-    if (b.hard.probabilities) {
-        layout_kernel<HardTerm::probabilities, kPower, kColumns, kGrad>(b, p);
+template <int kPower, bool kGrad, class S, class T = compute_t<S>>
+void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
+    if (q) {
+        columns_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     } else if (p.hard.label_smoothing != T(0)) {
-        layout_kernel<HardTerm::smoothed, kPower, kColumns, kGrad>(b, p);
+        columns_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     } else {
-        layout_kernel<HardTerm::plain, kPower, kColumns, kGrad>(b, p);
+        columns_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     }
 }
 
-template <bool kColumns, bool kGrad, class S, class T = compute_t<S>>
-void distillation_kernel(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &kernel_with_power<1, kColumns, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &kernel_with_power<2, kColumns, kGrad, S>
-                                                     : &kernel_with_power<0, kColumns, kGrad, S>;
-    kernel(b, p);
+// Picks the kernel instance for the temperature [Note: integer temperature].
+template <bool kGrad, class S, class T = compute_t<S>>
+void distillation_rows_any(FASTLOSS_ROWS_ARGS) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, kGrad, S>
+                                                     : &distillation_rows_with_power<0, kGrad, S>;
+    kernel(FASTLOSS_ROWS_CALL);
+}
+
+template <bool kGrad, class S, class T = compute_t<S>>
+void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, kGrad, S>
+                                                     : &distillation_columns_with_power<0, kGrad, S>;
+    kernel(FASTLOSS_COLUMNS_CALL);
+}
+
+#undef FASTLOSS_ROWS_ARGS
+#undef FASTLOSS_ROWS_CALL
+#undef FASTLOSS_COLUMNS_ARGS
+#undef FASTLOSS_COLUMNS_CALL
+
+// The table's entry points pass the block's operands on one by one, as the kernels above take
+// them, the forward entries passing the gradient's as constants (nullptr, 0). The kernels keep
+// their argument lists on purpose: GCC fuses multiplies into adds where it sees fit
+// (-ffp-contract=fast, its default), so how it inlines and propagates constants in this file
+// decides the last bit of a loss, and taking the block all the way down moves some float32 losses
+// by an ulp on AVX2 and AVX-512.
+template <bool kGrad, class S, class T = compute_t<S>>
+void rows_entry(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+    const CrossEntropyBlock<S>& h = b.hard;
+    distillation_rows_any<kGrad, S, T>(h.input, h.input_stride, b.teacher, b.teacher_stride, h.target,
+                                       h.target_stride, h.probabilities, h.probability_stride,
+                                       kGrad ? h.scale : nullptr, kGrad ? h.scale_stride : 0, h.loss, b.kl,
+                                       h.loss_stride, kGrad ? h.grad : nullptr, kGrad ? h.grad_stride : 0, h.count,
+                                       p);
+}
+
+template <bool kGrad, class S, class T = compute_t<S>>
+void columns_entry(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
+    const CrossEntropyBlock<S>& h = b.hard;
+    distillation_columns_any<kGrad, S, T>(h.input, h.input_stride, b.teacher, b.teacher_stride, h.target,
+                                          h.target_stride, h.probabilities, h.probability_stride,
+                                          kGrad ? h.scale : nullptr, kGrad ? h.scale_stride : 0, h.loss, b.kl,
+                                          h.loss_stride, kGrad ? h.grad : nullptr, kGrad ? h.grad_stride : 0,
+                                          h.count, p);
 }
 
 template <class S>
 DistillationKernels<S> make_distillation_kernels() {
     DistillationKernels<S> k;
-    k.rows = &distillation_kernel<false, false, S>;
-    k.columns = &distillation_kernel<true, false, S>;
-    k.rows_grad = &distillation_kernel<false, true, S>;
-    k.columns_grad = &distillation_kernel<true, true, S>;
+    k.rows = &rows_entry<false, S>;
+    k.columns = &columns_entry<false, S>;
+    k.rows_grad = &rows_entry<true, S>;
+    k.columns_grad = &columns_entry<true, S>;
     return k;
 }
 
