@@ -11,7 +11,8 @@ weights of the non-ignored targets, the batch size...): Python passes the reduct
 the elementwise losses, the count). The one exception is the gradient of an input that
 broadcasting repeated (kl_div, the BCEs, cosine_embedding_loss's x1): the kernel writes the
 unscaled terms, Python sums them in float64 over the repeated axes (`sum_to_shape`), and the
-mean's division joins that sum, so that a small per-element share is never rounded on its own.
+mean's division joins that sum, so that a small per-element share is never rounded on its own
+(cosine_embedding_loss's kernel then returns the loss's float64 sum too, divided here).
 """
 
 from __future__ import annotations
