@@ -22,46 +22,51 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
-// Rows [first, first + W) of the block in lanes [Note: few classes], without label smoothing.
+// W rows in lanes [Note: few classes], without label smoothing.
 template <class S, class T = compute_t<S>>
-void index_rows_in_lanes(const CrossEntropyBlock<S>& b, int64_t first, const CrossEntropyParams<T>& p) {
+void index_rows_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                         T* loss, int64_t loss_stride, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const S* x = b.input + first * b.input_stride;
-    const LanesShiftSum<T> ss = lanes_shift_sum(x, b.input_stride, p.classes, false);
+    const LanesShiftSum<T> ss = lanes_shift_sum(x, x_row_stride, p.classes, false);
     T m[W], log_s[W];
     store(m, ss.shift);
     store(log_s, vlog(ss.sum));
     for (int64_t k = 0; k < W; ++k) {
-        const int64_t y = b.target[(first + k) * b.target_stride];
-        T& out = b.loss[(first + k) * b.loss_stride];
+        const int64_t y = target[k * target_stride];
+        T& out = loss[k * loss_stride];
         if (y == p.ignore_index) {
             out = T(0);
             continue;
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
-        out = w_y * (log_s[k] - (x[k * b.input_stride + y] - m[k]));
+        out = w_y * (log_s[k] - (x[k * x_row_stride + y] - m[k]));
     }
 }
 
 template <class S, class T = compute_t<S>>
-void index_rows(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                T* loss, int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
     int64_t r = 0;
-    if (p.label_smoothing == T(0) && rows_fit_lanes<T>(C, b.input_stride)) {
-        for (; r + W <= b.count; r += W) index_rows_in_lanes(b, r, p);
+    if (p.label_smoothing == T(0) && rows_fit_lanes<T>(C, x_row_stride)) {
+        for (; r + W <= rows; r += W) {
+            index_rows_in_lanes(x + r * x_row_stride, x_row_stride, target + r * target_stride, target_stride,
+                                loss + r * loss_stride, loss_stride, p);
+        }
     }
-    for (; r < b.count; ++r) {
-        const int64_t y = b.target[r * b.target_stride];
+    for (; r < rows; ++r) {
+        const int64_t y = target[r * target_stride];
         if (y == p.ignore_index) {
-            b.loss[r * b.loss_stride] = T(0);
+            loss[r * loss_stride] = T(0);
             continue;
         }
-        const S* xr = b.input + r * b.input_stride;
+        const S* xr = x + r * x_row_stride;
         T m, s, t = T(0);
         if (p.label_smoothing == T(0)) {
-            const RowMaxSum<T> ms = row_max_sum(xr, C, next_row(xr, r, b.count, b.input_stride));
+            const RowMaxSum<T> ms = row_max_sum(xr, C, next_row(xr, r, rows, x_row_stride));
             m = ms.max;
             s = ms.sum;
         } else {  // the smoothing sum is over x - m, so m must be known first
@@ -69,39 +74,41 @@ void index_rows(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
             row_sum_exp_and_shifted_sum(xr, m, p.weight, C, s, t);
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
-        b.loss[r * b.loss_stride] = index_loss(scalar_log(s), xr[y] - m, w_y, t, p);
+        loss[r * loss_stride] = index_loss(scalar_log(s), xr[y] - m, w_y, t, p);
     }
 }
 
 // Probability targets: one sweep after the max gathers s, A = sum w q' (x - m), B = sum w q'.
 template <class S, class T = compute_t<S>>
-void probability_rows(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride, T* loss,
+                      int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     const int64_t C = p.classes;
-    for (int64_t r = 0; r < b.count; ++r) {
-        const S* xr = b.input + r * b.input_stride;
-        const ProbabilityRowSums<T> sums = probability_row_sums<S>(xr, b.probabilities + r * b.probability_stride,
-                                                                   row_max(xr, C), C, p, nullptr);
-        b.loss[r * b.loss_stride] = sums.weight_total * scalar_log(sums.sum) - sums.weighted_shifted_sum;
+    for (int64_t r = 0; r < rows; ++r) {
+        const S* xr = x + r * x_row_stride;
+        const ProbabilityRowSums<T> sums =
+            probability_row_sums<S>(xr, q + r * q_row_stride, row_max(xr, C), C, p, nullptr);
+        loss[r * loss_stride] = sums.weight_total * scalar_log(sums.sum) - sums.weighted_shifted_sum;
     }
 }
 
 // Columns layout: lanes are positions. The same sweeps run down the class axis, then each lane
 // finishes its own target (a scalar gather: one load per position).
 template <class S, class T = compute_t<S>>
-void index_columns(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
+                   T* loss, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
-    const S* x = b.input;
-    const int64_t x_class_stride = b.input_stride;
-    for (int64_t j = 0; j < b.count; j += W) {
-        const int64_t lanes = b.count - j < W ? b.count - j : W;
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
         const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
         T m_lane[W], log_s_lane[W], t_lane[W];
         store(m_lane, st.max);
         store(log_s_lane, vlog(st.sum));
         store(t_lane, st.shifted_sum);
         for (int64_t k = 0; k < lanes; ++k) {
-            const int64_t y = b.target[(j + k) * b.target_stride];
-            T& out = b.loss[(j + k) * b.loss_stride];
+            const int64_t y = target[(j + k) * target_stride];
+            T& out = loss[(j + k) * loss_stride];
             if (y == p.ignore_index) {
                 out = T(0);
                 continue;
@@ -113,25 +120,56 @@ void index_columns(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p
 }
 
 template <class S, class T = compute_t<S>>
-void probability_columns(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void probability_columns(const S* x, int64_t x_class_stride, const S* q, int64_t q_class_stride,
+                         T* loss, int64_t loss_stride, int64_t columns,
+                         const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
-    for (int64_t j = 0; j < b.count; j += W) {
-        const int64_t lanes = b.count - j < W ? b.count - j : W;
-        const ProbabilityColumnStatistics<T> st = probability_column_statistics(
-            b.input + j, b.input_stride, b.probabilities + j, b.probability_stride, lanes, p);
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        const ProbabilityColumnStatistics<T> st =
+            probability_column_statistics(x + j, x_class_stride, q + j, q_class_stride, lanes, p);
         T out_lane[W];
         store(out_lane, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
-        for (int64_t k = 0; k < lanes; ++k) b.loss[(j + k) * b.loss_stride] = out_lane[k];
+        for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_lane[k];
     }
+}
+
+// The table's entry points: each passes the block's operands on to its kernel as the arguments
+// it takes. Unpacked once here, they stay in registers through the kernel's loops, where the
+// vector stores (which may alias anything) would make every read through the block a reload.
+// The kernels are [[gnu::noinline]]: compiled on their own, their code does not depend on the
+// entry; inlined into it, GCC would optimise each afresh (other unrolling, other multiply-add
+// fusion, and so possibly other last bits).
+template <class S, class T = compute_t<S>>
+void index_rows_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    index_rows(b.input, b.input_stride, b.target, b.target_stride, b.loss, b.loss_stride, b.count, p);
+}
+
+template <class S, class T = compute_t<S>>
+void index_columns_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    index_columns(b.input, b.input_stride, b.target, b.target_stride, b.loss, b.loss_stride, b.count, p);
+}
+
+template <class S, class T = compute_t<S>>
+void probability_rows_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    probability_rows(b.input, b.input_stride, b.probabilities, b.probability_stride, b.loss, b.loss_stride,
+                     b.count, p);
+}
+
+template <class S, class T = compute_t<S>>
+void probability_columns_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    probability_columns(b.input, b.input_stride, b.probabilities, b.probability_stride, b.loss, b.loss_stride,
+                        b.count, p);
 }
 
 template <class S>
 CrossEntropyKernels<S> make_cross_entropy_kernels() {
     CrossEntropyKernels<S> k{};
-    k.index_rows = &index_rows<S>;
-    k.index_columns = &index_columns<S>;
-    k.probability_rows = &probability_rows<S>;
-    k.probability_columns = &probability_columns<S>;
+    k.index_rows = &index_rows_entry<S>;
+    k.index_columns = &index_columns_entry<S>;
+    k.probability_rows = &probability_rows_entry<S>;
+    k.probability_columns = &probability_columns_entry<S>;
     return k;
 }
 

@@ -115,16 +115,16 @@ T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smooth
     return T(s_total);
 }
 
-// Rows [first, first + W) of the block in lanes [Note: few classes]: class c of the W rows is one
-// gathered vector; the gradient is formed class by class in a small tile and copied out row by
-// row. Every value is read before any gradient is written, so grad may alias x.
+// W rows in lanes [Note: few classes]: class c of the W rows is one gathered vector; the gradient
+// is formed class by class in a small tile and copied out row by row. Every value is read before
+// any gradient is written, so grad may alias x.
 template <class S, class T = compute_t<S>>
-void index_rows_grad_in_lanes(const CrossEntropyBlock<S>& b, int64_t first, const CrossEntropyParams<T>& p) {
+void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                              int64_t grad_row_stride, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t C = p.classes;
-    const S* x = b.input + first * b.input_stride;
-    const int64_t x_row_stride = b.input_stride;
     const T eps = p.label_smoothing;
     const V zero = V::broadcast(T(0));
     V e[2 * W];
@@ -147,82 +147,92 @@ void index_rows_grad_in_lanes(const CrossEntropyBlock<S>& b, int64_t first, cons
     store(log_s_l, vlog(s));
     store(t_l, t);
     for (int64_t k = 0; k < W; ++k) {
-        const int64_t y = b.target[(first + k) * b.target_stride];
-        T& loss = b.loss[(first + k) * b.loss_stride];
+        const int64_t y = target[k * target_stride];
         y_l[k] = y;
         a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
         if (y == p.ignore_index) {
-            loss = T(0);
+            loss[k * loss_stride] = T(0);
             continue;
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
-        loss = index_loss(log_s_l[k], x[k * x_row_stride + y] - m_l[k], w_y, t_l[k], p);
-        const IndexGradient<T> d = index_gradient(b.scale[(first + k) * b.scale_stride], s_l[k], w_y, p);
+        loss[k * loss_stride] = index_loss(log_s_l[k], x[k * x_row_stride + y] - m_l[k], w_y, t_l[k], p);
+        const IndexGradient<T> d = index_gradient(scale[k * scale_stride], s_l[k], w_y, p);
         a_l[k] = d.a;
         b_l[k] = d.b;
         corr_l[k] = d.correction;
         live_l[k] = T(1);
     }
-    const V va = vload(a_l), vb = vload(b_l);
+    const V a = vload(a_l), b = vload(b_l);
     const auto live = equal(vload(live_l), V::broadcast(T(1)));
     const T* smoothing_weight = smoothing_weights(p);
     T tile[2 * W][W];
     for (int64_t c = 0; c < C; ++c) {
         const V w = smoothing_weight ? V::broadcast(smoothing_weight[c]) : V::broadcast(T(1));
-        store(tile[c], select(live, va * e[c] - vb * w, zero));  // ignored rows: 0 even if x is NaN
+        store(tile[c], select(live, a * e[c] - b * w, zero));  // ignored rows: 0 even if x is NaN
     }
     for (int64_t k = 0; k < W; ++k) {
         if (live_l[k] != T(0)) tile[y_l[k]][k] -= corr_l[k];
-        S* row = b.grad + (first + k) * b.grad_stride;
+        S* row = grad + k * grad_row_stride;
         for (int64_t c = 0; c < C; ++c) row[c] = tile[c][k];
     }
 }
 
 template <class S, class T = compute_t<S>>
-void index_rows_grad(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
+                     const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                     int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
     const T eps = p.label_smoothing;
     int64_t first = 0;
-    if (rows_fit_lanes<T>(C, b.input_stride)) {
-        for (; first + W <= b.count; first += W) index_rows_grad_in_lanes(b, first, p);
+    if (rows_fit_lanes<T>(C, x_row_stride)) {
+        for (; first + W <= rows; first += W) {
+            index_rows_grad_in_lanes(x + first * x_row_stride, x_row_stride, target + first * target_stride,
+                                     target_stride, scale + first * scale_stride, scale_stride,
+                                     loss + first * loss_stride, loss_stride, grad + first * grad_row_stride,
+                                     grad_row_stride, p);
+        }
     }
-    for (int64_t r = first; r < b.count; ++r) {
-        const int64_t y = b.target[r * b.target_stride];
-        S* gr = b.grad + r * b.grad_stride;
+    for (int64_t r = first; r < rows; ++r) {
+        const int64_t y = target[r * target_stride];
+        S* gr = grad + r * grad_row_stride;
         if (y == p.ignore_index) {
-            b.loss[r * b.loss_stride] = T(0);
+            loss[r * loss_stride] = T(0);
             zero_row(gr, C);
             continue;
         }
-        const S* xr = b.input + r * b.input_stride;
+        const S* xr = x + r * x_row_stride;
         const T m = row_max(xr, C);
         const T x_y = xr[y];  // before the gradient (which may be x itself) is written
         T t = T(0);
         const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t);
         const T w_y = p.weight ? p.weight[y] : T(1);
-        b.loss[r * b.loss_stride] = index_loss(scalar_log(s), x_y - m, w_y, t, p);
-        const IndexGradient<T> d = index_gradient(b.scale[r * b.scale_stride], s, w_y, p);
+        loss[r * loss_stride] = index_loss(scalar_log(s), x_y - m, w_y, t, p);
+        const IndexGradient<T> d = index_gradient(scale[r * scale_stride], s, w_y, p);
         scale_and_shift_row(xr, m, gr, C, d.a, d.b, smoothing_weights(p));
         gr[y] = target_entry(d.a, d.b, w_y, d.correction, x_y, m);
     }
 }
 
 template <class S, class T = compute_t<S>>
-void probability_rows_grad(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride,
+                           const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                           int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t C = p.classes;
-    for (int64_t r = 0; r < b.count; ++r) {
-        const S* xr = b.input + r * b.input_stride;
-        const S* qr = b.probabilities + r * b.probability_stride;
-        S* gr = b.grad + r * b.grad_stride;
+    for (int64_t r = 0; r < rows; ++r) {
+        const S* xr = x + r * x_row_stride;
+        const S* qr = q + r * q_row_stride;
+        S* gr = grad + r * grad_row_stride;
         const T m = row_max(xr, C);
         const ProbabilityRowSums<T> sums =
             probability_row_sums<S>(xr, qr, m, C, p, stage_exponentials<S> ? gr : nullptr);
         const T sum = sums.sum, b_total = sums.weight_total;
-        b.loss[r * b.loss_stride] = b_total * scalar_log(sum) - sums.weighted_shifted_sum;
-        const T g = b.scale[r * b.scale_stride];
+        loss[r * loss_stride] = b_total * scalar_log(sum) - sums.weighted_shifted_sum;
+        const T g = scale[r * scale_stride];
         const V factor = V::broadcast(g * b_total / sum), vg = V::broadcast(g);
         const SmoothedTargets<T> targets(p);
         for (int64_t i = 0; i < C; i += W) {
@@ -237,15 +247,16 @@ void probability_rows_grad(const CrossEntropyBlock<S>& b, const CrossEntropyPara
 
 // Columns layout: lanes are positions; the per-lane factors are assembled from scalars.
 template <class S, class T = compute_t<S>>
-void index_columns_grad(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
+                        const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                        int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t C = p.classes;
     const V zero = V::broadcast(T(0));
-    const S* x = b.input;
-    const int64_t x_class_stride = b.input_stride;
-    for (int64_t j = 0; j < b.count; j += W) {
-        const int64_t lanes = b.count - j < W ? b.count - j : W;
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
         const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
         T m_l[W], s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W], x_y_l[W];
         int64_t y_l[W];
@@ -256,8 +267,8 @@ void index_columns_grad(const CrossEntropyBlock<S>& b, const CrossEntropyParams<
             a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
             y_l[k] = -1;
             if (k >= lanes) continue;
-            const int64_t y = b.target[(j + k) * b.target_stride];
-            T& out = b.loss[(j + k) * b.loss_stride];
+            const int64_t y = target[(j + k) * target_stride];
+            T& out = loss[(j + k) * loss_stride];
             if (y == p.ignore_index) {
                 out = T(0);
                 continue;
@@ -265,56 +276,82 @@ void index_columns_grad(const CrossEntropyBlock<S>& b, const CrossEntropyParams<
             const T w_y = p.weight ? p.weight[y] : T(1);
             x_y_l[k] = x[y * x_class_stride + j + k];  // before the gradient (maybe x) is written
             out = index_loss(scalar_log(s_l[k]), x_y_l[k] - m_l[k], w_y, t_l[k], p);
-            const IndexGradient<T> d = index_gradient(b.scale[(j + k) * b.scale_stride], s_l[k], w_y, p);
+            const IndexGradient<T> d = index_gradient(scale[(j + k) * scale_stride], s_l[k], w_y, p);
             a_l[k] = d.a;
             b_l[k] = d.b;
             corr_l[k] = d.correction;
             live_l[k] = T(1);
             y_l[k] = y;
         }
-        const V va = vload(a_l), vb = vload(b_l);
+        const V a = vload(a_l), b = vload(b_l);
         const auto live = equal(vload(live_l), V::broadcast(T(1)));
         const T* smoothing_weight = smoothing_weights(p);
         for (int64_t c = 0; c < C; ++c) {
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
             const V w = smoothing_weight ? V::broadcast(smoothing_weight[c]) : V::broadcast(T(1));
-            const V out = select(live, va * e - vb * w, zero);  // ignored lanes: 0 even if x is NaN
-            S* ptr = b.grad + c * b.grad_stride + j;
+            const V out = select(live, a * e - b * w, zero);  // ignored lanes: 0 even if x is NaN
+            S* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
         }
         for (int64_t k = 0; k < lanes; ++k) {
             if (y_l[k] < 0) continue;
             const T w_y = p.weight ? p.weight[y_l[k]] : T(1);
-            b.grad[y_l[k] * b.grad_stride + j + k] = target_entry(a_l[k], b_l[k], w_y, corr_l[k], x_y_l[k], m_l[k]);
+            grad[y_l[k] * grad_class_stride + j + k] = target_entry(a_l[k], b_l[k], w_y, corr_l[k], x_y_l[k], m_l[k]);
         }
     }
 }
 
 template <class S, class T = compute_t<S>>
-void probability_columns_grad(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+[[gnu::noinline]]  // see the entry points below
+void probability_columns_grad(const S* x, int64_t x_class_stride, const S* q, int64_t q_class_stride,
+                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                              int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const S* x = b.input;
-    const S* q = b.probabilities;
-    const int64_t x_class_stride = b.input_stride, q_class_stride = b.probability_stride;
-    for (int64_t j = 0; j < b.count; j += W) {
-        const int64_t lanes = b.count - j < W ? b.count - j : W;
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
         const ProbabilityColumnStatistics<T> st =
             probability_column_statistics(x + j, x_class_stride, q + j, q_class_stride, lanes, p);
         T out_l[W], scale_l[W];
         store(out_l, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
-        for (int64_t k = 0; k < W; ++k) scale_l[k] = k < lanes ? b.scale[(j + k) * b.scale_stride] : T(0);
-        for (int64_t k = 0; k < lanes; ++k) b.loss[(j + k) * b.loss_stride] = out_l[k];
+        for (int64_t k = 0; k < W; ++k) scale_l[k] = k < lanes ? scale[(j + k) * scale_stride] : T(0);
+        for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_l[k];
         const V g = vload(scale_l);
         const V factor = g * st.weight_total / st.sum;
         for (int64_t c = 0; c < p.classes; ++c) {
             // q' is read before the gradient is stored: grad may alias x but never q.
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
             const V out = factor * e - g * weighted_target_column(q + j, q_class_stride, c, lanes, p);
-            S* ptr = b.grad + c * b.grad_stride + j;
+            S* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
         }
     }
+}
+
+// The table's entry points, as in cross_entropy.cpp: the block's operands passed on to each
+// (out-of-line) kernel as the arguments it takes.
+template <class S, class T = compute_t<S>>
+void index_rows_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    index_rows_grad(b.input, b.input_stride, b.target, b.target_stride, b.scale, b.scale_stride, b.loss,
+                    b.loss_stride, b.grad, b.grad_stride, b.count, p);
+}
+
+template <class S, class T = compute_t<S>>
+void index_columns_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    index_columns_grad(b.input, b.input_stride, b.target, b.target_stride, b.scale, b.scale_stride, b.loss,
+                       b.loss_stride, b.grad, b.grad_stride, b.count, p);
+}
+
+template <class S, class T = compute_t<S>>
+void probability_rows_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    probability_rows_grad(b.input, b.input_stride, b.probabilities, b.probability_stride, b.scale, b.scale_stride,
+                          b.loss, b.loss_stride, b.grad, b.grad_stride, b.count, p);
+}
+
+template <class S, class T = compute_t<S>>
+void probability_columns_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
+    probability_columns_grad(b.input, b.input_stride, b.probabilities, b.probability_stride, b.scale,
+                             b.scale_stride, b.loss, b.loss_stride, b.grad, b.grad_stride, b.count, p);
 }
 
 }  // namespace
@@ -322,10 +359,10 @@ void probability_columns_grad(const CrossEntropyBlock<S>& b, const CrossEntropyP
 void register_cross_entropy_grad_kernels(KernelTable& table) {
     for_each_kernel_set(table, [](auto& set) {
         using S = typename std::decay_t<decltype(set)>::Storage;
-        set.cross_entropy.index_rows_grad = &index_rows_grad<S>;
-        set.cross_entropy.index_columns_grad = &index_columns_grad<S>;
-        set.cross_entropy.probability_rows_grad = &probability_rows_grad<S>;
-        set.cross_entropy.probability_columns_grad = &probability_columns_grad<S>;
+        set.cross_entropy.index_rows_grad = &index_rows_grad_entry<S>;
+        set.cross_entropy.index_columns_grad = &index_columns_grad_entry<S>;
+        set.cross_entropy.probability_rows_grad = &probability_rows_grad_entry<S>;
+        set.cross_entropy.probability_columns_grad = &probability_columns_grad_entry<S>;
     });
 }
 

@@ -184,7 +184,8 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
                           class_stride, classes, changed = &changed](const int64_t* at) {
         const int64_t y = __atomic_load_n(target + at[Slot::target], __ATOMIC_RELAXED);  // (see checked_class_targets)
         const bool used = y != ignore_index && static_cast<uint64_t>(y) < static_cast<uint64_t>(classes);
-        loss[at[Slot::loss]] = used ? -(weight ? weight[y] : T(1)) * T(input[at[Slot::input] + y * class_stride]) : T(0);
+        loss[at[Slot::loss]] =
+            used ? -(weight ? weight[y] : T(1)) * T(input[at[Slot::input] + y * class_stride]) : T(0);
         if (!used && y != ignore_index) changed->note(y);
     };
     auto position_with_grad = [position_loss, target = checked.target, ignore_index = call.ignore_index, weight,

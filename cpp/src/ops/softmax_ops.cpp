@@ -204,8 +204,8 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
     parallel_over_positions(
         geo,
         [&](const int64_t* at, const int64_t* step, int64_t rows) {
-            rows_kernel(g + at[Slot::g], step[Slot::g], y + at[Slot::y], step[Slot::y], dx + at[Slot::dx], step[Slot::dx],
-                        rows, classes);
+            rows_kernel(g + at[Slot::g], step[Slot::g], y + at[Slot::y], step[Slot::y], dx + at[Slot::dx],
+                        step[Slot::dx], rows, classes);
         },
         [&](const int64_t* at, int64_t columns) {
             columns_kernel(g + at[Slot::g], geo.class_stride[Slot::g], y + at[Slot::y], geo.class_stride[Slot::y],
@@ -220,7 +220,8 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
                 gather_row(g + at[Slot::g], geo.class_stride[Slot::g], classes, g_row.data());
                 gather_row(y + at[Slot::y], geo.class_stride[Slot::y], classes, y_row.data());
                 rows_kernel(g_row.data(), classes, y_row.data(), classes, g_row.data(), classes, 1, classes);
-                for (int64_t c = 0; c < classes; ++c) dx[at[Slot::dx] + c * geo.class_stride[Slot::dx]] = g_row[size_t(c)];
+                T* dx_row = dx + at[Slot::dx];
+                for (int64_t c = 0; c < classes; ++c) dx_row[c * geo.class_stride[Slot::dx]] = g_row[size_t(c)];
             }
         });
 }
