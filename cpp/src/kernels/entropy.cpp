@@ -31,13 +31,37 @@ inline void accumulate(V d, V& s, V& u) {
     u = u + select(equal(e, zero), zero, e * d);
 }
 
+// W rows in lanes [Note: few classes], with the bits of the row sweep below [Note: rows in lanes,
+// summed in the row sweep's order].
+template <class S, class T = compute_t<S>>
+void entropy_rows_in_lanes(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t classes) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    V values[2 * W], exponentials[2 * W], weighted[2 * W];
+    const V m = gather_rows(x, x_row_stride, classes, values);
+    for (int64_t c = 0; c < classes; ++c) {  // accumulate's terms, each added to +0
+        exponentials[c] = zero;
+        weighted[c] = zero;
+        accumulate(values[c] - m, exponentials[c], weighted[c]);
+    }
+    const V sum = sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; });
+    vscatter(out, out_stride, vlog(sum) - sum_in_row_order<V>(classes, [&](int64_t c) { return weighted[c]; }) / sum);
+}
+
 template <class S, class T = compute_t<S>>
 void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t rows, int64_t classes) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const int64_t n = classes;
     const V zero = V::broadcast(T(0));
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    if (rows_fit_lanes<S>(classes, x_row_stride)) {  // [Note: few classes]
+        for (; r + W <= rows; r += W) {
+            entropy_rows_in_lanes(x + r * x_row_stride, x_row_stride, out + r * out_stride, out_stride, classes);
+        }
+    }
+    for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         const V m = V::broadcast(row_max(xr, n));
         V s = zero, u = zero;

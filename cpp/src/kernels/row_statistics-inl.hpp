@@ -204,21 +204,51 @@ struct LanesShiftSum {
     Vec<T> sum;
 };
 
+// The W rows at x, row_stride apart, in lanes: values[c] receives class c of every row. Returns the
+// rows' maxima.
+template <class S, class T = compute_t<S>>
+Vec<T> gather_rows(const S* x, int64_t row_stride, int64_t classes, Vec<T>* values) {
+    Vec<T> m = Vec<T>::broadcast(-infinity<T>());
+    for (int64_t c = 0; c < classes; ++c) {
+        values[c] = vgather(x + c, row_stride);
+        m = max(m, values[c]);
+    }
+    return m;
+}
+
 template <class S, class T = compute_t<S>>
 LanesShiftSum<T> lanes_shift_sum(const S* x, int64_t row_stride, int64_t classes, bool zero_if_infinite) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     V values[2 * W];
-    V m = V::broadcast(-infinity<T>());
-    for (int64_t c = 0; c < classes; ++c) {
-        values[c] = vgather(x + c, row_stride);
-        m = max(m, values[c]);
-    }
+    const V m = gather_rows(x, row_stride, classes, values);
     const V zero = V::broadcast(T(0));
     const V shift = zero_if_infinite ? select(equal(abs(m), V::broadcast(infinity<T>())), zero, m) : m;
     V s = zero;
     for (int64_t c = 0; c < classes; ++c) s = s + vexp(values[c] - shift);
     return {shift, s};
+}
+
+// [Note: rows in lanes, summed in the row sweep's order] A row sweep of n < 2W classes adds its
+// terms t_c into vector lanes starting from +0 (lane k: (0 + t_k) + t_{k+W}), and reduce_sum then
+// adds lane k + W/2 to lane k, then lane k + W/4, and so on down to lane 1 (every ISA's
+// reduce_sum). W rows in lanes hold one vector of terms per class; adding those vectors in the
+// same order gives each row the bits its own row sweep gives, so a row's result depends neither on
+// the rows beside it nor on how rows are split between threads.
+// term(c) is the vector of class c's terms.
+template <class V, class Term>
+V sum_in_row_order(int64_t n, Term&& term) {
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(typename V::Scalar(0));
+    V lane[W];
+    for (int64_t k = 0; k < W; ++k) {
+        lane[k] = k < n ? zero + term(k) : zero;
+        if (k + W < n) lane[k] = lane[k] + term(k + W);
+    }
+    for (int64_t half = W / 2; half >= 1; half /= 2) {
+        for (int64_t k = 0; k < half; ++k) lane[k] = lane[k] + lane[k + half];
+    }
+    return lane[0];
 }
 
 template <class T>

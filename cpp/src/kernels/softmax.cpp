@@ -47,13 +47,52 @@ void store_row(S* y, int64_t n, bool stream, F&& f) {
     if (i < n) store_partial(y + i, n - i, f(i));
 }
 
+// W rows in lanes [Note: few classes], with the bits of the row sweeps below [Note: rows in lanes,
+// summed in the row sweep's order].
+template <class S>
+void log_softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t classes) {
+    using T = compute_t<S>;
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    V values[2 * W], exponentials[2 * W];
+    const V m = gather_rows(x, x_row_stride, classes, values);
+    const V shift = select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m);  // as row_max_sum
+    for (int64_t c = 0; c < classes; ++c) exponentials[c] = vexp_nonpositive(values[c] - shift);
+    const V log_sum = vlog(sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; }));
+    for (int64_t c = 0; c < classes; ++c) vscatter(y + c, y_row_stride, (values[c] - m) - log_sum);
+}
+
+template <class S>
+void softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t classes) {
+    using T = compute_t<S>;
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    V values[2 * W], exponentials[2 * W];
+    const V m = gather_rows(x, x_row_stride, classes, values);
+    // The row sweep of half storage shifts its sum as row_max_sum does and recomputes each
+    // exponential with vexp; the other sweep shifts by the max itself.
+    const V shift = is_half_storage<S> ? select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m) : m;
+    for (int64_t c = 0; c < classes; ++c) exponentials[c] = vexp_nonpositive(values[c] - shift);
+    const V inverse_sum = V::broadcast(T(1)) / sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; });
+    for (int64_t c = 0; c < classes; ++c) {
+        const V e = is_half_storage<S> ? vexp(values[c] - m) : exponentials[c];
+        vscatter(y + c, y_row_stride, e * inverse_sum);
+    }
+}
+
 template <class S>
 void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows,
                       int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    if (rows_fit_lanes<S>(classes, x_row_stride)) {  // [Note: few classes]
+        for (; r + W <= rows; r += W) {
+            log_softmax_rows_in_lanes(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, classes);
+        }
+    }
+    for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         S* yr = y + r * y_row_stride;
         const RowMaxSum<T> ms = row_max_sum(xr, classes, next_row(xr, r, rows, x_row_stride));
@@ -72,7 +111,13 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
     using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    if (rows_fit_lanes<S>(classes, x_row_stride)) {  // [Note: few classes]
+        for (; r + W <= rows; r += W) {
+            softmax_rows_in_lanes(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, classes);
+        }
+    }
+    for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         S* yr = y + r * y_row_stride;
         if constexpr (is_half_storage<S>) {

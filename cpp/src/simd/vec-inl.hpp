@@ -9,7 +9,7 @@
 //   Vec<T>::width, Vec<T>::broadcast/first_lanes,
 //   vload/vload_partial/vgather(const S*): a Vec<compute_t<S>> from storage type S (float, double,
 //   or the half types, widened to float),
-//   store/store_partial/store_stream/stream_fence, lane0,
+//   store/store_partial/vscatter/store_stream/stream_fence, lane0,
 //   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or all_lanes select,
 //   round_nearest, ldexp_integral, split_exponent;
 //   kHasTable16Lookup: whether the ISA has table16_lookup (a 16-entry float table indexed by the
@@ -102,6 +102,15 @@ void store_partial_narrowed(H* p, int64_t n, Vec<float> a) {
 }
 inline void store_partial(Half* p, int64_t n, Vec<float> a) { store_partial_narrowed(p, n, a); }
 inline void store_partial(BFloat16* p, int64_t n, Vec<float> a) { store_partial_narrowed(p, n, a); }
+
+// base[k * stride] = lane k, narrowed to S: the store of rows held in lanes [Note: few classes].
+template <class S>
+void vscatter(S* base, int64_t stride, VecOf<S> a) {
+    constexpr int64_t W = VecOf<S>::width;
+    S lanes[W];
+    store(lanes, a);
+    for (int64_t k = 0; k < W; ++k) base[k * stride] = lanes[k];
+}
 
 }  // namespace
 }  // namespace FASTLOSS_ISA_NS
