@@ -205,18 +205,82 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
             m_t};
 }
 
-// The gradient's third sweep over one row (rows layout), see the derivation at the top: grad_c =
-// hA e_c - hB c_c + kA exp(a_c) - kB exp(b_c), with kA = k / S_a and kB = k / S_b, minus
-// `correction` at the target y (y < 0: none), formed in T before the single store.
+// The gradient's per-position factors, see the derivation at the top: grad_c = hA e_c - hB c_c +
+// kA exp(a_c) - kB exp(b_c), with kA = k / S_a and kB = k / S_b, minus `correction` at the target y
+// (y < 0: none).
+template <class T>
+struct GradientFactors {
+    T hA, hB, kA, kB, correction;
+    int64_t y;
+};
+
+// One position's hard cross-entropy and KL term from its row sums, written to `hard` and `kl`;
+// with kGrad, also the gradient's factors for the scale g (zero factors otherwise). y is the
+// position's index target (unused for probability targets); sr is its row of student logits.
+// The logs of the three sums of exponentials come from the caller (one vlog serves W rows in lanes).
+template <class T>
+struct RowLogs {
+    T hard, student, teacher;
+};
+
+template <HardTerm kHard, bool kGrad, class S, class T>
+GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& logs, const S* sr, int64_t y, T g,
+                                   T& hard, T& kl, const DistillationParams<T>& p) {
+    GradientFactors<T> f{T(0), T(0), T(0), T(0), T(0), -1};
+    const T log_hard = logs.hard;
+    kl = kl_from_sums(sums.cross, logs.teacher, logs.student, sums.teacher);
+    const T h = g * p.hard_grad, k = g * p.soft_grad;
+    if constexpr (kGrad) {
+        f.kA = k / sums.student;
+        f.kB = k / sums.teacher;
+    }
+    if constexpr (kHard == HardTerm::probabilities) {
+        hard = sums.coef * log_hard - sums.linear;
+        if constexpr (kGrad) {
+            f.hA = h * sums.coef / sums.hard;
+            f.hB = h;
+        }
+    } else if (y == p.hard.ignore_index) {
+        // Ignored positions have no hard term; their KL term still counts (kl_div has no
+        // ignore_index), as in the PyTorch expression.
+        hard = T(0);
+    } else {
+        const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
+        hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
+        if constexpr (kGrad) {
+            const IndexGradient<T> d = index_gradient(h, sums.hard, w_y, p.hard);
+            f.hA = d.a;
+            f.hB = d.b;
+            f.correction = d.correction;
+            f.y = y;
+        }
+    }
+    return f;
+}
+
+// One class vector of the gradient (either layout): ds = s - m_s and tm = t - m_t, the class's
+// hard coefficient (unused for HardTerm::plain), and the factors as vectors.
+template <HardTerm kHard, int kPower, class V>
+inline V gradient_vector(V ds, V tm, V inverse_temperature, V hard_coef, V hA, V hB, V kA, V kB) {
+    const V a = kPower == 1 ? ds : ds * inverse_temperature;
+    const V ea = vexp_nonpositive(a);
+    const V eb = vexp_nonpositive(kPower == 1 ? tm : tm * inverse_temperature);
+    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
+    V out = fma(hA, e, fma(kA, ea, V::broadcast(typename V::Scalar(0)) - kB * eb));
+    if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef;
+    return out;
+}
+
+// The gradient's third sweep over one row (rows layout), formed in T before the single store.
 template <HardTerm kHard, int kPower, class S, class T = compute_t<S>>
-void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t n, T m_s, T m_t, T hA, T hB, T kA,
-                           T kB, int64_t y, T correction, const DistillationParams<T>& p) {
+void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t n, T m_s, T m_t,
+                           const GradientFactors<T>& f, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
     const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
     const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
-    const V vhA = V::broadcast(hA), vhB = V::broadcast(hB), vkA = V::broadcast(kA), vkB = V::broadcast(kB);
+    const V hA = V::broadcast(f.hA), hB = V::broadcast(f.hB), kA = V::broadcast(f.kA), kB = V::broadcast(f.kB);
     const T* w = p.hard.weight;
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
@@ -224,21 +288,90 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
         // Padding lanes load -inf, so every exponent is <= 0 (see accumulate); they are not stored.
         const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>())) - ms;
         const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
-        const V a = kPower == 1 ? ds : ds * inv;
-        const V ea = vexp_nonpositive(a);
-        const V eb = vexp_nonpositive(kPower == 1 ? tv - mt : (tv - mt) * inv);
-        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
-        V out = fma(vhA, e, fma(vkA, ea, V::broadcast(T(0)) - vkB * eb));
+        V coef = V::broadcast(T(1));
         if constexpr (kHard != HardTerm::plain) {
-            V coef = V::broadcast(T(1));
             if constexpr (kHard == HardTerm::probabilities) {
                 coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
             }
             if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
-            out = out - vhB * coef;
         }
-        if (y >= i && y < i + W) out = out - one_lane(y - i, correction);
+        V out = gradient_vector<kHard, kPower>(ds, tv - mt, inv, coef, hA, hB, kA, kB);
+        if (f.y >= i && f.y < i + W) out = out - one_lane(f.y - i, f.correction);
         if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
+    }
+}
+
+// W rows in lanes [Note: few classes]: the row sweeps' arithmetic on one vector per class, each
+// sum added in the row sweep's order [Note: rows in lanes, summed in the row sweep's order], so
+// every row gets the bits rows_kernel gives it. Each student logit is read before any gradient is
+// written, so grad may alias s here too.
+template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
+                   int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
+                   T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const int64_t C = p.hard.classes;
+    const V inv = V::broadcast(p.inverse_temperature);
+    const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
+    const V spread = V::broadcast(p.hard.label_smoothing / T(C));
+    const T* w = p.hard.weight;
+    auto hard_coef = [&](int64_t c) {
+        V coef = V::broadcast(T(1));
+        if constexpr (kHard == HardTerm::probabilities) coef = fma(vgather(q + c, q_row_stride), keep, spread);
+        if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
+        return coef;
+    };
+    V sv[2 * W], tv[2 * W];
+    const V ms = gather_rows(s, s_row_stride, C, sv);
+    const V mt = gather_rows(t, t_row_stride, C, tv);
+    DistillationSums<V> terms[2 * W];  // accumulate's terms of each class, each added to +0
+    for (int64_t c = 0; c < C; ++c) {
+        terms[c] = DistillationSums<V>::zero();
+        accumulate<kHard, kPower>(terms[c], sv[c], tv[c], ms, mt, inv, hard_coef(c));
+    }
+    T m_s[W], m_t[W], hard[W], student[W], teacher[W], cross[W], linear[W], coef[W];
+    T log_hard[W], log_student[W], log_teacher[W];
+    store(m_s, ms);
+    store(m_t, mt);
+    const V hard_sum = sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].hard; });
+    const V student_sum = sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].student; });
+    const V teacher_sum = sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].teacher; });
+    store(hard, hard_sum);
+    store(student, student_sum);
+    store(teacher, teacher_sum);
+    store(log_hard, vlog(hard_sum));
+    store(log_student, vlog(student_sum));
+    store(log_teacher, vlog(teacher_sum));
+    store(cross, sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].cross; }));
+    store(linear, sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].linear; }));
+    store(coef, sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].coef; }));
+    GradientFactors<T> f[W];
+    for (int64_t k = 0; k < W; ++k) {
+        const RowSums<T> sums{m_s[k], hard[k], student[k], teacher[k], cross[k], linear[k], coef[k], m_t[k]};
+        const int64_t y = kHard == HardTerm::probabilities ? -1 : target[k * target_stride];
+        const T g = kGrad ? scale[k * scale_stride] : T(0);
+        const RowLogs<T> logs{log_hard[k], log_student[k], log_teacher[k]};
+        f[k] = finish_position<kHard, kGrad>(sums, logs, s + k * s_row_stride, y, g, ce[k * out_stride],
+                                             kl[k * out_stride], p);
+    }
+    if constexpr (kGrad) {
+        T hA[W], hB[W], kA[W], kB[W];
+        for (int64_t k = 0; k < W; ++k) {
+            hA[k] = f[k].hA;
+            hB[k] = f[k].hB;
+            kA[k] = f[k].kA;
+            kB[k] = f[k].kB;
+        }
+        const V vhA = vload(hA), vhB = vload(hB), vkA = vload(kA), vkB = vload(kB);
+        V out[2 * W];
+        for (int64_t c = 0; c < C; ++c) {
+            out[c] = gradient_vector<kHard, kPower>(sv[c] - ms, tv[c] - mt, inv, hard_coef(c), vhA, vhB, vkA, vkB);
+        }
+        for (int64_t k = 0; k < W; ++k) {
+            if (f[k].y >= 0) out[f[k].y] = out[f[k].y] - one_lane(k, f[k].correction);
+        }
+        for (int64_t c = 0; c < C; ++c) vscatter(grad + c, grad_row_stride, out[c]);
     }
 }
 
@@ -248,47 +381,32 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
                  int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
                  T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
                  const DistillationParams<T>& p) {
+    constexpr int64_t W = VecOf<S>::width;
     const int64_t C = p.hard.classes;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    if (rows_fit_lanes<S>(C, s_row_stride) && rows_fit_lanes<S>(C, t_row_stride) &&
+        (!q || rows_fit_lanes<S>(C, q_row_stride))) {  // [Note: few classes]
+        for (; r + W <= rows; r += W) {
+            rows_in_lanes<kHard, kPower, kGrad>(
+                s + r * s_row_stride, s_row_stride, t + r * t_row_stride, t_row_stride,
+                q ? nullptr : target + r * target_stride, target_stride, q ? q + r * q_row_stride : nullptr,
+                q_row_stride, kGrad ? scale + r * scale_stride : nullptr, scale_stride, ce + r * out_stride,
+                kl + r * out_stride, out_stride, kGrad ? grad + r * grad_row_stride : nullptr, grad_row_stride, p);
+        }
+    }
+    for (; r < rows; ++r) {
         const S* sr = s + r * s_row_stride;
         const S* tr = t + r * t_row_stride;
         const S* qr = q ? q + r * q_row_stride : nullptr;
         const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
-        const T log_hard = scalar_log(sums.hard);
-        kl[r * out_stride] = kl_from_sums(sums.cross, scalar_log(sums.teacher), scalar_log(sums.student), sums.teacher);
-        T& hard = ce[r * out_stride];
-        int64_t y = -1;  // the target entry's correction, for index targets that are not ignored
-        T w_y = T(1);
-        if constexpr (kHard == HardTerm::probabilities) {
-            hard = sums.coef * log_hard - sums.linear;
-        } else {
-            // Ignored positions have no hard term; their KL term still counts (kl_div has no
-            // ignore_index), as in the PyTorch expression.
-            y = target[r * target_stride];
-            if (y == p.hard.ignore_index) {
-                hard = T(0);
-                y = -1;
-            } else {
-                w_y = p.hard.weight ? p.hard.weight[y] : T(1);
-                hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
-            }
-        }
+        const int64_t y = kHard == HardTerm::probabilities ? -1 : target[r * target_stride];
+        const T g = kGrad ? scale[r * scale_stride] : T(0);
+        const RowLogs<T> logs{scalar_log(sums.hard), scalar_log(sums.student), scalar_log(sums.teacher)};
+        const GradientFactors<T> f =
+            finish_position<kHard, kGrad>(sums, logs, sr, y, g, ce[r * out_stride], kl[r * out_stride], p);
         if constexpr (kGrad) {
-            const T g = scale[r * scale_stride];
-            const T h = g * p.hard_grad, k = g * p.soft_grad;
-            T hA = T(0), hB = T(0), correction = T(0);
-            if constexpr (kHard == HardTerm::probabilities) {
-                hA = h * sums.coef / sums.hard;
-                hB = h;
-            } else if (y >= 0) {
-                const IndexGradient<T> d = index_gradient(h, sums.hard, w_y, p.hard);
-                hA = d.a;
-                hB = d.b;
-                correction = d.correction;
-            }
-            S* gr = grad + r * grad_row_stride;
-            distillation_grad_row<kHard, kPower>(sr, tr, qr, gr, C, sums.max, sums.teacher_max, hA, hB,
-                                                 k / sums.student, k / sums.teacher, y, correction, p);
+            distillation_grad_row<kHard, kPower>(sr, tr, qr, grad + r * grad_row_stride, C, sums.max,
+                                                 sums.teacher_max, f, p);
         }
     }
 }
