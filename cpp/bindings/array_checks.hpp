@@ -10,9 +10,9 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "fastloss/half.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss::bindings {
 
@@ -99,12 +99,12 @@ decltype(auto) with_storage_type(FloatType type, F&& f) {
 // NumPy array of shape (0,): four of them were a tenth of a small loss call.)
 inline py::array no_array() { return py::reinterpret_steal<py::array>(py::handle()); }
 
-inline std::vector<int64_t> shape_of(const py::array& a) {
-    return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+inline Extents shape_of(const py::array& a) {
+    return Extents(a.shape(), a.shape() + a.ndim());
 }
 
-inline std::vector<int64_t> element_strides(const py::array& a) {
-    std::vector<int64_t> s(size_t(a.ndim()));
+inline Extents element_strides(const py::array& a) {
+    Extents s(size_t(a.ndim()));
     for (py::ssize_t d = 0; d < a.ndim(); ++d) s[size_t(d)] = a.strides(d) / a.itemsize();
     return s;
 }

@@ -3,10 +3,10 @@
 #pragma once
 
 #include <string>
-#include <vector>
 
 #include "bindings/array_checks.hpp"
 #include "ops/cross_entropy_ops.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss::bindings {
 
@@ -28,8 +28,8 @@ inline bool has_position_shape(const py::array& a, const py::array& x, int axis)
 }
 
 // Strides of a per-position array in the full-rank form (0 on the class axis).
-inline std::vector<int64_t> full_rank_strides(const py::array& a, int axis, py::ssize_t ndim) {
-    std::vector<int64_t> s(size_t(ndim), 0);
+inline Extents full_rank_strides(const py::array& a, int axis, py::ssize_t ndim) {
+    Extents s(size_t(ndim), 0);
     for (py::ssize_t d = 0, k = 0; d < ndim; ++d) {
         if (d == axis) continue;
         s[size_t(d)] = a.strides(k++) / a.itemsize();

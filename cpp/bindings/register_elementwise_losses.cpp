@@ -20,7 +20,7 @@ namespace {
 
 // An operand of the common shape and the input's dtype, or nullptr for None.
 template <class T>
-const T* operand(const py::object& a, const py::array& x, const char* name, std::vector<int64_t>& strides) {
+const T* operand(const py::object& a, const py::array& x, const char* name, Extents& strides) {
     if (a.is_none()) return nullptr;
     const auto arr = a.cast<py::array>();
     check_same_type(x, arr, "input", name);
@@ -44,7 +44,7 @@ struct ReductionArguments {
 };
 
 template <class T>
-T* writeable_operand(const py::object& a, const py::array& x, const char* name, std::vector<int64_t>& strides) {
+T* writeable_operand(const py::object& a, const py::array& x, const char* name, Extents& strides) {
     if (a.is_none()) return nullptr;
     check_writeable(a.cast<py::array>(), name);
     return const_cast<T*>(operand<T>(a, x, name, strides));

@@ -7,9 +7,9 @@
 
 namespace fastloss {
 
-AxisGeometry make_axis_geometry(const std::vector<int64_t>& shape, int axis,
-                                const std::vector<std::vector<int64_t>>& strides,
-                                const std::vector<OperandRole>& roles) {
+AxisGeometry make_axis_geometry(const Extents& shape, int axis,
+                                const OperandExtents& strides,
+                                const InlineVector<OperandRole, kMaxListedOperands>& roles) {
     const int ndim = int(shape.size());
     const int nops = int(strides.size());
     if (nops < 1 || nops > kMaxOperands || int(roles.size()) != nops || axis < 0 || axis >= ndim) {
@@ -54,7 +54,7 @@ AxisGeometry make_axis_geometry(const std::vector<int64_t>& shape, int axis,
 
     // Outer axes: all others of length > 1, ordered by operand 0's stride (largest first) so
     // that adjacent axes of a contiguous array merge into one.
-    std::vector<int> outer;
+    InlineVector<int, kMaxDims> outer;
     for (int d = 0; d < ndim; ++d) {
         if (d != axis && d != column_axis && shape[d] > 1) outer.push_back(d);
     }

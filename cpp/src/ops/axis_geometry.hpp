@@ -12,9 +12,9 @@
 
 #include <array>
 #include <cstdint>
-#include <vector>
 
 #include "ops/outer_positions.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -44,8 +44,8 @@ struct AxisGeometry : OuterPositions<kMaxOperands> {
 // shape: the full shape (with the class axis); strides[k]: operand k's strides in elements, one per
 // axis of `shape` (a reduced operand's entry for the class axis is ignored). Operand 0 is the
 // primary input; its strides decide the merge order of the outer axes.
-AxisGeometry make_axis_geometry(const std::vector<int64_t>& shape, int axis,
-                                const std::vector<std::vector<int64_t>>& strides,
-                                const std::vector<OperandRole>& roles);
+AxisGeometry make_axis_geometry(const Extents& shape, int axis,
+                                const OperandExtents& strides,
+                                const InlineVector<OperandRole, kMaxListedOperands>& roles);
 
 }  // namespace fastloss

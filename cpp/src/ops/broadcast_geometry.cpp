@@ -13,8 +13,8 @@ int64_t BroadcastGeometry::segment(int64_t index, int64_t* offsets) const {
     return left < kElementwiseSegment ? left : kElementwiseSegment;
 }
 
-BroadcastGeometry make_broadcast_geometry(const std::vector<int64_t>& shape,
-                                          const std::vector<std::vector<int64_t>>& strides) {
+BroadcastGeometry make_broadcast_geometry(const Extents& shape,
+                                          const OperandExtents& strides) {
     BroadcastGeometry g;
     g.operands = int(strides.size());
     if (g.operands > kMaxBroadcastOperands) throw std::logic_error("too many broadcast operands");
@@ -23,8 +23,8 @@ BroadcastGeometry make_broadcast_geometry(const std::vector<int64_t>& shape,
     }
 
     // Merged axes, innermost first: (length, strides).
-    std::vector<int64_t> lengths;
-    std::vector<std::array<int64_t, kMaxBroadcastOperands>> merged;
+    Extents lengths;
+    InlineVector<std::array<int64_t, kMaxBroadcastOperands>, kMaxDims> merged;
     for (size_t d = shape.size(); d-- > 0;) {
         if (shape[d] == 0) {
             g.empty = true;

@@ -11,9 +11,9 @@
 
 #include <array>
 #include <cstdint>
-#include <vector>
 
 #include "ops/outer_positions.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -39,7 +39,7 @@ struct BroadcastGeometry : OuterPositions<kMaxBroadcastOperands> {
 
 // shape: the common (broadcast) shape; strides[k]: operand k's strides in elements, one per axis
 // (an absent operand may pass all zeros).
-BroadcastGeometry make_broadcast_geometry(const std::vector<int64_t>& shape,
-                                          const std::vector<std::vector<int64_t>>& strides);
+BroadcastGeometry make_broadcast_geometry(const Extents& shape,
+                                          const OperandExtents& strides);
 
 }  // namespace fastloss

@@ -13,6 +13,7 @@
 #include "ops/axis_geometry.hpp"
 #include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -22,8 +23,8 @@ struct PositionCopySlot {
     enum : int { strided, dense };
 };
 
-inline AxisGeometry position_copy_geometry(const std::vector<int64_t>& shape, int axis,
-                                           const std::vector<int64_t>& strides) {
+inline AxisGeometry position_copy_geometry(const Extents& shape, int axis,
+                                           const Extents& strides) {
     return make_axis_geometry(shape, axis, {strides, position_strides(shape, axis)},  // PositionCopySlot order
                               {OperandRole::reduced, OperandRole::reduced});
 }
@@ -38,15 +39,15 @@ inline AxisGeometry position_copy_geometry(const std::vector<int64_t>& shape, in
 struct CheckedTargets {
     std::unique_ptr<int64_t[]> values;  // the copy, if made
     const int64_t* target = nullptr;     // the copy, or the caller's targets
-    std::vector<int64_t> strides;        // target's full-rank strides (0 on the class axis)
+    Extents strides;        // target's full-rank strides (0 on the class axis)
     double weight_sum = 0.0;             // the non-ignored targets' weights: a weighted mean's denominator
 };
 
 // Checks every target (in position order, so the first bad one is reported) and throws
 // TargetOutOfBounds before anything is computed.
 template <class T>
-CheckedTargets checked_class_targets(const int64_t* target, const std::vector<int64_t>& target_strides,
-                                     const std::vector<int64_t>& shape, int axis, int64_t ignore_index,
+CheckedTargets checked_class_targets(const int64_t* target, const Extents& target_strides,
+                                     const Extents& shape, int axis, int64_t ignore_index,
                                      const T* weight, bool copy_targets = true) {
     const int64_t classes = shape[size_t(axis)];
     const int64_t positions = position_count(shape, axis);
@@ -114,8 +115,8 @@ const compute_t<S>* contiguous_in_compute_type(const S* values, int64_t n, std::
 // A per-position operand (full-rank `strides`, class-axis entry ignored) in T: `values` itself, or
 // a converted copy in position order in `holder`, `strides` then becoming position_strides.
 template <class S>
-const compute_t<S>* positions_in_compute_type(const S* values, std::vector<int64_t>& strides,
-                                              const std::vector<int64_t>& shape, int axis,
+const compute_t<S>* positions_in_compute_type(const S* values, Extents& strides,
+                                              const Extents& shape, int axis,
                                               std::vector<compute_t<S>>& holder) {
     if constexpr (std::is_same_v<S, compute_t<S>>) {
         return values;
@@ -136,7 +137,7 @@ template <class S>
 struct SmallOperands {
     using T = compute_t<S>;
     std::vector<T> weight_holder, grad_output_holder;
-    std::vector<int64_t> grad_output_strides;
+    Extents grad_output_strides;
     const T* weight = nullptr;
     const T* grad_output = nullptr;
 
@@ -173,8 +174,8 @@ CrossEntropyParams<T> cross_entropy_params(const Call& call, const T* weight) {
 // The reverse of positions_in_compute_type, for per-position losses computed in T in position
 // order: out[...] = values[i], rounded once to S.
 template <class S, class T>
-void store_positions(const T* values, S* out, const std::vector<int64_t>& out_strides,
-                     const std::vector<int64_t>& shape, int axis) {
+void store_positions(const T* values, S* out, const Extents& out_strides,
+                     const Extents& shape, int axis) {
     using Slot = PositionCopySlot;
     const AxisGeometry g = position_copy_geometry(shape, axis, out_strides);
     for_each_position(g, [&](const int64_t* at) { out[at[Slot::strided]] = S(values[at[Slot::dense]]); });

@@ -4,13 +4,13 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "fastloss/half.hpp"
 #include "fastloss/kernel_table.hpp"
 
 #include "ops/axis_geometry.hpp"
 #include "ops/position_loops.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -23,19 +23,19 @@ struct CrossEntropySlot {
 
 // The strides and roles of a geometry's operands, for make_axis_geometry.
 struct GeometryOperands {
-    std::vector<std::vector<int64_t>> strides;
-    std::vector<OperandRole> roles;
+    OperandExtents strides;
+    InlineVector<OperandRole, kMaxListedOperands> roles;
 };
 
 // The five operands' strides in slot order (full rank; a per-position operand's class-axis entry is
 // ignored). `target` holds the probabilities' strides, a full operand, when probability_targets.
 // Every call has all five: where there is no gradient or no per-position scale (nullptr), grad
 // takes the input's strides and scale the loss's, which leaves the geometry as without them.
-inline GeometryOperands cross_entropy_geometry_operands(const std::vector<int64_t>& input,
-                                                        const std::vector<int64_t>& loss,
-                                                        const std::vector<int64_t>& target, bool probability_targets,
-                                                        const std::vector<int64_t>* grad,
-                                                        const std::vector<int64_t>* scale) {
+inline GeometryOperands cross_entropy_geometry_operands(const Extents& input,
+                                                        const Extents& loss,
+                                                        const Extents& target, bool probability_targets,
+                                                        const Extents* grad,
+                                                        const Extents* scale) {
     static_assert(CrossEntropySlot::input == 0 && CrossEntropySlot::loss == 1 && CrossEntropySlot::target == 2 &&
                       CrossEntropySlot::grad == 3 && CrossEntropySlot::scale == 4,
                   "the lists below are in slot order");

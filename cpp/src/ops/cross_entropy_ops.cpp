@@ -34,7 +34,7 @@ public:
         }
     }
     T* values() const { return values_; }
-    const std::vector<int64_t>& strides() const { return strides_; }
+    const Extents& strides() const { return strides_; }
 
     // The reduced loss (0 for 'none', whose values are now in the caller's array).
     double finish(double denominator) const {
@@ -49,7 +49,7 @@ public:
 private:
     const ClassificationLossCall<S>& call_;
     T* values_ = nullptr;
-    std::vector<int64_t> strides_;
+    Extents strides_;
     std::vector<T> scratch_;
 };
 
@@ -81,11 +81,11 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     const SmallOperands<S> small(call);
     const T* weight = small.weight;
     const T* grad_output = small.grad_output;
-    const std::vector<int64_t>& grad_output_strides = small.grad_output_strides;
+    const Extents& grad_output_strides = small.grad_output_strides;
 
     const PositionLosses<S> losses(call);
     T* loss = losses.values();
-    const std::vector<int64_t>& loss_strides = losses.strides();
+    const Extents& loss_strides = losses.strides();
 
     const CrossEntropyParams<T> params = cross_entropy_params(call, weight);
 

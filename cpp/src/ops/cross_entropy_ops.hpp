@@ -3,10 +3,10 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "fastloss/half.hpp"
 #include "ops/loss_vocabulary.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -15,16 +15,16 @@ template <class S>
 struct ClassificationLossCall {
     using T = compute_t<S>;
     const S* input = nullptr;  // logits (cross_entropy) or log-probabilities (nll_loss)
-    std::vector<int64_t> input_strides;
-    std::vector<int64_t> shape;  // the input's shape
+    Extents input_strides;
+    Extents shape;  // the input's shape
     int axis = 0;                // the class axis
 
     // Exactly one kind of target. Strides have one entry per axis of `shape`; the entry for
     // `axis` is ignored for the per-position arrays (target, loss).
     const int64_t* target = nullptr;
-    std::vector<int64_t> target_strides;
+    Extents target_strides;
     const S* probabilities = nullptr;  // cross_entropy only: same shape as the input
-    std::vector<int64_t> probability_strides;
+    Extents probability_strides;
 
     const S* weight = nullptr;  // (C,) contiguous, or nullptr
     int64_t ignore_index = -100;
@@ -32,15 +32,15 @@ struct ClassificationLossCall {
     Reduction reduction = Reduction::mean;
 
     S* loss = nullptr;  // Reduction::none: per-position output
-    std::vector<int64_t> loss_strides;
+    Extents loss_strides;
 
     // Optional gradient of the returned loss w.r.t. the input, same shape (may be the input).
     // For Reduction::none it is the gradient of sum(grad_output * loss); grad_output is a
     // per-position array (nullptr: all ones).
     S* grad = nullptr;
-    std::vector<int64_t> grad_strides;
+    Extents grad_strides;
     const S* grad_output = nullptr;
-    std::vector<int64_t> grad_output_strides;
+    Extents grad_output_strides;
     T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 

@@ -30,7 +30,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     const SmallOperands<S> small(call);
     const T* weight = small.weight;
     const T* grad_output = small.grad_output;
-    const std::vector<int64_t>& grad_output_strides = small.grad_output_strides;
+    const Extents& grad_output_strides = small.grad_output_strides;
 
     // The kernels write the hard and soft terms of every position to scratch (in position order:
     // CE at [0, P), KL at [P, 2P)), so the reductions below sum them in a fixed order.
@@ -41,7 +41,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     params.hard = cross_entropy_params(call, weight);
     params.inverse_temperature = T(1.0 / call.temperature);
 
-    const std::vector<int64_t> scratch_strides = position_strides(call.shape, call.axis);
+    const Extents scratch_strides = position_strides(call.shape, call.axis);
     // Every target is checked (and copied) before anything is computed or written.
     CheckedTargets checked;
     if (index_targets) {

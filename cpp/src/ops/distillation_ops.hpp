@@ -3,11 +3,11 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "fastloss/half.hpp"
 
 #include "ops/loss_vocabulary.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -24,17 +24,17 @@ template <class S>
 struct DistillationCall {
     using T = compute_t<S>;
     const S* student = nullptr;
-    std::vector<int64_t> student_strides;
+    Extents student_strides;
     const S* teacher = nullptr;
-    std::vector<int64_t> teacher_strides;
-    std::vector<int64_t> shape;  // shared by student and teacher
+    Extents teacher_strides;
+    Extents shape;  // shared by student and teacher
     int axis = 0;                // the class axis
 
     // Exactly one kind of target, as in ClassificationLossCall.
     const int64_t* target = nullptr;
-    std::vector<int64_t> target_strides;  // full rank, class-axis entry ignored
+    Extents target_strides;  // full rank, class-axis entry ignored
     const S* probabilities = nullptr;
-    std::vector<int64_t> probability_strides;
+    Extents probability_strides;
 
     const S* weight = nullptr;  // (C,) contiguous, or nullptr
     int64_t ignore_index = -100;
@@ -49,9 +49,9 @@ struct DistillationCall {
     // ClassificationLossCall: the student's shape (may be the student array itself, never the
     // teacher's or the target's); for Reduction::none the gradient of sum(grad_output * loss).
     S* grad = nullptr;
-    std::vector<int64_t> grad_strides;
+    Extents grad_strides;
     const S* grad_output = nullptr;  // per position (full-rank strides), or nullptr: all ones
-    std::vector<int64_t> grad_output_strides;
+    Extents grad_output_strides;
     T grad_output_scalar = T(1);  // mean and sum: the gradient of grad_output_scalar * loss
 };
 

@@ -16,8 +16,8 @@ struct ElementwiseSlot {
 };
 
 template <class T>
-const std::vector<int64_t>& strides_or_zeros(const T* p, const std::vector<int64_t>& strides,
-                                             const std::vector<int64_t>& zeros) {
+const Extents& strides_or_zeros(const T* p, const Extents& strides,
+                                             const Extents& zeros) {
     return p ? strides : zeros;
 }
 
@@ -38,7 +38,7 @@ template <class S>
 double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call) {
     using T = compute_t<S>;
     using Slot = ElementwiseSlot;
-    const std::vector<int64_t> zeros(call.shape.size(), 0);
+    const Extents zeros(call.shape.size(), 0);
     const BroadcastGeometry g = make_broadcast_geometry(
         call.shape, {call.input_strides, call.target_strides, strides_or_zeros(call.weight, call.weight_strides, zeros),
                      strides_or_zeros(call.pos_weight, call.pos_weight_strides, zeros),

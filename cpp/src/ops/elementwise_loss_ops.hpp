@@ -4,10 +4,10 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "fastloss/half.hpp"
 #include "ops/loss_vocabulary.hpp"
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -18,17 +18,17 @@ enum class ElementwiseLoss { kl_div, kl_div_log_target, binary_cross_entropy, bi
 template <class S>
 struct ElementwiseLossCall {
     using T = compute_t<S>;
-    std::vector<int64_t> shape;
+    Extents shape;
     const S* input = nullptr;
-    std::vector<int64_t> input_strides;
+    Extents input_strides;
     const S* target = nullptr;
-    std::vector<int64_t> target_strides;
+    Extents target_strides;
     const S* weight = nullptr;  // binary cross-entropy only
-    std::vector<int64_t> weight_strides;
+    Extents weight_strides;
     const S* pos_weight = nullptr;  // with logits only
-    std::vector<int64_t> pos_weight_strides;
+    Extents pos_weight_strides;
     S* out = nullptr;  // reduction 'none': one loss per element, written here
-    std::vector<int64_t> out_strides;
+    Extents out_strides;
     // The reduction of the returned loss: the sum, or the sum / mean_count (NaN for a count of
     // 0, as PyTorch) for a mean (kl_div's batchmean is a mean over input.shape[0]); 'none' writes
     // every loss to `out` instead.
@@ -39,9 +39,9 @@ struct ElementwiseLossCall {
     // * grad_output_scalar, divided by mean_count for a mean. With unscaled_gradient, d loss /
     // d input alone: the caller sums a broadcast input's gradient and scales that sum.
     S* grad = nullptr;
-    std::vector<int64_t> grad_strides;
+    Extents grad_strides;
     const S* grad_output = nullptr;
-    std::vector<int64_t> grad_output_strides;
+    Extents grad_output_strides;
     T grad_output_scalar = T(1);
     bool unscaled_gradient = false;
 };

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -46,8 +47,8 @@ double sum_in_order(const std::vector<T>& values) {
 
 // C-contiguous strides of the per-position shape (the input's shape without the class axis),
 // in the full-rank form the geometry takes (0 for the class axis).
-inline std::vector<int64_t> position_strides(const std::vector<int64_t>& shape, int axis) {
-    std::vector<int64_t> strides(shape.size(), 0);
+inline Extents position_strides(const Extents& shape, int axis) {
+    Extents strides(shape.size(), 0);
     int64_t step = 1;
     for (size_t d = shape.size(); d-- > 0;) {
         if (int(d) == axis) continue;
@@ -58,7 +59,7 @@ inline std::vector<int64_t> position_strides(const std::vector<int64_t>& shape, 
 }
 
 // The number of positions: the product of the shape without the class axis.
-inline int64_t position_count(const std::vector<int64_t>& shape, int axis) {
+inline int64_t position_count(const Extents& shape, int axis) {
     int64_t n = 1;
     for (size_t d = 0; d < shape.size(); ++d) {
         if (int(d) != axis) n *= shape[d];

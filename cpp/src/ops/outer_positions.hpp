@@ -5,7 +5,7 @@
 
 #include <array>
 #include <cstdint>
-#include <vector>
+#include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
@@ -13,8 +13,8 @@ namespace fastloss {
 template <int kMaxOps>
 struct OuterPositions {
     int operands = 0;
-    std::vector<int64_t> outer_shape;                         // merged outer axes, outermost first
-    std::vector<std::array<int64_t, kMaxOps>> outer_strides;  // per outer axis, every operand's stride
+    Extents outer_shape;                         // merged outer axes, outermost first
+    InlineVector<std::array<int64_t, kMaxOps>, kMaxDims> outer_strides;  // per outer axis, every operand's stride
 
     int64_t outer_count() const;
     // Element offset of outer position `index` (row-major over outer_shape) in every operand.

@@ -157,8 +157,8 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
 }  // namespace
 
 template <class T>
-void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x_strides, T* y,
-                     const std::vector<int64_t>& y_strides, const std::vector<int64_t>& shape,
+void softmax_forward(SoftmaxKind kind, const T* x, const Extents& x_strides, T* y,
+                     const Extents& y_strides, const Extents& shape,
                      int axis) {
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, y_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::full});
@@ -179,8 +179,8 @@ void softmax_forward(SoftmaxKind kind, const T* x, const std::vector<int64_t>& x
 }
 
 template <class T>
-void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
-                       const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
+void logsumexp_forward(const T* x, const Extents& x_strides, T* out,
+                       const Extents& out_strides, const Extents& shape,
                        int axis) {
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::reduced});
@@ -189,9 +189,9 @@ void logsumexp_forward(const T* x, const std::vector<int64_t>& x_strides, T* out
 }
 
 template <class T>
-void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& g_strides, const T* y,
-                      const std::vector<int64_t>& y_strides, T* dx, const std::vector<int64_t>& dx_strides,
-                      const std::vector<int64_t>& shape, int axis) {
+void softmax_backward(SoftmaxKind kind, const T* g, const Extents& g_strides, const T* y,
+                      const Extents& y_strides, T* dx, const Extents& dx_strides,
+                      const Extents& shape, int axis) {
     using Slot = SoftmaxBackwardSlot;
     const AxisGeometry geo = make_axis_geometry(shape, axis, {g_strides, y_strides, dx_strides},  // Slot order
                                                 {OperandRole::full, OperandRole::full, OperandRole::full});
@@ -227,8 +227,8 @@ void softmax_backward(SoftmaxKind kind, const T* g, const std::vector<int64_t>& 
 }
 
 template <class T>
-void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
-                     const std::vector<int64_t>& out_strides, const std::vector<int64_t>& shape,
+void entropy_forward(const T* x, const Extents& x_strides, T* out,
+                     const Extents& out_strides, const Extents& shape,
                      int axis, bool probabilities) {
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, out_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::reduced});
@@ -254,15 +254,15 @@ void entropy_forward(const T* x, const std::vector<int64_t>& x_strides, T* out,
 }
 
 #define FASTLOSS_INSTANTIATE(S)                                                                              \
-    template void softmax_forward<S>(SoftmaxKind, const S*, const std::vector<int64_t>&, S*,                     \
-                                     const std::vector<int64_t>&, const std::vector<int64_t>&, int);             \
-    template void logsumexp_forward<S>(const S*, const std::vector<int64_t>&, S*, const std::vector<int64_t>&,   \
-                                       const std::vector<int64_t>&, int);                                       \
-    template void softmax_backward<S>(SoftmaxKind, const S*, const std::vector<int64_t>&, const S*,              \
-                                      const std::vector<int64_t>&, S*, const std::vector<int64_t>&,              \
-                                      const std::vector<int64_t>&, int);                                        \
-    template void entropy_forward<S>(const S*, const std::vector<int64_t>&, S*, const std::vector<int64_t>&,     \
-                                     const std::vector<int64_t>&, int, bool);
+    template void softmax_forward<S>(SoftmaxKind, const S*, const Extents&, S*,                     \
+                                     const Extents&, const Extents&, int);             \
+    template void logsumexp_forward<S>(const S*, const Extents&, S*, const Extents&,   \
+                                       const Extents&, int);                                       \
+    template void softmax_backward<S>(SoftmaxKind, const S*, const Extents&, const S*,              \
+                                      const Extents&, S*, const Extents&,              \
+                                      const Extents&, int);                                        \
+    template void entropy_forward<S>(const S*, const Extents&, S*, const Extents&,     \
+                                     const Extents&, int, bool);
 FASTLOSS_FOR_EACH_STORAGE_TYPE(FASTLOSS_INSTANTIATE)
 #undef FASTLOSS_INSTANTIATE
 
