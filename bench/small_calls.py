@@ -35,6 +35,15 @@ def calls(shape: tuple[int, int], torch):  # type: ignore[no-untyped-def]
         tx, tx2, ty, tp, tlp = T(x), T(x2), T(y), T(p), T(lp)
         tprob, tsoft, tsign = T(prob), T(soft), T(sign)
 
+    def torch_distillation(student, teacher, target, temperature=2.0, alpha=0.5):
+        soft = F.kl_div(
+            F.log_softmax(student / temperature, -1),
+            F.softmax(teacher / temperature, -1),
+            reduction="batchmean",
+        )
+        hard = F.cross_entropy(student, target)
+        return alpha * hard + (1 - alpha) * temperature**2 * soft
+
     def grad_of(fn, a, *rest):  # torch: forward and backward w.r.t. the first argument
         leaf = T(a).requires_grad_()
         tensors = [T(r) for r in rest]
@@ -118,8 +127,18 @@ def calls(shape: tuple[int, int], torch):  # type: ignore[no-untyped-def]
             lambda: fl.binary_cross_entropy_with_logits(x, soft, return_grad=True),
             torch and grad_of(F.binary_cross_entropy_with_logits, x, soft),
         ),
-        ("distillation_loss", lambda: fl.distillation_loss(x, x2, y), None),
-        ("distillation_loss+grad", lambda: fl.distillation_loss(x, x2, y, return_grad=True), None),
+        # torch has no distillation loss: the expression fastloss's equals (temperature 2, alpha
+        # 0.5, the defaults), composed from torch's functions.
+        (
+            "distillation_loss",
+            lambda: fl.distillation_loss(x, x2, y),
+            torch and (lambda: torch_distillation(tx, tx2, ty)),
+        ),
+        (
+            "distillation_loss+grad",
+            lambda: fl.distillation_loss(x, x2, y, return_grad=True),
+            torch and grad_of(torch_distillation, x, x2, y),
+        ),
         (
             "cosine_embedding_loss",
             lambda: fl.cosine_embedding_loss(x, x2, sign),
