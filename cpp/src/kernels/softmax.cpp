@@ -48,35 +48,32 @@ void store_row(S* y, int64_t n, bool stream, F&& f) {
 }
 
 // W rows in lanes [Note: few classes], with the bits of the row sweeps below [Note: rows in lanes,
-// summed in the row sweep's order].
-template <class S>
-void log_softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t classes) {
-    using T = compute_t<S>;
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    V values[2 * W], exponentials[2 * W];
-    const V m = gather_rows(x, x_row_stride, classes, values);
-    const V shift = select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m);  // as row_max_sum
-    for (int64_t c = 0; c < classes; ++c) exponentials[c] = vexp_nonpositive(values[c] - shift);
-    const V log_sum = vlog(sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; }));
-    for (int64_t c = 0; c < classes; ++c) vscatter(y + c, y_row_stride, (values[c] - m) - log_sum);
-}
-
-template <class S>
+// summed in the row sweep's order]: log_softmax, or softmax (kLog false). Each shifts its sum as its
+// row sweep does: row_max_sum's shift (0 for an all -inf row) for log_softmax and for softmax of
+// half storage, which also recomputes each exponential with vexp in its output sweep; the max
+// itself for softmax of float and double.
+template <bool kLog, class S>
 void softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t classes) {
     using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     V values[2 * W], exponentials[2 * W];
     const V m = gather_rows(x, x_row_stride, classes, values);
-    // The row sweep of half storage shifts its sum as row_max_sum does and recomputes each
-    // exponential with vexp; the other sweep shifts by the max itself.
-    const V shift = is_half_storage<S> ? select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m) : m;
+    const bool zero_shift_if_all_minus_infinity = kLog || is_half_storage<S>;
+    const V shift = zero_shift_if_all_minus_infinity
+                        ? select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m)
+                        : m;
     for (int64_t c = 0; c < classes; ++c) exponentials[c] = vexp_nonpositive(values[c] - shift);
-    const V inverse_sum = V::broadcast(T(1)) / sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; });
-    for (int64_t c = 0; c < classes; ++c) {
-        const V e = is_half_storage<S> ? vexp(values[c] - m) : exponentials[c];
-        vscatter(y + c, y_row_stride, e * inverse_sum);
+    const V sum = sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; });
+    if constexpr (kLog) {
+        const V log_sum = vlog(sum);
+        for (int64_t c = 0; c < classes; ++c) vscatter(y + c, y_row_stride, (values[c] - m) - log_sum);
+    } else {
+        const V inverse_sum = V::broadcast(T(1)) / sum;
+        for (int64_t c = 0; c < classes; ++c) {
+            const V e = is_half_storage<S> ? vexp(values[c] - m) : exponentials[c];
+            vscatter(y + c, y_row_stride, e * inverse_sum);
+        }
     }
 }
 
@@ -89,7 +86,8 @@ void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stri
     int64_t r = 0;
     if (rows_fit_lanes<S>(classes, x_row_stride)) {  // [Note: few classes]
         for (; r + W <= rows; r += W) {
-            log_softmax_rows_in_lanes(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, classes);
+            softmax_rows_in_lanes<true>(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride,
+                                       classes);
         }
     }
     for (; r < rows; ++r) {
@@ -114,7 +112,8 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
     int64_t r = 0;
     if (rows_fit_lanes<S>(classes, x_row_stride)) {  // [Note: few classes]
         for (; r + W <= rows; r += W) {
-            softmax_rows_in_lanes(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, classes);
+            softmax_rows_in_lanes<false>(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride,
+                                        classes);
         }
     }
     for (; r < rows; ++r) {
