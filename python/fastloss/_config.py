@@ -11,6 +11,10 @@ import numpy as np
 
 from . import _core
 
+# Whether set_num_threads was called: fastloss.torch then keeps the caller's count instead of
+# following torch.get_num_threads().
+_set_by_user = False
+
 __all__ = [
     "available_capabilities",
     "cpu_capability",
@@ -56,7 +60,14 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    global _set_by_user
     _core.set_num_threads(int(n))
+    _set_by_user = True
+
+
+def _threads_set_by_user() -> bool:
+    """Whether `set_num_threads` was called in this process."""
+    return _set_by_user
 
 
 @contextlib.contextmanager

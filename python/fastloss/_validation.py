@@ -62,12 +62,36 @@ def _to_ndarray(x: Any, name: str) -> np.ndarray:
         refuse_masked(x, name)
         return x
     if hasattr(x, "__dlpack__"):  # torch, JAX, CuPy...: zero-copy on CPU where possible
+        _check_dlpack_producer(x, name)
         try:
             return np.from_dlpack(x)
         except (BufferError, TypeError, RuntimeError, ValueError):
             if str(getattr(x, "dtype", "")) == "torch.bfloat16":
                 return _torch_bfloat16(x)
     return np.asarray(x)
+
+
+_DLPACK_CPU = 1  # DLDeviceType kDLCPU
+
+
+def _check_dlpack_producer(x: Any, name: str) -> None:
+    """A clear error for the DLPack producers fastloss cannot read: a torch tensor that records
+    gradients (its own error would only say to call .detach()) and memory off the CPU."""
+    if getattr(x, "requires_grad", False) is True and type(x).__module__.startswith("torch"):
+        raise TypeError(
+            f"{name} is a torch.Tensor that requires grad, and the NumPy API does not record "
+            "gradients: use fastloss.torch (import fastloss.torch as flt; the same functions "
+            f"with autograd and torch.compile support), or pass {name}.detach()"
+        )
+    try:
+        device = x.__dlpack_device__()
+    except Exception:  # no device to ask about: np.from_dlpack or np.asarray decides below
+        return
+    if device[0] != _DLPACK_CPU:
+        raise ValueError(
+            f"{name} is on a non-CPU device (DLPack device {tuple(device)}), and fastloss "
+            f"computes on the CPU: copy it to host memory first"
+        )
 
 
 def _torch_bfloat16(x: Any) -> np.ndarray:
