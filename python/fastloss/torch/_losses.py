@@ -1,0 +1,77 @@
+"""The NumPy API's losses as fused-gradient torch ops (see _fused_loss)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import _cosine_embedding, _distillation, _elementwise_losses, _losses
+from ._fused_loss import FusedLoss
+
+__all__ = ["LOSSES"]
+
+
+def _positions(values: dict[str, Any]) -> list[int]:
+    """The input's shape without the class axis (1 for two or more dims, else 0, or `axis`)."""
+    shape = list(values[next(iter(values))].shape)
+    axis = values["axis"]
+    if axis is None:
+        axis = 1 if len(shape) >= 2 else 0
+    del shape[axis]
+    return shape
+
+
+def _broadcast(values: dict[str, Any]) -> list[int]:
+    return list(torch.broadcast_shapes(values["input"].shape, values["target"].shape))
+
+
+def _input_shape(values: dict[str, Any]) -> list[int]:
+    return list(values["input"].shape)
+
+
+def _rows(values: dict[str, Any]) -> list[int]:
+    return list(torch.broadcast_shapes(values["x1"].shape, values["x2"].shape)[:-1])
+
+
+_CLASS_OPTIONS = (("ignore_index", "int"), ("reduction", "str"))
+
+LOSSES = {
+    loss.name: loss
+    for loss in (
+        FusedLoss(
+            "cross_entropy", _losses.cross_entropy, ("input", "target"), ("weight",),
+            (*_CLASS_OPTIONS, ("label_smoothing", "float"), ("axis", "int?")), _positions,
+        ),
+        FusedLoss(
+            "nll_loss", _losses.nll_loss, ("input", "target"), ("weight",),
+            (*_CLASS_OPTIONS, ("axis", "int?")), _positions,
+        ),
+        FusedLoss(
+            "distillation_loss", _distillation.distillation_loss,
+            ("student_logits", "teacher_logits", "target"), ("weight",),
+            (("temperature", "float"), ("alpha", "float"), *_CLASS_OPTIONS,
+             ("label_smoothing", "float"), ("axis", "int?")),
+            _positions,
+        ),
+        FusedLoss(
+            "kl_div", _elementwise_losses.kl_div, ("input", "target"), (),
+            (("reduction", "str"), ("log_target", "bool")), _broadcast,
+        ),
+        FusedLoss(
+            "binary_cross_entropy", _elementwise_losses.binary_cross_entropy,
+            ("input", "target"), ("weight",), (("reduction", "str"),), _input_shape,
+        ),
+        FusedLoss(
+            "binary_cross_entropy_with_logits",
+            _elementwise_losses.binary_cross_entropy_with_logits,
+            ("input", "target"), ("weight", "pos_weight"), (("reduction", "str"),), _input_shape,
+        ),
+        # symmetric in x1 and x2: x2's gradient is x1's with the two swapped
+        FusedLoss(
+            "cosine_embedding_loss", _cosine_embedding.cosine_embedding_loss,
+            ("x1", "x2", "target"), (), (("margin", "float"), ("reduction", "str")), _rows,
+            differentiable=2, any_dtype=("target",),
+        ),
+    )
+}

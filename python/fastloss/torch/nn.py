@@ -1,0 +1,211 @@
+"""Drop-in modules for torch.nn's losses and softmax layers, computed by fastloss.
+
+Constructor arguments are torch.nn's (the deprecated ``size_average`` and ``reduce`` raise a
+TypeError); class weights are registered as buffers, as torch.nn registers them, so that
+``.to()``, ``state_dict()`` and friends see them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import functional as F
+from .functional import _refuse_legacy
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CosineEmbeddingLoss",
+    "CrossEntropyLoss",
+    "DistillationLoss",
+    "Entropy",
+    "KLDivLoss",
+    "LogSoftmax",
+    "NLLLoss",
+    "Softmax",
+]
+
+Tensor = torch.Tensor
+
+
+class _Loss(torch.nn.Module):
+    def __init__(
+        self, size_average: None = None, reduce: None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__()
+        _refuse_legacy(type(self).__name__, size_average, reduce)
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class CrossEntropyLoss(_Loss):
+    """``torch.nn.CrossEntropyLoss`` (plus ``dim=``, as `fastloss.torch.cross_entropy`)."""
+
+    def __init__(
+        self,
+        weight: Optional[Tensor] = None,
+        size_average: None = None,
+        ignore_index: int = -100,
+        reduce: None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        dim: Optional[int] = None,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.dim = dim
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(
+            input, target, weight=self.weight, ignore_index=self.ignore_index,
+            reduction=self.reduction, label_smoothing=self.label_smoothing, dim=self.dim,
+        )
+
+
+class NLLLoss(_Loss):
+    """``torch.nn.NLLLoss`` (plus ``dim=``)."""
+
+    def __init__(
+        self,
+        weight: Optional[Tensor] = None,
+        size_average: None = None,
+        ignore_index: int = -100,
+        reduce: None = None,
+        reduction: str = "mean",
+        *,
+        dim: Optional[int] = None,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.dim = dim
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.nll_loss(
+            input, target, weight=self.weight, ignore_index=self.ignore_index,
+            reduction=self.reduction, dim=self.dim,
+        )
+
+
+class KLDivLoss(_Loss):
+    """``torch.nn.KLDivLoss``."""
+
+    def __init__(
+        self, size_average: None = None, reduce: None = None, reduction: str = "mean",
+        log_target: bool = False,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+class BCELoss(_Loss):
+    """``torch.nn.BCELoss``."""
+
+    def __init__(
+        self, weight: Optional[Tensor] = None, size_average: None = None, reduce: None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """``torch.nn.BCEWithLogitsLoss``."""
+
+    def __init__(
+        self, weight: Optional[Tensor] = None, size_average: None = None, reduce: None = None,
+        reduction: str = "mean", pos_weight: Optional[Tensor] = None,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(
+            input, target, weight=self.weight, pos_weight=self.pos_weight, reduction=self.reduction
+        )
+
+
+class CosineEmbeddingLoss(_Loss):
+    """``torch.nn.CosineEmbeddingLoss``."""
+
+    def __init__(
+        self, margin: float = 0.0, size_average: None = None, reduce: None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = margin
+
+    def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
+        return F.cosine_embedding_loss(
+            input1, input2, target, margin=self.margin, reduction=self.reduction
+        )
+
+
+class DistillationLoss(_Loss):
+    """`fastloss.torch.distillation_loss` as a module: ``(student_logits, teacher_logits,
+    target)``."""
+
+    def __init__(
+        self, temperature: float = 2.0, alpha: float = 0.5, reduction: str = "mean",
+        weight: Optional[Tensor] = None, ignore_index: int = -100, label_smoothing: float = 0.0,
+        dim: Optional[int] = None,
+    ) -> None:
+        super().__init__(reduction=reduction)
+        self.temperature = temperature
+        self.alpha = alpha
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.dim = dim
+
+    def forward(self, student_logits: Tensor, teacher_logits: Tensor, target: Tensor) -> Tensor:
+        return F.distillation_loss(
+            student_logits, teacher_logits, target, temperature=self.temperature,
+            alpha=self.alpha, reduction=self.reduction, weight=self.weight,
+            ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, dim=self.dim,
+        )
+
+
+class Softmax(torch.nn.Module):
+    """``torch.nn.Softmax(dim)``."""
+
+    def __init__(self, dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softmax(input, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """``torch.nn.LogSoftmax(dim)``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.log_softmax(input, self.dim)
+
+
+class Entropy(Softmax):
+    """`fastloss.torch.entropy` as a module (``dim`` defaults to -1)."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__(dim)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.entropy(input, self.dim)

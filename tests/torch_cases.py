@@ -1,0 +1,231 @@
+"""Every fastloss.torch function and option, with torch's own expression of it, for the
+tests/test_torch_*.py modules (imported only after torch is found)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+import fastloss.torch as flt
+
+
+class Case(NamedTuple):
+    """`make(dtype)` gives (differentiable tensors, other arguments); `ours` and `theirs` take
+    them as ``f(*differentiable, **others)``."""
+
+    id: str
+    ours: Callable[..., torch.Tensor]
+    theirs: Callable[..., torch.Tensor]
+    make: Callable[[torch.dtype], tuple[list[torch.Tensor], dict[str, Any]]]
+
+
+def _generator() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def _randn(*shape: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+def _uniform(*shape: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    """Values in (0.1, 0.9): probabilities that stay inside [0, 1] under gradcheck's steps."""
+    return (0.1 + 0.8 * torch.rand(*shape, generator=gen, dtype=torch.float64)).to(dtype)
+
+
+def _class_maker(probs=False, weight=False, ignore=False, kdim=False):
+    def make(dtype: torch.dtype) -> tuple[list[torch.Tensor], dict[str, Any]]:
+        gen = _generator()
+        shape = (3, 4, 2) if kdim else (5, 4)
+        x = _randn(*shape, dtype=dtype, gen=gen)
+        if probs:
+            t = torch.softmax(_randn(*shape, dtype=torch.float64, gen=gen), 1).to(dtype)
+        else:
+            t = torch.randint(0, 4, shape[:1] + shape[2:], generator=gen)
+            if ignore:
+                t.view(-1)[1] = -100
+        others: dict[str, Any] = {"target": t}
+        if weight:
+            others["weight"] = _uniform(4, dtype=dtype, gen=gen) + 0.5
+        return [x], others
+
+    return make
+
+
+def _ce(reduction: str, label_smoothing: float = 0.0):
+    def ours(x, **kw):
+        return flt.cross_entropy(x, reduction=reduction, label_smoothing=label_smoothing, **kw)
+
+    def theirs(x, **kw):
+        return F.cross_entropy(x, reduction=reduction, label_smoothing=label_smoothing, **kw)
+
+    return ours, theirs
+
+
+def _nll(reduction: str):
+    return (
+        lambda x, **kw: flt.nll_loss(x, reduction=reduction, **kw),
+        lambda x, **kw: F.nll_loss(x, reduction=reduction, **kw),
+    )
+
+
+def _kl_maker(log_target: bool, broadcast: bool = False):
+    def make(dtype):
+        gen = _generator()
+        x = torch.log_softmax(_randn(1 if broadcast else 4, 3, dtype=torch.float64, gen=gen), 1)
+        t = torch.softmax(_randn(4, 3, dtype=torch.float64, gen=gen), 1)
+        return [x.to(dtype)], {"target": (t.log() if log_target else t).to(dtype)}
+
+    return make
+
+
+def _kl(reduction: str, log_target: bool):
+    return (
+        lambda x, **kw: flt.kl_div(x, reduction=reduction, log_target=log_target, **kw),
+        lambda x, **kw: F.kl_div(x, reduction=reduction, log_target=log_target, **kw),
+    )
+
+
+def _bce_maker(weight: bool = False, pos_weight: bool = False, logits: bool = False):
+    def make(dtype):
+        gen = _generator()
+        x = (_randn if logits else _uniform)(4, 3, dtype=dtype, gen=gen)
+        others: dict[str, Any] = {"target": _uniform(4, 3, dtype=dtype, gen=gen)}
+        if weight:
+            others["weight"] = _uniform(3, dtype=dtype, gen=gen)
+        if pos_weight:
+            others["pos_weight"] = _uniform(3, dtype=dtype, gen=gen) * 3
+        return [x], others
+
+    return make
+
+
+def _bce(reduction: str, logits: bool):
+    ours = flt.binary_cross_entropy_with_logits if logits else flt.binary_cross_entropy
+    theirs = F.binary_cross_entropy_with_logits if logits else F.binary_cross_entropy
+    return (
+        lambda x, **kw: ours(x, reduction=reduction, **kw),
+        lambda x, **kw: theirs(x, reduction=reduction, **kw),
+    )
+
+
+def _cosine_maker(broadcast: bool = False):
+    def make(dtype):
+        gen = _generator()
+        a = _randn(1 if broadcast else 4, 5, dtype=dtype, gen=gen)
+        b = _randn(4, 5, dtype=dtype, gen=gen)
+        return [a, b], {"target": torch.tensor([1, -1, 1, -1])}
+
+    return make
+
+
+def _cosine(reduction: str, margin: float):
+    return (
+        lambda a, b, target: flt.cosine_embedding_loss(a, b, target, margin, reduction=reduction),
+        lambda a, b, target: F.cosine_embedding_loss(a, b, target, margin, reduction=reduction),
+    )
+
+
+def _distillation_reference(s, teacher, target, *, temperature, alpha, reduction, weight=None):
+    """fastloss's documented torch expression of the distillation loss."""
+    ce = F.cross_entropy(s, target, weight=weight, reduction=reduction)
+    log_q = F.log_softmax(s / temperature, 1)
+    p = F.softmax(teacher / temperature, 1)
+    if reduction == "none":
+        kl = F.kl_div(log_q, p, reduction="none").sum(1)
+    else:
+        kl = F.kl_div(log_q, p, reduction="batchmean" if reduction == "mean" else "sum")
+    return alpha * ce + (1 - alpha) * temperature * temperature * kl
+
+
+def _distillation(reduction: str, weight: bool = False):
+    options = {"temperature": 2.0, "alpha": 0.3, "reduction": reduction}
+
+    def make(dtype):
+        gen = _generator()
+        s = _randn(5, 4, dtype=dtype, gen=gen)
+        others: dict[str, Any] = {
+            "teacher": _randn(5, 4, dtype=dtype, gen=gen),
+            "target": torch.randint(0, 4, (5,), generator=gen),
+        }
+        if weight:
+            others["weight"] = _uniform(4, dtype=dtype, gen=gen) + 0.5
+        return [s], others
+
+    def ours(s, teacher, target, **kw):
+        return flt.distillation_loss(s, teacher, target, **options, **kw)
+
+    def theirs(s, teacher, target, **kw):
+        return _distillation_reference(s, teacher, target, **options, **kw)
+
+    return Case(f"distillation-{reduction}{'-weight' if weight else ''}", ours, theirs, make)
+
+
+def _softmax_maker(shape: tuple[int, ...] = (4, 5)):
+    def make(dtype):
+        return [_randn(*shape, dtype=dtype, gen=_generator())], {}
+
+    return make
+
+
+def _entropy_reference(x):
+    return torch.distributions.Categorical(logits=x).entropy()
+
+
+CASES = [
+    *[
+        Case(f"cross_entropy-{r}-{kind}-ls{ls}", *_ce(r, ls), _class_maker(**opts))
+        for r in ("mean", "sum", "none")
+        for kind, ls, opts in (
+            ("index", 0.0, {}),
+            ("weight-ignore", 0.2, {"weight": True, "ignore": True}),
+            ("probs", 0.0, {"probs": True}),
+            ("probs-weight", 0.2, {"probs": True, "weight": True}),
+            ("kdim", 0.0, {"kdim": True, "ignore": True}),
+        )
+    ],
+    *[
+        Case(f"nll_loss-{r}-{kind}", *_nll(r), _class_maker(**opts))
+        for r, kind, opts in (
+            ("mean", "weight-ignore", {"weight": True, "ignore": True}),
+            ("sum", "index", {}),
+            ("none", "weight-ignore", {"weight": True, "ignore": True}),
+        )
+    ],
+    *[
+        Case(f"kl_div-{r}-log{lt}-b{b}", *_kl(r, lt), _kl_maker(lt, b))
+        for r in ("batchmean", "sum", "none")
+        for lt in (False, True)
+        for b in ((False, True) if r != "sum" else (False,))
+    ],
+    *[
+        Case(f"bce-{r}-w{w}", *_bce(r, False), _bce_maker(weight=w))
+        for r in ("mean", "sum", "none")
+        for w in (False, True)
+    ],
+    *[
+        Case(f"bce_logits-{r}-w{w}-pw{pw}", *_bce(r, True), _bce_maker(w, pw, logits=True))
+        for r in ("mean", "sum", "none")
+        for w, pw in ((False, False), (True, True))
+    ],
+    *[
+        Case(f"cosine-{r}-m{m}-b{b}", *_cosine(r, m), _cosine_maker(b))
+        for r in ("mean", "sum", "none")
+        for m, b in ((0.0, False), (-0.5, True))
+    ],
+    *[_distillation(r, w) for r, w in (("mean", True), ("sum", False), ("none", True))],
+    *[
+        Case(f"{name}-dim{d}", lambda x, f=ours, d=d: f(x, d), lambda x, f=theirs, d=d: f(x, d),
+             _softmax_maker())
+        for name, ours, theirs in (
+            ("softmax", flt.softmax, F.softmax),
+            ("log_softmax", flt.log_softmax, F.log_softmax),
+            ("logsumexp", flt.logsumexp, torch.logsumexp),
+        )
+        for d in (0, -1)
+    ],
+    Case("logsumexp-dims-keepdim", lambda x: flt.logsumexp(x, (0, 2), keepdim=True),
+         lambda x: torch.logsumexp(x, (0, 2), keepdim=True), _softmax_maker((3, 2, 4))),
+    Case("entropy", flt.entropy, _entropy_reference, _softmax_maker((3, 2, 4))),
+]
