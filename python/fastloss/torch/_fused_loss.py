@@ -205,12 +205,17 @@ class FusedLoss:
         # The gradients are outputs that autograd must not differentiate; held as attributes
         # (not saved tensors) so that backward can take them and hand them on without a copy.
         ctx.mark_non_differentiable(*output[1:])
+        # Autograd would otherwise fill a zero "gradient" for each of those outputs before
+        # calling backward: a write as large as the input, for nothing.
+        ctx.set_materialize_grads(False)
         ctx.gradients = [g if need else None for g, need in zip(output[1:], needs_grad)]
 
     def _backward(
         self, ctx: Any, grad_loss: torch.Tensor, *unused: Any
     ) -> tuple[Optional[torch.Tensor], ...]:
         refuse_double_backward(self.name)
+        if grad_loss is None:  # (grads are not materialised) no gradient reached the loss
+            return (None,) * (len(self.argument_names) + 1)
         arguments = (*ctx.saved_tensors, *ctx.options)
         grads: list[Optional[torch.Tensor]] = []
         for wrt in range(self.differentiable):
