@@ -54,7 +54,8 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use `n` threads (n >= 1) for large inputs, from every Python thread; it then takes
-    precedence over OMP_NUM_THREADS and threadpoolctl's limits. Results do not depend on it.
+    precedence over OMP_NUM_THREADS and threadpoolctl's limits (and, inside fastloss.torch,
+    over torch.get_num_threads()). Results do not depend on it.
     In a child forked after a multi-threaded call it has no effect (see `get_num_threads`)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
