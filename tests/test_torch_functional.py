@@ -55,7 +55,8 @@ def _theirs(case, dtype, tensors, others):
     return out.to(dtype), [g.to(dtype) for g in grads]
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+# (float64 is gradcheck's, below)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("case", CASES, ids=_IDS)
 def test_values_and_gradients_equal_torch(case, dtype):
     tensors, others = case.make(dtype)
