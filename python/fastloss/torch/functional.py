@@ -9,6 +9,7 @@ are; every floating argument must have the input's dtype; tensors must be on the
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -211,11 +212,13 @@ def log_softmax(
 def logsumexp(input: Tensor, dim: Union[int, Sequence[int]], keepdim: bool = False) -> Tensor:
     """``torch.logsumexp`` over one dim or a sequence of dims."""
     check_tensor(input, "input", "logsumexp")
-    dims = [dim] if isinstance(dim, int) else list(dim)
-    if not all(isinstance(d, int) for d in dims):
+    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
+    try:
+        dims = [operator.index(d) for d in dims]
+    except TypeError:
         raise TypeError(
             f"fastloss.torch.logsumexp: dim must be an int or a sequence of ints, got {dim!r}"
-        )
+        ) from None
     return logsumexp_op(input, dims, bool(keepdim))
 
 
