@@ -2,9 +2,10 @@
 torch.compile, on one input, in one process (issue 16's goals: fastloss.torch at most 1.15x the
 NumPy API's time, at least 10x faster than eager and 5x faster than torch.compile).
 
-Each way is one warm-up call (torch.compile compiles there), then --repeat timed calls; the table
-gives the median and the best. Every way allocates its gradient anew per call (the NumPy API's
-return_grad=True, autograd's .grad after ``x.grad = None``), so page faults count alike.
+Each way gets one warm-up call (torch.compile compiles there), then --repeat rounds time every
+way once each; the table gives the median and the best. Every way allocates its gradient anew
+per call (the NumPy API's return_grad=True, autograd's .grad after ``x.grad = None``), so page
+faults count alike.
 
     python bench/torch_adapter.py [--shape 4096x32000] [--threads 2] [--repeat 7]
 """
@@ -12,6 +13,7 @@ return_grad=True, autograd's .grad after ``x.grad = None``), so page faults coun
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Callable
@@ -24,13 +26,17 @@ import fastloss as fl
 import fastloss.torch as flt
 
 
-def _timed(call: Callable[[], None], repeat: int) -> list[float]:
-    call()  # warm-up (and compilation)
-    times = []
+def _timed(ways: dict[str, Callable[[], None]], repeat: int) -> dict[str, list[float]]:
+    """Round-robin: each round times every way once, so that interference from other work on a
+    shared machine falls on all of them alike."""
+    for call in ways.values():
+        call()  # warm-up (and compilation)
+    times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+        for name, call in ways.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -67,7 +73,9 @@ def main() -> None:
         "torch eager (F.cross_entropy + backward)": through(F.cross_entropy),
         "torch.compile (F.cross_entropy + backward)": through(compiled),
     }
-    results = {name: _timed(call, args.repeat) for name, call in ways.items()}
+    load_before = os.getloadavg()[0]
+    results = _timed(ways, args.repeat)
+    load_after = os.getloadavg()[0]
 
     # The gradients agree (a check that the timed calls computed the same thing).
     x.grad = None
@@ -86,7 +94,8 @@ def main() -> None:
     for name, times in results.items():
         median = statistics.median(times)
         print(f"| {name} | {median * 1e3:.1f} | {min(times) * 1e3:.1f} | {median / base:.2f} |")
-    print(f"fastloss.torch / NumPy API: {base / numpy_time:.3f}")
+    print(f"fastloss.torch / NumPy API: {base / numpy_time:.3f}; "
+          f"1-minute load average {load_before:.2f} before, {load_after:.2f} after")
 
 
 if __name__ == "__main__":

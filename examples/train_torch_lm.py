@@ -22,7 +22,7 @@ import argparse
 import pathlib
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -51,18 +51,17 @@ def load_text() -> tuple[torch.Tensor, int]:
     return torch.tensor([index[c] for c in text], dtype=torch.int64), len(alphabet)
 
 
-def train(
+def training_steps(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     steps: int, batch: int, context: int, hidden: int, seed: int = 0,
-) -> tuple[list[float], list[float]]:
-    """Returns the loss and the wall time of every step."""
+) -> Iterator[tuple[float, float]]:
+    """Trains, yielding the loss and the wall time of every step."""
     data, vocab = load_text()
     windows = data.unfold(0, context + 1, 1)  # every (context + 1)-character window, a view
     torch.manual_seed(seed)
     model = CharModel(vocab, context, hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     batches = torch.Generator().manual_seed(seed)
-    losses, times = [], []
     for _ in range(steps):
         window = windows[torch.randint(0, len(windows), (batch,), generator=batches)]
         inputs, targets = window[:, :-1], window[:, -1]
@@ -71,9 +70,16 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        times.append(time.perf_counter() - begin)
-        losses.append(loss.item())
-    return losses, times
+        yield loss.item(), time.perf_counter() - begin
+
+
+def train(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    steps: int, batch: int, context: int, hidden: int, seed: int = 0,
+) -> tuple[list[float], list[float]]:
+    """The losses and wall times of every step."""
+    losses, times = zip(*training_steps(loss_fn, steps, batch, context, hidden, seed))
+    return list(losses), list(times)
 
 
 def main() -> None:
@@ -87,8 +93,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = (args.steps, args.batch, args.context, args.hidden)
-    theirs, their_times = train(F.cross_entropy, *sizes)
-    ours, our_times = train(flt.cross_entropy, *sizes)
+    # The two runs take turns step by step, so that other work on the machine slows both alike.
+    both = zip(training_steps(F.cross_entropy, *sizes), training_steps(flt.cross_entropy, *sizes))
+    (theirs, their_times), (ours, our_times) = (zip(*run) for run in zip(*both))
     print("step  torch loss   fastloss.torch loss")
     for step in range(0, args.steps, max(1, args.steps // 10)):
         print(f"{step:4d}  {theirs[step]:.6f}     {ours[step]:.6f}")
