@@ -251,3 +251,29 @@ def test_no_leaks_or_cycles_over_many_steps():
     # (caches filled once); anything kept per step would be at least one block per step.
     assert cycles == 0 and grown < 8_000, (cycles, grown)
     assert after - before < 4 * 1024, after - before
+
+
+def test_large_gradient_buffer_is_reused_only_once_free(monkeypatch):
+    """The pool hands a large gradient's buffer to the next call only after its tensor is gone."""
+    from fastloss.torch import _gradient_pool
+
+    monkeypatch.setattr(_gradient_pool, "_MIN_BYTES", 0)  # every gradient counts as large
+    x = torch.randn(64, 33, requires_grad=True)
+    t = torch.randint(0, 33, (64,))
+    flt.cross_entropy(x, t).backward()
+    first = x.grad
+    flt.cross_entropy(x, t).backward()  # first is still .grad: accumulated into, not reused
+    second = x.grad
+    assert second.data_ptr() == first.data_ptr()
+    held = x.grad.clone()
+    x.grad = None
+    flt.cross_entropy(x, t).backward()  # first's tensor is still held by `first` and `second`
+    assert x.grad.data_ptr() != first.data_ptr()
+    torch.testing.assert_close(first, held)  # untouched
+    pointer = x.grad.data_ptr()
+    del first, second
+    x.grad = None
+    flt.cross_entropy(x, t).backward()  # the previous gradient was freed: its buffer comes back
+    assert x.grad.data_ptr() == pointer
+    torch.testing.assert_close(2 * x.grad, held)
+    flt.empty_cache()

@@ -2,7 +2,8 @@
 
 ``flt.cross_entropy(logits, target).backward()`` works as ``torch.nn.functional``'s does, with
 the gradient computed by fastloss's fused kernels in the forward pass (backward only scales
-it). Every function is a ``torch.library.custom_op`` in the "fastloss" namespace, with a fake
+it; the last large gradient's buffer is kept for the next step's, see ``empty_cache``). Every
+function is a ``torch.library.custom_op`` in the "fastloss" namespace, with a fake
 implementation, so ``torch.compile(..., fullgraph=True)`` traces through it. CPU tensors are
 read as NumPy views, without a copy. ``flt.nn`` holds the matching modules.
 
@@ -20,6 +21,7 @@ except ImportError as err:  # pragma: no cover - exercised by the optional-impor
     ) from err
 
 from . import nn
+from ._gradient_pool import empty_cache
 from .functional import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -40,6 +42,7 @@ __all__ = [
     "cosine_embedding_loss",
     "cross_entropy",
     "distillation_loss",
+    "empty_cache",
     "entropy",
     "kl_div",
     "log_softmax",

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .._validation import real_number
+from . import _gradient_pool
 from ._autograd import refuse_double_backward, scaled_gradient
 from ._convert import check_tensor, to_numpy, to_tensor
 from ._threads import call_with_torch_threads
@@ -146,17 +147,23 @@ class FusedLoss:
     def _call(
         self, values: dict[str, Any], wrt: int, return_grad: bool, grad_output: Any = None
     ) -> Any:
-        """The NumPy API function on views of the tensors; `wrt` 1 swaps the first two arrays."""
+        """The NumPy API function on views of the tensors; `wrt` 1 swaps the first two arrays.
+        A gradient goes into the pool's kept buffer when it is free (see _gradient_pool)."""
         arrays = [to_numpy(values[n]) for n in self.arrays]
         if wrt:
             arrays[0], arrays[wrt] = arrays[wrt], arrays[0]
         kwargs = {n: to_numpy(values[n]) for n in self.optional_arrays}
         kwargs.update((n, values[n]) for n, _ in self.options)
-        if return_grad:
-            kwargs["return_grad"] = True
-            if grad_output is not None:
-                kwargs["grad_output"] = grad_output
-        return call_with_torch_threads(self.function, *arrays, **kwargs)
+        if not return_grad:
+            return call_with_torch_threads(self.function, *arrays, **kwargs)
+        kwargs["return_grad"] = True
+        if grad_output is not None:
+            kwargs["grad_output"] = grad_output
+        reused = _gradient_pool.take(arrays[0].shape, arrays[0].dtype)
+        result = call_with_torch_threads(self.function, *arrays, grad_out=reused, **kwargs)
+        if result.grad is not reused:
+            _gradient_pool.keep(result.grad)
+        return result
 
     def _forward(self, *args: Any) -> tuple[torch.Tensor, ...]:
         *arguments, needs_grad = args
