@@ -276,4 +276,9 @@ def test_large_gradient_buffer_is_reused_only_once_free(monkeypatch):
     flt.cross_entropy(x, t).backward()  # the previous gradient was freed: its buffer comes back
     assert x.grad.data_ptr() == pointer
     torch.testing.assert_close(2 * x.grad, held)
+    view = x.grad.numpy()  # a NumPy view keeps the tensor, so the buffer, in use
+    x.grad = None
+    flt.cross_entropy(x, t).backward()
+    assert x.grad.data_ptr() != view.ctypes.data
+    torch.testing.assert_close(torch.from_numpy(view), held / 2)
     flt.empty_cache()
