@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -114,6 +114,10 @@ def logsumexp(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | t
 def logsumexp_common_case(x: typing.Any, axis: typing.Any, keepdims: typing.Any) -> typing.Any:
     """
     logsumexp's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
+def merge_row_statistics(into: numpy.ndarray, piece: numpy.ndarray) -> None:
+    """
+    into = merge(into, piece), row by row, in place: float64 arrays of shape (..., 5) of mergeable softmax row statistics (max, sum_exp, target_logit, weighted_logit_sum, target_mass).
     """
 def nll_loss(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
