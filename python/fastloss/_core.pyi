@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'linear_cross_entropy_fold_tile', 'linear_cross_entropy_tile_gradient', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -90,6 +90,14 @@ def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, reduct
 def kl_div_common_case(input: typing.Any, target: typing.Any, reduction: typing.Any, log_target: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
     """
     kl_div's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
+def linear_cross_entropy_fold_tile(logits: numpy.ndarray, column_begin: typing.SupportsInt | typing.SupportsIndex, classes: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, weighted_logit_sum: bool, tile_weight_sum: typing.SupportsFloat | typing.SupportsIndex, bias: typing.Any, weight: typing.Any, target: typing.Any, probabilities: typing.Any, statistics: numpy.ndarray) -> None:
+    """
+    Adds bias to a (rows, columns) tile of logits of classes [column_begin, column_begin + columns) in place and merges each row's statistics of the tile into statistics (rows, 5).
+    """
+def linear_cross_entropy_tile_gradient(logits: numpy.ndarray, column_begin: typing.SupportsInt | typing.SupportsIndex, classes: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, weight: typing.Any, target: typing.Any, probabilities: typing.Any, factors: numpy.ndarray) -> None:
+    """
+    Overwrites a tile of logits with the loss's gradient with respect to them, given each row's factors (lse, a, b_uniform, b_target, correction).
     """
 def log_softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "fastloss/half.hpp"
+#include "fastloss/row_statistics.hpp"
 
 namespace fastloss {
 
@@ -160,6 +161,54 @@ struct DistillationKernels {
     Kernel columns_grad;
 };
 
+// linear_cross_entropy's per-tile kernels. The logits of a classifier head, input @ W.T + bias,
+// exist one tile at a time: a block of `rows` rows and `columns` consecutive classes starting at
+// class `column_begin`, written by a BLAS GEMM into a buffer of T (float or double: half inputs
+// are widened a tile at a time before the GEMM), each row's classes contiguous, rows
+// `row_stride` apart. Per-class operands (bias, class weights) point at the tile's first class.
+template <class T>
+struct LogitTile {
+    T* logits = nullptr;
+    int64_t row_stride = 0;
+    int64_t rows = 0;
+    int64_t columns = 0;
+    int64_t column_begin = 0;
+    const T* bias = nullptr;            // added to the logits in place by tile_statistics; or nullptr
+    const T* weight = nullptr;          // class weights w_c, or nullptr (all ones)
+    const int64_t* target = nullptr;    // (rows,) class indices over all classes, or nullptr
+    const T* probabilities = nullptr;   // probability targets q: row r's at probabilities + r * stride
+    int64_t probability_stride = 0;
+};
+
+// The options a tile needs. Room for per-row options (z_loss, softcap) goes here.
+template <class T>
+struct LinearCrossEntropyParams {
+    int64_t classes = 0;       // C, of the whole row
+    T label_smoothing = T(0);  // eps
+    bool weighted_logit_sum = false;  // index targets: whether sum_c w_c x_c is wanted (eps > 0)
+    double tile_weight_sum = 0.0;     // sum of the tile's class weights (columns when weight is null)
+};
+
+// The per-row factors of a tile's gradient (see linear_cross_entropy.cpp):
+//   G_c = a exp(x_c - lse) - w_c (b_uniform + b_target q_c) - [c = y] correction
+template <class T>
+struct LinearGradientRow {
+    T lse, a, b_uniform, b_target, correction;
+};
+
+template <class S>
+struct LinearCrossEntropyKernels {
+    using T = compute_t<S>;
+    // Adds the bias to the tile's logits in place and writes each row's statistics of the tile's
+    // classes to out[r] ([Note: mergeable row statistics]).
+    void (*tile_statistics)(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& params,
+                            RowStatistics* out);
+    // Overwrites the tile's logits (bias included) with the gradient G of the loss with respect to
+    // them, row r's factors at row_factors[r].
+    void (*tile_gradient)(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& params,
+                          const LinearGradientRow<T>* row_factors);
+};
+
 // H(softmax(x)) = lse - sum_c p_c x_c per position, with p_c x_c = 0 where p_c = 0 (-inf logits),
 // as torch.distributions.Categorical(logits=x).entropy(); and, for probabilities p,
 // H = sum_c entr(p_c) with torch.special.entr's entr(p) = -p log p (0 at p = 0, -inf for p < 0,
@@ -276,6 +325,7 @@ struct KernelSet {
     CosineKernels<S> cosine;
     KLDivKernels<S> kl_div;
     BinaryCrossEntropyKernels<S> binary_cross_entropy;
+    LinearCrossEntropyKernels<S> linear_cross_entropy;  // float and double only: tiles are never half
 };
 
 struct KernelTable {

@@ -12,6 +12,17 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
+// Zeroes a row of n gradient values: an ignored row's, written without reading its logits.
+template <class S, class T = compute_t<S>>
+void zero_row(S* grad, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    int64_t i = 0;
+    for (; i + W <= n; i += W) store(grad + i, zero);
+    if (i < n) store_partial(grad + i, n - i, zero);
+}
+
 // [Note: long sums] The sums over a row's classes that these kernels take in T (the exponentials'
 // sum with smoothing, probability targets or a gradient, the smoothing sum, the probability-target
 // sums; the plain forward uses row_statistics' two-level sum) are taken over blocks of

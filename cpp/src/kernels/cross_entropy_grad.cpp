@@ -61,16 +61,6 @@ void scale_and_shift_row(const S* x, T m, S* grad, int64_t n, T a, T b, const T*
     }
 }
 
-template <class S, class T = compute_t<S>>
-void zero_row(S* grad, int64_t n) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    const V zero = V::broadcast(T(0));
-    int64_t i = 0;
-    for (; i + W <= n; i += W) store(grad + i, zero);
-    if (i < n) store_partial(grad + i, n - i, zero);
-}
-
 // Sweep (2) over one block of classes (see exp_into_row).
 template <class S, class T = compute_t<S>>
 T exp_into_block(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {

@@ -1,0 +1,135 @@
+// linear_cross_entropy's per-tile kernels: a tile of logits x = input @ W.T + bias, fresh from the
+// GEMM and still in cache, is folded into mergeable row statistics, then (for the gradient) turned
+// in place into d loss / d x.
+//
+// Statistics of a row's tile of classes P, with m = max_{c in P} x_c (0 as the shift when the
+// tile holds no finite max) and d_c = x_c - m <= 0 ([Note: mergeable row statistics]):
+//   sum_exp            = sum_c exp(d_c)
+//   target_logit       = x_y if the row's index target y is in P
+//   weighted_logit_sum = sum_c u_c d_c + m sum_c u_c,  u_c = w_c (index targets, eps > 0) or
+//                        w_c q'_c (probability targets, q' = (1-eps) q + eps/C)
+//   target_mass        = sum_c w_c q'_c (probability targets)
+// The sums over the tile run over d_c, never over raw logits, so a large common offset of the
+// logits cancels inside the tile (as in cross_entropy.cpp); m sum_c u_c is added in float64.
+//
+// Gradient: with lse the merged row's logsumexp and p_c = exp(x_c - lse), d loss / d x_c is
+//   index targets:        g [((1-eps) w_y + eps W / C) p_c - (eps / C) w_c - [c = y] (1-eps) w_y]
+//   probability targets:  g [(sum_k w_k q'_k) p_c - w_c ((1-eps) q_c + eps / C)]
+// with g the row's factor of the reduction (0 for an ignored row). Both are
+//   G_c = a p_c - w_c (b_uniform + b_target q_c) - [c = y] correction
+// with per-row factors that the caller derives from the statistics (LinearGradientRow). A row
+// whose factors are all 0 (ignored) is zeroed without reading its logits, so a NaN or inf there
+// cannot leak, as in PyTorch.
+#include "fastloss/kernel_table.hpp"
+#include "kernels/cross_entropy-inl.hpp"
+
+namespace fastloss {
+namespace FASTLOSS_ISA_NS {
+namespace {
+
+// The cross-entropy sums' parameters for one tile: the class weights start at the tile's first
+// class; eps / C keeps the whole row's C.
+template <class T>
+CrossEntropyParams<T> tile_sum_params(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& p) {
+    CrossEntropyParams<T> params{};
+    params.classes = p.classes;
+    params.weight = tile.weight;
+    params.label_smoothing = p.label_smoothing;
+    return params;
+}
+
+template <class T>
+void add_bias(T* x, const T* bias, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    int64_t i = 0;
+    for (; i + W <= n; i += W) store(x + i, vload(x + i) + vload(bias + i));
+    if (i < n) store_partial(x + i, n - i, vload_partial(x + i, n - i, T(0)) + vload_partial(bias + i, n - i, T(0)));
+}
+
+template <class T>
+RowStatistics row_tile_statistics(T* x, int64_t r, const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& p) {
+    const int64_t n = tile.columns;
+    if (tile.bias) add_bias(x, tile.bias, n);
+    RowStatistics st = kEmptyRowStatistics;
+    if (n == 0) return st;
+    const T m = row_max(x, n);
+    const T shift = (m == -infinity<T>()) ? T(0) : m;  // an all -inf tile: exp(-inf - 0) = 0
+    st.max = double(m);
+    if (tile.probabilities) {
+        const ProbabilityRowSums<T> sums = probability_row_sums(x, tile.probabilities + r * tile.probability_stride,
+                                                                shift, n, tile_sum_params(tile, p), static_cast<T*>(nullptr));
+        st.sum_exp = double(sums.sum);
+        st.weighted_logit_sum = double(sums.weighted_shifted_sum) + double(shift) * double(sums.weight_total);
+        st.target_mass = double(sums.weight_total);
+    } else if (p.weighted_logit_sum) {
+        T s, t;
+        row_sum_exp_and_shifted_sum(x, shift, tile.weight, n, s, t);
+        st.sum_exp = double(s);
+        st.weighted_logit_sum = double(t) + double(shift) * p.tile_weight_sum;
+    } else {
+        st.sum_exp = double(row_sum_exp(x, shift, static_cast<T*>(nullptr), n));
+    }
+    if (m == -infinity<T>()) st.sum_exp = 0.0;  // the identity's sum, whatever the shift gave
+    if (tile.target) {
+        const int64_t y = tile.target[r] - tile.column_begin;
+        if (y >= 0 && y < n) st.target_logit = double(x[y]);
+    }
+    return st;
+}
+
+template <class T>
+void tile_statistics(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& p, RowStatistics* out) {
+    for (int64_t r = 0; r < tile.rows; ++r) out[r] = row_tile_statistics(tile.logits + r * tile.row_stride, r, tile, p);
+}
+
+// G_c = a exp(x_c - lse) - w_c (b_uniform + b_target q_c), in place over one row of n classes.
+template <class T>
+void row_gradient(T* x, const T* q, const T* weight, const LinearGradientRow<T>& f, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V lse = V::broadcast(f.lse), a = V::broadcast(f.a);
+    const V bu = V::broadcast(f.b_uniform), bt = V::broadcast(f.b_target);
+    const bool subtract = f.b_uniform != T(0) || f.b_target != T(0);
+    for (int64_t i = 0; i < n; i += W) {
+        const int64_t lanes = n - i < W ? n - i : W;
+        const bool full = lanes == W;
+        V g = a * vexp_nonpositive((full ? vload(x + i) : vload_partial(x + i, lanes, T(0))) - lse);
+        if (subtract) {
+            V b = bu;
+            if (q) b = fma(bt, full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), b);
+            if (weight) b = b * (full ? vload(weight + i) : vload_partial(weight + i, lanes, T(0)));
+            g = g - b;
+        }
+        if (full) store(x + i, g); else store_partial(x + i, lanes, g);
+    }
+}
+
+template <class T>
+void tile_gradient(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>&, const LinearGradientRow<T>* factors) {
+    const int64_t n = tile.columns;
+    for (int64_t r = 0; r < tile.rows; ++r) {
+        T* x = tile.logits + r * tile.row_stride;
+        const LinearGradientRow<T>& f = factors[r];
+        if (f.a == T(0) && f.b_uniform == T(0) && f.b_target == T(0) && f.correction == T(0)) {
+            zero_row(x, n);  // an ignored row
+            continue;
+        }
+        const T* q = tile.probabilities ? tile.probabilities + r * tile.probability_stride : nullptr;
+        row_gradient(x, q, tile.weight, f, n);
+        if (tile.target) {
+            const int64_t y = tile.target[r] - tile.column_begin;
+            if (y >= 0 && y < n) x[y] -= f.correction;
+        }
+    }
+}
+
+}  // namespace
+
+void register_linear_cross_entropy_kernels(KernelTable& table) {
+    table.f32.linear_cross_entropy = {&tile_statistics<float>, &tile_gradient<float>};
+    table.f64.linear_cross_entropy = {&tile_statistics<double>, &tile_gradient<double>};
+}
+
+}  // namespace FASTLOSS_ISA_NS
+}  // namespace fastloss
