@@ -25,6 +25,7 @@ from ._distillation import distillation_loss
 from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._entropy import entropy
 from ._gradient import LossAndGrad
+from ._linear_cross_entropy import LinearLossAndGrad, linear_cross_entropy
 from ._losses import cross_entropy, nll_loss
 from ._modules import (
     BCELoss,
@@ -33,6 +34,7 @@ from ._modules import (
     CrossEntropyLoss,
     DistillationLoss,
     KLDivLoss,
+    LinearCrossEntropyLoss,
     LogSoftmax,
     NLLLoss,
     Softmax,
@@ -48,6 +50,8 @@ __all__ = [
     "CrossEntropyLoss",
     "DistillationLoss",
     "KLDivLoss",
+    "LinearCrossEntropyLoss",
+    "LinearLossAndGrad",
     "LogSoftmax",
     "LossAndGrad",
     "NLLLoss",
@@ -63,6 +67,7 @@ __all__ = [
     "entropy",
     "get_num_threads",
     "kl_div",
+    "linear_cross_entropy",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",

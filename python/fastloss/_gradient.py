@@ -55,18 +55,25 @@ def check_gradient_options(return_grad: bool, grad_output: Any, grad_out: Any) -
         raise ValueError("grad_output and grad_out are only used with return_grad=True")
 
 
-def check_grad_out(grad_out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """grad_out, checked to be a writeable array of the input's shape and dtype."""
+def check_grad_out(
+    grad_out: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    name: str = "grad_out",
+    of: str = "the input",
+) -> np.ndarray:
+    """grad_out (or the buffer `name`), checked to be a writeable array of the shape and dtype of
+    `of`, the array whose gradient it receives."""
     if not isinstance(grad_out, np.ndarray):
-        raise TypeError(f"grad_out must be a numpy.ndarray, got {type(grad_out).__name__}")
-    refuse_masked(grad_out, "grad_out")
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(grad_out).__name__}")
+    refuse_masked(grad_out, name)
     if grad_out.shape != shape or grad_out.dtype != dtype:
         raise ValueError(
-            f"grad_out must have the input's shape {shape} and dtype {dtype}, "
+            f"{name} must have {of}'s shape {shape} and dtype {dtype}, "
             f"got shape {grad_out.shape} and dtype {grad_out.dtype}"
         )
     if not grad_out.flags.writeable:
-        raise ValueError("grad_out must be writeable")
+        raise ValueError(f"{name} must be writeable")
     return grad_out
 
 

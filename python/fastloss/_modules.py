@@ -10,6 +10,7 @@ from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
 from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._gradient import LossValue
+from ._linear_cross_entropy import linear_cross_entropy
 from ._losses import cross_entropy, nll_loss
 from ._softmax import log_softmax, softmax
 
@@ -20,6 +21,7 @@ __all__ = [
     "CrossEntropyLoss",
     "DistillationLoss",
     "KLDivLoss",
+    "LinearCrossEntropyLoss",
     "LogSoftmax",
     "NLLLoss",
     "Softmax",
@@ -58,6 +60,47 @@ class CrossEntropyLoss:
         return (
             f"CrossEntropyLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
             f"label_smoothing={self.label_smoothing}, axis={self.axis})"
+        )
+
+
+class LinearCrossEntropyLoss:
+    """``LinearCrossEntropyLoss(weight=..., reduction=...)(input, linear_weight, target,
+    linear_bias=None)``: `linear_cross_entropy` as a callable object."""
+
+    def __init__(
+        self,
+        weight: Any = None,
+        ignore_index: Optional[int] = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        chunk_size: Any = None,
+    ) -> None:
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.chunk_size = chunk_size
+
+    def __call__(
+        self, input: Any, linear_weight: Any, target: Any, linear_bias: Any = None
+    ) -> LossValue:
+        return linear_cross_entropy(
+            input,
+            linear_weight,
+            target,
+            linear_bias=linear_bias,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            chunk_size=self.chunk_size,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"LinearCrossEntropyLoss(ignore_index={self.ignore_index}, "
+            f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}, "
+            f"chunk_size={self.chunk_size})"
         )
 
 

@@ -582,3 +582,38 @@ register(
         default=False,
     )
 )
+
+
+_LINEAR_FEATURES = 256  # d of the registry's linear_cross_entropy case (its NxC shape is (N, V))
+
+
+def features_weight_and_class_targets(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """For an (N, V) shape: input (N, d), linear_weight (V, d) scaled to unit-variance logits,
+    and int64 class indices (N,); d = 256."""
+    n, v = shape[0], shape[-1]
+    (x,) = logits((n, _LINEAR_FEATURES), dtype, rng)
+    (w,) = logits((v, _LINEAR_FEATURES), dtype, rng)
+    w = (w.astype(np.float32) / np.sqrt(_LINEAR_FEATURES)).astype(dtype)
+    return x, w, rng.integers(0, v, size=(n,), dtype=np.int64)
+
+
+register(
+    Case(
+        op="linear_cross_entropy",
+        setup=features_weight_and_class_targets,
+        forward={
+            "fastloss": lambda fl, x, w, t: fl.linear_cross_entropy(x, w, t),
+            "torch": lambda torch, x, w, t: torch.nn.functional.linear_cross_entropy(x, w, t),
+        },
+        grad={
+            "fastloss": lambda fl, x, w, t: fl.linear_cross_entropy(x, w, t, return_grad=True)[:2],
+            "torch": lambda torch, x, w, t: torch.nn.functional.linear_cross_entropy(x, w, t),
+        },
+        description="input (N, 256), linear_weight (V, 256) for an NxV shape; +grad compares "
+        "the gradient of the input (all three are computed). The GEMM-floor comparison of the "
+        "issue's shapes is --linear",
+        default=False,
+    )
+)
