@@ -73,6 +73,7 @@ def tile_shape(
     compute_itemsize: int,
     widened: bool,
     probability_copy: bool,
+    gradient: bool = True,
     chunk_size: Any = None,
     budget: Optional[int] = None,
 ) -> tuple[int, int, int]:
@@ -97,8 +98,10 @@ def tile_shape(
             )
         return min(int(pair[0]), max(rows, 1)), min(int(pair[1]), classes), weight_tile
     logits_row = classes * compute_itemsize * (2 if probability_copy else 1)
-    per_row = logits_row + (2 * features * 4 if widened else 0)  # widened input, its gradient
-    room = budget - 2 * weight_tile * weight_row
+    # Widened: the strip's input (and with the gradient, its products' sum and one product).
+    per_row = logits_row + (features * compute_itemsize * (3 if gradient else 1) if widened else 0)
+    # Weight tiles: the gradient's product of G.T @ input, the widened weights.
+    room = budget - (int(gradient) + int(widened)) * weight_tile * weight_row
     if room >= per_row:
         return int(min(room // per_row, max(rows, 1))), classes, weight_tile
     columns = max(1, room // (compute_itemsize * (2 if probability_copy else 1)))
@@ -231,6 +234,7 @@ def linear_cross_entropy(
         compute.itemsize,
         widened=compute != x.dtype,
         probability_copy=probabilities and t2.dtype != compute,
+        gradient=return_grad,
         chunk_size=chunk_size,
     )
     run = _Strips(
