@@ -47,6 +47,7 @@ examples:
   python -m fastloss.bench --ops '*' --shapes 32x10 --peers torch    # every op, default or not
   python -m fastloss.bench --ops log_softmax,logsumexp --shapes 4096x32000 --dtype float64
   python -m fastloss.bench --peers torch --threads 1 --csv results.csv --plot results.png
+  python -m fastloss.bench --linear 4096x1024x32000,64x4096x128256 --threads 2
 """
 
 
@@ -183,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.png",
         help="also save a bar chart (log-scale time per provider per case); needs matplotlib",
     )
+    parser.add_argument(
+        "--linear",
+        type=_parse_shapes,
+        default=None,
+        metavar="NxDxV,...",
+        help="instead of the registered ops, time linear_cross_entropy on these (N, d, V) shapes "
+        "beside the bare GEMMs, one read of the weight and torch's F.linear_cross_entropy "
+        "(--dtype, --threads and --min-repeats apply; e.g. 4096x1024x32000)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
         "--list", action="store_true", help="list the registered ops and the peers, and exit"
@@ -235,6 +245,8 @@ def _run(argv: Sequence[str] | None) -> int:
             )
             return 2
 
+    if args.linear is not None:
+        return _run_linear(args)
     base = QUICK if args.quick else NORMAL
     policy = TimingPolicy(
         budget_s=args.budget if args.budget is not None else base.budget_s,
@@ -280,6 +292,31 @@ def _run(argv: Sequence[str] | None) -> int:
         write_plot(results, providers, args.plot, title)
         print(f"wrote {args.plot}")
     return 1 if any(r.problems() for r in results) else 0
+
+
+def _run_linear(args: argparse.Namespace) -> int:
+    import fastloss as fl
+
+    from ._linear import run_linear
+
+    bad = [shape for shape in args.linear if len(shape) != 3]
+    if bad:
+        print(f"--linear takes NxDxV shapes, got {bad}", file=sys.stderr)
+        return 2
+    before = fl.get_num_threads()
+    if args.threads is not None:
+        fl.set_num_threads(args.threads)
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            pass
+    try:
+        run_linear(args.linear, [d.name for d in args.dtype], args.min_repeats or 2)
+    finally:
+        fl.set_num_threads(before)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
