@@ -332,3 +332,12 @@ def test_module(rng):
         x, w, t, linear_bias=b, reduction="sum", label_smoothing=0.1
     )
     assert "LinearCrossEntropyLoss(" in repr(module)
+
+
+def test_bench_linear_rows(capsys):
+    from fastloss.bench import _cli
+
+    assert _cli.main(["--linear", "8x4x16", "--min-repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fastloss forward+gradients" in out and "gemm (float32, reused out)" in out
+    assert _cli.main(["--linear", "8x16"]) == 2
