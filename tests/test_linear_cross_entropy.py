@@ -244,6 +244,23 @@ def test_output_buffers_receive_the_gradients(rng):
     np.testing.assert_allclose(x, expected.grad_input, rtol=1e-12)
 
 
+def test_layouts_and_default_grad_output(rng):
+    """Strided and Fortran-ordered operands and buffers give the contiguous results; reduction
+    'none' without grad_output differentiates the sum of the losses."""
+    x, w, _, t = make_case(rng, np.dtype(np.float64), (2, 3), 5, 7)
+    x_f = np.asfortranarray(x)
+    w_strided = np.repeat(w, 2, axis=0)[::2]
+    gi = np.empty((3, 2, 5)).transpose(1, 0, 2)
+    got = fl.linear_cross_entropy(
+        x_f, w_strided, t, reduction="none", return_grad=True, grad_input_out=gi
+    )
+    expected = fl.linear_cross_entropy(x, w, t, reduction="sum", return_grad=True)
+    assert got.grad_input is gi
+    np.testing.assert_allclose(got.loss.sum(), expected.loss, rtol=1e-12)
+    for a, e in zip(got[1:3], expected[1:3]):
+        np.testing.assert_allclose(a, e, rtol=1e-12)
+
+
 def test_edges(rng):
     x, w, b, t = make_case(rng, np.dtype(np.float32), (0,), 4, 9)
     assert np.isnan(fl.linear_cross_entropy(x, w, t))

@@ -302,7 +302,9 @@ def _row_scales(
     """Each row's factor of the reduction (float64): grad_output / D for a mean, grad_output for a
     sum, grad_output's row for none; 0 for an ignored row."""
     if reduction == "none":
-        go = np.ones(rows) if grad_output is None else _to_ndarray(grad_output, "grad_output")
+        if grad_output is None:
+            return np.where(valid, 1.0, 0.0)
+        go = _to_ndarray(grad_output, "grad_output")
         if go.dtype.kind not in "iufV":
             raise TypeError(f"grad_output must be numeric, got dtype {go.dtype}")
         try:
