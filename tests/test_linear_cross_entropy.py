@@ -97,6 +97,9 @@ CASES = [
     ((2, 3), 5, 13, {"label_smoothing": 0.25, "weight": "random"}, True, True, 4),
     ((7,), 5, 29, {"reduction": "sum", "weight": "random"}, True, False, None),
     ((6,), 3, 1, {"label_smoothing": 0.5}, False, True, 4),  # one class
+    # vocabulary tiles: the gradient computes each tile's logits again (widened for half dtypes)
+    ((9,), 4, 19, {"label_smoothing": 0.2, "weight": "random"}, False, True, (4, 6)),
+    ((2, 4), 4, 19, {"reduction": "none"}, True, True, (3, 5)),
 ]
 
 
