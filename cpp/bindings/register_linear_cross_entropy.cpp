@@ -28,17 +28,23 @@ FloatType tile_type(const py::array& logits) {
     return type;
 }
 
+bool contiguous_and_aligned(const py::array& a) {
+    using api = py::detail::npy_api;
+    return has_flag(a, api::NPY_ARRAY_C_CONTIGUOUS_) && has_flag(a, api::NPY_ARRAY_ALIGNED_);
+}
+
 // A C-contiguous array of the tile's dtype and the given shape, or None (nullptr).
 template <class T>
-const T* optional_operand(const py::object& a, const py::array& logits, const std::vector<int64_t>& shape,
+const T* optional_operand(const py::object& a, const py::array& logits, const Extents& shape,
                           const char* name) {
     if (a.is_none()) return nullptr;
     const py::array arr = py::reinterpret_borrow<py::array>(a);
     if (!py::isinstance<py::array>(a)) throw py::type_error(std::string(name) + " must be an array or None");
     check_same_type(logits, arr, "logits", name);
-    if (!has_flag(arr, py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !has_flag(arr, py::detail::npy_api::NPY_ARRAY_ALIGNED_) ||
+    if (!contiguous_and_aligned(arr) ||
         shape_of(arr) != shape) {
-        throw std::invalid_argument(std::string(name) + " must be a C-contiguous aligned array of the tile's shape, got " +
+        throw std::invalid_argument(std::string(name) +
+                                    " must be a C-contiguous aligned array of the tile's shape, got " +
                                     shape_string(arr));
     }
     return static_cast<const T*>(arr.data());
@@ -50,7 +56,7 @@ const int64_t* optional_target(const py::object& a, int64_t rows) {
     const py::array arr = py::reinterpret_borrow<py::array>(a);
     const py::dtype dt = arr.dtype();
     if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native_byte_order(dt) ||
-        !has_flag(arr, py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !has_flag(arr, py::detail::npy_api::NPY_ARRAY_ALIGNED_) ||
+        !contiguous_and_aligned(arr) ||
         arr.ndim() != 1 || arr.shape(0) != rows) {
         throw std::invalid_argument("target must be a C-contiguous native int64 array of shape (rows,)");
     }
@@ -111,8 +117,8 @@ void tile_gradient_binding(py::array& logits, int64_t column_begin, int64_t clas
                            const py::array& factors) {
     const FloatType type = tile_type(logits);
     check_same_type(logits, factors, "logits", "factors");
-    if (!has_flag(factors, py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !has_flag(factors, py::detail::npy_api::NPY_ARRAY_ALIGNED_) ||
-        shape_of(factors) != std::vector<int64_t>{logits.shape(0), 5}) {
+    if (!contiguous_and_aligned(factors) ||
+        shape_of(factors) != Extents{logits.shape(0), 5}) {
         throw std::invalid_argument("factors must be a C-contiguous aligned array of shape (rows, 5), got " +
                                     shape_string(factors));
     }

@@ -57,8 +57,9 @@ RowStatistics row_tile_statistics(T* x, int64_t r, const LogitTile<T>& tile, con
     const T shift = (m == -infinity<T>()) ? T(0) : m;  // an all -inf tile: exp(-inf - 0) = 0
     st.max = double(m);
     if (tile.probabilities) {
-        const ProbabilityRowSums<T> sums = probability_row_sums(x, tile.probabilities + r * tile.probability_stride,
-                                                                shift, n, tile_sum_params(tile, p), static_cast<T*>(nullptr));
+        const ProbabilityRowSums<T> sums =
+            probability_row_sums(x, tile.probabilities + r * tile.probability_stride, shift, n,
+                                 tile_sum_params(tile, p), static_cast<T*>(nullptr));
         st.sum_exp = double(sums.sum);
         st.weighted_logit_sum = double(sums.weighted_shifted_sum) + double(shift) * double(sums.weight_total);
         st.target_mass = double(sums.weight_total);
