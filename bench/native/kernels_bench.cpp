@@ -33,8 +33,8 @@ const Table& kernel_table() {
 
 template <class T>
 void run_op(Op op, const Buffer<T>& x, Buffer<T>& y, Buffer<T>& lse, int64_t rows, int64_t classes) {
-    const std::vector<int64_t> shape = {rows, classes};
-    const std::vector<int64_t> strides = {classes, 1};
+    const fastloss::Extents shape = {rows, classes};
+    const fastloss::Extents strides = {classes, 1};
     const int axis = 1;
     switch (op) {
     case Op::log_softmax:
