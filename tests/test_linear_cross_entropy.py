@@ -185,33 +185,6 @@ def test_every_instruction_set_gives_the_gradients(isa, rng):
                 assert_close(a, e, np.dtype(np.float32))
 
 
-def test_gradient_takes_vocabulary_tiles_when_few_whole_rows_fit():
-    """[Note: vocabulary-major gradient]: with the gradient, a vocabulary too wide for a few
-    hundred whole rows is cut into tiles under strips of many rows; the forward alone, and a
-    vocabulary that leaves enough whole rows, keep whole-vocabulary strips."""
-    strip, tile, _ = lce.tile_shape(2048, 2048, 128256, 4, widened=False, probability_copy=False)
-    assert strip == 1024 and tile < 128256
-    strip, tile, _ = lce.tile_shape(
-        2048, 2048, 128256, 4, widened=False, probability_copy=False, gradient=False
-    )
-    assert tile == 128256
-    strip, tile, _ = lce.tile_shape(4096, 1024, 32000, 4, widened=False, probability_copy=False)
-    assert tile == 32000 and strip >= 256
-
-
-def test_default_vocabulary_tiles_give_the_gradients(monkeypatch, rng):
-    """The default choice of vocabulary tiles under strips of many rows (a budget lowered so
-    that it happens at a small shape) gives torch's gradients."""
-    monkeypatch.setattr(lce, "DEFAULT_BUDGET_BYTES", 4 << 20)
-    strip, tile, _ = lce.tile_shape(300, 8, 4099, 4, widened=False, probability_copy=False)
-    assert strip == 300 and 2048 <= tile < 4099
-    x, w, b, t = make_case(rng, np.dtype(np.float32), (300,), 8, 4099)
-    expected = torch_reference(x, w, b, t, 1.0, with_bias=True, label_smoothing=0.1)
-    got = fl.linear_cross_entropy(x, w, t, linear_bias=b, label_smoothing=0.1, return_grad=True)
-    for a, e in zip(got, expected):
-        assert_close(a, e, np.dtype(np.float32))
-
-
 def test_float64_finite_differences(rng):
     x, w, b, t = make_case(rng, np.dtype(np.float64), (4,), 3, 6)
     options = dict(label_smoothing=0.2, weight=rng.random(6) + 0.5)

@@ -18,8 +18,7 @@ vocabulary within 10% of one large product, while vocabulary tiles of a few thou
 forward needs no second pass. The statistics of a whole strip are final, so the gradient never
 recomputes a logit. The price shows at very large vocabularies: 64 MB hold ~109 rows of 128256
 float32 logits, and the gradient's ``G.T @ input`` with K = 109 runs far below BLAS's peak
-(BENCHMARKS.md). So with the gradient, when fewer than a few hundred such rows fit, strips of
-1024 rows in vocabulary tiles serve instead (tile_shape's [Note: vocabulary-major gradient]).
+(BENCHMARKS.md); a vocabulary-major gradient pass is the known remedy.
 
 float16 and bfloat16 operands are widened to float32 a strip of input and a tile of weights at a
 time (never the whole array); grad_weight and grad_bias are accumulated in float32 (float64 for
@@ -57,12 +56,6 @@ __all__ = ["DEFAULT_BUDGET_BYTES", "LinearLossAndGrad", "linear_cross_entropy", 
 DEFAULT_BUDGET_BYTES = 64 << 20
 # The widest tile of weights that a product of the gradient or a half-precision widening holds.
 _WEIGHT_TILE_BYTES = 8 << 20
-# With the gradient, when fewer than _MIN_WHOLE_STRIP_ROWS rows spanning the vocabulary fit,
-# strips of _GRADIENT_STRIP_ROWS rows in vocabulary tiles of at least _GRADIENT_TILE_COLUMNS
-# classes serve instead ([Note: vocabulary-major gradient]).
-_MIN_WHOLE_STRIP_ROWS = 256
-_GRADIENT_STRIP_ROWS = 1024
-_GRADIENT_TILE_COLUMNS = 2048
 
 
 class LinearLossAndGrad(NamedTuple):
@@ -88,8 +81,7 @@ def tile_shape(
 ) -> tuple[int, int, int]:
     """(strip rows, vocabulary tile columns, weight tile rows). A strip of logits spans the whole
     vocabulary when the budget holds at least one such row (see [Note: linear cross-entropy
-    tiles]) and, with the gradient, enough of them ([Note: vocabulary-major gradient]);
-    otherwise it is cut into vocabulary tiles. A weight tile (of the gradient's
+    tiles]); otherwise it is one row, in vocabulary tiles. A weight tile (of the gradient's
     products and of half-precision widening) takes at most an eighth of the budget.
     ``chunk_size`` (an int of rows, or a (rows, classes) pair) overrides the strip and tile.
     `budget` defaults to DEFAULT_BUDGET_BYTES, read at each call."""
@@ -107,30 +99,15 @@ def tile_shape(
                 f"got {chunk_size!r}"
             )
         return min(int(pair[0]), max(rows, 1)), min(int(pair[1]), classes), weight_tile
-    rows = max(rows, 1)
-    column_bytes = compute_itemsize * (2 if probability_copy else 1)
+    logits_row = classes * compute_itemsize * (2 if probability_copy else 1)
     # Widened: the strip's input (and with the gradient, its products' sum and one product).
-    widened_row = features * compute_itemsize * (3 if gradient else 1) if widened else 0
-    per_row = classes * column_bytes + widened_row
+    per_row = logits_row + (features * compute_itemsize * (3 if gradient else 1) if widened else 0)
     # Weight tiles: the gradient's product of G.T @ input, the widened weights.
     room = budget - (int(gradient) + int(widened)) * weight_tile * weight_row
-    whole_rows = room // per_row
-    if whole_rows >= 1 and (not gradient or whole_rows >= min(rows, _MIN_WHOLE_STRIP_ROWS)):
-        return int(min(whole_rows, rows)), classes, weight_tile
-    if gradient:
-        # [Note: vocabulary-major gradient] Too few rows of the whole vocabulary fit for the
-        # gradient's products (grad_weight's K is the strip's rows): strips of many rows in
-        # vocabulary tiles instead, each tile's logits computed again for the gradient (four
-        # GEMMs instead of three, each at BLAS's speed). Per strip row, grad_input's two partial
-        # sums over tiles are held too.
-        strip = min(rows, _GRADIENT_STRIP_ROWS)
-        fixed = strip * (widened_row + 2 * features * compute_itemsize)
-        columns = (room - fixed) // (strip * column_bytes)
-        if columns >= _GRADIENT_TILE_COLUMNS:
-            return int(strip), int(min(columns, classes)), weight_tile
-    if whole_rows >= 1:
-        return int(min(whole_rows, rows)), classes, weight_tile
-    return 1, int(min(max(1, room // column_bytes), classes)), weight_tile
+    if room >= per_row:
+        return int(min(room // per_row, max(rows, 1))), classes, weight_tile
+    columns = max(1, room // (compute_itemsize * (2 if probability_copy else 1)))
+    return 1, int(min(columns, classes)), weight_tile
 
 
 def linear_cross_entropy(
