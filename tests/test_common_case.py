@@ -174,3 +174,37 @@ def test_the_common_calls_are_recognised():
     assert _core.softmax_common_case(x, np.int64(-1), None, None) is None
     assert _core.kl_div_common_case(x, x, Reduction("sum"), False, False, None, None) is None
     assert _core.kl_div_common_case(x, x, "mean", False, False, None, None) is None  # it warns
+
+
+def test_the_common_calls_return_a_complete_loss_and_grad():
+    # The common case builds fl.LossAndGrad in C++ (bindings/loss_result.hpp): it must be the
+    # NamedTuple itself, holding one reference to each field and none leaked.
+    import gc
+    import pickle
+    import sys
+
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    y = np.array([0, 2])
+    calls = {
+        "cross_entropy": lambda: fl.cross_entropy(x, y, return_grad=True),
+        "nll_loss": lambda: fl.nll_loss(x, y, return_grad=True),
+        "kl_div": lambda: fl.kl_div(x, x, reduction="sum", return_grad=True),
+        "bce": lambda: fl.binary_cross_entropy(x * 0 + 0.5, x * 0 + 0.25, return_grad=True),
+        "bce_with_logits": lambda: fl.binary_cross_entropy_with_logits(x, x, return_grad=True),
+        "distillation": lambda: fl.distillation_loss(x, x[::-1].copy(), y, return_grad=True),
+        "cosine": lambda: fl.cosine_embedding_loss(x, x + 1, np.array([1, -1]), return_grad=True),
+    }
+    for name, call in calls.items():
+        r = call()
+        assert type(r) is fl.LossAndGrad, name
+        assert r._fields == ("loss", "grad") and r.loss is r[0] and r.grad is r[1]
+        assert r.grad.shape == x.shape and r.grad.base is None
+        assert gc.is_tracked(r)
+        assert sys.getrefcount(r.grad) == 3  # r, the temporary attribute, getrefcount's argument
+        loss, grad = pickle.loads(pickle.dumps(r))
+        assert np.array_equal(loss, r.loss, equal_nan=True)
+        assert np.array_equal(grad, r.grad, equal_nan=True)
+        assert repr(r).startswith("LossAndGrad(loss=")
+        grad_ref = r.grad
+        del r
+        assert sys.getrefcount(grad_ref) == 2, name  # the tuple released its reference

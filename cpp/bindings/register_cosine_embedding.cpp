@@ -146,7 +146,7 @@ py::object cosine_embedding_common_case(py::handle x1_arg, py::handle x2_arg, py
     }
     py::array grad = new_array(x1, {x1.shape(0), x1.shape(1)});
     const double value = cosine_embedding_binding(x1, x2, y64, margin, *reduction, py::none(), grad, py::none());
-    return py::make_tuple(loss_result(value, *type, r), grad);
+    return loss_and_grad(loss_result(value, *type, r), std::move(grad));
 }
 
 }  // namespace

@@ -134,7 +134,7 @@ py::object distillation_common_case(py::handle student, py::handle teacher, py::
     py::array grad = new_array(s, std::vector<py::ssize_t>(s.shape(), s.shape() + s.ndim()));
     py::object loss = distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature,
                                            alpha, *reduction, axis, py::none(), grad, py::none());
-    return py::make_tuple(loss, grad);
+    return loss_and_grad(std::move(loss), std::move(grad));
 }
 
 }  // namespace

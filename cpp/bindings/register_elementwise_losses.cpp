@@ -111,7 +111,7 @@ py::object elementwise_common_case(ElementwiseLoss kind, py::handle input, py::h
     py::array grad = new_array(x, shape);
     py::object loss = elementwise_loss_binding(kind, x, t, py::none(), py::none(), py::none(),
                                                {reduction, mean_count, grad, py::none()});
-    return py::make_tuple(loss, grad);
+    return loss_and_grad(std::move(loss), std::move(grad));
 }
 
 // The options every elementwise common call shares: reduction and return_grad of their exact

@@ -157,9 +157,9 @@ py::object common_case(bool nll, py::handle input, py::handle target, py::handle
     } else {
         return py::none();
     }
-    return py::make_tuple(classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing,
-                                                      reduction, x.ndim() - 1, py::none(), grad, py::none()),
-                          grad);
+    py::object loss = classification_loss_binding(nll, x, t, py::none(), ignore_index, label_smoothing, reduction,
+                                                  x.ndim() - 1, py::none(), grad, py::none());
+    return loss_and_grad(std::move(loss), std::move(grad));
 }
 
 }  // namespace

@@ -67,7 +67,7 @@ def cosine_embedding_loss(
         x1, x2, target, margin, reduction, return_grad, grad_output, grad_out
     )
     if result is not None:
-        return LossAndGrad(*result) if return_grad else result
+        return result
     check_gradient_options(return_grad, grad_output, grad_out)
     a = as_float_array(x1, "x1")
     b = as_float_array(x2, "x2")

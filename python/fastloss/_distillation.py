@@ -87,7 +87,7 @@ def distillation_loss(
         ignore_index, label_smoothing, axis, return_grad, grad_output, grad_out,
     )
     if result is not None:
-        return LossAndGrad(*result) if return_grad else result
+        return result
     check_gradient_options(return_grad, grad_output, grad_out)
     s = as_float_array(student_logits, "student_logits")
     t = as_float_array(teacher_logits, "teacher_logits")

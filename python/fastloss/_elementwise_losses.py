@@ -185,7 +185,7 @@ def kl_div(
         input, target, reduction, log_target, return_grad, grad_output, grad_out
     )
     if result is not None:
-        return LossAndGrad(*result) if return_grad else result
+        return result
     reduction = check_reduction(reduction, _KL_REDUCTIONS)
     if reduction == "mean":
         warnings.warn(_KL_MEAN_WARNING, UserWarning, stacklevel=2)
@@ -249,7 +249,7 @@ def binary_cross_entropy(
         input, target, weight, reduction, return_grad, grad_output, grad_out
     )
     if result is not None:
-        return LossAndGrad(*result) if return_grad else result
+        return result
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
     t = _same_shape_target(target, x, "binary_cross_entropy")
@@ -291,7 +291,7 @@ def binary_cross_entropy_with_logits(
         input, target, weight, pos_weight, reduction, return_grad, grad_output, grad_out
     )
     if result is not None:
-        return LossAndGrad(*result) if return_grad else result
+        return result
     reduction = check_reduction(reduction)
     x = as_float_array(input, "input")
     t = _same_shape_target(target, x, "binary_cross_entropy_with_logits")

@@ -64,7 +64,7 @@ def cross_entropy(
         grad_output, grad_out,
     )
     if value is not None:
-        return LossAndGrad(*value) if return_grad else value
+        return value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = class_axis(x.ndim, axis)
@@ -105,7 +105,7 @@ def nll_loss(
         input, target, weight, ignore_index, reduction, axis, return_grad, grad_output, grad_out
     )
     if value is not None:
-        return LossAndGrad(*value) if return_grad else value
+        return value
     x = as_float_array(input, "input")
     reduction = check_reduction(reduction)
     ax = class_axis(x.ndim, axis)
