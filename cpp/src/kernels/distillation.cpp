@@ -121,26 +121,42 @@ struct DistillationSums {
 // The one exception: a NaN hides the values before it from a running max (max returns its second
 // operand), so a row holding a NaN can have positive exponents. Its sums are NaN whatever they are,
 // and exp of any argument is safe on every ISA (the scalar ldexp_integral clamps its scale).
+//
+// Returns the class's three exponentials, exp(a), exp(b) and exp(s - m), which the gradient needs
+// again: rows in lanes keep them (a few vectors per class); the rows layout recomputes them in its
+// third sweep (see Fusion above), and the compiler drops what it does not use.
+template <class V>
+struct ClassExponentials {
+    V student;  // exp(a)
+    V teacher;  // exp(b)
+    V hard;     // exp(s - m)
+};
+
 template <HardTerm kHard, int kPower, class V>
-inline void accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature, V hard_coef) {
+inline ClassExponentials<V> accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature,
+                                       V hard_coef) {
     using T = typename V::Scalar;
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
     const V b = max(V::broadcast(ExpConstants<T>::lo), kPower == 1 ? t - mt : (t - mt) * inverse_temperature);
     const V eb = vexp_clamped(b);
     const V ea = vexp_nonpositive(a);
+    V e = ea;
     if constexpr (kPower == 1) {
         acc.hard = acc.hard + ea;
     } else if constexpr (kPower == 2) {
         acc.hard = fma(ea, ea, acc.hard);
+        e = ea * ea;
     } else {
-        acc.hard = acc.hard + vexp_nonpositive(ds);
+        e = vexp_nonpositive(ds);
+        acc.hard = acc.hard + e;
     }
     acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
     acc.cross = fma(eb, b - a, acc.cross);
     if constexpr (kHard != HardTerm::plain) acc.linear = fma(hard_coef, ds, acc.linear);
     if constexpr (kHard == HardTerm::probabilities) acc.coef = acc.coef + hard_coef;
+    return {ea, eb, e};
 }
 
 template <class T>
@@ -258,17 +274,23 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
     return f;
 }
 
-// One class vector of the gradient (either layout): ds = s - m_s and tm = t - m_t, the class's
-// hard coefficient (unused for HardTerm::plain), and the factors as vectors.
-template <HardTerm kHard, int kPower, class V>
-inline V gradient_vector(V ds, V tm, V inverse_temperature, V hard_coef, V hA, V hB, V kA, V kB) {
-    const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V ea = vexp_nonpositive(a);
-    const V eb = vexp_nonpositive(kPower == 1 ? tm : tm * inverse_temperature);
-    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
-    V out = fma(hA, e, fma(kA, ea, V::broadcast(typename V::Scalar(0)) - kB * eb));
+// One class vector of the gradient from the class's exponentials (accumulate's), its hard
+// coefficient (unused for HardTerm::plain) and the factors as vectors.
+template <HardTerm kHard, class V>
+inline V gradient_vector(const ClassExponentials<V>& x, V hard_coef, V hA, V hB, V kA, V kB) {
+    V out = fma(hA, x.hard, fma(kA, x.student, V::broadcast(typename V::Scalar(0)) - kB * x.teacher));
     if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef;
     return out;
+}
+
+// The same, recomputing the exponentials from ds = s - m_s and tm = t - m_t exactly as accumulate
+// forms them (vexp_nonpositive is accumulate's clamp, then vexp_clamped), so both give equal bits.
+template <HardTerm kHard, int kPower, class V>
+inline V gradient_vector(V ds, V tm, V inverse_temperature, V hard_coef, V hA, V hB, V kA, V kB) {
+    const V ea = vexp_nonpositive(kPower == 1 ? ds : ds * inverse_temperature);
+    const V eb = vexp_nonpositive(kPower == 1 ? tm : tm * inverse_temperature);
+    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
+    return gradient_vector<kHard>(ClassExponentials<V>{ea, eb, e}, hard_coef, hA, hB, kA, kB);
 }
 
 // The gradient's third sweep over one row (rows layout), formed in T before the single store.
@@ -326,9 +348,10 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
     const V ms = gather_rows(s, s_row_stride, C, sv);
     const V mt = gather_rows(t, t_row_stride, C, tv);
     DistillationSums<V> terms[2 * W];  // accumulate's terms of each class, each added to +0
+    ClassExponentials<V> exps[2 * W];  // kept for the gradient
     for (int64_t c = 0; c < C; ++c) {
         terms[c] = DistillationSums<V>::zero();
-        accumulate<kHard, kPower>(terms[c], sv[c], tv[c], ms, mt, inv, hard_coef(c));
+        exps[c] = accumulate<kHard, kPower>(terms[c], sv[c], tv[c], ms, mt, inv, hard_coef(c));
     }
     T m_s[W], m_t[W], hard[W], student[W], teacher[W], cross[W], linear[W], coef[W];
     T log_hard[W], log_student[W], log_teacher[W];
@@ -366,7 +389,7 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
         const V vhA = vload(hA), vhB = vload(hB), vkA = vload(kA), vkB = vload(kB);
         V out[2 * W];
         for (int64_t c = 0; c < C; ++c) {
-            out[c] = gradient_vector<kHard, kPower>(sv[c] - ms, tv[c] - mt, inv, hard_coef(c), vhA, vhB, vkA, vkB);
+            out[c] = gradient_vector<kHard>(exps[c], hard_coef(c), vhA, vhB, vkA, vkB);
         }
         for (int64_t k = 0; k < W; ++k) {
             if (f[k].y >= 0) out[f[k].y] = out[f[k].y] - one_lane(k, f[k].correction);
