@@ -44,14 +44,14 @@ inline bool is_c_contiguous(const py::array& a) {
 // The per-position output of reduction 'none' (shape: x's without the class axis; x's dtype;
 // writeable), kept alive in `holder`. `contiguous`: the operation writes it densely.
 inline void check_position_output(const py::array& x, const char* input_name, int axis, const py::object& out,
-                                  bool contiguous, py::array& holder) {
+                                  bool contiguous, py::array& holder, const char* name = "out") {
     if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
     holder = out.cast<py::array>();
-    check_same_type(x, holder, input_name, "out");
-    float_type(holder, "out");
-    check_writeable(holder, "out");
+    check_same_type(x, holder, input_name, name);
+    float_type(holder, name);
+    check_writeable(holder, name);
     if (!has_position_shape(holder, x, axis) || (contiguous && !is_c_contiguous(holder))) {
-        throw std::invalid_argument(std::string("out must be ") + (contiguous ? "a C-contiguous array " : "an array ") +
+        throw std::invalid_argument(std::string(name) + " must be " + (contiguous ? "a C-contiguous array " : "an array ") +
                                     "of the shape of " + input_name + " " + shape_string(x) + " without axis " +
                                     std::to_string(axis) + ", got " + shape_string(holder));
     }

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 
 #include "bindings/array_checks.hpp"
@@ -15,10 +16,17 @@ namespace fastloss::bindings {
 
 namespace {
 
+// cross_entropy's options beyond nll_loss's.
+struct CrossEntropyExtras {
+    double z_loss = 0.0;
+    py::object lse = py::none();  // or the per-position log-sum-exps' output array
+};
+
 template <class T>
 double run_classification_loss(bool nll, const py::array& x, const py::array& target, const py::object& weight,
                                int64_t ignore_index, double label_smoothing, Reduction reduction, int axis,
-                               const py::object& out, const py::object& grad, const py::object& grad_output) {
+                               const py::object& out, const py::object& grad, const py::object& grad_output,
+                               const CrossEntropyExtras& extras) {
     ClassificationLossCall<T> call;
     call.input = static_cast<const T*>(x.data());
     call.input_strides = element_strides(x);
@@ -38,6 +46,13 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
         call.loss = static_cast<T*>(out_array.mutable_data());
         call.loss_strides = full_rank_strides(out_array, axis, x.ndim());
     }
+    call.z_loss = extras.z_loss;
+    py::array lse_array = no_array();
+    if (!extras.lse.is_none()) {
+        check_position_output(x, "input", axis, extras.lse, false, lse_array, "lse");
+        call.lse = static_cast<T*>(lse_array.mutable_data());
+        call.lse_strides = full_rank_strides(lse_array, axis, x.ndim());
+    }
 
     py::array grad_array = no_array(), grad_output_array = no_array();
     set_gradient_operands<T>(call, x, "input", axis, reduction, grad, grad_output, grad_array, grad_output_array);
@@ -49,17 +64,21 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
 py::object classification_loss_binding(bool nll, const py::array& x, const py::array& target, const py::object& weight,
                                    int64_t ignore_index, double label_smoothing, const std::string& reduction,
                                    int64_t axis_arg, const py::object& out,
-                                   const py::object& grad = py::none(), const py::object& grad_output = py::none()) {
+                                   const py::object& grad = py::none(), const py::object& grad_output = py::none(),
+                                   const CrossEntropyExtras& extras = {}) {
     const FloatType type = float_type(x, "input");
     if (x.ndim() < 1) throw std::invalid_argument("input must have at least one dimension");
     const int axis = checked_axis(x, axis_arg);
     if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
         throw std::invalid_argument("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
     }
+    if (!(extras.z_loss >= 0.0 && std::isfinite(extras.z_loss))) {
+        throw std::invalid_argument("z_loss must be a finite number >= 0, got " + std::to_string(extras.z_loss));
+    }
     const Reduction r = parse_reduction(reduction);
     const double value = with_storage_type(type, [&](auto tag) {
         return run_classification_loss<decltype(tag)>(nll, x, target, weight, ignore_index, label_smoothing, r, axis,
-                                                      out, grad, grad_output);
+                                                      out, grad, grad_output, extras);
     });
     return loss_result(value, type, r);
 }
@@ -194,16 +213,18 @@ void register_losses(py::module_& m) {
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,
            double label_smoothing, const std::string& reduction, int64_t axis, const py::object& out,
-           const py::object& grad, const py::object& grad_output) {
+           const py::object& grad, const py::object& grad_output, double z_loss, const py::object& lse) {
             return classification_loss_binding(false, x, target, weight, ignore_index, label_smoothing, reduction,
-                                               axis, out, grad, grad_output);
+                                               axis, out, grad, grad_output, CrossEntropyExtras{z_loss, lse});
         },
         py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
         py::arg("label_smoothing"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
-        py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),
+        py::arg("grad") = py::none(), py::arg("grad_output") = py::none(), py::arg("z_loss") = 0.0,
+        py::arg("lse") = py::none(),
         "Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes "
         "per-position losses to out (and returns None); "
-        "with grad, also writes the gradient w.r.t. the input there.");
+        "with grad, also writes the gradient w.r.t. the input there; with z_loss, adds z lse^2 per non-ignored "
+        "position (Liger's reduction); with lse, writes each position's log-sum-exp there.");
     m.def(
         "nll_loss",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,

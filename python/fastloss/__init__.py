@@ -24,7 +24,7 @@ from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
 from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._entropy import entropy
-from ._gradient import LossAndGrad
+from ._gradient import LossAndGrad, LossAndLse, LossLseAndGrad
 from ._linear_cross_entropy import LinearLossAndGrad, linear_cross_entropy
 from ._losses import cross_entropy, nll_loss
 from ._modules import (
@@ -54,6 +54,8 @@ __all__ = [
     "LinearLossAndGrad",
     "LogSoftmax",
     "LossAndGrad",
+    "LossAndLse",
+    "LossLseAndGrad",
     "NLLLoss",
     "Softmax",
     "__version__",

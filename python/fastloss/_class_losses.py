@@ -9,6 +9,7 @@ integer; class weights are (C,).
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Callable, Optional, Union
 
@@ -30,10 +31,12 @@ from ._validation import (
     as_float_array,
     as_index_array,
     normalize_axis,
+    real_number,
 )
 
 __all__ = [
     "check_label_smoothing",
+    "check_z_loss",
     "class_axis",
     "class_target",
     "class_weight",
@@ -78,6 +81,14 @@ def class_weight(weight: Any, classes: int) -> Optional[np.ndarray]:
             f"weight must have shape ({classes},), one value per class, got shape {w.shape}"
         )
     return w
+
+
+def check_z_loss(z_loss: Any) -> float:
+    """The z-loss coefficient (PaLM's auxiliary z_loss * lse**2): a finite number >= 0."""
+    z = real_number(z_loss, "z_loss")
+    if not (z >= 0.0 and math.isfinite(z)):
+        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    return z
 
 
 _INT64 = np.iinfo(np.int64)
@@ -163,21 +174,23 @@ def run_class_loss(
     return_grad: bool,
     grad_output: Any,
     grad_out: Any,
+    keywords: Optional[dict] = None,
 ) -> Union[LossValue, LossAndGrad]:
     """Calls a class-axis loss kernel, ``kernel(x, *operands, *options, reduction, axis, out[,
-    grad, grad_output])``, with or without the gradient. `x` is the input in the result dtype
-    (`input_dtype` is the input's own, the gradient's); `operands` are the other arrays (or
-    None), which a caller's grad_out must not overlap."""
+    grad, grad_output], **keywords)``, with or without the gradient. `x` is the input in the
+    result dtype (`input_dtype` is the input's own, the gradient's); `operands` are the other
+    arrays (or None), which a caller's grad_out must not overlap."""
     result_dtype = x.dtype
     check_gradient_options(return_grad, grad_output, grad_out)
     positions = position_shape(x.shape, axis)
     out = np.empty(positions, result_dtype) if reduction == "none" else None
+    keywords = keywords or {}
     if not return_grad:
-        value = kernel(x, *operands, *options, reduction, axis, out)
+        value = kernel(x, *operands, *options, reduction, axis, out, **keywords)
         return loss_value(value, out, reduction, result_dtype)
     grad_out, final = promoted_grad_out(grad_out, x.shape, input_dtype, result_dtype)
     x, grad, go = gradient_operands(x, positions, reduction, grad_output, grad_out)
     operands = tuple(separate_from(grad_out, operand) for operand in operands)
-    value = kernel(x, *operands, *options, reduction, axis, out, grad, go)
+    value = kernel(x, *operands, *options, reduction, axis, out, grad, go, **keywords)
     loss = loss_value(value, out, reduction, result_dtype)
     return LossAndGrad(loss, gradient_in_dtype(grad, input_dtype, final))

@@ -26,6 +26,8 @@ from ._validation import _is_supported_float, _to_ndarray, is_aligned, refuse_ma
 
 __all__ = [
     "LossAndGrad",
+    "LossAndLse",
+    "LossLseAndGrad",
     "LossValue",
     "check_grad_out",
     "check_gradient_options",
@@ -47,6 +49,23 @@ class LossAndGrad(NamedTuple):
     the first array argument (of ``sum(grad_output * loss)`` for ``reduction="none"``)."""
 
     loss: LossValue
+    grad: np.ndarray
+
+
+class LossAndLse(NamedTuple):
+    """What `cross_entropy` returns with ``return_lse=True``: the loss, and each position's
+    log-sum-exp of its logits (the per-position shape)."""
+
+    loss: LossValue
+    lse: np.ndarray
+
+
+class LossLseAndGrad(NamedTuple):
+    """`cross_entropy` with ``return_lse=True`` and ``return_grad=True``: the loss, each
+    position's log-sum-exp, and the gradient with respect to the logits."""
+
+    loss: LossValue
+    lse: np.ndarray
     grad: np.ndarray
 
 

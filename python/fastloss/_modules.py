@@ -38,12 +38,14 @@ class CrossEntropyLoss:
         reduction: str = "mean",
         label_smoothing: float = 0.0,
         axis: Optional[int] = None,
+        z_loss: float = 0.0,
     ) -> None:
         self.weight = weight
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
         self.axis = axis
+        self.z_loss = z_loss
 
     def __call__(self, input: Any, target: Any) -> LossValue:
         return cross_entropy(
@@ -54,12 +56,14 @@ class CrossEntropyLoss:
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
             axis=self.axis,
+            z_loss=self.z_loss,
         )
 
     def __repr__(self) -> str:
+        z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
         return (
             f"CrossEntropyLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
-            f"label_smoothing={self.label_smoothing}, axis={self.axis})"
+            f"label_smoothing={self.label_smoothing}, axis={self.axis}{z_loss})"
         )
 
 

@@ -72,6 +72,10 @@ struct CrossEntropyParams {
     T weight_sum;           // sum of weight (classes when weight is null): label smoothing needs it
     int64_t ignore_index;   // index targets: rows with this target are skipped and get loss 0
     T label_smoothing;      // epsilon in [0, 1]
+    // The gradient kernels' z-loss factor (z lse^2 per non-ignored position; the loss's share is
+    // added by the caller from the lse the kernels write): 2 z times the ratio of the z-loss's
+    // reduction factor to the cross-entropy's, 0 without z-loss. See cross_entropy_grad.cpp.
+    T z_loss_grad = T(0);
 };
 
 // Cross-entropy from logits, one loss per position (the caller reduces). Targets were checked by
@@ -97,6 +101,9 @@ struct CrossEntropyBlock {
     int64_t probability_stride = 0;
     T* loss = nullptr;
     int64_t loss_stride = 0;
+    // Or nullptr: each position's log-sum-exp of its logits, ignored positions' too, beside its
+    // loss (at lse[k * loss_stride]).
+    T* lse = nullptr;
     // The gradient kernels only: grad = scale * d loss / d input, where scale is the position's
     // factor of the reduction (1/D for mean, 1 for sum, grad_output for none). grad may be input.
     const T* scale = nullptr;

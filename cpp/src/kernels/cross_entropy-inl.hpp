@@ -12,6 +12,21 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
+// A position's log-sum-exp from its max m and log s, s = sum_c exp(x_c - m), for the kernels' lse
+// output: -inf for an all -inf row, whichever way its s came out (0, or NaN from -inf - -inf in
+// the layouts that do not shift such rows); NaN for a row holding +inf or NaN, whose loss is NaN.
+template <class T>
+T log_sum_exp(T m, T log_s) {
+    return m == -infinity<T>() ? m : m + log_s;
+}
+
+// The log-sum-exp of a row whose loss does not need its logits (an ignored row), when asked for.
+template <class S, class T = compute_t<S>>
+T row_log_sum_exp(const S* x, int64_t n) {
+    const RowMaxSum<T> ms = row_max_sum(x, n, static_cast<const S*>(nullptr));
+    return log_sum_exp(ms.max, scalar_log(ms.sum));
+}
+
 // Zeroes a row of n gradient values: an ignored row's, written without reading its logits.
 template <class S, class T = compute_t<S>>
 void zero_row(S* grad, int64_t n) {

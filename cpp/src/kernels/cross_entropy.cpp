@@ -15,6 +15,8 @@
 // softmax], two for short ones [Note: two sweeps for short rows]); with it, and for probability
 // targets, a max sweep comes first and the second sweep reads from L1/L2.
 // Either way DRAM sees each logit once. Ignored rows are skipped without being read, so NaN or inf there cannot leak.
+// Asked for (block.lse), every position's lse = m + log s is written too, ignored rows' included
+// (then read for it alone); the driver adds a z-loss's share of the loss from those.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy-inl.hpp"
 
@@ -25,7 +27,7 @@ namespace {
 // W rows in lanes [Note: few classes], without label smoothing.
 template <class S, class T = compute_t<S>>
 void index_rows_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
-                         T* loss, int64_t loss_stride, const CrossEntropyParams<T>& p) {
+                         T* loss, T* lse, int64_t loss_stride, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const LanesShiftSum<T> ss = lanes_shift_sum(x, x_row_stride, p.classes, false);
@@ -33,6 +35,7 @@ void index_rows_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target
     store(m, ss.shift);
     store(log_s, vlog(ss.sum));
     for (int64_t k = 0; k < W; ++k) {
+        if (lse) lse[k * loss_stride] = log_sum_exp(m[k], log_s[k]);
         const int64_t y = target[k * target_stride];
         T& out = loss[k * loss_stride];
         if (y == p.ignore_index) {
@@ -47,20 +50,21 @@ void index_rows_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
-                T* loss, int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
+                T* loss, T* lse, int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
     int64_t r = 0;
     if (p.label_smoothing == T(0) && rows_fit_lanes<T>(C, x_row_stride)) {
         for (; r + W <= rows; r += W) {
             index_rows_in_lanes(x + r * x_row_stride, x_row_stride, target + r * target_stride, target_stride,
-                                loss + r * loss_stride, loss_stride, p);
+                                loss + r * loss_stride, lse ? lse + r * loss_stride : nullptr, loss_stride, p);
         }
     }
     for (; r < rows; ++r) {
         const int64_t y = target[r * target_stride];
         if (y == p.ignore_index) {
             loss[r * loss_stride] = T(0);
+            if (lse) lse[r * loss_stride] = row_log_sum_exp(x + r * x_row_stride, C);
             continue;
         }
         const S* xr = x + r * x_row_stride;
@@ -74,21 +78,25 @@ void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t
             row_sum_exp_and_shifted_sum(xr, m, p.weight, C, s, t);
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
-        loss[r * loss_stride] = index_loss(scalar_log(s), xr[y] - m, w_y, t, p);
+        const T log_s = scalar_log(s);
+        loss[r * loss_stride] = index_loss(log_s, xr[y] - m, w_y, t, p);
+        if (lse) lse[r * loss_stride] = log_sum_exp(m, log_s);
     }
 }
 
 // Probability targets: one sweep after the max gathers s, A = sum w q' (x - m), B = sum w q'.
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
-void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride, T* loss,
+void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride, T* loss, T* lse,
                       int64_t loss_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     const int64_t C = p.classes;
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
-        const ProbabilityRowSums<T> sums =
-            probability_row_sums<S>(xr, q + r * q_row_stride, row_max(xr, C), C, p, nullptr);
-        loss[r * loss_stride] = sums.weight_total * scalar_log(sums.sum) - sums.weighted_shifted_sum;
+        const T m = row_max(xr, C);
+        const ProbabilityRowSums<T> sums = probability_row_sums<S>(xr, q + r * q_row_stride, m, C, p, nullptr);
+        const T log_s = scalar_log(sums.sum);
+        loss[r * loss_stride] = sums.weight_total * log_s - sums.weighted_shifted_sum;
+        if (lse) lse[r * loss_stride] = log_sum_exp(m, log_s);
     }
 }
 
@@ -97,7 +105,7 @@ void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_ro
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
-                   T* loss, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
+                   T* loss, T* lse, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
@@ -107,6 +115,7 @@ void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, in
         store(log_s_lane, vlog(st.sum));
         store(t_lane, st.shifted_sum);
         for (int64_t k = 0; k < lanes; ++k) {
+            if (lse) lse[(j + k) * loss_stride] = log_sum_exp(m_lane[k], log_s_lane[k]);
             const int64_t y = target[(j + k) * target_stride];
             T& out = loss[(j + k) * loss_stride];
             if (y == p.ignore_index) {
@@ -122,16 +131,22 @@ void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, in
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void probability_columns(const S* x, int64_t x_class_stride, const S* q, int64_t q_class_stride,
-                         T* loss, int64_t loss_stride, int64_t columns,
+                         T* loss, T* lse, int64_t loss_stride, int64_t columns,
                          const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
         const ProbabilityColumnStatistics<T> st =
             probability_column_statistics(x + j, x_class_stride, q + j, q_class_stride, lanes, p);
-        T out_lane[W];
-        store(out_lane, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
-        for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_lane[k];
+        const Vec<T> log_s = vlog(st.sum);
+        T out_lane[W], m_lane[W], log_s_lane[W];
+        store(out_lane, st.weight_total * log_s - st.weighted_shifted_sum);
+        store(m_lane, st.max);
+        store(log_s_lane, log_s);
+        for (int64_t k = 0; k < lanes; ++k) {
+            loss[(j + k) * loss_stride] = out_lane[k];
+            if (lse) lse[(j + k) * loss_stride] = log_sum_exp(m_lane[k], log_s_lane[k]);
+        }
     }
 }
 
@@ -143,24 +158,24 @@ void probability_columns(const S* x, int64_t x_class_stride, const S* q, int64_t
 // fusion, and so possibly other last bits).
 template <class S, class T = compute_t<S>>
 void index_rows_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
-    index_rows(b.input, b.input_stride, b.target, b.target_stride, b.loss, b.loss_stride, b.count, p);
+    index_rows(b.input, b.input_stride, b.target, b.target_stride, b.loss, b.lse, b.loss_stride, b.count, p);
 }
 
 template <class S, class T = compute_t<S>>
 void index_columns_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
-    index_columns(b.input, b.input_stride, b.target, b.target_stride, b.loss, b.loss_stride, b.count, p);
+    index_columns(b.input, b.input_stride, b.target, b.target_stride, b.loss, b.lse, b.loss_stride, b.count, p);
 }
 
 template <class S, class T = compute_t<S>>
 void probability_rows_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
-    probability_rows(b.input, b.input_stride, b.probabilities, b.probability_stride, b.loss, b.loss_stride,
+    probability_rows(b.input, b.input_stride, b.probabilities, b.probability_stride, b.loss, b.lse, b.loss_stride,
                      b.count, p);
 }
 
 template <class S, class T = compute_t<S>>
 void probability_columns_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
-    probability_columns(b.input, b.input_stride, b.probabilities, b.probability_stride, b.loss, b.loss_stride,
-                        b.count, p);
+    probability_columns(b.input, b.input_stride, b.probabilities, b.probability_stride, b.loss, b.lse,
+                        b.loss_stride, b.count, p);
 }
 
 template <class S>

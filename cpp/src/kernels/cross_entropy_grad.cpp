@@ -7,6 +7,8 @@
 //                          = A e_c - B w_c - g (1-eps) w_y [c = y]
 //                     with A = (g / s)((1-eps) w_y + eps W / C) and B = g eps / C
 //   probabilities q:  dx_c = g (b p_c - w_c q'_c),  b = sum_c w_c q'_c
+//   z-loss z lse^2:   + g_z 2 z lse p_c, one more share of the factor of e_c (with_z_loss in
+//                     cross_entropy_terms-inl.hpp), g_z its own reduction factor
 // Ignored positions get a zero gradient (and loss). The target entry is formed in T from p_y
 // computed directly, so p_y - 1 cancels no worse than in PyTorch.
 //
@@ -110,7 +112,7 @@ T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smooth
 // any gradient is written, so grad may alias x.
 template <class S, class T = compute_t<S>>
 void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
-                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                              const T* scale, int64_t scale_stride, T* loss, T* lse, int64_t loss_stride, S* grad,
                               int64_t grad_row_stride, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -137,6 +139,8 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
     store(log_s_l, vlog(s));
     store(t_l, t);
     for (int64_t k = 0; k < W; ++k) {
+        const T lse_k = log_sum_exp(m_l[k], log_s_l[k]);
+        if (lse) lse[k * loss_stride] = lse_k;
         const int64_t y = target[k * target_stride];
         y_l[k] = y;
         a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
@@ -146,7 +150,7 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
         loss[k * loss_stride] = index_loss(log_s_l[k], x[k * x_row_stride + y] - m_l[k], w_y, t_l[k], p);
-        const IndexGradient<T> d = index_gradient(scale[k * scale_stride], s_l[k], w_y, p);
+        const IndexGradient<T> d = index_gradient(scale[k * scale_stride], s_l[k], lse_k, w_y, p);
         a_l[k] = d.a;
         b_l[k] = d.b;
         corr_l[k] = d.correction;
@@ -170,7 +174,7 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
-                     const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                     const T* scale, int64_t scale_stride, T* loss, T* lse, int64_t loss_stride, S* grad,
                      int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     constexpr int64_t W = Vec<T>::width;
     const int64_t C = p.classes;
@@ -180,8 +184,8 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
         for (; first + W <= rows; first += W) {
             index_rows_grad_in_lanes(x + first * x_row_stride, x_row_stride, target + first * target_stride,
                                      target_stride, scale + first * scale_stride, scale_stride,
-                                     loss + first * loss_stride, loss_stride, grad + first * grad_row_stride,
-                                     grad_row_stride, p);
+                                     loss + first * loss_stride, lse ? lse + first * loss_stride : nullptr,
+                                     loss_stride, grad + first * grad_row_stride, grad_row_stride, p);
         }
     }
     for (int64_t r = first; r < rows; ++r) {
@@ -189,6 +193,7 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
         S* gr = grad + r * grad_row_stride;
         if (y == p.ignore_index) {
             loss[r * loss_stride] = T(0);
+            if (lse) lse[r * loss_stride] = row_log_sum_exp(x + r * x_row_stride, C);  // before grad (maybe x)
             zero_row(gr, C);
             continue;
         }
@@ -198,8 +203,10 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
         T t = T(0);
         const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t);
         const T w_y = p.weight ? p.weight[y] : T(1);
-        loss[r * loss_stride] = index_loss(scalar_log(s), x_y - m, w_y, t, p);
-        const IndexGradient<T> d = index_gradient(scale[r * scale_stride], s, w_y, p);
+        const T log_s = scalar_log(s), lse_r = log_sum_exp(m, log_s);
+        loss[r * loss_stride] = index_loss(log_s, x_y - m, w_y, t, p);
+        if (lse) lse[r * loss_stride] = lse_r;
+        const IndexGradient<T> d = index_gradient(scale[r * scale_stride], s, lse_r, w_y, p);
         scale_and_shift_row(xr, m, gr, C, d.a, d.b, smoothing_weights(p));
         gr[y] = target_entry(d.a, d.b, w_y, d.correction, x_y, m);
     }
@@ -208,7 +215,7 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t q_row_stride,
-                           const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                           const T* scale, int64_t scale_stride, T* loss, T* lse, int64_t loss_stride, S* grad,
                            int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -221,9 +228,11 @@ void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t
         const ProbabilityRowSums<T> sums =
             probability_row_sums<S>(xr, qr, m, C, p, stage_exponentials<S> ? gr : nullptr);
         const T sum = sums.sum, b_total = sums.weight_total;
-        loss[r * loss_stride] = b_total * scalar_log(sum) - sums.weighted_shifted_sum;
+        const T log_s = scalar_log(sum), lse_r = log_sum_exp(m, log_s);
+        loss[r * loss_stride] = b_total * log_s - sums.weighted_shifted_sum;
+        if (lse) lse[r * loss_stride] = lse_r;
         const T g = scale[r * scale_stride];
-        const V factor = V::broadcast(g * b_total / sum), vg = V::broadcast(g);
+        const V factor = V::broadcast(with_z_loss(g * b_total / sum, g, sum, lse_r, p)), vg = V::broadcast(g);
         const SmoothedTargets<T> targets(p);
         for (int64_t i = 0; i < C; i += W) {
             const int64_t lanes = C - i < W ? C - i : W;
@@ -239,7 +248,7 @@ void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
-                        const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                        const T* scale, int64_t scale_stride, T* loss, T* lse, int64_t loss_stride, S* grad,
                         int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -257,6 +266,8 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
             a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
             y_l[k] = -1;
             if (k >= lanes) continue;
+            const T log_s = scalar_log(s_l[k]), lse_k = log_sum_exp(m_l[k], log_s);
+            if (lse) lse[(j + k) * loss_stride] = lse_k;
             const int64_t y = target[(j + k) * target_stride];
             T& out = loss[(j + k) * loss_stride];
             if (y == p.ignore_index) {
@@ -265,8 +276,8 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
             }
             const T w_y = p.weight ? p.weight[y] : T(1);
             x_y_l[k] = x[y * x_class_stride + j + k];  // before the gradient (maybe x) is written
-            out = index_loss(scalar_log(s_l[k]), x_y_l[k] - m_l[k], w_y, t_l[k], p);
-            const IndexGradient<T> d = index_gradient(scale[(j + k) * scale_stride], s_l[k], w_y, p);
+            out = index_loss(log_s, x_y_l[k] - m_l[k], w_y, t_l[k], p);
+            const IndexGradient<T> d = index_gradient(scale[(j + k) * scale_stride], s_l[k], lse_k, w_y, p);
             a_l[k] = d.a;
             b_l[k] = d.b;
             corr_l[k] = d.correction;
@@ -294,7 +305,7 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void probability_columns_grad(const S* x, int64_t x_class_stride, const S* q, int64_t q_class_stride,
-                              const T* scale, int64_t scale_stride, T* loss, int64_t loss_stride, S* grad,
+                              const T* scale, int64_t scale_stride, T* loss, T* lse, int64_t loss_stride, S* grad,
                               int64_t grad_class_stride, int64_t columns, const CrossEntropyParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
@@ -302,12 +313,27 @@ void probability_columns_grad(const S* x, int64_t x_class_stride, const S* q, in
         const int64_t lanes = columns - j < W ? columns - j : W;
         const ProbabilityColumnStatistics<T> st =
             probability_column_statistics(x + j, x_class_stride, q + j, q_class_stride, lanes, p);
-        T out_l[W], scale_l[W];
-        store(out_l, st.weight_total * vlog(st.sum) - st.weighted_shifted_sum);
+        const V log_s = vlog(st.sum);
+        T out_l[W], scale_l[W], m_l[W], log_s_l[W], factor_l[W];
+        store(out_l, st.weight_total * log_s - st.weighted_shifted_sum);
+        store(m_l, st.max);
+        store(log_s_l, log_s);
         for (int64_t k = 0; k < W; ++k) scale_l[k] = k < lanes ? scale[(j + k) * scale_stride] : T(0);
-        for (int64_t k = 0; k < lanes; ++k) loss[(j + k) * loss_stride] = out_l[k];
+        for (int64_t k = 0; k < lanes; ++k) {
+            loss[(j + k) * loss_stride] = out_l[k];
+            if (lse) lse[(j + k) * loss_stride] = log_sum_exp(m_l[k], log_s_l[k]);
+        }
         const V g = vload(scale_l);
-        const V factor = g * st.weight_total / st.sum;
+        V factor = g * st.weight_total / st.sum;
+        if (p.z_loss_grad != T(0)) {  // (see with_z_loss)
+            store(factor_l, factor);
+            T sum_l[W];
+            store(sum_l, st.sum);
+            for (int64_t k = 0; k < W; ++k) {
+                factor_l[k] = with_z_loss(factor_l[k], scale_l[k], sum_l[k], log_sum_exp(m_l[k], log_s_l[k]), p);
+            }
+            factor = vload(factor_l);
+        }
         for (int64_t c = 0; c < p.classes; ++c) {
             // q' is read before the gradient is stored: grad may alias x but never q.
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
@@ -322,26 +348,26 @@ void probability_columns_grad(const S* x, int64_t x_class_stride, const S* q, in
 // (out-of-line) kernel as the arguments it takes.
 template <class S, class T = compute_t<S>>
 void index_rows_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
-    index_rows_grad(b.input, b.input_stride, b.target, b.target_stride, b.scale, b.scale_stride, b.loss,
+    index_rows_grad(b.input, b.input_stride, b.target, b.target_stride, b.scale, b.scale_stride, b.loss, b.lse,
                     b.loss_stride, b.grad, b.grad_stride, b.count, p);
 }
 
 template <class S, class T = compute_t<S>>
 void index_columns_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
-    index_columns_grad(b.input, b.input_stride, b.target, b.target_stride, b.scale, b.scale_stride, b.loss,
+    index_columns_grad(b.input, b.input_stride, b.target, b.target_stride, b.scale, b.scale_stride, b.loss, b.lse,
                        b.loss_stride, b.grad, b.grad_stride, b.count, p);
 }
 
 template <class S, class T = compute_t<S>>
 void probability_rows_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
     probability_rows_grad(b.input, b.input_stride, b.probabilities, b.probability_stride, b.scale, b.scale_stride,
-                          b.loss, b.loss_stride, b.grad, b.grad_stride, b.count, p);
+                          b.loss, b.lse, b.loss_stride, b.grad, b.grad_stride, b.count, p);
 }
 
 template <class S, class T = compute_t<S>>
 void probability_columns_grad_entry(const CrossEntropyBlock<S>& b, const CrossEntropyParams<T>& p) {
     probability_columns_grad(b.input, b.input_stride, b.probabilities, b.probability_stride, b.scale,
-                             b.scale_stride, b.loss, b.loss_stride, b.grad, b.grad_stride, b.count, p);
+                             b.scale_stride, b.loss, b.lse, b.loss_stride, b.grad, b.grad_stride, b.count, p);
 }
 
 }  // namespace

@@ -31,12 +31,22 @@ struct IndexGradient {
     T a, b, correction;
 };
 
+// With z-loss, z lse^2 per position, d/dx_c = 2 z lse p_c = (2 z lse / s) e_c: one more share of
+// the factor of e_c, g z_loss_grad lse / s (z_loss_grad holds 2 z and the ratio of the two
+// reductions' factors, see CrossEntropyParams). Without z-loss nothing is added (not even 0, which
+// would turn a -0 factor into +0).
 template <class T>
-IndexGradient<T> index_gradient(T g, T s, T w_y, const CrossEntropyParams<T>& p) {
+T with_z_loss(T a, T g, T s, T lse, const CrossEntropyParams<T>& p) {
+    return p.z_loss_grad == T(0) ? a : a + g * p.z_loss_grad * lse / s;
+}
+
+template <class T>
+IndexGradient<T> index_gradient(T g, T s, T lse, T w_y, const CrossEntropyParams<T>& p) {
     const T eps = p.label_smoothing;
-    if (eps == T(0)) return {g / s * w_y, T(0), g * w_y};
+    if (eps == T(0)) return {with_z_loss(g / s * w_y, g, s, lse, p), T(0), g * w_y};
     const T C = T(p.classes);
-    return {g / s * ((T(1) - eps) * w_y + eps * p.weight_sum / C), g * eps / C, g * (T(1) - eps) * w_y};
+    const T a = g / s * ((T(1) - eps) * w_y + eps * p.weight_sum / C);
+    return {with_z_loss(a, g, s, lse, p), g * eps / C, g * (T(1) - eps) * w_y};
 }
 
 // The class weights of the b w_c term: none without smoothing (see index_gradient).

@@ -264,7 +264,7 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
         const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
         hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
         if constexpr (kGrad) {
-            const IndexGradient<T> d = index_gradient(h, sums.hard, w_y, p.hard);
+            const IndexGradient<T> d = index_gradient(h, sums.hard, sums.max + log_hard, w_y, p.hard);
             f.hA = d.a;
             f.hB = d.b;
             f.correction = d.correction;
@@ -530,7 +530,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                 } else {
                     const T w_y = w ? w[y] : T(1);
                     hard = index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard);
-                    const IndexGradient<T> d = index_gradient(h, hard_lane[k], w_y, p.hard);
+                    const IndexGradient<T> d = index_gradient(h, hard_lane[k], m_lane[k] + log_hard[k], w_y, p.hard);
                     hA_l[k] = d.a;
                     hB_l[k] = d.b;
                     corr_l[k] = d.correction;

@@ -54,11 +54,12 @@ struct CrossEntropyOperands {
     S* grad;                     // nullptr: no gradient
     const T* scale;              // the gradient's factor: grad_output per position, or one for all
     bool scale_varies;
+    T* lse;                      // nullptr, or one per position laid out as `losses`
 
     CrossEntropyOperands(const S* logits, const int64_t* target, const S* probabilities, T* losses, S* grad,
-                         const T* grad_output, const T* constant_scale)
+                         const T* grad_output, const T* constant_scale, T* lse = nullptr)
         : logits(logits), target(target), probabilities(probabilities), losses(losses), grad(grad),
-          scale(grad_output ? grad_output : constant_scale), scale_varies(grad_output != nullptr) {}
+          scale(grad_output ? grad_output : constant_scale), scale_varies(grad_output != nullptr), lse(lse) {}
 
     // The block of `count` positions at offsets `at`: full operands `full_stride` apart (the row
     // stride or the class stride), per-position ones `position_stride` apart.
@@ -77,6 +78,7 @@ struct CrossEntropyOperands {
         }
         b.loss = losses + at[Slot::loss];
         b.loss_stride = position_stride[Slot::loss];
+        if (lse) b.lse = lse + at[Slot::loss];
         if (grad) {
             b.grad = grad + at[Slot::grad];
             b.grad_stride = full_stride[Slot::grad];

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -18,32 +19,55 @@ namespace {
 
 // Where the per-position losses go: the caller's array for reduction 'none' when it holds T,
 // else a scratch array in position order (converted to S for 'none', summed in order otherwise:
-// the sum is the same for any number of threads).
+// the sum is the same for any number of threads). `with_lse`: the log-sum-exps go to a second
+// scratch array beside them (the losses then always to scratch, so both have one layout).
 template <class S>
 class PositionLosses {
 public:
     using T = compute_t<S>;
     static constexpr bool kInCallerArray = std::is_same_v<S, T>;
 
-    explicit PositionLosses(const ClassificationLossCall<S>& call) : call_(call), strides_(call.loss_strides) {
+    PositionLosses(const ClassificationLossCall<S>& call, bool with_lse) : call_(call), strides_(call.loss_strides) {
+        const int64_t positions = position_count(call.shape, call.axis);
         if constexpr (kInCallerArray) values_ = call.loss;
-        if (call.reduction != Reduction::none || !kInCallerArray) {
-            scratch_ = scratch_vector<T>(position_count(call.shape, call.axis), "per-position losses");
+        if (call.reduction != Reduction::none || !kInCallerArray || with_lse) {
+            scratch_ = scratch_vector<T>(positions, "per-position losses");
             values_ = scratch_.data();
             strides_ = position_strides(call.shape, call.axis);
         }
+        if (with_lse) lse_ = scratch_vector<T>(positions, "per-position log-sum-exps");
     }
     T* values() const { return values_; }
+    T* lse() { return lse_.empty() ? nullptr : lse_.data(); }
     const Extents& strides() const { return strides_; }
 
-    // The reduced loss (0 for 'none', whose values are now in the caller's array).
-    double finish(double denominator) const {
+    // z-loss, Liger's: z lse^2 at each position where `counts(i)` (a non-ignored target), added to
+    // that position's loss for 'none'; otherwise summed and, for 'mean', divided by the number of
+    // such positions -- not by the weights that divide the cross-entropy. Returns the reduced term.
+    template <class Counts>
+    double add_z_loss(double z, Counts&& counts) {
+        const T zt = T(z);
+        double total = 0.0;
+        int64_t count = 0;
+        for (size_t i = 0; i < lse_.size(); ++i) {
+            if (!counts(int64_t(i))) continue;
+            const T term = zt * lse_[i] * lse_[i];
+            if (call_.reduction == Reduction::none) values_[i] += term; else total += double(term);
+            ++count;
+        }
+        return call_.reduction == Reduction::mean ? total / double(count) : total;
+    }
+
+    // The reduced loss (0 for 'none', whose values are now in the caller's array), plus a reduced
+    // z-loss; the log-sum-exps go to the caller's lse array if there is one.
+    double finish(double denominator, double z_loss_term = 0.0) const {
+        if (call_.lse) store_positions(lse_.data(), call_.lse, call_.lse_strides, call_.shape, call_.axis);
         if (call_.reduction == Reduction::none) {
-            if (!kInCallerArray) store_positions(values_, call_.loss, call_.loss_strides, call_.shape, call_.axis);
+            if (!scratch_.empty()) store_positions(values_, call_.loss, call_.loss_strides, call_.shape, call_.axis);
             return 0.0;
         }
         const double total = sum_in_order(scratch_);
-        return call_.reduction == Reduction::sum ? total : total / denominator;
+        return (call_.reduction == Reduction::sum ? total : total / denominator) + z_loss_term;
     }
 
 private:
@@ -51,6 +75,7 @@ private:
     T* values_ = nullptr;
     Extents strides_;
     std::vector<T> scratch_;
+    std::vector<T> lse_;
 };
 
 // A target that failed its check on use (see nll_loss_forward), reported after the parallel region.
@@ -83,11 +108,12 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     const T* grad_output = small.grad_output;
     const Extents& grad_output_strides = small.grad_output_strides;
 
-    const PositionLosses<S> losses(call);
+    const bool z_loss = call.z_loss != 0.0;
+    PositionLosses<S> losses(call, call.lse != nullptr || z_loss);
     T* loss = losses.values();
     const Extents& loss_strides = losses.strides();
 
-    const CrossEntropyParams<T> params = cross_entropy_params(call, weight);
+    CrossEntropyParams<T> params = cross_entropy_params(call, weight);
 
     // Every target is checked (and copied) before anything is computed or written.
     CheckedTargets checked;
@@ -95,6 +121,8 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         checked = checked_class_targets(call.target, call.target_strides, call.shape, call.axis, call.ignore_index,
                                         weight);
     }
+    // The positions that carry a z-loss: the non-ignored ones (the copied targets are in position order).
+    auto counts = [&](int64_t i) { return !index_targets || checked.target[i] != call.ignore_index; };
     using Slot = CrossEntropySlot;
     const GeometryOperands operand_strides = cross_entropy_geometry_operands(
         call.input_strides, loss_strides, index_targets ? checked.strides : call.probability_strides, !index_targets,
@@ -106,8 +134,20 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     // The gradient's per-position factor: grad_output (none), 1 (sum) or 1/denominator (mean).
     const T constant_scale =
         call.grad_output_scalar * (call.reduction == Reduction::mean ? T(1.0 / denominator) : T(1));
+    if (z_loss && with_grad) {
+        // The kernels scale each position's gradient by its cross-entropy factor g; the z-loss's
+        // factor is g too, except under mean, whose z-loss divides by the count of non-ignored
+        // positions rather than by their weights: there it is g * denominator / count.
+        double ratio = 1.0;
+        if (call.reduction == Reduction::mean) {
+            int64_t count = 0;
+            for (int64_t i = 0; i < positions; ++i) count += counts(i) ? 1 : 0;
+            ratio = denominator / double(count);
+        }
+        params.z_loss_grad = T(2.0 * call.z_loss * ratio);
+    }
     const CrossEntropyOperands<S> operands(call.input, checked.target, call.probabilities, loss, call.grad, grad_output,
-                                           &constant_scale);
+                                           &constant_scale, losses.lse());
 
     const CrossEntropyKernels<S>& k = active_kernels().kernels<S>().cross_entropy;
     using Kernel = typename CrossEntropyKernels<S>::Kernel;
@@ -143,8 +183,11 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         // one is ignore_index). The caller's array is uninitialised memory, so it must be written.
         for_each_position(g, [&](const int64_t* at) { loss[at[Slot::loss]] = T(0); });
     }
+    if (classes == 0 && losses.lse()) {  // an empty row's log-sum-exp
+        std::fill(losses.lse(), losses.lse() + positions, -std::numeric_limits<T>::infinity());
+    }
 
-    return losses.finish(denominator);
+    return losses.finish(denominator, z_loss ? losses.add_z_loss(call.z_loss, counts) : 0.0);
 }
 
 template <class S>
@@ -153,7 +196,7 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     const int64_t classes = call.shape[size_t(call.axis)];
     std::vector<T> weight_holder;
     const T* weight = contiguous_in_compute_type(call.weight, classes, weight_holder);
-    const PositionLosses<S> losses(call);
+    const PositionLosses<S> losses(call, false);
     T* loss = losses.values();
     // Checked before anything is written; copied when a gradient is written (grad_out may share the
     // targets' memory). The loss-only visit reads the caller's targets and checks each one again.

@@ -34,6 +34,13 @@ struct ClassificationLossCall {
     S* loss = nullptr;  // Reduction::none: per-position output
     Extents loss_strides;
 
+    // cross_entropy only. z-loss: z lse^2 added per non-ignored position, reduced as Liger reduces
+    // it (see cross_entropy_forward). lse, or nullptr: each position's log-sum-exp of its logits
+    // (ignored positions' too), an output of the per-position shape.
+    double z_loss = 0.0;
+    S* lse = nullptr;
+    Extents lse_strides;
+
     // Optional gradient of the returned loss w.r.t. the input, same shape (may be the input).
     // For Reduction::none it is the gradient of sum(grad_output * loss); grad_output is a
     // per-position array (nullptr: all ones).

@@ -1,0 +1,220 @@
+"""cross_entropy's opt-in options of large-model training: z_loss (PaLM's z_loss * lse**2 with
+Liger's reduction) and return_lse (each position's log-sum-exp), against a float64 reference
+written out here, a PyTorch composition, and the plain loss (which the defaults keep bit for bit),
+in every layout the kernels have."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+import reference as ref
+
+Z = 1e-2
+
+
+def z_loss_reference(x, target, z, reduction, axis=None, **options):
+    """cross_entropy + z * lse**2 per non-ignored position, reduced as Liger reduces it: the
+    z-loss sum is divided by the number of non-ignored positions under mean (not by weights)."""
+    ax = (1 if np.ndim(x) >= 2 else 0) if axis is None else axis % np.ndim(x)
+    ce = ref.cross_entropy(x, target, reduction=reduction, axis=ax, **options)
+    lse = ref.logsumexp(x, ax)
+    target = np.asarray(target)
+    ignore = options.get("ignore_index", -100)
+    counted = np.ones(lse.shape, bool) if target.dtype.kind == "f" else target != ignore
+    with np.errstate(invalid="ignore"):
+        zt = np.where(counted, z * lse**2, 0.0)
+    if reduction == "none":
+        return ce + zt
+    return ce + (zt.sum() if reduction == "sum" else zt.sum() / counted.sum())
+
+
+def _logits(shape, dtype, rng):
+    return (rng.standard_normal(shape) * 3).astype(dtype)
+
+
+def _targets(shape, axis, rng):
+    positions = shape[:axis] + shape[axis + 1 :]
+    y = rng.integers(0, shape[axis], positions)
+    y.flat[1 % y.size] = -100
+    return y
+
+
+# (shape, axis): rows in lanes (few classes), rows, the columns layout (class axis not last),
+# and a row longer than one sum block (4096 classes) with the online sweep.
+LAYOUTS = [((32, 10), 1), ((9, 300), 1), ((6, 5, 7), 1), ((3, 5000), 1), ((4, 37), -1)]
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing,weighted", [(0.0, False), (0.1, True)])
+def test_z_loss_and_lse_against_the_float64_reference(
+    shape, axis, reduction, smoothing, weighted, rng, isa
+):
+    x = _logits(shape, np.float64, rng)
+    y = _targets(shape, axis % len(shape), rng)
+    w = rng.uniform(0.5, 2.0, shape[axis]) if weighted else None
+    options = dict(weight=w, label_smoothing=smoothing, reduction=reduction, axis=axis)
+    got = fl.cross_entropy(x, y, z_loss=Z, return_lse=True, **options)
+    assert type(got) is fl.LossAndLse
+    want = z_loss_reference(x, y, Z, **options)
+    np.testing.assert_allclose(got.loss, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.lse, ref.logsumexp(x, axis), rtol=1e-13)
+    assert got.lse.shape == y.shape and got.lse.dtype == x.dtype
+    # float32: within float32 roundings of the same reference
+    x32 = x.astype(np.float32)
+    got32 = fl.cross_entropy(x32, y, z_loss=Z, return_lse=True, **options)
+    want32 = z_loss_reference(x32, y, Z, **options)
+    np.testing.assert_allclose(got32.loss, want32, rtol=3e-5, atol=1e-5)
+    np.testing.assert_allclose(got32.lse, ref.logsumexp(x32, axis), rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_z_loss_with_probability_targets_counts_every_position(reduction, rng):
+    x = _logits((7, 30), np.float64, rng)
+    q = rng.dirichlet(np.ones(30), 7)
+    got = fl.cross_entropy(x, q, z_loss=Z, reduction=reduction, label_smoothing=0.05)
+    want = z_loss_reference(x, q, Z, reduction=reduction, label_smoothing=0.05)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    xc = np.ascontiguousarray(np.moveaxis(x, 1, 0))  # the columns layout
+    got_columns = fl.cross_entropy(xc, np.moveaxis(q, 1, 0), z_loss=Z, reduction=reduction,
+                                   label_smoothing=0.05, axis=0)
+    np.testing.assert_allclose(got_columns, want, rtol=1e-12, atol=1e-12)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_z_loss_gradient_is_autograds_of_the_torch_composition(shape, axis, reduction, dtype, rng):
+    torch = _torch()
+    ax = axis % len(shape)
+    x = _logits(shape, dtype, rng)
+    y = _targets(shape, ax, rng)
+    w = rng.uniform(0.5, 2.0, shape[ax]).astype(dtype)
+    go = rng.standard_normal(y.shape).astype(dtype) if reduction == "none" else 0.75
+    got = fl.cross_entropy(x, y, weight=w, reduction=reduction, axis=axis, z_loss=Z,
+                           return_lse=True, return_grad=True, grad_output=go)
+    assert type(got) is fl.LossLseAndGrad
+
+    # The z-loss spelled in torch ops (Liger's lse_square_scale semantics).
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.tensor(y)
+    moved = tx.movedim(ax, 1) if tx.ndim > 1 else tx
+    ce = torch.nn.functional.cross_entropy(moved, ty, weight=torch.tensor(w), reduction=reduction)
+    lse = torch.logsumexp(tx, dim=ax)
+    counted = (ty != -100).to(tx.dtype)
+    zt = Z * lse**2 * counted
+    total = ce + (zt if reduction == "none" else zt.sum() / (counted.sum() if reduction == "mean" else 1))
+    (total * torch.tensor(go, dtype=tx.dtype)).sum().backward()
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got.loss, total.detach().numpy(), **tol)
+    np.testing.assert_allclose(got.lse, lse.detach().numpy(), **tol)
+    np.testing.assert_allclose(got.grad, tx.grad.numpy(), **tol)
+
+
+def test_z_loss_gradcheck_in_float64(rng):
+    torch = _torch()
+    x = _logits((5, 7), np.float64, rng)
+    y = np.array([0, 6, -100, 3, 3])
+
+    class ZLoss(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            r = fl.cross_entropy(t.detach().numpy(), y, z_loss=0.3, label_smoothing=0.2,
+                                 return_grad=True)
+            ctx.save_for_backward(torch.from_numpy(r.grad))
+            return torch.tensor(float(r.loss), dtype=t.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * ctx.saved_tensors[0]
+
+    assert torch.autograd.gradcheck(ZLoss.apply, (torch.tensor(x, requires_grad=True),))
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_the_defaults_give_the_plain_loss_bit_for_bit(shape, axis, reduction, rng, isa):
+    x = _logits(shape, np.float32, rng)
+    y = _targets(shape, axis % len(shape), rng)
+    options = dict(reduction=reduction, axis=axis, label_smoothing=0.1)
+    plain = fl.cross_entropy(x, y, return_grad=True, **options)
+    explicit = fl.cross_entropy(x, y, z_loss=0, return_grad=True, **options)  # the general path
+    with_lse = fl.cross_entropy(x, y, return_lse=True, return_grad=True, **options)
+    for other in (explicit, with_lse):
+        assert np.asarray(other.loss).tobytes() == np.asarray(plain.loss).tobytes()
+        assert other.grad.tobytes() == plain.grad.tobytes()
+    lse_only = fl.cross_entropy(x, y, return_lse=True, **options)
+    plain_loss = fl.cross_entropy(x, y, **options)  # (the loss-only kernels: their own sums)
+    assert np.asarray(lse_only.loss).tobytes() == np.asarray(plain_loss).tobytes()
+    np.testing.assert_allclose(lse_only.lse, with_lse.lse, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+def test_one_and_two_threads_give_the_same_bits(shape, axis, rng, threads):
+    x = _logits(shape, np.float32, rng)
+    y = _targets(shape, axis % len(shape), rng)
+    got = fl.cross_entropy(x, y, axis=axis, z_loss=Z, return_lse=True, return_grad=True)
+    fl.set_num_threads(1)
+    one = fl.cross_entropy(x, y, axis=axis, z_loss=Z, return_lse=True, return_grad=True)
+    fl.set_num_threads(threads)
+    assert np.asarray(got.loss).tobytes() == np.asarray(one.loss).tobytes()
+    assert got.lse.tobytes() == one.lse.tobytes() and got.grad.tobytes() == one.grad.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_inputs_compute_in_float32(dtype, rng):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x = _logits((12, 50), np.float32, rng).astype(dtype)
+    y = _targets((12, 50), 1, rng)
+    got = fl.cross_entropy(x, y, z_loss=Z, return_lse=True, return_grad=True, reduction="sum")
+    want = fl.cross_entropy(x.astype(np.float32), y, z_loss=Z, return_lse=True, return_grad=True,
+                            reduction="sum")
+    assert got.lse.dtype == x.dtype and got.grad.dtype == x.dtype
+    eps = float(np.finfo(x.dtype).eps)  # each result is rounded once to the half type
+    np.testing.assert_allclose(float(got.loss), float(want.loss), rtol=eps)
+    np.testing.assert_allclose(got.lse.astype(np.float32), want.lse, rtol=eps)
+    np.testing.assert_allclose(got.grad.astype(np.float32), want.grad, rtol=eps, atol=1e-6)
+
+
+def test_lse_of_special_rows_and_every_ignored_target(isa):
+    inf, nan = np.inf, np.nan
+    x = np.array([[-inf, -inf, -inf], [0.0, inf, 1.0], [nan, 0.0, 1.0], [1.0, 2.0, 3.0]])
+    for layout in ("rows", "columns"):
+        xs = x if layout == "rows" else np.ascontiguousarray(x.T)
+        axis = 1 if layout == "rows" else 0
+        got = fl.cross_entropy(xs, np.full(4, -100), axis=axis, reduction="none", return_lse=True,
+                               z_loss=Z)
+        np.testing.assert_array_equal(got.loss, np.zeros(4))  # every target ignored: no z-loss
+        np.testing.assert_array_equal(got.lse[[0, 1, 2]], [-inf, nan, nan])
+        np.testing.assert_allclose(got.lse[3], ref.logsumexp(x[3]), rtol=1e-15)
+    mean = fl.cross_entropy(x[3:], np.array([-100]), z_loss=Z)
+    assert np.isnan(mean)  # 0/0, as cross_entropy's mean over no target
+    empty = fl.cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64), z_loss=Z, return_lse=True)
+    assert empty.lse.shape == (0,) and np.isnan(empty.loss)
+
+
+def test_errors_name_the_option():
+    x, y = np.zeros((2, 3)), np.array([0, 1])
+    for bad in (-1e-4, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="z_loss must be a finite number >= 0"):
+            fl.cross_entropy(x, y, z_loss=bad)
+    with pytest.raises(TypeError, match="z_loss must be a real number"):
+        fl.cross_entropy(x, y, z_loss="big")
+    with pytest.raises(TypeError, match="return_lse must be True or False"):
+        fl.cross_entropy(x, y, return_lse="yes")
+
+
+def test_the_loss_class_takes_z_loss(rng):
+    x = _logits((6, 9), np.float32, rng)
+    y = _targets((6, 9), 1, rng)
+    loss = fl.CrossEntropyLoss(label_smoothing=0.1, z_loss=Z)
+    assert loss(x, y) == fl.cross_entropy(x, y, label_smoothing=0.1, z_loss=Z)
+    assert repr(loss).endswith("axis=None, z_loss=0.01)")
+    assert "z_loss" not in repr(fl.CrossEntropyLoss())
