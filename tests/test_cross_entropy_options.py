@@ -218,3 +218,52 @@ def test_the_loss_class_takes_z_loss(rng):
     assert loss(x, y) == fl.cross_entropy(x, y, label_smoothing=0.1, z_loss=Z)
     assert repr(loss).endswith("axis=None, z_loss=0.01)")
     assert "z_loss" not in repr(fl.CrossEntropyLoss())
+
+
+# linear_cross_entropy takes the same options: its values are cross_entropy's on the logits.
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("chunk_size", [None, 3, (4, 7)])  # whole-vocabulary strips, tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_cross_entropy_options_are_cross_entropys(reduction, chunk_size, dtype, rng):
+    x = rng.standard_normal((2, 5, 16)).astype(dtype)
+    w = rng.standard_normal((40, 16)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    y = _targets((2, 5, 40), 2, rng)
+    go = rng.standard_normal(y.shape).astype(dtype) if reduction == "none" else 0.5
+    options = dict(reduction=reduction, label_smoothing=0.1, z_loss=Z, return_lse=True,
+                   return_grad=True, grad_output=go)
+    got = fl.linear_cross_entropy(x, w, y, linear_bias=b, chunk_size=chunk_size, **options)
+    assert type(got) is fl.LinearLossLseAndGrad
+    logits = x @ w.T + b
+    want = fl.cross_entropy(logits, y, axis=-1, **options)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.loss, want.loss, **tol)
+    np.testing.assert_allclose(got.lse, want.lse, **tol)
+    np.testing.assert_allclose(got.grad_input, want.grad @ w, **tol)
+    np.testing.assert_allclose(got.grad_weight, np.einsum("btv,btd->vd", want.grad, x), **tol)
+    np.testing.assert_allclose(got.grad_bias, want.grad.sum((0, 1)), **tol)
+    lse_only = fl.linear_cross_entropy(x, w, y, linear_bias=b, return_lse=True, z_loss=Z,
+                                       reduction=reduction, label_smoothing=0.1)
+    assert type(lse_only) is fl.LossAndLse
+    np.testing.assert_allclose(lse_only.lse, want.lse, **tol)
+
+
+def test_linear_cross_entropy_defaults_keep_its_bits(rng):
+    x = rng.standard_normal((6, 8)).astype(np.float32)
+    w = rng.standard_normal((30, 8)).astype(np.float32)
+    y = _targets((6, 30), 1, rng)
+    plain = fl.linear_cross_entropy(x, w, y, return_grad=True)
+    for other in (fl.linear_cross_entropy(x, w, y, return_grad=True, z_loss=0),
+                  fl.linear_cross_entropy(x, w, y, return_grad=True, return_lse=True)):
+        assert np.asarray(other.loss).tobytes() == np.asarray(plain.loss).tobytes()
+        assert other.grad_input.tobytes() == plain.grad_input.tobytes()
+        assert other.grad_weight.tobytes() == plain.grad_weight.tobytes()
+    loss = fl.LinearCrossEntropyLoss(z_loss=Z)
+    assert loss(x, w, y) == fl.linear_cross_entropy(x, w, y, z_loss=Z)
+    assert repr(loss).endswith("chunk_size=None, z_loss=0.01)")
+    with pytest.raises(ValueError, match="z_loss must be a finite number >= 0"):
+        fl.linear_cross_entropy(x, w, y, z_loss=-1.0)
+    with pytest.raises(TypeError, match="return_lse must be True or False"):
+        fl.linear_cross_entropy(x, w, y, return_lse=None)

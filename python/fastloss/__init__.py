@@ -25,7 +25,7 @@ from ._distillation import distillation_loss
 from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
 from ._entropy import entropy
 from ._gradient import LossAndGrad, LossAndLse, LossLseAndGrad
-from ._linear_cross_entropy import LinearLossAndGrad, linear_cross_entropy
+from ._linear_cross_entropy import LinearLossAndGrad, LinearLossLseAndGrad, linear_cross_entropy
 from ._losses import cross_entropy, nll_loss
 from ._modules import (
     BCELoss,
@@ -52,6 +52,7 @@ __all__ = [
     "KLDivLoss",
     "LinearCrossEntropyLoss",
     "LinearLossAndGrad",
+    "LinearLossLseAndGrad",
     "LogSoftmax",
     "LossAndGrad",
     "LossAndLse",

@@ -35,11 +35,12 @@ from . import _core
 from ._aliasing import separate_from
 from ._class_losses import (
     check_label_smoothing,
+    check_z_loss,
     class_target,
     class_weight,
     ignore_index_value,
 )
-from ._gradient import LossValue, check_grad_out, check_gradient_options, loss_value
+from ._gradient import LossAndLse, LossValue, check_grad_out, check_gradient_options, loss_value
 from ._row_statistics import (
     MAX,
     SUM_EXP,
@@ -50,7 +51,13 @@ from ._row_statistics import (
 )
 from ._validation import _to_ndarray, as_float_array, check_reduction
 
-__all__ = ["DEFAULT_BUDGET_BYTES", "LinearLossAndGrad", "linear_cross_entropy", "tile_shape"]
+__all__ = [
+    "DEFAULT_BUDGET_BYTES",
+    "LinearLossAndGrad",
+    "LinearLossLseAndGrad",
+    "linear_cross_entropy",
+    "tile_shape",
+]
 
 # Memory that linear_cross_entropy may use beyond its inputs and the gradients asked for.
 DEFAULT_BUDGET_BYTES = 64 << 20
@@ -63,6 +70,17 @@ class LinearLossAndGrad(NamedTuple):
     with respect to the input, the linear weight and the linear bias (None without a bias)."""
 
     loss: LossValue
+    grad_input: np.ndarray
+    grad_weight: np.ndarray
+    grad_bias: Optional[np.ndarray]
+
+
+class LinearLossLseAndGrad(NamedTuple):
+    """`linear_cross_entropy` with ``return_lse=True`` and ``return_grad=True``: the loss, each
+    position's log-sum-exp of its logits, and the gradients of `LinearLossAndGrad`."""
+
+    loss: LossValue
+    lse: np.ndarray
     grad_input: np.ndarray
     grad_weight: np.ndarray
     grad_bias: Optional[np.ndarray]
@@ -120,13 +138,15 @@ def linear_cross_entropy(
     ignore_index: Optional[int] = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    return_lse: bool = False,
     chunk_size: Any = None,
     return_grad: bool = False,
     grad_output: Any = None,
     grad_input_out: Optional[np.ndarray] = None,
     grad_weight_out: Optional[np.ndarray] = None,
     grad_bias_out: Optional[np.ndarray] = None,
-) -> Union[LossValue, LinearLossAndGrad]:
+) -> Union[LossValue, LinearLossAndGrad, LossAndLse, LinearLossLseAndGrad]:
     """``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` without the logits,
     as ``torch.nn.functional.linear_cross_entropy``.
 
@@ -134,8 +154,8 @@ def linear_cross_entropy(
       view of a ``(d, V)`` array is used without a copy); `linear_bias` is ``(V,)`` or None.
     - `target` holds class indices (any integer dtype, shape ``input.shape[:-1]``) or class
       probabilities (floating, shape ``input.shape[:-1] + (V,)``).
-    - ``weight``, ``ignore_index`` (None means -100), ``reduction`` and ``label_smoothing`` as in
-      `cross_entropy`.
+    - ``weight``, ``ignore_index`` (None means -100), ``reduction``, ``label_smoothing``,
+      ``z_loss`` and ``return_lse`` as in `cross_entropy`.
     - ``chunk_size``: rows per strip of logits (or a (rows, classes) pair); by default chosen so
       that the scratch memory stays under 64 MB whatever N and V.
 
@@ -144,7 +164,9 @@ def linear_cross_entropy(
     for ``reduction="none"``). With ``return_grad=True``, returns ``LinearLossAndGrad(loss,
     grad_input, grad_weight, grad_bias)``, of ``sum(grad_output * loss)`` for
     ``reduction="none"``; ``grad_input_out``, ``grad_weight_out`` and ``grad_bias_out`` receive
-    them instead of new arrays.
+    them instead of new arrays. With ``return_lse=True``: ``LossAndLse(loss, lse)``, or
+    ``LinearLossLseAndGrad(loss, lse, grad_input, grad_weight, grad_bias)``; ``lse`` (of the
+    input's shape without its features, in its dtype) comes from the merged statistics.
     """
     x = as_float_array(input, "input")
     if x.ndim == 0:
@@ -178,6 +200,9 @@ def linear_cross_entropy(
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(float(label_smoothing), label_smoothing)
     ignore = -100 if ignore_index is None else ignore_index_value(ignore_index)
+    z = check_z_loss(z_loss)
+    if return_lse not in (True, False):
+        raise TypeError(f"return_lse must be True or False, got {return_lse!r}")
     check_gradient_options(
         return_grad,
         grad_output,
@@ -213,9 +238,11 @@ def linear_cross_entropy(
         divisor = float(target_weight.sum())
     weight_total = float(classes) if w64 is None else float(w64.sum())
 
-    row_scale = None
+    row_scale = z_scale = None
     if return_grad:
         row_scale = _row_scales(grad_output, reduction, positions, rows, divisor, valid)
+        if z != 0.0:  # the z-loss's mean divides by the count of non-ignored rows (see cross_entropy)
+            z_scale = _row_scales(grad_output, reduction, positions, rows, float(valid.sum()), valid)
 
     grad_buffers = None
     if return_grad:
@@ -252,6 +279,7 @@ def linear_cross_entropy(
         (strip, tile, weight_tile),
     )
     losses = np.empty(rows, np.float64)
+    lse = np.empty(rows, np.float64) if (return_lse or z != 0.0) else None
     grads = None
     if return_grad:
         grads = _Gradients(grad_buffers, x.shape, w_lin, bias is not None, compute, run)
@@ -267,6 +295,9 @@ def linear_cross_entropy(
             classes,
             weight_total,
         )
+        if lse is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lse[begin:end] = _log_sum_exp(stats)
         if grads is not None:
             factors = _gradient_factors(
                 stats,
@@ -277,20 +308,40 @@ def linear_cross_entropy(
                 classes,
                 weight_total,
                 compute,
+                None if z_scale is None else 2.0 * z * z_scale[begin:end],
             )
             grads.add_strip(begin, end, factors)
 
     dtype = x.dtype
+    z_terms = None
+    if z != 0.0:  # z lse^2 per non-ignored row, reduced as cross_entropy's z_loss
+        with np.errstate(invalid="ignore", over="ignore"):
+            z_terms = np.where(valid, z * lse**2, 0.0)
     if reduction == "none":
-        loss: LossValue = loss_value(None, losses.reshape(positions).astype(dtype), "none", dtype)
+        per_row = losses if z_terms is None else losses + z_terms
+        loss: LossValue = loss_value(None, per_row.reshape(positions).astype(dtype), "none", dtype)
     else:
         total = float(losses.sum())
         with np.errstate(invalid="ignore", divide="ignore"):
             value = total if reduction == "sum" else float(np.float64(total) / divisor)
+            if z_terms is not None:
+                z_total = np.float64(z_terms.sum())
+                value += float(z_total if reduction == "sum" else z_total / valid.sum())
         loss = loss_value(value, None, reduction, dtype)
+    if not return_lse:
+        return loss if grads is None else LinearLossAndGrad(loss, *grads.results())
+    with np.errstate(over="ignore"):
+        lse_out = lse.reshape(positions).astype(dtype)
     if grads is None:
-        return loss
-    return LinearLossAndGrad(loss, *grads.results())
+        return LossAndLse(loss, lse_out)
+    return LinearLossLseAndGrad(loss, lse_out, *grads.results())
+
+
+def _log_sum_exp(stats: np.ndarray) -> np.ndarray:
+    """Each row's log-sum-exp from its merged statistics: -inf for an all -inf row (as
+    cross_entropy's lse: M = -inf, whatever S is)."""
+    m = stats[:, MAX]
+    return np.where(m == -np.inf, m, m + np.log(stats[:, SUM_EXP]))
 
 
 def _row_scales(
@@ -364,10 +415,12 @@ def _gradient_factors(
     classes: int,
     weight_total: float,
     compute: np.dtype,
+    z_loss_scale: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Each row's (lse, a, b_uniform, b_target, correction) for the gradient kernel
     (G_c = a p_c - w_c (b_uniform + b_target q_c) - [c = y] correction; see
-    cpp/src/kernels/linear_cross_entropy.cpp)."""
+    cpp/src/kernels/linear_cross_entropy.cpp). `z_loss_scale`: each row's 2 z times the z-loss's
+    reduction factor; the z-loss z lse^2 adds (2 z lse) p_c, so a takes that share."""
     factors = np.zeros((len(scale), 5), np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         factors[:, 0] = stats[:, MAX] + np.log(stats[:, SUM_EXP])
@@ -379,6 +432,9 @@ def _gradient_factors(
         assert target_weight is not None
         factors[:, 1] = scale * ((1.0 - eps) * target_weight + eps * weight_total / classes)
         factors[:, 4] = scale * (1.0 - eps) * target_weight
+    if z_loss_scale is not None:
+        with np.errstate(invalid="ignore"):
+            factors[:, 1] += np.where(z_loss_scale != 0.0, z_loss_scale * factors[:, 0], 0.0)
     return factors.astype(compute)
 
 

@@ -78,12 +78,14 @@ class LinearCrossEntropyLoss:
         reduction: str = "mean",
         label_smoothing: float = 0.0,
         chunk_size: Any = None,
+        z_loss: float = 0.0,
     ) -> None:
         self.weight = weight
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
         self.chunk_size = chunk_size
+        self.z_loss = z_loss
 
     def __call__(
         self, input: Any, linear_weight: Any, target: Any, linear_bias: Any = None
@@ -98,13 +100,15 @@ class LinearCrossEntropyLoss:
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
             chunk_size=self.chunk_size,
+            z_loss=self.z_loss,
         )
 
     def __repr__(self) -> str:
+        z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
         return (
             f"LinearCrossEntropyLoss(ignore_index={self.ignore_index}, "
             f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}, "
-            f"chunk_size={self.chunk_size})"
+            f"chunk_size={self.chunk_size}{z_loss})"
         )
 
 
