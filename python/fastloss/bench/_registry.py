@@ -419,6 +419,34 @@ register(
     )
 )
 
+
+def _torch_z_loss_cross_entropy(torch: Any, x: Any, t: Any) -> Any:
+    """Liger's z-loss spelled in torch ops: mean cross-entropy + z mean(lse**2)."""
+    lse = torch.logsumexp(x, dim=-1)
+    return torch.nn.functional.cross_entropy(x, t) + Z_LOSS * (lse * lse).mean()
+
+
+Z_LOSS = 1e-4
+
+register(
+    Case(
+        op="cross_entropy_z_loss",
+        setup=logits_and_class_targets,
+        forward={
+            "fastloss": lambda fl, x, t: fl.cross_entropy(x, t, axis=-1, z_loss=Z_LOSS),
+            "torch": _torch_z_loss_cross_entropy,
+        },
+        grad={
+            "fastloss": lambda fl, x, t: fl.cross_entropy(
+                x, t, axis=-1, z_loss=Z_LOSS, return_grad=True, grad_out=reused_buffer(x)
+            ),
+            "torch": _torch_z_loss_cross_entropy,
+        },
+        description="cross_entropy(z_loss=1e-4); torch: cross_entropy + 1e-4 * mean(logsumexp**2)",
+        default=False,
+    )
+)
+
 register(
     Case(
         op="kl_div",
