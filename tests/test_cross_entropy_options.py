@@ -267,3 +267,136 @@ def test_linear_cross_entropy_defaults_keep_its_bits(rng):
         fl.linear_cross_entropy(x, w, y, z_loss=-1.0)
     with pytest.raises(TypeError, match="return_lse must be True or False"):
         fl.linear_cross_entropy(x, w, y, return_lse=None)
+
+
+# softcap: the loss of softcap * tanh(x / softcap), fused.
+
+CAP = 15.0
+
+
+def _capped(x, cap=CAP):
+    return cap * np.tanh(np.asarray(x, np.float64) / cap)
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_softcap_against_the_float64_reference(shape, axis, reduction, rng, isa):
+    x = _logits(shape, np.float64, rng) * 8  # well into the tanh's saturation
+    y = _targets(shape, axis % len(shape), rng)
+    options = dict(reduction=reduction, axis=axis, label_smoothing=0.1)
+    got = fl.cross_entropy(x, y, softcap=CAP, return_lse=True, **options)
+    want = ref.cross_entropy(_capped(x), y, **options)
+    np.testing.assert_allclose(got.loss, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got.lse, ref.logsumexp(_capped(x), axis), rtol=1e-13)
+    x32 = x.astype(np.float32)
+    got32 = fl.cross_entropy(x32, y, softcap=CAP, **options)
+    np.testing.assert_allclose(got32, ref.cross_entropy(_capped(x32), y, **options),
+                               rtol=3e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("targets", ["index", "probabilities"])
+def test_softcap_gradient_is_autograds_of_the_torch_composition(
+    shape, axis, reduction, dtype, targets, rng
+):
+    torch = _torch()
+    ax = axis % len(shape)
+    x = _logits(shape, dtype, rng) * 8
+    if targets == "index":
+        y = _targets(shape, ax, rng)
+        positions = y.shape
+    else:
+        y = rng.dirichlet(np.ones(shape[ax]), x.size // shape[ax]).astype(dtype)
+        y = np.moveaxis(y.reshape(*np.delete(shape, ax), shape[ax]), -1, ax)
+        positions = tuple(np.delete(shape, ax))
+    go = rng.standard_normal(positions).astype(dtype) if reduction == "none" else 0.75
+    got = fl.cross_entropy(x, y, reduction=reduction, axis=axis, softcap=CAP, z_loss=Z,
+                           return_grad=True, grad_output=go)
+
+    tx = torch.tensor(x, requires_grad=True)
+    capped = CAP * torch.tanh(tx / CAP)  # Gemma 2's soft-capping, spelled in torch ops
+    moved = capped.movedim(ax, 1) if capped.ndim > 1 else capped
+    ty = torch.tensor(y)
+    ce = torch.nn.functional.cross_entropy(
+        moved, ty if targets == "index" else ty.movedim(ax, 1), reduction=reduction
+    )
+    lse = torch.logsumexp(capped, dim=ax)
+    counted = (ty != -100).to(tx.dtype) if targets == "index" else torch.ones_like(lse)
+    zt = Z * lse**2 * counted
+    total = ce + (zt if reduction == "none" else zt.sum() / (counted.sum() if reduction == "mean" else 1))
+    (total * torch.tensor(go, dtype=tx.dtype)).sum().backward()
+    tol = dict(rtol=3e-5, atol=3e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got.loss, total.detach().numpy(), **tol)
+    np.testing.assert_allclose(got.grad, tx.grad.numpy(), **tol)
+
+
+def test_softcap_gradcheck_in_float64(rng):
+    torch = _torch()
+    y = np.array([0, 6, -100, 3, 3])
+
+    class Capped(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            r = fl.cross_entropy(t.detach().numpy(), y, softcap=2.0, z_loss=0.1,
+                                 label_smoothing=0.2, return_grad=True)
+            ctx.save_for_backward(torch.from_numpy(r.grad))
+            return torch.tensor(float(r.loss), dtype=t.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * ctx.saved_tensors[0]
+
+    x = torch.tensor(_logits((5, 7), np.float64, rng), requires_grad=True)
+    assert torch.autograd.gradcheck(Capped.apply, (x,))
+
+
+def test_softcap_is_fused_over_strided_and_aliased_operands(rng, threads):
+    x = _logits((40, 30), np.float32, rng) * 8
+    y = _targets((40, 30), 1, rng)
+    want = fl.cross_entropy(x, y, softcap=CAP, return_grad=True)
+    strided = np.asfortranarray(x)  # class stride 40: a gathered row
+    got = fl.cross_entropy(strided, y, softcap=CAP, return_grad=True)
+    assert np.asarray(got.loss).tobytes() == np.asarray(want.loss).tobytes()
+    assert got.grad.tobytes() == want.grad.tobytes()
+    in_place = x.copy()
+    got = fl.cross_entropy(in_place, y, softcap=CAP, return_grad=True, grad_out=in_place)
+    assert got.grad is in_place and in_place.tobytes() == want.grad.tobytes()
+    fl.set_num_threads(1)
+    one = fl.cross_entropy(x, y, softcap=CAP, return_grad=True)
+    assert one.grad.tobytes() == want.grad.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_softcap_of_half_precision_computes_in_float32(dtype, rng):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x = (_logits((12, 50), np.float32, rng) * 8).astype(dtype)
+    y = _targets((12, 50), 1, rng)
+    got = fl.cross_entropy(x, y, softcap=CAP, return_grad=True, reduction="sum")
+    want = fl.cross_entropy(x.astype(np.float32), y, softcap=CAP, return_grad=True,
+                            reduction="sum")
+    eps = float(np.finfo(x.dtype).eps)
+    np.testing.assert_allclose(float(got.loss), float(want.loss), rtol=eps)
+    np.testing.assert_allclose(got.grad.astype(np.float32), want.grad, rtol=eps, atol=1e-6)
+
+
+def test_softcap_of_infinite_and_nan_logits():
+    inf = np.inf
+    x = np.array([[-inf, 0.0, 1.0], [inf, 0.0, 1.0], [np.nan, 0.0, 1.0]])
+    got = fl.cross_entropy(x, np.array([1, 1, 1]), softcap=CAP, reduction="none",
+                           return_grad=True)
+    want = ref.cross_entropy(_capped(x), np.array([1, 1, 1]), reduction="none")
+    np.testing.assert_allclose(got.loss[:2], want[:2], rtol=1e-14)  # +-inf caps to +-CAP
+    assert np.isnan(got.loss[2]) and np.isnan(got.grad[2]).all()
+    assert np.isfinite(got.grad[:2]).all() and got.grad[0, 0] == 0.0  # tanh' = 0 at -inf
+
+
+def test_softcap_errors():
+    x, y = np.zeros((2, 3)), np.array([0, 1])
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="softcap must be None or a finite number > 0"):
+            fl.cross_entropy(x, y, softcap=bad)
+    with pytest.raises(TypeError, match="softcap must be a real number"):
+        fl.cross_entropy(x, y, softcap="high")

@@ -18,6 +18,7 @@ EXP_MAX_ULP = 1.5
 LOG_MAX_ULP = 1.0
 LOG1P_MAX_ULP = 2.0
 LOG1P_UNIT_MAX_ULP = 2.0
+TANH_MAX_ULP = 2.0
 
 
 def _exp(x):
@@ -35,6 +36,12 @@ def _log(x):
 def _log1p(x, unit=False):
     y = np.empty_like(x)
     (_core._vector_log1p_unit if unit else _core._vector_log1p)(x, y)
+    return y
+
+
+def _tanh(x):
+    y = np.empty_like(x)
+    _core._vector_tanh(x, y)
     return y
 
 
@@ -179,3 +186,27 @@ def test_log1p_special_values(isa, dtype):
     u = _log1p(np.array([0.0, np.nan, 1e-30, 1.0], dtype), unit=True)
     assert u[0] == 0.0 and np.isnan(u[1]) and u[2] == dtype(1e-30)
     assert abs(u[3] - np.log(2.0)) <= 2 * np.spacing(dtype(np.log(2.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_error_bound(isa, dtype, rng):
+    """Both sides of the switch from the Taylor series to 1 - 2 / (exp(2|x|) + 1) at 0.55, the
+    tiny arguments where tanh(x) ~ x, and the range where it saturates."""
+    tiny = float(np.finfo(dtype).tiny)
+    n = 500_000
+    near_switch = rng.uniform(0.5, 0.6, n // 2)
+    x = np.concatenate(
+        [rng.uniform(-25, 25, n), rng.uniform(-1, 1, n), near_switch, -near_switch,
+         np.exp(-rng.uniform(0, 80, n // 4))]
+    ).astype(dtype)
+    x = x[np.abs(x) >= tiny]
+    err = _ulp_error(_tanh(x), x, np.tanh)
+    assert err.max() <= TANH_MAX_ULP, (err.max(), x[err.argmax()])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_special_values(isa, dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 100.0, -100.0], dtype)
+    y = _tanh(x)
+    np.testing.assert_array_equal(y, np.array([np.nan, 1.0, -1.0, 0.0, 0.0, 1e-30, 1.0, -1.0], dtype))
+    assert np.signbit(y[4]) and not np.signbit(y[3])

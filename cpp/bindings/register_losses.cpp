@@ -20,6 +20,7 @@ namespace {
 struct CrossEntropyExtras {
     double z_loss = 0.0;
     py::object lse = py::none();  // or the per-position log-sum-exps' output array
+    double softcap = 0.0;         // 0: none
 };
 
 template <class T>
@@ -47,6 +48,7 @@ double run_classification_loss(bool nll, const py::array& x, const py::array& ta
         call.loss_strides = full_rank_strides(out_array, axis, x.ndim());
     }
     call.z_loss = extras.z_loss;
+    call.softcap = extras.softcap;
     py::array lse_array = no_array();
     if (!extras.lse.is_none()) {
         check_position_output(x, "input", axis, extras.lse, false, lse_array, "lse");
@@ -74,6 +76,9 @@ py::object classification_loss_binding(bool nll, const py::array& x, const py::a
     }
     if (!(extras.z_loss >= 0.0 && std::isfinite(extras.z_loss))) {
         throw std::invalid_argument("z_loss must be a finite number >= 0, got " + std::to_string(extras.z_loss));
+    }
+    if (!(extras.softcap >= 0.0 && std::isfinite(extras.softcap))) {
+        throw std::invalid_argument("softcap must be a finite number > 0, got " + std::to_string(extras.softcap));
     }
     const Reduction r = parse_reduction(reduction);
     const double value = with_storage_type(type, [&](auto tag) {
@@ -213,18 +218,20 @@ void register_losses(py::module_& m) {
         "cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,
            double label_smoothing, const std::string& reduction, int64_t axis, const py::object& out,
-           const py::object& grad, const py::object& grad_output, double z_loss, const py::object& lse) {
+           const py::object& grad, const py::object& grad_output, double z_loss, const py::object& lse,
+           double softcap) {
             return classification_loss_binding(false, x, target, weight, ignore_index, label_smoothing, reduction,
-                                               axis, out, grad, grad_output, CrossEntropyExtras{z_loss, lse});
+                                               axis, out, grad, grad_output, CrossEntropyExtras{z_loss, lse, softcap});
         },
         py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("weight"), py::arg("ignore_index"),
         py::arg("label_smoothing"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
         py::arg("grad") = py::none(), py::arg("grad_output") = py::none(), py::arg("z_loss") = 0.0,
-        py::arg("lse") = py::none(),
+        py::arg("lse") = py::none(), py::arg("softcap") = 0.0,
         "Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes "
         "per-position losses to out (and returns None); "
         "with grad, also writes the gradient w.r.t. the input there; with z_loss, adds z lse^2 per non-ignored "
-        "position (Liger's reduction); with lse, writes each position's log-sum-exp there.");
+        "position (Liger's reduction); with lse, writes each position's log-sum-exp there; softcap > 0: of the "
+        "logits softcap tanh(x / softcap).");
     m.def(
         "nll_loss",
         [](const py::array& x, const py::array& target, const py::object& weight, int64_t ignore_index,

@@ -1,4 +1,4 @@
-// _vector_exp / _vector_log / _vector_log1p / _vector_log1p_unit: the ISA's elementwise math, for the accuracy tests.
+// _vector_exp / _vector_log / _vector_log1p / _vector_log1p_unit / _vector_tanh: the ISA's elementwise math, for the accuracy tests.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -9,14 +9,15 @@ namespace fastloss::bindings {
 
 namespace {
 
-enum class MathFunction { exp, log, log1p, log1p_unit };
+enum class MathFunction { exp, log, log1p, log1p_unit, tanh };
 
 template <class T>
 void apply(MathFunction f, const T* x, T* y, int64_t n) {
     if (f == MathFunction::exp) vector_exp(x, y, n);
     else if (f == MathFunction::log) vector_log(x, y, n);
     else if (f == MathFunction::log1p) vector_log1p(x, y, n);
-    else vector_log1p_unit(x, y, n);
+    else if (f == MathFunction::log1p_unit) vector_log1p_unit(x, y, n);
+    else vector_tanh(x, y, n);
 }
 
 template <MathFunction F>
@@ -50,6 +51,8 @@ void register_vector_math(py::module_& m) {
     m.def("_vector_log1p", &elementwise_binding<MathFunction::log1p>, py::arg("x").noconvert(),
           py::arg("out").noconvert());
     m.def("_vector_log1p_unit", &elementwise_binding<MathFunction::log1p_unit>, py::arg("x").noconvert(),
+          py::arg("out").noconvert());
+    m.def("_vector_tanh", &elementwise_binding<MathFunction::tanh>, py::arg("x").noconvert(),
           py::arg("out").noconvert());
 }
 

@@ -36,6 +36,7 @@ from ._validation import (
 
 __all__ = [
     "check_label_smoothing",
+    "check_softcap",
     "check_z_loss",
     "class_axis",
     "class_target",
@@ -89,6 +90,17 @@ def check_z_loss(z_loss: Any) -> float:
     if not (z >= 0.0 and math.isfinite(z)):
         raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
     return z
+
+
+def check_softcap(softcap: Any) -> float:
+    """The logit soft-capping value: None (0.0 for the kernels: no capping) or a finite number
+    > 0."""
+    if softcap is None:
+        return 0.0
+    cap = real_number(softcap, "softcap")
+    if not (cap > 0.0 and math.isfinite(cap)):
+        raise ValueError(f"softcap must be None or a finite number > 0, got {softcap!r}")
+    return cap
 
 
 _INT64 = np.iinfo(np.int64)

@@ -19,6 +19,8 @@ def _vector_log1p(x: numpy.ndarray, out: numpy.ndarray) -> None:
     ...
 def _vector_log1p_unit(x: numpy.ndarray, out: numpy.ndarray) -> None:
     ...
+def _vector_tanh(x: numpy.ndarray, out: numpy.ndarray) -> None:
+    ...
 def available_capabilities() -> list[str]:
     """
     Variants compiled into this build that this CPU can run, slowest first.
@@ -55,9 +57,9 @@ def cpu_capability() -> str:
     """
     Name of the active instruction-set variant.
     """
-def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, z_loss: typing.SupportsFloat | typing.SupportsIndex = 0.0, lse: typing.Any = None) -> typing.Any:
+def cross_entropy(input: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, z_loss: typing.SupportsFloat | typing.SupportsIndex = 0.0, lse: typing.Any = None, softcap: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> typing.Any:
     """
-    Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes per-position losses to out (and returns None); with grad, also writes the gradient w.r.t. the input there; with z_loss, adds z lse^2 per non-ignored position (Liger's reduction); with lse, writes each position's log-sum-exp there.
+    Cross-entropy from logits; returns the mean/sum (a NumPy scalar for float32/float64), or writes per-position losses to out (and returns None); with grad, also writes the gradient w.r.t. the input there; with z_loss, adds z lse^2 per non-ignored position (Liger's reduction); with lse, writes each position's log-sum-exp there; softcap > 0: of the logits softcap tanh(x / softcap).
     """
 def cross_entropy_common_case(input: typing.Any, target: typing.Any, weight: typing.Any, ignore_index: typing.Any, reduction: typing.Any, label_smoothing: typing.Any, axis: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
     """

@@ -9,6 +9,7 @@ import numpy as np
 from . import _core
 from ._class_losses import (
     check_label_smoothing,
+    check_softcap,
     check_z_loss,
     class_axis,
     class_target,
@@ -36,6 +37,7 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     axis: Optional[int] = None,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     return_lse: bool = False,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -60,9 +62,13 @@ def cross_entropy(
       class weights that divide the cross-entropy (the z-loss is unweighted). With probability
       targets every position counts. The gradient includes it: ``2 z_loss lse softmax``.
       ``z_loss=0`` gives the plain loss, bit for bit.
+    - ``softcap`` > 0: Gemma 2's logit soft-capping, the loss of ``softcap * tanh(input /
+      softcap)`` (as Liger and Cut Cross-Entropy offer it), with the gradient through the tanh.
+      Fused: the capped logits exist one row at a time, never as an array. ``None`` (default):
+      no capping.
     - ``return_lse=True``: also each position's log-sum-exp of its logits (ignored positions'
       too; -inf for an all -inf row, NaN for a row holding +inf or NaN, whose loss is NaN), an
-      array of the per-position shape in the loss's dtype.
+      array of the per-position shape in the loss's dtype (of the capped logits with softcap).
 
     Returns a NumPy scalar of the input's dtype, or an array for ``reduction="none"``.
     With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect to
@@ -72,7 +78,7 @@ def cross_entropy(
     ``LossAndLse(loss, lse)``, or ``LossLseAndGrad(loss, lse, grad)`` with the gradient.
     Raises IndexError for a target outside [0, C) that is not ignore_index.
     """
-    if type(z_loss) is float and z_loss == 0.0 and return_lse is False:
+    if type(z_loss) is float and z_loss == 0.0 and softcap is None and return_lse is False:
         # The common small call, recognised and run in C++ (None: not that case, or an error
         # whose message the general path below gives).
         value = _core.cross_entropy_common_case(
@@ -87,6 +93,7 @@ def cross_entropy(
     ls = check_label_smoothing(float(label_smoothing), label_smoothing)
     ignore = ignore_index_value(ignore_index)
     z = check_z_loss(z_loss)
+    cap = check_softcap(softcap)
     if return_lse not in (True, False):
         raise TypeError(f"return_lse must be True or False, got {return_lse!r}")
 
@@ -98,7 +105,7 @@ def cross_entropy(
     lse = np.empty(position_shape(x.shape, ax), result_dtype) if return_lse else None
     result = run_class_loss(
         _core.cross_entropy, x, (t, w), (ignore, ls), reduction, ax, input_dtype,
-        return_grad, grad_output, grad_out, keywords={"z_loss": z, "lse": lse},
+        return_grad, grad_output, grad_out, keywords={"z_loss": z, "lse": lse, "softcap": cap},
     )
     if lse is None:
         return result

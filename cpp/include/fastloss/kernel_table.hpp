@@ -303,6 +303,20 @@ struct BinaryCrossEntropyKernels {
     SegmentResult (*logits)(const ElementwiseSegment<S>& s, int64_t n);
 };
 
+// Logit soft-capping (Gemma 2's final logits, as in Liger and Cut Cross-Entropy): x' = cap
+// tanh(x / cap) before the softmax, whose gradient picks up d x' / d x = 1 - tanh(x / cap)^2.
+// The cross-entropy driver caps a row into a cache-sized buffer, runs the plain kernels on it and
+// chains the gradient back (ops/cross_entropy_ops.cpp).
+template <class S>
+struct SoftcapKernels {
+    using T = compute_t<S>;
+    // capped[c] = cap tanh(x[c] / cap) and derivative[c] = 1 - tanh(x[c] / cap)^2, c < n, for a
+    // contiguous row x; derivative may be null (no gradient).
+    void (*cap_row)(const S* x, int64_t n, T cap, T* capped, T* derivative);
+    // out[c] = g[c] * derivative[c] rounded to S, c < n (out contiguous; g may be out's memory when S is T).
+    void (*chain_row)(const T* g, const T* derivative, int64_t n, S* out);
+};
+
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native
 // harness can measure throughput. y may equal x.
 template <class T>
@@ -311,6 +325,7 @@ struct VectorMathKernels {
     void (*log)(const T* x, T* y, int64_t n);
     void (*log1p)(const T* x, T* y, int64_t n);
     void (*log1p_unit)(const T* x, T* y, int64_t n);  // x in [0, 1]
+    void (*tanh)(const T* x, T* y, int64_t n);
 };
 
 // Streaming kernels for the roofline of the native benchmark harness.
@@ -333,6 +348,7 @@ struct KernelSet {
     KLDivKernels<S> kl_div;
     BinaryCrossEntropyKernels<S> binary_cross_entropy;
     LinearCrossEntropyKernels<S> linear_cross_entropy;  // float and double only: tiles are never half
+    SoftcapKernels<S> softcap;
 };
 
 struct KernelTable {

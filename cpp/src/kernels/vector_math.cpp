@@ -1,4 +1,4 @@
-// Elementwise exp, log and log1p over arrays: the test hook for the error bounds documented in
+// Elementwise exp, log, log1p and tanh over arrays: the test hook for the error bounds documented in
 // simd/vector_math-inl.hpp, and the exp throughput of the native benchmark's roofline.
 #include "fastloss/kernel_table.hpp"
 #include "simd/vector_math-inl.hpp"
@@ -22,6 +22,7 @@ VectorMathKernels<T> make_math_kernels() {
     k.log = &apply_elementwise<T, Vec<T>, &vlog<Vec<T>>>;
     k.log1p = &apply_elementwise<T, Vec<T>, &vlog1p<Vec<T>>>;
     k.log1p_unit = &apply_elementwise<T, Vec<T>, &vlog1p_unit<Vec<T>>>;
+    k.tanh = &apply_elementwise<T, Vec<T>, &vtanh<Vec<T>>>;
     return k;
 }
 

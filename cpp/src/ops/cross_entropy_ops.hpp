@@ -40,6 +40,8 @@ struct ClassificationLossCall {
     double z_loss = 0.0;
     S* lse = nullptr;
     Extents lse_strides;
+    // Logit soft-capping: the loss of softcap tanh(x / softcap) (0: none).
+    double softcap = 0.0;
 
     // Optional gradient of the returned loss w.r.t. the input, same shape (may be the input).
     // For Reduction::none it is the gradient of sum(grad_output * loss); grad_output is a

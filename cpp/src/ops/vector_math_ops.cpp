@@ -33,6 +33,11 @@ void vector_log1p_unit(const T* x, T* y, int64_t n) {
     apply_in_parallel(active_kernels().math<T>().log1p_unit, x, y, n);
 }
 
+template <class T>
+void vector_tanh(const T* x, T* y, int64_t n) {
+    apply_in_parallel(active_kernels().math<T>().tanh, x, y, n);
+}
+
 template void vector_exp<float>(const float*, float*, int64_t);
 template void vector_exp<double>(const double*, double*, int64_t);
 template void vector_log<float>(const float*, float*, int64_t);
@@ -41,5 +46,7 @@ template void vector_log1p<float>(const float*, float*, int64_t);
 template void vector_log1p<double>(const double*, double*, int64_t);
 template void vector_log1p_unit<float>(const float*, float*, int64_t);
 template void vector_log1p_unit<double>(const double*, double*, int64_t);
+template void vector_tanh<float>(const float*, float*, int64_t);
+template void vector_tanh<double>(const double*, double*, int64_t);
 
 }  // namespace fastloss

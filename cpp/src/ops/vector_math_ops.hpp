@@ -1,4 +1,4 @@
-// Elementwise exp/log/log1p of the active ISA over contiguous arrays (test and benchmark hook).
+// Elementwise exp/log/log1p/tanh of the active ISA over contiguous arrays (test and benchmark hook).
 #pragma once
 
 #include <cstdint>
@@ -13,5 +13,7 @@ template <class T>
 void vector_log1p(const T* x, T* y, int64_t n);
 template <class T>
 void vector_log1p_unit(const T* x, T* y, int64_t n);
+template <class T>
+void vector_tanh(const T* x, T* y, int64_t n);
 
 }  // namespace fastloss
