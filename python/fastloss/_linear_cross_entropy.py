@@ -50,7 +50,15 @@ from ._row_statistics import (
 )
 from ._validation import _to_ndarray, as_float_array, check_reduction
 
-__all__ = ["DEFAULT_BUDGET_BYTES", "LinearLossAndGrad", "linear_cross_entropy", "tile_shape"]
+__all__ = [
+    "DEFAULT_BUDGET_BYTES",
+    "LinearLossAndGrad",
+    "gradient_factors",
+    "index_target_weights",
+    "linear_cross_entropy",
+    "row_losses",
+    "tile_shape",
+]
 
 # Memory that linear_cross_entropy may use beyond its inputs and the gradients asked for.
 DEFAULT_BUDGET_BYTES = 64 << 20
@@ -204,12 +212,7 @@ def linear_cross_entropy(
         target_weight = None
         divisor = float(rows)
     else:
-        valid = t2 != ignore
-        bad = valid & ((t2 < 0) | (t2 >= classes))
-        if bad.any():
-            raise IndexError(f"Target {t2[np.argmax(bad)]} is out of bounds.")
-        safe = np.where(valid, t2, 0)
-        target_weight = np.where(valid, 1.0 if w64 is None else w64[safe], 0.0)
+        valid, target_weight = index_target_weights(t2, classes, ignore, w64)
         divisor = float(target_weight.sum())
     weight_total = float(classes) if w64 is None else float(w64.sum())
 
@@ -258,7 +261,7 @@ def linear_cross_entropy(
     for begin in range(0, rows, strip):
         end = min(rows, begin + strip)
         stats = run.statistics(begin, end)
-        losses[begin:end] = _row_losses(
+        losses[begin:end] = row_losses(
             stats,
             valid[begin:end],
             None if target_weight is None else target_weight[begin:end],
@@ -268,7 +271,7 @@ def linear_cross_entropy(
             weight_total,
         )
         if grads is not None:
-            factors = _gradient_factors(
+            factors = gradient_factors(
                 stats,
                 row_scale[begin:end],
                 None if target_weight is None else target_weight[begin:end],
@@ -291,6 +294,20 @@ def linear_cross_entropy(
     if grads is None:
         return loss
     return LinearLossAndGrad(loss, *grads.results())
+
+
+def index_target_weights(
+    target: np.ndarray, classes: int, ignore_index: int, class_weight: Optional[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, target_weight) of index targets: whether each is not ignore_index, and its class
+    weight (float64; 1 without class weights, 0 where ignored), whose sum is the mean's divisor.
+    Raises PyTorch's IndexError for a target outside [0, classes) that is not ignored."""
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= classes))
+    if bad.any():
+        raise IndexError(f"Target {target[np.argmax(bad)]} is out of bounds.")
+    safe = np.where(valid, target, 0)
+    return valid, np.where(valid, 1.0 if class_weight is None else class_weight[safe], 0.0)
 
 
 def _row_scales(
@@ -327,7 +344,7 @@ def _row_scales(
     return np.where(valid, go, 0.0)
 
 
-def _row_losses(
+def row_losses(
     stats: np.ndarray,
     valid: np.ndarray,
     target_weight: Optional[np.ndarray],
@@ -355,7 +372,7 @@ def _row_losses(
     return np.where(valid, loss, 0.0)
 
 
-def _gradient_factors(
+def gradient_factors(
     stats: np.ndarray,
     scale: np.ndarray,
     target_weight: Optional[np.ndarray],
