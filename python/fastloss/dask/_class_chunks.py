@@ -1,0 +1,223 @@
+"""The functions over a class axis that is split into several chunks. Each one reduces a row's
+pieces through the merged row statistics of `_statistics` (logsumexp, and cross_entropy's target
+logit and smoothing sums), or, where a row's value is a plain sum over its classes (nll_loss's
+one picked logit, entropy's sum of p * (lse - x)), sums per-chunk partial results in float64.
+The results are per position (the class axis dropped), float64 until the caller rounds them."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import dask.array as da
+import numpy as np
+
+from .. import _entropy, _losses
+from .._linear_cross_entropy import index_target_weights, row_losses
+from .._row_statistics import row_logsumexp
+from ._operands import empty_like_meta, with_class_axis
+from ._statistics import (
+    class_offsets,
+    fold_tile,
+    merged_statistics,
+    rows_of,
+    statistics_of_rows,
+)
+
+__all__ = [
+    "chunked_cross_entropy",
+    "chunked_entropy",
+    "chunked_logsumexp",
+    "chunked_nll_loss",
+    "losses_from_statistics",
+    "lse_of_statistics",
+    "shifted_by_logsumexp",
+]
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """float64 stays float64; float32, float16 and bfloat16 are computed in float32."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def _positions(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return shape[:axis] + shape[axis + 1 :]
+
+
+def _tile_statistics(
+    x: np.ndarray, begin: np.ndarray, *operands: Any, axis: int, classes: int, compute: np.dtype,
+    label_smoothing: float, class_weight: Optional[np.ndarray], target: str,
+) -> np.ndarray:
+    """One block's statistics; `operands` holds its target block when `target` is "index" or
+    "probabilities"."""
+    index = probabilities = None
+    if target == "index":
+        index = operands[0]
+    elif target == "probabilities":
+        probabilities = rows_of(operands[0], axis, compute)
+    stats = fold_tile(
+        rows_of(x, axis, compute), int(begin[0]), classes, label_smoothing,
+        target == "index" and label_smoothing != 0.0, class_weight, index, probabilities,
+    )
+    return statistics_of_rows(stats, _positions(x.shape, axis), axis)
+
+
+def row_statistics(
+    x: da.Array, axis: int, target: Optional[da.Array] = None, probabilities: bool = False,
+    label_smoothing: float = 0.0, class_weight: Optional[np.ndarray] = None,
+    split_every: Optional[int] = None,
+) -> da.Array:
+    """The merged statistics of every row of `x` over its class axis `axis` (which holds the 5
+    fields). `target` holds index targets (with a length-1 class axis) or probabilities."""
+    letters = "abcdefghijklmnopqrstuvwxy"[: x.ndim]
+    class_letter = letters[axis]
+    args: list[Any] = [x, letters, class_offsets(x.chunks[axis]), class_letter]
+    kind = "none"
+    if target is not None:
+        kind = "probabilities" if probabilities else "index"
+        args += [target, letters]
+    pieces = da.blockwise(
+        _tile_statistics, letters, *args, adjust_chunks={class_letter: 5}, dtype=np.float64,
+        meta=empty_like_meta(x.ndim, np.float64), axis=axis, classes=x.shape[axis],
+        compute=compute_dtype(x.dtype), label_smoothing=label_smoothing,
+        class_weight=class_weight, target=kind,
+    )
+    return merged_statistics(pieces, axis, split_every)
+
+
+def _lse_of(stats: np.ndarray, axis: int) -> np.ndarray:
+    return np.expand_dims(row_logsumexp(np.moveaxis(stats, axis, -1)), axis)
+
+
+def chunked_logsumexp(x: da.Array, axis: int) -> da.Array:
+    """logsumexp over `axis`, float64, keeping `axis` with length 1."""
+    return lse_of_statistics(row_statistics(x, axis), axis)
+
+
+def lse_of_statistics(stats: da.Array, axis: int) -> da.Array:
+    """Each row's logsumexp (float64) from merged statistics, keeping `axis` with length 1."""
+    return stats.map_blocks(
+        _lse_of, axis, chunks=tuple((1,) if a == axis else c for a, c in enumerate(stats.chunks)),
+        dtype=np.float64, meta=empty_like_meta(stats.ndim, np.float64),
+    )
+
+
+def _shift(x: np.ndarray, lse: np.ndarray, exponentiate: bool, dtype: np.dtype) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = x.astype(np.float64) - lse
+        return (np.exp(shifted) if exponentiate else shifted).astype(dtype)
+
+
+def shifted_by_logsumexp(x: da.Array, axis: int, exponentiate: bool, dtype: np.dtype) -> da.Array:
+    """log_softmax (x - lse), or softmax (exp(x - lse)) with `exponentiate`, in float64 and
+    rounded once to `dtype`."""
+    lse = chunked_logsumexp(x, axis)
+    return da.map_blocks(
+        _shift, x, lse, exponentiate, dtype, dtype=dtype, meta=empty_like_meta(x.ndim, dtype)
+    )
+
+
+def _final_cross_entropy(
+    stats: np.ndarray, *target: np.ndarray, axis: int, classes: int, label_smoothing: float,
+    class_weight: Optional[np.ndarray], ignore_index: int,
+) -> np.ndarray:
+    rows = np.moveaxis(stats, axis, -1)
+    positions = rows.shape[:-1]
+    rows = rows.reshape(-1, 5)
+    w64 = None if class_weight is None else class_weight.astype(np.float64)
+    weight_total = float(classes) if w64 is None else float(w64.sum())
+    if target:  # index targets
+        valid, target_weight = index_target_weights(
+            target[0].reshape(-1), classes, ignore_index, w64
+        )
+        losses = row_losses(rows, valid, target_weight, False, label_smoothing, classes,
+                            weight_total)
+    else:
+        losses = row_losses(rows, np.ones(len(rows), bool), None, True, label_smoothing, classes,
+                            weight_total)
+    return losses.reshape(positions)
+
+
+def losses_from_statistics(
+    stats: da.Array, target: Optional[da.Array], axis: int, classes: int,
+    label_smoothing: float, class_weight: Optional[np.ndarray], ignore_index: int,
+) -> da.Array:
+    """Per-position cross-entropy (float64) from merged statistics (the fields on `axis`):
+    linear_cross_entropy's row losses. `target` holds the index targets with a length-1 `axis`,
+    or is None for probability targets (whose sums the statistics already hold)."""
+    args: list[Any] = [stats] if target is None else [stats, target]
+    return da.map_blocks(
+        _final_cross_entropy, *args, drop_axis=axis, dtype=np.float64,
+        meta=empty_like_meta(stats.ndim - 1, np.float64), axis=axis, classes=classes,
+        label_smoothing=label_smoothing, class_weight=class_weight, ignore_index=ignore_index,
+    )
+
+
+def chunked_cross_entropy(
+    x: da.Array, target: da.Array, axis: int, probabilities: bool, label_smoothing: float,
+    class_weight: Optional[np.ndarray], ignore_index: int,
+) -> da.Array:
+    """Per-position cross-entropy (float64) of class-chunked logits: statistics per chunk,
+    merged, then the row losses."""
+    expanded = target if probabilities else with_class_axis(target, axis)
+    stats = row_statistics(x, axis, expanded, probabilities, label_smoothing, class_weight)
+    return losses_from_statistics(
+        stats, None if probabilities else expanded, axis, x.shape[axis], label_smoothing,
+        class_weight, ignore_index,
+    )
+
+
+def _picked(
+    x: np.ndarray, target: np.ndarray, begin: np.ndarray, *, axis: int, classes: int,
+    class_weight: Optional[np.ndarray], ignore_index: int,
+) -> np.ndarray:
+    """nll_loss of this chunk's classes: targets elsewhere become the ignored class -1 (every
+    target is checked against the whole class range first, for PyTorch's IndexError)."""
+    t = np.squeeze(target, axis)
+    w64 = None if class_weight is None else class_weight.astype(np.float64)
+    valid, _ = index_target_weights(t, classes, ignore_index, w64)
+    first, columns = int(begin[0]), x.shape[axis]
+    local = t - first
+    local = np.where(valid & (local >= 0) & (local < columns), local, -1)
+    w = None if class_weight is None else class_weight[first : first + columns]
+    part = _losses.nll_loss(
+        x.astype(np.float64), local, weight=w, ignore_index=-1, reduction="none", axis=axis
+    )
+    return np.expand_dims(part, axis)
+
+
+def chunked_nll_loss(
+    x: da.Array, target: da.Array, axis: int, class_weight: Optional[np.ndarray],
+    ignore_index: int,
+) -> da.Array:
+    """Per-position nll_loss (float64): each chunk contributes its picked logit, or 0."""
+    letters = "abcdefghijklmnopqrstuvwxy"[: x.ndim]
+    parts = da.blockwise(
+        _picked, letters, x, letters, with_class_axis(target, axis), letters,
+        class_offsets(x.chunks[axis]), letters[axis], adjust_chunks={letters[axis]: 1},
+        dtype=np.float64, meta=empty_like_meta(x.ndim, np.float64), axis=axis,
+        classes=x.shape[axis], class_weight=class_weight, ignore_index=ignore_index,
+    )
+    return parts.sum(axis=axis, dtype=np.float64)
+
+
+def _entropy_part(x: np.ndarray, lse: Optional[np.ndarray], axis: int) -> np.ndarray:
+    """One chunk's share of a row's entropy: sum of p (lse - x) over its classes (logits), or
+    of -p log p (probabilities, lse None); a class of probability 0 adds 0."""
+    if lse is None:
+        return np.expand_dims(_entropy.entropy(probs=x.astype(np.float64), axis=axis), axis)
+    with np.errstate(invalid="ignore", over="ignore"):
+        gap = lse - x.astype(np.float64)
+        p = np.exp(-gap)
+        terms = np.where(p == 0.0, 0.0, p * gap)
+    return terms.sum(axis=axis, keepdims=True)
+
+
+def chunked_entropy(x: da.Array, axis: int, probabilities: bool) -> da.Array:
+    """Per-position entropy (float64) of class-chunked logits (or probabilities)."""
+    chunks = tuple((1,) * x.numblocks[a] if a == axis else c for a, c in enumerate(x.chunks))
+    lse = None if probabilities else chunked_logsumexp(x, axis)
+    parts = da.map_blocks(
+        _entropy_part, x, lse, axis, chunks=chunks, dtype=np.float64,
+        meta=empty_like_meta(x.ndim, np.float64),
+    )
+    return parts.sum(axis=axis, dtype=np.float64)
