@@ -214,9 +214,8 @@ def _whole_row_losses(
             ops.pos_letters, ops.pos_chunks,
         )
     losses, grad = losses_per_position(
-        function, operands, ops.pos_letters, dtype, options, lazy_options=lazy_options,
-        grad_output=go, grad_index=ops.letters, grad_dtype=ops.x.dtype,
-        new_axes={ops.class_letter: ops.x.shape[ops.ax]},
+        function, operands, ops.letters, dtype, options, lazy_options=lazy_options,
+        grad_output=go, grad_dtype=ops.x.dtype, class_letter=ops.class_letter,
     )
     return _result(reduce_positions(losses, reduction, loss_factor, dtype), grad)
 
@@ -436,8 +435,8 @@ def _elementwise(
         reduction = "sum"  # as the NumPy function: a 0-d input's batchmean is its sum
     reduced = "sum" if reduction == "batchmean" else reduction
     losses, grad = losses_per_position(
-        function, operands, letters, dtype, options, grad_output=go, grad_index=letters,
-        grad_dtype=x.dtype, keywords=tuple(name for name, _ in arrays[2:]),
+        function, operands, letters, dtype, options, grad_output=go, grad_dtype=x.dtype,
+        keywords=tuple(name for name, _ in arrays[2:]),
     )
     if grad is not None and tuple(x.shape) != shape:
         grad = _summed_to(grad, tuple(x.shape), x.dtype)

@@ -51,67 +51,72 @@ def _run_block(
 def losses_per_position(
     function: Callable[..., Any],
     operands: list[tuple[da.Array, str]],
-    out_index: str,
+    index: str,
     result_dtype: np.dtype,
     options: dict,
     lazy_options: Optional[dict] = None,
-    grad_output: Optional[tuple[Any, str]] = None,
-    grad_index: str = "",
+    grad_output: Optional[tuple[Any, Optional[str]]] = None,
     grad_dtype: Any = None,
-    new_axes: Optional[dict] = None,
+    class_letter: Optional[str] = None,
     keywords: tuple[Optional[str], ...] = (),
 ) -> tuple[da.Array, Optional[da.Array]]:
     """(per-position losses, gradient or None) of `function` over blockwise `operands` (array,
-    index) pairs. The loss has index `out_index`; with `grad_output` = (array or 0-d array,
-    index), the gradient of the first operand is returned too, with index `grad_index` (the
-    axes in `new_axes` are those the loss drops: the class axis, whole in every block).
-    `keywords` names the operands passed by keyword (the first ones are positional)."""
+    index) pairs, block by block over `index` (the first operand's). `class_letter` names the
+    class axis (whole in every block) that the loss drops; with `grad_output` = (value,
+    blockwise index or None), the gradient of the first operand comes too, with its chunks.
+    `keywords` names the last operands, passed by keyword. No block is copied on the way: a
+    blockwise contraction over the class axis would concatenate (copy) every block of logits,
+    so the class axis stays in the blockwise index and leaves the loss afterwards."""
     lazy_options = lazy_options or {}
     return_grad = grad_output is not None
     args: list[Any] = []
-    for array, index in operands:
-        args += [array, index]
+    for array, operand_index in operands:
+        args += [array, operand_index]
     for value in lazy_options.values():
         args += [value, ""]
     if return_grad:
         args += list(grad_output)
     names = (None,) * (len(operands) - len(keywords)) + tuple(keywords)
-    block = _BlockCall(function, names, tuple(lazy_options), return_grad, options)
+    drop = None if class_letter is None else index.index(class_letter)
+    block = _BlockCall(function, names, tuple(lazy_options), return_grad, options, drop)
+    ndim = len(index)
     if not return_grad:
         loss = da.blockwise(
-            block, out_index, *args, concatenate=True, dtype=result_dtype,
-            meta=empty_like_meta(len(out_index), result_dtype),
+            block, index, *args, dtype=result_dtype, meta=empty_like_meta(ndim, result_dtype),
+            adjust_chunks=None if class_letter is None else {class_letter: 1},
         )
-        return loss, None
-    pairs = da.blockwise(
-        block, out_index, *args, concatenate=True, dtype=object,
-        meta=empty_like_meta(len(out_index), object),
-    )
+        return (loss if drop is None else loss.squeeze(axis=drop)), None
+    pairs = da.blockwise(block, index, *args, dtype=object, meta=empty_like_meta(ndim, object))
     loss = pairs.map_blocks(
-        operator.itemgetter(0), dtype=result_dtype,
-        meta=empty_like_meta(len(out_index), result_dtype),
+        operator.itemgetter(0), dtype=result_dtype, meta=empty_like_meta(ndim, result_dtype),
+        chunks=tuple((1,) if a == drop else c for a, c in enumerate(pairs.chunks)),
     )
-    grad = da.blockwise(
-        operator.itemgetter(1), grad_index, pairs, out_index, new_axes=new_axes,
-        dtype=grad_dtype, meta=empty_like_meta(len(grad_index), grad_dtype),
+    grad = pairs.map_blocks(
+        operator.itemgetter(1), dtype=grad_dtype, meta=empty_like_meta(ndim, grad_dtype)
     )
-    return loss, grad
+    return (loss if drop is None else loss.squeeze(axis=drop)), grad
 
 
 class _BlockCall:
     """`_run_block` with its settings bound: a named, picklable callable for the task graph
     (its name, not functools.partial's, shows up in dask's dashboards and keys)."""
 
-    def __init__(self, function, operand_names, lazy_names, return_grad, options) -> None:
-        self.function, self.operand_names = function, operand_names
+    def __init__(self, function, operand_names, lazy_names, return_grad, options, drop) -> None:
+        self.function, self.operand_names, self.drop = function, operand_names, drop
         self.lazy_names, self.return_grad, self.options = lazy_names, return_grad, options
         self.__name__ = getattr(function, "__name__", "loss")
 
     def __call__(self, *blocks: Any) -> Any:
-        return _run_block(
+        result = _run_block(
             self.function, self.operand_names, self.lazy_names, self.return_grad, self.options,
             *blocks,
         )
+        if self.drop is None:
+            return result
+        # the loss keeps the class axis (length 1) until the whole array drops it
+        if self.return_grad:
+            return np.expand_dims(result[0], self.drop), result[1]
+        return np.expand_dims(result, self.drop)
 
 
 def _finish(total: np.ndarray, factor: Any, dtype: np.dtype) -> np.ndarray:

@@ -54,13 +54,16 @@ def kernel_operand(a: np.ndarray, dtype: Any) -> np.ndarray:
 
 
 def rows_of(block: np.ndarray, axis: int, dtype: Any) -> np.ndarray:
-    """A block as a C-contiguous (rows, classes) array of `dtype`, its class axis last: a view
-    when the block already is one and writeable (the tile kernel takes a writeable tile, but
-    writes to it only to add a bias, which logits from the caller never get), else a copy."""
+    """A block as a (rows, classes) array of `dtype` with contiguous rows, its class axis last:
+    a view when the block already is one and writeable (the tile kernel takes a writeable tile
+    of any row stride, but writes to it only to add a bias, which the caller's logits never
+    get), else a C-contiguous copy."""
     rows = np.moveaxis(block, axis, -1)
     rows = rows.reshape(-1, rows.shape[-1])
-    if (rows.dtype == dtype and rows.flags.c_contiguous and rows.flags.aligned
-            and rows.flags.writeable):
+    item = rows.itemsize
+    if (rows.dtype == dtype and rows.flags.aligned and rows.flags.writeable
+            and (rows.shape[1] <= 1 or rows.strides[1] == item)
+            and rows.strides[0] >= 0 and rows.strides[0] % item == 0):
         return rows
     return np.array(rows, dtype=dtype, order="C")
 
