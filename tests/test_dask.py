@@ -229,6 +229,17 @@ def test_float64_within_1e12():
         assert_matches(fld.logsumexp(xd).compute(), fl.logsumexp(x))
 
 
+def test_mixed_dtypes_promote_as_in_memory():
+    x, t, q, w, _ = data()
+    w64, q64 = w.astype(np.float64), q.astype(np.float64)
+    for chunking in CHUNKINGS:
+        xd = chunked(x, chunking)
+        assert_matches(fld.cross_entropy(xd, t, weight=w64, label_smoothing=0.1).compute(),
+                       fl.cross_entropy(x, t, weight=w64, label_smoothing=0.1))
+        assert_matches(fld.cross_entropy(xd, chunked(q64, chunking)).compute(),
+                       fl.cross_entropy(x, q64))
+
+
 def test_float16_chunks():
     x, t, *_ = data(np.float16)
     for chunking in CHUNKINGS:

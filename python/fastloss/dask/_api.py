@@ -258,7 +258,7 @@ def cross_entropy(
         if return_grad:
             _whole_classes(ops.x, ops.ax, "cross_entropy with return_grad=True")
         losses = chunked.chunked_cross_entropy(
-            ops.x, td, ops.ax, ops.probabilities, float(label_smoothing), w, ignore_index
+            ops.x, td, ops.ax, ops.probabilities, float(label_smoothing), w, ignore_index, dtype
         )
         return reduce_positions(losses.astype(dtype) if reduction == "none" else losses,
                                 reduction, factor, dtype)

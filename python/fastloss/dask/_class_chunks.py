@@ -14,7 +14,7 @@ import numpy as np
 from .. import _entropy, _losses
 from .._linear_cross_entropy import index_target_weights, row_losses
 from .._row_statistics import row_logsumexp
-from ._operands import empty_like_meta, with_class_axis
+from ._operands import empty_like_meta, index_letters, with_class_axis
 from ._statistics import (
     class_offsets,
     fold_tile,
@@ -64,11 +64,13 @@ def _tile_statistics(
 def row_statistics(
     x: da.Array, axis: int, target: Optional[da.Array] = None, probabilities: bool = False,
     label_smoothing: float = 0.0, class_weight: Optional[np.ndarray] = None,
-    split_every: Optional[int] = None,
+    result_dtype: Optional[np.dtype] = None,
 ) -> da.Array:
     """The merged statistics of every row of `x` over its class axis `axis` (which holds the 5
-    fields). `target` holds index targets (with a length-1 class axis) or probabilities."""
-    letters = "abcdefghijklmnopqrstuvwxy"[: x.ndim]
+    fields). `target` holds index targets (with a length-1 class axis) or probabilities; the
+    tiles are computed in the precision of `result_dtype` (x's by default: mixed operands
+    promote, as in the NumPy functions)."""
+    letters = index_letters(x.ndim)
     class_letter = letters[axis]
     args: list[Any] = [x, letters, class_offsets(x.chunks[axis]), class_letter]
     kind = "none"
@@ -78,10 +80,10 @@ def row_statistics(
     pieces = da.blockwise(
         _tile_statistics, letters, *args, adjust_chunks={class_letter: 5}, dtype=np.float64,
         meta=empty_like_meta(x.ndim, np.float64), axis=axis, classes=x.shape[axis],
-        compute=compute_dtype(x.dtype), label_smoothing=label_smoothing,
-        class_weight=class_weight, target=kind,
+        compute=compute_dtype(x.dtype if result_dtype is None else result_dtype),
+        label_smoothing=label_smoothing, class_weight=class_weight, target=kind,
     )
-    return merged_statistics(pieces, axis, split_every)
+    return merged_statistics(pieces, axis)
 
 
 def _lse_of(stats: np.ndarray, axis: int) -> np.ndarray:
@@ -154,12 +156,13 @@ def losses_from_statistics(
 
 def chunked_cross_entropy(
     x: da.Array, target: da.Array, axis: int, probabilities: bool, label_smoothing: float,
-    class_weight: Optional[np.ndarray], ignore_index: int,
+    class_weight: Optional[np.ndarray], ignore_index: int, result_dtype: np.dtype,
 ) -> da.Array:
     """Per-position cross-entropy (float64) of class-chunked logits: statistics per chunk,
     merged, then the row losses."""
     expanded = target if probabilities else with_class_axis(target, axis)
-    stats = row_statistics(x, axis, expanded, probabilities, label_smoothing, class_weight)
+    stats = row_statistics(x, axis, expanded, probabilities, label_smoothing, class_weight,
+                           result_dtype)
     return losses_from_statistics(
         stats, None if probabilities else expanded, axis, x.shape[axis], label_smoothing,
         class_weight, ignore_index,
@@ -190,7 +193,7 @@ def chunked_nll_loss(
     ignore_index: int,
 ) -> da.Array:
     """Per-position nll_loss (float64): each chunk contributes its picked logit, or 0."""
-    letters = "abcdefghijklmnopqrstuvwxy"[: x.ndim]
+    letters = index_letters(x.ndim)
     parts = da.blockwise(
         _picked, letters, x, letters, with_class_axis(target, axis), letters,
         class_offsets(x.chunks[axis]), letters[axis], adjust_chunks={letters[axis]: 1},

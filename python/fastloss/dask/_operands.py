@@ -17,7 +17,6 @@ __all__ = [
     "check_same_chunks",
     "empty_like_meta",
     "index_letters",
-    "like_chunks",
     "with_class_axis",
 ]
 
@@ -40,18 +39,11 @@ def as_dask(a: Any, name: str, chunks: Optional[tuple] = None) -> da.Array:
         check_known_chunks(a, name)
         return a
     if a is None or callable(getattr(a, "compute", None)):  # dask collections that aren't arrays
-        raise TypeError(
-            f"{name} must be a dask array or a NumPy array, got {type(a).__name__}"
-        )
+        raise TypeError(f"{name} must be a dask array or a NumPy array, got {type(a).__name__}")
     arr = np.asarray(a)
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric array, got dtype object")
     return da.from_array(arr, chunks=chunks if chunks is not None else arr.shape or ())
-
-
-def like_chunks(x: da.Array, axes: tuple[int, ...]) -> tuple:
-    """x's chunks along `axes`, for wrapping an operand that spans exactly those axes of x."""
-    return tuple(x.chunks[a] for a in axes)
 
 
 def check_same_chunks(
@@ -77,9 +69,10 @@ def check_same_chunks(
 
 
 def index_letters(ndim: int) -> str:
-    """Blockwise index letters for an array of `ndim` axes ("abc..."); "z" is kept for extras."""
-    if ndim > 25:
-        raise ValueError(f"at most 25 dimensions are supported, got {ndim}")
+    """Blockwise index letters for an array of `ndim` axes ("abc..."); the last three letters
+    ("xyz") are kept for the extra axes of linear_cross_entropy's blocks."""
+    if ndim > 23:
+        raise ValueError(f"at most 23 dimensions are supported, got {ndim}")
     return string.ascii_lowercase[:ndim]
 
 
