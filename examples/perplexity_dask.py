@@ -8,7 +8,7 @@ memory limit smaller than the store, computes the perplexity ``exp(cross_entropy
 throughput next to the store's plain read throughput (every chunk read, nothing computed), on
 the same cluster, and each worker's peak memory against its limit.
 
-    pip install "fastloss[dask]" zarr
+    pip install "fastloss[dask]" "zarr>=3"
     python examples/perplexity_dask.py --small          # ~0.5 GB store, about a minute
     python examples/perplexity_dask.py                  # 4.2 GB store, 1 GiB per worker
 
