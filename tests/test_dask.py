@@ -171,6 +171,25 @@ def test_distillation_loss(chunking, reduction):
     assert_matches(got.compute(), fl.distillation_loss(x, teacher, q, reduction=reduction))
 
 
+def test_distillation_loss_class_chunks_edge_cases():
+    x, t, _, w, teacher = data()
+    x[2, 3] = teacher[4, 5] = -np.inf  # student -inf under teacher mass: KL +inf
+    teacher[2, 3] = x[6, 6] = teacher[6, 6] = -np.inf  # both -inf: kl_div's NaN
+    xd, td = chunked(x, "mixed"), chunked(teacher, "mixed")
+    everything = np.full(N, -100)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for alpha in (0.0, 0.5, 1.0):
+            for target in (t, everything):
+                for reduction in REDUCTIONS:
+                    kw = dict(alpha=alpha, weight=w, reduction=reduction)
+                    got = fld.distillation_loss(xd, td, target, **kw).compute()
+                    expected = fl.distillation_loss(x, teacher, target, **kw)
+                    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+                    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+                    finite = np.isfinite(expected)
+                    assert_matches(np.asarray(got)[finite], np.asarray(expected)[finite])
+
+
 @pytest.mark.parametrize("chunking", list(CHUNKINGS))
 @pytest.mark.parametrize("reduction", [*REDUCTIONS, "batchmean"])
 def test_elementwise_losses(chunking, reduction):

@@ -319,9 +319,9 @@ def distillation_loss(
     return_grad: bool = False,
     grad_output: Any = None,
 ) -> Any:
-    """`fastloss.distillation_loss` on dask arrays, lazily (see `cross_entropy`). Its KL term
-    needs both softmaxes of a row at once: a chunked class axis is gathered (rechunked) into
-    whole rows, block by block."""
+    """`fastloss.distillation_loss` on dask arrays, lazily (see `cross_entropy`). With a chunked
+    class axis (no return_grad), the cross-entropy comes from merged row statistics and the KL
+    term from each chunk's share, once the two tempered logsumexps are merged."""
     ops = _ClassOperands(student_logits, target, axis, "student_logits")
     teacher = _host_array(teacher_logits, "teacher_logits")
     w = _small_vector(weight, "weight")
@@ -333,26 +333,33 @@ def distillation_loss(
         grad_output=_standin_grad_output(grad_output, ops.positions, ops.standin_loss_shape()),
     )
     dtype = _dtype_of(value, return_grad)
-    if ops.x.numblocks[ops.ax] > 1:
-        if return_grad:
-            _whole_classes(ops.x, ops.ax, "distillation_loss with return_grad=True")
-        whole = {ops.ax: -1}
-        ops.x = ops.x.rechunk(whole)
-        if isinstance(teacher, da.Array):
-            teacher = teacher.rechunk(whole)
-        if ops.probabilities and isinstance(ops.target, da.Array):
-            ops.target = ops.target.rechunk(whole)
     teacher = ops.aligned_like_input(teacher, "teacher_logits")
     td = ops.aligned_target()
     a = float(alpha)
+    denominator: Any = 1.0
+    if reduction == "mean":
+        denominator = float(np.prod(ops.positions)) if ops.probabilities else \
+            index_target_denominator(td, ops.x.shape[ops.ax], ignore_index, w)
+    if ops.x.numblocks[ops.ax] > 1:
+        if return_grad:
+            _whole_classes(ops.x, ops.ax, "distillation_loss with return_grad=True")
+        ce, kl = chunked.chunked_distillation(
+            ops.x, teacher, td, ops.ax, ops.probabilities, float(temperature),
+            float(label_smoothing), w, ignore_index, dtype,
+        )
+        losses = da.map_blocks(
+            _distillation_terms, ce, kl, denominator, a, float(temperature),
+            ops.x.shape[0] if ops.x.ndim else 1, reduction, dtype=np.float64,
+        )
+        reduced = reduction if reduction == "none" else "sum"
+        return reduce_positions(losses.astype(dtype) if reduced == "none" else losses,
+                                reduced, 1.0, dtype)
     lazy_alpha: dict = {}
     loss_factor: Any = 1.0
     grad_factor: Any = 1.0
     options = dict(temperature=temperature, weight=w, ignore_index=ignore_index,
                    label_smoothing=label_smoothing, axis=ops.ax, alpha=a)
     if reduction == "mean":
-        denominator: Any = float(np.prod(ops.positions)) if ops.probabilities else \
-            index_target_denominator(td, ops.x.shape[ops.ax], ignore_index, w)
         alpha_eff, loss_factor, grad_factor = distillation_factors(
             denominator, a, ops.x.shape[0]
         )
@@ -366,6 +373,23 @@ def distillation_loss(
         fl.distillation_loss, ops, operands, options, dtype, reduction, loss_factor,
         return_grad, grad_output, grad_factor=grad_factor, lazy_options=lazy_alpha,
     )
+
+
+def _distillation_terms(
+    ce: np.ndarray, kl: np.ndarray, denominator: Any, alpha: float, temperature: float,
+    batch: int, reduction: str,
+) -> np.ndarray:
+    """Each position's share of the loss from its CE and KL terms: alpha CE + (1 - alpha) T^2
+    KL, each divided by its own denominator for the mean (CE's D, KL's batch size)."""
+    kl_weight = (1.0 - alpha) * temperature * temperature
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if reduction == "mean":
+            kl_weight = kl_weight / np.float64(batch)
+            ce_weight = alpha / np.float64(denominator)
+        else:
+            ce_weight = alpha
+        value = kl_weight * kl
+        return value if alpha == 0.0 else value + ce_weight * ce
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import dask.array as da
 import numpy as np
 
-from .. import _entropy, _losses
+from .. import _elementwise_losses, _entropy, _losses
 from .._linear_cross_entropy import index_target_weights, row_losses
 from .._row_statistics import row_logsumexp
 from ._operands import empty_like_meta, index_letters, with_class_axis
@@ -25,6 +25,7 @@ from ._statistics import (
 
 __all__ = [
     "chunked_cross_entropy",
+    "chunked_distillation",
     "chunked_entropy",
     "chunked_logsumexp",
     "chunked_nll_loss",
@@ -224,3 +225,43 @@ def chunked_entropy(x: da.Array, axis: int, probabilities: bool) -> da.Array:
         meta=empty_like_meta(x.ndim, np.float64),
     )
     return parts.sum(axis=axis, dtype=np.float64)
+
+
+def _kl_part(
+    s: np.ndarray, t: np.ndarray, lse_s: np.ndarray, lse_t: np.ndarray, temperature: float,
+    axis: int,
+) -> np.ndarray:
+    """One chunk's share of a row's KL(softmax(t/T) || softmax(s/T)), in float64: kl_div of the
+    chunk's log_softmax(s/T) against its softmax(t/T), so that its rules for zero
+    probabilities and -inf logits are the NumPy function's."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        log_q = s.astype(np.float64) / temperature - lse_s
+        p = np.exp(t.astype(np.float64) / temperature - lse_t)
+        terms = _elementwise_losses.kl_div(log_q, p, reduction="none")
+    return terms.sum(axis=axis, keepdims=True)
+
+
+def _tempered_lse(x: da.Array, axis: int, temperature: float, dtype: np.dtype) -> da.Array:
+    compute = compute_dtype(dtype)
+    return chunked_logsumexp(x.astype(compute) / compute.type(temperature), axis)
+
+
+def chunked_distillation(
+    s: da.Array, t: da.Array, target: da.Array, axis: int, probabilities: bool,
+    temperature: float, label_smoothing: float, class_weight: Optional[np.ndarray],
+    ignore_index: int, result_dtype: np.dtype,
+) -> tuple[da.Array, da.Array]:
+    """(cross-entropy, KL) per position, float64, of class-chunked student logits `s` and
+    teacher logits `t`: the cross-entropy from merged statistics, and the KL term as the sum
+    of each chunk's share once both tempered logsumexps are known (a second pass over the
+    chunks; a row's KL needs both of its normalisers)."""
+    ce = chunked_cross_entropy(s, target, axis, probabilities, label_smoothing, class_weight,
+                               ignore_index, result_dtype)
+    lse_s = _tempered_lse(s, axis, temperature, result_dtype)
+    lse_t = _tempered_lse(t, axis, temperature, result_dtype)
+    chunks = tuple((1,) * s.numblocks[a] if a == axis else c for a, c in enumerate(s.chunks))
+    parts = da.map_blocks(
+        _kl_part, s, t, lse_s, lse_t, temperature, axis, chunks=chunks, dtype=np.float64,
+        meta=empty_like_meta(s.ndim, np.float64),
+    )
+    return ce, parts.sum(axis=axis, dtype=np.float64)
