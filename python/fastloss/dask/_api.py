@@ -31,7 +31,12 @@ from ._denominators import (
     index_target_denominator,
     index_target_factor,
 )
-from ._operands import as_dask, check_same_chunks, index_letters
+from ._operands import (
+    as_dask,
+    check_same_chunks,
+    index_letters,
+    with_class_axis,
+)
 from ._positions import losses_per_position, reduce_positions, scaled
 
 __all__ = [
@@ -240,9 +245,9 @@ def cross_entropy(
 ) -> Any:
     """`fastloss.cross_entropy` on dask arrays, lazily: a 0-d dask array (mean, sum) or the
     per-position losses (none); ``LossAndGrad(loss, grad)`` with ``return_grad=True``, the
-    gradient chunked as the input. The class axis may be chunked (without return_grad): each
-    chunk's row statistics merge exactly. NumPy operands are wrapped to meet the input's
-    blocks; ``weight`` is a NumPy array."""
+    gradient chunked as the input. The class axis may be chunked: each chunk's row statistics
+    merge exactly, and the merged statistics give every chunk its part of the gradient. NumPy
+    operands are wrapped to meet the input's blocks; ``weight`` is a NumPy array."""
     ops = _ClassOperands(input, target, axis)
     w = _small_vector(weight, "weight")
     value = fl.cross_entropy(
@@ -255,13 +260,22 @@ def cross_entropy(
     td = ops.aligned_target()
     factor = _mean_factor(ops, td, w, ignore_index) if reduction == "mean" else 1.0
     if ops.x.numblocks[ops.ax] > 1:
-        if return_grad:
-            _whole_classes(ops.x, ops.ax, "cross_entropy with return_grad=True")
         losses = chunked.chunked_cross_entropy(
             ops.x, td, ops.ax, ops.probabilities, float(label_smoothing), w, ignore_index, dtype
         )
-        return reduce_positions(losses.astype(dtype) if reduction == "none" else losses,
+        loss = reduce_positions(losses.astype(dtype) if reduction == "none" else losses,
                                 reduction, factor, dtype)
+        if not return_grad:
+            return loss
+        scale = _grad_output_operand(grad_output, reduction, factor, ops.pos_letters,
+                                     ops.pos_chunks)
+        if scale[1] is not None and scale[1] != "":  # per position: the class axis of length 1
+            scale = (with_class_axis(scale[0], ops.ax), ops.letters)
+        grad = chunked.chunked_cross_entropy_gradient(
+            ops.x, td, ops.ax, ops.probabilities, float(label_smoothing), w, ignore_index, dtype,
+            scale,
+        )
+        return LossAndGrad(loss, grad)
     options = dict(weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing,
                    axis=ops.ax)
     operands = [(ops.x, ops.letters), (td, ops.target_index())]

@@ -18,6 +18,8 @@ from ._operands import empty_like_meta, index_letters, with_class_axis
 from ._statistics import (
     class_offsets,
     fold_tile,
+    gradient_factors_of_rows,
+    gradient_of_tile,
     merged_statistics,
     rows_of,
     statistics_of_rows,
@@ -25,6 +27,7 @@ from ._statistics import (
 
 __all__ = [
     "chunked_cross_entropy",
+    "chunked_cross_entropy_gradient",
     "chunked_distillation",
     "chunked_entropy",
     "chunked_logsumexp",
@@ -167,6 +170,71 @@ def chunked_cross_entropy(
     return losses_from_statistics(
         stats, None if probabilities else expanded, axis, x.shape[axis], label_smoothing,
         class_weight, ignore_index,
+    )
+
+
+def _factors_block(
+    stats: np.ndarray, *rest: Any, axis: int, classes: int, label_smoothing: float,
+    class_weight: Optional[np.ndarray], ignore_index: int, compute: np.dtype, index: bool,
+) -> np.ndarray:
+    """A block of rows' gradient factors, the five fields on `axis` as in their statistics;
+    `rest` is (index targets with a length-1 axis, if `index`) then the reduction's scale."""
+    target = np.squeeze(rest[0], axis) if index else None
+    scale = rest[-1]
+    rows = np.moveaxis(stats, axis, -1)
+    positions = rows.shape[:-1]
+    factors = gradient_factors_of_rows(
+        rows.reshape(-1, 5), target, scale, classes, label_smoothing, class_weight,
+        ignore_index, compute,
+    )
+    return np.moveaxis(factors.reshape(*positions, 5), -1, axis)
+
+
+def _gradient_block(
+    x: np.ndarray, columns: np.ndarray, factors: np.ndarray, *target: np.ndarray, axis: int,
+    classes: int, label_smoothing: float, class_weight: Optional[np.ndarray], index: bool,
+    compute: np.dtype, grad_dtype: np.dtype,
+) -> np.ndarray:
+    """One block's gradient: its logits copied (the kernel overwrites them) and turned into
+    d loss / d logits with their rows' factors."""
+    moved = np.moveaxis(x, axis, -1)
+    logits = np.array(moved.reshape(-1, moved.shape[-1]), dtype=compute, order="C")
+    probabilities = None if index else rows_of(target[0], axis, compute)
+    g = gradient_of_tile(
+        logits, int(columns[0]), classes, label_smoothing, class_weight,
+        target[0] if index else None, probabilities,
+        np.moveaxis(factors, axis, -1).reshape(-1, 5),
+    )
+    with np.errstate(over="ignore"):  # beyond float16's range is inf
+        return np.moveaxis(g.reshape(moved.shape), -1, axis).astype(grad_dtype, copy=False)
+
+
+def chunked_cross_entropy_gradient(
+    x: da.Array, target: da.Array, axis: int, probabilities: bool, label_smoothing: float,
+    class_weight: Optional[np.ndarray], ignore_index: int, result_dtype: np.dtype,
+    scale: tuple[Any, Optional[str]],
+) -> da.Array:
+    """The gradient of cross_entropy with respect to class-chunked logits, chunked as them: each
+    row's merged statistics (the loss's own) give its gradient factors, with which every block
+    turns a copy of its logits into its part of the gradient (Megatron's vocab-parallel
+    backward). `scale` is the reduction's factor as (value, blockwise index or None)."""
+    letters = index_letters(x.ndim)
+    fields = letters[:axis] + "z" + letters[axis + 1 :]
+    expanded = target if probabilities else with_class_axis(target, axis)
+    stats = row_statistics(x, axis, expanded, probabilities, label_smoothing, class_weight,
+                           result_dtype)
+    compute = compute_dtype(result_dtype)
+    options = dict(axis=axis, classes=x.shape[axis], label_smoothing=label_smoothing,
+                   class_weight=class_weight, index=not probabilities, compute=compute)
+    target_args: list[Any] = [] if probabilities else [expanded, letters]
+    factors = da.blockwise(
+        _factors_block, letters, stats, letters, *target_args, *scale, dtype=compute,
+        meta=empty_like_meta(x.ndim, compute), ignore_index=ignore_index, **options,
+    )
+    return da.blockwise(
+        _gradient_block, letters, x, letters, class_offsets(x.chunks[axis]), letters[axis],
+        factors, fields, expanded, letters, concatenate=True, dtype=x.dtype,
+        meta=empty_like_meta(x.ndim, x.dtype), grad_dtype=x.dtype, **options,
     )
 
 

@@ -19,14 +19,7 @@ from typing import Any, NamedTuple, Optional
 import dask.array as da
 import numpy as np
 
-from .. import _core
-from .._linear_cross_entropy import (
-    gradient_factors,
-    index_target_weights,
-)
-from .._linear_cross_entropy import (
-    linear_cross_entropy as numpy_linear_cross_entropy,
-)
+from .._linear_cross_entropy import linear_cross_entropy as numpy_linear_cross_entropy
 from ._class_chunks import compute_dtype, losses_from_statistics, lse_of_statistics
 from ._denominators import elementwise_factor, index_target_factor
 from ._operands import (
@@ -40,6 +33,8 @@ from ._positions import reduce_positions, scaled
 from ._statistics import (
     class_offsets,
     fold_tile,
+    gradient_factors_of_rows,
+    gradient_of_tile,
     kernel_operand,
     merged_statistics,
     statistics_of_rows,
@@ -91,24 +86,15 @@ def _tile_statistics(
 def _factors(
     stats: np.ndarray, target: Optional[np.ndarray], scale: Any, *, classes: int,
     label_smoothing: float, class_weight: Optional[np.ndarray], ignore_index: int,
-    probabilities: bool,
     compute: np.dtype,
 ) -> np.ndarray:
-    """Each row's gradient factors (lse, a, b_uniform, b_target, correction), from its merged
-    statistics and its reduction factor `scale` (0 for an ignored row)."""
+    """A row block's gradient factors, the fields last as in its statistics."""
     positions = stats.shape[:-1]
-    rows = stats.reshape(-1, 5)
-    w64 = None if class_weight is None else class_weight.astype(np.float64)
-    weight_total = float(classes) if w64 is None else float(w64.sum())
-    s = np.broadcast_to(np.asarray(scale, np.float64), positions).reshape(-1)
-    target_weight = None
-    if not probabilities:
-        valid, target_weight = index_target_weights(target.reshape(-1), classes, ignore_index,
-                                                    w64)
-        s = np.where(valid, s, 0.0)
-    f = gradient_factors(rows, s, target_weight, probabilities, label_smoothing, classes,
-                         weight_total, compute)
-    return f.reshape(*positions, 5)
+    factors = gradient_factors_of_rows(
+        stats.reshape(-1, 5), target, scale, classes, label_smoothing, class_weight,
+        ignore_index, compute,
+    )
+    return factors.reshape(*positions, 5)
 
 
 def _tile_gradient(
@@ -119,22 +105,14 @@ def _tile_gradient(
     """G of one tile (rows, columns), the tile's logits computed again."""
     bias = rest[0] if has_bias else None
     target = rest[1 if has_bias else 0]
-    first = int(columns[0])
     logits = _logits(x, w, bias, compute)
-    q = index = None
-    if probabilities:
-        q = kernel_operand(target.reshape(-1, target.shape[-1]), compute)
-    else:
-        index = kernel_operand(target.reshape(-1), np.int64)
-    smoothing_weight = probabilities or label_smoothing != 0.0
-    cw = None
-    if class_weight is not None and smoothing_weight:
-        cw = kernel_operand(class_weight[first : first + w.shape[0]], compute)
-    _core.linear_cross_entropy_tile_gradient(
-        logits, first, classes, label_smoothing, cw, index, q,
-        kernel_operand(factors.reshape(-1, 5), compute),
+    g = gradient_of_tile(
+        logits, int(columns[0]), classes, label_smoothing, class_weight,
+        None if probabilities else target,
+        target.reshape(-1, target.shape[-1]) if probabilities else None,
+        factors.reshape(-1, 5),
     )
-    return logits.reshape(*x.shape[:-1], w.shape[0])
+    return g.reshape(*x.shape[:-1], w.shape[0])
 
 
 def linear_cross_entropy(
@@ -243,8 +221,7 @@ def linear_cross_entropy(
         _factors, letters + v, stats, letters + v, *target_args, scale,
         scale_index if isinstance(scale, da.Array) else None, concatenate=True,
         dtype=compute, meta=empty_like_meta(axis + 1, compute), classes=classes,
-        label_smoothing=eps, class_weight=cw, ignore_index=ignore, probabilities=probabilities,
-        compute=compute,
+        label_smoothing=eps, class_weight=cw, ignore_index=ignore, compute=compute,
     )
     g_args: list[Any] = [x, letters + d, w_lin, v + d, class_offsets(vocab_chunks), v,
                          factors, letters + "x"]

@@ -17,6 +17,7 @@ import dask.array as da
 import numpy as np
 
 from .. import _core
+from .._linear_cross_entropy import gradient_factors, index_target_weights
 from .._row_statistics import (
     FIELDS,
     MAX,
@@ -29,6 +30,8 @@ from ._operands import empty_like_meta
 __all__ = [
     "class_offsets",
     "fold_tile",
+    "gradient_factors_of_rows",
+    "gradient_of_tile",
     "kernel_operand",
     "merged_statistics",
     "rows_of",
@@ -136,3 +139,46 @@ def merged_statistics(pieces: da.Array, axis: int, split_every: Optional[int] = 
         output_size=_WIDTH, concatenate=True, dtype=np.float64, split_every=split_every,
         meta=empty_like_meta(pieces.ndim, np.float64),
     )
+
+
+def gradient_factors_of_rows(
+    stats: np.ndarray, target: Optional[np.ndarray], scale: Any, classes: int,
+    label_smoothing: float, class_weight: Optional[np.ndarray], ignore_index: int,
+    compute: np.dtype,
+) -> np.ndarray:
+    """Each row's gradient factors (lse, a, b_uniform, b_target, correction) for
+    `gradient_of_tile`, from its merged (rows, 5) statistics, its index target (None for
+    probability targets) and its reduction factor `scale` (a number or one per row; 0 for an
+    ignored row): linear_cross_entropy's own."""
+    rows = len(stats)
+    w64 = None if class_weight is None else class_weight.astype(np.float64)
+    weight_total = float(classes) if w64 is None else float(w64.sum())
+    s = np.broadcast_to(np.asarray(scale, np.float64).reshape(-1), (rows,))
+    target_weight = None
+    if target is not None:
+        valid, target_weight = index_target_weights(target.reshape(-1), classes, ignore_index,
+                                                    w64)
+        s = np.where(valid, s, 0.0)
+    return gradient_factors(stats, s, target_weight, target is None, label_smoothing, classes,
+                            weight_total, compute)
+
+
+def gradient_of_tile(
+    logits: np.ndarray, begin: int, classes: int, label_smoothing: float,
+    class_weight: Optional[np.ndarray], target: Optional[np.ndarray],
+    probabilities: Optional[np.ndarray], factors: np.ndarray,
+) -> np.ndarray:
+    """Overwrites a fresh (rows, columns) tile of logits of classes [begin, begin + columns)
+    with the loss's gradient with respect to them (linear_cross_entropy's tile kernel) and
+    returns it."""
+    dtype = logits.dtype
+    w = None
+    if class_weight is not None and (probabilities is not None or label_smoothing != 0.0):
+        w = kernel_operand(class_weight[begin : begin + logits.shape[1]], dtype)
+    _core.linear_cross_entropy_tile_gradient(
+        logits, begin, classes, label_smoothing, w,
+        None if target is None else kernel_operand(target.reshape(-1), np.int64),
+        None if probabilities is None else kernel_operand(probabilities, dtype),
+        kernel_operand(factors, dtype),
+    )
+    return logits
