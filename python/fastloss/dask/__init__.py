@@ -5,7 +5,8 @@ positions (rows) and along the class axis, in any combination.
     fld.cross_entropy(logits, target).compute()    # logits: a dask array, e.g. from Zarr
 
 Reduced losses are 0-d dask arrays; nothing runs before ``.compute()``. Blocks holding whole
-rows run the NumPy functions themselves; class-axis chunks merge exact per-row statistics
+rows run the NumPy functions themselves (``return_grad=True``: the gradient in the same pass,
+chunked as the input); class-axis chunks merge exact per-row statistics
 (`fastloss._row_statistics`, as linear_cross_entropy's vocabulary tiles do) through
 ``dask.array.reduction``. Reductions over positions are float64 sums divided by PyTorch's
 denominators. ``linear_cross_entropy`` is vocabulary-parallel: hidden states chunked over rows,

@@ -6,7 +6,8 @@ errors, and its result gives the dtype. Then, over the blocks:
 
 - the class axis whole in every block: the NumPy function runs on each block with
   ``reduction="none"`` (`_positions`), the gradient in the same pass;
-- the class axis in several chunks: merged row statistics (`_class_chunks`);
+- the class axis in several chunks: merged row statistics (`_class_chunks`), which also give
+  cross_entropy's gradient; the other losses' gradients need the class axis in one chunk;
 
 and reductions over positions happen in float64 with PyTorch's denominators (`_denominators`).
 Nothing is computed before ``.compute()``.
