@@ -14,9 +14,10 @@ if [ ! -x "$venv/bin/pytest" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   # The build tools are installed here (no build isolation) so the flags below reach CMake.
   # torch and scikit-learn are left out on purpose: their tests skip, and torch's own code would
-  # run under our ASan runtime without being instrumented for it.
+  # run under our ASan runtime without being instrumented for it. dask is pure Python and drives
+  # our kernels block by block (its process-worker test skips here, see test_dask_cluster.py).
   "$venv/bin/python" -m pip install --quiet numpy pytest hypothesis threadpoolctl ml_dtypes \
-    "scikit-build-core>=0.10" "pybind11>=2.13" cmake ninja
+    "scikit-build-core>=0.10" "pybind11>=2.13" cmake ninja "dask[array]" distributed
 fi
 
 # -O1 keeps the run fast enough while keeping stack traces readable; -fno-sanitize-recover makes

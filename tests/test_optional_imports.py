@@ -1,5 +1,6 @@
-"""torch stays optional: `import fastloss` never imports it, and `import fastloss.torch` without
-it says how to install it (both in fresh interpreters, whether or not torch is installed)."""
+"""torch and dask stay optional: `import fastloss` imports neither, and `import fastloss.torch`
+or `import fastloss.dask` without its framework says how to install it (in fresh interpreters,
+whether or not torch and dask are installed)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,17 @@ def test_fastloss_torch_without_torch_says_how_to_install():
             print(err)
     """)
     assert "pip install torch" in out
+
+
+def test_fastloss_dask_without_dask_names_the_extra():
+    out = _run("""
+        import sys
+        sys.modules["dask"] = None  # makes `import dask` fail
+        sys.modules["dask.array"] = None
+        import fastloss
+        try:
+            import fastloss.dask
+        except ImportError as err:
+            print(err)
+    """)
+    assert 'pip install "fastloss[dask]"' in out

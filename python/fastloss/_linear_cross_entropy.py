@@ -55,7 +55,10 @@ __all__ = [
     "DEFAULT_BUDGET_BYTES",
     "LinearLossAndGrad",
     "LinearLossLseAndGrad",
+    "gradient_factors",
+    "index_target_weights",
     "linear_cross_entropy",
+    "row_losses",
     "tile_shape",
 ]
 
@@ -229,12 +232,7 @@ def linear_cross_entropy(
         target_weight = None
         divisor = float(rows)
     else:
-        valid = t2 != ignore
-        bad = valid & ((t2 < 0) | (t2 >= classes))
-        if bad.any():
-            raise IndexError(f"Target {t2[np.argmax(bad)]} is out of bounds.")
-        safe = np.where(valid, t2, 0)
-        target_weight = np.where(valid, 1.0 if w64 is None else w64[safe], 0.0)
+        valid, target_weight = index_target_weights(t2, classes, ignore, w64)
         divisor = float(target_weight.sum())
     weight_total = float(classes) if w64 is None else float(w64.sum())
 
@@ -286,7 +284,7 @@ def linear_cross_entropy(
     for begin in range(0, rows, strip):
         end = min(rows, begin + strip)
         stats = run.statistics(begin, end)
-        losses[begin:end] = _row_losses(
+        losses[begin:end] = row_losses(
             stats,
             valid[begin:end],
             None if target_weight is None else target_weight[begin:end],
@@ -299,7 +297,7 @@ def linear_cross_entropy(
             with np.errstate(divide="ignore", invalid="ignore"):
                 lse[begin:end] = _log_sum_exp(stats)
         if grads is not None:
-            factors = _gradient_factors(
+            factors = gradient_factors(
                 stats,
                 row_scale[begin:end],
                 None if target_weight is None else target_weight[begin:end],
@@ -344,6 +342,20 @@ def _log_sum_exp(stats: np.ndarray) -> np.ndarray:
     return np.where(m == -np.inf, m, m + np.log(stats[:, SUM_EXP]))
 
 
+def index_target_weights(
+    target: np.ndarray, classes: int, ignore_index: int, class_weight: Optional[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, target_weight) of index targets: whether each is not ignore_index, and its class
+    weight (float64; 1 without class weights, 0 where ignored), whose sum is the mean's divisor.
+    Raises PyTorch's IndexError for a target outside [0, classes) that is not ignored."""
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= classes))
+    if bad.any():
+        raise IndexError(f"Target {target[np.argmax(bad)]} is out of bounds.")
+    safe = np.where(valid, target, 0)
+    return valid, np.where(valid, 1.0 if class_weight is None else class_weight[safe], 0.0)
+
+
 def _row_scales(
     grad_output: Any,
     reduction: str,
@@ -378,7 +390,7 @@ def _row_scales(
     return np.where(valid, go, 0.0)
 
 
-def _row_losses(
+def row_losses(
     stats: np.ndarray,
     valid: np.ndarray,
     target_weight: Optional[np.ndarray],
@@ -406,7 +418,7 @@ def _row_losses(
     return np.where(valid, loss, 0.0)
 
 
-def _gradient_factors(
+def gradient_factors(
     stats: np.ndarray,
     scale: np.ndarray,
     target_weight: Optional[np.ndarray],
