@@ -296,6 +296,19 @@ def test_huge_logits(dtype, rng):
     np.testing.assert_allclose(got.loss, numpy_reference(x, big, None, t), rtol=1e-5)
 
 
+@pytest.mark.parametrize("chunk_size", [None, (3, 19), (3, 17), (3, 4)])
+def test_a_nan_logit_makes_its_row_nan_in_any_tile(chunk_size, isa, rng):
+    """A NaN class in a narrow vocabulary tile (all NaN, where a running max does not report it)
+    still reaches the merged row, as the logits' NaN reaches cross_entropy."""
+    x = rng.standard_normal((3, 8))
+    w = rng.standard_normal((20, 8))
+    w[19] = np.nan  # the last class: alone in the last tile of (3, 19)
+    got = fl.linear_cross_entropy(x, w, np.array([0, 1, -100]), reduction="none",
+                                  chunk_size=chunk_size, return_lse=True)
+    np.testing.assert_array_equal(np.isnan(got.loss), [True, True, False])  # ignored: 0
+    assert np.isnan(got.lse).all()
+
+
 def test_errors_name_the_argument(rng):
     x, w, b, t = make_case(rng, np.dtype(np.float32), (4,), 5, 6)
     with pytest.raises(ValueError, match=r"linear_weight must have shape \(V, 5\).*\(6, 4\)"):

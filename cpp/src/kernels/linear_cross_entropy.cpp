@@ -23,6 +23,8 @@
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy-inl.hpp"
 
+#include <limits>
+
 namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
@@ -71,7 +73,10 @@ RowStatistics row_tile_statistics(T* x, int64_t r, const LogitTile<T>& tile, con
     } else {
         st.sum_exp = double(row_sum_exp(x, shift, static_cast<T*>(nullptr), n));
     }
-    if (m == -infinity<T>()) st.sum_exp = 0.0;  // the identity's sum, whatever the shift gave
+    // No finite max: an all -inf tile, whose sum is 0 (the merge's identity), or a tile whose NaN
+    // the running max did not report (max returns its second operand): its sum is NaN, and its
+    // max becomes NaN so that the merge makes the whole row NaN.
+    if (m == -infinity<T>() && st.sum_exp != st.sum_exp) st.max = std::numeric_limits<double>::quiet_NaN();
     if (tile.target) {
         const int64_t y = tile.target[r] - tile.column_begin;
         if (y >= 0 && y < n) st.target_logit = double(x[y]);

@@ -20,8 +20,6 @@ from .. import _core
 from .._linear_cross_entropy import gradient_factors, index_target_weights
 from .._row_statistics import (
     FIELDS,
-    MAX,
-    SUM_EXP,
     empty_row_statistics,
     merge_row_statistics,
 )
@@ -105,14 +103,6 @@ def fold_tile(
         None if probabilities is None else kernel_operand(probabilities, dtype),
         stats,
     )
-    # The kernel takes a NaN-only tile (NaN and -inf logits) for an empty one (max -inf, no
-    # exponentials), which would lose the NaN once merged with other tiles: mark such rows'
-    # sums NaN, as a tile holding a NaN among finite logits has. Only rows with max -inf can
-    # be affected, so only they are looked at again.
-    empty = np.flatnonzero(stats[:, MAX] == -np.inf)
-    if empty.size:
-        lost = empty[np.isnan(logits[empty]).any(axis=1)]
-        stats[lost, SUM_EXP] = np.nan
     return stats
 
 
