@@ -447,6 +447,33 @@ register(
     )
 )
 
+
+def _torch_softcapped_cross_entropy(torch: Any, x: Any, t: Any) -> Any:
+    """Gemma 2's soft-capping spelled in torch ops: cross_entropy(c * tanh(x / c))."""
+    return torch.nn.functional.cross_entropy(SOFTCAP * torch.tanh(x / SOFTCAP), t)
+
+
+SOFTCAP = 30.0
+
+register(
+    Case(
+        op="cross_entropy_softcap",
+        setup=logits_and_class_targets,
+        forward={
+            "fastloss": lambda fl, x, t: fl.cross_entropy(x, t, axis=-1, softcap=SOFTCAP),
+            "torch": _torch_softcapped_cross_entropy,
+        },
+        grad={
+            "fastloss": lambda fl, x, t: fl.cross_entropy(
+                x, t, axis=-1, softcap=SOFTCAP, return_grad=True, grad_out=reused_buffer(x)
+            ),
+            "torch": _torch_softcapped_cross_entropy,
+        },
+        description="cross_entropy(softcap=30); torch: cross_entropy(30 * tanh(x / 30))",
+        default=False,
+    )
+)
+
 register(
     Case(
         op="kl_div",
