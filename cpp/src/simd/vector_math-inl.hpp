@@ -298,9 +298,13 @@ inline V vtanh(V x) {
     V p = V::broadcast(T(kTanhTaylor[terms - 1]));
     for (int n = terms - 2; n >= 0; --n) p = fma(p, z, V::broadcast(T(kTanhTaylor[n])));
     const V small = select(equal(x, V::broadcast(T(0))), x, fma(x * z, p, x));  // keeps -0's sign
+    const auto is_small = less(a, V::broadcast(T(0.55)));
+    // Soft-capped logits mostly lie where the series alone serves: the exponential and the
+    // division are only paid for a vector that needs them (same result either way).
+    if (all_lanes(is_small)) return small;
     const V large = one - V::broadcast(T(2)) / (vexp(a + a) + one);  // tanh(|x|); NaN stays NaN
     const V signed_large = select(less(x, V::broadcast(T(0))), V::broadcast(T(0)) - large, large);
-    return select(less(a, V::broadcast(T(0.55))), small, signed_large);
+    return select(is_small, small, signed_large);
 }
 
 // Scalar helpers for once-per-row work (one log per row of a softmax).

@@ -1,0 +1,60 @@
+"""What cross_entropy's opt-in options cost beside the plain call, in one process, interleaved.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/cross_entropy_options.py \
+        [--shape 4096x32000] [--threads 2] [--repeats 9]
+
+Each round times every variant once (forward, then forward+gradient into a reused buffer), so a
+burst of load on a shared machine touches all of them alike; the table gives medians over rounds
+and each option's ratio to the plain call of the same mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import fastloss as fl
+
+VARIANTS = {
+    "plain": {},
+    "z_loss=1e-4": {"z_loss": 1e-4},
+    "return_lse": {"return_lse": True},
+    "softcap=30": {"softcap": 30.0},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="4096x32000")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    n, c = (int(v) for v in args.shape.split("x"))
+    fl.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c), dtype=np.float32) * 4
+    y = rng.integers(0, c, n)
+    grad = np.empty_like(x)
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.repeats):
+        for name, options in VARIANTS.items():
+            for mode in ("forward", "forward+grad"):
+                extra = {"return_grad": True, "grad_out": grad} if mode != "forward" else {}
+                start = time.perf_counter()
+                fl.cross_entropy(x, y, axis=-1, **options, **extra)
+                times.setdefault((name, mode), []).append(time.perf_counter() - start)
+    print(f"cross_entropy {n}x{c} float32, {args.threads} threads, median of {args.repeats} rounds")
+    print(f"{'option':<14}{'forward':>12}{'ratio':>8}{'fwd+grad':>12}{'ratio':>8}")
+    base = {m: statistics.median(times[("plain", m)]) for m in ("forward", "forward+grad")}
+    for name in VARIANTS:
+        f = statistics.median(times[(name, "forward")])
+        g = statistics.median(times[(name, "forward+grad")])
+        print(f"{name:<14}{f * 1e3:>10.2f}ms{f / base['forward']:>7.2f}x"
+              f"{g * 1e3:>10.2f}ms{g / base['forward+grad']:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
