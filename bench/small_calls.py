@@ -44,6 +44,12 @@ def calls(shape: tuple[int, int], torch):  # type: ignore[no-untyped-def]
         hard = F.cross_entropy(student, target)
         return alpha * hard + (1 - alpha) * temperature**2 * soft
 
+    def torch_focal(x, t, alpha=0.25, gamma=2.0):  # torchvision's, averaged
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        return ((alpha * t + (1 - alpha) * (1 - t)) * ce * (1 - p_t) ** gamma).mean()
+
     def grad_of(fn, a, *rest):  # torch: forward and backward w.r.t. the first argument
         leaf = T(a).requires_grad_()
         tensors = [T(r) for r in rest]
@@ -126,6 +132,17 @@ def calls(shape: tuple[int, int], torch):  # type: ignore[no-untyped-def]
             "bce_with_logits+grad",
             lambda: fl.binary_cross_entropy_with_logits(x, soft, return_grad=True),
             torch and grad_of(F.binary_cross_entropy_with_logits, x, soft),
+        ),
+        # torch has no focal loss (torchvision has): its expression in torch ops, averaged.
+        (
+            "sigmoid_focal_loss",
+            lambda: fl.sigmoid_focal_loss(x, soft, reduction="mean"),
+            torch and (lambda: torch_focal(tx, tsoft)),
+        ),
+        (
+            "sigmoid_focal_loss+grad",
+            lambda: fl.sigmoid_focal_loss(x, soft, reduction="mean", return_grad=True),
+            torch and grad_of(torch_focal, x, soft),
         ),
         # torch has no distillation loss: the expression fastloss's equals (temperature 2, alpha
         # 0.5, the defaults), composed from torch's functions.

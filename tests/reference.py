@@ -232,3 +232,27 @@ def binary_cross_entropy_with_logits(x, y, weight=None, pos_weight=None, reducti
     if weight is not None:
         per = per * _f64(weight)
     return _reduce_elementwise(per, reduction)
+
+
+def sigmoid_focal_loss(x, t, alpha=0.25, gamma=2.0, reduction="none", return_grad=False):
+    """torchvision.ops.sigmoid_focal_loss in float64, with 1 - p_t = (1 - t) sigmoid(x) +
+    t sigmoid(-x) (no cancellation), and autograd's gradient of it with respect to x (of the
+    sum of the losses; divided by the count for mean)."""
+    x, t = _f64(x), _f64(t)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        e = np.exp(-np.abs(x))
+        sig = np.where(x < 0, e / (1 + e), 1 / (1 + e))
+        sig_neg = np.where(x < 0, 1 / (1 + e), e / (1 + e))
+        ce = binary_cross_entropy_with_logits(x, t, reduction="none")
+        q = (1 - t) * sig + t * sig_neg
+        a_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else np.ones_like(t)
+        per = a_t * ce * q**gamma
+        if not return_grad:
+            return _reduce_elementwise(per, reduction)
+        grad = ((1 - t) * sig - t * sig_neg) * q**gamma  # p - t, without cancellation
+        if gamma != 0:  # pow's backward is 0 for a zero exponent
+            grad = grad + gamma * ce * q ** (gamma - 1) * (1 - 2 * t) * sig * sig_neg
+        grad = a_t * grad
+    if reduction == "mean":
+        grad = grad / per.size if per.size else grad
+    return _reduce_elementwise(per, reduction), grad

@@ -96,6 +96,22 @@ def test_binary_cross_entropy_common_case_is_the_general_path(dtype, shape, redu
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(32, 10), (7,), (3, 0), (2, 3, 5)])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("options", [{}, {"alpha": -1.0, "gamma": 0.0}, {"gamma": 1.5}])
+def test_sigmoid_focal_loss_common_case_is_the_general_path(dtype, shape, reduction, options, rng):
+    x, t = _inputs(dtype, shape, rng), rng.uniform(0, 1, shape).astype(dtype)
+    loss = fl.sigmoid_focal_loss
+    general = Reduction(reduction)
+    _same(loss(x, t, reduction=reduction, **options), loss(x, t, reduction=general, **options))
+    if reduction != "none":
+        _same(
+            loss(x, t, reduction=reduction, return_grad=True, **options),
+            loss(x, t, reduction=general, return_grad=True, **options),
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(32, 10), (7,), (0, 4), (3, 1)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize(
@@ -151,6 +167,10 @@ def test_common_case_errors_are_the_general_paths():
         fl.softmax(x, 2)
     with pytest.raises(IndexError, match="Target 3 is out of bounds"):
         fl.distillation_loss(x, x, np.array([0, 3]))
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        fl.sigmoid_focal_loss(x, x, gamma=-1.0)
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        fl.sigmoid_focal_loss(x, x, alpha=float("nan"))
 
 
 def test_the_common_calls_are_recognised():
@@ -169,6 +189,10 @@ def test_the_common_calls_are_recognised():
     assert _core.distillation_loss_common_case(*args) is not None
     args = (x, x, np.array([1, -1]), 0.0, "mean", True, None, None)
     assert _core.cosine_embedding_loss_common_case(*args) is not None
+    focal = _core.sigmoid_focal_loss_common_case
+    assert focal(x, x, 0.25, 2.0, "none", False, None, None) is not None
+    assert focal(x, x, 0.25, -1.0, "sum", True, None, None) is None  # gamma < 0: Python raises
+    assert focal(x, x, 0.25, 2, "sum", True, None, None) is None  # an int gamma: the general path
     assert _core.softmax_backward_common_case(x, x, -1, None) is not None
     assert _core.log_softmax_backward_common_case(x, x, 0, None) is not None
     assert _core.softmax_common_case(x, np.int64(-1), None, None) is None
@@ -193,6 +217,7 @@ def test_the_common_calls_return_a_complete_loss_and_grad():
         "bce_with_logits": lambda: fl.binary_cross_entropy_with_logits(x, x, return_grad=True),
         "distillation": lambda: fl.distillation_loss(x, x[::-1].copy(), y, return_grad=True),
         "cosine": lambda: fl.cosine_embedding_loss(x, x + 1, np.array([1, -1]), return_grad=True),
+        "focal": lambda: fl.sigmoid_focal_loss(x, x * 0 + 0.5, reduction="mean", return_grad=True),
     }
     for name, call in calls.items():
         r = call()

@@ -185,3 +185,7 @@ def test_modules_match_torch_nn():
     got = flt.nn.DistillationLoss(temperature=3.0, alpha=0.25)(x, teacher, t)
     want = flt.distillation_loss(x, teacher, t, temperature=3.0, alpha=0.25)
     torch.testing.assert_close(got, want)
+    focal = flt.nn.SigmoidFocalLoss(alpha=-1, gamma=1.5, reduction="sum")  # no torch.nn module
+    assert repr(focal) == "SigmoidFocalLoss(alpha=-1, gamma=1.5, reduction='sum')"
+    soft = torch.rand(5, 4)
+    torch.testing.assert_close(focal(x, soft), flt.sigmoid_focal_loss(x, soft, -1, 1.5, "sum"))

@@ -45,6 +45,7 @@ def _loss_arguments(name, reduction):
         "binary_cross_entropy": (_probs(4, 3).requires_grad_(), _probs(4, 3), w, reduction),
         "binary_cross_entropy_with_logits": (_x(4, 3), _probs(4, 3), w, w, reduction),
         "cosine_embedding_loss": (_x(4, 3), _x(4, 3), torch.tensor([1, -1, 1, -1]), 0.1, reduction),
+        "sigmoid_focal_loss": (_x(4, 3), _probs(4, 3), 0.25, 1.5, reduction),
     }[name]
 
 

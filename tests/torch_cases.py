@@ -110,6 +110,24 @@ def _bce(reduction: str, logits: bool):
     )
 
 
+def _torchvision_focal(x, target, alpha, gamma, reduction):
+    """torchvision.ops.sigmoid_focal_loss, written out in torch ops."""
+    p = torch.sigmoid(x)
+    ce = F.binary_cross_entropy_with_logits(x, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+def _focal(reduction: str, alpha: float, gamma: float):
+    return (
+        lambda x, target: flt.sigmoid_focal_loss(x, target, alpha, gamma, reduction),
+        lambda x, target: _torchvision_focal(x, target, alpha, gamma, reduction),
+    )
+
+
 def _cosine_maker(broadcast: bool = False):
     def make(dtype):
         gen = _generator()
@@ -208,6 +226,11 @@ CASES = [
         Case(f"bce_logits-{r}-w{w}-pw{pw}", *_bce(r, True), _bce_maker(w, pw, logits=True))
         for r in ("mean", "sum", "none")
         for w, pw in ((False, False), (True, True))
+    ],
+    *[
+        Case(f"focal-{r}-a{a}-g{g}", *_focal(r, a, g), _bce_maker(logits=True))
+        for r in ("mean", "sum", "none")
+        for a, g in ((0.25, 2.0), (-1.0, 1.5))
     ],
     *[
         Case(f"cosine-{r}-m{m}-b{b}", *_cosine(r, m), _cosine_maker(b))

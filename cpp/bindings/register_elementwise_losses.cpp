@@ -1,9 +1,10 @@
-// kl_div, binary_cross_entropy and binary_cross_entropy_with_logits bindings: memory-safety checks,
+// kl_div, binary_cross_entropy(_with_logits) and sigmoid_focal_loss bindings: memory-safety checks,
 // GIL release, run. The Python layer (python/fastloss/_elementwise_losses.py) owns semantics,
 // broadcasting (it passes zero-stride views of the common shape) and friendly messages.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,13 @@ struct ReductionArguments {
     bool unscaled_gradient = false;
 };
 
+// sigmoid_focal_loss's options (checked in Python, or by the common case): alpha < 0 means no
+// alpha weighting, gamma is finite and >= 0.
+struct FocalArguments {
+    double alpha = -1.0;
+    double gamma = 0.0;
+};
+
 template <class T>
 T* writeable_operand(const py::object& a, const py::array& x, const char* name, Extents& strides) {
     if (a.is_none()) return nullptr;
@@ -53,7 +61,7 @@ T* writeable_operand(const py::object& a, const py::array& x, const char* name, 
 template <class T>
 double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::array& target,
                             const py::object& weight, const py::object& pos_weight, const py::object& out,
-                            Reduction reduction, const ReductionArguments& r) {
+                            Reduction reduction, const ReductionArguments& r, const FocalArguments& focal) {
     ElementwiseLossCall<T> call;  // T: the storage type
     call.shape = shape_of(x);
     call.input = static_cast<const T*>(x.data());
@@ -61,6 +69,8 @@ double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::
     call.target = operand<T>(target, x, "target", call.target_strides);
     call.weight = operand<T>(weight, x, "weight", call.weight_strides);
     call.pos_weight = operand<T>(pos_weight, x, "pos_weight", call.pos_weight_strides);
+    call.focal_alpha = focal.alpha;
+    call.focal_gamma = focal.gamma;
     call.reduction = reduction;
     call.mean_count = r.mean_count;
     if (reduction == Reduction::none) {
@@ -82,12 +92,12 @@ double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::
 
 py::object elementwise_loss_binding(ElementwiseLoss kind, const py::array& x, const py::array& target,
                                     const py::object& weight, const py::object& pos_weight, const py::object& out,
-                                    const ReductionArguments& r) {
+                                    const ReductionArguments& r, const FocalArguments& focal = {}) {
     const FloatType type = float_type(x, "input");
     const Reduction reduction = parse_reduction(r.reduction);
     if (r.mean_count < 0) throw std::invalid_argument("mean_count must be >= 0");
     const double value = with_storage_type(type, [&](auto tag) {
-        return run_elementwise_loss<decltype(tag)>(kind, x, target, weight, pos_weight, out, reduction, r);
+        return run_elementwise_loss<decltype(tag)>(kind, x, target, weight, pos_weight, out, reduction, r, focal);
     });
     return loss_result(value, type, reduction);
 }
@@ -97,20 +107,24 @@ py::object elementwise_loss_binding(ElementwiseLoss kind, const py::array& x, co
 // (with the gradient if asked) or per element (reduction 'none', without the gradient). The
 // outputs are new C-order arrays, as the general path's for C-contiguous inputs.
 py::object elementwise_common_case(ElementwiseLoss kind, py::handle input, py::handle target,
-                                   const std::string& reduction, int64_t mean_count, bool return_grad) {
+                                   const std::string& reduction, int64_t mean_count, bool return_grad,
+                                   const FocalArguments& focal = {}) {
     const auto x = py::reinterpret_borrow<py::array>(input);
     const auto t = py::reinterpret_borrow<py::array>(target);
     const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
     if (reduction == "none") {
         if (return_grad) return py::none();
         py::array out = new_array(x, shape);
-        elementwise_loss_binding(kind, x, t, py::none(), py::none(), out, {reduction, mean_count});
+        elementwise_loss_binding(kind, x, t, py::none(), py::none(), out, {reduction, mean_count}, focal);
         return std::move(out);
     }
-    if (!return_grad) return elementwise_loss_binding(kind, x, t, py::none(), py::none(), py::none(), {reduction, mean_count});
+    if (!return_grad) {
+        return elementwise_loss_binding(kind, x, t, py::none(), py::none(), py::none(), {reduction, mean_count},
+                                        focal);
+    }
     py::array grad = new_array(x, shape);
     py::object loss = elementwise_loss_binding(kind, x, t, py::none(), py::none(), py::none(),
-                                               {reduction, mean_count, grad, py::none()});
+                                               {reduction, mean_count, grad, py::none()}, focal);
     return loss_and_grad(std::move(loss), std::move(grad));
 }
 
@@ -157,6 +171,23 @@ py::object bce_common_case(ElementwiseLoss kind, py::handle input, py::handle ta
     return elementwise_common_case(kind, input, target, r, count, options->return_grad);
 }
 
+// sigmoid_focal_loss: exact float alpha and gamma, finite, gamma >= 0 (the Python layer
+// explains anything else); 'mean' over every element.
+py::object sigmoid_focal_loss_common_case(py::handle input, py::handle target, py::handle alpha, py::handle gamma,
+                                          py::handle reduction, py::handle return_grad, py::handle grad_output,
+                                          py::handle grad_out) {
+    if (!PyFloat_CheckExact(alpha.ptr()) || !PyFloat_CheckExact(gamma.ptr())) return py::none();
+    const FocalArguments focal{PyFloat_AS_DOUBLE(alpha.ptr()), PyFloat_AS_DOUBLE(gamma.ptr())};
+    if (!std::isfinite(focal.alpha) || !std::isfinite(focal.gamma) || !(focal.gamma >= 0.0)) return py::none();
+    const auto options = common_options(input, target, reduction, return_grad, grad_output, grad_out);
+    if (!options) return py::none();
+    const std::string& r = options->reduction;
+    if (r != "mean" && r != "sum" && r != "none") return py::none();
+    const int64_t count = py::reinterpret_borrow<py::array>(input).size();
+    return elementwise_common_case(ElementwiseLoss::sigmoid_focal_loss, input, target, r, count,
+                                   options->return_grad, focal);
+}
+
 const char* const kReductionDoc =
     " reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None)."
     " With grad, also writes there (it may be input itself) the gradient with respect to the input, times"
@@ -193,6 +224,11 @@ void register_elementwise_losses(py::module_& m) {
         py::arg("return_grad"), py::arg("grad_output"), py::arg("grad_out"),
         "binary_cross_entropy_with_logits's arguments as given: the result of the common call (common_case.hpp); "
         "None for any other.");
+    m.def("sigmoid_focal_loss_common_case", &sigmoid_focal_loss_common_case, py::arg("input"), py::arg("target"),
+          py::arg("alpha"), py::arg("gamma"), py::arg("reduction"), py::arg("return_grad"), py::arg("grad_output"),
+          py::arg("grad_out"),
+          "sigmoid_focal_loss's arguments as given: the result of the common call (common_case.hpp); None for any "
+          "other.");
     m.def(
         "kl_div",
         [](const py::array& x, const py::array& target, bool log_target, const std::string& reduction,
@@ -231,6 +267,22 @@ void register_elementwise_losses(py::module_& m) {
         py::arg("reduction"), py::arg("mean_count"), py::arg("out"), py::arg("grad") = py::none(),
         py::arg("grad_output") = py::none(), py::arg("unscaled_gradient") = false,
         (std::string("Binary cross-entropy of logits.") + kReductionDoc).c_str());
+    m.def(
+        "sigmoid_focal_loss",
+        [](const py::array& x, const py::array& target, double alpha, double gamma, const std::string& reduction,
+           int64_t mean_count, const py::object& out, const py::object& grad, const py::object& grad_output,
+           bool unscaled_gradient) {
+            if (!std::isfinite(alpha) || !std::isfinite(gamma) || !(gamma >= 0.0)) {
+                throw std::invalid_argument("alpha and gamma must be finite, gamma >= 0");
+            }
+            return elementwise_loss_binding(ElementwiseLoss::sigmoid_focal_loss, x, target, py::none(), py::none(),
+                                            out, {reduction, mean_count, grad, grad_output, unscaled_gradient},
+                                            {alpha, gamma});
+        },
+        py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("alpha"), py::arg("gamma"),
+        py::arg("reduction"), py::arg("mean_count"), py::arg("out"), py::arg("grad") = py::none(),
+        py::arg("grad_output") = py::none(), py::arg("unscaled_gradient") = false,
+        (std::string("Sigmoid focal loss of logits (alpha < 0: no alpha weighting).") + kReductionDoc).c_str());
 }
 
 }  // namespace fastloss::bindings

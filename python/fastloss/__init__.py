@@ -22,7 +22,12 @@ from ._config import (
 )
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
-from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
+from ._elementwise_losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    kl_div,
+    sigmoid_focal_loss,
+)
 from ._entropy import entropy
 from ._gradient import LossAndGrad, LossAndLse, LossLseAndGrad
 from ._linear_cross_entropy import LinearLossAndGrad, LinearLossLseAndGrad, linear_cross_entropy
@@ -37,6 +42,7 @@ from ._modules import (
     LinearCrossEntropyLoss,
     LogSoftmax,
     NLLLoss,
+    SigmoidFocalLoss,
     Softmax,
 )
 from ._softmax import log_softmax, log_softmax_backward, logsumexp, softmax, softmax_backward
@@ -58,6 +64,7 @@ __all__ = [
     "LossAndLse",
     "LossLseAndGrad",
     "NLLLoss",
+    "SigmoidFocalLoss",
     "Softmax",
     "__version__",
     "available_capabilities",
@@ -77,6 +84,7 @@ __all__ = [
     "nll_loss",
     "set_num_threads",
     "show_config",
+    "sigmoid_focal_loss",
     "softmax",
     "softmax_backward",
 ]

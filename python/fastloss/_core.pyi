@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'linear_cross_entropy_fold_tile', 'linear_cross_entropy_tile_gradient', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'linear_cross_entropy_fold_tile', 'linear_cross_entropy_tile_gradient', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'sigmoid_focal_loss', 'sigmoid_focal_loss_common_case', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -141,6 +141,14 @@ def openmp_runtime() -> str:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
+def sigmoid_focal_loss(input: numpy.ndarray, target: numpy.ndarray, alpha: typing.SupportsFloat | typing.SupportsIndex, gamma: typing.SupportsFloat | typing.SupportsIndex, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
+    """
+    Sigmoid focal loss of logits (alpha < 0: no alpha weighting). reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
+    """
+def sigmoid_focal_loss_common_case(input: typing.Any, target: typing.Any, alpha: typing.Any, gamma: typing.Any, reduction: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+    """
+    sigmoid_focal_loss's arguments as given: the result of the common call (common_case.hpp); None for any other.
+    """
 def softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     out = softmax(x) along axis (axis already normalised, out preallocated).

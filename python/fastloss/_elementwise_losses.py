@@ -1,5 +1,5 @@
-"""kl_div, binary_cross_entropy and binary_cross_entropy_with_logits: torch.nn.functional's
-semantics, one fused pass over broadcast operands.
+"""kl_div, binary_cross_entropy and binary_cross_entropy_with_logits (torch.nn.functional's
+semantics) and sigmoid_focal_loss (torchvision.ops'): one fused pass over broadcast operands.
 
 Broadcasting happens here, as zero-stride views (``np.broadcast_to``): nothing of the input's size
 is copied unless the dtype must change (half precision is computed in float32).
@@ -38,9 +38,15 @@ from ._validation import (
     broadcast_view,
     check_reduction,
     promote_dtypes,
+    real_number,
 )
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "kl_div",
+    "sigmoid_focal_loss",
+]
 
 _KL_REDUCTIONS = ("none", "batchmean", "sum", "mean")
 
@@ -310,5 +316,64 @@ def binary_cross_entropy_with_logits(
     )
     return _run(
         _core.binary_cross_entropy_with_logits, xw, (t, w, pw), reduction, x.size, result_dtype, x,
+        return_grad, grad_output, grad_out,
+    )
+
+
+def sigmoid_focal_loss(
+    input: Any,
+    target: Any,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
+    """Sigmoid focal loss of logits, as ``torchvision.ops.sigmoid_focal_loss`` (its defaults:
+    ``alpha=0.25``, ``gamma=2``, ``reduction="none"``).
+
+    With ``p = sigmoid(input)``, ``ce = binary_cross_entropy_with_logits(input, target)`` and
+    ``p_t = p * target + (1 - p) * (1 - target)``, pointwise::
+
+        loss = ce * (1 - p_t) ** gamma * (alpha * target + (1 - alpha) * (1 - target))
+
+    and without the last factor when ``alpha < 0``. `target` must have the input's shape; soft
+    targets in [0, 1] are allowed and nothing is range-checked, as in torchvision. ``1 - p_t`` is
+    computed without cancellation (``(1 - t) sigmoid(x) + t sigmoid(-x)``), so where torchvision
+    rounds it to 0 (float32 logits beyond about 17 on the target's side) the loss here keeps its
+    tiny true value. ``gamma = 0`` gives the binary cross-entropy of logits (times the alpha
+    factor); ``(1 - p_t) ** 0`` is 1 everywhere, as PyTorch's ``pow``. ``"mean"`` divides by the
+    number of elements (NaN for empty input), ``"sum"`` adds them, ``"none"`` returns an array.
+
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)`` as `kl_div` does; the gradient
+    is autograd's of the expression above: ``a_t * ((p - t) (1 - p_t) ** gamma + gamma * ce *
+    (1 - p_t) ** (gamma - 1) * (1 - 2 t) p (1 - p))`` (the second term is 0 for ``gamma = 0``).
+
+    Raises ValueError for an unknown reduction, a target of another shape, a non-finite `alpha`
+    or `gamma`, or ``gamma < 0``; TypeError for non-floating arrays or non-numeric options.
+    """
+    result = _core.sigmoid_focal_loss_common_case(
+        input, target, alpha, gamma, reduction, return_grad, grad_output, grad_out
+    )
+    if result is not None:
+        return result
+    reduction = check_reduction(reduction)
+    a = real_number(alpha, "alpha")
+    if not math.isfinite(a):
+        raise ValueError(
+            f"alpha must be a finite number (< 0 for no alpha weighting), got {alpha!r}"
+        )
+    g = real_number(gamma, "gamma")
+    if not (math.isfinite(g) and g >= 0.0):
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    x = as_float_array(input, "input")
+    t = _same_shape_target(target, x, "sigmoid_focal_loss")
+    result_dtype = promote_dtypes(input=x, target=t)
+    xw = x.astype(result_dtype, copy=False)
+    t = t.astype(result_dtype, copy=False)
+    return _run(
+        _core.sigmoid_focal_loss, xw, (t, a, g), reduction, x.size, result_dtype, x,
         return_grad, grad_output, grad_out,
     )

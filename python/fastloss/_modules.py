@@ -8,7 +8,12 @@ import numpy as np
 
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
-from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
+from ._elementwise_losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    kl_div,
+    sigmoid_focal_loss,
+)
 from ._gradient import LossValue
 from ._linear_cross_entropy import linear_cross_entropy
 from ._losses import cross_entropy, nll_loss
@@ -24,6 +29,7 @@ __all__ = [
     "LinearCrossEntropyLoss",
     "LogSoftmax",
     "NLLLoss",
+    "SigmoidFocalLoss",
     "Softmax",
 ]
 
@@ -245,6 +251,27 @@ class BCEWithLogitsLoss:
 
     def __repr__(self) -> str:
         return f"BCEWithLogitsLoss(reduction={self.reduction!r})"
+
+
+class SigmoidFocalLoss:
+    """``SigmoidFocalLoss(alpha=..., gamma=..., reduction=...)(input, target)``: torchvision's
+    ``sigmoid_focal_loss`` as a callable object, with its defaults (see `sigmoid_focal_loss`)."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none") -> None:
+        self.alpha = alpha
+        self.gamma = gamma
+        self.reduction = reduction
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return sigmoid_focal_loss(
+            input, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SigmoidFocalLoss(alpha={self.alpha}, gamma={self.gamma}, "
+            f"reduction={self.reduction!r})"
+        )
 
 
 class Softmax:

@@ -317,6 +317,25 @@ struct SoftcapKernels {
     void (*chain_row)(const T* g, const T* derivative, int64_t n, S* out);
 };
 
+// Sigmoid focal loss (torchvision.ops.sigmoid_focal_loss), pointwise, logits x, target t, with
+// p = sigmoid(x), ce = binary cross-entropy of logits (as above, without weights):
+//   loss = a_t ce (1 - p_t)^gamma,  1 - p_t = (1 - t) p + t (1 - p),
+//   a_t = alpha t + (1 - alpha)(1 - t) for alpha >= 0, else 1.
+// Gradient with respect to the input (when s.grad is set): see focal_loss.cpp. The segment's
+// weight and pos_weight must be absent.
+template <class T>
+struct SigmoidFocalParams {
+    bool alpha_weighting = false;  // alpha >= 0, decided in float64 by the caller
+    T alpha = T(0);
+    T one_minus_alpha = T(1);  // 1 - alpha rounded once from float64, as torchvision's (1 - alpha)
+    T gamma = T(0);            // finite, >= 0
+};
+
+template <class S>
+struct SigmoidFocalLossKernels {
+    SegmentResult (*forward)(const ElementwiseSegment<S>& s, int64_t n, const SigmoidFocalParams<compute_t<S>>& p);
+};
+
 // Elementwise vector math, exposed so tests can check the documented error bounds and the native
 // harness can measure throughput. y may equal x.
 template <class T>
@@ -347,6 +366,7 @@ struct KernelSet {
     CosineKernels<S> cosine;
     KLDivKernels<S> kl_div;
     BinaryCrossEntropyKernels<S> binary_cross_entropy;
+    SigmoidFocalLossKernels<S> sigmoid_focal_loss;
     LinearCrossEntropyKernels<S> linear_cross_entropy;  // float and double only: tiles are never half
     SoftcapKernels<S> softcap;
 };

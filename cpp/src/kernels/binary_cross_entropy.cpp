@@ -7,24 +7,14 @@
 // than log(1 - p) keeps the small-p side accurate. p and y outside [0, 1] (or NaN) are reported
 // per segment; the driver raises after its parallel region.
 //
-// Logits x, target y, pos_weight pw, weight w:
-//   loss = w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)],
-//   softplus(-x) = log(1 + exp(-x)) = max(-x, 0) + log1p(exp(-|x|)).
-// exp only ever sees -|x| <= 0, so nothing overflows (x = +-1000 gives finite losses), and log1p
-// keeps the tiny tail: x = 50, y = 1 gives exp(-50) = 1.9e-22, where log(1 + e) would give 0.
-// e = exp(-|x|) lies in [0, 1], so vlog1p_unit (a short series, no exponent split) serves.
-// This is -w [pw y log sigmoid(x) + (1 - y) log sigmoid(-x)] rewritten as PyTorch does.
+// Logits: binary_cross_entropy_with_logits-inl.hpp (the stable softplus form, and its gradient).
 //
-// Gradients with respect to the input, as PyTorch autograd gives them:
+// Gradient with respect to the input, as PyTorch autograd gives it:
 //   probabilities:  w (p - y) / max(p (1 - p), 1e-12)
 //     The clamp keeps p = 0 or 1 finite: p = 0, y = 1 gives -1e12. It is PyTorch's EPSILON, a
 //     float 1e-12f (9.99999996e-13) in float64 too, so float64 gives -1.000000004e12 as PyTorch.
-//   logits:         w [(pw y + 1 - y) sigmoid(x) - pw y] = w [(sigmoid(x) - y) - (pw - 1) y sigmoid(-x)]
-//     The second form is the same value rearranged: sigmoid(x) - y stays exact-ish where the two
-//     nearly cancel, the pos_weight term vanishes exactly for pw = 1, and sigmoid(-x) = 1 -
-//     sigmoid(x) carries no cancellation for large x. Both sigmoids come from the loss's
-//     e = exp(-|x|) with one division: 1 / (1 + e) on x's side of zero, e / (1 + e) on the other.
 #include "fastloss/kernel_table.hpp"
+#include "kernels/binary_cross_entropy_with_logits-inl.hpp"
 #include "kernels/elementwise_segment-inl.hpp"
 
 namespace fastloss {
@@ -49,35 +39,6 @@ struct BinaryCrossEntropyPointwise {
         const V one = V::broadcast(T(1)), epsilon = V::broadcast(T(1e-12f));
         d = (p - y) / max(epsilon, (one - p) * p) * w;  // max: a NaN p stays NaN
         return (*this)(p, y, w, pw);
-    }
-};
-
-template <class T>
-struct BinaryCrossEntropyWithLogitsPointwise {
-    static constexpr bool checks_range = false;
-    static constexpr T input_fill = T(0);
-    static constexpr T target_fill = T(0);
-    // The loss from e = exp(-|x|).
-    static Vec<T> loss(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw, Vec<T> e) {
-        using V = Vec<T>;
-        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
-        const V softplus_neg_x = max(zero - x, zero) + vlog1p_unit(e);
-        const V log_weight = fma(pw - one, y, one);  // 1 + (pw - 1) y
-        return fma(one - y, x, log_weight * softplus_neg_x) * w;
-    }
-    Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw) const {
-        return loss(x, y, w, pw, vexp_nonpositive(Vec<T>::broadcast(T(0)) - abs(x)));
-    }
-    Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw, Vec<T>& d) const {
-        using V = Vec<T>;
-        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
-        const V e = vexp_nonpositive(zero - abs(x));
-        const V r = one / (one + e);
-        const V er = e * r;
-        const auto negative = less(x, zero);
-        const V sigmoid = select(negative, er, r), sigmoid_neg = select(negative, r, er);
-        d = ((sigmoid - y) - (pw - one) * y * sigmoid_neg) * w;
-        return loss(x, y, w, pw, e);
     }
 };
 

@@ -1,4 +1,4 @@
-// The loop shared by the elementwise losses (kl_div.cpp, binary_cross_entropy.cpp): one segment of
+// The loop shared by the elementwise losses (kl_div.cpp, binary_cross_entropy.cpp, focal_loss.cpp): one segment of
 // broadcast operands, W = Vec<T>::width elements at a time, each operand read exactly once.
 //
 // A loss is a functor with `V operator()(V x, V t, V w, V pw) const` (the loss) and

@@ -16,6 +16,7 @@ void register_entropy_kernels(KernelTable& table);
 void register_cosine_kernels(KernelTable& table);
 void register_kl_div_kernels(KernelTable& table);
 void register_binary_cross_entropy_kernels(KernelTable& table);
+void register_sigmoid_focal_loss_kernels(KernelTable& table);
 void register_linear_cross_entropy_kernels(KernelTable& table);
 void register_softcap_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
@@ -34,6 +35,7 @@ KernelTable build_table() {
     register_cosine_kernels(table);
     register_kl_div_kernels(table);
     register_binary_cross_entropy_kernels(table);
+    register_sigmoid_focal_loss_kernels(table);
     register_linear_cross_entropy_kernels(table);
     register_softcap_kernels(table);
     register_vector_math_kernels(table);

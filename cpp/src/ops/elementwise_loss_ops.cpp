@@ -22,12 +22,14 @@ const Extents& strides_or_zeros(const T* p, const Extents& strides,
 }
 
 template <class S>
-SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<S>& s, int64_t n, const KernelTable& table) {
+SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<S>& s, int64_t n, const KernelTable& table,
+                          const SigmoidFocalParams<compute_t<S>>& focal) {
     switch (kind) {
     case ElementwiseLoss::kl_div: return table.kernels<S>().kl_div.forward(s, n, false);
     case ElementwiseLoss::kl_div_log_target: return table.kernels<S>().kl_div.forward(s, n, true);
     case ElementwiseLoss::binary_cross_entropy: return table.kernels<S>().binary_cross_entropy.probabilities(s, n);
     case ElementwiseLoss::binary_cross_entropy_with_logits: return table.kernels<S>().binary_cross_entropy.logits(s, n);
+    case ElementwiseLoss::sigmoid_focal_loss: return table.kernels<S>().sigmoid_focal_loss.forward(s, n, focal);
     }
     return SegmentResult{};
 }
@@ -55,6 +57,14 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
         grad_scale = !mean ? call.grad_output_scalar
                            : call.mean_count ? call.grad_output_scalar / T(call.mean_count) : T(0);
     }
+
+    // torchvision weighs by alpha when alpha >= 0, decided here in float64 (a tiny negative alpha
+    // would round to -0 in float32); 1 - alpha is rounded once, as torchvision's (1 - alpha).
+    SigmoidFocalParams<T> focal;
+    focal.alpha_weighting = call.focal_alpha >= 0.0;
+    focal.alpha = T(call.focal_alpha);
+    focal.one_minus_alpha = T(1.0 - call.focal_alpha);
+    focal.gamma = T(call.focal_gamma);
 
     // One result per fixed chunk of segments, combined below in chunk order.
     const int64_t work = g.segment_work();
@@ -93,7 +103,7 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
                     s.grad_output_stride = g.row_stride[Slot::grad_output];
                 }
             }
-            const SegmentResult r = run_segment(kind, s, n, table);
+            const SegmentResult r = run_segment(kind, s, n, table, focal);
             acc.sum += r.sum;
             acc.input_out_of_range |= r.input_out_of_range;
             acc.target_out_of_range |= r.target_out_of_range;

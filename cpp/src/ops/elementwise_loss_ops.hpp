@@ -1,4 +1,4 @@
-// kl_div, binary_cross_entropy and binary_cross_entropy_with_logits over broadcast operands:
+// kl_div, binary_cross_entropy(_with_logits) and sigmoid_focal_loss over broadcast operands:
 // layout (broadcast_geometry.hpp), threads, the fixed-order float64 sum, and the range check of
 // binary_cross_entropy.
 #pragma once
@@ -11,7 +11,13 @@
 
 namespace fastloss {
 
-enum class ElementwiseLoss { kl_div, kl_div_log_target, binary_cross_entropy, binary_cross_entropy_with_logits };
+enum class ElementwiseLoss {
+    kl_div,
+    kl_div_log_target,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    sigmoid_focal_loss,
+};
 
 // Every operand has the common `shape` (broadcast operands carry stride 0 along broadcast axes);
 // strides are in elements, one per axis. Absent operands are nullptr.
@@ -27,6 +33,9 @@ struct ElementwiseLossCall {
     Extents weight_strides;
     const S* pos_weight = nullptr;  // with logits only
     Extents pos_weight_strides;
+    // sigmoid_focal_loss only: alpha (< 0: no alpha weighting) and gamma (finite, >= 0).
+    double focal_alpha = -1.0;
+    double focal_gamma = 0.0;
     S* out = nullptr;  // reduction 'none': one loss per element, written here
     Extents out_strides;
     // The reduction of the returned loss: the sum, or the sum / mean_count (NaN for a count of

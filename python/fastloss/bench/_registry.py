@@ -548,6 +548,35 @@ register(
     )
 )
 
+def _torch_sigmoid_focal_loss(torch: Any, x: Any, y: Any) -> Any:
+    """torchvision.ops.sigmoid_focal_loss (alpha 0.25, gamma 2), in torch ops, averaged."""
+    p = torch.sigmoid(x)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    loss = ce * ((1 - p_t) ** 2.0)
+    return ((0.25 * y + 0.75 * (1 - y)) * loss).mean()
+
+
+register(
+    Case(
+        op="sigmoid_focal_loss",
+        setup=logits_and_binary_targets,
+        forward={
+            "fastloss": lambda fl, x, y: fl.sigmoid_focal_loss(x, y, reduction="mean"),
+            "torch": _torch_sigmoid_focal_loss,
+        },
+        grad={
+            "fastloss": lambda fl, x, y: fl.sigmoid_focal_loss(
+                x, y, reduction="mean", return_grad=True
+            ),
+            "torch": _torch_sigmoid_focal_loss,
+        },
+        description="reduction='mean'; torch: torchvision's sigmoid_focal_loss written in torch "
+        "ops (torchvision is not needed)",
+        default=False,
+    )
+)
+
 register(
     Case(
         op="binary_cross_entropy",

@@ -33,6 +33,7 @@ from .functional import (
     log_softmax,
     logsumexp,
     nll_loss,
+    sigmoid_focal_loss,
     softmax,
 )
 
@@ -49,5 +50,6 @@ __all__ = [
     "logsumexp",
     "nll_loss",
     "nn",
+    "sigmoid_focal_loss",
     "softmax",
 ]

@@ -67,6 +67,10 @@ LOSSES = {
             _elementwise_losses.binary_cross_entropy_with_logits,
             ("input", "target"), ("weight", "pos_weight"), (("reduction", "str"),), _input_shape,
         ),
+        FusedLoss(
+            "sigmoid_focal_loss", _elementwise_losses.sigmoid_focal_loss, ("input", "target"), (),
+            (("alpha", "float"), ("gamma", "float"), ("reduction", "str")), _input_shape,
+        ),
         # symmetric in x1 and x2: x2's gradient is x1's with the two swapped
         FusedLoss(
             "cosine_embedding_loss", _cosine_embedding.cosine_embedding_loss,

@@ -29,6 +29,7 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "nll_loss",
+    "sigmoid_focal_loss",
     "softmax",
 ]
 
@@ -169,6 +170,20 @@ def distillation_loss(
         student_logits=student_logits, teacher_logits=teacher_logits, target=target,
         weight=weight, temperature=temperature, alpha=alpha, ignore_index=ignore_index,
         reduction=reduction, label_smoothing=label_smoothing, axis=dim,
+    )
+
+
+def sigmoid_focal_loss(
+    inputs: Tensor,
+    targets: Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2,
+    reduction: str = "none",
+) -> Tensor:
+    """``torchvision.ops.sigmoid_focal_loss`` (same signature and defaults), see
+    ``fastloss.sigmoid_focal_loss``."""
+    return LOSSES["sigmoid_focal_loss"](
+        input=inputs, target=targets, alpha=alpha, gamma=gamma, reduction=reduction
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "KLDivLoss",
     "LogSoftmax",
     "NLLLoss",
+    "SigmoidFocalLoss",
     "Softmax",
 ]
 
@@ -153,6 +154,23 @@ class CosineEmbeddingLoss(_Loss):
         return F.cosine_embedding_loss(
             input1, input2, target, margin=self.margin, reduction=self.reduction
         )
+
+
+class SigmoidFocalLoss(_Loss):
+    """`fastloss.torch.sigmoid_focal_loss` (torchvision's) as a module, with its defaults."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2, reduction: str = "none") -> None:
+        super().__init__(reduction=reduction)
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.sigmoid_focal_loss(
+            input, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
 
 
 class DistillationLoss(_Loss):
