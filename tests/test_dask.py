@@ -139,6 +139,20 @@ def test_softmax_family_and_entropy(chunking):
                    fl.log_softmax(x, dtype=np.float64))
 
 
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+@pytest.mark.parametrize("axis", [(0, 1), (1, 0), None, (-1,), ()])
+def test_logsumexp_over_several_axes(chunking, axis):
+    x = data()[0]
+    x[2, 3], x[5] = np.inf, -np.inf
+    xd = chunked(x, chunking)
+    for keepdims in (False, True):
+        assert_matches(fld.logsumexp(xd, axis, keepdims=keepdims).compute(),
+                       fl.logsumexp(x, axis, keepdims=keepdims))
+    x3 = data(np.float64)[0][: 2 * (N // 2)].reshape(2, N // 2, C)
+    x3d = da.from_array(x3, chunks=(1, 3, 4))
+    assert_matches(fld.logsumexp(x3d, (0, 2)).compute(), fl.logsumexp(x3, (0, 2)))
+
+
 def test_every_chunk_a_single_element():
     x, t, q, w, _ = data()
     x, t, q = x[:4, :5], np.array([0, -100, 4, 2]), fl.softmax(q[:4, :5])
@@ -491,8 +505,10 @@ def test_wrong_operands():
         fld.kl_div(xd, q[:, :3], reduction="sum")
     with pytest.raises(ValueError, match=r"class axis 1 .* in one chunk.*rechunk"):
         fld.nll_loss(da.from_array(x, chunks=(5, 6)), t, return_grad=True)
+    with pytest.raises(ValueError, match="repeated axis"):
+        fld.logsumexp(xd, axis=(1, -1))
     with pytest.raises(TypeError, match="one integer axis"):
-        fld.logsumexp(xd, axis=(0, 1))
+        fld.softmax(xd, axis=(0, 1))
     with pytest.raises(ValueError, match="grad_output must be a number"):
         fld.cross_entropy(xd, t, return_grad=True, grad_output=np.ones(N))
 

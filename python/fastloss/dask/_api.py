@@ -591,14 +591,17 @@ def _logsumexp_block(x: np.ndarray, axis: int, keepdims: bool) -> np.ndarray:
     return np.asarray(fl.logsumexp(x, axis, keepdims=keepdims))
 
 
-def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False) -> da.Array:
-    """`fastloss.logsumexp` over one axis of a dask array, lazily; a chunked axis merges each
-    chunk's (max, sum of exponentials) exactly."""
+def logsumexp(x: Any, axis: Any = -1, *, keepdims: bool = False) -> da.Array:
+    """`fastloss.logsumexp` over an axis of a dask array, lazily; a chunked axis merges each
+    chunk's (max, sum of exponentials) exactly. `axis` may be a tuple of axes, or None for all
+    of them, as in the NumPy function (see `_logsumexp_over_axes`)."""
+    if axis is None or isinstance(axis, tuple):
+        return _logsumexp_over_axes(x, axis, keepdims)
     xd, ax = _row_function_input(x, axis, "x")
     emptied = _first_position_axis(xd.ndim, ax)
     dtype = np.asarray(fl.logsumexp(_standin(xd, emptied), ax, keepdims=keepdims)).dtype
     if xd.numblocks[ax] > 1:
-        lse = chunked.chunked_logsumexp(xd, ax).astype(dtype)
+        lse = chunked.logsumexp_of_chunks(xd, ax).astype(dtype)
         return lse if keepdims else lse.squeeze(axis=ax)
     if keepdims:
         return xd.map_blocks(_logsumexp_block, ax, True, chunks=tuple(
@@ -606,6 +609,22 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False) -> da.Array:
             meta=np.empty((0,) * xd.ndim, dtype))
     return xd.map_blocks(_logsumexp_block, ax, False, drop_axis=ax, dtype=dtype,
                          meta=np.empty((0,) * (xd.ndim - 1), dtype))
+
+
+def _logsumexp_over_axes(x: Any, axis: Optional[tuple], keepdims: bool) -> da.Array:
+    """logsumexp over several axes, one at a time, innermost first: logsumexp(x, (a, b)) is
+    logsumexp(logsumexp(x, b), a) (the -inf, +inf and NaN cases included), and the partial
+    results stay in float64, so the result is rounded once to the NumPy function's dtype."""
+    xd = as_dask(x, "x")
+    standin = np.broadcast_to(np.zeros((), xd.dtype), (1,) * xd.ndim)  # the NumPy checks
+    dtype = np.asarray(fl.logsumexp(standin, axis, keepdims=keepdims)).dtype
+    axes = range(xd.ndim) if axis is None else (normalize_axis(a, xd.ndim) for a in axis)
+    axes = tuple(sorted(axes, reverse=True))
+    result = xd.astype(np.float64)
+    for ax in axes:
+        result = logsumexp(result, ax, keepdims=True)
+    result = result.astype(dtype)
+    return result if keepdims or not axes else result.squeeze(axis=axes)
 
 
 def _softmax_family(function: Any, x: Any, axis: int, dtype: Any, exponentiate: bool) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import dask.array as da
 import numpy as np
 
-from .. import _elementwise_losses, _entropy, _losses
+from .. import _elementwise_losses, _entropy, _losses, _softmax
 from .._linear_cross_entropy import index_target_weights, row_losses
 from .._row_statistics import row_logsumexp
 from ._operands import empty_like_meta, index_letters, with_class_axis
@@ -32,6 +32,7 @@ __all__ = [
     "chunked_entropy",
     "chunked_logsumexp",
     "chunked_nll_loss",
+    "logsumexp_of_chunks",
     "losses_from_statistics",
     "lse_of_statistics",
     "shifted_by_logsumexp",
@@ -97,6 +98,21 @@ def _lse_of(stats: np.ndarray, axis: int) -> np.ndarray:
 def chunked_logsumexp(x: da.Array, axis: int) -> da.Array:
     """logsumexp over `axis`, float64, keeping `axis` with length 1."""
     return lse_of_statistics(row_statistics(x, axis), axis)
+
+
+def logsumexp_of_chunks(x: da.Array, axis: int) -> da.Array:
+    """The public logsumexp over a chunked `axis` (float64, `axis` kept with length 1): each
+    chunk's logsumexp in float64, then the logsumexp of those, so that a row holding +inf gives
+    +inf as the NumPy function does (its row statistics give NaN: what the softmaxes, whose
+    PyTorch values are NaN there, take from chunked_logsumexp)."""
+    return da.reduction(
+        x, _block_logsumexp, _block_logsumexp, axis=axis, keepdims=True, dtype=np.float64,
+        meta=empty_like_meta(x.ndim, np.float64),
+    )
+
+
+def _block_logsumexp(x: np.ndarray, axis: Any, keepdims: bool, **_: Any) -> np.ndarray:
+    return np.asarray(_softmax.logsumexp(x.astype(np.float64, copy=False), axis, keepdims=True))
 
 
 def lse_of_statistics(stats: da.Array, axis: int) -> da.Array:
