@@ -148,9 +148,13 @@ class DistillationLoss:
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         axis: Optional[int] = None,
+        divergence: str = "kl",
+        beta: float = 0.5,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
+        self.divergence = divergence
+        self.beta = beta
         self.reduction = reduction
         self.weight = weight
         self.ignore_index = ignore_index
@@ -164,6 +168,8 @@ class DistillationLoss:
             target,
             temperature=self.temperature,
             alpha=self.alpha,
+            divergence=self.divergence,
+            beta=self.beta,
             reduction=self.reduction,
             weight=self.weight,
             ignore_index=self.ignore_index,
@@ -174,6 +180,7 @@ class DistillationLoss:
     def __repr__(self) -> str:
         return (
             f"DistillationLoss(temperature={self.temperature}, alpha={self.alpha}, "
+            f"divergence={self.divergence!r}, beta={self.beta}, "
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
             f"label_smoothing={self.label_smoothing}, axis={self.axis})"
         )

@@ -40,6 +40,8 @@ double distillation_forward(const DistillationCall<S>& call) {
     DistillationParams<T> params;
     params.hard = cross_entropy_params(call, weight);
     params.inverse_temperature = T(1.0 / call.temperature);
+    params.divergence = call.divergence;
+    params.beta = T(call.beta);
 
     const Extents scratch_strides = position_strides(call.shape, call.axis);
     // Every target is checked (and copied) before anything is computed or written.
@@ -60,7 +62,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     const double hard_denominator = index_targets ? checked.weight_sum : double(positions);
 
     // The gradient's factors (distillation.cpp): per position, scale * alpha / D for CE and
-    // scale * (1 - alpha) T / N for KL (T^2 from the loss, 1/T from the tempered softmax), with
+    // scale * (1 - alpha) T / N for the divergence (T^2 from the loss, 1/T from the tempered softmax), with
     // D, N = 1 unless the reduction is mean; scale is grad_output (none) or its scalar.
     const bool mean = call.reduction == Reduction::mean;
     params.hard_grad = T(call.alpha / (mean ? hard_denominator : 1.0));

@@ -11,7 +11,14 @@
 
 namespace fastloss {
 
-enum class ElementwiseLoss { kl_div, kl_div_log_target, binary_cross_entropy, binary_cross_entropy_with_logits };
+enum class ElementwiseLoss {
+    kl_div,
+    kl_div_log_target,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    jensen_shannon,  // with ElementwiseLossCall::beta
+    jensen_shannon_log_target,
+};
 
 // Every operand has the common `shape` (broadcast operands carry stride 0 along broadcast axes);
 // strides are in elements, one per axis. Absent operands are nullptr.
@@ -27,6 +34,7 @@ struct ElementwiseLossCall {
     Extents weight_strides;
     const S* pos_weight = nullptr;  // with logits only
     Extents pos_weight_strides;
+    double beta = 0.5;  // Jensen-Shannon only, 0 < beta <= 1 (KLDivKernels)
     S* out = nullptr;  // reduction 'none': one loss per element, written here
     Extents out_strides;
     // The reduction of the returned loss: the sum, or the sum / mean_count (NaN for a count of
