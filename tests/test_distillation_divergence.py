@@ -65,7 +65,7 @@ def torch_loss_and_grad(s, t, target, *, temperature, alpha, divergence, beta, r
 def case(rng, shape, dtype=np.float64):
     s = (rng.standard_normal(shape) * 3).astype(dtype)
     t = (rng.standard_normal(shape) * 3).astype(dtype)
-    positions = (shape[0],) + shape[2:]
+    positions = (shape[0], *shape[2:])
     y = rng.integers(0, shape[1], positions)
     return s, t, y
 
@@ -172,7 +172,7 @@ def test_one_and_two_threads_bit_identical(isa, rng, divergence, beta):
     try:
         for label, s, axis in inputs:
             t = np.roll(s, 1, axis=0)
-            y = np.zeros((s.shape[0],) + s.shape[2:], np.int64)
+            y = np.zeros((s.shape[0], *s.shape[2:]), np.int64)
             results = []
             for n in (1, 2):
                 fl.set_num_threads(n)
@@ -237,7 +237,25 @@ def test_module_and_errors(rng):
             fl.distillation_loss(s, t, y, divergence="jsd", beta=beta)
     with pytest.raises(TypeError, match="beta"):
         fl.distillation_loss(s, t, y, beta="half")
-    with pytest.raises(ValueError, match=r"divergence must be one of 'kl', 'reverse_kl', 'jsd', got 'js'"):
+    choices = r"divergence must be one of 'kl', 'reverse_kl', 'jsd', got 'js'"
+    with pytest.raises(ValueError, match=choices):
         fl.distillation_loss(s, t, y, divergence="js")
     with pytest.raises(ValueError, match="divergence must be one of"):
         fl.distillation_loss(s, t, y, divergence=None)
+
+
+def test_torch_adapter_passes_the_divergence_through(rng):
+    import fastloss.torch as flt
+
+    s, t, y = case(rng, (5, 7))
+    x = torch.from_numpy(s).requires_grad_(True)
+    for divergence, beta in DIVERGENCES:
+        loss = flt.distillation_loss(x, torch.from_numpy(t), torch.from_numpy(y),
+                                     divergence=divergence, beta=beta)
+        (grad,) = torch.autograd.grad(loss, x)
+        want = fl.distillation_loss(s, t, y, divergence=divergence, beta=beta, return_grad=True)
+        assert same_bits(loss.detach().numpy(), want.loss)
+        assert same_bits(grad.numpy(), want.grad)
+    module = flt.nn.DistillationLoss(divergence="jsd", beta=0.3)
+    assert same_bits(module(x, torch.from_numpy(t), torch.from_numpy(y)).detach().numpy(),
+                     fl.distillation_loss(s, t, y, divergence="jsd", beta=0.3))

@@ -22,7 +22,12 @@ from ._config import (
 )
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
-from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
+from ._elementwise_losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    jensen_shannon_divergence,
+    kl_div,
+)
 from ._entropy import entropy
 from ._gradient import LossAndGrad
 from ._linear_cross_entropy import LinearLossAndGrad, linear_cross_entropy
@@ -33,6 +38,7 @@ from ._modules import (
     CosineEmbeddingLoss,
     CrossEntropyLoss,
     DistillationLoss,
+    JSDLoss,
     KLDivLoss,
     LinearCrossEntropyLoss,
     LogSoftmax,
@@ -49,6 +55,7 @@ __all__ = [
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "DistillationLoss",
+    "JSDLoss",
     "KLDivLoss",
     "LinearCrossEntropyLoss",
     "LinearLossAndGrad",
@@ -66,6 +73,7 @@ __all__ = [
     "distillation_loss",
     "entropy",
     "get_num_threads",
+    "jensen_shannon_divergence",
     "kl_div",
     "linear_cross_entropy",
     "log_softmax",

@@ -8,7 +8,12 @@ import numpy as np
 
 from ._cosine_embedding import cosine_embedding_loss
 from ._distillation import distillation_loss
-from ._elementwise_losses import binary_cross_entropy, binary_cross_entropy_with_logits, kl_div
+from ._elementwise_losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    jensen_shannon_divergence,
+    kl_div,
+)
 from ._gradient import LossValue
 from ._linear_cross_entropy import linear_cross_entropy
 from ._losses import cross_entropy, nll_loss
@@ -20,6 +25,7 @@ __all__ = [
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "DistillationLoss",
+    "JSDLoss",
     "KLDivLoss",
     "LinearCrossEntropyLoss",
     "LogSoftmax",
@@ -212,6 +218,31 @@ class KLDivLoss:
 
     def __repr__(self) -> str:
         return f"KLDivLoss(reduction={self.reduction!r}, log_target={self.log_target})"
+
+
+class JSDLoss:
+    """``JSDLoss(beta=..., reduction=..., log_target=...)(input, target)``: the callable form of
+    `jensen_shannon_divergence` (Liger's ``LigerJSD``, input = log Q, target = P)."""
+
+    def __init__(
+        self, beta: float = 0.5, reduction: str = "mean", log_target: bool = False, axis: int = -1
+    ) -> None:
+        self.beta = beta
+        self.reduction = reduction
+        self.log_target = log_target
+        self.axis = axis
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return jensen_shannon_divergence(
+            input, target, beta=self.beta, reduction=self.reduction, log_target=self.log_target,
+            axis=self.axis,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"JSDLoss(beta={self.beta}, reduction={self.reduction!r}, "
+            f"log_target={self.log_target}, axis={self.axis})"
+        )
 
 
 class BCELoss:
