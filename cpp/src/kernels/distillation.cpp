@@ -73,7 +73,10 @@
 //   T d JSD / ds_c = sigma_c (u_c - sum_k sigma_k u_k) = w_s exp(a_c) d_c - (w_s X_s / S_a) exp(a_c).
 // So both give the gradient's soft part the form k exp(a_c) (kD d_c + kA) per position, kD and kA
 // folded with k (reverse: kD = k / S_a, kA = -kD R; JSD: kD = k w_s, kA = -k w_s X_s / S_a), where
-// KL's is kA exp(a_c) - kB exp(b_c). JSD's gradient sweep recomputes d_c (one more log per class).
+// KL's is kA exp(a_c) - kB exp(b_c). The JSD's rows layout keeps exp(a), exp(b) and then d_c in a
+// scratch row [Note: stored exponentials], so its mixture sweep costs one log per class and its
+// gradient sweep no transcendental (T = 1, 2); rows in lanes keep them in registers, the columns
+// layout recomputes them.
 //
 // Fusion: a third sweep over the row pair (still in L1/L2 after the sums) recomputes the
 // exponentials and writes the gradient; each element of s is read before the gradient element at
@@ -285,20 +288,36 @@ inline ClassExponentials<V> class_exponentials(const ClassExponents<V>& x) {
     return {ea, eb, e};
 }
 
+// [Note: stored exponentials] The JSD's rows layout keeps exp(a) and exp(b) of the second sweep
+// in a scratch row of T (the caller's, 2 * padded_length(n) values, see DistillationBlock): the
+// mixture sweep then needs one log per class and no exponential, and overwrites exp(b) with d_c,
+// which the gradient sweep reads with exp(a) (it needs no exponential for T = 1 and 2). The
+// stored values are the bits the sweeps would recompute, so rows in lanes (which keep them in
+// registers) still match.
+template <class T>
+int64_t padded_length(int64_t n) {
+    constexpr int64_t W = Vec<T>::width;
+    return (n + W - 1) / W * W;
+}
+
 // The mixture sweep over one row pair (rows layout), in distillation_row_sums's fold and tail
 // order so rows in lanes can match it [Note: rows in lanes, summed in the row sweep's order].
 template <int kPower, class S, class T = compute_t<S>>
 MixtureSums<T> mixture_row_sums(const S* s, const S* t, int64_t n, T m_s, T m_t, const MixtureWeights<T>& weights,
-                                const DistillationParams<T>& p) {
+                                T* stored, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
     const MixtureWeights<V> w{V::broadcast(weights.log_student), V::broadcast(weights.log_teacher),
                               V::broadcast(weights.student), V::broadcast(weights.teacher)};
-    auto add_class = [&](MixtureSums<V>& part, V sv, V tv) {
+    T* ratios = stored + padded_length<T>(n);  // exp(b) in, d out [Note: stored exponentials]
+    auto add_class = [&](MixtureSums<V>& part, V sv, V tv, int64_t i) {
         const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
-        const ClassExponentials<V> e = class_exponentials<kPower>(x);
-        part.accumulate(e, mixture_log_ratios(e, x.a, x.b, w));
+        const V unused = V::broadcast(T(0));
+        const ClassExponentials<V> e{vload(stored + i), vload(ratios + i), unused};
+        const MixtureLogRatios<V> r = mixture_log_ratios(e, x.a, x.b, w);
+        part.accumulate(e, r);
+        store(ratios + i, r.student);
     };
     MixtureSums<V> total = MixtureSums<V>::zero();
     const int64_t full_end = n - n % W;
@@ -306,14 +325,14 @@ MixtureSums<T> mixture_row_sums(const S* s, const S* t, int64_t n, T m_s, T m_t,
     while (i < full_end) {
         const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
         MixtureSums<V> part = MixtureSums<V>::zero();
-        for (; i < fold_end; i += W) add_class(part, vload(s + i), vload(t + i));
+        for (; i < fold_end; i += W) add_class(part, vload(s + i), vload(t + i), i);
         total.add(part);
     }
     if (i < n) {  // tail: as distillation_row_sums's
         const int64_t lanes = n - i;
         MixtureSums<V> part = MixtureSums<V>::zero();
         const T fill = -infinity<T>();
-        add_class(part, vload_partial(s + i, lanes, fill), vload_partial(t + i, lanes, fill));
+        add_class(part, vload_partial(s + i, lanes, fill), vload_partial(t + i, lanes, fill), i);
         part.keep_lanes(V::first_lanes(lanes));
         total.add(part);
     }
@@ -328,9 +347,11 @@ struct RowSums {
     T mixture_student = T(0), mixture_teacher = T(0);  // jsd: X_s and X_t (the mixture sweep)
 };
 
-// Both sweeps over one row pair (rows layout).
+// Both sweeps over one row pair (rows layout); the JSD's keep exp(a) and exp(b) in `stored`
+// [Note: stored exponentials].
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
-RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, const DistillationParams<T>& p) {
+RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, T* stored,
+                                 const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const T m_s = row_max(s, n), m_t = row_max(t, n);
@@ -348,6 +369,12 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         return coef;
     };
 
+    auto keep_exponentials = [&](const ClassExponentials<V>& e, int64_t i) {
+        if constexpr (kDiv == Divergence::jsd) {
+            store(stored + i, e.student);
+            store(stored + padded_length<T>(n) + i, e.teacher);
+        }
+    };
     DistillationSums<V> total = DistillationSums<V>::zero();
     const int64_t full_end = n - n % W;
     int64_t i = 0;
@@ -355,7 +382,8 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
         DistillationSums<V> part = DistillationSums<V>::zero();
         for (; i < fold_end; i += W) {
-            accumulate<kDiv, kHard, kPower>(part, vload(s + i), vload(t + i), ms, mt, inv, hard_coef(i, W));
+            const V sv = vload(s + i), tv = vload(t + i);
+            keep_exponentials(accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(i, W)), i);
         }
         total.add(part);
     }
@@ -363,8 +391,8 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
         const T fill = -infinity<T>();
-        accumulate<kDiv, kHard, kPower>(part, vload_partial(s + i, lanes, fill), vload_partial(t + i, lanes, fill), ms,
-                                        mt, inv, hard_coef(i, lanes));
+        const V sv = vload_partial(s + i, lanes, fill), tv = vload_partial(t + i, lanes, fill);
+        keep_exponentials(accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(i, lanes)), i);
         part.keep_lanes(V::first_lanes(lanes));
         total.add(part);
     }
@@ -481,11 +509,10 @@ inline V gradient_vector(V ds, V tm, V inverse_temperature, V hard_coef, V hA, V
 }
 
 // The gradient's third sweep over one row (rows layout), formed in T before the single store.
-// `weights` is the JSD's (unused otherwise).
+// `stored` is the JSD's exp(a) and d [Note: stored exponentials] (unused otherwise).
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t n, T m_s, T m_t,
-                           const GradientFactors<T>& f, const MixtureWeights<T>& weights,
-                           const DistillationParams<T>& p) {
+                           const GradientFactors<T>& f, const T* stored, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
@@ -493,8 +520,6 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
     const V hA = V::broadcast(f.hA), hB = V::broadcast(f.hB), kA = V::broadcast(f.kA), kB = V::broadcast(f.kB);
     const V kD = V::broadcast(f.kD);
-    const MixtureWeights<V> mw{V::broadcast(weights.log_student), V::broadcast(weights.log_teacher),
-                               V::broadcast(weights.student), V::broadcast(weights.teacher)};
     const T* w = p.hard.weight;
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
@@ -513,10 +538,16 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
         V out;
         if constexpr (kDiv == Divergence::kl) {
             out = gradient_vector<kHard, kPower>(ds, tv - mt, inv, coef, hA, hB, kA, kB);
-        } else {
+        } else if constexpr (kDiv == Divergence::reverse_kl) {
             const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
             const ClassExponentials<V> e = class_exponentials<kPower>(x);
-            out = gradient_vector<kDiv, kHard>(e, coef, hA, hB, kA, kB, kD, soft_log_ratio<kDiv>(x, e, mw));
+            const MixtureWeights<V> unused{};
+            out = gradient_vector<kDiv, kHard>(e, coef, hA, hB, kA, kB, kD, soft_log_ratio<kDiv>(x, e, unused));
+        } else {  // [Note: stored exponentials]
+            const V ea = vload(stored + i);
+            const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
+            const ClassExponentials<V> x{ea, V::broadcast(T(0)), e};
+            out = gradient_vector<kDiv, kHard>(x, coef, hA, hB, kA, kB, kD, vload(stored + padded_length<T>(n) + i));
         }
         if (f.y >= i && f.y < i + W) out = out - one_lane(f.y - i, f.correction);
         if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
@@ -627,10 +658,11 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
 }
 
 // kGrad: also the gradient (scale, grad and their strides are unused otherwise).
+// `stored`: the JSD's scratch row [Note: stored exponentials] (unused otherwise).
 template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
                  int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
-                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
+                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows, T* stored,
                  const DistillationParams<T>& p) {
     constexpr int64_t W = VecOf<S>::width;
     const int64_t C = p.hard.classes;
@@ -649,14 +681,15 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
         const S* sr = s + r * s_row_stride;
         const S* tr = t + r * t_row_stride;
         const S* qr = q ? q + r * q_row_stride : nullptr;
-        RowSums<T> sums = distillation_row_sums<kDiv, kHard, kPower>(sr, tr, qr, C, p);
+        RowSums<T> sums = distillation_row_sums<kDiv, kHard, kPower>(sr, tr, qr, C, stored, p);
         const int64_t y = kHard == HardTerm::probabilities ? -1 : target[r * target_stride];
         const T g = kGrad ? scale[r * scale_stride] : T(0);
         const RowLogs<T> logs{scalar_log(sums.hard), scalar_log(sums.student), scalar_log(sums.teacher)};
-        MixtureWeights<T> weights{T(0), T(0), T(0), T(0)};
         if constexpr (kDiv == Divergence::jsd) {
-            weights = row_mixture_weights(sums.student, sums.teacher, logs.student, logs.teacher, p.beta);
-            const MixtureSums<T> mixture = mixture_row_sums<kPower>(sr, tr, C, sums.max, sums.teacher_max, weights, p);
+            const MixtureWeights<T> weights =
+                row_mixture_weights(sums.student, sums.teacher, logs.student, logs.teacher, p.beta);
+            const MixtureSums<T> mixture =
+                mixture_row_sums<kPower>(sr, tr, C, sums.max, sums.teacher_max, weights, stored, p);
             sums.mixture_student = mixture.student;
             sums.mixture_teacher = mixture.teacher;
         }
@@ -664,7 +697,7 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
             finish_position<kDiv, kHard, kGrad>(sums, logs, sr, y, g, ce[r * out_stride], kl[r * out_stride], p);
         if constexpr (kGrad) {
             distillation_grad_row<kDiv, kHard, kPower>(sr, tr, qr, grad + r * grad_row_stride, C, sums.max,
-                                                       sums.teacher_max, f, weights, p);
+                                                       sums.teacher_max, f, stored, p);
         }
     }
 }
@@ -673,10 +706,11 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
 #define FASTLOSS_ROWS_ARGS                                                                                      \
     const S *s, int64_t s_row_stride, const S *t, int64_t t_row_stride, const int64_t *target,                  \
         int64_t target_stride, const S *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
-        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
+        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, T *stored,                   \
+        const DistillationParams<T> &p
 #define FASTLOSS_ROWS_CALL                                                                                      \
     s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
-        out_stride, grad, grad_row_stride, rows, p
+        out_stride, grad, grad_row_stride, rows, stored, p
 
 template <Divergence kDiv, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
@@ -919,7 +953,7 @@ void rows_entry(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
                                        h.target_stride, h.probabilities, h.probability_stride,
                                        kGrad ? h.scale : nullptr, kGrad ? h.scale_stride : 0, h.loss, b.kl,
                                        h.loss_stride, kGrad ? h.grad : nullptr, kGrad ? h.grad_stride : 0, h.count,
-                                       p);
+                                       b.stored, p);
 }
 
 template <bool kGrad, class S, class T = compute_t<S>>
