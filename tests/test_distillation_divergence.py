@@ -43,13 +43,14 @@ def torch_divergence(s, t, temperature, divergence, beta, cls):
 
 
 def torch_loss_and_grad(s, t, target, *, temperature, alpha, divergence, beta, reduction,
-                        label_smoothing=0.0, go=None):
+                        label_smoothing=0.0, weight=None, go=None):
     """alpha * CE + (1 - alpha) T^2 D (batchmean for mean) and its autograd, class axis 1."""
     cls = 1 if s.ndim > 1 else 0
     ts = torch.from_numpy(s.astype(np.float64)).requires_grad_(True)
     tt = torch.from_numpy(t.astype(np.float64))
     tgt = torch.from_numpy(target if target.dtype.kind in "iu" else target.astype(np.float64))
-    ce = F.cross_entropy(ts, tgt, reduction=reduction, label_smoothing=label_smoothing)
+    tw = None if weight is None else torch.from_numpy(weight.astype(np.float64))
+    ce = F.cross_entropy(ts, tgt, reduction=reduction, label_smoothing=label_smoothing, weight=tw)
     soft = torch_divergence(ts, tt, temperature, divergence, beta, cls)
     scale = (1 - alpha) * temperature**2
     if reduction == "none":
@@ -87,16 +88,18 @@ def test_matches_torch_composition(rng, dtype, shape, axis, divergence, beta):
     y_ignored.flat[::3] = -100
     tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == np.float64 else {"rtol": 2e-5, "atol": 2e-6}
     # T = 1 and 2 take the integer-power kernels, 3.5 the general one [Note: integer temperature].
+    w = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
     settings = [
-        (1.0, 0.3, y, 0.0, "mean"),
-        (2.0, 0.5, q, 0.1, "sum"),
-        (3.5, 0.8, y_ignored, 0.2, "none"),
-        (2.0, 0.0, y, 0.0, "mean"),
+        (1.0, 0.3, y, 0.0, "mean", None),
+        (2.0, 0.5, q, 0.1, "sum", None),
+        (3.5, 0.8, y_ignored, 0.2, "none", None),
+        (2.0, 0.0, y, 0.0, "mean", None),
+        (3.0, 0.4, y_ignored, 0.1, "mean", w),
     ]
-    for temperature, alpha, target, eps, reduction in settings:
+    for temperature, alpha, target, eps, reduction, weight in settings:
         go = rng.standard_normal(y.shape) if reduction == "none" else None
         kw = dict(temperature=temperature, alpha=alpha, divergence=divergence, beta=beta,
-                  reduction=reduction, label_smoothing=eps)
+                  reduction=reduction, label_smoothing=eps, weight=weight)
         got = fl.distillation_loss(s, t, target, axis=axis, return_grad=True,
                                    grad_output=go, **kw)
         want_loss, want_grad = torch_loss_and_grad(

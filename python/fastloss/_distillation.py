@@ -102,10 +102,13 @@ def distillation_loss(
     -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
     student logit where the teacher's probability is positive makes KL +inf. ``"reverse_kl"``
-    mirrors this (``kl_div(log_softmax(t/T), softmax(s/T))``) with the roles swapped; the JSD
-    is finite for any -inf logits (``M`` is positive wherever ``P`` or ``Q`` is), and its
-    expression is ``beta * kl_div(log M, P, "sum") + (1 - beta) * kl_div(log M, Q, "sum")``
-    with ``log M = logsumexp([log beta + log P, log(1 - beta) + log Q])``, each reduced as KL.
+    mirrors this (``kl_div(log_softmax(t/T), softmax(s/T))``) with the roles swapped. The JSD
+    is finite for any -inf logits short of an all -inf row (``M`` is positive wherever ``P`` or
+    ``Q`` is); its expression is ``beta * kl_div(log M, P, "sum") + (1 - beta) * kl_div(log M,
+    Q, "sum")`` with ``log M = logsumexp([log beta + log P, log(1 - beta) + log Q])``, each
+    reduced as KL, except that a class whose logits are -inf in both adds 0 where that
+    expression gives NaN (``0 * -inf``): a class masked in both models is common, and the
+    divergence is bounded.
 
     With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect to
     `student_logits` computed in the same pass, exactly as autograd differentiates the
