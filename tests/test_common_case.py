@@ -115,7 +115,14 @@ def test_sigmoid_focal_loss_common_case_is_the_general_path(dtype, shape, reduct
 @pytest.mark.parametrize("shape", [(32, 10), (7,), (0, 4), (3, 1)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize(
-    "options", [{}, {"temperature": 1.0, "alpha": 0.0}, {"label_smoothing": 0.25}]
+    "options",
+    [
+        {},
+        {"temperature": 1.0, "alpha": 0.0},
+        {"label_smoothing": 0.25},
+        {"divergence": "reverse_kl"},
+        {"divergence": "jsd", "beta": 0.3},
+    ],
 )
 def test_distillation_common_case_is_the_general_path(dtype, shape, reduction, options, rng):
     s, t = _inputs(dtype, shape, rng), rng.standard_normal(shape).astype(dtype)
@@ -185,7 +192,9 @@ def test_the_common_calls_are_recognised():
     args = (x, x, None, None, "sum", True, None, None)
     assert _core.binary_cross_entropy_with_logits_common_case(*args) is not None
     y = np.array([0, 2])
-    args = (x, x, y, 2.0, 0.5, "mean", None, -100, 0.0, None, False, None, None)
+    args = (x, x, y, 2.0, 0.5, "kl", 0.5, "mean", None, -100, 0.0, None, False, None, None)
+    assert _core.distillation_loss_common_case(*args) is not None
+    args = (x, x, y, 2.0, 0.5, "jsd", 0.25, "mean", None, -100, 0.0, None, False, None, None)
     assert _core.distillation_loss_common_case(*args) is not None
     args = (x, x, np.array([1, -1]), 0.0, "mean", True, None, None)
     assert _core.cosine_embedding_loss_common_case(*args) is not None

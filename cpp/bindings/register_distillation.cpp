@@ -18,11 +18,24 @@ namespace fastloss::bindings {
 
 namespace {
 
+// The kernel's divergence for a name and beta; the JSD at beta = 0 and 1 is Liger's forward and
+// reverse KL (its degenerate 0 is not what anyone asks for), which the kl and reverse_kl kernels
+// compute exactly.
+Divergence parse_divergence(const std::string& name, double beta) {
+    if (!(beta >= 0.0 && beta <= 1.0)) {
+        throw std::invalid_argument("beta must be in [0, 1], got " + std::to_string(beta));
+    }
+    if (name == "kl") return Divergence::kl;
+    if (name == "reverse_kl") return Divergence::reverse_kl;
+    if (name == "jsd") return beta == 0.0 ? Divergence::kl : beta == 1.0 ? Divergence::reverse_kl : Divergence::jsd;
+    throw std::invalid_argument("divergence must be one of 'kl', 'reverse_kl', 'jsd', got '" + name + "'");
+}
+
 template <class T>
 double run_distillation(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
                         int64_t ignore_index, double label_smoothing, double temperature, double alpha,
-                        Reduction reduction, int axis, const py::object& out, const py::object& grad,
-                        const py::object& grad_output) {
+                        Divergence divergence, double beta, Reduction reduction, int axis, const py::object& out,
+                        const py::object& grad, const py::object& grad_output) {
     DistillationCall<T> call;
     call.student = static_cast<const T*>(s.data());
     call.student_strides = element_strides(s);
@@ -34,6 +47,8 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
     call.label_smoothing = compute_t<T>(label_smoothing);
     call.temperature = temperature;
     call.alpha = alpha;
+    call.divergence = divergence;
+    call.beta = beta;
     call.reduction = reduction;
 
     set_class_targets<T>(call, s, "student_logits", axis, target, true);
@@ -56,8 +71,9 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
 
 py::object distillation_binding(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
                             int64_t ignore_index, double label_smoothing, double temperature, double alpha,
-                            const std::string& reduction, int64_t axis_arg, const py::object& out,
-                            const py::object& grad, const py::object& grad_output) {
+                            const std::string& divergence_name, double beta, const std::string& reduction,
+                            int64_t axis_arg, const py::object& out, const py::object& grad,
+                            const py::object& grad_output) {
     const FloatType type = float_type(s, "student_logits");
     float_type(t, "teacher_logits");
     check_same_type(s, t, "student_logits", "teacher_logits");
@@ -76,10 +92,11 @@ py::object distillation_binding(const py::array& s, const py::array& t, const py
     if (!(alpha >= 0.0 && alpha <= 1.0)) {
         throw std::invalid_argument("alpha must be in [0, 1], got " + std::to_string(alpha));
     }
+    const Divergence divergence = parse_divergence(divergence_name, beta);
     const Reduction r = parse_reduction(reduction);
     const double value = with_storage_type(type, [&](auto tag) {
         return run_distillation<decltype(tag)>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha,
-                                               r, axis, out, grad, grad_output);
+                                               divergence, beta, r, axis, out, grad, grad_output);
     });
     return loss_result(value, type, r);
 }
@@ -89,21 +106,27 @@ py::object distillation_binding(const py::array& s, const py::array& t, const py
 // within their ranges, no class weights, grad_output or grad_out. The outputs are new C-order
 // arrays, as the general path's.
 py::object distillation_common_case(py::handle student, py::handle teacher, py::handle target_arg,
-                                    py::handle temperature_arg, py::handle alpha_arg, py::handle reduction_arg,
-                                    py::handle weight, py::handle ignore_index_arg, py::handle label_smoothing_arg,
+                                    py::handle temperature_arg, py::handle alpha_arg, py::handle divergence_arg,
+                                    py::handle beta_arg, py::handle reduction_arg, py::handle weight,
+                                    py::handle ignore_index_arg, py::handle label_smoothing_arg,
                                     py::handle axis_arg, py::handle return_grad_arg, py::handle grad_output,
                                     py::handle grad_out) {
     if (!weight.is_none() || !grad_output.is_none() || !grad_out.is_none()) return py::none();
     if (!plain_float_pair(student, teacher) || !is_plain_ndarray(target_arg)) return py::none();
     if (!PyFloat_CheckExact(temperature_arg.ptr()) || !PyFloat_CheckExact(alpha_arg.ptr()) ||
-        !PyFloat_CheckExact(label_smoothing_arg.ptr())) {
+        !PyFloat_CheckExact(label_smoothing_arg.ptr()) || !PyFloat_CheckExact(beta_arg.ptr())) {
         return py::none();
     }
     const double temperature = PyFloat_AS_DOUBLE(temperature_arg.ptr());
     const double alpha = PyFloat_AS_DOUBLE(alpha_arg.ptr());
     const double label_smoothing = PyFloat_AS_DOUBLE(label_smoothing_arg.ptr());
+    const double beta = PyFloat_AS_DOUBLE(beta_arg.ptr());
     if (!(temperature > 0.0 && std::isfinite(temperature)) || !(alpha >= 0.0 && alpha <= 1.0) ||
-        !(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
+        !(label_smoothing >= 0.0 && label_smoothing <= 1.0) || !(beta >= 0.0 && beta <= 1.0)) {
+        return py::none();
+    }
+    const auto divergence = exact_str(divergence_arg);
+    if (!divergence || (*divergence != "kl" && *divergence != "reverse_kl" && *divergence != "jsd")) {
         return py::none();
     }
     const auto reduction = exact_str(reduction_arg);
@@ -124,16 +147,16 @@ py::object distillation_common_case(py::handle student, py::handle teacher, py::
     if (*reduction == "none") {
         py::array out = new_array(s, shape_without(s, axis));
         distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature, alpha,
-                             *reduction, axis, out, py::none(), py::none());
+                             *divergence, beta, *reduction, axis, out, py::none(), py::none());
         return std::move(out);
     }
     if (!*return_grad) {
         return distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature, alpha,
-                                    *reduction, axis, py::none(), py::none(), py::none());
+                                    *divergence, beta, *reduction, axis, py::none(), py::none(), py::none());
     }
     py::array grad = new_array(s, std::vector<py::ssize_t>(s.shape(), s.shape() + s.ndim()));
     py::object loss = distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature,
-                                           alpha, *reduction, axis, py::none(), grad, py::none());
+                                           alpha, *divergence, beta, *reduction, axis, py::none(), grad, py::none());
     return loss_and_grad(std::move(loss), std::move(grad));
 }
 
@@ -142,16 +165,18 @@ py::object distillation_common_case(py::handle student, py::handle teacher, py::
 void register_distillation(py::module_& m) {
     m.def("distillation_loss_common_case", &distillation_common_case, py::arg("student_logits"),
           py::arg("teacher_logits"), py::arg("target"), py::arg("temperature"), py::arg("alpha"),
-          py::arg("reduction"), py::arg("weight"), py::arg("ignore_index"), py::arg("label_smoothing"),
+          py::arg("divergence"), py::arg("beta"), py::arg("reduction"), py::arg("weight"), py::arg("ignore_index"),
+          py::arg("label_smoothing"),
           py::arg("axis"), py::arg("return_grad"), py::arg("grad_output"), py::arg("grad_out"),
           "distillation_loss's arguments as given: the result of the common call (common_case.hpp); None for any "
           "other.");
     m.def("distillation_loss", &distillation_binding, py::arg("student_logits").noconvert(),
           py::arg("teacher_logits").noconvert(), py::arg("target").noconvert(), py::arg("weight"),
           py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("alpha"),
-          py::arg("reduction"), py::arg("axis"), py::arg("out"), py::arg("grad") = py::none(),
-          py::arg("grad_output") = py::none(),
-          "alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or "
+          py::arg("divergence"), py::arg("beta"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
+          py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),
+          "alpha CE(s, target) + (1 - alpha) T^2 D(softmax(t/T), softmax(s/T)), D = KL(p || sigma) ('kl'), "
+          "KL(sigma || p) ('reverse_kl') or the generalized JSD with beta ('jsd'); returns the mean/sum, or "
           "writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.");
 }
 

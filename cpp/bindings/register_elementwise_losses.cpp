@@ -42,6 +42,7 @@ struct ReductionArguments {
     py::object grad = py::none();
     py::object grad_output = py::none();
     bool unscaled_gradient = false;
+    double beta = 0.5;  // Jensen-Shannon only
 };
 
 // sigmoid_focal_loss's options (checked in Python, or by the common case): alpha < 0 means no
@@ -73,6 +74,7 @@ double run_elementwise_loss(ElementwiseLoss kind, const py::array& x, const py::
     call.focal_gamma = focal.gamma;
     call.reduction = reduction;
     call.mean_count = r.mean_count;
+    call.beta = r.beta;
     if (reduction == Reduction::none) {
         if (out.is_none()) throw std::invalid_argument("reduction 'none' needs an output array");
         call.out = writeable_operand<T>(out, x, "out", call.out_strides);
@@ -242,6 +244,27 @@ void register_elementwise_losses(py::module_& m) {
         py::arg("mean_count"), py::arg("out"), py::arg("grad") = py::none(), py::arg("grad_output") = py::none(),
         py::arg("unscaled_gradient") = false,
         (std::string("Pointwise KL divergence of same-shape arrays.") + kReductionDoc).c_str());
+    m.def(
+        "jensen_shannon_divergence",
+        [](const py::array& x, const py::array& target, bool log_target, double beta, const std::string& reduction,
+           int64_t mean_count, const py::object& out, const py::object& grad, const py::object& grad_output,
+           bool unscaled_gradient) {
+            if (!(beta >= 0.0 && beta <= 1.0)) {
+                throw std::invalid_argument("beta must be in [0, 1], got " + std::to_string(beta));
+            }
+            // beta = 0 is Liger's forward KL, kl_div's pointwise loss.
+            auto kind = log_target ? ElementwiseLoss::jensen_shannon_log_target : ElementwiseLoss::jensen_shannon;
+            if (beta == 0.0) kind = log_target ? ElementwiseLoss::kl_div_log_target : ElementwiseLoss::kl_div;
+            return elementwise_loss_binding(kind, x, target, py::none(), py::none(), out,
+                                            {reduction, mean_count, grad, grad_output, unscaled_gradient, beta});
+        },
+        py::arg("input").noconvert(), py::arg("target").noconvert(), py::arg("log_target"), py::arg("beta"),
+        py::arg("reduction"), py::arg("mean_count"), py::arg("out"), py::arg("grad") = py::none(),
+        py::arg("grad_output") = py::none(), py::arg("unscaled_gradient") = false,
+        (std::string("Pointwise generalized Jensen-Shannon divergence (Liger's) of same-shape arrays: input log q, "
+                     "target p (log p with log_target); beta = 0 and 1 are the forward and reverse KL.") +
+         kReductionDoc)
+            .c_str());
     m.def(
         "binary_cross_entropy",
         [](const py::array& x, const py::array& target, const py::object& weight, const std::string& reduction,

@@ -25,6 +25,7 @@ from ._distillation import distillation_loss
 from ._elementwise_losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
+    jensen_shannon_divergence,
     kl_div,
     sigmoid_focal_loss,
 )
@@ -38,6 +39,7 @@ from ._modules import (
     CosineEmbeddingLoss,
     CrossEntropyLoss,
     DistillationLoss,
+    JSDLoss,
     KLDivLoss,
     LinearCrossEntropyLoss,
     LogSoftmax,
@@ -55,6 +57,7 @@ __all__ = [
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "DistillationLoss",
+    "JSDLoss",
     "KLDivLoss",
     "LinearCrossEntropyLoss",
     "LinearLossAndGrad",
@@ -76,6 +79,7 @@ __all__ = [
     "distillation_loss",
     "entropy",
     "get_num_threads",
+    "jensen_shannon_divergence",
     "kl_div",
     "linear_cross_entropy",
     "log_softmax",

@@ -6,7 +6,7 @@ fastloss native kernels (private: use the fastloss package)
 from __future__ import annotations
 import numpy
 import typing
-__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'kl_div', 'kl_div_common_case', 'linear_cross_entropy_fold_tile', 'linear_cross_entropy_tile_gradient', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'sigmoid_focal_loss', 'sigmoid_focal_loss_common_case', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
+__all__: list[str] = ['available_capabilities', 'binary_cross_entropy', 'binary_cross_entropy_common_case', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_common_case', 'compiled_capabilities', 'cosine_embedding_loss', 'cosine_embedding_loss_common_case', 'cpu_capability', 'cross_entropy', 'cross_entropy_common_case', 'distillation_loss', 'distillation_loss_common_case', 'entropy', 'entropy_common_case', 'forked_child_runs_serially', 'get_num_threads', 'jensen_shannon_divergence', 'kl_div', 'kl_div_common_case', 'linear_cross_entropy_fold_tile', 'linear_cross_entropy_tile_gradient', 'log_softmax', 'log_softmax_backward', 'log_softmax_backward_common_case', 'log_softmax_common_case', 'logsumexp', 'logsumexp_common_case', 'merge_row_statistics', 'nll_loss', 'nll_loss_common_case', 'openmp_runtime', 'set_num_threads', 'sigmoid_focal_loss', 'sigmoid_focal_loss_common_case', 'softmax', 'softmax_backward', 'softmax_backward_common_case', 'softmax_common_case']
 def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
@@ -65,11 +65,11 @@ def cross_entropy_common_case(input: typing.Any, target: typing.Any, weight: typ
     """
     cross_entropy's arguments as given: the result for (N, C) logits with int64 targets and default options (mean, sum, or none without gradient); None for any other call.
     """
-def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
+def distillation_loss(student_logits: numpy.ndarray, teacher_logits: numpy.ndarray, target: numpy.ndarray, weight: typing.Any, ignore_index: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, temperature: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, divergence: str, beta: typing.SupportsFloat | typing.SupportsIndex, reduction: str, axis: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None) -> typing.Any:
     """
-    alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)); returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.
+    alpha CE(s, target) + (1 - alpha) T^2 D(softmax(t/T), softmax(s/T)), D = KL(p || sigma) ('kl'), KL(sigma || p) ('reverse_kl') or the generalized JSD with beta ('jsd'); returns the mean/sum, or writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.
     """
-def distillation_loss_common_case(student_logits: typing.Any, teacher_logits: typing.Any, target: typing.Any, temperature: typing.Any, alpha: typing.Any, reduction: typing.Any, weight: typing.Any, ignore_index: typing.Any, label_smoothing: typing.Any, axis: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
+def distillation_loss_common_case(student_logits: typing.Any, teacher_logits: typing.Any, target: typing.Any, temperature: typing.Any, alpha: typing.Any, divergence: typing.Any, beta: typing.Any, reduction: typing.Any, weight: typing.Any, ignore_index: typing.Any, label_smoothing: typing.Any, axis: typing.Any, return_grad: typing.Any, grad_output: typing.Any, grad_out: typing.Any) -> typing.Any:
     """
     distillation_loss's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
@@ -85,6 +85,10 @@ def forked_child_runs_serially() -> bool:
     ...
 def get_num_threads() -> int:
     ...
+def jensen_shannon_divergence(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, beta: typing.SupportsFloat | typing.SupportsIndex, reduction: str, mean_count: typing.SupportsInt | typing.SupportsIndex, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
+    """
+    Pointwise generalized Jensen-Shannon divergence (Liger's) of same-shape arrays: input log q, target p (log p with log_target); beta = 0 and 1 are the forward and reverse KL. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.
+    """
 def kl_div(input: numpy.ndarray, target: numpy.ndarray, log_target: bool, reduction: str, mean_count: typing.SupportsInt, out: typing.Any, grad: typing.Any = None, grad_output: typing.Any = None, unscaled_gradient: bool = False) -> typing.Any:
     """
     Pointwise KL divergence of same-shape arrays. reduction: 'sum', 'mean' (the sum / mean_count) or 'none' (every loss written to out; returns None). With grad, also writes there (it may be input itself) the gradient with respect to the input, times grad_output (reduction 'none', the input's shape) or times the number grad_output (/ mean_count for a mean); with unscaled_gradient, the gradient alone.

@@ -23,6 +23,25 @@ from ._validation import as_float_array, check_reduction, promote_dtypes, real_n
 
 __all__ = ["distillation_loss"]
 
+DIVERGENCES = ("kl", "reverse_kl", "jsd")
+
+
+def check_divergence(divergence: Any) -> str:
+    """The divergence's name, or ValueError listing the choices."""
+    if not isinstance(divergence, str) or divergence not in DIVERGENCES:
+        raise ValueError(
+            f"divergence must be one of {', '.join(map(repr, DIVERGENCES))}, got {divergence!r}"
+        )
+    return divergence
+
+
+def check_beta(beta: Any) -> float:
+    """beta as a float in [0, 1], or ValueError naming it (NaN and infinities included)."""
+    b = real_number(beta, "beta")
+    if not 0.0 <= b <= 1.0:
+        raise ValueError(f"beta must be between 0.0 and 1.0, got {beta!r}")
+    return b
+
 
 def distillation_loss(
     student_logits: Any,
@@ -31,6 +50,8 @@ def distillation_loss(
     *,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    divergence: str = "kl",
+    beta: float = 0.5,
     reduction: str = "mean",
     weight: Any = None,
     ignore_index: int = -100,
@@ -42,10 +63,21 @@ def distillation_loss(
 ) -> LossValue | LossAndGrad:
     """Knowledge-distillation loss (Hinton et al.), hard cross-entropy plus tempered KL.
 
-    ``L = alpha * CE(s, target) + (1 - alpha) * T**2 * KL(softmax(t / T) || softmax(s / T))``
-    for student logits ``s``, teacher logits ``t`` (same shape) and temperature ``T``.
+    ``L = alpha * CE(s, target) + (1 - alpha) * T**2 * D(P, Q)`` for student logits ``s``,
+    teacher logits ``t`` (same shape) and temperature ``T``, with ``P = softmax(t / T)`` (the
+    teacher) and ``Q = softmax(s / T)`` (the student). ``divergence`` picks the soft term ``D``:
+
+    - ``"kl"`` (default): ``KL(P || Q) = sum P (log P - log Q)``, the forward KL below.
+    - ``"reverse_kl"``: ``KL(Q || P) = sum Q (log Q - log P)``.
+    - ``"jsd"``: the generalized Jensen-Shannon divergence of Liger-Kernel's ``LigerJSD``,
+      ``beta * KL(P || M) + (1 - beta) * KL(Q || M)`` with ``M = beta * P + (1 - beta) * Q``.
+      As in Liger, ``beta = 0`` gives the forward ``KL(P || Q)`` and ``beta = 1`` the reverse
+      ``KL(Q || P)`` (the formula's limits would be 0); they are computed as ``"kl"`` and
+      ``"reverse_kl"``, bit for bit. ``beta=0.5`` is the symmetric JSD. ``beta`` is used by
+      ``"jsd"`` only. Unlike Liger's distillation losses, T**2 scales every divergence.
+
     ``reduction`` says how the two terms are reduced over positions (the input's shape
-    without the class axis):
+    without the class axis); every divergence is reduced as KL is below:
 
     - ``"mean"`` (default): CE is `cross_entropy`'s mean (weighted by the non-ignored targets'
       weights; over positions for probability targets) and KL is ``kl_div``'s
@@ -69,22 +101,35 @@ def distillation_loss(
 
     -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
-    student logit where the teacher's probability is positive makes KL +inf.
+    student logit where the teacher's probability is positive makes KL +inf. ``"reverse_kl"``
+    mirrors this (``kl_div(log_softmax(t/T), softmax(s/T))``) with the roles swapped. The JSD
+    is finite for any -inf logits short of an all -inf row (``M`` is positive wherever ``P`` or
+    ``Q`` is); its expression is ``beta * kl_div(log M, P, "sum") + (1 - beta) * kl_div(log M,
+    Q, "sum")`` with ``log M = logsumexp([log beta + log P, log(1 - beta) + log Q])``, each
+    reduced as KL, except that a class whose logits are -inf in both adds 0 where that
+    expression gives NaN (``0 * -inf``): a class masked in both models is common, and the
+    divergence is bounded.
 
     With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect to
     `student_logits` computed in the same pass, exactly as autograd differentiates the
     expression above: ``alpha * dCE/ds + (1 - alpha) * T * (softmax(s/T) - softmax(t/T))``
-    with each term divided as its reduction divides it. Ignored positions get no CE gradient
+    with each term divided as its reduction divides it. The soft gradients of the other
+    divergences, per class c (``r = log Q - log P``): ``"reverse_kl"``
+    ``(1 - alpha) * T * Q_c * (r_c - KL(Q || P))``; ``"jsd"`` ``(1 - alpha) * T * Q_c * (u_c -
+    sum_k Q_k u_k)`` with ``u = (1 - beta) * (log Q - log M)``. Where a -inf logit makes
+    autograd's gradient NaN (``0 * -inf`` inside ``softmax``'s backward), ours is the finite
+    limit. Ignored positions get no CE gradient
     but keep their KL gradient; when every target is ignored under ``"mean"`` the loss is NaN
     (CE's 0/0) and the gradient is the KL part alone. ``grad_output`` and ``grad_out`` as in
     `cross_entropy` (``grad_out`` may be `student_logits` itself).
 
-    Raises ValueError for ``temperature <= 0``, ``alpha`` outside [0, 1] or logits of
-    different shapes, and the errors of `cross_entropy` for the target.
+    Raises ValueError for ``temperature <= 0``, ``alpha`` or ``beta`` outside [0, 1] (NaN
+    included), an unknown ``divergence`` or logits of different shapes, and the errors of
+    `cross_entropy` for the target.
     """
     result = _core.distillation_loss_common_case(  # see cross_entropy
-        student_logits, teacher_logits, target, temperature, alpha, reduction, weight,
-        ignore_index, label_smoothing, axis, return_grad, grad_output, grad_out,
+        student_logits, teacher_logits, target, temperature, alpha, divergence, beta, reduction,
+        weight, ignore_index, label_smoothing, axis, return_grad, grad_output, grad_out,
     )
     if result is not None:
         return result
@@ -104,6 +149,8 @@ def distillation_loss(
     a = real_number(alpha, "alpha")
     if not 0.0 <= a <= 1.0:
         raise ValueError(f"alpha must be between 0.0 and 1.0, got {alpha!r}")
+    div = check_divergence(divergence)
+    b = check_beta(beta)
     ls = check_label_smoothing(real_number(label_smoothing, "label_smoothing"), label_smoothing)
     ignore = ignore_index_value(ignore_index)
 
@@ -116,8 +163,8 @@ def distillation_loss(
     s, y, w = in_result_dtype(result_dtype, s, y, w)
     t = t.astype(result_dtype, copy=False)
     result = run_class_loss(
-        _core.distillation_loss, s, (t, y, w), (ignore, ls, temp, a), reduction, ax, input_dtype,
-        return_grad, grad_output, grad_out,
+        _core.distillation_loss, s, (t, y, w), (ignore, ls, temp, a, div, b), reduction, ax,
+        input_dtype, return_grad, grad_output, grad_out,
     )
     if reduction == "mean" and y.dtype != np.int64 and s.shape[ax] == 0:
         # cross_entropy's mean over probability targets divides by numel / C: with no classes

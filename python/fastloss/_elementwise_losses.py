@@ -37,6 +37,7 @@ from ._validation import (
     broadcast_shapes,
     broadcast_view,
     check_reduction,
+    normalize_axis,
     promote_dtypes,
     real_number,
 )
@@ -44,6 +45,7 @@ from ._validation import (
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "jensen_shannon_divergence",
     "kl_div",
     "sigmoid_focal_loss",
 ]
@@ -214,6 +216,94 @@ def kl_div(
         _core.kl_div, xw, (t, bool(log_target)), reduction, count, result_dtype, x,
         return_grad, grad_output, grad_out,
     )
+
+
+def jensen_shannon_divergence(
+    input: Any,
+    target: Any,
+    *,
+    beta: float = 0.5,
+    log_target: bool = False,
+    reduction: str = "mean",
+    axis: int = -1,
+    return_grad: bool = False,
+    grad_output: Any = None,
+    grad_out: np.ndarray | None = None,
+) -> LossValue | LossAndGrad:
+    """Generalized Jensen-Shannon divergence, as Liger-Kernel's ``LigerJSD`` defines it.
+
+    `input` holds the student's log-probabilities ``log Q`` (as `kl_div`'s input); `target` the
+    teacher's probabilities ``P`` (log-probabilities with ``log_target=True``); the class axis is
+    `axis` (the last by default); input and target broadcast against each other. Per position::
+
+        JSD = beta * KL(P || M) + (1 - beta) * KL(Q || M),   M = beta * P + (1 - beta) * Q
+
+    summed over the classes, each product ``P * log(P / M)`` or ``Q * log(Q / M)`` taken as 0
+    where its probability is 0 (so classes masked with -inf in one or both add 0; the literal
+    torch expression would give NaN where both are 0). As in Liger, ``beta = 0`` gives the
+    forward ``KL(P || Q)``, exactly ``kl_div(input, target)``, and ``beta = 1`` the reverse
+    ``KL(Q || P)``, as ``kl_div(log P, Q)`` (with kl_div's NaN where P = Q = 0), not the
+    formula's degenerate 0; ``beta = 0.5`` is the symmetric JSD, bounded by log 2.
+
+    - ``reduction="mean"`` (default): the sum over classes, averaged over positions (the other
+      axes). For (BT, V) inputs this is Liger's normalisation (its sum over everything divided
+      by BT, when no label is ignored), i.e. `kl_div`'s ``"batchmean"``.
+    - ``"sum"``: the sum over everything; ``"none"``: one value per position (the shape
+      without `axis`).
+
+    With ``return_grad=True``, returns ``LossAndGrad(loss, grad)``, the gradient with respect
+    to `input` from the same pass, pointwise as Liger's kernel gives it (each log-probability
+    its own variable): ``(1 - beta) * Q * (input - log M)``, ``-P`` at ``beta = 0``, ``Q *
+    (input - log P + 1)`` at ``beta = 1``, divided as the reduction divides, times
+    `grad_output` (a number, or for ``"none"`` an array of the per-position shape).
+    ``grad_out`` as in `kl_div`. Raises ValueError for ``beta`` outside [0, 1] (NaN included)
+    and numpy's AxisError for a bad axis.
+    """
+    from ._distillation import check_beta  # (its home: distillation_loss's beta)
+
+    check_gradient_options(return_grad, grad_output, grad_out)
+    reduction = check_reduction(reduction, ("none", "mean", "sum"))
+    b = check_beta(beta)
+    x = as_float_array(input, "input")
+    t = as_float_array(target, "target")
+    result_dtype = promote_dtypes(input=x, target=t)
+    try:
+        shape = broadcast_shapes(x.shape, t.shape)
+    except ValueError:
+        raise ValueError(
+            f"input of shape {x.shape} and target of shape {t.shape} cannot be broadcast together"
+        ) from None
+    if not shape:
+        raise ValueError("input must have at least one dimension (the classes), got a 0-d array")
+    ax = normalize_axis(axis, len(shape))
+    positions = shape[:ax] + shape[ax + 1 :]
+    xw = broadcast_view(x.astype(result_dtype, copy=False), shape)
+    tw = broadcast_view(t.astype(result_dtype, copy=False), shape)
+    arguments = (tw, bool(log_target), b)
+    if reduction != "none":
+        return _run(
+            _core.jensen_shannon_divergence, xw, arguments, reduction, math.prod(positions),
+            result_dtype, x, return_grad, grad_output, grad_out,
+        )
+    # Per position: the kernel's per-element terms summed over the class axis (in float64), and
+    # each position's grad_output spread over its classes as a zero-stride view.
+    go = None
+    if return_grad:
+        go = np.ones(positions, result_dtype) if grad_output is None else grad_output
+        try:
+            go = np.broadcast_to(np.asarray(go), positions)
+        except ValueError:
+            raise ValueError(
+                f"grad_output must have the loss's shape {positions}, got {np.shape(go)}"
+            ) from None
+        go = np.broadcast_to(np.expand_dims(go, ax), shape)
+    result = _run(
+        _core.jensen_shannon_divergence, xw, arguments, "none", 0, result_dtype, x,
+        return_grad, go, grad_out,
+    )
+    terms = result.loss if return_grad else result
+    loss = np.asarray(terms.sum(axis=ax, dtype=np.float64), dtype=result_dtype)
+    return LossAndGrad(loss, result.grad) if return_grad else loss
 
 
 def _same_shape_target(target: Any, x: np.ndarray, function: str) -> np.ndarray:

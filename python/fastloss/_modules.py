@@ -11,6 +11,7 @@ from ._distillation import distillation_loss
 from ._elementwise_losses import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
+    jensen_shannon_divergence,
     kl_div,
     sigmoid_focal_loss,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "DistillationLoss",
+    "JSDLoss",
     "KLDivLoss",
     "LinearCrossEntropyLoss",
     "LogSoftmax",
@@ -162,9 +164,13 @@ class DistillationLoss:
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
         axis: Optional[int] = None,
+        divergence: str = "kl",
+        beta: float = 0.5,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
+        self.divergence = divergence
+        self.beta = beta
         self.reduction = reduction
         self.weight = weight
         self.ignore_index = ignore_index
@@ -178,6 +184,8 @@ class DistillationLoss:
             target,
             temperature=self.temperature,
             alpha=self.alpha,
+            divergence=self.divergence,
+            beta=self.beta,
             reduction=self.reduction,
             weight=self.weight,
             ignore_index=self.ignore_index,
@@ -188,6 +196,7 @@ class DistillationLoss:
     def __repr__(self) -> str:
         return (
             f"DistillationLoss(temperature={self.temperature}, alpha={self.alpha}, "
+            f"divergence={self.divergence!r}, beta={self.beta}, "
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
             f"label_smoothing={self.label_smoothing}, axis={self.axis})"
         )
@@ -219,6 +228,31 @@ class KLDivLoss:
 
     def __repr__(self) -> str:
         return f"KLDivLoss(reduction={self.reduction!r}, log_target={self.log_target})"
+
+
+class JSDLoss:
+    """``JSDLoss(beta=..., reduction=..., log_target=...)(input, target)``: the callable form of
+    `jensen_shannon_divergence` (Liger's ``LigerJSD``, input = log Q, target = P)."""
+
+    def __init__(
+        self, beta: float = 0.5, reduction: str = "mean", log_target: bool = False, axis: int = -1
+    ) -> None:
+        self.beta = beta
+        self.reduction = reduction
+        self.log_target = log_target
+        self.axis = axis
+
+    def __call__(self, input: Any, target: Any) -> LossValue:
+        return jensen_shannon_divergence(
+            input, target, beta=self.beta, reduction=self.reduction, log_target=self.log_target,
+            axis=self.axis,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"JSDLoss(beta={self.beta}, reduction={self.reduction!r}, "
+            f"log_target={self.log_target}, axis={self.axis})"
+        )
 
 
 class BCELoss:

@@ -129,16 +129,27 @@ struct CrossEntropyKernels {
     Kernel probability_columns_grad;
 };
 
+// The soft term of distillation between the tempered softmaxes p = softmax(t/T) of the teacher and
+// sigma = softmax(s/T) of the student (distillation.cpp derives each, fused):
+//   kl:          KL(p || sigma), forward, teacher to student
+//   reverse_kl:  KL(sigma || p)
+//   jsd:         beta KL(p || M) + (1 - beta) KL(sigma || M), M = beta p + (1 - beta) sigma, for
+//                0 < beta < 1 (Liger's generalized JSD; its beta = 0 and 1 are kl and reverse_kl,
+//                which the caller passes as such)
+enum class Divergence : int { kl, reverse_kl, jsd };
+
 // Knowledge distillation, per position (the caller combines and reduces): the hard
 // cross-entropy of the student logits s against the target (CrossEntropyParams semantics, index or
-// probability targets) and KL(softmax(t/T) || softmax(s/T)) between the tempered softmaxes of the
-// teacher t and the student. Rows and columns layouts as for SoftmaxKernels.
+// probability targets) and the divergence between the tempered softmaxes of the teacher t and the
+// student. Rows and columns layouts as for SoftmaxKernels.
 template <class T>
 struct DistillationParams {
     CrossEntropyParams<T> hard;
     T inverse_temperature;  // 1 / T, T > 0
+    Divergence divergence = Divergence::kl;
+    T beta = T(0.5);  // jsd only
     // The gradient kernels' factors of the two terms: position r's gradient is
-    // scale[r] * (hard_grad * dCE_r/ds + soft_grad * T dKL_r/ds), see distillation.cpp.
+    // scale[r] * (hard_grad * dCE_r/ds + soft_grad * T dD_r/ds), D the divergence, see distillation.cpp.
     T hard_grad = T(0);
     T soft_grad = T(0);
 };
@@ -154,6 +165,10 @@ struct DistillationBlock {
     const S* teacher = nullptr;  // a full operand, as hard.input
     int64_t teacher_stride = 0;
     T* kl = nullptr;  // the soft term of each position, hard.loss_stride apart
+    // Divergence::jsd, rows layout: a scratch row of at least 2 * (C + kMaxStoredPadding) values,
+    // private to the call (distillation.cpp, [Note: stored exponentials]); unused otherwise.
+    T* stored = nullptr;
+    static constexpr int64_t kMaxStoredPadding = 16;  // the widest vector's lanes
 };
 
 // Every entry point has one signature, as in CrossEntropyKernels.
@@ -285,9 +300,17 @@ struct SegmentResult {
 //                       input = -inf or NaN (0 * input is NaN); target < 0 gives NaN.
 //   log_target = true:  exp(target) * (target - input).
 // Gradient with respect to the input (when s.grad is set): -target, or -exp(target).
+//
+// The generalized Jensen-Shannon divergence (Liger's LigerJSD), pointwise, with input x = log q and
+// target p (log p with log_target), 0 < beta <= 1 (beta = 0 is kl_div's forward, above):
+//   0 < beta < 1:  beta p (log p - log m) + (1 - beta) q (x - log m),  m = beta p + (1 - beta) q,
+//                  each product 0 where its probability is 0
+//   beta = 1:      q (x - log p), the reverse KL, as kl_div(log p, q): 0 where q = 0 (NaN if p = 0)
+// Gradient with respect to the input: (1 - beta) q (x - log m), and q (x - log p + 1) at beta = 1.
 template <class S>
 struct KLDivKernels {
     SegmentResult (*forward)(const ElementwiseSegment<S>& s, int64_t n, bool log_target);
+    SegmentResult (*jensen_shannon)(const ElementwiseSegment<S>& s, int64_t n, bool log_target, double beta);
 };
 
 // Binary cross-entropy, pointwise (w = weight, pw = pos_weight, 1 when absent):

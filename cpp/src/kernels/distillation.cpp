@@ -49,11 +49,43 @@
 // -inf logits: exp(-inf) = 0 in every term, so the gradient stays finite where PyTorch's does
 // (a -inf student logit under a positive p_c gets -k p_c; the loss there is +inf).
 //
+// Reverse KL and the Jensen-Shannon divergence (params.divergence). With the same shifted
+// exponents, log sigma_c = a_c - log S_a and log p_c = b_c - log S_b:
+//   KL(sigma || p) = sum_c sigma_c ((a_c - b_c) - log S_a + log S_b)
+//                  = (1 / S_a) sum_c exp(a_c) (a_c - b_c) - log S_a + log S_b,
+// KL with the roles swapped: its sum is `cross` with exp(a) as the weight, and a is clamped where
+// exp(a) underflows as b is for KL, which gives PyTorch's kl_div(log_softmax(t/T), softmax(s/T))
+// pointwise: 0 where sigma_c = 0, NaN where p_c = 0 too (0 * -inf), +inf where only p_c = 0.
+// As d sigma_k / ds_c = sigma_k ([k = c] - sigma_c) / T, with r_c = log sigma_c - log p_c:
+//   T d KL(sigma || p) / ds_c = sigma_c (r_c - KL) = sigma_c ((a_c - b_c) - R),
+//   R = (1 / S_a) sum_k exp(a_k) (a_k - b_k)   (the +1 of d(x log x) cancels).
+// JSD = beta KL(p || M) + (1 - beta) KL(sigma || M), M_c = beta p_c + (1 - beta) sigma_c. M needs the
+// normalised probabilities, so S_a and S_b come first, and a third sweep (the mixture sweep, from
+// L1/L2 as the second) forms, with w_s = (1 - beta) / S_a and w_t = beta / S_b:
+//   M_c = w_s exp(a_c) + w_t exp(b_c)
+//   X_s = sum_c exp(a_c) d_c,   d_c = log sigma_c - log M_c = (a_c - log S_a) - log M_c
+//   X_t = sum_c exp(b_c) e_c,   e_c = log p_c - log M_c = (b_c - log S_b) - log M_c
+//   JSD = w_t X_t + w_s X_s.
+// M_c is clamped below at the smallest normal number before its log, so where both probabilities
+// underflow a term is 0 * finite rather than 0 * inf (the true terms are smaller than that number).
+// a is clamped as for reverse KL: a -inf student logit adds 0 (kl_div(log M, sigma)'s xlogy).
+// With u_c = d JSD / d sigma_c = (1 - beta) d_c (the +1s of d(x log x) cancel between sigma and M):
+//   T d JSD / ds_c = sigma_c (u_c - sum_k sigma_k u_k) = w_s exp(a_c) d_c - (w_s X_s / S_a) exp(a_c).
+// So both give the gradient's soft part the form k exp(a_c) (kD d_c + kA) per position, kD and kA
+// folded with k (reverse: kD = k / S_a, kA = -kD R; JSD: kD = k w_s, kA = -k w_s X_s / S_a), where
+// KL's is kA exp(a_c) - kB exp(b_c). The JSD's rows layout keeps exp(a), exp(b) and then d_c in a
+// scratch row [Note: stored exponentials], so its mixture sweep costs one log per class and its
+// gradient sweep no transcendental (T = 1, 2); rows in lanes keep them in registers, the columns
+// layout recomputes them.
+//
 // Fusion: a third sweep over the row pair (still in L1/L2 after the sums) recomputes the
 // exponentials and writes the gradient; each element of s is read before the gradient element at
 // the same index is written, so grad may alias s. The target logit s_y is read for the loss before
 // the third sweep. The exponentials are recomputed rather than stored: the one buffer we may write
 // (grad) can be s itself, which the third sweep still needs.
+#include <cmath>
+#include <limits>
+
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy_terms-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
@@ -76,7 +108,7 @@ struct DistillationSums {
     V hard;     // sum exp(s - m)
     V student;  // S_a = sum exp(a)
     V teacher;  // S_b = sum exp(b)
-    V cross;    // sum exp(b) (b - a), b clamped as in accumulate
+    V cross;    // kl: sum exp(b) (b - a), b clamped; reverse_kl: sum exp(a) (a - b), a clamped (accumulate)
     V linear;
     V coef;
 
@@ -132,13 +164,15 @@ struct ClassExponentials {
     V hard;     // exp(s - m)
 };
 
-template <HardTerm kHard, int kPower, class V>
+template <Divergence kDiv, HardTerm kHard, int kPower, class V>
 inline ClassExponentials<V> accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature,
                                        V hard_coef) {
     using T = typename V::Scalar;
+    const V lo = V::broadcast(ExpConstants<T>::lo);
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V b = max(V::broadcast(ExpConstants<T>::lo), kPower == 1 ? t - mt : (t - mt) * inverse_temperature);
+    const V unclamped_b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
+    const V b = max(lo, unclamped_b);
     const V eb = vexp_clamped(b);
     const V ea = vexp_nonpositive(a);
     V e = ea;
@@ -153,7 +187,8 @@ inline ClassExponentials<V> accumulate(DistillationSums<V>& acc, V s, V t, V ms,
     }
     acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
-    acc.cross = fma(eb, b - a, acc.cross);
+    if constexpr (kDiv == Divergence::kl) acc.cross = fma(eb, b - a, acc.cross);
+    if constexpr (kDiv == Divergence::reverse_kl) acc.cross = fma(ea, max(lo, a) - unclamped_b, acc.cross);
     if constexpr (kHard != HardTerm::plain) acc.linear = fma(hard_coef, ds, acc.linear);
     if constexpr (kHard == HardTerm::probabilities) acc.coef = acc.coef + hard_coef;
     return {ea, eb, e};
@@ -164,16 +199,159 @@ T kl_from_sums(T cross, T log_teacher, T log_student, T teacher) {
     return cross / teacher - log_teacher + log_student;
 }
 
+// The JSD's mixture sweep (see the top): per position, log S_a, log S_b, w_s = (1 - beta) / S_a
+// and w_t = beta / S_b, as scalars (rows) or one position per lane (V).
+template <class V>
+struct MixtureWeights {
+    V log_student, log_teacher, student, teacher;
+};
+
+// one_minus_beta and beta as V (the parameter, broadcast where V is a vector).
+template <class V>
+MixtureWeights<V> mixture_weights(V student_sum, V teacher_sum, V log_student, V log_teacher, V one_minus_beta,
+                                  V beta) {
+    return {log_student, log_teacher, one_minus_beta / student_sum, beta / teacher_sum};
+}
+
+// d_c = log sigma_c - log M_c and e_c = log p_c - log M_c of one class vector, from its
+// exponentials and the exponents a, b as accumulate forms them (b already clamped).
+template <class V>
+struct MixtureLogRatios {
+    V student, teacher;
+};
+
+template <class V>
+inline MixtureLogRatios<V> mixture_log_ratios(const ClassExponentials<V>& x, V a, V b, const MixtureWeights<V>& w) {
+    using T = typename V::Scalar;
+    const V m = fma(w.teacher, x.teacher, w.student * x.student);
+    const V log_m = vlog(max(V::broadcast(std::numeric_limits<T>::min()), m));
+    const V clamped_a = max(V::broadcast(ExpConstants<T>::lo), a);
+    return {(clamped_a - w.log_student) - log_m, (b - w.log_teacher) - log_m};
+}
+
+// X_s and X_t (see the top), with the fold and lane bookkeeping of DistillationSums.
+template <class V>
+struct MixtureSums {
+    V student, teacher;
+    static MixtureSums zero() {
+        const V z = V::broadcast(typename V::Scalar(0));
+        return {z, z};
+    }
+    void add(const MixtureSums& o) {
+        student = student + o.student;
+        teacher = teacher + o.teacher;
+    }
+    template <class Mask>
+    void keep_lanes(Mask live) {
+        const V z = V::broadcast(typename V::Scalar(0));
+        student = select(live, student, z);
+        teacher = select(live, teacher, z);
+    }
+    void accumulate(const ClassExponentials<V>& x, const MixtureLogRatios<V>& r) {
+        student = fma(x.student, r.student, student);
+        teacher = fma(x.teacher, r.teacher, teacher);
+    }
+};
+
+// One class vector's exponents and exponentials exactly as accumulate forms them (the same
+// clamps, vexp and power trick), for the sweeps after the sums.
+template <class V>
+struct ClassExponents {
+    V ds, a, unclamped_b, b;  // s - m_s, a, b, and b clamped below at ExpConstants::lo
+};
+
+template <int kPower, class V>
+inline ClassExponents<V> class_exponents(V s, V t, V ms, V mt, V inverse_temperature) {
+    using T = typename V::Scalar;
+    const V ds = s - ms;
+    const V a = kPower == 1 ? ds : ds * inverse_temperature;
+    const V unclamped_b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
+    return {ds, a, unclamped_b, max(V::broadcast(ExpConstants<T>::lo), unclamped_b)};
+}
+
+// The soft gradient's d_c (see the top): a_c - b_c for reverse KL, with accumulate's clamp of a;
+// log sigma_c - log M_c for the JSD.
+template <Divergence kDiv, class V>
+inline V soft_log_ratio(const ClassExponents<V>& x, const ClassExponentials<V>& e, const MixtureWeights<V>& w) {
+    if constexpr (kDiv == Divergence::jsd) {
+        return mixture_log_ratios(e, x.a, x.b, w).student;
+    } else {
+        return max(V::broadcast(ExpConstants<typename V::Scalar>::lo), x.a) - x.unclamped_b;
+    }
+}
+
+template <int kPower, class V>
+inline ClassExponentials<V> class_exponentials(const ClassExponents<V>& x) {
+    const V ea = vexp_nonpositive(x.a);
+    const V eb = vexp_clamped(x.b);
+    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(x.ds));
+    return {ea, eb, e};
+}
+
+// [Note: stored exponentials] The JSD's rows layout keeps exp(a) and exp(b) of the second sweep
+// in a scratch row of T (the caller's, 2 * padded_length(n) values, see DistillationBlock): the
+// mixture sweep then needs one log per class and no exponential, and overwrites exp(b) with d_c,
+// which the gradient sweep reads with exp(a) (it needs no exponential for T = 1 and 2). The
+// stored values are the bits the sweeps would recompute, so rows in lanes (which keep them in
+// registers) still match.
+template <class T>
+int64_t padded_length(int64_t n) {
+    constexpr int64_t W = Vec<T>::width;
+    return (n + W - 1) / W * W;
+}
+
+// The mixture sweep over one row pair (rows layout), in distillation_row_sums's fold and tail
+// order so rows in lanes can match it [Note: rows in lanes, summed in the row sweep's order].
+template <int kPower, class S, class T = compute_t<S>>
+MixtureSums<T> mixture_row_sums(const S* s, const S* t, int64_t n, T m_s, T m_t, const MixtureWeights<T>& weights,
+                                T* stored, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
+    const MixtureWeights<V> w{V::broadcast(weights.log_student), V::broadcast(weights.log_teacher),
+                              V::broadcast(weights.student), V::broadcast(weights.teacher)};
+    T* ratios = stored + padded_length<T>(n);  // exp(b) in, d out [Note: stored exponentials]
+    auto add_class = [&](MixtureSums<V>& part, V sv, V tv, int64_t i) {
+        const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
+        const V unused = V::broadcast(T(0));
+        const ClassExponentials<V> e{vload(stored + i), vload(ratios + i), unused};
+        const MixtureLogRatios<V> r = mixture_log_ratios(e, x.a, x.b, w);
+        part.accumulate(e, r);
+        store(ratios + i, r.student);
+    };
+    MixtureSums<V> total = MixtureSums<V>::zero();
+    const int64_t full_end = n - n % W;
+    int64_t i = 0;
+    while (i < full_end) {
+        const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
+        MixtureSums<V> part = MixtureSums<V>::zero();
+        for (; i < fold_end; i += W) add_class(part, vload(s + i), vload(t + i), i);
+        total.add(part);
+    }
+    if (i < n) {  // tail: as distillation_row_sums's
+        const int64_t lanes = n - i;
+        MixtureSums<V> part = MixtureSums<V>::zero();
+        const T fill = -infinity<T>();
+        add_class(part, vload_partial(s + i, lanes, fill), vload_partial(t + i, lanes, fill), i);
+        part.keep_lanes(V::first_lanes(lanes));
+        total.add(part);
+    }
+    return {reduce_sum(total.student), reduce_sum(total.teacher)};
+}
+
 template <class T>
 struct RowSums {
     T max;
     T hard, student, teacher, cross, linear, coef;
     T teacher_max;
+    T mixture_student = T(0), mixture_teacher = T(0);  // jsd: X_s and X_t (the mixture sweep)
 };
 
-// Both sweeps over one row pair (rows layout).
-template <HardTerm kHard, int kPower, class S, class T = compute_t<S>>
-RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, const DistillationParams<T>& p) {
+// Both sweeps over one row pair (rows layout); the JSD's keep exp(a) and exp(b) in `stored`
+// [Note: stored exponentials].
+template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
+RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, T* stored,
+                                 const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const T m_s = row_max(s, n), m_t = row_max(t, n);
@@ -191,6 +369,12 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         return coef;
     };
 
+    auto keep_exponentials = [&](const ClassExponentials<V>& e, int64_t i) {
+        if constexpr (kDiv == Divergence::jsd) {
+            store(stored + i, e.student);
+            store(stored + padded_length<T>(n) + i, e.teacher);
+        }
+    };
     DistillationSums<V> total = DistillationSums<V>::zero();
     const int64_t full_end = n - n % W;
     int64_t i = 0;
@@ -198,7 +382,8 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
         DistillationSums<V> part = DistillationSums<V>::zero();
         for (; i < fold_end; i += W) {
-            accumulate<kHard, kPower>(part, vload(s + i), vload(t + i), ms, mt, inv, hard_coef(i, W));
+            const V sv = vload(s + i), tv = vload(t + i);
+            keep_exponentials(accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(i, W)), i);
         }
         total.add(part);
     }
@@ -206,8 +391,8 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         const int64_t lanes = n - i;
         DistillationSums<V> part = DistillationSums<V>::zero();
         const T fill = -infinity<T>();
-        accumulate<kHard, kPower>(part, vload_partial(s + i, lanes, fill), vload_partial(t + i, lanes, fill), ms, mt, inv,
-                                  hard_coef(i, lanes));
+        const V sv = vload_partial(s + i, lanes, fill), tv = vload_partial(t + i, lanes, fill);
+        keep_exponentials(accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(i, lanes)), i);
         part.keep_lanes(V::first_lanes(lanes));
         total.add(part);
     }
@@ -222,15 +407,21 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
 }
 
 // The gradient's per-position factors, see the derivation at the top: grad_c = hA e_c - hB c_c +
-// kA exp(a_c) - kB exp(b_c), with kA = k / S_a and kB = k / S_b, minus `correction` at the target y
-// (y < 0: none).
+// kA exp(a_c) - kB exp(b_c) for KL, with kA = k / S_a and kB = k / S_b, and hA e_c - hB c_c +
+// exp(a_c) (kD d_c + kA) for reverse KL and JSD, minus `correction` at the target y (y < 0: none).
 template <class T>
 struct GradientFactors {
     T hA, hB, kA, kB, correction;
     int64_t y;
+    T kD = T(0);
 };
 
-// One position's hard cross-entropy and KL term from its row sums, written to `hard` and `kl`;
+template <class T>
+MixtureWeights<T> row_mixture_weights(T student, T teacher, T log_student, T log_teacher, T beta) {
+    return mixture_weights<T>(student, teacher, log_student, log_teacher, T(1) - beta, beta);
+}
+
+// One position's hard cross-entropy and soft term from its row sums, written to `hard` and `kl`;
 // with kGrad, also the gradient's factors for the scale g (zero factors otherwise). y is the
 // position's index target (unused for probability targets); sr is its row of student logits.
 // The logs of the three sums of exponentials come from the caller (one vlog serves W rows in lanes).
@@ -239,16 +430,32 @@ struct RowLogs {
     T hard, student, teacher;
 };
 
-template <HardTerm kHard, bool kGrad, class S, class T>
+template <Divergence kDiv, HardTerm kHard, bool kGrad, class S, class T>
 GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& logs, const S* sr, int64_t y, T g,
                                    T& hard, T& kl, const DistillationParams<T>& p) {
     GradientFactors<T> f{T(0), T(0), T(0), T(0), T(0), -1};
     const T log_hard = logs.hard;
-    kl = kl_from_sums(sums.cross, logs.teacher, logs.student, sums.teacher);
     const T h = g * p.hard_grad, k = g * p.soft_grad;
-    if constexpr (kGrad) {
-        f.kA = k / sums.student;
-        f.kB = k / sums.teacher;
+    if constexpr (kDiv == Divergence::kl) {
+        kl = kl_from_sums(sums.cross, logs.teacher, logs.student, sums.teacher);
+        if constexpr (kGrad) {
+            f.kA = k / sums.student;
+            f.kB = k / sums.teacher;
+        }
+    } else if constexpr (kDiv == Divergence::reverse_kl) {
+        kl = kl_from_sums(sums.cross, logs.student, logs.teacher, sums.student);
+        if constexpr (kGrad) {
+            f.kD = k / sums.student;
+            f.kA = -f.kD * (sums.cross / sums.student);
+        }
+    } else {
+        const MixtureWeights<T> w =
+            row_mixture_weights(sums.student, sums.teacher, logs.student, logs.teacher, p.beta);
+        kl = std::fma(w.teacher, sums.mixture_teacher, w.student * sums.mixture_student);
+        if constexpr (kGrad) {
+            f.kD = k * w.student;
+            f.kA = -f.kD * (sums.mixture_student / sums.student);
+        }
     }
     if constexpr (kHard == HardTerm::probabilities) {
         hard = sums.coef * log_hard - sums.linear;
@@ -275,10 +482,16 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
 }
 
 // One class vector of the gradient from the class's exponentials (accumulate's), its hard
-// coefficient (unused for HardTerm::plain) and the factors as vectors.
-template <HardTerm kHard, class V>
-inline V gradient_vector(const ClassExponentials<V>& x, V hard_coef, V hA, V hB, V kA, V kB) {
-    V out = fma(hA, x.hard, fma(kA, x.student, V::broadcast(typename V::Scalar(0)) - kB * x.teacher));
+// coefficient (unused for HardTerm::plain), the factors as vectors and, for reverse KL and JSD, d_c
+// (soft_log_ratio; unused for KL).
+template <Divergence kDiv, HardTerm kHard, class V>
+inline V gradient_vector(const ClassExponentials<V>& x, V hard_coef, V hA, V hB, V kA, V kB, V kD, V ratio) {
+    V out;
+    if constexpr (kDiv == Divergence::kl) {
+        out = fma(hA, x.hard, fma(kA, x.student, V::broadcast(typename V::Scalar(0)) - kB * x.teacher));
+    } else {
+        out = fma(hA, x.hard, x.student * fma(kD, ratio, kA));
+    }
     if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef;
     return out;
 }
@@ -290,25 +503,30 @@ inline V gradient_vector(V ds, V tm, V inverse_temperature, V hard_coef, V hA, V
     const V ea = vexp_nonpositive(kPower == 1 ? ds : ds * inverse_temperature);
     const V eb = vexp_nonpositive(kPower == 1 ? tm : tm * inverse_temperature);
     const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
-    return gradient_vector<kHard>(ClassExponentials<V>{ea, eb, e}, hard_coef, hA, hB, kA, kB);
+    const V unused = V::broadcast(typename V::Scalar(0));
+    return gradient_vector<Divergence::kl, kHard>(ClassExponentials<V>{ea, eb, e}, hard_coef, hA, hB, kA, kB, unused,
+                                                  unused);
 }
 
 // The gradient's third sweep over one row (rows layout), formed in T before the single store.
-template <HardTerm kHard, int kPower, class S, class T = compute_t<S>>
+// `stored` is the JSD's exp(a) and d [Note: stored exponentials] (unused otherwise).
+template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t n, T m_s, T m_t,
-                           const GradientFactors<T>& f, const DistillationParams<T>& p) {
+                           const GradientFactors<T>& f, const T* stored, const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
     const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
     const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
     const V hA = V::broadcast(f.hA), hB = V::broadcast(f.hB), kA = V::broadcast(f.kA), kB = V::broadcast(f.kB);
+    const V kD = V::broadcast(f.kD);
     const T* w = p.hard.weight;
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
         // Padding lanes load -inf, so every exponent is <= 0 (see accumulate); they are not stored.
-        const V ds = (full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>())) - ms;
+        const V sv = full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>());
+        const V ds = sv - ms;
         const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
         V coef = V::broadcast(T(1));
         if constexpr (kHard != HardTerm::plain) {
@@ -317,7 +535,20 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
             }
             if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
         }
-        V out = gradient_vector<kHard, kPower>(ds, tv - mt, inv, coef, hA, hB, kA, kB);
+        V out;
+        if constexpr (kDiv == Divergence::kl) {
+            out = gradient_vector<kHard, kPower>(ds, tv - mt, inv, coef, hA, hB, kA, kB);
+        } else if constexpr (kDiv == Divergence::reverse_kl) {
+            const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
+            const ClassExponentials<V> e = class_exponentials<kPower>(x);
+            const MixtureWeights<V> unused{};
+            out = gradient_vector<kDiv, kHard>(e, coef, hA, hB, kA, kB, kD, soft_log_ratio<kDiv>(x, e, unused));
+        } else {  // [Note: stored exponentials]
+            const V ea = vload(stored + i);
+            const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
+            const ClassExponentials<V> x{ea, V::broadcast(T(0)), e};
+            out = gradient_vector<kDiv, kHard>(x, coef, hA, hB, kA, kB, kD, vload(stored + padded_length<T>(n) + i));
+        }
         if (f.y >= i && f.y < i + W) out = out - one_lane(f.y - i, f.correction);
         if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
     }
@@ -327,7 +558,7 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
 // sum added in the row sweep's order [Note: rows in lanes, summed in the row sweep's order], so
 // every row gets the bits rows_kernel gives it. Each student logit is read before any gradient is
 // written, so grad may alias s here too.
-template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
                    int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
                    T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, const DistillationParams<T>& p) {
@@ -351,7 +582,7 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
     ClassExponentials<V> exps[2 * W];  // kept for the gradient
     for (int64_t c = 0; c < C; ++c) {
         terms[c] = DistillationSums<V>::zero();
-        exps[c] = accumulate<kHard, kPower>(terms[c], sv[c], tv[c], ms, mt, inv, hard_coef(c));
+        exps[c] = accumulate<kDiv, kHard, kPower>(terms[c], sv[c], tv[c], ms, mt, inv, hard_coef(c));
     }
     T m_s[W], m_t[W], hard[W], student[W], teacher[W], cross[W], linear[W], coef[W];
     T log_hard[W], log_student[W], log_teacher[W];
@@ -369,27 +600,55 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
     store(cross, sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].cross; }));
     store(linear, sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].linear; }));
     store(coef, sum_in_row_order<V>(C, [&](int64_t c) { return terms[c].coef; }));
+    // Reverse KL and JSD: each class's d_c for the gradient; JSD: the mixture sweep's sums, its
+    // terms added to +0 and summed in the row sweep's order as above.
+    V ratio[2 * W];
+    T mixture_student[W], mixture_teacher[W];
+    if constexpr (kDiv != Divergence::kl) {
+        const MixtureWeights<V> mw = mixture_weights(student_sum, teacher_sum, vlog(student_sum), vlog(teacher_sum),
+                                                     V::broadcast(T(1) - p.beta), V::broadcast(p.beta));
+        MixtureSums<V> mixture[2 * W];
+        for (int64_t c = 0; c < C; ++c) {
+            const ClassExponents<V> x = class_exponents<kPower>(sv[c], tv[c], ms, mt, inv);
+            ratio[c] = soft_log_ratio<kDiv>(x, exps[c], mw);
+            if constexpr (kDiv == Divergence::jsd) {
+                mixture[c] = MixtureSums<V>::zero();
+                mixture[c].accumulate(exps[c], mixture_log_ratios(exps[c], x.a, x.b, mw));
+            }
+        }
+        if constexpr (kDiv == Divergence::jsd) {
+            store(mixture_student, sum_in_row_order<V>(C, [&](int64_t c) { return mixture[c].student; }));
+            store(mixture_teacher, sum_in_row_order<V>(C, [&](int64_t c) { return mixture[c].teacher; }));
+        }
+    }
     GradientFactors<T> f[W];
     for (int64_t k = 0; k < W; ++k) {
-        const RowSums<T> sums{m_s[k], hard[k], student[k], teacher[k], cross[k], linear[k], coef[k], m_t[k]};
+        RowSums<T> sums{m_s[k], hard[k], student[k], teacher[k], cross[k], linear[k], coef[k], m_t[k]};
+        if constexpr (kDiv == Divergence::jsd) {
+            sums.mixture_student = mixture_student[k];
+            sums.mixture_teacher = mixture_teacher[k];
+        }
         const int64_t y = kHard == HardTerm::probabilities ? -1 : target[k * target_stride];
         const T g = kGrad ? scale[k * scale_stride] : T(0);
         const RowLogs<T> logs{log_hard[k], log_student[k], log_teacher[k]};
-        f[k] = finish_position<kHard, kGrad>(sums, logs, s + k * s_row_stride, y, g, ce[k * out_stride],
-                                             kl[k * out_stride], p);
+        f[k] = finish_position<kDiv, kHard, kGrad>(sums, logs, s + k * s_row_stride, y, g, ce[k * out_stride],
+                                                   kl[k * out_stride], p);
     }
     if constexpr (kGrad) {
-        T hA[W], hB[W], kA[W], kB[W];
+        T hA[W], hB[W], kA[W], kB[W], kD[W];
         for (int64_t k = 0; k < W; ++k) {
             hA[k] = f[k].hA;
             hB[k] = f[k].hB;
             kA[k] = f[k].kA;
             kB[k] = f[k].kB;
+            kD[k] = f[k].kD;
         }
-        const V vhA = vload(hA), vhB = vload(hB), vkA = vload(kA), vkB = vload(kB);
+        const V vhA = vload(hA), vhB = vload(hB), vkA = vload(kA), vkB = vload(kB), vkD = vload(kD);
         V out[2 * W];
         for (int64_t c = 0; c < C; ++c) {
-            out[c] = gradient_vector<kHard>(exps[c], hard_coef(c), vhA, vhB, vkA, vkB);
+            V d = vkD;  // unused: KL has no d_c
+            if constexpr (kDiv != Divergence::kl) d = ratio[c];
+            out[c] = gradient_vector<kDiv, kHard>(exps[c], hard_coef(c), vhA, vhB, vkA, vkB, vkD, d);
         }
         for (int64_t k = 0; k < W; ++k) {
             if (f[k].y >= 0) out[f[k].y] = out[f[k].y] - one_lane(k, f[k].correction);
@@ -399,10 +658,11 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
 }
 
 // kGrad: also the gradient (scale, grad and their strides are unused otherwise).
-template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+// `stored`: the JSD's scratch row [Note: stored exponentials] (unused otherwise).
+template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
                  int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
-                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows,
+                 T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows, T* stored,
                  const DistillationParams<T>& p) {
     constexpr int64_t W = VecOf<S>::width;
     const int64_t C = p.hard.classes;
@@ -410,7 +670,7 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
     if (rows_fit_lanes<S>(C, s_row_stride) && rows_fit_lanes<S>(C, t_row_stride) &&
         (!q || rows_fit_lanes<S>(C, q_row_stride))) {  // [Note: few classes]
         for (; r + W <= rows; r += W) {
-            rows_in_lanes<kHard, kPower, kGrad>(
+            rows_in_lanes<kDiv, kHard, kPower, kGrad>(
                 s + r * s_row_stride, s_row_stride, t + r * t_row_stride, t_row_stride,
                 q ? nullptr : target + r * target_stride, target_stride, q ? q + r * q_row_stride : nullptr,
                 q_row_stride, kGrad ? scale + r * scale_stride : nullptr, scale_stride, ce + r * out_stride,
@@ -421,15 +681,23 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
         const S* sr = s + r * s_row_stride;
         const S* tr = t + r * t_row_stride;
         const S* qr = q ? q + r * q_row_stride : nullptr;
-        const RowSums<T> sums = distillation_row_sums<kHard, kPower>(sr, tr, qr, C, p);
+        RowSums<T> sums = distillation_row_sums<kDiv, kHard, kPower>(sr, tr, qr, C, stored, p);
         const int64_t y = kHard == HardTerm::probabilities ? -1 : target[r * target_stride];
         const T g = kGrad ? scale[r * scale_stride] : T(0);
         const RowLogs<T> logs{scalar_log(sums.hard), scalar_log(sums.student), scalar_log(sums.teacher)};
+        if constexpr (kDiv == Divergence::jsd) {
+            const MixtureWeights<T> weights =
+                row_mixture_weights(sums.student, sums.teacher, logs.student, logs.teacher, p.beta);
+            const MixtureSums<T> mixture =
+                mixture_row_sums<kPower>(sr, tr, C, sums.max, sums.teacher_max, weights, stored, p);
+            sums.mixture_student = mixture.student;
+            sums.mixture_teacher = mixture.teacher;
+        }
         const GradientFactors<T> f =
-            finish_position<kHard, kGrad>(sums, logs, sr, y, g, ce[r * out_stride], kl[r * out_stride], p);
+            finish_position<kDiv, kHard, kGrad>(sums, logs, sr, y, g, ce[r * out_stride], kl[r * out_stride], p);
         if constexpr (kGrad) {
-            distillation_grad_row<kHard, kPower>(sr, tr, qr, grad + r * grad_row_stride, C, sums.max,
-                                                 sums.teacher_max, f, p);
+            distillation_grad_row<kDiv, kHard, kPower>(sr, tr, qr, grad + r * grad_row_stride, C, sums.max,
+                                                       sums.teacher_max, f, stored, p);
         }
     }
 }
@@ -438,26 +706,27 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
 #define FASTLOSS_ROWS_ARGS                                                                                      \
     const S *s, int64_t s_row_stride, const S *t, int64_t t_row_stride, const int64_t *target,                  \
         int64_t target_stride, const S *q, int64_t q_row_stride, const T *scale, int64_t scale_stride, T *ce,   \
-        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, const DistillationParams<T> &p
+        T *kl, int64_t out_stride, S *grad, int64_t grad_row_stride, int64_t rows, T *stored,                   \
+        const DistillationParams<T> &p
 #define FASTLOSS_ROWS_CALL                                                                                      \
     s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
-        out_stride, grad, grad_row_stride, rows, p
+        out_stride, grad, grad_row_stride, rows, stored, p
 
-template <int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
     if (q) {
-        rows_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+        rows_kernel<kDiv, HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     } else if (p.hard.label_smoothing != T(0)) {
-        rows_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+        rows_kernel<kDiv, HardTerm::smoothed, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     } else {
-        rows_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+        rows_kernel<kDiv, HardTerm::plain, kPower, kGrad>(FASTLOSS_ROWS_CALL);
     }
 }
 
 // Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
 // the finish (logs, KL, the target's logit) is per lane. With kGrad, a third sweep down the class
 // axis writes the gradient from per-lane factors (the derivation at the top).
-template <HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride, const int64_t* target,
                     int64_t target_stride, const S* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
                     T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_class_stride, int64_t columns,
@@ -494,16 +763,40 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
             DistillationSums<V> part = DistillationSums<V>::zero();
             for (int64_t c = c0; c < c_end; ++c) {
-                accumulate<kHard, kPower>(part, load(s, s_class_stride, c, T(0)), load(t, t_class_stride, c, T(0)), ms, mt,
-                                  inv, hard_coef(c));
+                const V sv = load(s, s_class_stride, c, T(0)), tv = load(t, t_class_stride, c, T(0));
+                accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(c));
             }
             total.add(part);
+        }
+        // The JSD's mixture sweep, down the class axis in the same folds.
+        const MixtureWeights<V> mw =
+            mixture_weights(total.student, total.teacher, vlog(total.student), vlog(total.teacher),
+                            V::broadcast(T(1) - p.beta), V::broadcast(p.beta));
+        MixtureSums<V> mixture = MixtureSums<V>::zero();
+        if constexpr (kDiv == Divergence::jsd) {
+            for (int64_t c0 = 0; c0 < C; c0 += kFoldVectors) {
+                const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
+                MixtureSums<V> part = MixtureSums<V>::zero();
+                for (int64_t c = c0; c < c_end; ++c) {
+                    const V sv = load(s, s_class_stride, c, T(0)), tv = load(t, t_class_stride, c, T(0));
+                    const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
+                    const ClassExponentials<V> e = class_exponentials<kPower>(x);
+                    part.accumulate(e, mixture_log_ratios(e, x.a, x.b, mw));
+                }
+                mixture.add(part);
+            }
         }
         T m_lane[W], hard_lane[W], log_hard[W], kl_lane[W], linear[W], coef[W];
         store(m_lane, ms);
         store(hard_lane, total.hard);
         store(log_hard, vlog(total.hard));
-        store(kl_lane, total.cross / total.teacher - vlog(total.teacher) + vlog(total.student));
+        if constexpr (kDiv == Divergence::kl) {
+            store(kl_lane, total.cross / total.teacher - vlog(total.teacher) + vlog(total.student));
+        } else if constexpr (kDiv == Divergence::reverse_kl) {
+            store(kl_lane, total.cross / total.student - vlog(total.student) + vlog(total.teacher));
+        } else {
+            store(kl_lane, fma(mw.teacher, mixture.teacher, mw.student * mixture.student));
+        }
         store(linear, total.linear);
         store(coef, total.coef);
         // Gradient factors per lane (zero in dead lanes): hA, hB, the target correction and k.
@@ -550,15 +843,31 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             }
             int64_t next = 0;
             const V hA = vload(hA_l), hB = vload(hB_l);
-            const V kA = vload(k_l) / total.student, kB = vload(k_l) / total.teacher;
+            V kA = vload(k_l) / total.student, kB = vload(k_l) / total.teacher, kD = V::broadcast(T(0));
+            if constexpr (kDiv == Divergence::reverse_kl) {  // as finish_position's
+                kD = kA;
+                kA = V::broadcast(T(0)) - kD * (total.cross / total.student);
+            } else if constexpr (kDiv == Divergence::jsd) {
+                kD = vload(k_l) * mw.student;
+                kA = V::broadcast(T(0)) - kD * (mixture.student / total.student);
+            }
             for (int64_t c = 0; c < C; ++c) {
-                const V ds = load(s, s_class_stride, c, T(0)) - ms;
-                const V tv = load(t, t_class_stride, c, T(0));
-                const V ea = vexp(kPower == 1 ? ds : ds * inv);
-                const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
-                const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
-                V out = fma(hA, e, fma(kA, ea, V::broadcast(T(0)) - kB * eb));
-                if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef(c);
+                V out;
+                if constexpr (kDiv == Divergence::kl) {
+                    const V ds = load(s, s_class_stride, c, T(0)) - ms;
+                    const V tv = load(t, t_class_stride, c, T(0));
+                    const V ea = vexp(kPower == 1 ? ds : ds * inv);
+                    const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
+                    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
+                    out = fma(hA, e, fma(kA, ea, V::broadcast(T(0)) - kB * eb));
+                    if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef(c);
+                } else {
+                    const V sv = load(s, s_class_stride, c, T(0)), tv = load(t, t_class_stride, c, T(0));
+                    const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
+                    const ClassExponentials<V> e = class_exponentials<kPower>(x);
+                    const V d = soft_log_ratio<kDiv>(x, e, mw);
+                    out = gradient_vector<kDiv, kHard>(e, hard_coef(c), hA, hB, kA, kB, kD, d);
+                }
                 for (; next < targets && y_l[by_target[next]] == c; ++next) {
                     out = out - one_lane(by_target[next], corr_l[by_target[next]]);
                 }
@@ -578,32 +887,52 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
     s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, scale, scale_stride, ce, kl, \
         out_stride, grad, grad_class_stride, columns, p
 
-template <int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
     if (q) {
-        columns_kernel<HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
+        columns_kernel<kDiv, HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     } else if (p.hard.label_smoothing != T(0)) {
-        columns_kernel<HardTerm::smoothed, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
+        columns_kernel<kDiv, HardTerm::smoothed, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     } else {
-        columns_kernel<HardTerm::plain, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
+        columns_kernel<kDiv, HardTerm::plain, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
     }
 }
 
 // Picks the kernel instance for the temperature [Note: integer temperature].
+template <Divergence kDiv, bool kGrad, class S, class T = compute_t<S>>
+void distillation_rows_for(FASTLOSS_ROWS_ARGS) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<kDiv, 1, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<kDiv, 2, kGrad, S>
+                                                     : &distillation_rows_with_power<kDiv, 0, kGrad, S>;
+    kernel(FASTLOSS_ROWS_CALL);
+}
+
+template <Divergence kDiv, bool kGrad, class S, class T = compute_t<S>>
+void distillation_columns_for(FASTLOSS_COLUMNS_ARGS) {
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<kDiv, 1, kGrad, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<kDiv, 2, kGrad, S>
+                                                     : &distillation_columns_with_power<kDiv, 0, kGrad, S>;
+    kernel(FASTLOSS_COLUMNS_CALL);
+}
+
+// ... and for the divergence.
 template <bool kGrad, class S, class T = compute_t<S>>
 void distillation_rows_any(FASTLOSS_ROWS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<1, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<2, kGrad, S>
-                                                     : &distillation_rows_with_power<0, kGrad, S>;
-    kernel(FASTLOSS_ROWS_CALL);
+    switch (p.divergence) {
+        case Divergence::reverse_kl: return distillation_rows_for<Divergence::reverse_kl, kGrad, S>(FASTLOSS_ROWS_CALL);
+        case Divergence::jsd: return distillation_rows_for<Divergence::jsd, kGrad, S>(FASTLOSS_ROWS_CALL);
+        default: return distillation_rows_for<Divergence::kl, kGrad, S>(FASTLOSS_ROWS_CALL);
+    }
 }
 
 template <bool kGrad, class S, class T = compute_t<S>>
 void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<1, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<2, kGrad, S>
-                                                     : &distillation_columns_with_power<0, kGrad, S>;
-    kernel(FASTLOSS_COLUMNS_CALL);
+    switch (p.divergence) {
+        case Divergence::reverse_kl:
+            return distillation_columns_for<Divergence::reverse_kl, kGrad, S>(FASTLOSS_COLUMNS_CALL);
+        case Divergence::jsd: return distillation_columns_for<Divergence::jsd, kGrad, S>(FASTLOSS_COLUMNS_CALL);
+        default: return distillation_columns_for<Divergence::kl, kGrad, S>(FASTLOSS_COLUMNS_CALL);
+    }
 }
 
 #undef FASTLOSS_ROWS_ARGS
@@ -624,7 +953,7 @@ void rows_entry(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
                                        h.target_stride, h.probabilities, h.probability_stride,
                                        kGrad ? h.scale : nullptr, kGrad ? h.scale_stride : 0, h.loss, b.kl,
                                        h.loss_stride, kGrad ? h.grad : nullptr, kGrad ? h.grad_stride : 0, h.count,
-                                       p);
+                                       b.stored, p);
 }
 
 template <bool kGrad, class S, class T = compute_t<S>>

@@ -40,6 +40,8 @@ double distillation_forward(const DistillationCall<S>& call) {
     DistillationParams<T> params;
     params.hard = cross_entropy_params(call, weight);
     params.inverse_temperature = T(1.0 / call.temperature);
+    params.divergence = call.divergence;
+    params.beta = T(call.beta);
 
     const Extents scratch_strides = position_strides(call.shape, call.axis);
     // Every target is checked (and copied) before anything is computed or written.
@@ -60,7 +62,7 @@ double distillation_forward(const DistillationCall<S>& call) {
     const double hard_denominator = index_targets ? checked.weight_sum : double(positions);
 
     // The gradient's factors (distillation.cpp): per position, scale * alpha / D for CE and
-    // scale * (1 - alpha) T / N for KL (T^2 from the loss, 1/T from the tempered softmax), with
+    // scale * (1 - alpha) T / N for the divergence (T^2 from the loss, 1/T from the tempered softmax), with
     // D, N = 1 unless the reduction is mean; scale is grad_output (none) or its scalar.
     const bool mean = call.reduction == Reduction::mean;
     params.hard_grad = T(call.alpha / (mean ? hard_denominator : 1.0));
@@ -68,17 +70,26 @@ double distillation_forward(const DistillationCall<S>& call) {
     const T constant_scale = call.grad_output_scalar;
     const CrossEntropyOperands<S> hard(call.student, checked.target, call.probabilities, ce, call.grad, grad_output,
                                        &constant_scale);
+    // The JSD's rows kernels keep two rows of exponentials in `stored`, one per block (in the
+    // parallel region: an allocation failure is rethrown after it, as the staged rows' is).
+    const bool stores_rows = call.divergence == Divergence::jsd;
+    auto stored_row = [&]() {
+        const int64_t length = stores_rows ? 2 * (classes + DistillationBlock<S>::kMaxStoredPadding) : 0;
+        return scratch_vector<T>(length, "JSD scratch row");
+    };
     // The kernel block at offsets `at`: the hard term's `block`, the teacher's rows at `teacher`,
-    // `teacher_stride` apart, and the soft terms beside the hard ones.
+    // `teacher_stride` apart, the soft terms beside the hard ones, and the JSD's scratch row.
     auto distillation_block = [&](const CrossEntropyBlock<S>& block, const int64_t* at, const S* teacher,
-                                  int64_t teacher_stride) {
+                                  int64_t teacher_stride, std::vector<T>& stored) {
         DistillationBlock<S> b;
         b.hard = block;
         b.teacher = teacher;
         b.teacher_stride = teacher_stride;
         b.kl = ce + positions + at[Slot::loss];
+        b.stored = stored.empty() ? nullptr : stored.data();
         return b;
     };
+    std::vector<T> no_row;
 
     const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
     const auto rows_kernel = with_grad ? k.rows_grad : k.rows;
@@ -89,13 +100,15 @@ double distillation_forward(const DistillationCall<S>& call) {
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
                 const CrossEntropyBlock<S> block = hard.block_at(at, step, step, rows);
                 const S* teacher = call.teacher + at[Slot::teacher];
-                rows_kernel(distillation_block(block, at, teacher, step[Slot::teacher]), params);
+                std::vector<T> stored = stored_row();
+                rows_kernel(distillation_block(block, at, teacher, step[Slot::teacher], stored), params);
             },
             [&](const int64_t* at, int64_t columns) {
                 const CrossEntropyBlock<S> block =
                     hard.block_at(at, g.class_stride.data(), g.column_stride.data(), columns);
                 const S* teacher = call.teacher + at[Slot::teacher];
-                columns_kernel(distillation_block(block, at, teacher, g.class_stride[Slot::teacher]), params);
+                columns_kernel(distillation_block(block, at, teacher, g.class_stride[Slot::teacher], no_row),
+                               params);
             },
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: each row of every full operand is gathered contiguously; the
@@ -104,12 +117,13 @@ double distillation_forward(const DistillationCall<S>& call) {
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
+                std::vector<T> stored = stored_row();
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
                     const CrossEntropyBlock<S> block = hard.staged_block_at(g, at, s_row, q_row);
                     gather_row(call.teacher + at[Slot::teacher], g.class_stride[Slot::teacher], classes, t_row);
-                    rows_kernel(distillation_block(block, at, t_row, classes), params);
+                    rows_kernel(distillation_block(block, at, t_row, classes, stored), params);
                     if (with_grad) hard.scatter_grad(g, at, s_row);
                 }
             });

@@ -5,13 +5,15 @@
 #include <cstdint>
 
 #include "fastloss/half.hpp"
+#include "fastloss/kernel_table.hpp"
 
 #include "ops/loss_vocabulary.hpp"
 #include "ops/inline_vector.hpp"
 
 namespace fastloss {
 
-// L = alpha CE(s, target) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(s/T)), where
+// L = alpha CE(s, target) + (1 - alpha) T^2 D, D the divergence between p = softmax(t/T) and
+// sigma = softmax(s/T) (kernel_table.hpp's Divergence; by default KL(p || sigma)), where
 //  * mean: CE is cross_entropy's mean (weighted by the targets' weights, or over positions for
 //          probability targets) and KL is kl_div's batchmean: the sum over every position divided
 //          by shape[0], exactly as
@@ -20,6 +22,7 @@ namespace fastloss {
 //  * sum:  alpha CE_sum + (1 - alpha) T^2 KL_sum
 //  * none: per position alpha CE_i + (1 - alpha) T^2 KL_i (CE_i = 0 at ignored positions; KL_i
 //          counts there, as kl_div has no ignore_index)
+// and the other divergences are reduced as KL is (reverse_kl and jsd: batchmean for mean).
 template <class S>
 struct DistillationCall {
     using T = compute_t<S>;
@@ -41,6 +44,8 @@ struct DistillationCall {
     T label_smoothing = T(0);
     double temperature = 2.0;
     double alpha = 0.5;
+    Divergence divergence = Divergence::kl;
+    double beta = 0.5;  // Divergence::jsd, 0 < beta < 1
     Reduction reduction = Reduction::mean;
 
     S* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape

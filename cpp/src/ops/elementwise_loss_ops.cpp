@@ -23,8 +23,10 @@ const Extents& strides_or_zeros(const T* p, const Extents& strides,
 
 template <class S>
 SegmentResult run_segment(ElementwiseLoss kind, const ElementwiseSegment<S>& s, int64_t n, const KernelTable& table,
-                          const SigmoidFocalParams<compute_t<S>>& focal) {
+                          const SigmoidFocalParams<compute_t<S>>& focal, double beta) {
     switch (kind) {
+    case ElementwiseLoss::jensen_shannon: return table.kernels<S>().kl_div.jensen_shannon(s, n, false, beta);
+    case ElementwiseLoss::jensen_shannon_log_target: return table.kernels<S>().kl_div.jensen_shannon(s, n, true, beta);
     case ElementwiseLoss::kl_div: return table.kernels<S>().kl_div.forward(s, n, false);
     case ElementwiseLoss::kl_div_log_target: return table.kernels<S>().kl_div.forward(s, n, true);
     case ElementwiseLoss::binary_cross_entropy: return table.kernels<S>().binary_cross_entropy.probabilities(s, n);
@@ -103,7 +105,7 @@ double elementwise_loss(ElementwiseLoss kind, const ElementwiseLossCall<S>& call
                     s.grad_output_stride = g.row_stride[Slot::grad_output];
                 }
             }
-            const SegmentResult r = run_segment(kind, s, n, table, focal);
+            const SegmentResult r = run_segment(kind, s, n, table, focal, call.beta);
             acc.sum += r.sum;
             acc.input_out_of_range |= r.input_out_of_range;
             acc.target_out_of_range |= r.target_out_of_range;

@@ -17,6 +17,8 @@ enum class ElementwiseLoss {
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
     sigmoid_focal_loss,
+    jensen_shannon,  // with ElementwiseLossCall::beta
+    jensen_shannon_log_target,
 };
 
 // Every operand has the common `shape` (broadcast operands carry stride 0 along broadcast axes);
@@ -36,6 +38,7 @@ struct ElementwiseLossCall {
     // sigmoid_focal_loss only: alpha (< 0: no alpha weighting) and gamma (finite, >= 0).
     double focal_alpha = -1.0;
     double focal_gamma = 0.0;
+    double beta = 0.5;  // Jensen-Shannon only, 0 < beta <= 1 (KLDivKernels)
     S* out = nullptr;  // reduction 'none': one loss per element, written here
     Extents out_strides;
     // The reduction of the returned loss: the sum, or the sum / mean_count (NaN for a count of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -305,6 +306,27 @@ def _torch_distillation(torch: Any, s: Any, t: Any, y: Any) -> Any:
     return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
 
 
+_KD_BETA = 0.5
+
+
+def _torch_jsd(torch: Any, log_q: Any, log_p: Any, beta: float) -> Any:
+    """Liger's generalized JSD, batchmean, from log-probabilities as PyTorch users write it:
+    log M by logsumexp, then the two KL terms against M."""
+    F = torch.nn.functional
+    log_m = torch.logsumexp(torch.stack([log_p + math.log(beta), log_q + math.log(1 - beta)]), 0)
+    return beta * F.kl_div(log_m, log_p, reduction="batchmean", log_target=True) + (
+        1 - beta
+    ) * F.kl_div(log_m, log_q, reduction="batchmean", log_target=True)
+
+
+def _torch_distillation_jsd(torch: Any, s: Any, t: Any, y: Any) -> Any:
+    """The distillation loss with the JSD as its soft term (divergence="jsd")."""
+    F = torch.nn.functional
+    T, alpha = _KD_TEMPERATURE, _KD_ALPHA
+    soft = _torch_jsd(torch, F.log_softmax(s / T, dim=-1), F.log_softmax(t / T, dim=-1), _KD_BETA)
+    return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
+
+
 # --- elementwise losses -------------------------------------------------------------------------
 
 
@@ -526,6 +548,47 @@ register(
             ),
             "torch": _torch_distillation,
         },
+    )
+)
+
+register(
+    Case(
+        op="distillation_loss_jsd",
+        setup=student_teacher_and_class_targets,
+        forward={
+            "fastloss": lambda fl, s, t, y: fl.distillation_loss(
+                s, t, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1,
+                divergence="jsd", beta=_KD_BETA,
+            ),
+            "torch": _torch_distillation_jsd,
+        },
+        grad={
+            "fastloss": lambda fl, s, t, y: fl.distillation_loss(
+                s, t, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1,
+                divergence="jsd", beta=_KD_BETA, return_grad=True,
+            ),
+            "torch": _torch_distillation_jsd,
+        },
+        description="distillation_loss(divergence='jsd', beta=0.5) against its torch composition",
+        default=False,
+    )
+)
+
+register(
+    Case(
+        op="jensen_shannon_divergence",
+        setup=log_probabilities_and_probabilities,
+        forward={
+            "fastloss": lambda fl, x, p: fl.jensen_shannon_divergence(x, p, beta=_KD_BETA),
+            "torch": lambda torch, x, p: _torch_jsd(torch, x, torch.log(p), _KD_BETA),
+        },
+        grad={
+            "fastloss": lambda fl, x, p: fl.jensen_shannon_divergence(
+                x, p, beta=_KD_BETA, return_grad=True, grad_out=reused_buffer(x)
+            ),
+            "torch": lambda torch, x, p: _torch_jsd(torch, x, torch.log(p), _KD_BETA),
+        },
+        default=False,
     )
 )
 

@@ -51,7 +51,8 @@ LOSSES = {
             "distillation_loss", _distillation.distillation_loss,
             ("student_logits", "teacher_logits", "target"), ("weight",),
             (("temperature", "float"), ("alpha", "float"), *_CLASS_OPTIONS,
-             ("label_smoothing", "float"), ("axis", "int?")),
+             ("label_smoothing", "float"), ("axis", "int?"), ("divergence", "str"),
+             ("beta", "float")),
             _positions,
         ),
         FusedLoss(

@@ -162,14 +162,18 @@ def distillation_loss(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     dim: Optional[int] = None,
+    divergence: str = "kl",
+    beta: float = 0.5,
 ) -> Tensor:
     """fastloss's knowledge-distillation loss (see ``fastloss.distillation_loss``):
-    ``alpha * CE(student, target) + (1 - alpha) * T**2 * KL(teacher_T || student_T)``.
+    ``alpha * CE(student, target) + (1 - alpha) * T**2 * KL(teacher_T || student_T)``, or
+    another ``divergence`` ("reverse_kl", "jsd" with ``beta``) in place of KL.
     The teacher gets no gradient (detach it; a teacher that requires grad is an error)."""
     return LOSSES["distillation_loss"](
         student_logits=student_logits, teacher_logits=teacher_logits, target=target,
         weight=weight, temperature=temperature, alpha=alpha, ignore_index=ignore_index,
         reduction=reduction, label_smoothing=label_smoothing, axis=dim,
+        divergence=divergence, beta=float(beta),
     )
 
 
