@@ -153,6 +153,50 @@ def test_logsumexp_over_several_axes(chunking, axis):
     assert_matches(fld.logsumexp(x3d, (0, 2)).compute(), fl.logsumexp(x3, (0, 2)))
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", [
+    {"z_loss": 1e-2}, {"softcap": 5.0}, {"z_loss": 1e-2, "softcap": 5.0, "weight": True},
+    {"z_loss": 1e-2, "ignore_index": 3, "label_smoothing": 0.1},
+], ids=["z_loss", "softcap", "both+weight", "z_loss+ignore3+smoothing"])
+def test_cross_entropy_options_of_row_chunks(reduction, options):
+    x, t, q, w, _ = data()
+    options = dict(options)
+    if options.pop("weight", False):
+        options["weight"] = w
+    if "ignore_index" in options:
+        t = np.where(t == -100, options["ignore_index"], t)
+    xd = chunked(x, "rows")
+    go = np.linspace(-1, 1, N).astype(np.float32) if reduction == "none" else 0.5
+    got = compute(tuple(fld.cross_entropy(xd, t, reduction=reduction, return_lse=True,
+                                          return_grad=True, grad_output=go, **options)))
+    want = fl.cross_entropy(x, t, reduction=reduction, return_lse=True, return_grad=True,
+                            grad_output=go, **options)
+    for g, e in zip(got, want):
+        assert_matches(g, e, roundings=4)
+    if "ignore_index" not in options:  # probabilities: every position carries the z-loss
+        assert_matches(fld.cross_entropy(xd, q, reduction=reduction, **options).compute(),
+                       fl.cross_entropy(x, q, reduction=reduction, **options), roundings=4)
+    lse = fld.cross_entropy(chunked(x, "classes"), t, return_lse=True).lse.compute()
+    assert_matches(lse, fl.cross_entropy(x, t, return_lse=True).lse)
+    with pytest.raises(ValueError, match=r"z_loss or softcap needs the class axis 1 .* rechunk"):
+        fld.cross_entropy(chunked(x, "classes"), t, **options)
+
+
+@pytest.mark.parametrize("divergence", ["reverse_kl", "jsd"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_distillation_divergences_of_row_chunks(divergence, reduction):
+    x, t, _, _, teacher = data()
+    options = dict(divergence=divergence, beta=0.3, reduction=reduction, return_grad=True)
+    got = compute(tuple(fld.distillation_loss(chunked(x, "rows"), chunked(teacher, "rows"), t,
+                                              **options)))
+    want = fl.distillation_loss(x, teacher, t, **options)
+    for g, e in zip(got, want):
+        assert_matches(g, e, roundings=4)
+    with pytest.raises(ValueError, match=f"divergence='{divergence}' needs the class axis"):
+        fld.distillation_loss(chunked(x, "classes"), chunked(teacher, "classes"), t,
+                              divergence=divergence)
+
+
 def test_every_chunk_a_single_element():
     x, t, q, w, _ = data()
     x, t, q = x[:4, :5], np.array([0, -100, 4, 2]), fl.softmax(q[:4, :5])

@@ -23,7 +23,7 @@ import numpy as np
 import fastloss as fl
 
 from .._class_losses import class_axis
-from .._gradient import LossAndGrad
+from .._gradient import LossAndGrad, LossAndLse, LossLseAndGrad
 from .._validation import normalize_axis
 from . import _class_chunks as chunked
 from ._denominators import (
@@ -241,6 +241,9 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     axis: Optional[int] = None,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
+    return_lse: bool = False,
     return_grad: bool = False,
     grad_output: Any = None,
 ) -> Any:
@@ -248,18 +251,48 @@ def cross_entropy(
     per-position losses (none); ``LossAndGrad(loss, grad)`` with ``return_grad=True``, the
     gradient chunked as the input. The class axis may be chunked: each chunk's row statistics
     merge exactly, and the merged statistics give every chunk its part of the gradient. NumPy
-    operands are wrapped to meet the input's blocks; ``weight`` is a NumPy array."""
+    operands are wrapped to meet the input's blocks; ``weight`` is a NumPy array.
+    ``z_loss`` and ``softcap`` need the class axis in one chunk; ``return_lse`` gives the
+    per-position log-sum-exp as a dask array too (`LossAndLse` / `LossLseAndGrad`)."""
     ops = _ClassOperands(input, target, axis)
     w = _small_vector(weight, "weight")
     value = fl.cross_entropy(
         ops.standin_input(), ops.standin_target(), weight=w, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, axis=ops.ax,
-        return_grad=return_grad,
+        reduction=reduction, label_smoothing=label_smoothing, axis=ops.ax, z_loss=z_loss,
+        softcap=softcap, return_lse=return_lse, return_grad=return_grad,
         grad_output=_standin_grad_output(grad_output, ops.positions, ops.standin_loss_shape()),
     )
-    dtype = _dtype_of(value, return_grad)
+    dtype = _dtype_of(value, return_grad or return_lse)
+    result = _cross_entropy(ops, w, ignore_index, reduction, label_smoothing, float(z_loss),
+                            softcap, return_grad, grad_output, dtype)
+    if not return_lse:
+        return result
+    lse = _positions_logsumexp(ops, softcap, dtype)
+    return LossLseAndGrad(result.loss, lse, result.grad) if return_grad else LossAndLse(result, lse)
+
+
+def _positions_logsumexp(ops: _ClassOperands, softcap: Optional[float], dtype: np.dtype) -> Any:
+    """return_lse's array: each position's logsumexp of its (capped) logits, in float64 and
+    rounded once to the loss's dtype, as the NumPy function gives it."""
+    x = ops.x.astype(np.float64)
+    if softcap is not None:
+        x = x.map_blocks(_capped, float(softcap), dtype=np.float64)
+    return logsumexp(x, ops.ax).astype(dtype)
+
+
+def _capped(x: np.ndarray, softcap: float) -> np.ndarray:
+    return softcap * np.tanh(x / softcap)
+
+
+def _cross_entropy(
+    ops: _ClassOperands, w: Optional[np.ndarray], ignore_index: int, reduction: str,
+    label_smoothing: float, z_loss: float, softcap: Optional[float], return_grad: bool,
+    grad_output: Any, dtype: np.dtype,
+) -> Any:
     td = ops.aligned_target()
     factor = _mean_factor(ops, td, w, ignore_index) if reduction == "mean" else 1.0
+    if ops.x.numblocks[ops.ax] > 1 and (z_loss != 0.0 or softcap is not None):
+        _whole_classes(ops.x, ops.ax, "cross_entropy with z_loss or softcap")
     if ops.x.numblocks[ops.ax] > 1:
         losses = chunked.chunked_cross_entropy(
             ops.x, td, ops.ax, ops.probabilities, float(label_smoothing), w, ignore_index, dtype
@@ -278,10 +311,27 @@ def cross_entropy(
         )
         return LossAndGrad(loss, grad)
     options = dict(weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                   axis=ops.ax)
+                   axis=ops.ax, softcap=softcap, z_loss=z_loss)
+    lazy_z: dict = {}
+    if z_loss != 0.0 and reduction == "mean":
+        # Each block's losses are summed and divided by the weights' sum D; the z-loss's mean
+        # divides by the number n of non-ignored positions instead: z D / n per block gives
+        # that (its gradient too). Without a positive D or any position the mean is NaN anyway.
+        count_factor = (elementwise_factor(ops.positions) if ops.probabilities
+                        else index_target_factor(td, ops.x.shape[ops.ax], ignore_index, None))
+        del options["z_loss"]
+        lazy_z = {"z_loss": da.map_blocks(_z_loss_per_block, z_loss, count_factor, factor,
+                                          dtype=np.float64)}
     operands = [(ops.x, ops.letters), (td, ops.target_index())]
     return _whole_row_losses(fl.cross_entropy, ops, operands, options, dtype, reduction, factor,
-                             return_grad, grad_output)
+                             return_grad, grad_output, lazy_options=lazy_z)
+
+
+def _z_loss_per_block(z_loss: float, count_factor: Any, weight_factor: Any) -> np.ndarray:
+    """z D / n from the factors 1/n and 1/D; 0 where that is not a finite number >= 0."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        value = np.float64(z_loss) * np.float64(count_factor) / np.float64(weight_factor)
+    return np.asarray(float(value) if np.isfinite(value) and value >= 0 else 0.0)
 
 
 def nll_loss(
@@ -326,6 +376,8 @@ def distillation_loss(
     *,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    divergence: str = "kl",
+    beta: float = 0.5,
     reduction: str = "mean",
     weight: Any = None,
     ignore_index: int = -100,
@@ -336,13 +388,15 @@ def distillation_loss(
 ) -> Any:
     """`fastloss.distillation_loss` on dask arrays, lazily (see `cross_entropy`). With a chunked
     class axis (no return_grad), the cross-entropy comes from merged row statistics and the KL
-    term from each chunk's share, once the two tempered logsumexps are merged."""
+    term from each chunk's share, once the two tempered logsumexps are merged; the other
+    divergences ("reverse_kl", "jsd") need the class axis in one chunk."""
     ops = _ClassOperands(student_logits, target, axis, "student_logits")
     teacher = _host_array(teacher_logits, "teacher_logits")
     w = _small_vector(weight, "weight")
     value = fl.distillation_loss(
         ops.standin_input(), ops.standin_input(teacher), ops.standin_target(),
-        temperature=temperature, alpha=alpha, reduction=reduction, weight=w,
+        temperature=temperature, alpha=alpha, divergence=divergence, beta=beta,
+        reduction=reduction, weight=w,
         ignore_index=ignore_index, label_smoothing=label_smoothing, axis=ops.ax,
         return_grad=return_grad,
         grad_output=_standin_grad_output(grad_output, ops.positions, ops.standin_loss_shape()),
@@ -358,6 +412,8 @@ def distillation_loss(
     if ops.x.numblocks[ops.ax] > 1:
         if return_grad:
             _whole_classes(ops.x, ops.ax, "distillation_loss with return_grad=True")
+        if divergence != "kl":
+            _whole_classes(ops.x, ops.ax, f"distillation_loss with divergence={divergence!r}")
         ce, kl = chunked.chunked_distillation(
             ops.x, teacher, td, ops.ax, ops.probabilities, float(temperature),
             float(label_smoothing), w, ignore_index, dtype,
@@ -373,7 +429,8 @@ def distillation_loss(
     loss_factor: Any = 1.0
     grad_factor: Any = 1.0
     options = dict(temperature=temperature, weight=w, ignore_index=ignore_index,
-                   label_smoothing=label_smoothing, axis=ops.ax, alpha=a)
+                   label_smoothing=label_smoothing, axis=ops.ax, alpha=a, divergence=divergence,
+                   beta=beta)
     if reduction == "mean":
         alpha_eff, loss_factor, grad_factor = distillation_factors(
             denominator, a, ops.x.shape[0]
