@@ -460,6 +460,29 @@ def test_linear_cross_entropy_vocabulary_parallel(reduction, targets):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_linear_cross_entropy_z_loss_and_lse(reduction):
+    rng = np.random.default_rng(6)
+    n, d, v = 21, 8, 37
+    h = rng.standard_normal((n, d)).astype(np.float32)
+    weight = (rng.standard_normal((v, d)) * 0.5).astype(np.float32)
+    cw = rng.uniform(0.5, 2, v).astype(np.float32)
+    t = rng.integers(0, v, n)
+    t[:4] = -100
+    go = np.linspace(-1, 1, n).astype(np.float32) if reduction == "none" else 0.5
+    kw = dict(weight=cw, label_smoothing=0.1, reduction=reduction, z_loss=0.02, return_lse=True,
+              return_grad=True, grad_output=go)
+    got = fld.linear_cross_entropy(da.from_array(h, chunks=((7, 14), d)),
+                                   da.from_array(weight, chunks=((10, 10, 17), d)), t, **kw)
+    assert type(got) is fl.LinearLossLseAndGrad
+    expected = fl.linear_cross_entropy(h, weight, t, **kw)
+    results = dask.compute(*got[:4])
+    assert_matches(results[0], expected.loss, roundings=4)
+    assert_matches(results[1], expected.lse)
+    for g, e in zip(results[2:], expected[2:4]):  # BLAS sums in another order
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
 def test_inputs_are_never_modified():
     x, t, q, w, teacher = data()
     copies = [a.copy() for a in (x, t, q, w, teacher)]

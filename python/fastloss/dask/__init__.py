@@ -24,6 +24,7 @@ except ImportError as err:  # pragma: no cover - exercised in a subprocess by th
         "with `pip install \"fastloss[dask]\"`"
     ) from err
 
+from .._linear_cross_entropy import LinearLossAndGrad  # (fastloss's: the results' type)
 from ._api import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -36,7 +37,7 @@ from ._api import (
     nll_loss,
     softmax,
 )
-from ._linear import LinearLossAndGrad, linear_cross_entropy
+from ._linear import linear_cross_entropy
 
 __all__ = [
     "LinearLossAndGrad",

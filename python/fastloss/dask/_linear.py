@@ -14,11 +14,13 @@ are dask's own blocked matmul and sum, which add the tiles' shares in a tree.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import dask.array as da
 import numpy as np
 
+from .._gradient import LossAndLse
+from .._linear_cross_entropy import LinearLossAndGrad, LinearLossLseAndGrad
 from .._linear_cross_entropy import linear_cross_entropy as numpy_linear_cross_entropy
 from ._class_chunks import compute_dtype, losses_from_statistics, lse_of_statistics
 from ._denominators import elementwise_factor, index_target_factor
@@ -40,18 +42,7 @@ from ._statistics import (
     statistics_of_rows,
 )
 
-__all__ = ["LinearLossAndGrad", "linear_cross_entropy"]
-
-
-class LinearLossAndGrad(NamedTuple):
-    """fastloss.LinearLossAndGrad's fields as dask arrays, and each row's logsumexp (float64)
-    when ``return_lse=True`` (else None)."""
-
-    loss: Any
-    grad_input: Any
-    grad_weight: Any
-    grad_bias: Any
-    lse: Any = None
+__all__ = ["linear_cross_entropy"]
 
 
 def _logits(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], compute: np.dtype):
@@ -84,15 +75,16 @@ def _tile_statistics(
 
 
 def _factors(
-    stats: np.ndarray, target: Optional[np.ndarray], scale: Any, *, classes: int,
+    stats: np.ndarray, target: Optional[np.ndarray], scale: Any, z_scale: Any, *, classes: int,
     label_smoothing: float, class_weight: Optional[np.ndarray], ignore_index: int,
-    compute: np.dtype,
+    compute: np.dtype, z_loss: float,
 ) -> np.ndarray:
-    """A row block's gradient factors, the fields last as in its statistics."""
+    """A row block's gradient factors, the fields last as in its statistics; `z_scale` is the
+    z-loss's reduction factor (as `scale` is the cross-entropy's)."""
     positions = stats.shape[:-1]
     factors = gradient_factors_of_rows(
         stats.reshape(-1, 5), target, scale, classes, label_smoothing, class_weight,
-        ignore_index, compute,
+        ignore_index, compute, z_loss, z_scale,
     )
     return factors.reshape(*positions, 5)
 
@@ -125,18 +117,19 @@ def linear_cross_entropy(
     ignore_index: Optional[int] = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    return_lse: bool = False,
     return_grad: bool = False,
     grad_output: Any = None,
-    return_lse: bool = False,
 ) -> Any:
     """`fastloss.linear_cross_entropy` on dask arrays, vocabulary-parallel and lazy.
 
     `input` (..., d) is chunked over its positions, `linear_weight` (V, d) over the vocabulary
     (`linear_bias` and probability targets' class axis as it); the feature axis d may be
-    chunked too (blocks concatenate it). Returns the loss; with ``return_lse=True`` the pair
-    (loss, per-position logsumexp in float64); with ``return_grad=True`` a
-    `LinearLossAndGrad` (the gradients chunked as their arrays; ``lse`` filled when
-    ``return_lse``). Options as in the NumPy function (``weight`` a NumPy array)."""
+    chunked too (blocks concatenate it). Returns what the NumPy function returns, as dask
+    arrays: the loss, `LossAndLse`, `LinearLossAndGrad` or `LinearLossLseAndGrad` (the
+    gradients chunked as their arrays). Options as in the NumPy function (``weight`` a NumPy
+    array); the z-loss's mean divides by the number of non-ignored rows, as there."""
     x = as_dask(input, "input")
     w_lin = as_dask(linear_weight, "linear_weight")
     t_host = as_dask(target, "target") if isinstance(target, da.Array) else np.asarray(target)
@@ -163,8 +156,10 @@ def linear_cross_entropy(
         standin(x, emptied), standin(w_lin, None), standin(t_host, emptied),
         linear_bias=None if bias_host is None else standin(bias_host, None), weight=cw,
         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
+        z_loss=z_loss, return_lse=return_lse,
     )
-    dtype = np.asarray(value).dtype
+    dtype = np.asarray(value[0] if return_lse else value).dtype
+    z = float(z_loss)
     compute = compute_dtype(x.dtype)
     classes = w_lin.shape[0]
     eps = float(label_smoothing)
@@ -199,29 +194,46 @@ def linear_cross_entropy(
     expanded = None if probabilities else with_class_axis(td, axis)
     losses = losses_from_statistics(stats, expanded, axis, classes, eps, cw, ignore)
     factor: Any = 1.0
+    z_factor: Any = 1.0
     if reduction == "mean":
         factor = (elementwise_factor(td.shape[:-1]) if probabilities
                   else index_target_factor(td, classes, ignore, cw))
+        z_factor = (factor if probabilities
+                    else index_target_factor(td, classes, ignore, None))
+    lse64 = lse_of_statistics(stats, axis).squeeze(axis=axis)
     loss = reduce_positions(
         losses.astype(dtype) if reduction == "none" else losses, reduction, factor, dtype
     )
-    lse = lse_of_statistics(stats, axis).squeeze(axis=axis) if return_lse else None
+    if z != 0.0:  # z lse^2 per non-ignored row, with its own mean (see cross_entropy)
+        z_terms = da.map_blocks(_z_terms, lse64, None if probabilities else td, z, ignore,
+                                dtype=np.float64)
+        if reduction == "none":
+            loss = (losses + z_terms).astype(dtype)
+        else:  # both terms in float64, then rounded once as reduce_positions rounds
+            f64 = np.dtype(np.float64)
+            terms = da.stack([reduce_positions(losses, reduction, factor, f64),
+                              reduce_positions(z_terms, reduction, z_factor, f64)])
+            loss = reduce_positions(terms, "sum", 1.0, dtype)
+    lse = lse64.astype(dtype) if return_lse else None
     if not return_grad:
-        return (loss, lse) if return_lse else loss
+        return LossAndLse(loss, lse) if return_lse else loss
     # the gradient: each row's factors, then G tile by tile and dask's blocked products
     if reduction == "none":
         go = 1.0 if grad_output is None else grad_output
         scale = go if np.ndim(go) == 0 and not isinstance(go, da.Array) else as_dask(
             go, "grad_output", chunks=tuple(x.chunks[a] for a in pos_axes))
+        z_scale = scale
     else:
         scale = scaled(factor, grad_output)
+        z_scale = scaled(z_factor, grad_output)
     scale_index = letters if isinstance(scale, da.Array) and scale.ndim else ""
     target_args: list[Any] = [None, None] if probabilities else [td, letters]
     factors = da.blockwise(
         _factors, letters + v, stats, letters + v, *target_args, scale,
-        scale_index if isinstance(scale, da.Array) else None, concatenate=True,
+        scale_index if isinstance(scale, da.Array) else None, z_scale,
+        scale_index if isinstance(z_scale, da.Array) else None, concatenate=True,
         dtype=compute, meta=empty_like_meta(axis + 1, compute), classes=classes,
-        label_smoothing=eps, class_weight=cw, ignore_index=ignore, compute=compute,
+        label_smoothing=eps, class_weight=cw, ignore_index=ignore, compute=compute, z_loss=z,
     )
     g_args: list[Any] = [x, letters + d, w_lin, v + d, class_offsets(vocab_chunks), v,
                          factors, letters + "x"]
@@ -242,4 +254,13 @@ def linear_cross_entropy(
     grad_bias = None
     if bias is not None:
         grad_bias = g.sum(axis=tuple(range(axis)), dtype=compute).astype(bias.dtype)
-    return LinearLossAndGrad(loss, grad_input, grad_weight, grad_bias, lse)
+    if return_lse:
+        return LinearLossLseAndGrad(loss, lse, grad_input, grad_weight, grad_bias)
+    return LinearLossAndGrad(loss, grad_input, grad_weight, grad_bias)
+
+
+def _z_terms(lse: np.ndarray, target: Optional[np.ndarray], z: float, ignore: int) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = z * lse * lse
+    return terms if target is None else np.where(target != ignore, terms, 0.0)
+

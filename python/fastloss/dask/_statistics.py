@@ -134,23 +134,28 @@ def merged_statistics(pieces: da.Array, axis: int, split_every: Optional[int] = 
 def gradient_factors_of_rows(
     stats: np.ndarray, target: Optional[np.ndarray], scale: Any, classes: int,
     label_smoothing: float, class_weight: Optional[np.ndarray], ignore_index: int,
-    compute: np.dtype,
+    compute: np.dtype, z_loss: float = 0.0, z_scale: Any = None,
 ) -> np.ndarray:
     """Each row's gradient factors (lse, a, b_uniform, b_target, correction) for
     `gradient_of_tile`, from its merged (rows, 5) statistics, its index target (None for
     probability targets) and its reduction factor `scale` (a number or one per row; 0 for an
-    ignored row): linear_cross_entropy's own."""
+    ignored row): linear_cross_entropy's own. With `z_loss`, `z_scale` is the z-loss's
+    reduction factor (its mean divides by the count of non-ignored rows)."""
     rows = len(stats)
     w64 = None if class_weight is None else class_weight.astype(np.float64)
     weight_total = float(classes) if w64 is None else float(w64.sum())
     s = np.broadcast_to(np.asarray(scale, np.float64).reshape(-1), (rows,))
+    zs = None
+    if z_loss != 0.0:
+        zs = 2.0 * z_loss * np.broadcast_to(np.asarray(z_scale, np.float64).reshape(-1), (rows,))
     target_weight = None
     if target is not None:
         valid, target_weight = index_target_weights(target.reshape(-1), classes, ignore_index,
                                                     w64)
         s = np.where(valid, s, 0.0)
+        zs = None if zs is None else np.where(valid, zs, 0.0)
     return gradient_factors(stats, s, target_weight, target is None, label_smoothing, classes,
-                            weight_total, compute)
+                            weight_total, compute, zs)
 
 
 def gradient_of_tile(
