@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def half_epsilon(dtype) -> float:
+    """The machine epsilon of a float type; bfloat16's (2**-7) spelled out, as NumPy's finfo
+    knows bfloat16 only with recent NumPy and ml_dtypes releases."""
+    return 2.0**-7 if np.dtype(dtype).name == "bfloat16" else float(np.finfo(dtype).eps)
+
+
 def _f64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 

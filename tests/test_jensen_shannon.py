@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+import reference as ref
+from fastloss._validation import AxisError
 
 torch = pytest.importorskip("torch")
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -127,7 +129,7 @@ def test_half_precision_computes_in_float32(rng, dtype):
                                         return_grad=True)
     assert got.loss.dtype == dtype and got.grad.dtype == dtype
     np.testing.assert_allclose(np.float32(got.loss), np.float32(wide.loss),
-                               rtol=np.finfo(dtype).eps)
+                               rtol=ref.half_epsilon(dtype))
     np.testing.assert_array_equal(got.grad, wide.grad.astype(dtype))
 
 
@@ -158,7 +160,7 @@ def test_module_and_errors(rng):
             fl.jensen_shannon_divergence(x, t, beta=beta)
     with pytest.raises(ValueError, match="reduction"):
         fl.jensen_shannon_divergence(x, t, reduction="batchmean")
-    with pytest.raises(np.exceptions.AxisError):
+    with pytest.raises(AxisError):
         fl.jensen_shannon_divergence(x, t, axis=2)
     with pytest.raises(ValueError, match="cannot be broadcast"):
         fl.jensen_shannon_divergence(x, t[:, :5])
