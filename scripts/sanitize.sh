@@ -26,13 +26,7 @@ fi
 san="-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer"
 # The instruction-set variants this machine cannot run are not built: no test can reach them, and
 # under the sanitizers their compile time is the largest part of this script.
-skip=""
-for flag in avx512f avx512bw avx512vl avx512dq; do
-  grep -qw "$flag" /proc/cpuinfo || skip="avx512"
-done
-for flag in avx2 fma f16c; do
-  grep -qw "$flag" /proc/cpuinfo || skip="avx2;avx512"
-done
+skip="$(bash scripts/unrunnable_isas.sh)"
 echo "sanitizer build leaves out: ${skip:-nothing}"
 "$venv/bin/python" -m pip install --quiet --no-build-isolation --force-reinstall --no-deps \
   -Cbuild-dir=build/asan \
