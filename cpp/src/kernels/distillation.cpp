@@ -85,6 +85,7 @@
 // (grad) can be s itself, which the third sweep still needs.
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy_terms-inl.hpp"
@@ -102,6 +103,27 @@ enum class HardTerm {
     smoothed,       // index targets with smoothing:    linear = sum_c w_c (s_c - m)
     probabilities,  // probability targets:             linear = sum_c w_c q'_c (s_c - m), coef = sum_c w_c q'_c
 };
+
+// [Note: kernel instances] Each kernel here is instantiated per divergence, hard term, integer
+// temperature [Note: integer temperature], storage type and ISA, and that count sets this file's
+// compile time, the largest part of every build (the sanitizer build's most of all). So whether a
+// call writes the gradient is a run-time test (grad != nullptr) on per-row and per-call paths, not
+// a template parameter: the forward entries run the same code without a gradient, for a few scalar
+// factors per row. Two exceptions: rows in lanes keep the template parameter (their forward
+// instance, without the kept exponentials and gradient factors, is a quarter faster on a small
+// call), and the rows layout keeps HardTerm::plain apart from smoothed (folding them, one add per
+// class, cost the large-vocabulary T = 1 kernel 10% of its speed); the columns layout, the rarer
+// one, runs index targets without smoothing as smoothed with eps = 0, which index_loss and the
+// zero hB make exact.
+
+// The class weights of the hard term's linear sum and of the gradient's hB w_c term: always for
+// probability targets, for index targets only with smoothing (smoothing_weights: HardTerm::plain
+// has neither term, and the columns layout, which runs smoothed without smoothing too, must not
+// bring a non-finite weight of a class that no row targets into the gradient as 0 * inf).
+template <HardTerm kHard, class T>
+const T* hard_weights(const CrossEntropyParams<T>& p) {
+    return kHard == HardTerm::probabilities ? p.weight : smoothing_weights(p);
+}
 
 template <class V>
 struct DistillationSums {
@@ -143,7 +165,7 @@ struct DistillationSums {
 // kPower is T for those two temperatures and 0 (three exponentials) otherwise.
 //
 // One vector of classes: s and t are the logits, ms and mt their maxima, hard_coef the weight of
-// the linear hard term (w or w q'; unused for HardTerm::plain).
+// the linear hard term (w or w q', see hard_weights).
 //
 // Every exponent is <= 0 (or NaN): logits are shifted by their row's max, and padding lanes load
 // -inf. So the exponentials need no upper clamp, and b is clamped below where exp(b) underflows
@@ -164,6 +186,17 @@ struct ClassExponentials {
     V hard;     // exp(s - m)
 };
 
+// Reverse KL's a_c - b_c, with a clamped where exp(a) underflows (see accumulate) and tm = t - m_t:
+// max(lo, a) - tm / T as one explicit fma, so that every sweep and layout forms the same bits. As
+// a subtraction of the product, GCC fuses it or not by how many uses the product has in each
+// inlined context, which differs between the sweeps (and once differed by the kernel instance).
+template <class V>
+inline V reverse_log_ratio(V a, V tm, V inverse_temperature) {
+    using T = typename V::Scalar;
+    const V clamped_a = max(V::broadcast(ExpConstants<T>::lo), a);
+    return fma(tm, V::broadcast(T(0)) - inverse_temperature, clamped_a);
+}
+
 template <Divergence kDiv, HardTerm kHard, int kPower, class V>
 inline ClassExponentials<V> accumulate(DistillationSums<V>& acc, V s, V t, V ms, V mt, V inverse_temperature,
                                        V hard_coef) {
@@ -171,7 +204,8 @@ inline ClassExponentials<V> accumulate(DistillationSums<V>& acc, V s, V t, V ms,
     const V lo = V::broadcast(ExpConstants<T>::lo);
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V unclamped_b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
+    const V tm = t - mt;
+    const V unclamped_b = kPower == 1 ? tm : tm * inverse_temperature;
     const V b = max(lo, unclamped_b);
     const V eb = vexp_clamped(b);
     const V ea = vexp_nonpositive(a);
@@ -188,7 +222,9 @@ inline ClassExponentials<V> accumulate(DistillationSums<V>& acc, V s, V t, V ms,
     acc.student = acc.student + ea;
     acc.teacher = acc.teacher + eb;
     if constexpr (kDiv == Divergence::kl) acc.cross = fma(eb, b - a, acc.cross);
-    if constexpr (kDiv == Divergence::reverse_kl) acc.cross = fma(ea, max(lo, a) - unclamped_b, acc.cross);
+    if constexpr (kDiv == Divergence::reverse_kl) {
+        acc.cross = fma(ea, reverse_log_ratio(a, tm, inverse_temperature), acc.cross);
+    }
     if constexpr (kHard != HardTerm::plain) acc.linear = fma(hard_coef, ds, acc.linear);
     if constexpr (kHard == HardTerm::probabilities) acc.coef = acc.coef + hard_coef;
     return {ea, eb, e};
@@ -257,7 +293,8 @@ struct MixtureSums {
 // clamps, vexp and power trick), for the sweeps after the sums.
 template <class V>
 struct ClassExponents {
-    V ds, a, unclamped_b, b;  // s - m_s, a, b, and b clamped below at ExpConstants::lo
+    V ds, a, b;       // s - m_s, a, and b clamped below at ExpConstants::lo
+    V reverse_ratio;  // reverse_log_ratio
 };
 
 template <int kPower, class V>
@@ -265,18 +302,20 @@ inline ClassExponents<V> class_exponents(V s, V t, V ms, V mt, V inverse_tempera
     using T = typename V::Scalar;
     const V ds = s - ms;
     const V a = kPower == 1 ? ds : ds * inverse_temperature;
-    const V unclamped_b = kPower == 1 ? t - mt : (t - mt) * inverse_temperature;
-    return {ds, a, unclamped_b, max(V::broadcast(ExpConstants<T>::lo), unclamped_b)};
+    const V tm = t - mt;
+    const V unclamped_b = kPower == 1 ? tm : tm * inverse_temperature;
+    const V b = max(V::broadcast(ExpConstants<T>::lo), unclamped_b);
+    return {ds, a, b, reverse_log_ratio(a, tm, inverse_temperature)};
 }
 
-// The soft gradient's d_c (see the top): a_c - b_c for reverse KL, with accumulate's clamp of a;
+// The soft gradient's d_c (see the top): a_c - b_c for reverse KL (reverse_log_ratio);
 // log sigma_c - log M_c for the JSD.
 template <Divergence kDiv, class V>
 inline V soft_log_ratio(const ClassExponents<V>& x, const ClassExponentials<V>& e, const MixtureWeights<V>& w) {
     if constexpr (kDiv == Divergence::jsd) {
         return mixture_log_ratios(e, x.a, x.b, w).student;
     } else {
-        return max(V::broadcast(ExpConstants<typename V::Scalar>::lo), x.a) - x.unclamped_b;
+        return x.reverse_ratio;
     }
 }
 
@@ -358,14 +397,14 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
     const V ms = V::broadcast(m_s), mt = V::broadcast(m_t), inv = V::broadcast(p.inverse_temperature);
     const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
     const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
-    const T* w = p.hard.weight;
+    const T* w = hard_weights<kHard>(p.hard);
     auto hard_coef = [&](int64_t i, int64_t lanes) {
         const bool full = lanes == W;
         V coef = V::broadcast(T(1));
         if constexpr (kHard == HardTerm::probabilities) {
             coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
         }
-        if (kHard != HardTerm::plain && w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
+        if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
         return coef;
     };
 
@@ -422,7 +461,7 @@ MixtureWeights<T> row_mixture_weights(T student, T teacher, T log_student, T log
 }
 
 // One position's hard cross-entropy and soft term from its row sums, written to `hard` and `kl`;
-// with kGrad, also the gradient's factors for the scale g (zero factors otherwise). y is the
+// with grad, also the gradient's factors for the scale g (zero factors otherwise). y is the
 // position's index target (unused for probability targets); sr is its row of student logits.
 // The logs of the three sums of exponentials come from the caller (one vlog serves W rows in lanes).
 template <class T>
@@ -430,21 +469,21 @@ struct RowLogs {
     T hard, student, teacher;
 };
 
-template <Divergence kDiv, HardTerm kHard, bool kGrad, class S, class T>
+template <Divergence kDiv, HardTerm kHard, class S, class T>
 GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& logs, const S* sr, int64_t y, T g,
-                                   T& hard, T& kl, const DistillationParams<T>& p) {
+                                   bool grad, T& hard, T& kl, const DistillationParams<T>& p) {
     GradientFactors<T> f{T(0), T(0), T(0), T(0), T(0), -1};
     const T log_hard = logs.hard;
     const T h = g * p.hard_grad, k = g * p.soft_grad;
     if constexpr (kDiv == Divergence::kl) {
         kl = kl_from_sums(sums.cross, logs.teacher, logs.student, sums.teacher);
-        if constexpr (kGrad) {
+        if (grad) {
             f.kA = k / sums.student;
             f.kB = k / sums.teacher;
         }
     } else if constexpr (kDiv == Divergence::reverse_kl) {
         kl = kl_from_sums(sums.cross, logs.student, logs.teacher, sums.student);
-        if constexpr (kGrad) {
+        if (grad) {
             f.kD = k / sums.student;
             f.kA = -f.kD * (sums.cross / sums.student);
         }
@@ -452,14 +491,14 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
         const MixtureWeights<T> w =
             row_mixture_weights(sums.student, sums.teacher, logs.student, logs.teacher, p.beta);
         kl = std::fma(w.teacher, sums.mixture_teacher, w.student * sums.mixture_student);
-        if constexpr (kGrad) {
+        if (grad) {
             f.kD = k * w.student;
             f.kA = -f.kD * (sums.mixture_student / sums.student);
         }
     }
     if constexpr (kHard == HardTerm::probabilities) {
         hard = sums.coef * log_hard - sums.linear;
-        if constexpr (kGrad) {
+        if (grad) {
             f.hA = h * sums.coef / sums.hard;
             f.hB = h;
         }
@@ -470,7 +509,7 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
     } else {
         const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
         hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
-        if constexpr (kGrad) {
+        if (grad) {
             const IndexGradient<T> d = index_gradient(h, sums.hard, sums.max + log_hard, w_y, p.hard);
             f.hA = d.a;
             f.hB = d.b;
@@ -482,8 +521,8 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
 }
 
 // One class vector of the gradient from the class's exponentials (accumulate's), its hard
-// coefficient (unused for HardTerm::plain), the factors as vectors and, for reverse KL and JSD, d_c
-// (soft_log_ratio; unused for KL).
+// coefficient, the factors as vectors and, for reverse KL and JSD, d_c (soft_log_ratio; unused
+// for KL).
 template <Divergence kDiv, HardTerm kHard, class V>
 inline V gradient_vector(const ClassExponentials<V>& x, V hard_coef, V hA, V hB, V kA, V kB, V kD, V ratio) {
     V out;
@@ -520,7 +559,7 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
     const V spread = V::broadcast(p.hard.label_smoothing / T(p.hard.classes));
     const V hA = V::broadcast(f.hA), hB = V::broadcast(f.hB), kA = V::broadcast(f.kA), kB = V::broadcast(f.kB);
     const V kD = V::broadcast(f.kD);
-    const T* w = p.hard.weight;
+    const T* w = hard_weights<kHard>(p.hard);
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
@@ -529,12 +568,10 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
         const V ds = sv - ms;
         const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
         V coef = V::broadcast(T(1));
-        if constexpr (kHard != HardTerm::plain) {
-            if constexpr (kHard == HardTerm::probabilities) {
-                coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
-            }
-            if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
+        if constexpr (kHard == HardTerm::probabilities) {
+            coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
         }
+        if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
         V out;
         if constexpr (kDiv == Divergence::kl) {
             out = gradient_vector<kHard, kPower>(ds, tv - mt, inv, coef, hA, hB, kA, kB);
@@ -557,7 +594,9 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
 // W rows in lanes [Note: few classes]: the row sweeps' arithmetic on one vector per class, each
 // sum added in the row sweep's order [Note: rows in lanes, summed in the row sweep's order], so
 // every row gets the bits rows_kernel gives it. Each student logit is read before any gradient is
-// written, so grad may alias s here too.
+// written, so grad may alias s here too. kGrad stays a template parameter here (unlike the other
+// kernels, [Note: kernel instances]): the forward instance drops the kept exponentials and the
+// gradient factors, a quarter of a small call's time.
 template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
 void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
                    int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
@@ -568,11 +607,11 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
     const V inv = V::broadcast(p.inverse_temperature);
     const V keep = V::broadcast(T(1) - p.hard.label_smoothing);
     const V spread = V::broadcast(p.hard.label_smoothing / T(C));
-    const T* w = p.hard.weight;
+    const T* w = hard_weights<kHard>(p.hard);
     auto hard_coef = [&](int64_t c) {
         V coef = V::broadcast(T(1));
         if constexpr (kHard == HardTerm::probabilities) coef = fma(vgather(q + c, q_row_stride), keep, spread);
-        if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
+        if (w) coef = coef * V::broadcast(w[c]);
         return coef;
     };
     V sv[2 * W], tv[2 * W];
@@ -631,8 +670,8 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
         const int64_t y = kHard == HardTerm::probabilities ? -1 : target[k * target_stride];
         const T g = kGrad ? scale[k * scale_stride] : T(0);
         const RowLogs<T> logs{log_hard[k], log_student[k], log_teacher[k]};
-        f[k] = finish_position<kDiv, kHard, kGrad>(sums, logs, s + k * s_row_stride, y, g, ce[k * out_stride],
-                                                   kl[k * out_stride], p);
+        f[k] = finish_position<kDiv, kHard>(sums, logs, s + k * s_row_stride, y, g, kGrad,
+                                            ce[k * out_stride], kl[k * out_stride], p);
     }
     if constexpr (kGrad) {
         T hA[W], hB[W], kA[W], kB[W], kD[W];
@@ -657,24 +696,32 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
     }
 }
 
-// kGrad: also the gradient (scale, grad and their strides are unused otherwise).
+// With grad (not null), also the gradient (scale, grad and their strides are unused otherwise).
 // `stored`: the JSD's scratch row [Note: stored exponentials] (unused otherwise).
-template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
                  int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,
                  T* kl, int64_t out_stride, S* grad, int64_t grad_row_stride, int64_t rows, T* stored,
                  const DistillationParams<T>& p) {
-    constexpr int64_t W = VecOf<S>::width;
     const int64_t C = p.hard.classes;
     int64_t r = 0;
-    if (rows_fit_lanes<S>(C, s_row_stride) && rows_fit_lanes<S>(C, t_row_stride) &&
-        (!q || rows_fit_lanes<S>(C, q_row_stride))) {  // [Note: few classes]
-        for (; r + W <= rows; r += W) {
-            rows_in_lanes<kDiv, kHard, kPower, kGrad>(
-                s + r * s_row_stride, s_row_stride, t + r * t_row_stride, t_row_stride,
-                q ? nullptr : target + r * target_stride, target_stride, q ? q + r * q_row_stride : nullptr,
-                q_row_stride, kGrad ? scale + r * scale_stride : nullptr, scale_stride, ce + r * out_stride,
-                kl + r * out_stride, out_stride, kGrad ? grad + r * grad_row_stride : nullptr, grad_row_stride, p);
+    // Rows in lanes for float and double only: half-precision batches of so few classes are rare,
+    // and their instances cost compile time [Note: kernel instances]; rows get the same bits alone.
+    if constexpr (std::is_same_v<S, T>) {
+        constexpr int64_t W = VecOf<S>::width;
+        if (rows_fit_lanes<S>(C, s_row_stride) && rows_fit_lanes<S>(C, t_row_stride) &&
+            (!q || rows_fit_lanes<S>(C, q_row_stride))) {  // [Note: few classes]
+            auto in_lanes = [&](auto with_grad) {
+                for (; r + W <= rows; r += W) {
+                    rows_in_lanes<kDiv, kHard, kPower, decltype(with_grad)::value>(
+                        s + r * s_row_stride, s_row_stride, t + r * t_row_stride, t_row_stride,
+                        q ? nullptr : target + r * target_stride, target_stride, q ? q + r * q_row_stride : nullptr,
+                        q_row_stride, grad ? scale + r * scale_stride : nullptr, scale_stride, ce + r * out_stride,
+                        kl + r * out_stride, out_stride, grad ? grad + r * grad_row_stride : nullptr,
+                        grad_row_stride, p);
+                }
+            };
+            if (grad) in_lanes(std::true_type{}); else in_lanes(std::false_type{});
         }
     }
     for (; r < rows; ++r) {
@@ -683,7 +730,7 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
         const S* qr = q ? q + r * q_row_stride : nullptr;
         RowSums<T> sums = distillation_row_sums<kDiv, kHard, kPower>(sr, tr, qr, C, stored, p);
         const int64_t y = kHard == HardTerm::probabilities ? -1 : target[r * target_stride];
-        const T g = kGrad ? scale[r * scale_stride] : T(0);
+        const T g = grad ? scale[r * scale_stride] : T(0);
         const RowLogs<T> logs{scalar_log(sums.hard), scalar_log(sums.student), scalar_log(sums.teacher)};
         if constexpr (kDiv == Divergence::jsd) {
             const MixtureWeights<T> weights =
@@ -694,8 +741,9 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
             sums.mixture_teacher = mixture.teacher;
         }
         const GradientFactors<T> f =
-            finish_position<kDiv, kHard, kGrad>(sums, logs, sr, y, g, ce[r * out_stride], kl[r * out_stride], p);
-        if constexpr (kGrad) {
+            finish_position<kDiv, kHard>(sums, logs, sr, y, g, grad != nullptr, ce[r * out_stride], kl[r * out_stride],
+                                         p);
+        if (grad) {
             distillation_grad_row<kDiv, kHard, kPower>(sr, tr, qr, grad + r * grad_row_stride, C, sums.max,
                                                        sums.teacher_max, f, stored, p);
         }
@@ -712,21 +760,21 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
     s, s_row_stride, t, t_row_stride, target, target_stride, q, q_row_stride, scale, scale_stride, ce, kl,      \
         out_stride, grad, grad_row_stride, rows, stored, p
 
-template <Divergence kDiv, int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, int kPower, class S, class T = compute_t<S>>
 void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
     if (q) {
-        rows_kernel<kDiv, HardTerm::probabilities, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+        rows_kernel<kDiv, HardTerm::probabilities, kPower>(FASTLOSS_ROWS_CALL);
     } else if (p.hard.label_smoothing != T(0)) {
-        rows_kernel<kDiv, HardTerm::smoothed, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+        rows_kernel<kDiv, HardTerm::smoothed, kPower>(FASTLOSS_ROWS_CALL);
     } else {
-        rows_kernel<kDiv, HardTerm::plain, kPower, kGrad>(FASTLOSS_ROWS_CALL);
+        rows_kernel<kDiv, HardTerm::plain, kPower>(FASTLOSS_ROWS_CALL);
     }
 }
 
 // Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
-// the finish (logs, KL, the target's logit) is per lane. With kGrad, a third sweep down the class
+// the finish (logs, KL, the target's logit) is per lane. With grad, a third sweep down the class
 // axis writes the gradient from per-lane factors (the derivation at the top).
-template <Divergence kDiv, HardTerm kHard, int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride, const int64_t* target,
                     int64_t target_stride, const S* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
                     T* ce, T* kl, int64_t out_stride, S* grad, int64_t grad_class_stride, int64_t columns,
@@ -738,7 +786,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
     const V inv = V::broadcast(p.inverse_temperature);
     const V keep = V::broadcast(T(1) - eps);
     const V spread = V::broadcast(eps / T(C));
-    const T* w = p.hard.weight;
+    const T* w = hard_weights<kHard>(p.hard);
     for (int64_t j = 0; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
         auto load = [&](const S* base, int64_t stride, int64_t c, T fill) {
@@ -748,7 +796,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
         auto hard_coef = [&](int64_t c) {
             V coef = V::broadcast(T(1));
             if constexpr (kHard == HardTerm::probabilities) coef = fma(load(q, q_class_stride, c, T(0)), keep, spread);
-            if (kHard != HardTerm::plain && w) coef = coef * V::broadcast(w[c]);
+            if (w) coef = coef * V::broadcast(w[c]);
             return coef;
         };
         // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0: NaN-free and
@@ -809,7 +857,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
         for (int64_t k = 0; k < lanes; ++k) {
             kl[(j + k) * out_stride] = kl_lane[k];
             T& hard = ce[(j + k) * out_stride];
-            const T g = kGrad ? scale[(j + k) * scale_stride] : T(0);
+            const T g = grad ? scale[(j + k) * scale_stride] : T(0);
             const T h = g * p.hard_grad;
             k_l[k] = g * p.soft_grad;
             if constexpr (kHard == HardTerm::probabilities) {
@@ -821,7 +869,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                 if (y == p.hard.ignore_index) {
                     hard = T(0);
                 } else {
-                    const T w_y = w ? w[y] : T(1);
+                    const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
                     hard = index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard);
                     const IndexGradient<T> d = index_gradient(h, hard_lane[k], m_lane[k] + log_hard[k], w_y, p.hard);
                     hA_l[k] = d.a;
@@ -831,7 +879,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                 }
             }
         }
-        if constexpr (kGrad) {
+        if (grad) {
             // Lanes with a target entry, in class order: their correction joins the vector of that
             // class before the single store.
             int64_t by_target[W], targets = 0;
@@ -887,51 +935,49 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
     s, s_class_stride, t, t_class_stride, target, target_stride, q, q_class_stride, scale, scale_stride, ce, kl, \
         out_stride, grad, grad_class_stride, columns, p
 
-template <Divergence kDiv, int kPower, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, int kPower, class S, class T = compute_t<S>>
 void distillation_columns_with_power(FASTLOSS_COLUMNS_ARGS) {
     if (q) {
-        columns_kernel<kDiv, HardTerm::probabilities, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
-    } else if (p.hard.label_smoothing != T(0)) {
-        columns_kernel<kDiv, HardTerm::smoothed, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
-    } else {
-        columns_kernel<kDiv, HardTerm::plain, kPower, kGrad>(FASTLOSS_COLUMNS_CALL);
+        columns_kernel<kDiv, HardTerm::probabilities, kPower>(FASTLOSS_COLUMNS_CALL);
+    } else {  // with or without smoothing [Note: kernel instances]
+        columns_kernel<kDiv, HardTerm::smoothed, kPower>(FASTLOSS_COLUMNS_CALL);
     }
 }
 
 // Picks the kernel instance for the temperature [Note: integer temperature].
-template <Divergence kDiv, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, class S, class T = compute_t<S>>
 void distillation_rows_for(FASTLOSS_ROWS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<kDiv, 1, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<kDiv, 2, kGrad, S>
-                                                     : &distillation_rows_with_power<kDiv, 0, kGrad, S>;
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_rows_with_power<kDiv, 1, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_rows_with_power<kDiv, 2, S>
+                                                     : &distillation_rows_with_power<kDiv, 0, S>;
     kernel(FASTLOSS_ROWS_CALL);
 }
 
-template <Divergence kDiv, bool kGrad, class S, class T = compute_t<S>>
+template <Divergence kDiv, class S, class T = compute_t<S>>
 void distillation_columns_for(FASTLOSS_COLUMNS_ARGS) {
-    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<kDiv, 1, kGrad, S>
-                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<kDiv, 2, kGrad, S>
-                                                     : &distillation_columns_with_power<kDiv, 0, kGrad, S>;
+    auto* kernel = p.inverse_temperature == T(1)     ? &distillation_columns_with_power<kDiv, 1, S>
+                   : p.inverse_temperature == T(0.5) ? &distillation_columns_with_power<kDiv, 2, S>
+                                                     : &distillation_columns_with_power<kDiv, 0, S>;
     kernel(FASTLOSS_COLUMNS_CALL);
 }
 
 // ... and for the divergence.
-template <bool kGrad, class S, class T = compute_t<S>>
+template <class S, class T = compute_t<S>>
 void distillation_rows_any(FASTLOSS_ROWS_ARGS) {
     switch (p.divergence) {
-        case Divergence::reverse_kl: return distillation_rows_for<Divergence::reverse_kl, kGrad, S>(FASTLOSS_ROWS_CALL);
-        case Divergence::jsd: return distillation_rows_for<Divergence::jsd, kGrad, S>(FASTLOSS_ROWS_CALL);
-        default: return distillation_rows_for<Divergence::kl, kGrad, S>(FASTLOSS_ROWS_CALL);
+        case Divergence::reverse_kl: return distillation_rows_for<Divergence::reverse_kl, S>(FASTLOSS_ROWS_CALL);
+        case Divergence::jsd: return distillation_rows_for<Divergence::jsd, S>(FASTLOSS_ROWS_CALL);
+        default: return distillation_rows_for<Divergence::kl, S>(FASTLOSS_ROWS_CALL);
     }
 }
 
-template <bool kGrad, class S, class T = compute_t<S>>
+template <class S, class T = compute_t<S>>
 void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
     switch (p.divergence) {
         case Divergence::reverse_kl:
-            return distillation_columns_for<Divergence::reverse_kl, kGrad, S>(FASTLOSS_COLUMNS_CALL);
-        case Divergence::jsd: return distillation_columns_for<Divergence::jsd, kGrad, S>(FASTLOSS_COLUMNS_CALL);
-        default: return distillation_columns_for<Divergence::kl, kGrad, S>(FASTLOSS_COLUMNS_CALL);
+            return distillation_columns_for<Divergence::reverse_kl, S>(FASTLOSS_COLUMNS_CALL);
+        case Divergence::jsd: return distillation_columns_for<Divergence::jsd, S>(FASTLOSS_COLUMNS_CALL);
+        default: return distillation_columns_for<Divergence::kl, S>(FASTLOSS_COLUMNS_CALL);
     }
 }
 
@@ -941,7 +987,8 @@ void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
 #undef FASTLOSS_COLUMNS_CALL
 
 // The table's entry points pass the block's operands on one by one, as the kernels above take
-// them, the forward entries passing the gradient's as constants (nullptr, 0). The kernels keep
+// them, the forward entries passing the gradient's as nullptr and 0 to the same kernel instances
+// [Note: kernel instances]. The kernels keep
 // their argument lists on purpose: GCC fuses multiplies into adds where it sees fit
 // (-ffp-contract=fast, its default), so how it inlines and propagates constants in this file
 // decides the last bit of a loss, and taking the block all the way down moves some float32 losses
@@ -949,21 +996,19 @@ void distillation_columns_any(FASTLOSS_COLUMNS_ARGS) {
 template <bool kGrad, class S, class T = compute_t<S>>
 void rows_entry(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
     const CrossEntropyBlock<S>& h = b.hard;
-    distillation_rows_any<kGrad, S, T>(h.input, h.input_stride, b.teacher, b.teacher_stride, h.target,
-                                       h.target_stride, h.probabilities, h.probability_stride,
-                                       kGrad ? h.scale : nullptr, kGrad ? h.scale_stride : 0, h.loss, b.kl,
-                                       h.loss_stride, kGrad ? h.grad : nullptr, kGrad ? h.grad_stride : 0, h.count,
-                                       b.stored, p);
+    distillation_rows_any<S, T>(h.input, h.input_stride, b.teacher, b.teacher_stride, h.target, h.target_stride,
+                                h.probabilities, h.probability_stride, kGrad ? h.scale : nullptr,
+                                kGrad ? h.scale_stride : 0, h.loss, b.kl, h.loss_stride, kGrad ? h.grad : nullptr,
+                                kGrad ? h.grad_stride : 0, h.count, b.stored, p);
 }
 
 template <bool kGrad, class S, class T = compute_t<S>>
 void columns_entry(const DistillationBlock<S>& b, const DistillationParams<T>& p) {
     const CrossEntropyBlock<S>& h = b.hard;
-    distillation_columns_any<kGrad, S, T>(h.input, h.input_stride, b.teacher, b.teacher_stride, h.target,
-                                          h.target_stride, h.probabilities, h.probability_stride,
-                                          kGrad ? h.scale : nullptr, kGrad ? h.scale_stride : 0, h.loss, b.kl,
-                                          h.loss_stride, kGrad ? h.grad : nullptr, kGrad ? h.grad_stride : 0,
-                                          h.count, p);
+    distillation_columns_any<S, T>(h.input, h.input_stride, b.teacher, b.teacher_stride, h.target, h.target_stride,
+                                   h.probabilities, h.probability_stride, kGrad ? h.scale : nullptr,
+                                   kGrad ? h.scale_stride : 0, h.loss, b.kl, h.loss_stride, kGrad ? h.grad : nullptr,
+                                   kGrad ? h.grad_stride : 0, h.count, p);
 }
 
 template <class S>
