@@ -39,7 +39,7 @@ def _loss_arguments(name, reduction):
         "cross_entropy": (_x(4, 3), t, w, -100, reduction, 0.1, None),
         "nll_loss": (_x(4, 3), t, w, 1, reduction, None),
         "distillation_loss": (_x(4, 3), _x(4, 3, requires_grad=False), t, None, 2.0, 0.5, -100,
-                              reduction, 0.0, None, "jsd", 0.3),
+                              reduction, 0.0, None, "jsd", 0.3, 0.01),
         "kl_div": (_x(4, 3), _probs(4, 3), "batchmean" if reduction == "mean" else reduction,
                    False),
         "binary_cross_entropy": (_probs(4, 3).requires_grad_(), _probs(4, 3), w, reduction),

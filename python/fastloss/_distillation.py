@@ -10,6 +10,7 @@ import numpy as np
 from . import _core
 from ._class_losses import (
     check_label_smoothing,
+    check_z_loss,
     class_axis,
     class_target,
     class_weight,
@@ -56,6 +57,7 @@ def distillation_loss(
     weight: Any = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
     axis: int | None = None,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -99,6 +101,13 @@ def distillation_loss(
     ``ignore_index``, ``label_smoothing``) and class axis (``axis=None``: 1 for inputs with
     two or more dimensions, else 0; ``axis=-1`` for (B, T, V) logits).
 
+    ``z_loss`` >= 0 is `cross_entropy`'s z-loss on the hard term, so that the hard term is
+    ``cross_entropy(s, target, z_loss=z_loss, ...)``: ``z_loss * lse**2`` per position whose
+    target is not ignored (every position for probability targets), ``lse`` the log-sum-exp of
+    the student's logits at temperature 1, reduced as Liger reduces it (``"mean"``: over the
+    count of those positions, unweighted) and weighed by ``alpha`` with the cross-entropy.
+    The gradient includes it. ``z_loss=0`` gives the plain loss, bit for bit.
+
     -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
     student logit where the teacher's probability is positive makes KL +inf. ``"reverse_kl"``
@@ -124,15 +133,17 @@ def distillation_loss(
     `cross_entropy` (``grad_out`` may be `student_logits` itself).
 
     Raises ValueError for ``temperature <= 0``, ``alpha`` or ``beta`` outside [0, 1] (NaN
-    included), an unknown ``divergence`` or logits of different shapes, and the errors of
-    `cross_entropy` for the target.
+    included), a negative or non-finite ``z_loss``, an unknown ``divergence`` or logits of
+    different shapes, and the errors of `cross_entropy` for the target.
     """
-    result = _core.distillation_loss_common_case(  # see cross_entropy
-        student_logits, teacher_logits, target, temperature, alpha, divergence, beta, reduction,
-        weight, ignore_index, label_smoothing, axis, return_grad, grad_output, grad_out,
-    )
-    if result is not None:
-        return result
+    if type(z_loss) is float and z_loss == 0.0:
+        result = _core.distillation_loss_common_case(  # see cross_entropy
+            student_logits, teacher_logits, target, temperature, alpha, divergence, beta,
+            reduction, weight, ignore_index, label_smoothing, axis, return_grad, grad_output,
+            grad_out,
+        )
+        if result is not None:
+            return result
     check_gradient_options(return_grad, grad_output, grad_out)
     s = as_float_array(student_logits, "student_logits")
     t = as_float_array(teacher_logits, "teacher_logits")
@@ -151,6 +162,7 @@ def distillation_loss(
         raise ValueError(f"alpha must be between 0.0 and 1.0, got {alpha!r}")
     div = check_divergence(divergence)
     b = check_beta(beta)
+    z = check_z_loss(z_loss)
     ls = check_label_smoothing(real_number(label_smoothing, "label_smoothing"), label_smoothing)
     ignore = ignore_index_value(ignore_index)
 
@@ -164,7 +176,7 @@ def distillation_loss(
     t = t.astype(result_dtype, copy=False)
     result = run_class_loss(
         _core.distillation_loss, s, (t, y, w), (ignore, ls, temp, a, div, b), reduction, ax,
-        input_dtype, return_grad, grad_output, grad_out,
+        input_dtype, return_grad, grad_output, grad_out, keywords={"z_loss": z},
     )
     if reduction == "mean" and y.dtype != np.int64 and s.shape[ax] == 0:
         # cross_entropy's mean over probability targets divides by numel / C: with no classes

@@ -166,11 +166,13 @@ class DistillationLoss:
         axis: Optional[int] = None,
         divergence: str = "kl",
         beta: float = 0.5,
+        z_loss: float = 0.0,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.divergence = divergence
         self.beta = beta
+        self.z_loss = z_loss
         self.reduction = reduction
         self.weight = weight
         self.ignore_index = ignore_index
@@ -190,15 +192,17 @@ class DistillationLoss:
             weight=self.weight,
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
             axis=self.axis,
         )
 
     def __repr__(self) -> str:
+        z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
         return (
             f"DistillationLoss(temperature={self.temperature}, alpha={self.alpha}, "
             f"divergence={self.divergence!r}, beta={self.beta}, "
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
-            f"label_smoothing={self.label_smoothing}, axis={self.axis})"
+            f"label_smoothing={self.label_smoothing}, axis={self.axis}{z_loss})"
         )
 
 

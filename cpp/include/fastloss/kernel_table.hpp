@@ -152,6 +152,12 @@ struct DistillationParams {
     // scale[r] * (hard_grad * dCE_r/ds + soft_grad * T dD_r/ds), D the divergence, see distillation.cpp.
     T hard_grad = T(0);
     T soft_grad = T(0);
+    // The hard term's z-loss (the caller's z_loss option, cross_entropy's): z' lse^2 added to the
+    // hard term of each position that counts (index targets: not ignored; probability targets:
+    // all), lse the student's log-sum-exp at T = 1. z' is z times the ratio of the z-loss's
+    // reduction factor to the hard term's (mean: D / count), so the caller's reduction of the hard
+    // term reduces it as Liger does; hard.z_loss_grad is 2 z' with a gradient. 0: none.
+    T z_loss = T(0);
 };
 
 // The operands of one distillation kernel call: the hard term's block, whose input is the student

@@ -455,6 +455,13 @@ struct GradientFactors {
     T kD = T(0);
 };
 
+// The hard term's z-loss share, z' lse^2 at a position that counts (DistillationParams::z_loss);
+// without z-loss nothing is added (not even 0), so the loss keeps its bits.
+template <class T>
+T with_z_loss_share(T hard, T lse, const DistillationParams<T>& p) {
+    return p.z_loss == T(0) ? hard : hard + p.z_loss * lse * lse;
+}
+
 template <class T>
 MixtureWeights<T> row_mixture_weights(T student, T teacher, T log_student, T log_teacher, T beta) {
     return mixture_weights<T>(student, teacher, log_student, log_teacher, T(1) - beta, beta);
@@ -497,9 +504,10 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
         }
     }
     if constexpr (kHard == HardTerm::probabilities) {
-        hard = sums.coef * log_hard - sums.linear;
+        const T lse = sums.max + log_hard;
+        hard = with_z_loss_share(sums.coef * log_hard - sums.linear, lse, p);
         if (grad) {
-            f.hA = h * sums.coef / sums.hard;
+            f.hA = with_z_loss(h * sums.coef / sums.hard, h, sums.hard, lse, p.hard);
             f.hB = h;
         }
     } else if (y == p.hard.ignore_index) {
@@ -508,7 +516,8 @@ GradientFactors<T> finish_position(const RowSums<T>& sums, const RowLogs<T>& log
         hard = T(0);
     } else {
         const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
-        hard = index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard);
+        hard = with_z_loss_share(index_loss(log_hard, sr[y] - sums.max, w_y, sums.linear, p.hard),
+                                 sums.max + log_hard, p);
         if (grad) {
             const IndexGradient<T> d = index_gradient(h, sums.hard, sums.max + log_hard, w_y, p.hard);
             f.hA = d.a;
@@ -861,8 +870,9 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             const T h = g * p.hard_grad;
             k_l[k] = g * p.soft_grad;
             if constexpr (kHard == HardTerm::probabilities) {
-                hard = coef[k] * log_hard[k] - linear[k];
-                hA_l[k] = h * coef[k] / hard_lane[k];
+                const T lse = m_lane[k] + log_hard[k];
+                hard = with_z_loss_share(coef[k] * log_hard[k] - linear[k], lse, p);
+                hA_l[k] = with_z_loss(h * coef[k] / hard_lane[k], h, hard_lane[k], lse, p.hard);
                 hB_l[k] = h;
             } else {
                 const int64_t y = target[(j + k) * target_stride];
@@ -870,8 +880,11 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                     hard = T(0);
                 } else {
                     const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
-                    hard = index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard);
-                    const IndexGradient<T> d = index_gradient(h, hard_lane[k], m_lane[k] + log_hard[k], w_y, p.hard);
+                    const T lse = m_lane[k] + log_hard[k];
+                    hard = with_z_loss_share(
+                        index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard),
+                        lse, p);
+                    const IndexGradient<T> d = index_gradient(h, hard_lane[k], lse, w_y, p.hard);
                     hA_l[k] = d.a;
                     hB_l[k] = d.b;
                     corr_l[k] = d.correction;

@@ -67,6 +67,19 @@ double distillation_forward(const DistillationCall<S>& call) {
     const bool mean = call.reduction == Reduction::mean;
     params.hard_grad = T(call.alpha / (mean ? hard_denominator : 1.0));
     params.soft_grad = T((1.0 - call.alpha) * call.temperature / (mean ? double(call.shape[0]) : 1.0));
+    if (call.z_loss != 0.0) {
+        // z' of DistillationParams::z_loss: the mean of the z-loss divides by the count of the
+        // positions that carry one (the non-ignored; every one for probability targets), the hard
+        // term's by D. With none counted, D is 0 too and z' NaN, reaching no position.
+        int64_t count = positions;
+        if (index_targets) {
+            count = 0;
+            for (int64_t i = 0; i < positions; ++i) count += checked.target[i] != call.ignore_index ? 1 : 0;
+        }
+        const double z = call.z_loss * (mean ? hard_denominator / double(count) : 1.0);
+        params.z_loss = T(z);
+        if (with_grad) params.hard.z_loss_grad = T(2.0 * z);
+    }
     const T constant_scale = call.grad_output_scalar;
     const CrossEntropyOperands<S> hard(call.student, checked.target, call.probabilities, ce, call.grad, grad_output,
                                        &constant_scale);

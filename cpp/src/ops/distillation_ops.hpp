@@ -46,6 +46,9 @@ struct DistillationCall {
     double alpha = 0.5;
     Divergence divergence = Divergence::kl;
     double beta = 0.5;  // Divergence::jsd, 0 < beta < 1
+    // The hard term's z-loss, cross_entropy's (z lse^2 per position that counts, reduced as Liger
+    // reduces it); the hard term, z-loss included, is then weighed by alpha. 0: none.
+    double z_loss = 0.0;
     Reduction reduction = Reduction::mean;
 
     S* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape

@@ -52,7 +52,7 @@ LOSSES = {
             ("student_logits", "teacher_logits", "target"), ("weight",),
             (("temperature", "float"), ("alpha", "float"), *_CLASS_OPTIONS,
              ("label_smoothing", "float"), ("axis", "int?"), ("divergence", "str"),
-             ("beta", "float")),
+             ("beta", "float"), ("z_loss", "float")),
             _positions,
         ),
         FusedLoss(

@@ -164,16 +164,18 @@ def distillation_loss(
     dim: Optional[int] = None,
     divergence: str = "kl",
     beta: float = 0.5,
+    z_loss: float = 0.0,
 ) -> Tensor:
     """fastloss's knowledge-distillation loss (see ``fastloss.distillation_loss``):
     ``alpha * CE(student, target) + (1 - alpha) * T**2 * KL(teacher_T || student_T)``, or
-    another ``divergence`` ("reverse_kl", "jsd" with ``beta``) in place of KL.
+    another ``divergence`` ("reverse_kl", "jsd" with ``beta``) in place of KL; ``z_loss`` adds
+    the z-loss to the hard term CE (``cross_entropy``'s, Liger's reduction).
     The teacher gets no gradient (detach it; a teacher that requires grad is an error)."""
     return LOSSES["distillation_loss"](
         student_logits=student_logits, teacher_logits=teacher_logits, target=target,
         weight=weight, temperature=temperature, alpha=alpha, ignore_index=ignore_index,
         reduction=reduction, label_smoothing=label_smoothing, axis=dim,
-        divergence=divergence, beta=float(beta),
+        divergence=divergence, beta=float(beta), z_loss=float(z_loss),
     )
 
 

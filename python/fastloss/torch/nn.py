@@ -181,12 +181,14 @@ class DistillationLoss(_Loss):
         self, temperature: float = 2.0, alpha: float = 0.5, reduction: str = "mean",
         weight: Optional[Tensor] = None, ignore_index: int = -100, label_smoothing: float = 0.0,
         dim: Optional[int] = None, divergence: str = "kl", beta: float = 0.5,
+        z_loss: float = 0.0,
     ) -> None:
         super().__init__(reduction=reduction)
         self.temperature = temperature
         self.alpha = alpha
         self.divergence = divergence
         self.beta = beta
+        self.z_loss = z_loss
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
@@ -197,7 +199,7 @@ class DistillationLoss(_Loss):
             student_logits, teacher_logits, target, temperature=self.temperature,
             alpha=self.alpha, reduction=self.reduction, weight=self.weight,
             ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, dim=self.dim,
-            divergence=self.divergence, beta=self.beta,
+            divergence=self.divergence, beta=self.beta, z_loss=self.z_loss,
         )
 
 
