@@ -197,6 +197,24 @@ def test_distillation_divergences_of_row_chunks(divergence, reduction):
                               divergence=divergence)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_distillation_z_loss_of_row_chunks(reduction, weighted):
+    """The hard term's z-loss keeps its own mean (over the non-ignored positions) across blocks."""
+    x, t, q, w, teacher = data()
+    go = np.linspace(-1, 1, N).astype(np.float32) if reduction == "none" else 0.5
+    options = dict(z_loss=1e-2, alpha=0.3, divergence="jsd", reduction=reduction,
+                   weight=w if weighted else None, return_grad=True, grad_output=go)
+    for target in (t, q):
+        got = compute(tuple(fld.distillation_loss(chunked(x, "rows"), chunked(teacher, "rows"),
+                                                  target, **options)))
+        want = fl.distillation_loss(x, teacher, target, **options)
+        for g, e in zip(got, want):
+            assert_matches(g, e, roundings=4)
+    with pytest.raises(ValueError, match="z_loss needs the class axis"):
+        fld.distillation_loss(chunked(x, "classes"), chunked(teacher, "classes"), t, z_loss=1e-2)
+
+
 def test_every_chunk_a_single_element():
     x, t, q, w, _ = data()
     x, t, q = x[:4, :5], np.array([0, -100, 4, 2]), fl.softmax(q[:4, :5])

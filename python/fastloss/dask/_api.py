@@ -382,6 +382,7 @@ def distillation_loss(
     weight: Any = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
     axis: Optional[int] = None,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -389,7 +390,7 @@ def distillation_loss(
     """`fastloss.distillation_loss` on dask arrays, lazily (see `cross_entropy`). With a chunked
     class axis (no return_grad), the cross-entropy comes from merged row statistics and the KL
     term from each chunk's share, once the two tempered logsumexps are merged; the other
-    divergences ("reverse_kl", "jsd") need the class axis in one chunk."""
+    divergences ("reverse_kl", "jsd") and ``z_loss`` need the class axis in one chunk."""
     ops = _ClassOperands(student_logits, target, axis, "student_logits")
     teacher = _host_array(teacher_logits, "teacher_logits")
     w = _small_vector(weight, "weight")
@@ -397,11 +398,12 @@ def distillation_loss(
         ops.standin_input(), ops.standin_input(teacher), ops.standin_target(),
         temperature=temperature, alpha=alpha, divergence=divergence, beta=beta,
         reduction=reduction, weight=w,
-        ignore_index=ignore_index, label_smoothing=label_smoothing, axis=ops.ax,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, axis=ops.ax,
         return_grad=return_grad,
         grad_output=_standin_grad_output(grad_output, ops.positions, ops.standin_loss_shape()),
     )
     dtype = _dtype_of(value, return_grad)
+    z = float(z_loss)
     teacher = ops.aligned_like_input(teacher, "teacher_logits")
     td = ops.aligned_target()
     a = float(alpha)
@@ -414,6 +416,8 @@ def distillation_loss(
             _whole_classes(ops.x, ops.ax, "distillation_loss with return_grad=True")
         if divergence != "kl":
             _whole_classes(ops.x, ops.ax, f"distillation_loss with divergence={divergence!r}")
+        if z != 0.0:
+            _whole_classes(ops.x, ops.ax, "distillation_loss with z_loss")
         ce, kl = chunked.chunked_distillation(
             ops.x, teacher, td, ops.ax, ops.probabilities, float(temperature),
             float(label_smoothing), w, ignore_index, dtype,
@@ -425,25 +429,36 @@ def distillation_loss(
         reduced = reduction if reduction == "none" else "sum"
         return reduce_positions(losses.astype(dtype) if reduced == "none" else losses,
                                 reduced, 1.0, dtype)
-    lazy_alpha: dict = {}
+    lazy: dict = {}
     loss_factor: Any = 1.0
     grad_factor: Any = 1.0
     options = dict(temperature=temperature, weight=w, ignore_index=ignore_index,
                    label_smoothing=label_smoothing, axis=ops.ax, alpha=a, divergence=divergence,
-                   beta=beta)
+                   beta=beta, z_loss=z)
     if reduction == "mean":
         alpha_eff, loss_factor, grad_factor = distillation_factors(
             denominator, a, ops.x.shape[0]
         )
         if isinstance(alpha_eff, da.Array):
             del options["alpha"]
-            lazy_alpha = {"alpha": alpha_eff}
+            lazy["alpha"] = alpha_eff
         else:
             options["alpha"] = alpha_eff
+        if z != 0.0:
+            # The blocks' hard terms are reduced as cross_entropy's (divided by D); the z-loss's
+            # mean divides by the count n of non-ignored positions: z D / n per block, as in
+            # cross_entropy above.
+            count_factor = (elementwise_factor(ops.positions) if ops.probabilities
+                            else index_target_factor(td, ops.x.shape[ops.ax], ignore_index, None))
+            del options["z_loss"]
+            lazy["z_loss"] = da.map_blocks(
+                _z_loss_per_block, z, count_factor, _mean_factor(ops, td, w, ignore_index),
+                dtype=np.float64,
+            )
     operands = [(ops.x, ops.letters), (teacher, ops.letters), (td, ops.target_index())]
     return _whole_row_losses(
         fl.distillation_loss, ops, operands, options, dtype, reduction, loss_factor,
-        return_grad, grad_output, grad_factor=grad_factor, lazy_options=lazy_alpha,
+        return_grad, grad_output, grad_factor=grad_factor, lazy_options=lazy,
     )
 
 
