@@ -109,12 +109,13 @@ enum class HardTerm {
 // compile time, the largest part of every build (the sanitizer build's most of all). So whether a
 // call writes the gradient is a run-time test (grad != nullptr) on per-row and per-call paths, not
 // a template parameter: the forward entries run the same code without a gradient, for a few scalar
-// factors per row. Two exceptions: rows in lanes keep the template parameter (their forward
-// instance, without the kept exponentials and gradient factors, is a quarter faster on a small
-// call), and the rows layout keeps HardTerm::plain apart from smoothed (folding them, one add per
-// class, cost the large-vocabulary T = 1 kernel 10% of its speed); the columns layout, the rarer
-// one, runs index targets without smoothing as smoothed with eps = 0, which index_loss and the
-// zero hB make exact.
+// factors per row. Two exceptions: rows in lanes keep the template parameter (a run-time flag
+// there made the 32x10 forward 3.3 us against 3.0 us; it was 2.55 us before this change, a cost
+// not yet explained, BENCHMARKS.md's ninth sitting), and the rows layout keeps HardTerm::plain
+// apart from smoothed (folding them, one add per class, cost the large-vocabulary T = 1 kernel
+// 10% of its speed); the columns layout, the rarer one, runs index targets without smoothing as
+// smoothed with eps = 0, which index_loss and the zero hB make exact. Rows in lanes also run for
+// float and double only (see rows_kernel).
 
 // The class weights of the hard term's linear sum and of the gradient's hB w_c term: always for
 // probability targets, for index targets only with smoothing (smoothing_weights: HardTerm::plain
