@@ -41,6 +41,7 @@ struct CheckedTargets {
     const int64_t* target = nullptr;     // the copy, or the caller's targets
     Extents strides;        // target's full-rank strides (0 on the class axis)
     double weight_sum = 0.0;             // the non-ignored targets' weights: a weighted mean's denominator
+    int64_t counted = 0;                 // the non-ignored targets (the z-loss's mean divides by it)
 };
 
 // Checks every target (in position order, so the first bad one is reported) and throws
@@ -84,15 +85,19 @@ CheckedTargets checked_class_targets(const int64_t* target, const Extents& targe
         const AxisGeometry g = position_copy_geometry(shape, axis, target_strides);
         for_each_position(g, [&](const int64_t* at) { one(at[Slot::strided], at[Slot::dense]); });
     };
+    int64_t counted = 0;
     if (!weight) {  // an integer count: no chain of float64 additions through the loop
-        int64_t counted = 0;
         check_and_copy([&](int64_t) { ++counted; });
         checked.weight_sum = double(counted);
     } else {
         double weight_sum = 0.0;
-        check_and_copy([&](int64_t y) { weight_sum += double(weight[y]); });
+        check_and_copy([&](int64_t y) {
+            weight_sum += double(weight[y]);
+            ++counted;
+        });
         checked.weight_sum = weight_sum;
     }
+    checked.counted = counted;
     return checked;
 }
 

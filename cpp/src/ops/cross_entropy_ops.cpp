@@ -203,12 +203,8 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         // The kernels scale each position's gradient by its cross-entropy factor g; the z-loss's
         // factor is g too, except under mean, whose z-loss divides by the count of non-ignored
         // positions rather than by their weights: there it is g * denominator / count.
-        double ratio = 1.0;
-        if (call.reduction == Reduction::mean) {
-            int64_t count = 0;
-            for (int64_t i = 0; i < positions; ++i) count += counts(i) ? 1 : 0;
-            ratio = denominator / double(count);
-        }
+        const int64_t count = index_targets ? checked.counted : positions;
+        const double ratio = call.reduction == Reduction::mean ? denominator / double(count) : 1.0;
         params.z_loss_grad = T(2.0 * call.z_loss * ratio);
     }
     const CrossEntropyOperands<S> operands(call.input, checked.target, call.probabilities, loss, call.grad, grad_output,

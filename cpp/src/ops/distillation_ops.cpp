@@ -71,11 +71,7 @@ double distillation_forward(const DistillationCall<S>& call) {
         // z' of DistillationParams::z_loss: the mean of the z-loss divides by the count of the
         // positions that carry one (the non-ignored; every one for probability targets), the hard
         // term's by D. With none counted, D is 0 too and z' NaN, reaching no position.
-        int64_t count = positions;
-        if (index_targets) {
-            count = 0;
-            for (int64_t i = 0; i < positions; ++i) count += checked.target[i] != call.ignore_index ? 1 : 0;
-        }
+        const int64_t count = index_targets ? checked.counted : positions;
         const double z = call.z_loss * (mean ? hard_denominator / double(count) : 1.0);
         params.z_loss = T(z);
         if (with_grad) params.hard.z_loss_grad = T(2.0 * z);
