@@ -314,17 +314,23 @@ def _cross_entropy(
                    axis=ops.ax, softcap=softcap, z_loss=z_loss)
     lazy_z: dict = {}
     if z_loss != 0.0 and reduction == "mean":
-        # Each block's losses are summed and divided by the weights' sum D; the z-loss's mean
-        # divides by the number n of non-ignored positions instead: z D / n per block gives
-        # that (its gradient too). Without a positive D or any position the mean is NaN anyway.
-        count_factor = (elementwise_factor(ops.positions) if ops.probabilities
-                        else index_target_factor(td, ops.x.shape[ops.ax], ignore_index, None))
         del options["z_loss"]
-        lazy_z = {"z_loss": da.map_blocks(_z_loss_per_block, z_loss, count_factor, factor,
-                                          dtype=np.float64)}
+        lazy_z = {"z_loss": _z_loss_of_blocks(ops, td, ignore_index, z_loss, factor)}
     operands = [(ops.x, ops.letters), (td, ops.target_index())]
     return _whole_row_losses(fl.cross_entropy, ops, operands, options, dtype, reduction, factor,
                              return_grad, grad_output, lazy_options=lazy_z)
+
+
+def _z_loss_of_blocks(
+    ops: _ClassOperands, td: Any, ignore_index: int, z_loss: float, weight_factor: Any
+) -> Any:
+    """The z_loss option of every block under mean, lazily. Each block's losses are summed and
+    divided by the weights' sum D (weight_factor is 1/D); the z-loss's mean divides by the
+    number n of non-ignored positions instead: z D / n per block gives that (its gradient too).
+    Without a positive D or any position the mean is NaN anyway."""
+    count_factor = (elementwise_factor(ops.positions) if ops.probabilities
+                    else index_target_factor(td, ops.x.shape[ops.ax], ignore_index, None))
+    return da.map_blocks(_z_loss_per_block, z_loss, count_factor, weight_factor, dtype=np.float64)
 
 
 def _z_loss_per_block(z_loss: float, count_factor: Any, weight_factor: Any) -> np.ndarray:
@@ -444,17 +450,10 @@ def distillation_loss(
             lazy["alpha"] = alpha_eff
         else:
             options["alpha"] = alpha_eff
-        if z != 0.0:
-            # The blocks' hard terms are reduced as cross_entropy's (divided by D); the z-loss's
-            # mean divides by the count n of non-ignored positions: z D / n per block, as in
-            # cross_entropy above.
-            count_factor = (elementwise_factor(ops.positions) if ops.probabilities
-                            else index_target_factor(td, ops.x.shape[ops.ax], ignore_index, None))
+        if z != 0.0:  # the hard term is reduced as cross_entropy's, and so is its z-loss
             del options["z_loss"]
-            lazy["z_loss"] = da.map_blocks(
-                _z_loss_per_block, z, count_factor, _mean_factor(ops, td, w, ignore_index),
-                dtype=np.float64,
-            )
+            lazy["z_loss"] = _z_loss_of_blocks(ops, td, ignore_index, z,
+                                               _mean_factor(ops, td, w, ignore_index))
     operands = [(ops.x, ops.letters), (teacher, ops.letters), (td, ops.target_index())]
     return _whole_row_losses(
         fl.distillation_loss, ops, operands, options, dtype, reduction, loss_factor,
