@@ -402,3 +402,155 @@ def test_softcap_errors():
             fl.cross_entropy(x, y, softcap=bad)
     with pytest.raises(TypeError, match="softcap must be a real number"):
         fl.cross_entropy(x, y, softcap="high")
+
+
+# linear_cross_entropy's softcap: each tile of logits capped in place as BLAS writes it.
+
+
+def _linear_problem(rng, dtype, n=(3, 5), d=16, v=40, scale=2.0):
+    x = (rng.standard_normal((*n, d)) * scale).astype(dtype)  # logits well into saturation
+    w = rng.standard_normal((v, d)).astype(dtype)
+    b = rng.standard_normal(v).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4, (4, 7), (1, 40)])  # strips, tiles, one row
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("targets", ["index", "probabilities"])
+def test_linear_softcap_is_autograds_of_the_torch_composition(
+    chunk_size, reduction, dtype, targets, rng
+):
+    torch = _torch()
+    x, w, b = _linear_problem(rng, dtype)
+    cw = rng.uniform(0.5, 2.0, 40).astype(dtype)
+    if targets == "index":
+        y = _targets((3, 5, 40), 2, rng)
+    else:
+        y = rng.dirichlet(np.ones(40), (3, 5)).astype(dtype)
+    go = rng.standard_normal((3, 5)).astype(dtype) if reduction == "none" else 0.75
+    got = fl.linear_cross_entropy(
+        x, w, y, linear_bias=b, weight=cw, reduction=reduction, label_smoothing=0.1,
+        softcap=CAP / 3, z_loss=Z, chunk_size=chunk_size, return_lse=True, return_grad=True,
+        grad_output=go,
+    )
+
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    logits = torch.nn.functional.linear(tx, tw, tb)
+    capped = CAP / 3 * torch.tanh(logits / (CAP / 3))
+    ty = torch.tensor(y)
+    ce = torch.nn.functional.cross_entropy(
+        capped.movedim(-1, 1), ty if targets == "index" else ty.movedim(-1, 1),
+        weight=torch.tensor(cw), reduction=reduction, label_smoothing=0.1,
+    )
+    lse = torch.logsumexp(capped, dim=-1)
+    counted = (ty != -100).to(tx.dtype) if targets == "index" else torch.ones_like(lse)
+    zt = Z * lse**2 * counted
+    total = ce + (zt if reduction == "none" else zt.sum() / counted.sum()
+                  if reduction == "mean" else zt.sum())
+    (total * torch.tensor(go, dtype=tx.dtype)).sum().backward()
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got.loss, total.detach().numpy(), **tol)
+    np.testing.assert_allclose(got.lse, lse.detach().numpy(), **tol)
+    for mine, theirs in zip(got[2:], (tx, tw, tb)):
+        scale = np.abs(theirs.grad.numpy()).max()
+        np.testing.assert_allclose(mine, theirs.grad.numpy(), rtol=tol["rtol"],
+                                   atol=tol["rtol"] * scale)
+
+
+def test_linear_softcap_gradcheck_in_float64(rng):
+    torch = _torch()
+    x, w, b = _linear_problem(rng, np.float64, n=(4,), d=3, v=6, scale=3.0)
+    y = np.array([0, 5, -100, 2])
+
+    class Linear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, tx, tw, tb):
+            r = fl.linear_cross_entropy(tx.detach().numpy(), tw.detach().numpy(), y,
+                                        linear_bias=tb.detach().numpy(), softcap=1.5, z_loss=0.1,
+                                        label_smoothing=0.2, chunk_size=(3, 4), return_grad=True)
+            ctx.save_for_backward(*(torch.from_numpy(g) for g in r[1:]))
+            return torch.tensor(float(r.loss), dtype=tx.dtype)
+
+        @staticmethod
+        def backward(ctx, g):
+            return tuple(g * saved for saved in ctx.saved_tensors)
+
+    inputs = tuple(torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    assert torch.autograd.gradcheck(Linear.apply, inputs)
+
+
+def test_linear_softcap_equals_cross_entropys_on_the_logits(rng, isa, threads):
+    x, w, b = _linear_problem(rng, np.float64, v=300)
+    y = _targets((3, 5, 300), 2, rng)
+    options = dict(label_smoothing=0.1, softcap=CAP / 3, return_lse=True, return_grad=True)
+    got = fl.linear_cross_entropy(x, w, y, linear_bias=b, **options)
+    want = fl.cross_entropy(x @ w.T + b, y, axis=-1, **options)
+    np.testing.assert_allclose(got.loss, want.loss, rtol=1e-13)
+    np.testing.assert_allclose(got.lse, want.lse, rtol=1e-13)
+    np.testing.assert_allclose(got.grad_weight, np.einsum("btv,btd->vd", want.grad, x),
+                               rtol=1e-10, atol=1e-13)
+    tiled = fl.linear_cross_entropy(x.astype(np.float32), w.astype(np.float32), y,
+                                    linear_bias=b.astype(np.float32), chunk_size=(2, 64), **options)
+    fl.set_num_threads(1)
+    one = fl.linear_cross_entropy(x.astype(np.float32), w.astype(np.float32), y,
+                                  linear_bias=b.astype(np.float32), chunk_size=(2, 64), **options)
+    for a, c in zip(tiled, one):  # the tile kernels' bits do not depend on the thread count
+        assert np.asarray(a).tobytes() == np.asarray(c).tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_linear_softcap_of_half_precision_computes_in_float32(dtype, rng):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x, w, b = (a.astype(dtype) for a in _linear_problem(rng, np.float32))
+    y = _targets((3, 5, 40), 2, rng)
+    options = dict(linear_bias=b, softcap=CAP / 3, reduction="sum", return_grad=True)
+    got = fl.linear_cross_entropy(x, w, y, **options)
+    want = fl.linear_cross_entropy(x.astype(np.float32), w.astype(np.float32), y,
+                                   **{**options, "linear_bias": b.astype(np.float32)})
+    eps = ref.half_epsilon(x.dtype)
+    np.testing.assert_allclose(float(got.loss), float(want.loss), rtol=eps)
+    for mine, wide in zip(got[1:], want[1:]):
+        assert mine.dtype == x.dtype
+        scale = np.abs(wide).max()
+        np.testing.assert_allclose(mine.astype(np.float32), wide, rtol=4 * eps,
+                                   atol=4 * eps * scale)
+
+
+def test_linear_softcap_of_huge_logits_saturates():
+    x = np.array([[1e30, -1e30], [3.0, 1.0]])
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # logits (1e30, -1e30, 0) and (3, 1, 4)
+    y = np.array([1, 2])
+    got = fl.linear_cross_entropy(x, w, y, softcap=2.0, reduction="none", return_grad=True)
+    want = ref.cross_entropy(_capped(x @ w.T, 2.0), y, reduction="none")
+    np.testing.assert_allclose(got.loss, want, rtol=1e-14)
+    # d loss / d logit = (softmax - onehot) (1 - tanh^2): 0 where |logit| = 1e30 saturates
+    t = np.tanh(x @ w.T / 2.0)
+    p = fl.softmax(2.0 * t)
+    g = (p - np.eye(3)[y]) * (1 - t * t)
+    assert g[0, 0] == 0.0 and g[0, 1] == 0.0
+    np.testing.assert_allclose(got.grad_input, g @ w, rtol=1e-14)
+    np.testing.assert_allclose(got.grad_weight, g.T @ x, rtol=1e-14)  # 0 * 1e30 terms are 0
+
+
+def test_linear_softcap_none_keeps_the_bits_and_errors(rng):
+    x, w, b = _linear_problem(rng, np.float32)
+    y = _targets((3, 5, 40), 2, rng)
+    plain = fl.linear_cross_entropy(x, w, y, linear_bias=b, return_grad=True)
+    other = fl.linear_cross_entropy(x, w, y, linear_bias=b, return_grad=True, softcap=None)
+    for a, c in zip(plain, other):
+        assert np.asarray(a).tobytes() == np.asarray(c).tobytes()
+    loss = fl.LinearCrossEntropyLoss(softcap=CAP, z_loss=Z)
+    assert loss(x, w, y) == fl.linear_cross_entropy(x, w, y, softcap=CAP, z_loss=Z)
+    assert repr(loss).endswith("chunk_size=None, z_loss=0.01, softcap=15.0)")
+    ce = fl.CrossEntropyLoss(axis=-1, softcap=CAP)
+    logits = x @ w.T
+    assert ce(logits, y) == fl.cross_entropy(logits, y, axis=-1, softcap=CAP)
+    assert ce(logits, y) != fl.cross_entropy(logits, y, axis=-1)
+    assert repr(ce).endswith("axis=-1, softcap=15.0)")
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="softcap must be None or a finite number > 0"):
+            fl.linear_cross_entropy(x, w, y, softcap=bad)
+    with pytest.raises(TypeError, match="softcap must be a real number"):
+        fl.linear_cross_entropy(x, w, y, softcap="high")

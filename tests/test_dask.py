@@ -479,7 +479,8 @@ def test_linear_cross_entropy_vocabulary_parallel(reduction, targets):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_linear_cross_entropy_z_loss_and_lse(reduction):
+@pytest.mark.parametrize("softcap", [None, 2.0])
+def test_linear_cross_entropy_z_loss_softcap_and_lse(reduction, softcap):
     rng = np.random.default_rng(6)
     n, d, v = 21, 8, 37
     h = rng.standard_normal((n, d)).astype(np.float32)
@@ -488,8 +489,8 @@ def test_linear_cross_entropy_z_loss_and_lse(reduction):
     t = rng.integers(0, v, n)
     t[:4] = -100
     go = np.linspace(-1, 1, n).astype(np.float32) if reduction == "none" else 0.5
-    kw = dict(weight=cw, label_smoothing=0.1, reduction=reduction, z_loss=0.02, return_lse=True,
-              return_grad=True, grad_output=go)
+    kw = dict(weight=cw, label_smoothing=0.1, reduction=reduction, z_loss=0.02, softcap=softcap,
+              return_lse=True, return_grad=True, grad_output=go)
     got = fld.linear_cross_entropy(da.from_array(h, chunks=((7, 14), d)),
                                    da.from_array(weight, chunks=((10, 10, 17), d)), t, **kw)
     assert type(got) is fl.LinearLossLseAndGrad

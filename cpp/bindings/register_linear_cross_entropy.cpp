@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <string>
 
 #include "bindings/array_checks.hpp"
@@ -82,20 +83,24 @@ LogitTile<T> make_tile(py::array& logits, int64_t column_begin, const py::object
 
 template <class T>
 LinearCrossEntropyParams<T> make_params(int64_t classes, double label_smoothing, bool weighted_logit_sum,
-                                        double tile_weight_sum) {
+                                        double tile_weight_sum, double softcap) {
     if (classes < 1) throw std::invalid_argument("classes must be positive");
+    if (!(softcap >= 0.0 && softcap <= std::numeric_limits<double>::max())) {
+        throw std::invalid_argument("softcap must be a finite number >= 0 (0: none)");
+    }
     LinearCrossEntropyParams<T> p;
     p.classes = classes;
     p.label_smoothing = T(label_smoothing);
     p.weighted_logit_sum = weighted_logit_sum;
     p.tile_weight_sum = tile_weight_sum;
+    p.softcap = T(softcap);
     return p;
 }
 
 void fold_tile_binding(py::array& logits, int64_t column_begin, int64_t classes, double label_smoothing,
                        bool weighted_logit_sum, double tile_weight_sum, const py::object& bias,
                        const py::object& weight, const py::object& target, const py::object& probabilities,
-                       py::array& statistics) {
+                       py::array& statistics, double softcap) {
     const FloatType type = tile_type(logits);
     if (row_statistics_rows(statistics, "statistics") != logits.shape(0) || statistics.ndim() != 2) {
         throw std::invalid_argument("statistics must have shape (rows, 5), got " + shape_string(statistics));
@@ -105,7 +110,7 @@ void fold_tile_binding(py::array& logits, int64_t column_begin, int64_t classes,
     const auto run = [&](auto zero) {
         using T = decltype(zero);
         const LogitTile<T> tile = make_tile<T>(logits, column_begin, bias, weight, target, probabilities);
-        const auto params = make_params<T>(classes, label_smoothing, weighted_logit_sum, tile_weight_sum);
+        const auto params = make_params<T>(classes, label_smoothing, weighted_logit_sum, tile_weight_sum, softcap);
         ReleaseGilIf nogil(tile.rows * tile.columns >= kReleaseGilElements);
         linear_cross_entropy_fold_tile(tile, params, stats);
     };
@@ -114,7 +119,7 @@ void fold_tile_binding(py::array& logits, int64_t column_begin, int64_t classes,
 
 void tile_gradient_binding(py::array& logits, int64_t column_begin, int64_t classes, double label_smoothing,
                            const py::object& weight, const py::object& target, const py::object& probabilities,
-                           const py::array& factors) {
+                           const py::array& factors, double softcap, bool capped) {
     const FloatType type = tile_type(logits);
     check_same_type(logits, factors, "logits", "factors");
     if (!contiguous_and_aligned(factors) ||
@@ -125,8 +130,9 @@ void tile_gradient_binding(py::array& logits, int64_t column_begin, int64_t clas
     const auto run = [&](auto zero) {
         using T = decltype(zero);
         static_assert(sizeof(LinearGradientRow<T>) == 5 * sizeof(T), "LinearGradientRow must be packed");
-        const LogitTile<T> tile = make_tile<T>(logits, column_begin, py::none(), weight, target, probabilities);
-        const auto params = make_params<T>(classes, label_smoothing, false, 0.0);
+        LogitTile<T> tile = make_tile<T>(logits, column_begin, py::none(), weight, target, probabilities);
+        tile.capped = capped;
+        const auto params = make_params<T>(classes, label_smoothing, false, 0.0, softcap);
         const auto* rows = static_cast<const LinearGradientRow<T>*>(factors.data());
         ReleaseGilIf nogil(tile.rows * tile.columns >= kReleaseGilElements);
         linear_cross_entropy_tile_gradient(tile, params, rows);
@@ -140,14 +146,17 @@ void register_linear_cross_entropy(py::module_& m) {
     m.def("linear_cross_entropy_fold_tile", &fold_tile_binding, py::arg("logits").noconvert(), py::arg("column_begin"),
           py::arg("classes"), py::arg("label_smoothing"), py::arg("weighted_logit_sum"), py::arg("tile_weight_sum"),
           py::arg("bias"), py::arg("weight"), py::arg("target"), py::arg("probabilities"),
-          py::arg("statistics").noconvert(),
-          "Adds bias to a (rows, columns) tile of logits of classes [column_begin, column_begin + columns) in place "
-          "and merges each row's statistics of the tile into statistics (rows, 5).");
+          py::arg("statistics").noconvert(), py::kw_only(), py::arg("softcap") = 0.0,
+          "Adds bias to a (rows, columns) tile of logits of classes [column_begin, column_begin + columns) in place, "
+          "soft-caps them in place (softcap > 0), and merges each row's statistics of the tile into statistics "
+          "(rows, 5).");
     m.def("linear_cross_entropy_tile_gradient", &tile_gradient_binding, py::arg("logits").noconvert(),
           py::arg("column_begin"), py::arg("classes"), py::arg("label_smoothing"), py::arg("weight"),
-          py::arg("target"), py::arg("probabilities"), py::arg("factors").noconvert(),
+          py::arg("target"), py::arg("probabilities"), py::arg("factors").noconvert(), py::kw_only(),
+          py::arg("softcap") = 0.0, py::arg("capped") = false,
           "Overwrites a tile of logits with the loss's gradient with respect to them, given each row's factors "
-          "(lse, a, b_uniform, b_target, correction).");
+          "(lse, a, b_uniform, b_target, correction). softcap > 0: the gradient with respect to the logits before "
+          "capping; capped: the tile holds the capped logits already (else they are capped here).");
 }
 
 }  // namespace fastloss::bindings

@@ -97,13 +97,13 @@ def kl_div_common_case(input: typing.Any, target: typing.Any, reduction: typing.
     """
     kl_div's arguments as given: the result of the common call (common_case.hpp); None for any other.
     """
-def linear_cross_entropy_fold_tile(logits: numpy.ndarray, column_begin: typing.SupportsInt | typing.SupportsIndex, classes: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, weighted_logit_sum: bool, tile_weight_sum: typing.SupportsFloat | typing.SupportsIndex, bias: typing.Any, weight: typing.Any, target: typing.Any, probabilities: typing.Any, statistics: numpy.ndarray) -> None:
+def linear_cross_entropy_fold_tile(logits: numpy.ndarray, column_begin: typing.SupportsInt | typing.SupportsIndex, classes: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, weighted_logit_sum: bool, tile_weight_sum: typing.SupportsFloat | typing.SupportsIndex, bias: typing.Any, weight: typing.Any, target: typing.Any, probabilities: typing.Any, statistics: numpy.ndarray, *, softcap: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """
-    Adds bias to a (rows, columns) tile of logits of classes [column_begin, column_begin + columns) in place and merges each row's statistics of the tile into statistics (rows, 5).
+    Adds bias to a (rows, columns) tile of logits of classes [column_begin, column_begin + columns) in place, soft-caps them in place (softcap > 0), and merges each row's statistics of the tile into statistics (rows, 5).
     """
-def linear_cross_entropy_tile_gradient(logits: numpy.ndarray, column_begin: typing.SupportsInt | typing.SupportsIndex, classes: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, weight: typing.Any, target: typing.Any, probabilities: typing.Any, factors: numpy.ndarray) -> None:
+def linear_cross_entropy_tile_gradient(logits: numpy.ndarray, column_begin: typing.SupportsInt | typing.SupportsIndex, classes: typing.SupportsInt | typing.SupportsIndex, label_smoothing: typing.SupportsFloat | typing.SupportsIndex, weight: typing.Any, target: typing.Any, probabilities: typing.Any, factors: numpy.ndarray, *, softcap: typing.SupportsFloat | typing.SupportsIndex = 0.0, capped: bool = False) -> None:
     """
-    Overwrites a tile of logits with the loss's gradient with respect to them, given each row's factors (lse, a, b_uniform, b_target, correction).
+    Overwrites a tile of logits with the loss's gradient with respect to them, given each row's factors (lse, a, b_uniform, b_target, correction). softcap > 0: the gradient with respect to the logits before capping; capped: the tile holds the capped logits already (else they are capped here).
     """
 def log_softmax(x: numpy.ndarray, out: numpy.ndarray, axis: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

@@ -35,6 +35,7 @@ from . import _core
 from ._aliasing import separate_from
 from ._class_losses import (
     check_label_smoothing,
+    check_softcap,
     check_z_loss,
     class_target,
     class_weight,
@@ -142,6 +143,7 @@ def linear_cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     return_lse: bool = False,
     chunk_size: Any = None,
     return_grad: bool = False,
@@ -158,7 +160,9 @@ def linear_cross_entropy(
     - `target` holds class indices (any integer dtype, shape ``input.shape[:-1]``) or class
       probabilities (floating, shape ``input.shape[:-1] + (V,)``).
     - ``weight``, ``ignore_index`` (None means -100), ``reduction``, ``label_smoothing``,
-      ``z_loss`` and ``return_lse`` as in `cross_entropy`.
+      ``z_loss``, ``softcap`` and ``return_lse`` as in `cross_entropy`: with ``softcap``, the
+      loss is that of the capped logits ``softcap * tanh(logits / softcap)``, each tile capped in
+      place as BLAS writes it, and the gradients go through the tanh.
     - ``chunk_size``: rows per strip of logits (or a (rows, classes) pair); by default chosen so
       that the scratch memory stays under 64 MB whatever N and V.
 
@@ -204,6 +208,7 @@ def linear_cross_entropy(
     eps = check_label_smoothing(float(label_smoothing), label_smoothing)
     ignore = -100 if ignore_index is None else ignore_index_value(ignore_index)
     z = check_z_loss(z_loss)
+    cap = check_softcap(softcap)
     if return_lse not in (True, False):
         raise TypeError(f"return_lse must be True or False, got {return_lse!r}")
     check_gradient_options(
@@ -273,6 +278,7 @@ def linear_cross_entropy(
         probabilities,
         classes,
         eps,
+        cap,
         compute,
         (strip, tile, weight_tile),
     )
@@ -463,12 +469,13 @@ class _Strips:
         probabilities: bool,
         classes: int,
         eps: float,
+        softcap: float,
         compute: np.dtype,
         shape: tuple[int, int, int],
     ) -> None:
         self.x2, self.w_lin, self.bias, self.class_weight = x2, w_lin, bias, class_weight
         self.target, self.probabilities = target, probabilities
-        self.classes, self.eps, self.compute = classes, eps, compute
+        self.classes, self.eps, self.softcap, self.compute = classes, eps, softcap, compute
         strip, tile, self.weight_tile = shape
         self.strip, self.tile = strip, tile
         self.widened = compute != x2.dtype
@@ -550,6 +557,7 @@ class _Strips:
                 index,
                 self.probabilities_of(row_begin, row_end, begin, end),
                 stats,
+                softcap=self.softcap,
             )
         return stats
 
@@ -650,6 +658,8 @@ class _Gradients:
                 index,
                 s.probabilities_of(begin, end, tile_begin, tile_end),
                 factors,
+                softcap=s.softcap,
+                capped=spans,  # a strip that spans the vocabulary was capped by its statistics
             )
             for b in range(tile_begin, tile_end, s.weight_tile):
                 e = min(tile_end, b + s.weight_tile)

@@ -47,6 +47,7 @@ class CrossEntropyLoss:
         label_smoothing: float = 0.0,
         axis: Optional[int] = None,
         z_loss: float = 0.0,
+        softcap: Optional[float] = None,
     ) -> None:
         self.weight = weight
         self.ignore_index = ignore_index
@@ -54,6 +55,7 @@ class CrossEntropyLoss:
         self.label_smoothing = label_smoothing
         self.axis = axis
         self.z_loss = z_loss
+        self.softcap = softcap
 
     def __call__(self, input: Any, target: Any) -> LossValue:
         return cross_entropy(
@@ -65,13 +67,14 @@ class CrossEntropyLoss:
             label_smoothing=self.label_smoothing,
             axis=self.axis,
             z_loss=self.z_loss,
+            softcap=self.softcap,
         )
 
     def __repr__(self) -> str:
-        z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
         return (
             f"CrossEntropyLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
-            f"label_smoothing={self.label_smoothing}, axis={self.axis}{z_loss})"
+            f"label_smoothing={self.label_smoothing}, axis={self.axis}"
+            f"{_cross_entropy_options(self.z_loss, self.softcap)})"
         )
 
 
@@ -87,6 +90,7 @@ class LinearCrossEntropyLoss:
         label_smoothing: float = 0.0,
         chunk_size: Any = None,
         z_loss: float = 0.0,
+        softcap: Optional[float] = None,
     ) -> None:
         self.weight = weight
         self.ignore_index = ignore_index
@@ -94,6 +98,7 @@ class LinearCrossEntropyLoss:
         self.label_smoothing = label_smoothing
         self.chunk_size = chunk_size
         self.z_loss = z_loss
+        self.softcap = softcap
 
     def __call__(
         self, input: Any, linear_weight: Any, target: Any, linear_bias: Any = None
@@ -109,15 +114,22 @@ class LinearCrossEntropyLoss:
             label_smoothing=self.label_smoothing,
             chunk_size=self.chunk_size,
             z_loss=self.z_loss,
+            softcap=self.softcap,
         )
 
     def __repr__(self) -> str:
-        z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
         return (
             f"LinearCrossEntropyLoss(ignore_index={self.ignore_index}, "
             f"reduction={self.reduction!r}, label_smoothing={self.label_smoothing}, "
-            f"chunk_size={self.chunk_size}{z_loss})"
+            f"chunk_size={self.chunk_size}{_cross_entropy_options(self.z_loss, self.softcap)})"
         )
+
+
+def _cross_entropy_options(z_loss: float, softcap: Optional[float]) -> str:
+    """The opt-in options of a repr, shown only when set."""
+    return (f", z_loss={z_loss}" if z_loss else "") + (
+        f", softcap={softcap}" if softcap is not None else ""
+    )
 
 
 class NLLLoss:

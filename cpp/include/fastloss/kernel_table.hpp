@@ -206,15 +206,19 @@ struct LogitTile {
     const int64_t* target = nullptr;    // (rows,) class indices over all classes, or nullptr
     const T* probabilities = nullptr;   // probability targets q: row r's at probabilities + r * stride
     int64_t probability_stride = 0;
+    // With a softcap, whether the logits are capped already (a tile kept from tile_statistics, which
+    // caps in place) rather than fresh from the GEMM.
+    bool capped = false;
 };
 
-// The options a tile needs. Room for per-row options (z_loss, softcap) goes here.
+// The options a tile needs. (The z-loss needs none: it is a per-row factor of the gradient.)
 template <class T>
 struct LinearCrossEntropyParams {
     int64_t classes = 0;       // C, of the whole row
     T label_smoothing = T(0);  // eps
     bool weighted_logit_sum = false;  // index targets: whether sum_c w_c x_c is wanted (eps > 0)
     double tile_weight_sum = 0.0;     // sum of the tile's class weights (columns when weight is null)
+    T softcap = T(0);                 // logit soft-capping, x' = softcap tanh(x / softcap); 0: none
 };
 
 // The per-row factors of a tile's gradient (see linear_cross_entropy.cpp):
@@ -227,12 +231,13 @@ struct LinearGradientRow {
 template <class S>
 struct LinearCrossEntropyKernels {
     using T = compute_t<S>;
-    // Adds the bias to the tile's logits in place and writes each row's statistics of the tile's
-    // classes to out[r] ([Note: mergeable row statistics]).
+    // Adds the bias to the tile's logits in place, soft-caps them in place (with a softcap), and
+    // writes each row's statistics of the tile's classes to out[r] ([Note: mergeable row statistics]).
     void (*tile_statistics)(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& params,
                             RowStatistics* out);
-    // Overwrites the tile's logits (bias included) with the gradient G of the loss with respect to
-    // them, row r's factors at row_factors[r].
+    // Overwrites the tile's logits (bias included; capped, or capped here, with a softcap) with the
+    // gradient G of the loss with respect to the logits before capping, row r's factors at
+    // row_factors[r].
     void (*tile_gradient)(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& params,
                           const LinearGradientRow<T>* row_factors);
 };

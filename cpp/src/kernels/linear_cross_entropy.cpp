@@ -20,6 +20,13 @@
 // with per-row factors that the caller derives from the statistics (LinearGradientRow). A row
 // whose factors are all 0 (ignored) is zeroed without reading its logits, so a NaN or inf there
 // cannot leak, as in PyTorch.
+//
+// Soft-capping (softcap c > 0): the statistics and G are those of the capped logits
+// x'_c = c tanh(x_c / c), which replace x in the tile. The gradient with respect to the logits
+// before capping is G_c (1 - t_c^2) with t_c = x'_c / c: the tanh is taken from the capped logit
+// that the tile holds, not recomputed. That t is within an ULP or two of tanh(x / c), so 1 - t^2
+// is as torch's tanh backward (1 - y^2 of its rounded output y) wherever the tanh is not
+// saturated; where it is (|x| >> c), both are rounding-sized and the gradient there is negligible.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy-inl.hpp"
 
@@ -49,10 +56,30 @@ void add_bias(T* x, const T* bias, int64_t n) {
     if (i < n) store_partial(x + i, n - i, vload_partial(x + i, n - i, T(0)) + vload_partial(bias + i, n - i, T(0)));
 }
 
+// x' = c tanh(x / c) over a row, in place, computed as softcap.cpp's cap_row computes it (x (1 / c)
+// and the same tanh), so that capped logits are those of cross_entropy(softcap=).
+template <class T>
+void cap_in_place(T* x, int64_t n, T softcap) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V cap = V::broadcast(softcap), inverse = V::broadcast(T(1) / softcap);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) store(x + i, cap * vtanh(vload(x + i) * inverse));
+    if (i < n) store_partial(x + i, n - i, cap * vtanh(vload_partial(x + i, n - i, T(0)) * inverse));
+}
+
+// 1 - t^2, tanh's derivative, with t = x' / c of a capped logit x'.
+template <class V>
+V capped_derivative(V capped, V inverse) {
+    const V t = capped * inverse;
+    return V::broadcast(typename V::Scalar(1)) - t * t;
+}
+
 template <class T>
 RowStatistics row_tile_statistics(T* x, int64_t r, const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& p) {
     const int64_t n = tile.columns;
     if (tile.bias) add_bias(x, tile.bias, n);
+    if (p.softcap != T(0)) cap_in_place(x, n, p.softcap);
     RowStatistics st = kEmptyRowStatistics;
     if (n == 0) return st;
     const T m = row_max(x, n);
@@ -89,31 +116,37 @@ void tile_statistics(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>
     for (int64_t r = 0; r < tile.rows; ++r) out[r] = row_tile_statistics(tile.logits + r * tile.row_stride, r, tile, p);
 }
 
-// G_c = a exp(x_c - lse) - w_c (b_uniform + b_target q_c), in place over one row of n classes.
-template <class T>
-void row_gradient(T* x, const T* q, const T* weight, const LinearGradientRow<T>& f, int64_t n) {
+// G_c = a exp(x_c - lse) - w_c (b_uniform + b_target q_c), in place over one row of n classes;
+// kCapped: times 1 - t_c^2, x being the capped logits (the chain through the tanh).
+template <bool kCapped, class T>
+void row_gradient(T* x, const T* q, const T* weight, const LinearGradientRow<T>& f, int64_t n, T softcap) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V lse = V::broadcast(f.lse), a = V::broadcast(f.a);
     const V bu = V::broadcast(f.b_uniform), bt = V::broadcast(f.b_target);
+    const V inverse = V::broadcast(kCapped ? T(1) / softcap : T(0));
     const bool subtract = f.b_uniform != T(0) || f.b_target != T(0);
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        V g = a * vexp_nonpositive((full ? vload(x + i) : vload_partial(x + i, lanes, T(0))) - lse);
+        const V xv = full ? vload(x + i) : vload_partial(x + i, lanes, T(0));
+        V g = a * vexp_nonpositive(xv - lse);
         if (subtract) {
             V b = bu;
             if (q) b = fma(bt, full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), b);
             if (weight) b = b * (full ? vload(weight + i) : vload_partial(weight + i, lanes, T(0)));
             g = g - b;
         }
+        if (kCapped) g = g * capped_derivative(xv, inverse);
         if (full) store(x + i, g); else store_partial(x + i, lanes, g);
     }
 }
 
 template <class T>
-void tile_gradient(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>&, const LinearGradientRow<T>* factors) {
+void tile_gradient(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& p,
+                   const LinearGradientRow<T>* factors) {
     const int64_t n = tile.columns;
+    const bool capped = p.softcap != T(0);
     for (int64_t r = 0; r < tile.rows; ++r) {
         T* x = tile.logits + r * tile.row_stride;
         const LinearGradientRow<T>& f = factors[r];
@@ -121,12 +154,22 @@ void tile_gradient(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>&,
             zero_row(x, n);  // an ignored row
             continue;
         }
+        if (capped && !tile.capped) cap_in_place(x, n, p.softcap);
         const T* q = tile.probabilities ? tile.probabilities + r * tile.probability_stride : nullptr;
-        row_gradient(x, q, tile.weight, f, n);
-        if (tile.target) {
-            const int64_t y = tile.target[r] - tile.column_begin;
-            if (y >= 0 && y < n) x[y] -= f.correction;
+        const int64_t y = tile.target ? tile.target[r] - tile.column_begin : -1;
+        const bool target_here = y >= 0 && y < n;
+        // The target's term is chained through the tanh too, whose t the row's gradient overwrites.
+        T correction = f.correction;
+        if (capped && target_here) {
+            using V = Vec<T>;
+            correction *= lane0(capped_derivative(V::broadcast(x[y]), V::broadcast(T(1) / p.softcap)));
         }
+        if (capped) {
+            row_gradient<true>(x, q, tile.weight, f, n, p.softcap);
+        } else {
+            row_gradient<false>(x, q, tile.weight, f, n, p.softcap);
+        }
+        if (target_here) x[y] -= correction;
     }
 }
 

@@ -57,7 +57,7 @@ def _logits(x: np.ndarray, w: np.ndarray, bias: Optional[np.ndarray], compute: n
 def _tile_statistics(
     x: np.ndarray, w: np.ndarray, columns: np.ndarray, *rest: np.ndarray, classes: int,
     label_smoothing: float, class_weight: Optional[np.ndarray], has_bias: bool, target: str,
-    compute: np.dtype,
+    compute: np.dtype, softcap: float,
 ) -> np.ndarray:
     bias = rest[0] if has_bias else None
     operand = rest[1 if has_bias else 0] if target != "none" else None
@@ -69,7 +69,7 @@ def _tile_statistics(
     stats = fold_tile(
         logits, int(columns[0]), classes, label_smoothing,
         target == "index" and label_smoothing != 0.0, class_weight,
-        operand if target == "index" else None, probabilities, bias,
+        operand if target == "index" else None, probabilities, bias, softcap,
     )
     return statistics_of_rows(stats, positions, len(positions))
 
@@ -92,9 +92,9 @@ def _factors(
 def _tile_gradient(
     x: np.ndarray, w: np.ndarray, columns: np.ndarray, factors: np.ndarray, *rest: np.ndarray,
     classes: int, label_smoothing: float, class_weight: Optional[np.ndarray], has_bias: bool,
-    probabilities: bool, compute: np.dtype,
+    probabilities: bool, compute: np.dtype, softcap: float,
 ) -> np.ndarray:
-    """G of one tile (rows, columns), the tile's logits computed again."""
+    """G of one tile (rows, columns), the tile's logits computed again (and capped again)."""
     bias = rest[0] if has_bias else None
     target = rest[1 if has_bias else 0]
     logits = _logits(x, w, bias, compute)
@@ -103,6 +103,7 @@ def _tile_gradient(
         None if probabilities else target,
         target.reshape(-1, target.shape[-1]) if probabilities else None,
         factors.reshape(-1, 5),
+        softcap,
     )
     return g.reshape(*x.shape[:-1], w.shape[0])
 
@@ -118,6 +119,7 @@ def linear_cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     return_lse: bool = False,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -129,7 +131,9 @@ def linear_cross_entropy(
     chunked too (blocks concatenate it). Returns what the NumPy function returns, as dask
     arrays: the loss, `LossAndLse`, `LinearLossAndGrad` or `LinearLossLseAndGrad` (the
     gradients chunked as their arrays). Options as in the NumPy function (``weight`` a NumPy
-    array); the z-loss's mean divides by the number of non-ignored rows, as there."""
+    array); the z-loss's mean divides by the number of non-ignored rows, as there, and
+    ``softcap`` caps each tile as the kernels fold it (the tiles' statistics are the capped
+    logits')."""
     x = as_dask(input, "input")
     w_lin = as_dask(linear_weight, "linear_weight")
     t_host = as_dask(target, "target") if isinstance(target, da.Array) else np.asarray(target)
@@ -156,10 +160,11 @@ def linear_cross_entropy(
         standin(x, emptied), standin(w_lin, None), standin(t_host, emptied),
         linear_bias=None if bias_host is None else standin(bias_host, None), weight=cw,
         ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing,
-        z_loss=z_loss, return_lse=return_lse,
+        z_loss=z_loss, softcap=softcap, return_lse=return_lse,
     )
     dtype = np.asarray(value[0] if return_lse else value).dtype
     z = float(z_loss)
+    cap = 0.0 if softcap is None else float(softcap)
     compute = compute_dtype(x.dtype)
     classes = w_lin.shape[0]
     eps = float(label_smoothing)
@@ -187,7 +192,7 @@ def linear_cross_entropy(
         _tile_statistics, letters + v, *args, adjust_chunks={v: 5}, concatenate=True,
         dtype=np.float64, meta=empty_like_meta(len(letters) + 1, np.float64), classes=classes,
         label_smoothing=eps, class_weight=cw, has_bias=bias is not None,
-        target="probabilities" if probabilities else "index", compute=compute,
+        target="probabilities" if probabilities else "index", compute=compute, softcap=cap,
     )
     axis = len(letters)
     stats = merged_statistics(pieces, axis)
@@ -244,7 +249,7 @@ def linear_cross_entropy(
         _tile_gradient, letters + v, *g_args, concatenate=True, dtype=compute,
         meta=empty_like_meta(axis + 1, compute), classes=classes, label_smoothing=eps,
         class_weight=cw, has_bias=bias is not None, probabilities=probabilities,
-        compute=compute,
+        compute=compute, softcap=cap,
     )
     grad_input = da.tensordot(g, w_lin.astype(compute), axes=((axis,), (0,))).astype(x.dtype)
     grad_input = grad_input.rechunk(x.chunks)

@@ -84,9 +84,11 @@ def fold_tile(
     target: Optional[np.ndarray],
     probabilities: Optional[np.ndarray],
     bias: Optional[np.ndarray] = None,
+    softcap: float = 0.0,
 ) -> np.ndarray:
     """The (rows, 5) statistics of a (rows, columns) tile of logits of classes [begin, begin +
-    columns): linear_cross_entropy's tile kernel, which adds `bias` to the tile in place."""
+    columns): linear_cross_entropy's tile kernel, which adds `bias` to the tile in place (and
+    soft-caps it in place, softcap > 0)."""
     columns = logits.shape[1]
     dtype = logits.dtype
     w = None
@@ -102,6 +104,7 @@ def fold_tile(
         None if target is None else kernel_operand(target.reshape(-1), np.int64),
         None if probabilities is None else kernel_operand(probabilities, dtype),
         stats,
+        softcap=softcap,
     )
     return stats
 
@@ -161,11 +164,11 @@ def gradient_factors_of_rows(
 def gradient_of_tile(
     logits: np.ndarray, begin: int, classes: int, label_smoothing: float,
     class_weight: Optional[np.ndarray], target: Optional[np.ndarray],
-    probabilities: Optional[np.ndarray], factors: np.ndarray,
+    probabilities: Optional[np.ndarray], factors: np.ndarray, softcap: float = 0.0,
 ) -> np.ndarray:
     """Overwrites a fresh (rows, columns) tile of logits of classes [begin, begin + columns)
-    with the loss's gradient with respect to them (linear_cross_entropy's tile kernel) and
-    returns it."""
+    with the loss's gradient with respect to them (linear_cross_entropy's tile kernel; through
+    the tanh for softcap > 0) and returns it."""
     dtype = logits.dtype
     w = None
     if class_weight is not None and (probabilities is not None or label_smoothing != 0.0):
@@ -175,5 +178,6 @@ def gradient_of_tile(
         None if target is None else kernel_operand(target.reshape(-1), np.int64),
         None if probabilities is None else kernel_operand(probabilities, dtype),
         kernel_operand(factors, dtype),
+        softcap=softcap,
     )
     return logits
