@@ -157,16 +157,28 @@ def test_modules_match_torch_nn():
     t = torch.randint(0, 4, (5,))
     w = torch.rand(4) + 0.5
     pairs = [
-        (flt.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1),
-         torch.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1), (x, t)),
+        (
+            flt.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1),
+            torch.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1),
+            (x, t),
+        ),
         (flt.nn.NLLLoss(w, reduction="sum"), torch.nn.NLLLoss(w, reduction="sum"), (x, t)),
-        (flt.nn.KLDivLoss(reduction="batchmean"), torch.nn.KLDivLoss(reduction="batchmean"),
-         (x.log_softmax(1), x.detach().softmax(1))),
-        (flt.nn.BCEWithLogitsLoss(w, pos_weight=w), torch.nn.BCEWithLogitsLoss(w, pos_weight=w),
-         (x, torch.rand(5, 4))),
+        (
+            flt.nn.KLDivLoss(reduction="batchmean"),
+            torch.nn.KLDivLoss(reduction="batchmean"),
+            (x.log_softmax(1), x.detach().softmax(1)),
+        ),
+        (
+            flt.nn.BCEWithLogitsLoss(w, pos_weight=w),
+            torch.nn.BCEWithLogitsLoss(w, pos_weight=w),
+            (x, torch.rand(5, 4)),
+        ),
         (flt.nn.BCELoss(w), torch.nn.BCELoss(w), (x.sigmoid(), torch.rand(5, 4))),
-        (flt.nn.CosineEmbeddingLoss(0.1), torch.nn.CosineEmbeddingLoss(0.1),
-         (x, x.detach() + 1, torch.tensor([1, -1, 1, -1, 1]))),
+        (
+            flt.nn.CosineEmbeddingLoss(0.1),
+            torch.nn.CosineEmbeddingLoss(0.1),
+            (x, x.detach() + 1, torch.tensor([1, -1, 1, -1, 1])),
+        ),
         (flt.nn.Softmax(1), torch.nn.Softmax(1), (x,)),
         (flt.nn.LogSoftmax(-1), torch.nn.LogSoftmax(-1), (x,)),
     ]

@@ -38,10 +38,27 @@ def _loss_arguments(name, reduction):
     return {
         "cross_entropy": (_x(4, 3), t, w, -100, reduction, 0.1, None),
         "nll_loss": (_x(4, 3), t, w, 1, reduction, None),
-        "distillation_loss": (_x(4, 3), _x(4, 3, requires_grad=False), t, None, 2.0, 0.5, -100,
-                              reduction, 0.0, None, "jsd", 0.3, 0.01),
-        "kl_div": (_x(4, 3), _probs(4, 3), "batchmean" if reduction == "mean" else reduction,
-                   False),
+        "distillation_loss": (
+            _x(4, 3),
+            _x(4, 3, requires_grad=False),
+            t,
+            None,
+            2.0,
+            0.5,
+            -100,
+            reduction,
+            0.0,
+            None,
+            "jsd",
+            0.3,
+            0.01,
+        ),
+        "kl_div": (
+            _x(4, 3),
+            _probs(4, 3),
+            "batchmean" if reduction == "mean" else reduction,
+            False,
+        ),
         "binary_cross_entropy": (_probs(4, 3).requires_grad_(), _probs(4, 3), w, reduction),
         "binary_cross_entropy_with_logits": (_x(4, 3), _probs(4, 3), w, w, reduction),
         "cosine_embedding_loss": (_x(4, 3), _x(4, 3), torch.tensor([1, -1, 1, -1]), 0.1, reduction),
@@ -87,9 +104,11 @@ def test_compile_fullgraph_model_and_loss():
 
     def step(x, t):
         logits = model(x)
-        return flt.cross_entropy(logits, t, label_smoothing=0.1) + flt.distillation_loss(
-            logits, teacher, t
-        ) + flt.log_softmax(logits, 1).mean()
+        return (
+            flt.cross_entropy(logits, t, label_smoothing=0.1)
+            + flt.distillation_loss(logits, teacher, t)
+            + flt.log_softmax(logits, 1).mean()
+        )
 
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
     got = compiled(x, t)

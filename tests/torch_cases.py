@@ -239,8 +239,12 @@ CASES = [
     ],
     *[_distillation(r, w) for r, w in (("mean", True), ("sum", False), ("none", True))],
     *[
-        Case(f"{name}-dim{d}", lambda x, f=ours, d=d: f(x, d), lambda x, f=theirs, d=d: f(x, d),
-             _softmax_maker())
+        Case(
+            f"{name}-dim{d}",
+            lambda x, f=ours, d=d: f(x, d),
+            lambda x, f=theirs, d=d: f(x, d),
+            _softmax_maker(),
+        )
         for name, ours, theirs in (
             ("softmax", flt.softmax, F.softmax),
             ("log_softmax", flt.log_softmax, F.log_softmax),
@@ -248,7 +252,11 @@ CASES = [
         )
         for d in (0, -1)
     ],
-    Case("logsumexp-dims-keepdim", lambda x: flt.logsumexp(x, (0, 2), keepdim=True),
-         lambda x: torch.logsumexp(x, (0, 2), keepdim=True), _softmax_maker((3, 2, 4))),
+    Case(
+        "logsumexp-dims-keepdim",
+        lambda x: flt.logsumexp(x, (0, 2), keepdim=True),
+        lambda x: torch.logsumexp(x, (0, 2), keepdim=True),
+        _softmax_maker((3, 2, 4)),
+    ),
     Case("entropy", flt.entropy, _entropy_reference, _softmax_maker((3, 2, 4))),
 ]

@@ -94,13 +94,17 @@ class FusedLoss:
         )
         grads = ", ".join(["Tensor"] * (1 + differentiable))
         self.op = torch.library.custom_op(
-            f"fastloss::{name}", self._forward, mutates_args=(),
+            f"fastloss::{name}",
+            self._forward,
+            mutates_args=(),
             schema=f"({arguments}, bool[] needs_grad) -> ({grads})",
         )
         self.op.register_fake(self._forward_fake)
         self.op.register_autograd(self._backward, setup_context=self._setup_context)
         self.backward_op = torch.library.custom_op(
-            f"fastloss::{name}_backward", self._backward_impl, mutates_args=(),
+            f"fastloss::{name}_backward",
+            self._backward_impl,
+            mutates_args=(),
             schema=f"(Tensor grad_output, {arguments}, int wrt) -> Tensor",
         )
         self.backward_op.register_fake(self._backward_fake)
@@ -186,7 +190,8 @@ class FusedLoss:
         shape = tuple(self.loss_shape(values)) if values.get("reduction") == "none" else ()
         grads = [
             torch.empty_like(values[n], memory_format=torch.contiguous_format)
-            if need else first.new_empty(0)
+            if need
+            else first.new_empty(0)
             for n, need in zip(self.arrays, needs_grad)
         ]
         return (first.new_empty(shape), *grads)

@@ -64,8 +64,13 @@ def cross_entropy(
     """
     _refuse_legacy("cross_entropy", size_average, reduce)
     return LOSSES["cross_entropy"](
-        input=input, target=target, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, axis=dim,
+        input=input,
+        target=target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        axis=dim,
     )
 
 
@@ -83,8 +88,12 @@ def nll_loss(
     """``torch.nn.functional.nll_loss`` (``dim`` as in `cross_entropy`)."""
     _refuse_legacy("nll_loss", size_average, reduce)
     return LOSSES["nll_loss"](
-        input=input, target=target, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, axis=dim,
+        input=input,
+        target=target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        axis=dim,
     )
 
 
@@ -172,10 +181,19 @@ def distillation_loss(
     the z-loss to the hard term CE (``cross_entropy``'s, Liger's reduction).
     The teacher gets no gradient (detach it; a teacher that requires grad is an error)."""
     return LOSSES["distillation_loss"](
-        student_logits=student_logits, teacher_logits=teacher_logits, target=target,
-        weight=weight, temperature=temperature, alpha=alpha, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, axis=dim,
-        divergence=divergence, beta=float(beta), z_loss=float(z_loss),
+        student_logits=student_logits,
+        teacher_logits=teacher_logits,
+        target=target,
+        weight=weight,
+        temperature=temperature,
+        alpha=alpha,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        axis=dim,
+        divergence=divergence,
+        beta=float(beta),
+        z_loss=float(z_loss),
     )
 
 

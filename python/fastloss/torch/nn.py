@@ -65,8 +65,13 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(
-            input, target, weight=self.weight, ignore_index=self.ignore_index,
-            reduction=self.reduction, label_smoothing=self.label_smoothing, dim=self.dim,
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            dim=self.dim,
         )
 
 
@@ -90,8 +95,12 @@ class NLLLoss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.nll_loss(
-            input, target, weight=self.weight, ignore_index=self.ignore_index,
-            reduction=self.reduction, dim=self.dim,
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            dim=self.dim,
         )
 
 
@@ -99,7 +108,10 @@ class KLDivLoss(_Loss):
     """``torch.nn.KLDivLoss``."""
 
     def __init__(
-        self, size_average: None = None, reduce: None = None, reduction: str = "mean",
+        self,
+        size_average: None = None,
+        reduce: None = None,
+        reduction: str = "mean",
         log_target: bool = False,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -113,7 +125,10 @@ class BCELoss(_Loss):
     """``torch.nn.BCELoss``."""
 
     def __init__(
-        self, weight: Optional[Tensor] = None, size_average: None = None, reduce: None = None,
+        self,
+        weight: Optional[Tensor] = None,
+        size_average: None = None,
+        reduce: None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -127,8 +142,12 @@ class BCEWithLogitsLoss(_Loss):
     """``torch.nn.BCEWithLogitsLoss``."""
 
     def __init__(
-        self, weight: Optional[Tensor] = None, size_average: None = None, reduce: None = None,
-        reduction: str = "mean", pos_weight: Optional[Tensor] = None,
+        self,
+        weight: Optional[Tensor] = None,
+        size_average: None = None,
+        reduce: None = None,
+        reduction: str = "mean",
+        pos_weight: Optional[Tensor] = None,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.register_buffer("weight", weight)
@@ -144,7 +163,10 @@ class CosineEmbeddingLoss(_Loss):
     """``torch.nn.CosineEmbeddingLoss``."""
 
     def __init__(
-        self, margin: float = 0.0, size_average: None = None, reduce: None = None,
+        self,
+        margin: float = 0.0,
+        size_average: None = None,
+        reduce: None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -178,9 +200,16 @@ class DistillationLoss(_Loss):
     target)``."""
 
     def __init__(
-        self, temperature: float = 2.0, alpha: float = 0.5, reduction: str = "mean",
-        weight: Optional[Tensor] = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        dim: Optional[int] = None, divergence: str = "kl", beta: float = 0.5,
+        self,
+        temperature: float = 2.0,
+        alpha: float = 0.5,
+        reduction: str = "mean",
+        weight: Optional[Tensor] = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        dim: Optional[int] = None,
+        divergence: str = "kl",
+        beta: float = 0.5,
         z_loss: float = 0.0,
     ) -> None:
         super().__init__(reduction=reduction)
@@ -196,10 +225,19 @@ class DistillationLoss(_Loss):
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor, target: Tensor) -> Tensor:
         return F.distillation_loss(
-            student_logits, teacher_logits, target, temperature=self.temperature,
-            alpha=self.alpha, reduction=self.reduction, weight=self.weight,
-            ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, dim=self.dim,
-            divergence=self.divergence, beta=self.beta, z_loss=self.z_loss,
+            student_logits,
+            teacher_logits,
+            target,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            reduction=self.reduction,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            dim=self.dim,
+            divergence=self.divergence,
+            beta=self.beta,
+            z_loss=self.z_loss,
         )
 
 
