@@ -71,13 +71,14 @@ def _loss_arguments(name, reduction):
 def test_opcheck_losses(name, reduction):
     loss = LOSSES[name]
     arguments = _loss_arguments(name, reduction)
-    needs = [reduction != "none"] * loss.differentiable
-    torch.library.opcheck(loss.op, (*arguments, needs))
+    gradients = len(loss.gradients)
+    torch.library.opcheck(loss.op, (*arguments, [reduction != "none"] * gradients))
     grad_output = torch.tensor(0.5, dtype=torch.float64)
     if reduction == "none":
-        grad_output = torch.rand_like(loss.op(*arguments, [False] * loss.differentiable)[0])
+        grad_output = torch.rand_like(loss.op(*arguments, [False] * gradients)[0])
     detached = tuple(a.detach() if torch.is_tensor(a) else a for a in arguments)
-    torch.library.opcheck(loss.backward_op, (grad_output, *detached, 0))
+    for needs in ([True] * gradients, [k == gradients - 1 for k in range(gradients)]):
+        torch.library.opcheck(loss.backward_op, (grad_output, *detached, needs))
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import _cosine_embedding, _distillation, _elementwise_losses, _losses
-from ._fused_loss import FusedLoss
+from ._fused_loss import FusedLoss, Gradient
 
 __all__ = ["LOSSES"]
 
@@ -112,7 +112,7 @@ LOSSES = {
             (),
             (("margin", "float"), ("reduction", "str")),
             _rows,
-            differentiable=2,
+            gradients=(Gradient("x1"), Gradient("x2", swap=1)),
             any_dtype=("target",),
         ),
     )
