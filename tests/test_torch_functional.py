@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("ml_dtypes")  # bfloat16 tensors are viewed as ml_dtypes arrays
 
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
 import fastloss.torch as flt  # noqa: E402
 from torch_cases import CASES  # noqa: E402
 
@@ -91,6 +93,27 @@ def test_strided_inputs(case):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     for t, b in zip(strided, before):
         assert torch.equal(t, b)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_backward_is_fastloss_kernel(name):
+    """softmax's and log_softmax's backward run fastloss::<name>_backward (not torch's kernel),
+    also on the zero-stride grad_output of ``.sum()``, with torch's gradient."""
+    seen = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    y = getattr(flt, name)(x, 1)
+    with Recorder():
+        (got,) = torch.autograd.grad(y.sum(), x)
+    assert f"fastloss::{name}_backward" in seen
+    assert not any("_backward_data" in op for op in seen), seen
+    (want,) = torch.autograd.grad(getattr(F, name)(x, 1).sum(), x)
+    torch.testing.assert_close(got, want)
 
 
 def test_expanded_logits():

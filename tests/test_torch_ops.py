@@ -89,8 +89,24 @@ def test_opcheck_losses(name, reduction):
         (torch.ops.fastloss.logsumexp.default, (_x(3, 4, 2), [0, 2], False)),
         (torch.ops.fastloss.logsumexp.default, (_x(3, 4), [1], True)),
         (torch.ops.fastloss.entropy.default, (_x(3, 4), -1)),
+        (
+            torch.ops.fastloss.softmax_backward.default,
+            (_x(3, 4, requires_grad=False), torch.softmax(_x(3, 4, requires_grad=False), 0), 0),
+        ),
+        (
+            torch.ops.fastloss.log_softmax_backward.default,
+            (_x(3, 4, requires_grad=False), torch.log_softmax(_x(3, 4, requires_grad=False), 1), 1),
+        ),
     ],
-    ids=["softmax", "log_softmax", "logsumexp-dims", "logsumexp-keepdim", "entropy"],
+    ids=[
+        "softmax",
+        "log_softmax",
+        "logsumexp-dims",
+        "logsumexp-keepdim",
+        "entropy",
+        "softmax_backward",
+        "log_softmax_backward",
+    ],
 )
 def test_opcheck_softmax_family(op, arguments):
     torch.library.opcheck(op, arguments)
