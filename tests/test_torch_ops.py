@@ -63,6 +63,20 @@ def _loss_arguments(name, reduction):
         "binary_cross_entropy_with_logits": (_x(4, 3), _probs(4, 3), w, w, reduction),
         "cosine_embedding_loss": (_x(4, 3), _x(4, 3), torch.tensor([1, -1, 1, -1]), 0.1, reduction),
         "sigmoid_focal_loss": (_x(4, 3), _probs(4, 3), 0.25, 1.5, reduction),
+        # (input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
+        #  label_smoothing, z_loss, chunk_size): 5 classes, strips of 3 rows
+        "linear_cross_entropy": (
+            _x(4, 3),
+            _x(5, 3),
+            torch.tensor([0, 4, -100, 2]),
+            _x(5),
+            _probs(5),
+            -100,
+            reduction,
+            0.1,
+            0.01,
+            3,
+        ),
     }[name]
 
 

@@ -6,7 +6,13 @@ from typing import Any
 
 import torch
 
-from .. import _cosine_embedding, _distillation, _elementwise_losses, _losses
+from .. import (
+    _cosine_embedding,
+    _distillation,
+    _elementwise_losses,
+    _linear_cross_entropy,
+    _losses,
+)
 from ._fused_loss import FusedLoss, Gradient
 
 __all__ = ["LOSSES"]
@@ -32,6 +38,11 @@ def _input_shape(values: dict[str, Any]) -> list[int]:
 
 def _rows(values: dict[str, Any]) -> list[int]:
     return list(torch.broadcast_shapes(values["x1"].shape, values["x2"].shape)[:-1])
+
+
+def _input_rows(values: dict[str, Any]) -> list[int]:
+    """The input's shape without its last axis (the features)."""
+    return list(values["input"].shape[:-1])
 
 
 _CLASS_OPTIONS = (("ignore_index", "int"), ("reduction", "str"))
@@ -114,6 +125,27 @@ LOSSES = {
             _rows,
             gradients=(Gradient("x1"), Gradient("x2", swap=1)),
             any_dtype=("target",),
+        ),
+        # The three gradients come from one call (one pass over the logits' strips). That call
+        # computes all three whichever are needed: a frozen head (input's gradient only)
+        # still pays for grad_weight's product, until the NumPy function can skip it.
+        FusedLoss(
+            "linear_cross_entropy",
+            _linear_cross_entropy.linear_cross_entropy,
+            ("input", "linear_weight", "target"),
+            ("linear_bias", "weight"),
+            (
+                *_CLASS_OPTIONS,
+                ("label_smoothing", "float"),
+                ("z_loss", "float"),
+                ("chunk_size", "int?"),
+            ),
+            _input_rows,
+            gradients=(
+                Gradient("input", "grad_input"),
+                Gradient("linear_weight", "grad_weight"),
+                Gradient("linear_bias", "grad_bias"),
+            ),
         ),
     )
 }

@@ -7,7 +7,7 @@ TypeError); class weights are registered as buffers, as torch.nn registers them,
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -22,6 +22,7 @@ __all__ = [
     "DistillationLoss",
     "Entropy",
     "KLDivLoss",
+    "LinearCrossEntropyLoss",
     "LogSoftmax",
     "NLLLoss",
     "SigmoidFocalLoss",
@@ -238,6 +239,73 @@ class DistillationLoss(_Loss):
             divergence=self.divergence,
             beta=self.beta,
             z_loss=self.z_loss,
+        )
+
+
+class LinearCrossEntropyLoss(_Loss):
+    """``torch.nn.LinearCrossEntropyLoss``: a classifier head ``self.linear`` (a
+    ``torch.nn.Linear(in_features, num_classes, bias=bias)``) and the cross-entropy of its
+    logits, by `fastloss.torch.linear_cross_entropy` (which never holds them); the parameters
+    and buffers have torch's names, so state dicts load either way. Plus ``z_loss=`` and
+    ``chunk_size=``; ``out_features`` must be ``()`` (no K-dimensional loss)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        out_features: tuple[int, ...] = (),
+        bias: bool = False,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+        reduction: str = "mean",
+        weight: Optional[Tensor] = None,
+        ignore_index: Optional[int] = None,
+        label_smoothing: float = 0.0,
+        options: Any = None,
+        z_loss: float = 0.0,
+        chunk_size: Optional[int] = None,
+    ) -> None:
+        if tuple(out_features) != ():
+            raise ValueError(
+                "fastloss.torch.nn.LinearCrossEntropyLoss: out_features must be () (fastloss "
+                f"has no K-dimensional linear_cross_entropy), got {out_features!r}"
+            )
+        super().__init__(reduction=reduction)
+        self.register_buffer("weight", weight)
+        self.num_classes = num_classes
+        self.out_features = ()
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.options = options
+        self.z_loss = z_loss
+        self.chunk_size = chunk_size
+        self.linear = torch.nn.Linear(
+            in_features, num_classes, bias=bias, device=device, dtype=dtype
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.linear_cross_entropy(
+            input,
+            self.linear.weight,
+            target,
+            linear_bias=self.linear.bias,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            options=self.options,
+            z_loss=self.z_loss,
+            chunk_size=self.chunk_size,
+        )
+
+    def extra_repr(self) -> str:
+        # torch's fields, then fastloss's
+        return (
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
+            f"out_features=(), bias={self.linear.bias is not None}, reduction={self.reduction}, "
+            f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
+            f"options={self.options}, z_loss={self.z_loss}, chunk_size={self.chunk_size}"
         )
 
 
