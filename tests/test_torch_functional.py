@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("ml_dtypes")  # bfloat16 tensors are viewed as ml_dtypes arrays
 
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
 import fastloss.torch as flt  # noqa: E402
 from torch_cases import CASES  # noqa: E402
 
@@ -93,6 +95,27 @@ def test_strided_inputs(case):
         assert torch.equal(t, b)
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_backward_is_fastloss_kernel(name):
+    """softmax's and log_softmax's backward run fastloss::<name>_backward (not torch's kernel),
+    also on the zero-stride grad_output of ``.sum()``, with torch's gradient."""
+    seen = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    y = getattr(flt, name)(x, 1)
+    with Recorder():
+        (got,) = torch.autograd.grad(y.sum(), x)
+    assert f"fastloss::{name}_backward" in seen
+    assert not any("_backward_data" in op for op in seen), seen
+    (want,) = torch.autograd.grad(getattr(F, name)(x, 1).sum(), x)
+    torch.testing.assert_close(got, want)
+
+
 def test_expanded_logits():
     row = torch.randn(1, 7, dtype=torch.float64)
     target = torch.tensor([1, 3, 6, 0])
@@ -157,16 +180,28 @@ def test_modules_match_torch_nn():
     t = torch.randint(0, 4, (5,))
     w = torch.rand(4) + 0.5
     pairs = [
-        (flt.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1),
-         torch.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1), (x, t)),
+        (
+            flt.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1),
+            torch.nn.CrossEntropyLoss(w, ignore_index=1, label_smoothing=0.1),
+            (x, t),
+        ),
         (flt.nn.NLLLoss(w, reduction="sum"), torch.nn.NLLLoss(w, reduction="sum"), (x, t)),
-        (flt.nn.KLDivLoss(reduction="batchmean"), torch.nn.KLDivLoss(reduction="batchmean"),
-         (x.log_softmax(1), x.detach().softmax(1))),
-        (flt.nn.BCEWithLogitsLoss(w, pos_weight=w), torch.nn.BCEWithLogitsLoss(w, pos_weight=w),
-         (x, torch.rand(5, 4))),
+        (
+            flt.nn.KLDivLoss(reduction="batchmean"),
+            torch.nn.KLDivLoss(reduction="batchmean"),
+            (x.log_softmax(1), x.detach().softmax(1)),
+        ),
+        (
+            flt.nn.BCEWithLogitsLoss(w, pos_weight=w),
+            torch.nn.BCEWithLogitsLoss(w, pos_weight=w),
+            (x, torch.rand(5, 4)),
+        ),
         (flt.nn.BCELoss(w), torch.nn.BCELoss(w), (x.sigmoid(), torch.rand(5, 4))),
-        (flt.nn.CosineEmbeddingLoss(0.1), torch.nn.CosineEmbeddingLoss(0.1),
-         (x, x.detach() + 1, torch.tensor([1, -1, 1, -1, 1]))),
+        (
+            flt.nn.CosineEmbeddingLoss(0.1),
+            torch.nn.CosineEmbeddingLoss(0.1),
+            (x, x.detach() + 1, torch.tensor([1, -1, 1, -1, 1])),
+        ),
         (flt.nn.Softmax(1), torch.nn.Softmax(1), (x,)),
         (flt.nn.LogSoftmax(-1), torch.nn.LogSoftmax(-1), (x,)),
     ]

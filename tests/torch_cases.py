@@ -180,6 +180,66 @@ def _distillation(reduction: str, weight: bool = False):
     return Case(f"distillation-{reduction}{'-weight' if weight else ''}", ours, theirs, make)
 
 
+def _torch_linear_ce(x, w_lin, b=None, *, target, weight=None, reduction, label_smoothing, z_loss):
+    """F.linear_cross_entropy on the input's rows (torch takes 1 or 2 dims), plus the z-loss
+    (z lse^2 per non-ignored position; mean over their count) in torch ops."""
+    flat = x.dim() > 2
+    rows = x.reshape(-1, x.shape[-1]) if flat else x
+    probs = target.is_floating_point()
+    if flat:
+        target = target.reshape(-1, w_lin.shape[0]) if probs else target.reshape(-1)
+    loss = F.linear_cross_entropy(
+        rows,
+        w_lin,
+        target,
+        linear_bias=b,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    if z_loss:
+        lse = torch.logsumexp(F.linear(rows, w_lin, b), -1)
+        valid = torch.ones_like(lse, dtype=torch.bool) if probs else target != -100
+        z = torch.where(valid, z_loss * lse**2, 0)
+        loss = loss + {"none": z, "sum": z.sum(), "mean": z.sum() / valid.sum()}[reduction]
+    return loss.reshape(x.shape[:-1]) if reduction == "none" else loss
+
+
+def _linear_ce(
+    reduction, positions=(5,), bias=True, probs=False, weight=False, ignored=0, ls=0.0, z=0.0
+):
+    """linear_cross_entropy of a (*positions, 3) input over 4 classes; the first `ignored`
+    positions' targets are ignore_index."""
+    kind = [f"{len(positions) + 1}d"]
+    kind += [name for name, on in (("bias", bias), ("probs", probs), ("weight", weight)) if on]
+    kind += [f"{name}{v}" for name, v in (("ignored", ignored), ("ls", ls), ("z", z)) if v]
+    options = {"reduction": reduction, "label_smoothing": ls}
+
+    def make(dtype):
+        gen = _generator()
+        x = _randn(*positions, 3, dtype=dtype, gen=gen)
+        tensors = [x, _randn(4, 3, dtype=dtype, gen=gen)]
+        if bias:
+            tensors.append(_randn(4, dtype=dtype, gen=gen))
+        if probs:
+            t = torch.softmax(_randn(*positions, 4, dtype=torch.float64, gen=gen), -1).to(dtype)
+        else:
+            t = torch.randint(0, 4, positions, generator=gen)
+            t.view(-1)[:ignored] = -100
+        others: dict[str, Any] = {"target": t}
+        if weight:
+            others["weight"] = _uniform(4, dtype=dtype, gen=gen) + 0.5
+        return tensors, others
+
+    def ours(x, w_lin, b=None, **kw):
+        return flt.linear_cross_entropy(x, w_lin, linear_bias=b, z_loss=z, **options, **kw)
+
+    def theirs(x, w_lin, b=None, **kw):
+        return _torch_linear_ce(x, w_lin, b, z_loss=z, **options, **kw)
+
+    return Case(f"linear_ce-{reduction}-{'-'.join(kind)}", ours, theirs, make)
+
+
 def _softmax_maker(shape: tuple[int, ...] = (4, 5)):
     def make(dtype):
         return [_randn(*shape, dtype=dtype, gen=_generator())], {}
@@ -239,8 +299,12 @@ CASES = [
     ],
     *[_distillation(r, w) for r, w in (("mean", True), ("sum", False), ("none", True))],
     *[
-        Case(f"{name}-dim{d}", lambda x, f=ours, d=d: f(x, d), lambda x, f=theirs, d=d: f(x, d),
-             _softmax_maker())
+        Case(
+            f"{name}-dim{d}",
+            lambda x, f=ours, d=d: f(x, d),
+            lambda x, f=theirs, d=d: f(x, d),
+            _softmax_maker(),
+        )
         for name, ours, theirs in (
             ("softmax", flt.softmax, F.softmax),
             ("log_softmax", flt.log_softmax, F.log_softmax),
@@ -248,7 +312,25 @@ CASES = [
         )
         for d in (0, -1)
     ],
-    Case("logsumexp-dims-keepdim", lambda x: flt.logsumexp(x, (0, 2), keepdim=True),
-         lambda x: torch.logsumexp(x, (0, 2), keepdim=True), _softmax_maker((3, 2, 4))),
+    Case(
+        "logsumexp-dims-keepdim",
+        lambda x: flt.logsumexp(x, (0, 2), keepdim=True),
+        lambda x: torch.logsumexp(x, (0, 2), keepdim=True),
+        _softmax_maker((3, 2, 4)),
+    ),
     Case("entropy", flt.entropy, _entropy_reference, _softmax_maker((3, 2, 4))),
+    *[
+        _linear_ce(r, **opts)
+        for r in ("mean", "sum", "none")
+        for opts in (
+            {},
+            {"weight": True, "ignored": 1, "ls": 0.2, "z": 0.01},
+            {"bias": False, "probs": True, "weight": True, "ls": 0.1},
+            {"positions": (2, 3), "ignored": 2, "z": 0.01},
+        )
+    ],
+    _linear_ce("mean", positions=()),
+    _linear_ce("none", positions=(), probs=True, z=0.01),
+    # every position ignored: the sum is 0 and every gradient 0 (the mean, NaN, is tested apart)
+    *[_linear_ce(r, weight=True, ignored=5, ls=0.1, z=0.01) for r in ("sum", "none")],
 ]

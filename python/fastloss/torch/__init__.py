@@ -16,8 +16,7 @@ try:
     import torch as _torch  # noqa: F401
 except ImportError as err:  # pragma: no cover - exercised by the optional-import test
     raise ImportError(
-        "fastloss.torch needs PyTorch (pip install torch); the NumPy API (import fastloss) "
-        "does not"
+        "fastloss.torch needs PyTorch (pip install torch); the NumPy API (import fastloss) does not"
     ) from err
 
 from . import nn
@@ -30,6 +29,7 @@ from .functional import (
     distillation_loss,
     entropy,
     kl_div,
+    linear_cross_entropy,
     log_softmax,
     logsumexp,
     nll_loss,
@@ -46,6 +46,7 @@ __all__ = [
     "empty_cache",
     "entropy",
     "kl_div",
+    "linear_cross_entropy",
     "log_softmax",
     "logsumexp",
     "nll_loss",

@@ -1,8 +1,9 @@
 """softmax, log_softmax, logsumexp and entropy as torch custom ops.
 
 Their forward passes are fastloss's kernels. They have no fused gradient to precompute (it
-depends on grad_output everywhere), so backward is written in torch operations: torch's own
-softmax backward kernels, and logsumexp's and entropy's closed forms.
+depends on grad_output everywhere), so backward takes grad_output: softmax's and log_softmax's
+through fastloss's backward kernels (custom ops too, so that torch.compile traces them),
+logsumexp's and entropy's closed forms in torch operations.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from ._autograd import refuse_double_backward
 from ._convert import to_numpy, to_tensor
 from ._threads import call_with_torch_threads
 
-__all__ = ["entropy_op", "log_softmax_op", "logsumexp_op", "softmax_op"]
+__all__ = [
+    "entropy_op",
+    "log_softmax_backward_op",
+    "log_softmax_op",
+    "logsumexp_op",
+    "softmax_backward_op",
+    "softmax_op",
+]
 
 
 def _kept(t: torch.Tensor, dims: list[int], ndim: int) -> torch.Tensor:
@@ -45,21 +53,49 @@ def _softmax_fake(input: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.empty_like(input, memory_format=torch.contiguous_format)
 
 
+@torch.library.custom_op("fastloss::softmax_backward", mutates_args=())
+def softmax_backward_op(grad_output: torch.Tensor, output: torch.Tensor, dim: int) -> torch.Tensor:
+    """``output * (grad_output - sum(grad_output * output, dim))``, by fastloss's kernel."""
+    result = call_with_torch_threads(
+        _softmax.softmax_backward, to_numpy(grad_output), to_numpy(output), dim
+    )
+    return to_tensor(result)
+
+
+@torch.library.custom_op("fastloss::log_softmax_backward", mutates_args=())
+def log_softmax_backward_op(
+    grad_output: torch.Tensor, output: torch.Tensor, dim: int
+) -> torch.Tensor:
+    """``grad_output - exp(output) * sum(grad_output, dim)``, by fastloss's kernel."""
+    result = call_with_torch_threads(
+        _softmax.log_softmax_backward, to_numpy(grad_output), to_numpy(output), dim
+    )
+    return to_tensor(result)
+
+
+@softmax_backward_op.register_fake
+@log_softmax_backward_op.register_fake
+def _softmax_backward_fake(
+    grad_output: torch.Tensor, output: torch.Tensor, dim: int
+) -> torch.Tensor:
+    return torch.empty_like(output, memory_format=torch.contiguous_format)
+
+
 def _save_output(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
     ctx.save_for_backward(output)
-    ctx.dim, ctx.dtype = inputs[1], inputs[0].dtype
+    ctx.dim = inputs[1]
 
 
 def _softmax_backward(ctx: Any, grad: torch.Tensor) -> tuple:
     refuse_double_backward("softmax")
     (output,) = ctx.saved_tensors
-    return torch._softmax_backward_data(grad, output, ctx.dim, ctx.dtype), None
+    return softmax_backward_op(grad, output, ctx.dim), None
 
 
 def _log_softmax_backward(ctx: Any, grad: torch.Tensor) -> tuple:
     refuse_double_backward("log_softmax")
     (output,) = ctx.saved_tensors
-    return torch._log_softmax_backward_data(grad, output, ctx.dim, ctx.dtype), None
+    return log_softmax_backward_op(grad, output, ctx.dim), None
 
 
 softmax_op.register_autograd(_softmax_backward, setup_context=_save_output)

@@ -26,6 +26,7 @@ __all__ = [
     "distillation_loss",
     "entropy",
     "kl_div",
+    "linear_cross_entropy",
     "log_softmax",
     "logsumexp",
     "nll_loss",
@@ -64,8 +65,69 @@ def cross_entropy(
     """
     _refuse_legacy("cross_entropy", size_average, reduce)
     return LOSSES["cross_entropy"](
-        input=input, target=target, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, axis=dim,
+        input=input,
+        target=target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        axis=dim,
+    )
+
+
+def linear_cross_entropy(
+    input: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    *,
+    linear_bias: Optional[Tensor] = None,
+    weight: Optional[Tensor] = None,
+    reduction: str = "mean",
+    ignore_index: Optional[int] = None,
+    label_smoothing: float = 0.0,
+    options: Any = None,
+    z_loss: float = 0.0,
+    chunk_size: Optional[int] = None,
+) -> Tensor:
+    """``torch.nn.functional.linear_cross_entropy``: ``cross_entropy(input @ linear_weight.T +
+    linear_bias, target, ...)`` without ever holding the logits (``fastloss.linear_cross_entropy``
+    computes them a strip of rows at a time).
+
+    The gradients with respect to `input`, `linear_weight` and `linear_bias` are computed in
+    the forward pass, in the same pass as the loss. Beyond torch's: `input` may be ``(..., d)``
+    with any leading dims (``(B, T, d)`` hidden states with ``(B, T)`` targets; torch takes
+    ``(d,)`` or ``(N, d)``); ``z_loss`` (an opt-in addition) adds ``z_loss * lse**2`` per
+    non-ignored position, reduced as `cross_entropy`'s; ``chunk_size`` sets the rows per strip
+    (by default, as many as fit in 64 MB of logits). Not supported: a K-dimensional
+    `linear_weight` ``(C, d_1, ..., d_K, d)``. `options` (torch's chunking strategy, a
+    ``torch.nn.LinearCrossEntropyOptions``) is accepted and not used: fastloss always works in
+    strips, accumulates float16/bfloat16 gradients in float32, and supports every option.
+    """
+    if options is not None:
+        expected = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+        if expected is None or not isinstance(options, expected):
+            raise TypeError(
+                "fastloss.torch.linear_cross_entropy: options must be None or a "
+                f"torch.nn.LinearCrossEntropyOptions, got {type(options).__name__}"
+            )
+    probabilities = isinstance(target, torch.Tensor) and target.is_floating_point()
+    if probabilities and ignore_index is not None:
+        raise ValueError(
+            "fastloss.torch.linear_cross_entropy: ignore_index must be None when target holds "
+            f"class probabilities (a floating target), got {ignore_index!r}; as torch, which "
+            "ignores no position of such a target"
+        )
+    return LOSSES["linear_cross_entropy"](
+        input=input,
+        linear_weight=linear_weight,
+        target=target,
+        linear_bias=linear_bias,
+        weight=weight,
+        ignore_index=-100 if ignore_index is None else ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        chunk_size=chunk_size,
     )
 
 
@@ -83,8 +145,12 @@ def nll_loss(
     """``torch.nn.functional.nll_loss`` (``dim`` as in `cross_entropy`)."""
     _refuse_legacy("nll_loss", size_average, reduce)
     return LOSSES["nll_loss"](
-        input=input, target=target, weight=weight, ignore_index=ignore_index,
-        reduction=reduction, axis=dim,
+        input=input,
+        target=target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        axis=dim,
     )
 
 
@@ -172,10 +238,19 @@ def distillation_loss(
     the z-loss to the hard term CE (``cross_entropy``'s, Liger's reduction).
     The teacher gets no gradient (detach it; a teacher that requires grad is an error)."""
     return LOSSES["distillation_loss"](
-        student_logits=student_logits, teacher_logits=teacher_logits, target=target,
-        weight=weight, temperature=temperature, alpha=alpha, ignore_index=ignore_index,
-        reduction=reduction, label_smoothing=label_smoothing, axis=dim,
-        divergence=divergence, beta=float(beta), z_loss=float(z_loss),
+        student_logits=student_logits,
+        teacher_logits=teacher_logits,
+        target=target,
+        weight=weight,
+        temperature=temperature,
+        alpha=alpha,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        axis=dim,
+        divergence=divergence,
+        beta=float(beta),
+        z_loss=float(z_loss),
     )
 
 

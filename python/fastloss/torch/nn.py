@@ -7,7 +7,7 @@ TypeError); class weights are registered as buffers, as torch.nn registers them,
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -22,6 +22,7 @@ __all__ = [
     "DistillationLoss",
     "Entropy",
     "KLDivLoss",
+    "LinearCrossEntropyLoss",
     "LogSoftmax",
     "NLLLoss",
     "SigmoidFocalLoss",
@@ -65,8 +66,13 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(
-            input, target, weight=self.weight, ignore_index=self.ignore_index,
-            reduction=self.reduction, label_smoothing=self.label_smoothing, dim=self.dim,
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            dim=self.dim,
         )
 
 
@@ -90,8 +96,12 @@ class NLLLoss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.nll_loss(
-            input, target, weight=self.weight, ignore_index=self.ignore_index,
-            reduction=self.reduction, dim=self.dim,
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            dim=self.dim,
         )
 
 
@@ -99,7 +109,10 @@ class KLDivLoss(_Loss):
     """``torch.nn.KLDivLoss``."""
 
     def __init__(
-        self, size_average: None = None, reduce: None = None, reduction: str = "mean",
+        self,
+        size_average: None = None,
+        reduce: None = None,
+        reduction: str = "mean",
         log_target: bool = False,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -113,7 +126,10 @@ class BCELoss(_Loss):
     """``torch.nn.BCELoss``."""
 
     def __init__(
-        self, weight: Optional[Tensor] = None, size_average: None = None, reduce: None = None,
+        self,
+        weight: Optional[Tensor] = None,
+        size_average: None = None,
+        reduce: None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -127,8 +143,12 @@ class BCEWithLogitsLoss(_Loss):
     """``torch.nn.BCEWithLogitsLoss``."""
 
     def __init__(
-        self, weight: Optional[Tensor] = None, size_average: None = None, reduce: None = None,
-        reduction: str = "mean", pos_weight: Optional[Tensor] = None,
+        self,
+        weight: Optional[Tensor] = None,
+        size_average: None = None,
+        reduce: None = None,
+        reduction: str = "mean",
+        pos_weight: Optional[Tensor] = None,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.register_buffer("weight", weight)
@@ -144,7 +164,10 @@ class CosineEmbeddingLoss(_Loss):
     """``torch.nn.CosineEmbeddingLoss``."""
 
     def __init__(
-        self, margin: float = 0.0, size_average: None = None, reduce: None = None,
+        self,
+        margin: float = 0.0,
+        size_average: None = None,
+        reduce: None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
@@ -178,9 +201,16 @@ class DistillationLoss(_Loss):
     target)``."""
 
     def __init__(
-        self, temperature: float = 2.0, alpha: float = 0.5, reduction: str = "mean",
-        weight: Optional[Tensor] = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        dim: Optional[int] = None, divergence: str = "kl", beta: float = 0.5,
+        self,
+        temperature: float = 2.0,
+        alpha: float = 0.5,
+        reduction: str = "mean",
+        weight: Optional[Tensor] = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        dim: Optional[int] = None,
+        divergence: str = "kl",
+        beta: float = 0.5,
         z_loss: float = 0.0,
     ) -> None:
         super().__init__(reduction=reduction)
@@ -196,10 +226,86 @@ class DistillationLoss(_Loss):
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor, target: Tensor) -> Tensor:
         return F.distillation_loss(
-            student_logits, teacher_logits, target, temperature=self.temperature,
-            alpha=self.alpha, reduction=self.reduction, weight=self.weight,
-            ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, dim=self.dim,
-            divergence=self.divergence, beta=self.beta, z_loss=self.z_loss,
+            student_logits,
+            teacher_logits,
+            target,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            reduction=self.reduction,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            dim=self.dim,
+            divergence=self.divergence,
+            beta=self.beta,
+            z_loss=self.z_loss,
+        )
+
+
+class LinearCrossEntropyLoss(_Loss):
+    """``torch.nn.LinearCrossEntropyLoss``: a classifier head ``self.linear`` (a
+    ``torch.nn.Linear(in_features, num_classes, bias=bias)``) and the cross-entropy of its
+    logits, by `fastloss.torch.linear_cross_entropy` (which never holds them); the parameters
+    and buffers have torch's names, so state dicts load either way. Plus ``z_loss=`` and
+    ``chunk_size=``; ``out_features`` must be ``()`` (no K-dimensional loss)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        out_features: tuple[int, ...] = (),
+        bias: bool = False,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
+        reduction: str = "mean",
+        weight: Optional[Tensor] = None,
+        ignore_index: Optional[int] = None,
+        label_smoothing: float = 0.0,
+        options: Any = None,
+        z_loss: float = 0.0,
+        chunk_size: Optional[int] = None,
+    ) -> None:
+        if tuple(out_features) != ():
+            raise ValueError(
+                "fastloss.torch.nn.LinearCrossEntropyLoss: out_features must be () (fastloss "
+                f"has no K-dimensional linear_cross_entropy), got {out_features!r}"
+            )
+        super().__init__(reduction=reduction)
+        self.register_buffer("weight", weight)
+        self.num_classes = num_classes
+        self.out_features = ()
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.options = options
+        self.z_loss = z_loss
+        self.chunk_size = chunk_size
+        self.linear = torch.nn.Linear(
+            in_features, num_classes, bias=bias, device=device, dtype=dtype
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.linear_cross_entropy(
+            input,
+            self.linear.weight,
+            target,
+            linear_bias=self.linear.bias,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            options=self.options,
+            z_loss=self.z_loss,
+            chunk_size=self.chunk_size,
+        )
+
+    def extra_repr(self) -> str:
+        # torch's fields, then fastloss's
+        return (
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
+            f"out_features=(), bias={self.linear.bias is not None}, reduction={self.reduction}, "
+            f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
+            f"options={self.options}, z_loss={self.z_loss}, chunk_size={self.chunk_size}"
         )
 
 
