@@ -2,6 +2,8 @@
 // input's shape without the class axis).
 #pragma once
 
+#include <cmath>
+#include <stdexcept>
 #include <string>
 
 #include "bindings/array_checks.hpp"
@@ -15,6 +17,14 @@ inline Reduction parse_reduction(const std::string& r) {
     if (r == "mean") return Reduction::mean;
     if (r == "sum") return Reduction::sum;
     throw std::invalid_argument("reduction must be 'none', 'mean' or 'sum', got '" + r + "'");
+}
+
+// The softcap option as the kernels take it (cross_entropy, distillation_loss): 0 for none, or a
+// finite number > 0 (the Python layer maps None to 0 and words the error for users).
+inline void check_softcap(double softcap) {
+    if (!(softcap >= 0.0 && std::isfinite(softcap))) {
+        throw std::invalid_argument("softcap must be a finite number > 0, got " + std::to_string(softcap));
+    }
 }
 
 // Whether `a` has the per-position shape: x's shape without the class axis.

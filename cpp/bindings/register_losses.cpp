@@ -77,9 +77,7 @@ py::object classification_loss_binding(bool nll, const py::array& x, const py::a
     if (!(extras.z_loss >= 0.0 && std::isfinite(extras.z_loss))) {
         throw std::invalid_argument("z_loss must be a finite number >= 0, got " + std::to_string(extras.z_loss));
     }
-    if (!(extras.softcap >= 0.0 && std::isfinite(extras.softcap))) {
-        throw std::invalid_argument("softcap must be a finite number > 0, got " + std::to_string(extras.softcap));
-    }
+    check_softcap(extras.softcap);
     const Reduction r = parse_reduction(reduction);
     const double value = with_storage_type(type, [&](auto tag) {
         return run_classification_loss<decltype(tag)>(nll, x, target, weight, ignore_index, label_smoothing, r, axis,

@@ -14,6 +14,7 @@
 #include "ops/cross_entropy_operands.hpp"
 #include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
+#include "ops/softcapped_rows.hpp"
 
 namespace fastloss {
 namespace {
@@ -95,11 +96,9 @@ class TargetChangedDuringCall {
     std::atomic<int64_t> value_{0};
 };
 
-// Logit soft-capping, x' = cap tanh(x / cap): each position's row is capped into a buffer of T
-// that stays in cache, the plain row kernels of T run on it (the loss, the lse, and the gradient
-// with respect to x' formed in place), and that gradient is chained through the tanh, times
-// 1 - tanh^2, into the caller's layout. The capped logits exist one row at a time, never as an
-// array. A row is read whole before its gradient row (which may be the input) is written.
+// Logit soft-capping (softcapped_rows.hpp): each position's row is capped into a buffer of T, the
+// plain row kernels of T run on it (the loss, the lse, and the gradient with respect to x' formed
+// in place), and that gradient is chained through the tanh into the caller's layout.
 template <class S>
 void softcapped_positions(const AxisGeometry& g, const ClassificationLossCall<S>& call,
                           const CrossEntropyParams<compute_t<S>>& params, const CrossEntropyOperands<S>& operands) {
@@ -107,54 +106,37 @@ void softcapped_positions(const AxisGeometry& g, const ClassificationLossCall<S>
     using Slot = CrossEntropySlot;
     const int64_t classes = g.classes;
     const bool with_grad = operands.grad != nullptr, index_targets = operands.target != nullptr;
-    const SoftcapKernels<S>& cap = active_kernels().kernels<S>().softcap;
     const CrossEntropyKernels<T>& k = active_kernels().kernels<T>().cross_entropy;
     const auto kernel = with_grad ? (index_targets ? k.index_rows_grad : k.probability_rows_grad)
                                   : (index_targets ? k.index_rows : k.probability_rows);
-    const T softcap = T(call.softcap);
     const int64_t x_stride = g.class_stride[Slot::input], q_stride = g.class_stride[Slot::target];
     const int64_t grad_stride = g.class_stride[Slot::grad];
-    const bool staged = x_stride != 1 || (with_grad && grad_stride != 1);
+    const bool strided = x_stride != 1 || (with_grad && grad_stride != 1);
+    const bool converts_q = !index_targets && converts_row<S>(q_stride);
     parallel_for(g.outer_count(), classes * g.columns, [&](int64_t begin, int64_t end) {
-        std::vector<T> capped = scratch_vector<T>(classes, "a capped row");
-        std::vector<T> derivative = scratch_vector<T>(with_grad ? classes : 0, "a row of tanh's derivative");
-        std::vector<T> q_row = scratch_vector<T>(index_targets ? 0 : classes, "a staged target row");
-        std::vector<S> strided_row = scratch_vector<S>(staged ? classes : 0, "a staged row");
+        SoftcappedRow<S> row(classes, T(call.softcap), with_grad, strided);
+        std::vector<T> q_row = scratch_vector<T>(converts_q ? classes : 0, "a staged target row");
         visit_positions(g, begin, end, [&](const int64_t* at) {
-            const S* x = operands.logits + at[Slot::input];
-            if (x_stride != 1) {
-                gather_row(x, x_stride, classes, strided_row.data());
-                x = strided_row.data();
-            }
-            cap.cap_row(x, classes, softcap, capped.data(), with_grad ? derivative.data() : nullptr);
             CrossEntropyBlock<T> b;
-            b.input = capped.data();
+            b.input = row.cap(operands.logits + at[Slot::input], x_stride);
             b.input_stride = classes;
             if (index_targets) {
                 b.target = operands.target + at[Slot::target];
             } else {
-                const S* q = operands.probabilities + at[Slot::target];
-                for (int64_t c = 0; c < classes; ++c) q_row[c] = T(q[c * q_stride]);
-                b.probabilities = q_row.data();
+                b.probabilities =
+                    row_in_compute_type(operands.probabilities + at[Slot::target], q_stride, classes, q_row.data());
                 b.probability_stride = classes;
             }
             b.loss = operands.losses + at[Slot::loss];
             if (operands.lse) b.lse = operands.lse + at[Slot::loss];
             if (with_grad) {
-                b.grad = capped.data();  // the gradient with respect to x', in place
+                b.grad = row.capped();  // the gradient with respect to x', in place
                 b.grad_stride = classes;
                 b.scale = operands.scale_varies ? operands.scale + at[Slot::scale] : operands.scale;
             }
             b.count = 1;
             kernel(b, params);
-            if (!with_grad) return;
-            S* out = operands.grad + at[Slot::grad];
-            if (grad_stride == 1) {
-                cap.chain_row(capped.data(), derivative.data(), classes, out);
-                return;
-            }
-            cap.chain_row(capped.data(), derivative.data(), classes, strided_row.data());
-            for (int64_t c = 0; c < classes; ++c) out[c * grad_stride] = strided_row[c];
+            if (with_grad) row.chain_into(operands.grad + at[Slot::grad], grad_stride);
         });
     });
 }

@@ -1,0 +1,85 @@
+// Logit soft-capping over one class axis, a row at a time (cross_entropy's and distillation_loss's
+// softcap): x' = cap tanh(x / cap). A driver caps each position's row into a buffer of T that stays
+// in cache, runs its plain row kernel of T on it (the gradient with respect to x' formed in place),
+// and chains that gradient through the tanh, times 1 - tanh^2, into the caller's layout. The
+// capped logits exist one row at a time, never as an array.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "fastloss/dispatch.hpp"
+#include "fastloss/half.hpp"
+#include "fastloss/kernel_table.hpp"
+#include "fastloss/scratch.hpp"
+#include "ops/position_loops.hpp"
+
+namespace fastloss {
+
+// The row at x, its n values `stride` apart, as contiguous values of T: x itself where it already
+// is that, else converted into `buffer` (n values; unused otherwise).
+template <class S>
+const compute_t<S>* row_in_compute_type(const S* x, int64_t stride, int64_t n, compute_t<S>* buffer) {
+    using T = compute_t<S>;
+    if constexpr (std::is_same_v<S, T>) {
+        if (stride == 1) return x;
+    }
+    for (int64_t c = 0; c < n; ++c) buffer[c] = T(x[c * stride]);
+    return buffer;
+}
+
+// Whether row_in_compute_type needs its buffer for rows `stride` apart.
+template <class S>
+bool converts_row(int64_t stride) {
+    return !std::is_same_v<S, compute_t<S>> || stride != 1;
+}
+
+// One thread's buffers for capping rows of `classes` logits of S, one row at a time: cap() a row,
+// run the plain kernel on capped() (with a gradient, formed in place there), then chain_into() the
+// caller's gradient row. Built inside a parallel region (its allocation failures are carried out
+// by parallel_for).
+template <class S>
+class SoftcappedRow {
+  public:
+    using T = compute_t<S>;
+
+    // `strided`: some row passed to cap() or chain_into() has a class stride other than 1.
+    SoftcappedRow(int64_t classes, T softcap, bool with_grad, bool strided)
+        : kernels_(active_kernels().kernels<S>().softcap), classes_(classes), softcap_(softcap),
+          capped_(scratch_vector<T>(classes, "a capped row")),
+          derivative_(scratch_vector<T>(with_grad ? classes : 0, "a row of tanh's derivative")),
+          staged_(scratch_vector<S>(strided ? classes : 0, "a staged row")) {}
+
+    // Caps the row at x, its classes `stride` apart, into capped(), and keeps tanh's derivative
+    // there when with_grad. Reads the whole row, so that its gradient row may then overwrite it.
+    T* cap(const S* x, int64_t stride) {
+        if (stride != 1) {
+            gather_row(x, stride, classes_, staged_.data());
+            x = staged_.data();
+        }
+        kernels_.cap_row(x, classes_, softcap_, capped_.data(), derivative_.empty() ? nullptr : derivative_.data());
+        return capped_.data();
+    }
+    T* capped() { return capped_.data(); }
+
+    // out[c * stride] = capped()[c] (d loss / d x'_c) times d x'_c / d x_c, rounded to S.
+    void chain_into(S* out, int64_t stride) {
+        if (stride == 1) {
+            kernels_.chain_row(capped_.data(), derivative_.data(), classes_, out);
+            return;
+        }
+        kernels_.chain_row(capped_.data(), derivative_.data(), classes_, staged_.data());
+        for (int64_t c = 0; c < classes_; ++c) out[c * stride] = staged_[c];
+    }
+
+  private:
+    const SoftcapKernels<S>& kernels_;
+    int64_t classes_;
+    T softcap_;
+    std::vector<T> capped_;
+    std::vector<T> derivative_;
+    std::vector<S> staged_;  // a strided row gathered before capping, or its gradient before the scatter
+};
+
+}  // namespace fastloss
