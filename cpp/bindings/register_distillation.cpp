@@ -34,8 +34,8 @@ Divergence parse_divergence(const std::string& name, double beta) {
 template <class T>
 double run_distillation(const py::array& s, const py::array& t, const py::array& target, const py::object& weight,
                         int64_t ignore_index, double label_smoothing, double temperature, double alpha,
-                        Divergence divergence, double beta, double z_loss, Reduction reduction, int axis,
-                        const py::object& out, const py::object& grad, const py::object& grad_output) {
+                        Divergence divergence, double beta, double z_loss, double softcap, Reduction reduction,
+                        int axis, const py::object& out, const py::object& grad, const py::object& grad_output) {
     DistillationCall<T> call;
     call.student = static_cast<const T*>(s.data());
     call.student_strides = element_strides(s);
@@ -50,6 +50,7 @@ double run_distillation(const py::array& s, const py::array& t, const py::array&
     call.divergence = divergence;
     call.beta = beta;
     call.z_loss = z_loss;
+    call.softcap = softcap;
     call.reduction = reduction;
 
     set_class_targets<T>(call, s, "student_logits", axis, target, true);
@@ -74,7 +75,7 @@ py::object distillation_binding(const py::array& s, const py::array& t, const py
                             int64_t ignore_index, double label_smoothing, double temperature, double alpha,
                             const std::string& divergence_name, double beta, const std::string& reduction,
                             int64_t axis_arg, const py::object& out, const py::object& grad,
-                            const py::object& grad_output, double z_loss) {
+                            const py::object& grad_output, double z_loss, double softcap) {
     const FloatType type = float_type(s, "student_logits");
     float_type(t, "teacher_logits");
     check_same_type(s, t, "student_logits", "teacher_logits");
@@ -97,10 +98,11 @@ py::object distillation_binding(const py::array& s, const py::array& t, const py
     if (!(z_loss >= 0.0) || !std::isfinite(z_loss)) {
         throw std::invalid_argument("z_loss must be a finite number >= 0, got " + std::to_string(z_loss));
     }
+    check_softcap(softcap);
     const Reduction r = parse_reduction(reduction);
     const double value = with_storage_type(type, [&](auto tag) {
         return run_distillation<decltype(tag)>(s, t, target, weight, ignore_index, label_smoothing, temperature, alpha,
-                                               divergence, beta, z_loss, r, axis, out, grad, grad_output);
+                                               divergence, beta, z_loss, softcap, r, axis, out, grad, grad_output);
     });
     return loss_result(value, type, r);
 }
@@ -151,17 +153,18 @@ py::object distillation_common_case(py::handle student, py::handle teacher, py::
     if (*reduction == "none") {
         py::array out = new_array(s, shape_without(s, axis));
         distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature, alpha,
-                             *divergence, beta, *reduction, axis, out, py::none(), py::none(), 0.0);
+                             *divergence, beta, *reduction, axis, out, py::none(), py::none(), 0.0, 0.0);
         return std::move(out);
     }
     if (!*return_grad) {
         return distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature, alpha,
-                                    *divergence, beta, *reduction, axis, py::none(), py::none(), py::none(), 0.0);
+                                    *divergence, beta, *reduction, axis, py::none(), py::none(), py::none(), 0.0,
+                                    0.0);
     }
     py::array grad = new_array(s, std::vector<py::ssize_t>(s.shape(), s.shape() + s.ndim()));
     py::object loss = distillation_binding(s, t, target, py::none(), *ignore_index, label_smoothing, temperature,
                                            alpha, *divergence, beta, *reduction, axis, py::none(), grad, py::none(),
-                                           0.0);
+                                           0.0, 0.0);
     return loss_and_grad(std::move(loss), std::move(grad));
 }
 
@@ -180,9 +183,11 @@ void register_distillation(py::module_& m) {
           py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("temperature"), py::arg("alpha"),
           py::arg("divergence"), py::arg("beta"), py::arg("reduction"), py::arg("axis"), py::arg("out"),
           py::arg("grad") = py::none(), py::arg("grad_output") = py::none(), py::arg("z_loss") = 0.0,
+          py::arg("softcap") = 0.0,
           "alpha CE(s, target) + (1 - alpha) T^2 D(softmax(t/T), softmax(s/T)), D = KL(p || sigma) ('kl'), "
           "KL(sigma || p) ('reverse_kl') or the generalized JSD with beta ('jsd'); returns the mean/sum, or "
-          "writes per-position losses to out; with grad, also writes the gradient w.r.t. s there.");
+          "writes per-position losses to out; with grad, also writes the gradient w.r.t. s there; softcap > 0: with "
+          "s' = softcap tanh(s / softcap) in place of s in both terms (the gradient still w.r.t. s).");
 }
 
 }  // namespace fastloss::bindings

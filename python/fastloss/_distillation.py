@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from . import _core
 from ._class_losses import (
     check_label_smoothing,
+    check_softcap,
     check_z_loss,
     class_axis,
     class_target,
@@ -58,6 +59,7 @@ def distillation_loss(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     axis: int | None = None,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -108,6 +110,18 @@ def distillation_loss(
     count of those positions, unweighted) and weighed by ``alpha`` with the cross-entropy.
     The gradient includes it. ``z_loss=0`` gives the plain loss, bit for bit.
 
+    ``softcap`` > 0 soft-caps the student's logits, Gemma 2's final-logit soft-capping (as in
+    `cross_entropy`): ``s' = softcap * tanh(s / softcap)`` replaces ``s`` in both terms, so the
+    hard term is ``cross_entropy(s', target, ...)`` (its z-loss takes the log-sum-exp of ``s'``)
+    and the soft term is the divergence between ``softmax(t / T)`` and ``softmax(s' / T)``. The
+    cap is part of the student model's output (Gemma 2, itself distilled, caps its logits so),
+    so both terms see the distribution the student actually predicts; the teacher's logits are
+    taken as given, not capped (cap them yourself if the teacher caps its own). The loss is
+    exactly the PyTorch expression above with ``s = softcap * torch.tanh(s / softcap)`` applied
+    first, and the gradient is with respect to the raw ``s``, through the tanh (``1 -
+    tanh(s / softcap)**2``). Fused: the capped logits exist one row at a time, never as an
+    array. ``None`` (default): no capping, today's results bit for bit.
+
     -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
     student logit where the teacher's probability is positive makes KL +inf. ``"reverse_kl"``
@@ -133,10 +147,11 @@ def distillation_loss(
     `cross_entropy` (``grad_out`` may be `student_logits` itself).
 
     Raises ValueError for ``temperature <= 0``, ``alpha`` or ``beta`` outside [0, 1] (NaN
-    included), a negative or non-finite ``z_loss``, an unknown ``divergence`` or logits of
+    included), a negative or non-finite ``z_loss``, a ``softcap`` that is not a finite number
+    > 0, an unknown ``divergence`` or logits of
     different shapes, and the errors of `cross_entropy` for the target.
     """
-    if type(z_loss) is float and z_loss == 0.0:
+    if type(z_loss) is float and z_loss == 0.0 and softcap is None:
         result = _core.distillation_loss_common_case(  # see cross_entropy
             student_logits, teacher_logits, target, temperature, alpha, divergence, beta,
             reduction, weight, ignore_index, label_smoothing, axis, return_grad, grad_output,
@@ -163,6 +178,7 @@ def distillation_loss(
     div = check_divergence(divergence)
     b = check_beta(beta)
     z = check_z_loss(z_loss)
+    cap = check_softcap(softcap)
     ls = check_label_smoothing(real_number(label_smoothing, "label_smoothing"), label_smoothing)
     ignore = ignore_index_value(ignore_index)
 
@@ -176,7 +192,7 @@ def distillation_loss(
     t = t.astype(result_dtype, copy=False)
     result = run_class_loss(
         _core.distillation_loss, s, (t, y, w), (ignore, ls, temp, a, div, b), reduction, ax,
-        input_dtype, return_grad, grad_output, grad_out, keywords={"z_loss": z},
+        input_dtype, return_grad, grad_output, grad_out, keywords={"z_loss": z, "softcap": cap},
     )
     if reduction == "mean" and y.dtype != np.int64 and s.shape[ax] == 0:
         # cross_entropy's mean over probability targets divides by numel / C: with no classes

@@ -179,12 +179,14 @@ class DistillationLoss:
         divergence: str = "kl",
         beta: float = 0.5,
         z_loss: float = 0.0,
+        softcap: Optional[float] = None,
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.divergence = divergence
         self.beta = beta
         self.z_loss = z_loss
+        self.softcap = softcap
         self.reduction = reduction
         self.weight = weight
         self.ignore_index = ignore_index
@@ -205,16 +207,18 @@ class DistillationLoss:
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
             z_loss=self.z_loss,
+            softcap=self.softcap,
             axis=self.axis,
         )
 
     def __repr__(self) -> str:
         z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
+        softcap = f", softcap={self.softcap}" if self.softcap is not None else ""
         return (
             f"DistillationLoss(temperature={self.temperature}, alpha={self.alpha}, "
             f"divergence={self.divergence!r}, beta={self.beta}, "
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
-            f"label_smoothing={self.label_smoothing}, axis={self.axis}{z_loss})"
+            f"label_smoothing={self.label_smoothing}, axis={self.axis}{z_loss}{softcap})"
         )
 
 

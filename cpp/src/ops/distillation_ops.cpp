@@ -8,6 +8,7 @@
 #include "ops/cross_entropy_operands.hpp"
 #include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
+#include "ops/softcapped_rows.hpp"
 
 namespace fastloss {
 namespace {
@@ -17,6 +18,70 @@ namespace {
 struct DistillationSlot : CrossEntropySlot {
     enum : int { teacher = CrossEntropySlot::count, count };
 };
+
+// The JSD's rows kernels keep two rows of exponentials in `stored`, one per block (inside a
+// parallel region: an allocation failure is rethrown after it, as the staged rows' is); the other
+// divergences need none.
+template <class T>
+std::vector<T> stored_row(Divergence divergence, int64_t classes) {
+    const bool stores_rows = divergence == Divergence::jsd;
+    const int64_t length = stores_rows ? 2 * (classes + DistillationBlock<T>::kMaxStoredPadding) : 0;
+    return scratch_vector<T>(length, "JSD scratch row");
+}
+
+// Soft-capping of the student's logits (softcapped_rows.hpp), one position at a time in any
+// layout: the student's row is capped into a buffer of T and the teacher's row (and the
+// probability targets') staged as T where they are not that already, the rows kernel of T runs on
+// them (forming the gradient with respect to s' in place), and that gradient is chained through
+// the tanh into the caller's layout. `soft` holds the soft term of each position, beside the hard
+// operands' losses as distillation_forward lays them out.
+template <class S>
+void softcapped_positions(const AxisGeometry& g, const DistillationCall<S>& call,
+                          const DistillationParams<compute_t<S>>& params, const CrossEntropyOperands<S>& hard,
+                          compute_t<S>* soft) {
+    using T = compute_t<S>;
+    using Slot = DistillationSlot;
+    const int64_t classes = g.classes;
+    const bool with_grad = hard.grad != nullptr, index_targets = hard.target != nullptr;
+    const DistillationKernels<T>& k = active_kernels().kernels<T>().distillation;
+    const auto kernel = with_grad ? k.rows_grad : k.rows;
+    const int64_t s_stride = g.class_stride[Slot::input], t_stride = g.class_stride[Slot::teacher];
+    const int64_t q_stride = g.class_stride[Slot::target], grad_stride = g.class_stride[Slot::grad];
+    const bool strided = s_stride != 1 || (with_grad && grad_stride != 1);
+    const bool converts_t = converts_row<S>(t_stride), converts_q = !index_targets && converts_row<S>(q_stride);
+    parallel_for(g.outer_count(), classes * g.columns, [&](int64_t begin, int64_t end) {
+        SoftcappedRow<S> student(classes, T(call.softcap), with_grad, strided);
+        std::vector<T> t_row = scratch_vector<T>(converts_t ? classes : 0, "a staged teacher row");
+        std::vector<T> q_row = scratch_vector<T>(converts_q ? classes : 0, "a staged target row");
+        std::vector<T> stored = stored_row<T>(call.divergence, classes);
+        visit_positions(g, begin, end, [&](const int64_t* at) {
+            DistillationBlock<T> b;
+            CrossEntropyBlock<T>& h = b.hard;
+            h.input = student.cap(call.student + at[Slot::input], s_stride);
+            h.input_stride = classes;
+            if (index_targets) {
+                h.target = hard.target + at[Slot::target];
+            } else {
+                h.probabilities =
+                    row_in_compute_type(hard.probabilities + at[Slot::target], q_stride, classes, q_row.data());
+                h.probability_stride = classes;
+            }
+            h.loss = hard.losses + at[Slot::loss];
+            if (with_grad) {
+                h.grad = student.capped();  // the gradient with respect to s', in place
+                h.grad_stride = classes;
+                h.scale = hard.scale_varies ? hard.scale + at[Slot::scale] : hard.scale;
+            }
+            h.count = 1;
+            b.teacher = row_in_compute_type(call.teacher + at[Slot::teacher], t_stride, classes, t_row.data());
+            b.teacher_stride = classes;
+            b.kl = soft + at[Slot::loss];
+            b.stored = stored.empty() ? nullptr : stored.data();
+            kernel(b, params);
+            if (with_grad) student.chain_into(hard.grad + at[Slot::grad], grad_stride);
+        });
+    });
+}
 
 }  // namespace
 
@@ -79,13 +144,6 @@ double distillation_forward(const DistillationCall<S>& call) {
     const T constant_scale = call.grad_output_scalar;
     const CrossEntropyOperands<S> hard(call.student, checked.target, call.probabilities, ce, call.grad, grad_output,
                                        &constant_scale);
-    // The JSD's rows kernels keep two rows of exponentials in `stored`, one per block (in the
-    // parallel region: an allocation failure is rethrown after it, as the staged rows' is).
-    const bool stores_rows = call.divergence == Divergence::jsd;
-    auto stored_row = [&]() {
-        const int64_t length = stores_rows ? 2 * (classes + DistillationBlock<S>::kMaxStoredPadding) : 0;
-        return scratch_vector<T>(length, "JSD scratch row");
-    };
     // The kernel block at offsets `at`: the hard term's `block`, the teacher's rows at `teacher`,
     // `teacher_stride` apart, the soft terms beside the hard ones, and the JSD's scratch row.
     auto distillation_block = [&](const CrossEntropyBlock<S>& block, const int64_t* at, const S* teacher,
@@ -103,13 +161,15 @@ double distillation_forward(const DistillationCall<S>& call) {
     const DistillationKernels<S>& k = active_kernels().kernels<S>().distillation;
     const auto rows_kernel = with_grad ? k.rows_grad : k.rows;
     const auto columns_kernel = with_grad ? k.columns_grad : k.columns;
-    if (positions > 0 && classes > 0) {
+    if (positions > 0 && classes > 0 && call.softcap > 0.0) {
+        softcapped_positions(g, call, params, hard, ce + positions);
+    } else if (positions > 0 && classes > 0) {
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
                 const CrossEntropyBlock<S> block = hard.block_at(at, step, step, rows);
                 const S* teacher = call.teacher + at[Slot::teacher];
-                std::vector<T> stored = stored_row();
+                std::vector<T> stored = stored_row<T>(call.divergence, classes);
                 rows_kernel(distillation_block(block, at, teacher, step[Slot::teacher], stored), params);
             },
             [&](const int64_t* at, int64_t columns) {
@@ -126,7 +186,7 @@ double distillation_forward(const DistillationCall<S>& call) {
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
-                std::vector<T> stored = stored_row();
+                std::vector<T> stored = stored_row<T>(call.divergence, classes);
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);

@@ -49,6 +49,10 @@ struct DistillationCall {
     // The hard term's z-loss, cross_entropy's (z lse^2 per position that counts, reduced as Liger
     // reduces it); the hard term, z-loss included, is then weighed by alpha. 0: none.
     double z_loss = 0.0;
+    // Logit soft-capping of the student (0: none): both terms take s' = softcap tanh(s / softcap)
+    // in place of s, the hard term's z-loss its log-sum-exp; the teacher's logits are not capped.
+    // The gradient is with respect to s, through the tanh.
+    double softcap = 0.0;
     Reduction reduction = Reduction::mean;
 
     S* loss = nullptr;  // Reduction::none: C-contiguous array of the per-position shape
