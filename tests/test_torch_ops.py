@@ -53,6 +53,7 @@ def _loss_arguments(name, reduction):
             "jsd",
             0.3,
             0.01,
+            5.0,
         ),
         "kl_div": (
             _x(4, 3),

@@ -389,6 +389,7 @@ def distillation_loss(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     axis: Optional[int] = None,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -396,7 +397,8 @@ def distillation_loss(
     """`fastloss.distillation_loss` on dask arrays, lazily (see `cross_entropy`). With a chunked
     class axis (no return_grad), the cross-entropy comes from merged row statistics and the KL
     term from each chunk's share, once the two tempered logsumexps are merged; the other
-    divergences ("reverse_kl", "jsd") and ``z_loss`` need the class axis in one chunk."""
+    divergences ("reverse_kl", "jsd"), ``z_loss`` and ``softcap`` need the class axis in one
+    chunk."""
     ops = _ClassOperands(student_logits, target, axis, "student_logits")
     teacher = _host_array(teacher_logits, "teacher_logits")
     w = _small_vector(weight, "weight")
@@ -404,8 +406,8 @@ def distillation_loss(
         ops.standin_input(), ops.standin_input(teacher), ops.standin_target(),
         temperature=temperature, alpha=alpha, divergence=divergence, beta=beta,
         reduction=reduction, weight=w,
-        ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, axis=ops.ax,
-        return_grad=return_grad,
+        ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
+        softcap=softcap, axis=ops.ax, return_grad=return_grad,
         grad_output=_standin_grad_output(grad_output, ops.positions, ops.standin_loss_shape()),
     )
     dtype = _dtype_of(value, return_grad)
@@ -424,6 +426,8 @@ def distillation_loss(
             _whole_classes(ops.x, ops.ax, f"distillation_loss with divergence={divergence!r}")
         if z != 0.0:
             _whole_classes(ops.x, ops.ax, "distillation_loss with z_loss")
+        if softcap is not None:
+            _whole_classes(ops.x, ops.ax, "distillation_loss with softcap")
         ce, kl = chunked.chunked_distillation(
             ops.x, teacher, td, ops.ax, ops.probabilities, float(temperature),
             float(label_smoothing), w, ignore_index, dtype,
@@ -440,7 +444,7 @@ def distillation_loss(
     grad_factor: Any = 1.0
     options = dict(temperature=temperature, weight=w, ignore_index=ignore_index,
                    label_smoothing=label_smoothing, axis=ops.ax, alpha=a, divergence=divergence,
-                   beta=beta, z_loss=z)
+                   beta=beta, z_loss=z, softcap=softcap)
     if reduction == "mean":
         alpha_eff, loss_factor, grad_factor = distillation_factors(
             denominator, a, ops.x.shape[0]

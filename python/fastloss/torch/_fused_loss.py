@@ -32,7 +32,7 @@ __all__ = ["FusedLoss", "Gradient"]
 
 def _coerce(value: Any, kind: str, name: str, function: str) -> Any:
     """An option as its schema type, or a TypeError naming it (torch's own would not)."""
-    if kind == "int?" and value is None:
+    if kind in ("int?", "float?") and value is None:
         return None
     if kind in ("int", "int?"):
         try:
@@ -41,7 +41,7 @@ def _coerce(value: Any, kind: str, name: str, function: str) -> Any:
             raise TypeError(
                 f"fastloss.torch.{function}: {name} must be an integer, got {type(value).__name__}"
             ) from None
-    if kind == "float":
+    if kind in ("float", "float?"):
         return real_number(value, name)
     if kind == "str":
         if not isinstance(value, str):

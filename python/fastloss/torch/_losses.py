@@ -80,6 +80,7 @@ LOSSES = {
                 ("divergence", "str"),
                 ("beta", "float"),
                 ("z_loss", "float"),
+                ("softcap", "float?"),
             ),
             _positions,
         ),

@@ -231,11 +231,13 @@ def distillation_loss(
     divergence: str = "kl",
     beta: float = 0.5,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
 ) -> Tensor:
     """fastloss's knowledge-distillation loss (see ``fastloss.distillation_loss``):
     ``alpha * CE(student, target) + (1 - alpha) * T**2 * KL(teacher_T || student_T)``, or
     another ``divergence`` ("reverse_kl", "jsd" with ``beta``) in place of KL; ``z_loss`` adds
-    the z-loss to the hard term CE (``cross_entropy``'s, Liger's reduction).
+    the z-loss to the hard term CE (``cross_entropy``'s, Liger's reduction); ``softcap`` caps the
+    student's logits, ``softcap * tanh(s / softcap)``, before both terms (not the teacher's).
     The teacher gets no gradient (detach it; a teacher that requires grad is an error)."""
     return LOSSES["distillation_loss"](
         student_logits=student_logits,
@@ -251,6 +253,7 @@ def distillation_loss(
         divergence=divergence,
         beta=float(beta),
         z_loss=float(z_loss),
+        softcap=softcap,
     )
 
 

@@ -212,6 +212,7 @@ class DistillationLoss(_Loss):
         divergence: str = "kl",
         beta: float = 0.5,
         z_loss: float = 0.0,
+        softcap: Optional[float] = None,
     ) -> None:
         super().__init__(reduction=reduction)
         self.temperature = temperature
@@ -219,6 +220,7 @@ class DistillationLoss(_Loss):
         self.divergence = divergence
         self.beta = beta
         self.z_loss = z_loss
+        self.softcap = softcap
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
@@ -239,6 +241,7 @@ class DistillationLoss(_Loss):
             divergence=self.divergence,
             beta=self.beta,
             z_loss=self.z_loss,
+            softcap=self.softcap,
         )
 
 
