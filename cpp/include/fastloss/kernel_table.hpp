@@ -339,8 +339,8 @@ struct BinaryCrossEntropyKernels {
 
 // Logit soft-capping (Gemma 2's final logits, as in Liger and Cut Cross-Entropy): x' = cap
 // tanh(x / cap) before the softmax, whose gradient picks up d x' / d x = 1 - tanh(x / cap)^2.
-// The cross-entropy driver caps a row into a cache-sized buffer, runs the plain kernels on it and
-// chains the gradient back (ops/cross_entropy_ops.cpp).
+// The cross-entropy and distillation drivers cap a row into a cache-sized buffer, run their plain
+// kernels on it and chain the gradient back (ops/softcapped_rows.hpp).
 template <class S>
 struct SoftcapKernels {
     using T = compute_t<S>;

@@ -1,6 +1,7 @@
 // Logit soft-capping, x' = cap tanh(x / cap), one contiguous row at a time (see SoftcapKernels in
 // kernel_table.hpp): the capped row and tanh's derivative 1 - tanh^2 go to buffers that the
-// cross-entropy driver keeps in cache while the plain kernels run on the capped row.
+// cross-entropy and distillation drivers keep in cache while the plain kernels run on the capped
+// row (ops/softcapped_rows.hpp).
 #include "fastloss/kernel_table.hpp"
 #include "simd/vector_math-inl.hpp"
 
