@@ -1,7 +1,10 @@
 """What cross_entropy's opt-in options cost beside the plain call, in one process, interleaved.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/cross_entropy_options.py \
-        [--shape 4096x32000] [--threads 2] [--repeats 9]
+        [--shape 4096x32000] [--threads 2] [--repeats 9] [--loss distillation_loss]
+
+``--loss distillation_loss`` times distillation_loss's options instead (teacher logits of the
+same shape, the default temperature, alpha and divergence).
 
 Each round times every variant once (forward, then forward+gradient into a reused buffer), so a
 burst of load on a shared machine touches all of them alike; the table gives medians over rounds
@@ -24,6 +27,8 @@ VARIANTS = {
     "return_lse": {"return_lse": True},
     "softcap=30": {"softcap": 30.0},
 }
+# distillation_loss takes each of them but return_lse.
+DISTILLATION_VARIANTS = {k: v for k, v in VARIANTS.items() if k != "return_lse"}
 
 
 def main() -> None:
@@ -31,6 +36,8 @@ def main() -> None:
     parser.add_argument("--shape", default="4096x32000")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--loss", choices=["cross_entropy", "distillation_loss"],
+                        default="cross_entropy")
     args = parser.parse_args()
     n, c = (int(v) for v in args.shape.split("x"))
     fl.set_num_threads(args.threads)
@@ -38,18 +45,27 @@ def main() -> None:
     x = rng.standard_normal((n, c), dtype=np.float32) * 4
     y = rng.integers(0, c, n)
     grad = np.empty_like(x)
+    variants = VARIANTS
+    loss = fl.cross_entropy
+    if args.loss == "distillation_loss":
+        variants = DISTILLATION_VARIANTS
+        teacher = rng.standard_normal((n, c), dtype=np.float32) * 4
+
+        def loss(x, y, **options):
+            return fl.distillation_loss(x, teacher, y, **options)
+
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):
-        for name, options in VARIANTS.items():
+        for name, options in variants.items():
             for mode in ("forward", "forward+grad"):
                 extra = {"return_grad": True, "grad_out": grad} if mode != "forward" else {}
                 start = time.perf_counter()
-                fl.cross_entropy(x, y, axis=-1, **options, **extra)
+                loss(x, y, axis=-1, **options, **extra)
                 times.setdefault((name, mode), []).append(time.perf_counter() - start)
-    print(f"cross_entropy {n}x{c} float32, {args.threads} threads, median of {args.repeats} rounds")
+    print(f"{args.loss} {n}x{c} float32, {args.threads} threads, median of {args.repeats} rounds")
     print(f"{'option':<14}{'forward':>12}{'ratio':>8}{'fwd+grad':>12}{'ratio':>8}")
     base = {m: statistics.median(times[("plain", m)]) for m in ("forward", "forward+grad")}
-    for name in VARIANTS:
+    for name in variants:
         f = statistics.median(times[(name, "forward")])
         g = statistics.median(times[(name, "forward+grad")])
         print(f"{name:<14}{f * 1e3:>10.2f}ms{f / base['forward']:>7.2f}x"
