@@ -335,6 +335,23 @@ def test_half_precision_computes_in_float32(dtype, divergence, beta, rng):
     np.testing.assert_allclose(np.float64(got.loss), want, rtol=2 * ref.half_epsilon(dtype))
 
 
+def test_empty_and_one_dimensional_inputs(rng):
+    """No position or no class: softcap changes nothing there. A (C,) input is one position."""
+    for s, y in [(np.zeros((0, 5)), np.zeros(0, np.int64)), (np.zeros((3, 0)), np.full(3, -100))]:
+        for reduction in ("mean", "sum", "none"):
+            with np.errstate(invalid="ignore"):
+                got = fl.distillation_loss(
+                    s, s, y, softcap=CAP, reduction=reduction, return_grad=True
+                )
+                plain = fl.distillation_loss(s, s, y, reduction=reduction, return_grad=True)
+            np.testing.assert_array_equal(got.loss, plain.loss)
+            assert got.grad.shape == s.shape
+    s, t = rng.standard_normal(7) * 30, rng.standard_normal(7) * 30
+    got = fl.distillation_loss(s, t, np.array(2), softcap=CAP, reduction="sum")
+    want = ref.distillation_loss(capped(s), t, np.array(2), reduction="sum")
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_errors_name_softcap(rng):
     s, t, y, _ = case((4, 6), 1, rng)
     for bad in (0.0, -1.0, float("nan"), float("inf"), -float("inf")):

@@ -116,11 +116,13 @@ def distillation_loss(
     and the soft term is the divergence between ``softmax(t / T)`` and ``softmax(s' / T)``. The
     cap is part of the student model's output (Gemma 2, itself distilled, caps its logits so),
     so both terms see the distribution the student actually predicts; the teacher's logits are
-    taken as given, not capped (cap them yourself if the teacher caps its own). The loss is
-    exactly the PyTorch expression above with ``s = softcap * torch.tanh(s / softcap)`` applied
-    first, and the gradient is with respect to the raw ``s``, through the tanh (``1 -
-    tanh(s / softcap)**2``). Fused: the capped logits exist one row at a time, never as an
-    array. ``None`` (default): no capping, today's results bit for bit.
+    taken as given, not capped (a teacher that caps its logits has done so in the logits it
+    produced). The loss is exactly the PyTorch expression above with ``s = softcap *
+    torch.tanh(s / softcap)`` applied first, and the gradient is with respect to the raw ``s``,
+    through the tanh (``1 - tanh(s / softcap)**2``): a student logit of +-inf, or one far
+    beyond the cap, becomes +-softcap with a zero gradient, as in that expression. Fused: the
+    capped logits exist one row at a time, never as an array. ``None`` (default): no capping,
+    today's results bit for bit.
 
     -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
