@@ -1,4 +1,4 @@
-"""Fuzzing distillation_loss: the cross_entropy options plus temperature, alpha and the
+"""Fuzzing distillation_loss: the cross_entropy options plus temperature, alpha, softcap and the
 teacher, and gradient mode (the property: tests/fuzz_property.py; the problems:
 tests/fuzz_classes.py).
 """
@@ -45,6 +45,17 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
     if alpha != 0.5 or data.draw(st.booleans()):
         kwargs["alpha"] = alpha
     valid = valid and temperature is not None and 0 < temperature < np.inf and 0.0 <= alpha <= 1.0
+    softcap = data.draw(
+        st.sampled_from([None, None, 4.0, 0.5, 0.0, -1.0, np.inf, np.nan]), label="softcap"
+    )
+    if softcap is not None:
+        kwargs["softcap"] = softcap
+    valid = valid and (softcap is None or 0 < softcap < np.inf)
+
+    def capped(x: np.ndarray) -> np.ndarray:
+        """The student's logits as both terms see them: softcap * tanh(x / softcap)."""
+        return x if softcap is None else softcap * np.tanh(x / softcap)
+
     # NumPy's promotion of the logits, probability targets and weights
     promoted = [s, teacher] + ([p.target] if p.probabilities else [])
     if weight is not None and weight.dtype.kind == "f":
@@ -57,6 +68,7 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
     valid = valid and opts.valid
     may_raise = C == 0 and s.size == 0 and int(np.prod(positions)) > 0
     s64, t64 = p.x64, teacher.astype(np.float64)
+    c64 = capped(s64) if valid else s64
     T = 1.0 if temperature is None else float(temperature)
     w64 = None if weight is None else weight.astype(np.float64)
 
@@ -67,7 +79,7 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
                 return per
             return 0.0 if reduction == "sum" else np.nan
         return ref.distillation_loss(
-            s64, t64, p.t, T, alpha, reduction, w64, p.ignore, np.float64(p.eps), p.axis
+            c64, t64, p.t, T, alpha, reduction, w64, p.ignore, np.float64(p.eps), p.axis
         )  # (a NumPy eps: C may be 0)
 
     scale = (finite_scale(s) * (3.0 if weight is not None else 1.0) + finite_scale(teacher)) * (
@@ -88,7 +100,7 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
     if may_raise:
         call.notes.append("may_raise")
     if mode == 2 and valid:
-        sm, tm = np.moveaxis(s64, p.ax, -1), np.moveaxis(t64, p.ax, -1)
+        sm, tm = np.moveaxis(c64, p.ax, -1), np.moveaxis(t64, p.ax, -1)
         # alpha * dCE/ds + (1 - alpha) T (softmax(s/T) - softmax(t/T)), each term divided as
         # its reduction divides it (KL: batchmean, by s.shape[0])
         ce, magnitude = class_loss_grad(p, ref.log_softmax(sm, -1), opts.go, False, result)
@@ -100,14 +112,16 @@ def draw_distillation_loss(data: st.DataObject) -> Call:
             kl_factor = opts.go / s.shape[0] if s.shape[0] else 0.0
         kl = T * (ref.softmax(sm / T, -1) - ref.softmax(tm / T, -1)) * kl_factor
         g = np.moveaxis(alpha * ce + (1 - alpha) * kl, -1, p.ax)
+        if softcap is not None:  # through the tanh: d capped / ds = 1 - tanh(s / softcap)**2
+            g = g * (1 - np.tanh(s64 / softcap) ** 2)
         magnitude = alpha * magnitude + (1 - alpha) * T * (
             float(np.max(np.abs(kl_factor), initial=0.0)) * (1 + finite_scale(s) / T)
         )
         call.grad = Grad(lambda: g, native(s.dtype), magnitude, C + 2)
-        if smooth(s64, t64) and C:
+        if smooth(c64, t64) and C:
             call.grad.fd_loss = lambda xx: fd_scalar(
                 ref.distillation_loss(
-                    xx, t64, p.t, T, alpha, reduction, w64, p.ignore, p.eps, p.axis
+                    capped(xx), t64, p.t, T, alpha, reduction, w64, p.ignore, p.eps, p.axis
                 ),
                 opts,
                 reduction,
