@@ -29,6 +29,7 @@
 // saturated; where it is (|x| >> c), both are rounding-sized and the gradient there is negligible.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy-inl.hpp"
+#include "kernels/softcap-inl.hpp"
 
 #include <limits>
 
@@ -56,18 +57,6 @@ void add_bias(T* x, const T* bias, int64_t n) {
     if (i < n) store_partial(x + i, n - i, vload_partial(x + i, n - i, T(0)) + vload_partial(bias + i, n - i, T(0)));
 }
 
-// x' = c tanh(x / c) over a row, in place, computed as softcap.cpp's cap_row computes it (x (1 / c)
-// and the same tanh), so that capped logits are those of cross_entropy(softcap=).
-template <class T>
-void cap_in_place(T* x, int64_t n, T softcap) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    const V cap = V::broadcast(softcap), inverse = V::broadcast(T(1) / softcap);
-    int64_t i = 0;
-    for (; i + W <= n; i += W) store(x + i, cap * vtanh(vload(x + i) * inverse));
-    if (i < n) store_partial(x + i, n - i, cap * vtanh(vload_partial(x + i, n - i, T(0)) * inverse));
-}
-
 // 1 - t^2, tanh's derivative, with t = x' / c of a capped logit x'.
 template <class V>
 V capped_derivative(V capped, V inverse) {
@@ -79,7 +68,7 @@ template <class T>
 RowStatistics row_tile_statistics(T* x, int64_t r, const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& p) {
     const int64_t n = tile.columns;
     if (tile.bias) add_bias(x, tile.bias, n);
-    if (p.softcap != T(0)) cap_in_place(x, n, p.softcap);
+    if (p.softcap != T(0)) cap_row(x, n, p.softcap, x, static_cast<T*>(nullptr));  // in place
     RowStatistics st = kEmptyRowStatistics;
     if (n == 0) return st;
     const T m = row_max(x, n);
@@ -154,7 +143,7 @@ void tile_gradient(const LogitTile<T>& tile, const LinearCrossEntropyParams<T>& 
             zero_row(x, n);  // an ignored row
             continue;
         }
-        if (capped && !tile.capped) cap_in_place(x, n, p.softcap);
+        if (capped && !tile.capped) cap_row(x, n, p.softcap, x, static_cast<T*>(nullptr));
         const T* q = tile.probabilities ? tile.probabilities + r * tile.probability_stride : nullptr;
         const int64_t y = tile.target ? tile.target[r] - tile.column_begin : -1;
         const bool target_here = y >= 0 && y < n;
