@@ -139,7 +139,7 @@ def test_module_matches_torch_nn():
     assert repr(ours).startswith(
         "LinearCrossEntropyLoss(\n  in_features=5, num_classes=7, out_features=(), bias=True, "
         "reduction=sum, ignore_index=None, label_smoothing=0.1, options=None, z_loss=0.0, "
-        "chunk_size=None\n  (linear): Linear(in_features=5, out_features=7, bias=True)"
+        "softcap=None, chunk_size=None\n  (linear): Linear(in_features=5, out_features=7, bias=True)"
     )
     z = flt.nn.LinearCrossEntropyLoss(5, 7, z_loss=0.01)
     z.load_state_dict({"linear.weight": theirs.linear.weight})

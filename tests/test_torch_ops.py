@@ -37,7 +37,8 @@ def _loss_arguments(name, reduction):
     t = torch.tensor([0, 2, 1, 2])
     w = _probs(3)
     return {
-        "cross_entropy": (_x(4, 3), t, w, -100, reduction, 0.1, None),
+        # (..., label_smoothing, axis, z_loss, softcap)
+        "cross_entropy": (_x(4, 3), t, w, -100, reduction, 0.1, None, 0.01, 5.0),
         "nll_loss": (_x(4, 3), t, w, 1, reduction, None),
         "distillation_loss": (
             _x(4, 3),
@@ -66,7 +67,7 @@ def _loss_arguments(name, reduction):
         "cosine_embedding_loss": (_x(4, 3), _x(4, 3), torch.tensor([1, -1, 1, -1]), 0.1, reduction),
         "sigmoid_focal_loss": (_x(4, 3), _probs(4, 3), 0.25, 1.5, reduction),
         # (input, linear_weight, target, linear_bias, weight, ignore_index, reduction,
-        #  label_smoothing, z_loss, chunk_size): 5 classes, strips of 3 rows
+        #  label_smoothing, z_loss, softcap, chunk_size): 5 classes, strips of 3 rows
         "linear_cross_entropy": (
             _x(4, 3),
             _x(5, 3),
@@ -77,6 +78,7 @@ def _loss_arguments(name, reduction):
             reduction,
             0.1,
             0.01,
+            5.0,
             3,
         ),
     }[name]

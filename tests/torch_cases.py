@@ -63,6 +63,30 @@ def _ce(reduction: str, label_smoothing: float = 0.0):
     return ours, theirs
 
 
+def _z_loss_term(z_loss, logits, target, reduction, dim):
+    """z lse^2 per non-ignored position (every one for probabilities), reduced as Liger does
+    (mean: over their count, unweighted), in torch ops."""
+    lse = torch.logsumexp(logits, dim)
+    valid = torch.ones_like(lse, dtype=torch.bool) if target.is_floating_point() else target != -100
+    z = torch.where(valid, z_loss * lse**2, 0)
+    return {"none": z, "sum": z.sum(), "mean": z.sum() / valid.sum()}[reduction]
+
+
+def _ce_options(reduction: str, z_loss: float, softcap: float):
+    """cross_entropy with fastloss's z_loss and softcap, against their torch composition: the
+    capped logits softcap * tanh(x / softcap), then F.cross_entropy plus the z-loss."""
+
+    def ours(x, **kw):
+        return flt.cross_entropy(x, reduction=reduction, z_loss=z_loss, softcap=softcap, **kw)
+
+    def theirs(x, **kw):
+        capped = softcap * torch.tanh(x / softcap)
+        ce = F.cross_entropy(capped, reduction=reduction, **kw)
+        return ce + _z_loss_term(z_loss, capped, kw["target"], reduction, 1)
+
+    return ours, theirs
+
+
 def _nll(reduction: str):
     return (
         lambda x, **kw: flt.nll_loss(x, reduction=reduction, **kw),
@@ -180,39 +204,47 @@ def _distillation(reduction: str, weight: bool = False):
     return Case(f"distillation-{reduction}{'-weight' if weight else ''}", ours, theirs, make)
 
 
-def _torch_linear_ce(x, w_lin, b=None, *, target, weight=None, reduction, label_smoothing, z_loss):
+def _torch_linear_ce(
+    x, w_lin, b=None, *, target, weight=None, reduction, label_smoothing, z_loss, softcap=None
+):
     """F.linear_cross_entropy on the input's rows (torch takes 1 or 2 dims), plus the z-loss
-    (z lse^2 per non-ignored position; mean over their count) in torch ops."""
+    (z lse^2 per non-ignored position; mean over their count) in torch ops; with softcap,
+    F.cross_entropy of the capped logits of F.linear (torch's linear_cross_entropy has none)."""
     flat = x.dim() > 2
     rows = x.reshape(-1, x.shape[-1]) if flat else x
     probs = target.is_floating_point()
     if flat:
         target = target.reshape(-1, w_lin.shape[0]) if probs else target.reshape(-1)
-    loss = F.linear_cross_entropy(
-        rows,
-        w_lin,
-        target,
-        linear_bias=b,
-        weight=weight,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-    )
+    options = dict(weight=weight, reduction=reduction, label_smoothing=label_smoothing)
+    logits = F.linear(rows, w_lin, b)
+    if softcap is None:
+        loss = F.linear_cross_entropy(rows, w_lin, target, linear_bias=b, **options)
+    else:
+        logits = softcap * torch.tanh(logits / softcap)
+        loss = F.cross_entropy(logits, target, **options)
     if z_loss:
-        lse = torch.logsumexp(F.linear(rows, w_lin, b), -1)
-        valid = torch.ones_like(lse, dtype=torch.bool) if probs else target != -100
-        z = torch.where(valid, z_loss * lse**2, 0)
-        loss = loss + {"none": z, "sum": z.sum(), "mean": z.sum() / valid.sum()}[reduction]
+        loss = loss + _z_loss_term(z_loss, logits, target, reduction, -1)
     return loss.reshape(x.shape[:-1]) if reduction == "none" else loss
 
 
 def _linear_ce(
-    reduction, positions=(5,), bias=True, probs=False, weight=False, ignored=0, ls=0.0, z=0.0
+    reduction,
+    positions=(5,),
+    bias=True,
+    probs=False,
+    weight=False,
+    ignored=0,
+    ls=0.0,
+    z=0.0,
+    cap=None,
 ):
     """linear_cross_entropy of a (*positions, 3) input over 4 classes; the first `ignored`
     positions' targets are ignore_index."""
     kind = [f"{len(positions) + 1}d"]
     kind += [name for name, on in (("bias", bias), ("probs", probs), ("weight", weight)) if on]
-    kind += [f"{name}{v}" for name, v in (("ignored", ignored), ("ls", ls), ("z", z)) if v]
+    kind += [
+        f"{name}{v}" for name, v in (("ignored", ignored), ("ls", ls), ("z", z), ("cap", cap)) if v
+    ]
     options = {"reduction": reduction, "label_smoothing": ls}
 
     def make(dtype):
@@ -232,10 +264,12 @@ def _linear_ce(
         return tensors, others
 
     def ours(x, w_lin, b=None, **kw):
-        return flt.linear_cross_entropy(x, w_lin, linear_bias=b, z_loss=z, **options, **kw)
+        return flt.linear_cross_entropy(
+            x, w_lin, linear_bias=b, z_loss=z, softcap=cap, **options, **kw
+        )
 
     def theirs(x, w_lin, b=None, **kw):
-        return _torch_linear_ce(x, w_lin, b, z_loss=z, **options, **kw)
+        return _torch_linear_ce(x, w_lin, b, z_loss=z, softcap=cap, **options, **kw)
 
     return Case(f"linear_ce-{reduction}-{'-'.join(kind)}", ours, theirs, make)
 
@@ -261,6 +295,14 @@ CASES = [
             ("probs", 0.0, {"probs": True}),
             ("probs-weight", 0.2, {"probs": True, "weight": True}),
             ("kdim", 0.0, {"kdim": True, "ignore": True}),
+        )
+    ],
+    *[
+        Case(f"cross_entropy-{r}-{kind}-z-cap", *_ce_options(r, 0.01, 1.5), _class_maker(**opts))
+        for r in ("mean", "sum", "none")
+        for kind, opts in (
+            ("weight-ignore", {"weight": True, "ignore": True}),
+            ("probs", {"probs": True}),
         )
     ],
     *[
@@ -327,6 +369,7 @@ CASES = [
             {"weight": True, "ignored": 1, "ls": 0.2, "z": 0.01},
             {"bias": False, "probs": True, "weight": True, "ls": 0.1},
             {"positions": (2, 3), "ignored": 2, "z": 0.01},
+            {"weight": True, "ignored": 1, "ls": 0.1, "z": 0.01, "cap": 1.5},
         )
     ],
     _linear_ce("mean", positions=()),

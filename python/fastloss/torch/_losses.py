@@ -55,7 +55,13 @@ LOSSES = {
             _losses.cross_entropy,
             ("input", "target"),
             ("weight",),
-            (*_CLASS_OPTIONS, ("label_smoothing", "float"), ("axis", "int?")),
+            (
+                *_CLASS_OPTIONS,
+                ("label_smoothing", "float"),
+                ("axis", "int?"),
+                ("z_loss", "float"),
+                ("softcap", "float?"),
+            ),
             _positions,
         ),
         FusedLoss(
@@ -139,6 +145,7 @@ LOSSES = {
                 *_CLASS_OPTIONS,
                 ("label_smoothing", "float"),
                 ("z_loss", "float"),
+                ("softcap", "float?"),
                 ("chunk_size", "int?"),
             ),
             _input_rows,

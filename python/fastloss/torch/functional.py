@@ -56,12 +56,16 @@ def cross_entropy(
     label_smoothing: float = 0.0,
     *,
     dim: Optional[int] = None,
+    z_loss: float = 0.0,
+    softcap: Optional[float] = None,
 ) -> Tensor:
     """``torch.nn.functional.cross_entropy``: class indices or probabilities as target.
 
     ``dim`` (fastloss's addition) is the class dim; ``dim=-1`` takes (B, T, V) logits with
     (B, T) targets without a transpose. The gradient with respect to `input` is computed in
-    the forward pass, with the loss.
+    the forward pass, with the loss. fastloss's opt-in options of `fastloss.cross_entropy`:
+    ``z_loss`` adds ``z_loss * lse**2`` per non-ignored position (Liger's reduction) and
+    ``softcap`` takes the loss of ``softcap * tanh(input / softcap)``, both in the same pass.
     """
     _refuse_legacy("cross_entropy", size_average, reduce)
     return LOSSES["cross_entropy"](
@@ -72,6 +76,8 @@ def cross_entropy(
         reduction=reduction,
         label_smoothing=label_smoothing,
         axis=dim,
+        z_loss=z_loss,
+        softcap=softcap,
     )
 
 
@@ -87,6 +93,7 @@ def linear_cross_entropy(
     label_smoothing: float = 0.0,
     options: Any = None,
     z_loss: float = 0.0,
+    softcap: Optional[float] = None,
     chunk_size: Optional[int] = None,
 ) -> Tensor:
     """``torch.nn.functional.linear_cross_entropy``: ``cross_entropy(input @ linear_weight.T +
@@ -97,7 +104,8 @@ def linear_cross_entropy(
     the forward pass, in the same pass as the loss. Beyond torch's: `input` may be ``(..., d)``
     with any leading dims (``(B, T, d)`` hidden states with ``(B, T)`` targets; torch takes
     ``(d,)`` or ``(N, d)``); ``z_loss`` (an opt-in addition) adds ``z_loss * lse**2`` per
-    non-ignored position, reduced as `cross_entropy`'s; ``chunk_size`` sets the rows per strip
+    non-ignored position, reduced as `cross_entropy`'s, and ``softcap`` caps the logits,
+    ``softcap * tanh(logits / softcap)``, each tile as it is written; ``chunk_size`` sets the rows per strip
     (by default, as many as fit in 64 MB of logits). Not supported: a K-dimensional
     `linear_weight` ``(C, d_1, ..., d_K, d)``. `options` (torch's chunking strategy, a
     ``torch.nn.LinearCrossEntropyOptions``) is accepted and not used: fastloss always works in
@@ -127,6 +135,7 @@ def linear_cross_entropy(
         reduction=reduction,
         label_smoothing=label_smoothing,
         z_loss=z_loss,
+        softcap=softcap,
         chunk_size=chunk_size,
     )
 

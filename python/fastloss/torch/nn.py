@@ -45,7 +45,8 @@ class _Loss(torch.nn.Module):
 
 
 class CrossEntropyLoss(_Loss):
-    """``torch.nn.CrossEntropyLoss`` (plus ``dim=``, as `fastloss.torch.cross_entropy`)."""
+    """``torch.nn.CrossEntropyLoss`` (plus ``dim=``, ``z_loss=`` and ``softcap=``, as
+    `fastloss.torch.cross_entropy`)."""
 
     def __init__(
         self,
@@ -57,12 +58,16 @@ class CrossEntropyLoss(_Loss):
         label_smoothing: float = 0.0,
         *,
         dim: Optional[int] = None,
+        z_loss: float = 0.0,
+        softcap: Optional[float] = None,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
         self.dim = dim
+        self.z_loss = z_loss
+        self.softcap = softcap
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(
@@ -73,6 +78,8 @@ class CrossEntropyLoss(_Loss):
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
             dim=self.dim,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
         )
 
 
@@ -249,8 +256,8 @@ class LinearCrossEntropyLoss(_Loss):
     """``torch.nn.LinearCrossEntropyLoss``: a classifier head ``self.linear`` (a
     ``torch.nn.Linear(in_features, num_classes, bias=bias)``) and the cross-entropy of its
     logits, by `fastloss.torch.linear_cross_entropy` (which never holds them); the parameters
-    and buffers have torch's names, so state dicts load either way. Plus ``z_loss=`` and
-    ``chunk_size=``; ``out_features`` must be ``()`` (no K-dimensional loss)."""
+    and buffers have torch's names, so state dicts load either way. Plus ``z_loss=``,
+    ``softcap=`` and ``chunk_size=``; ``out_features`` must be ``()`` (no K-dimensional loss)."""
 
     def __init__(
         self,
@@ -267,6 +274,7 @@ class LinearCrossEntropyLoss(_Loss):
         label_smoothing: float = 0.0,
         options: Any = None,
         z_loss: float = 0.0,
+        softcap: Optional[float] = None,
         chunk_size: Optional[int] = None,
     ) -> None:
         if tuple(out_features) != ():
@@ -282,6 +290,7 @@ class LinearCrossEntropyLoss(_Loss):
         self.label_smoothing = label_smoothing
         self.options = options
         self.z_loss = z_loss
+        self.softcap = softcap
         self.chunk_size = chunk_size
         self.linear = torch.nn.Linear(
             in_features, num_classes, bias=bias, device=device, dtype=dtype
@@ -299,6 +308,7 @@ class LinearCrossEntropyLoss(_Loss):
             label_smoothing=self.label_smoothing,
             options=self.options,
             z_loss=self.z_loss,
+            softcap=self.softcap,
             chunk_size=self.chunk_size,
         )
 
@@ -308,7 +318,8 @@ class LinearCrossEntropyLoss(_Loss):
             f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
             f"out_features=(), bias={self.linear.bias is not None}, reduction={self.reduction}, "
             f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
-            f"options={self.options}, z_loss={self.z_loss}, chunk_size={self.chunk_size}"
+            f"options={self.options}, z_loss={self.z_loss}, softcap={self.softcap}, "
+            f"chunk_size={self.chunk_size}"
         )
 
 
