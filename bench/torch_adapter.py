@@ -7,7 +7,8 @@ Each way gets one warm-up call (torch.compile compiles there), then --repeat rou
 way once each; the table gives the median and the best. The NumPy API allocates a new gradient
 per call (return_grad=True), or writes a reused grad_out; torch allocates one after
 ``x.grad = None``; fastloss.torch writes its kept buffer once the previous gradient was freed
-(fastloss.torch._gradient_pool), so its time compares with the reused grad_out's.
+(fastloss.torch._gradient_pool), so its time compares with the reused grad_out's. Each torch
+way frees its own previous step's gradient (`_Step`), as in a training loop of that way alone.
 
     python bench/torch_adapter.py [--shape 4096x32000] [--threads 2] [--repeat 7]
     python bench/torch_adapter.py --op linear_cross_entropy [--shape 1024x1024x32000]
@@ -32,17 +33,46 @@ import fastloss as fl
 import fastloss.torch as flt
 
 
+class _Step:
+    """One training step of a torch way, ``x.grad = None`` then forward and backward, on
+    `tensors`. Taken in turns with the other ways, the step would free the gradient that the
+    previous way left (a 524 MB free charged to the wrong way, and fastloss.torch's kept buffer
+    freed by torch's step); `prepare`, untimed, gives the tensors back this way's own gradients
+    from its previous step, so that each step frees its own, as in a loop of this way alone."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], step: Callable[[], torch.Tensor]):
+        self.tensors, self.step = tensors, step
+        self.kept: tuple = (None,) * len(tensors)
+
+    def prepare(self) -> None:
+        for t, g in zip(self.tensors, self.kept):
+            t.grad = g
+
+    def __call__(self) -> None:
+        self.kept = (None,) * len(self.tensors)  # (held here, the old gradients would live on)
+        for t in self.tensors:
+            t.grad = None
+        self.step().backward()
+        self.kept = tuple(t.grad for t in self.tensors)
+
+
 def _timed(ways: dict[str, Callable[[], None]], repeat: int) -> dict[str, list[float]]:
     """Round-robin: each round times every way once, so that interference from other work on a
-    shared machine falls on all of them alike."""
+    shared machine falls on all of them alike. A way's `prepare` (see _Step) runs untimed."""
+
+    def run(call: Callable[[], None]) -> float:
+        if isinstance(call, _Step):
+            call.prepare()
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
     for call in ways.values():
-        call()  # warm-up (and compilation)
+        run(call)  # warm-up (and compilation)
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(repeat):
         for name, call in ways.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(run(call))
     return times
 
 
@@ -57,12 +87,8 @@ def _cross_entropy_ways(shape: str) -> tuple[str, dict[str, Callable[[], None]],
     compiled = torch.compile(F.cross_entropy)
     reused = np.zeros_like(x_np)
 
-    def through(loss: Callable[..., torch.Tensor]) -> Callable[[], None]:
-        def call() -> None:
-            x.grad = None
-            loss(x, t).backward()
-
-        return call
+    def through(loss: Callable[..., torch.Tensor]) -> _Step:
+        return _Step((x,), lambda: loss(x, t))
 
     ways = {
         "NumPy API (fl.cross_entropy, return_grad=True)": lambda: fl.cross_entropy(
@@ -100,12 +126,8 @@ def _linear_cross_entropy_ways(
     chunked = torch.nn.LinearCrossEntropyOptions()
     grad_input, grad_weight = np.zeros_like(x_np), np.zeros_like(w_np)
 
-    def through(loss: Callable[..., torch.Tensor], **options) -> Callable[[], None]:
-        def call() -> None:
-            x.grad = w.grad = None
-            loss(x, w, t, **options).backward()
-
-        return call
+    def through(loss: Callable[..., torch.Tensor], **options) -> _Step:
+        return _Step((x, w), lambda: loss(x, w, t, **options))
 
     ways = {
         "NumPy API (fl.linear_cross_entropy, return_grad=True)": lambda: fl.linear_cross_entropy(
