@@ -117,25 +117,7 @@ void softcapped_positions(const AxisGeometry& g, const ClassificationLossCall<S>
         SoftcappedRow<S> row(classes, T(call.softcap), with_grad, strided);
         std::vector<T> q_row = scratch_vector<T>(converts_q ? classes : 0, "a staged target row");
         visit_positions(g, begin, end, [&](const int64_t* at) {
-            CrossEntropyBlock<T> b;
-            b.input = row.cap(operands.logits + at[Slot::input], x_stride);
-            b.input_stride = classes;
-            if (index_targets) {
-                b.target = operands.target + at[Slot::target];
-            } else {
-                b.probabilities =
-                    row_in_compute_type(operands.probabilities + at[Slot::target], q_stride, classes, q_row.data());
-                b.probability_stride = classes;
-            }
-            b.loss = operands.losses + at[Slot::loss];
-            if (operands.lse) b.lse = operands.lse + at[Slot::loss];
-            if (with_grad) {
-                b.grad = row.capped();  // the gradient with respect to x', in place
-                b.grad_stride = classes;
-                b.scale = operands.scale_varies ? operands.scale + at[Slot::scale] : operands.scale;
-            }
-            b.count = 1;
-            kernel(b, params);
+            kernel(capped_position_block(operands, row, g, at, q_row.data()), params);
             if (with_grad) row.chain_into(operands.grad + at[Slot::grad], grad_stride);
         });
     });

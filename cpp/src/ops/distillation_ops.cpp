@@ -56,23 +56,7 @@ void softcapped_positions(const AxisGeometry& g, const DistillationCall<S>& call
         std::vector<T> stored = stored_row<T>(call.divergence, classes);
         visit_positions(g, begin, end, [&](const int64_t* at) {
             DistillationBlock<T> b;
-            CrossEntropyBlock<T>& h = b.hard;
-            h.input = student.cap(call.student + at[Slot::input], s_stride);
-            h.input_stride = classes;
-            if (index_targets) {
-                h.target = hard.target + at[Slot::target];
-            } else {
-                h.probabilities =
-                    row_in_compute_type(hard.probabilities + at[Slot::target], q_stride, classes, q_row.data());
-                h.probability_stride = classes;
-            }
-            h.loss = hard.losses + at[Slot::loss];
-            if (with_grad) {
-                h.grad = student.capped();  // the gradient with respect to s', in place
-                h.grad_stride = classes;
-                h.scale = hard.scale_varies ? hard.scale + at[Slot::scale] : hard.scale;
-            }
-            h.count = 1;
+            b.hard = capped_position_block(hard, student, g, at, q_row.data());
             b.teacher = row_in_compute_type(call.teacher + at[Slot::teacher], t_stride, classes, t_row.data());
             b.teacher_stride = classes;
             b.kl = soft + at[Slot::loss];

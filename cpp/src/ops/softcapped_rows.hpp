@@ -13,6 +13,8 @@
 #include "fastloss/half.hpp"
 #include "fastloss/kernel_table.hpp"
 #include "fastloss/scratch.hpp"
+#include "ops/axis_geometry.hpp"
+#include "ops/cross_entropy_operands.hpp"
 #include "ops/position_loops.hpp"
 
 namespace fastloss {
@@ -81,5 +83,35 @@ class SoftcappedRow {
     std::vector<T> derivative_;
     std::vector<S> staged_;  // a strided row gathered before capping, or its gradient before the scatter
 };
+
+// The cross-entropy block of the one position at offsets `at` of g (CrossEntropySlot's operands),
+// its logits capped into `row`, which then takes the gradient with respect to the capped logits in
+// place; probability targets are staged as T in `q_row` where they must be (converts_row).
+template <class S>
+CrossEntropyBlock<compute_t<S>> capped_position_block(const CrossEntropyOperands<S>& operands,
+                                                      SoftcappedRow<S>& row, const AxisGeometry& g,
+                                                      const int64_t* at, compute_t<S>* q_row) {
+    using Slot = CrossEntropySlot;
+    const int64_t classes = g.classes;
+    CrossEntropyBlock<compute_t<S>> b;
+    b.input = row.cap(operands.logits + at[Slot::input], g.class_stride[Slot::input]);
+    b.input_stride = classes;
+    if (operands.target) {
+        b.target = operands.target + at[Slot::target];
+    } else {
+        b.probabilities = row_in_compute_type(operands.probabilities + at[Slot::target],
+                                              g.class_stride[Slot::target], classes, q_row);
+        b.probability_stride = classes;
+    }
+    b.loss = operands.losses + at[Slot::loss];
+    if (operands.lse) b.lse = operands.lse + at[Slot::loss];
+    if (operands.grad) {
+        b.grad = row.capped();  // the gradient with respect to the capped logits, in place
+        b.grad_stride = classes;
+        b.scale = operands.scale_varies ? operands.scale + at[Slot::scale] : operands.scale;
+    }
+    b.count = 1;
+    return b;
+}
 
 }  // namespace fastloss
