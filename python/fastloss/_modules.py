@@ -212,13 +212,12 @@ class DistillationLoss:
         )
 
     def __repr__(self) -> str:
-        z_loss = f", z_loss={self.z_loss}" if self.z_loss else ""
-        softcap = f", softcap={self.softcap}" if self.softcap is not None else ""
         return (
             f"DistillationLoss(temperature={self.temperature}, alpha={self.alpha}, "
             f"divergence={self.divergence!r}, beta={self.beta}, "
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
-            f"label_smoothing={self.label_smoothing}, axis={self.axis}{z_loss}{softcap})"
+            f"label_smoothing={self.label_smoothing}, axis={self.axis}"
+            f"{_cross_entropy_options(self.z_loss, self.softcap)})"
         )
 
 
