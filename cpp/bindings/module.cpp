@@ -16,6 +16,7 @@ void register_elementwise_losses(py::module_& m);
 void register_vector_math(py::module_& m);
 void register_row_statistics(py::module_& m);
 void register_linear_cross_entropy(py::module_& m);
+void register_topk_distillation(py::module_& m);
 }  // namespace fastloss::bindings
 
 PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
@@ -32,4 +33,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     fastloss::bindings::register_vector_math(m);
     fastloss::bindings::register_row_statistics(m);
     fastloss::bindings::register_linear_cross_entropy(m);
+    fastloss::bindings::register_topk_distillation(m);
 }

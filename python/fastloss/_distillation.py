@@ -21,6 +21,7 @@ from ._class_losses import (
     run_class_loss,
 )
 from ._gradient import LossAndGrad, LossValue, check_gradient_options, loss_value
+from ._topk_distillation import check_topk_residual, topk_distillation_loss
 from ._validation import as_float_array, check_reduction, promote_dtypes, real_number
 
 __all__ = ["distillation_loss"]
@@ -60,6 +61,8 @@ def distillation_loss(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: Optional[float] = None,
+    teacher_topk: Any = None,
+    topk_residual: str = "renormalize",
     axis: int | None = None,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -124,6 +127,30 @@ def distillation_loss(
     capped logits exist one row at a time, never as an array. ``None`` (default): no capping,
     today's results bit for bit.
 
+    ``teacher_topk=(indices, logprobs)`` (with ``teacher_logits=None``) gives the teacher as its
+    k most likely classes per position: ``indices`` integers of the student's shape with k
+    entries in place of the classes (distinct classes, 1 <= k <= C) and ``logprobs`` the
+    teacher's log-probabilities there at temperature T (``log_softmax(t / T)`` gathered at
+    ``indices``). The student's ``log_softmax(s / T)`` is taken over its whole row and gathered at
+    the k classes; no N x C teacher array exists. ``topk_residual`` says what the teacher's
+    missing mass ``1 - sum(exp(logprobs))`` is:
+
+    - ``"renormalize"`` (default): the k probabilities are scaled to sum to 1, and the teacher
+      has no mass elsewhere. The loss is then exactly the dense loss against that teacher (teacher
+      logits ``T * logprobs`` at ``indices`` and -inf elsewhere): with ``"kl"``, ``sum_j p_j (log
+      p_j - log_softmax(s / T)_j)``, and with ``"jsd"`` each class outside the k adds ``-(1 -
+      beta) log(1 - beta)`` times the student's probability there. ``"reverse_kl"`` (or ``"jsd"``
+      with ``beta=1``) would be +inf whenever k < C (the student has mass where this teacher has
+      none), so it is a ValueError there: use ``"tail"``.
+    - ``"tail"``: the k probabilities as given, plus one bucket holding the teacher's missing mass
+      ``max(0, 1 - sum_j p_j)`` against the student's mass outside the k classes, ``1 - sum_j
+      softmax(s / T)_j``; the divergence is taken over the k + 1 buckets.
+
+    With k = C both rules give the dense loss with teacher logits ``T * logprobs``. The hard term
+    and every option are as with teacher logits; the gradient is with respect to the student's
+    logits, the tail bucket's included. Raises IndexError for an index outside [0, C) and
+    ValueError for a repeated index or shapes that do not match.
+
     -inf logits behave as in the PyTorch expression: a -inf teacher logit adds nothing to KL
     unless the student's logit there is -inf too (NaN, from kl_div's ``0 * -inf``); a -inf
     student logit where the teacher's probability is positive makes KL +inf. ``"reverse_kl"``
@@ -153,7 +180,13 @@ def distillation_loss(
     > 0, an unknown ``divergence`` or logits of
     different shapes, and the errors of `cross_entropy` for the target.
     """
-    if type(z_loss) is float and z_loss == 0.0 and softcap is None:
+    if (
+        type(z_loss) is float
+        and z_loss == 0.0
+        and softcap is None
+        and teacher_topk is None
+        and topk_residual == "renormalize"
+    ):
         result = _core.distillation_loss_common_case(  # see cross_entropy
             student_logits, teacher_logits, target, temperature, alpha, divergence, beta,
             reduction, weight, ignore_index, label_smoothing, axis, return_grad, grad_output,
@@ -163,7 +196,12 @@ def distillation_loss(
             return result
     check_gradient_options(return_grad, grad_output, grad_out)
     s = as_float_array(student_logits, "student_logits")
-    t = as_float_array(teacher_logits, "teacher_logits")
+    if (teacher_logits is None) == (teacher_topk is None):
+        raise ValueError(
+            "give the teacher as exactly one of teacher_logits and teacher_topk=(indices, "
+            "logprobs) (teacher_logits=None with teacher_topk)"
+        )
+    t = as_float_array(teacher_logits, "teacher_logits") if teacher_topk is None else s
     reduction = check_reduction(reduction)
     if s.shape != t.shape:
         raise ValueError(
@@ -183,6 +221,15 @@ def distillation_loss(
     cap = check_softcap(softcap)
     ls = check_label_smoothing(real_number(label_smoothing, "label_smoothing"), label_smoothing)
     ignore = ignore_index_value(ignore_index)
+    if teacher_topk is not None:
+        return topk_distillation_loss(
+            s, teacher_topk, target, axis=ax, temperature=temp, alpha=a, divergence=div, beta=b,
+            topk_residual=check_topk_residual(topk_residual), reduction=reduction,
+            weight=class_weight(weight, s.shape[ax]), ignore_index=ignore, label_smoothing=ls,
+            z_loss=z, softcap=cap, return_grad=return_grad, grad_output=grad_output,
+            grad_out=grad_out,
+        )
+    check_topk_residual(topk_residual)
 
     y = class_target(target, s, ax, ignore, "the logits'")
     w = class_weight(weight, s.shape[ax])

@@ -189,6 +189,57 @@ struct DistillationKernels {
     Kernel columns_grad;
 };
 
+// Distillation from a top-k teacher (topk_distillation.cpp derives it): per position, the teacher
+// is given as its log-probabilities at temperature T at k distinct classes, and the student as its
+// whole row of C logits s. The hard term is cross_entropy's with an index target, the soft term
+// the divergence between the teacher and the student's sigma = softmax(s/T) gathered at the k
+// classes, plus one bucket for the mass outside them, as `residual` says:
+//   renormalize: the teacher's k probabilities scaled to sum to 1, and 0 outside them
+//   tail:        the teacher's k probabilities as given, and 1 - their sum outside them
+// The student's bucket is always 1 - sum_j sigma_j, its mass outside the k classes.
+enum class TopkResidual : int { renormalize, tail };
+
+template <class T>
+struct TopkDistillationParams {
+    CrossEntropyParams<T> hard;  // classes is C; the z-loss as in DistillationParams::hard
+    T inverse_temperature = T(1);
+    Divergence divergence = Divergence::kl;
+    T beta = T(0.5);  // jsd only
+    TopkResidual residual = TopkResidual::renormalize;
+    int64_t k = 0;  // 1 <= k <= C
+    // The gradient's factors of the two terms, as DistillationParams's.
+    T hard_grad = T(0);
+    T soft_grad = T(0);
+};
+
+// `rows` positions, each a contiguous row of C student logits, rows student_stride apart, and its
+// k teacher entries (row r's at indices + r * k and logprobs + r * k; checked by the caller to be
+// distinct classes in [0, C)). Per-position operands are contiguous. The gradient kernel's grad
+// may be the student array itself (each row is read before its gradient is written).
+template <class T>
+struct TopkDistillationRows {
+    const T* student = nullptr;
+    int64_t student_stride = 0;
+    const int64_t* indices = nullptr;
+    const T* logprobs = nullptr;
+    const int64_t* target = nullptr;  // class indices (or ignore_index); nullptr: no hard term
+    int64_t rows = 0;
+    T* hard = nullptr;  // each position's cross-entropy (0 where ignored or without a target)
+    T* soft = nullptr;  // each position's divergence
+    T* lse = nullptr;   // each position's log-sum-exp of s (at temperature 1)
+    const T* scale = nullptr;  // with grad: each position's factor of the reduction
+    T* grad = nullptr;         // or nullptr: no gradient
+    int64_t grad_stride = 0;
+    T* scratch = nullptr;  // 3 * (k + kScratchPadding) values, private to the call
+    static constexpr int64_t kScratchPadding = 16;  // the widest vector's lanes
+};
+
+template <class S>
+struct TopkDistillationKernels {
+    using T = compute_t<S>;
+    void (*rows)(const TopkDistillationRows<T>& block, const TopkDistillationParams<T>& params) = nullptr;
+};
+
 // linear_cross_entropy's per-tile kernels. The logits of a classifier head, input @ W.T + bias,
 // exist one tile at a time: a block of `rows` rows and `columns` consecutive classes starting at
 // class `column_begin`, written by a BLAS GEMM into a buffer of T (float or double: half inputs
@@ -402,6 +453,7 @@ struct KernelSet {
     BinaryCrossEntropyKernels<S> binary_cross_entropy;
     SigmoidFocalLossKernels<S> sigmoid_focal_loss;
     LinearCrossEntropyKernels<S> linear_cross_entropy;  // float and double only: tiles are never half
+    TopkDistillationKernels<S> topk_distillation;        // float and double only: half rows are staged
     SoftcapKernels<S> softcap;
 };
 

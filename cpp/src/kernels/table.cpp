@@ -18,6 +18,7 @@ void register_kl_div_kernels(KernelTable& table);
 void register_binary_cross_entropy_kernels(KernelTable& table);
 void register_sigmoid_focal_loss_kernels(KernelTable& table);
 void register_linear_cross_entropy_kernels(KernelTable& table);
+void register_topk_distillation_kernels(KernelTable& table);
 void register_softcap_kernels(KernelTable& table);
 void register_vector_math_kernels(KernelTable& table);
 void register_bandwidth_kernels(KernelTable& table);
@@ -37,6 +38,7 @@ KernelTable build_table() {
     register_binary_cross_entropy_kernels(table);
     register_sigmoid_focal_loss_kernels(table);
     register_linear_cross_entropy_kernels(table);
+    register_topk_distillation_kernels(table);
     register_softcap_kernels(table);
     register_vector_math_kernels(table);
     register_bandwidth_kernels(table);
