@@ -204,6 +204,47 @@ def _distillation(reduction: str, weight: bool = False):
     return Case(f"distillation-{reduction}{'-weight' if weight else ''}", ours, theirs, make)
 
 
+def _topk_distillation(reduction: str, residual: str):
+    """A teacher's top 3 of 6 classes at T = 2, against the formula in torch ops: the student's
+    log_softmax gathered there, and the teacher renormalized ("renormalize") or with its missing
+    mass against the student's outside the three ("tail"); KL, hard term with class weights."""
+    options = {"temperature": 2.0, "alpha": 0.3, "reduction": reduction}
+
+    def make(dtype):
+        gen = _generator()
+        teacher = _randn(5, 6, dtype=torch.float64, gen=gen)
+        indices = torch.topk(teacher, 3, dim=1).indices
+        logprobs = F.log_softmax(teacher / 2.0, 1).gather(1, indices).to(dtype)
+        others = {
+            "topk": (indices, logprobs),
+            "target": torch.randint(0, 6, (5,), generator=gen),
+            "weight": _uniform(6, dtype=dtype, gen=gen) + 0.5,
+        }
+        return [_randn(5, 6, dtype=dtype, gen=gen)], others
+
+    def ours(s, topk, target, weight):
+        return flt.distillation_loss(
+            s, None, target, weight=weight, teacher_topk=topk, topk_residual=residual, **options
+        )
+
+    def theirs(s, topk, target, weight):
+        indices, log_p = topk
+        log_q = F.log_softmax(s / 2.0, 1).gather(1, indices)
+        if residual == "renormalize":
+            log_p = log_p - torch.logsumexp(log_p, 1, keepdim=True)
+            kl = (log_p.exp() * (log_p - log_q)).sum(1)
+        else:
+            p_out = 1 - log_p.exp().sum(1)
+            q_out = 1 - log_q.exp().sum(1)
+            kl = (log_p.exp() * (log_p - log_q)).sum(1) + p_out * (p_out.log() - q_out.log())
+        ce = F.cross_entropy(s, target, weight=weight, reduction=reduction)
+        if reduction != "none":
+            kl = kl.sum() / (s.shape[0] if reduction == "mean" else 1)
+        return 0.3 * ce + 0.7 * 4.0 * kl
+
+    return Case(f"distillation_topk-{reduction}-{residual}", ours, theirs, make)
+
+
 def _torch_linear_ce(
     x, w_lin, b=None, *, target, weight=None, reduction, label_smoothing, z_loss, softcap=None
 ):
@@ -340,6 +381,7 @@ CASES = [
         for m, b in ((0.0, False), (-0.5, True))
     ],
     *[_distillation(r, w) for r, w in (("mean", True), ("sum", False), ("none", True))],
+    *[_topk_distillation(r, res) for r, res in (("mean", "renormalize"), ("none", "tail"))],
     *[
         Case(
             f"{name}-dim{d}",

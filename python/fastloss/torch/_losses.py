@@ -45,6 +45,15 @@ def _input_rows(values: dict[str, Any]) -> list[int]:
     return list(values["input"].shape[:-1])
 
 
+def _topk_distillation_call(
+    student_logits: Any, teacher_indices: Any, teacher_logprobs: Any, target: Any, **options: Any
+) -> Any:
+    """distillation_loss with its teacher given as top-k entries (two arrays of the op)."""
+    return _distillation.distillation_loss(
+        student_logits, None, target, teacher_topk=(teacher_indices, teacher_logprobs), **options
+    )
+
+
 _CLASS_OPTIONS = (("ignore_index", "int"), ("reduction", "str"))
 
 LOSSES = {
@@ -89,6 +98,26 @@ LOSSES = {
                 ("softcap", "float?"),
             ),
             _positions,
+        ),
+        FusedLoss(
+            "distillation_loss_topk",
+            _topk_distillation_call,
+            ("student_logits", "teacher_indices", "teacher_logprobs", "target"),
+            ("weight",),
+            (
+                ("temperature", "float"),
+                ("alpha", "float"),
+                *_CLASS_OPTIONS,
+                ("label_smoothing", "float"),
+                ("axis", "int?"),
+                ("divergence", "str"),
+                ("beta", "float"),
+                ("z_loss", "float"),
+                ("softcap", "float?"),
+                ("topk_residual", "str"),
+            ),
+            _positions,
+            any_dtype=("teacher_logprobs",),
         ),
         FusedLoss(
             "kl_div",

@@ -241,16 +241,19 @@ def distillation_loss(
     beta: float = 0.5,
     z_loss: float = 0.0,
     softcap: Optional[float] = None,
+    teacher_topk: Optional[tuple[Tensor, Tensor]] = None,
+    topk_residual: str = "renormalize",
 ) -> Tensor:
     """fastloss's knowledge-distillation loss (see ``fastloss.distillation_loss``):
     ``alpha * CE(student, target) + (1 - alpha) * T**2 * KL(teacher_T || student_T)``, or
     another ``divergence`` ("reverse_kl", "jsd" with ``beta``) in place of KL; ``z_loss`` adds
     the z-loss to the hard term CE (``cross_entropy``'s, Liger's reduction); ``softcap`` caps the
     student's logits, ``softcap * tanh(s / softcap)``, before both terms (not the teacher's).
+    ``teacher_topk=(indices, logprobs)`` with ``teacher_logits=None`` gives the teacher as its
+    top-k classes and their log-probabilities at the temperature, with ``topk_residual``
+    ("renormalize" or "tail") for its missing mass.
     The teacher gets no gradient (detach it; a teacher that requires grad is an error)."""
-    return LOSSES["distillation_loss"](
-        student_logits=student_logits,
-        teacher_logits=teacher_logits,
+    options = dict(
         target=target,
         weight=weight,
         temperature=temperature,
@@ -263,6 +266,24 @@ def distillation_loss(
         beta=float(beta),
         z_loss=float(z_loss),
         softcap=softcap,
+    )
+    if teacher_topk is None:
+        return LOSSES["distillation_loss"](
+            student_logits=student_logits, teacher_logits=teacher_logits, **options
+        )
+    if teacher_logits is not None or not isinstance(teacher_topk, (tuple, list)) or len(
+        teacher_topk
+    ) != 2:
+        raise ValueError(
+            "fastloss.torch.distillation_loss: give teacher_topk=(indices, logprobs) with "
+            "teacher_logits=None"
+        )
+    return LOSSES["distillation_loss_topk"](
+        student_logits=student_logits,
+        teacher_indices=teacher_topk[0],
+        teacher_logprobs=teacher_topk[1],
+        topk_residual=topk_residual,
+        **options,
     )
 
 
