@@ -327,6 +327,35 @@ def _torch_distillation_jsd(torch: Any, s: Any, t: Any, y: Any) -> Any:
     return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
 
 
+_TOPK = 64
+
+
+def student_topk_teacher_and_class_targets(
+    shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator
+) -> Inputs:
+    """Student logits (N, C), a top-k teacher (N, 64): distinct classes and log-probabilities
+    at the temperature holding 90% of the teacher's mass, and int64 class indices (N,)."""
+    (s,) = logits(shape, dtype, rng)
+    positions, classes = shape[:-1], shape[-1]
+    k = min(_TOPK, classes)
+    start = rng.integers(0, classes, size=(*positions, 1))
+    indices = (start + np.arange(k) * (classes // k)) % classes  # distinct in each row
+    probabilities = rng.dirichlet(np.ones(k), size=positions) * 0.9
+    y = rng.integers(0, classes, size=positions, dtype=np.int64)
+    return s, indices.astype(np.int64), np.log(probabilities).astype(dtype), y
+
+
+def _torch_topk_distillation(torch: Any, s: Any, indices: Any, logprobs: Any, y: Any) -> Any:
+    """Distillation from a top-k teacher as PyTorch users write it: the student's log_softmax
+    gathered at the teacher's classes, against the renormalized teacher (KL, batchmean)."""
+    F = torch.nn.functional
+    T, alpha = _KD_TEMPERATURE, _KD_ALPHA
+    log_q = F.log_softmax(s / T, dim=-1).gather(-1, indices)
+    log_p = logprobs - torch.logsumexp(logprobs, dim=-1, keepdim=True)
+    soft = (log_p.exp() * (log_p - log_q)).sum() / s.shape[0]
+    return alpha * F.cross_entropy(s, y) + (1 - alpha) * T * T * soft
+
+
 # --- elementwise losses -------------------------------------------------------------------------
 
 
@@ -570,6 +599,30 @@ register(
             "torch": _torch_distillation_jsd,
         },
         description="distillation_loss(divergence='jsd', beta=0.5) against its torch composition",
+        default=False,
+    )
+)
+
+register(
+    Case(
+        op="distillation_loss_topk",
+        setup=student_topk_teacher_and_class_targets,
+        forward={
+            "fastloss": lambda fl, s, i, lp, y: fl.distillation_loss(
+                s, None, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1,
+                teacher_topk=(i, lp),
+            ),
+            "torch": _torch_topk_distillation,
+        },
+        grad={
+            "fastloss": lambda fl, s, i, lp, y: fl.distillation_loss(
+                s, None, y, temperature=_KD_TEMPERATURE, alpha=_KD_ALPHA, axis=-1,
+                teacher_topk=(i, lp), return_grad=True, grad_out=reused_buffer(s),
+            ),
+            "torch": _torch_topk_distillation,
+        },
+        description="distillation_loss(teacher_topk=(indices, logprobs)), k = 64, against "
+        "log_softmax plus gather in torch",
         default=False,
     )
 )
