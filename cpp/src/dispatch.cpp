@@ -22,7 +22,9 @@ struct Variant {
 
 bool always() { return true; }
 
-#if defined(FASTLOSS_HAVE_AVX2)
+// (Defined whenever a variant needs it: the AVX-512 check builds on it even in a build that
+// leaves the AVX2 variant out, FASTLOSS_SKIP_ISAS=avx2.)
+#if defined(FASTLOSS_HAVE_AVX2) || defined(FASTLOSS_HAVE_AVX512)
 bool cpu_has_avx2() {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
