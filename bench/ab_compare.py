@@ -24,6 +24,8 @@ CALLS = {
     "cross_entropy weight+grad": "fl.cross_entropy(x, t, weight=w, return_grad=True, grad_out=g)",
     "cross_entropy probabilities": "fl.cross_entropy(x, q)",
     "cross_entropy probabilities+grad": "fl.cross_entropy(x, q, return_grad=True, grad_out=g)",
+    "cross_entropy softcap": "fl.cross_entropy(x, t, softcap=30.0)",
+    "cross_entropy softcap+grad": "fl.cross_entropy(x, t, softcap=30.0, return_grad=True, grad_out=g)",
     "nll_loss": "fl.nll_loss(x, t)",
     "distillation_loss+grad": "fl.distillation_loss(x, q, t, return_grad=True, grad_out=g)",
     "binary_cross_entropy_with_logits+grad": "fl.binary_cross_entropy_with_logits(x, q, return_grad=True, grad_out=g)",

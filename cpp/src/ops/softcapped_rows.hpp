@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -49,29 +50,29 @@ class SoftcappedRow {
     // `strided`: some row passed to cap() or chain_into() has a class stride other than 1.
     SoftcappedRow(int64_t classes, T softcap, bool with_grad, bool strided)
         : kernels_(active_kernels().kernels<S>().softcap), classes_(classes), softcap_(softcap),
-          capped_(scratch_vector<T>(classes, "a capped row")),
-          derivative_(scratch_vector<T>(with_grad ? classes : 0, "a row of tanh's derivative")),
-          staged_(scratch_vector<S>(strided ? classes : 0, "a staged row")) {}
+          capped_(uninitialised_scratch<T>(classes, "a capped row")),
+          derivative_(with_grad ? uninitialised_scratch<T>(classes, "a row of tanh's derivative") : nullptr),
+          staged_(strided ? uninitialised_scratch<S>(classes, "a staged row") : nullptr) {}
 
     // Caps the row at x, its classes `stride` apart, into capped(), and keeps tanh's derivative
     // there when with_grad. Reads the whole row, so that its gradient row may then overwrite it.
     T* cap(const S* x, int64_t stride) {
         if (stride != 1) {
-            gather_row(x, stride, classes_, staged_.data());
-            x = staged_.data();
+            gather_row(x, stride, classes_, staged_.get());
+            x = staged_.get();
         }
-        kernels_.cap_row(x, classes_, softcap_, capped_.data(), derivative_.empty() ? nullptr : derivative_.data());
-        return capped_.data();
+        kernels_.cap_row(x, classes_, softcap_, capped_.get(), derivative_.get());
+        return capped_.get();
     }
-    T* capped() { return capped_.data(); }
+    T* capped() { return capped_.get(); }
 
     // out[c * stride] = capped()[c] (d loss / d x'_c) times d x'_c / d x_c, rounded to S.
     void chain_into(S* out, int64_t stride) {
         if (stride == 1) {
-            kernels_.chain_row(capped_.data(), derivative_.data(), classes_, out);
+            kernels_.chain_row(capped_.get(), derivative_.get(), classes_, out);
             return;
         }
-        kernels_.chain_row(capped_.data(), derivative_.data(), classes_, staged_.data());
+        kernels_.chain_row(capped_.get(), derivative_.get(), classes_, staged_.get());
         for (int64_t c = 0; c < classes_; ++c) out[c * stride] = staged_[c];
     }
 
@@ -79,9 +80,12 @@ class SoftcappedRow {
     const SoftcapKernels<S>& kernels_;
     int64_t classes_;
     T softcap_;
-    std::vector<T> capped_;
-    std::vector<T> derivative_;
-    std::vector<S> staged_;  // a strided row gathered before capping, or its gradient before the scatter
+    // Each written whole before it is read (a position's row, capped, or its gradient), so left
+    // uninitialised: a large vocabulary's parallel chunks hold one row each, and zeroing the rows
+    // of every chunk was a tenth of a softcap call (BENCHMARKS.md, eleventh sitting).
+    std::unique_ptr<T[]> capped_;
+    std::unique_ptr<T[]> derivative_;  // with_grad only (null otherwise)
+    std::unique_ptr<S[]> staged_;      // a strided row gathered before capping, or its gradient before the scatter
 };
 
 // The cross-entropy block of the one position at offsets `at` of g (CrossEntropySlot's operands),
