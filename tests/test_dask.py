@@ -215,6 +215,29 @@ def test_distillation_z_loss_of_row_chunks(reduction, weighted):
         fld.distillation_loss(chunked(x, "classes"), chunked(teacher, "classes"), t, z_loss=1e-2)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_distillation_topk_teacher_of_row_chunks(reduction):
+    """A top-k teacher's (indices, logprobs), chunked as the student's rows (the k entries whole,
+    or split and gathered), with every hard-term option."""
+    x, t, q, w, teacher = data()
+    indices = np.argsort(-teacher, axis=1)[:, :4]
+    logprobs = np.take_along_axis(fl.log_softmax(teacher / 2.0, axis=1), indices, axis=1)
+    go = np.linspace(-1, 1, N).astype(np.float32) if reduction == "none" else 0.5
+    options = dict(z_loss=1e-2, alpha=0.3, divergence="jsd", reduction=reduction, weight=w,
+                   topk_residual="tail", return_grad=True, grad_output=go)
+    for target, k_chunks in ((t, 4), (q, 2)):
+        topk = (da.from_array(indices, chunks=(5, k_chunks)), logprobs)
+        got = compute(tuple(fld.distillation_loss(chunked(x, "rows"), None, target,
+                                                  teacher_topk=topk, **options)))
+        want = fl.distillation_loss(x, None, target, teacher_topk=(indices, logprobs), **options)
+        for g, e in zip(got, want):
+            assert_matches(g, e, roundings=4)
+    with pytest.raises(ValueError, match="teacher_topk needs the class axis"):
+        fld.distillation_loss(chunked(x, "classes"), None, t, teacher_topk=(indices, logprobs))
+    with pytest.raises(ValueError, match="exactly one of teacher_logits and teacher_topk"):
+        fld.distillation_loss(chunked(x, "rows"), teacher, t, teacher_topk=(indices, logprobs))
+
+
 def test_every_chunk_a_single_element():
     x, t, q, w, _ = data()
     x, t, q = x[:4, :5], np.array([0, -100, 4, 2]), fl.softmax(q[:4, :5])

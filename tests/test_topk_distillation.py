@@ -280,6 +280,9 @@ def test_edge_values(rng):
                                  teacher_topk=(indices[:0], lp[:0]), return_grad=True,
                                  reduction="sum")
     assert empty.loss == 0 and empty.grad.shape == (0, 20)
+    empty_mean = fl.distillation_loss(np.zeros((0, 20)), None, np.zeros(0, np.int64),
+                                      teacher_topk=(indices[:0], lp[:0]))
+    assert np.isnan(empty_mean)  # 0 / 0, as the dense loss
     s = rng.standard_normal((3, 20))
     ignored = np.full(3, -100)
     result = fl.distillation_loss(s, None, ignored, teacher_topk=(indices, lp), return_grad=True)

@@ -162,7 +162,7 @@ def topk_distillation_loss(
     with np.errstate(divide="ignore", invalid="ignore"):  # no counted target: NaN, as 0/0 is
         hard_grad = float(np.float64(alpha) / hard_denominator) if mean else alpha
         z_ratio = float(np.float64(hard_denominator) / count) if mean else 1.0
-    soft_grad = (1.0 - alpha) * temperature / (batch if mean else 1.0)
+        soft_grad = float(np.float64((1.0 - alpha) * temperature) / (batch if mean else 1.0))
 
     ce = None
     if not index_targets:

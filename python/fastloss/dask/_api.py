@@ -390,6 +390,8 @@ def distillation_loss(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     softcap: Optional[float] = None,
+    teacher_topk: Any = None,
+    topk_residual: str = "renormalize",
     axis: Optional[int] = None,
     return_grad: bool = False,
     grad_output: Any = None,
@@ -397,23 +399,34 @@ def distillation_loss(
     """`fastloss.distillation_loss` on dask arrays, lazily (see `cross_entropy`). With a chunked
     class axis (no return_grad), the cross-entropy comes from merged row statistics and the KL
     term from each chunk's share, once the two tempered logsumexps are merged; the other
-    divergences ("reverse_kl", "jsd"), ``z_loss`` and ``softcap`` need the class axis in one
-    chunk."""
+    divergences ("reverse_kl", "jsd"), ``z_loss``, ``softcap`` and a top-k teacher
+    (``teacher_topk=(indices, logprobs)``, chunked as the positions with the k entries in one
+    chunk) need the class axis in one chunk."""
     ops = _ClassOperands(student_logits, target, axis, "student_logits")
-    teacher = _host_array(teacher_logits, "teacher_logits")
+    topk = None
+    if teacher_topk is not None:
+        if not isinstance(teacher_topk, (tuple, list)) or len(teacher_topk) != 2:
+            raise TypeError("teacher_topk must be a pair (indices, logprobs)")
+        topk = tuple(_host_array(a, n) for a, n in zip(teacher_topk, _TOPK_NAMES))
+    teacher = None if teacher_logits is None else _host_array(teacher_logits, "teacher_logits")
     w = _small_vector(weight, "weight")
     value = fl.distillation_loss(
-        ops.standin_input(), ops.standin_input(teacher), ops.standin_target(),
-        temperature=temperature, alpha=alpha, divergence=divergence, beta=beta,
-        reduction=reduction, weight=w,
+        ops.standin_input(), None if teacher is None else ops.standin_input(teacher),
+        ops.standin_target(), temperature=temperature, alpha=alpha, divergence=divergence,
+        beta=beta, reduction=reduction, weight=w,
         ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
         softcap=softcap, axis=ops.ax, return_grad=return_grad,
+        teacher_topk=None if topk is None else tuple(ops.standin_input(a) for a in topk),
+        topk_residual=topk_residual,
         grad_output=_standin_grad_output(grad_output, ops.positions, ops.standin_loss_shape()),
     )
     dtype = _dtype_of(value, return_grad)
     z = float(z_loss)
-    teacher = ops.aligned_like_input(teacher, "teacher_logits")
     td = ops.aligned_target()
+    if topk is not None:
+        _whole_classes(ops.x, ops.ax, "distillation_loss with teacher_topk")
+    else:
+        teacher = ops.aligned_like_input(teacher, "teacher_logits")
     a = float(alpha)
     denominator: Any = 1.0
     if reduction == "mean":
@@ -458,10 +471,47 @@ def distillation_loss(
             del options["z_loss"]
             lazy["z_loss"] = _z_loss_of_blocks(ops, td, ignore_index, z,
                                                _mean_factor(ops, td, w, ignore_index))
-    operands = [(ops.x, ops.letters), (teacher, ops.letters), (td, ops.target_index())]
+    if topk is None:
+        function: Any = fl.distillation_loss
+        operands = [(ops.x, ops.letters), (teacher, ops.letters), (td, ops.target_index())]
+    else:
+        function = _topk_distillation_block
+        options["topk_residual"] = topk_residual
+        operands = [(ops.x, ops.letters), *_topk_operands(ops, topk), (td, ops.target_index())]
     return _whole_row_losses(
-        fl.distillation_loss, ops, operands, options, dtype, reduction, loss_factor,
+        function, ops, operands, options, dtype, reduction, loss_factor,
         return_grad, grad_output, grad_factor=grad_factor, lazy_options=lazy,
+    )
+
+
+_TOPK_NAMES = ("teacher_topk indices", "teacher_topk logprobs")
+
+
+def _topk_operands(ops: _ClassOperands, topk: tuple) -> list:
+    """The top-k teacher's indices and log-probabilities as blockwise operands: chunked as the
+    student's positions, their k entries in one chunk (the index letter "y", which the blocks
+    contract: dask hands each task the whole k axis)."""
+    operands = []
+    for a, name in zip(topk, _TOPK_NAMES):
+        if a.ndim != ops.x.ndim:
+            raise ValueError(f"{name} must have {ops.x.ndim} dimensions, got {a.ndim}")
+        chunks = tuple((a.shape[d],) if d == ops.ax else c for d, c in enumerate(ops.x.chunks))
+        ad = as_dask(a, name, chunks=chunks)
+        axes = tuple(d for d in range(ops.x.ndim) if d != ops.ax)
+        check_same_chunks(ad, name, axes, ops.x, ops.name, axes)
+        if ad.numblocks[ops.ax] != 1:
+            ad = ad.rechunk({ops.ax: -1})  # a few entries per position: cheap to gather
+        operands.append((ad, ops.letters.replace(ops.class_letter, "y")))
+    return operands
+
+
+def _topk_distillation_block(
+    student_logits: np.ndarray, indices: np.ndarray, logprobs: np.ndarray, target: np.ndarray,
+    **options: Any,
+) -> Any:
+    """One block of distillation_loss with a top-k teacher."""
+    return fl.distillation_loss(
+        student_logits, None, target, teacher_topk=(indices, logprobs), **options
     )
 
 

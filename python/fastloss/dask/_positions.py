@@ -64,7 +64,9 @@ def losses_per_position(
     index) pairs, block by block over `index` (the first operand's). `class_letter` names the
     class axis (whole in every block) that the loss drops; with `grad_output` = (value,
     blockwise index or None), the gradient of the first operand comes too, with its chunks.
-    `keywords` names the last operands, passed by keyword. No block is copied on the way: a
+    `keywords` names the last operands, passed by keyword. An operand axis whose letter is not
+    in `index` (a top-k teacher's k entries) comes to each task whole. No block is copied on the
+    way: a
     blockwise contraction over the class axis would concatenate (copy) every block of logits,
     so the class axis stays in the blockwise index and leaves the loss afterwards."""
     lazy_options = lazy_options or {}
@@ -83,10 +85,12 @@ def losses_per_position(
     if not return_grad:
         loss = da.blockwise(
             block, index, *args, dtype=result_dtype, meta=empty_like_meta(ndim, result_dtype),
-            adjust_chunks=None if class_letter is None else {class_letter: 1},
+            adjust_chunks=None if class_letter is None else {class_letter: 1}, concatenate=True,
         )
         return (loss if drop is None else loss.squeeze(axis=drop)), None
-    pairs = da.blockwise(block, index, *args, dtype=object, meta=empty_like_meta(ndim, object))
+    pairs = da.blockwise(
+        block, index, *args, dtype=object, meta=empty_like_meta(ndim, object), concatenate=True
+    )
     loss = pairs.map_blocks(
         operator.itemgetter(0), dtype=result_dtype, meta=empty_like_meta(ndim, result_dtype),
         chunks=tuple((1,) if a == drop else c for a, c in enumerate(pairs.chunks)),
