@@ -76,6 +76,9 @@ struct CrossEntropyParams {
     // added by the caller from the lse the kernels write): 2 z times the ratio of the z-loss's
     // reduction factor to the cross-entropy's, 0 without z-loss. See cross_entropy_grad.cpp.
     T z_loss_grad = T(0);
+    // The capped kernels only (CrossEntropyKernels::capped_index_rows): the logits are taken as
+    // softcap tanh(x / softcap), softcap > 0.
+    T softcap = T(0);
 };
 
 // Cross-entropy from logits, one loss per position (the caller reduces). Targets were checked by
@@ -127,6 +130,11 @@ struct CrossEntropyKernels {
     Kernel index_columns_grad;
     Kernel probability_rows_grad;
     Kernel probability_columns_grad;
+    // Index targets, rows layout, with logit soft-capping fused (params.softcap; the gradient with
+    // respect to the logits before capping): float and double only, half rows are widened first
+    // (cross_entropy_softcap.cpp).
+    Kernel capped_index_rows = nullptr;
+    Kernel capped_index_rows_grad = nullptr;
 };
 
 // The soft term of distillation between the tempered softmaxes p = softmax(t/T) of the teacher and

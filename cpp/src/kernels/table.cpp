@@ -11,6 +11,7 @@ void register_softmax_kernels(KernelTable& table);
 void register_softmax_backward_kernels(KernelTable& table);
 void register_cross_entropy_kernels(KernelTable& table);
 void register_cross_entropy_grad_kernels(KernelTable& table);
+void register_cross_entropy_softcap_kernels(KernelTable& table);
 void register_distillation_kernels(KernelTable& table);
 void register_entropy_kernels(KernelTable& table);
 void register_cosine_kernels(KernelTable& table);
@@ -31,6 +32,7 @@ KernelTable build_table() {
     register_softmax_backward_kernels(table);
     register_cross_entropy_kernels(table);
     register_cross_entropy_grad_kernels(table);
+    register_cross_entropy_softcap_kernels(table);
     register_distillation_kernels(table);
     register_entropy_kernels(table);
     register_cosine_kernels(table);

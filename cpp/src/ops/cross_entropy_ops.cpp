@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -96,6 +97,49 @@ class TargetChangedDuringCall {
     std::atomic<int64_t> value_{0};
 };
 
+// Logit soft-capping of index targets: the capped kernels of T (cross_entropy_softcap.cpp) cap
+// each row in registers, on the caller's rows where they are contiguous rows of T, else on a row
+// gathered or widened into a buffer of T (and the gradient formed in one and scattered or
+// narrowed back).
+template <class S>
+void capped_index_positions(const AxisGeometry& g, const ClassificationLossCall<S>& call,
+                            const CrossEntropyParams<compute_t<S>>& params, const CrossEntropyOperands<S>& operands) {
+    using T = compute_t<S>;
+    using Slot = CrossEntropySlot;
+    const int64_t classes = g.classes;
+    const bool with_grad = operands.grad != nullptr;
+    const CrossEntropyKernels<T>& k = active_kernels().kernels<T>().cross_entropy;
+    const auto kernel = with_grad ? k.capped_index_rows_grad : k.capped_index_rows;
+    CrossEntropyParams<T> capped = params;
+    capped.softcap = T(call.softcap);
+    const int64_t x_stride = g.class_stride[Slot::input], grad_stride = g.class_stride[Slot::grad];
+    const bool stages_x = converts_row<S>(x_stride), stages_grad = with_grad && converts_row<S>(grad_stride);
+    parallel_for(g.outer_count(), classes * g.columns, [&](int64_t begin, int64_t end) {
+        // Written whole before they are read: left uninitialised (see SoftcappedRow).
+        const std::unique_ptr<T[]> x_row = stages_x ? uninitialised_scratch<T>(classes, "a staged row") : nullptr;
+        const std::unique_ptr<T[]> grad_row =
+            stages_grad ? uninitialised_scratch<T>(classes, "a staged gradient row") : nullptr;
+        visit_positions(g, begin, end, [&](const int64_t* at) {
+            CrossEntropyBlock<T> b;
+            b.input = row_in_compute_type(operands.logits + at[Slot::input], x_stride, classes, x_row.get());
+            b.target = operands.target + at[Slot::target];
+            b.loss = operands.losses + at[Slot::loss];
+            if (operands.lse) b.lse = operands.lse + at[Slot::loss];
+            b.count = 1;
+            S* grad = with_grad ? operands.grad + at[Slot::grad] : nullptr;
+            if (with_grad) {
+                if constexpr (std::is_same_v<S, T>) b.grad = stages_grad ? grad_row.get() : grad;
+                else b.grad = grad_row.get();
+                b.scale = operands.scale_varies ? operands.scale + at[Slot::scale] : operands.scale;
+            }
+            kernel(b, capped);
+            if (stages_grad) {
+                for (int64_t c = 0; c < classes; ++c) grad[c * grad_stride] = S(grad_row[c]);
+            }
+        });
+    });
+}
+
 // Logit soft-capping (softcapped_rows.hpp): each position's row is capped into a buffer of T, the
 // plain row kernels of T run on it (the loss, the lse, and the gradient with respect to x' formed
 // in place), and that gradient is chained through the tanh into the caller's layout.
@@ -113,6 +157,10 @@ void softcapped_positions(const AxisGeometry& g, const ClassificationLossCall<S>
     const int64_t grad_stride = g.class_stride[Slot::grad];
     const bool strided = x_stride != 1 || (with_grad && grad_stride != 1);
     const bool converts_q = !index_targets && converts_row<S>(q_stride);
+    if (index_targets) {
+        capped_index_positions(g, call, params, operands);
+        return;
+    }
     parallel_for(g.outer_count(), classes * g.columns, [&](int64_t begin, int64_t end) {
         SoftcappedRow<S> row(classes, T(call.softcap), with_grad, strided);
         std::vector<T> q_row = scratch_vector<T>(converts_q ? classes : 0, "a staged target row");
