@@ -87,6 +87,12 @@ class InlineVector {
     static void check_capacity(size_t n) {
         if (n > N) throw std::length_error("more than " + std::to_string(N) + " entries in an inline list");
     }
+    // Element by element, not as a memcpy: these lists are copied right after their elements
+    // were stored one by one, and memcpy's wider loads of such fresh stores stall until the
+    // stores complete (a failed store-to-load forwarding); GCC would turn the loop into memcpy.
+#if defined(__GNUC__) && !defined(__clang__)
+    __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
     void copy_from(const InlineVector& other) {
         size_ = other.size_;
         for (size_t i = 0; i < size_; ++i) values_[i] = other.values_[i];
