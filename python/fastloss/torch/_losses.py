@@ -55,6 +55,17 @@ def _topk_distillation_call(
 
 
 _CLASS_OPTIONS = (("ignore_index", "int"), ("reduction", "str"))
+_DISTILLATION_OPTIONS = (
+    ("temperature", "float"),
+    ("alpha", "float"),
+    *_CLASS_OPTIONS,
+    ("label_smoothing", "float"),
+    ("axis", "int?"),
+    ("divergence", "str"),
+    ("beta", "float"),
+    ("z_loss", "float"),
+    ("softcap", "float?"),
+)
 
 LOSSES = {
     loss.name: loss
@@ -86,17 +97,7 @@ LOSSES = {
             _distillation.distillation_loss,
             ("student_logits", "teacher_logits", "target"),
             ("weight",),
-            (
-                ("temperature", "float"),
-                ("alpha", "float"),
-                *_CLASS_OPTIONS,
-                ("label_smoothing", "float"),
-                ("axis", "int?"),
-                ("divergence", "str"),
-                ("beta", "float"),
-                ("z_loss", "float"),
-                ("softcap", "float?"),
-            ),
+            _DISTILLATION_OPTIONS,
             _positions,
         ),
         FusedLoss(
@@ -104,18 +105,7 @@ LOSSES = {
             _topk_distillation_call,
             ("student_logits", "teacher_indices", "teacher_logprobs", "target"),
             ("weight",),
-            (
-                ("temperature", "float"),
-                ("alpha", "float"),
-                *_CLASS_OPTIONS,
-                ("label_smoothing", "float"),
-                ("axis", "int?"),
-                ("divergence", "str"),
-                ("beta", "float"),
-                ("z_loss", "float"),
-                ("softcap", "float?"),
-                ("topk_residual", "str"),
-            ),
+            (*_DISTILLATION_OPTIONS, ("topk_residual", "str")),
             _positions,
             any_dtype=("teacher_logprobs",),
         ),
