@@ -296,6 +296,13 @@ def test_edge_values(rng):
     assert np.isfinite(fl.distillation_loss(s, None, ignored, **kw))
     s[0, indices[0, 0]] = -np.inf
     assert fl.distillation_loss(s, None, ignored, **kw) == np.inf
+    nan_teacher = lp.copy()
+    nan_teacher[1, 2] = np.nan
+    for divergence, _, residual in SOFT_TERMS:  # a NaN log-probability makes its position NaN
+        got = fl.distillation_loss(s, None, ignored, teacher_topk=(indices, nan_teacher),
+                                   topk_residual=residual, divergence=divergence,
+                                   reduction="none")
+        assert np.isnan(got[1]) and not np.isnan(got[2]), (residual, divergence)
 
 
 def test_errors(rng):
@@ -308,8 +315,10 @@ def test_errors(rng):
         call(s, None, y)
     with pytest.raises(TypeError, match="pair"):
         call(s, None, y, teacher_topk=indices)
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(TypeError, match=r"integer array of class indices, got dtype float64$"):
         call(s, None, y, teacher_topk=(indices.astype(np.float64), lp))
+    with pytest.raises(IndexError, match="indices: 18446744073709551615 is out of bounds"):
+        call(s, None, y, teacher_topk=(np.full((3, 4), 2**64 - 1, np.uint64), lp))
     with pytest.raises(ValueError, match=r"shape \(3, 4\).*k entries"):
         call(s, None, y, teacher_topk=(indices, lp), axis=0)
     with pytest.raises(ValueError, match="logprobs have shape"):

@@ -252,13 +252,21 @@ def as_index_array(target: Any, name: str = "target") -> np.ndarray:
     if dtype == np.int64:
         return arr if arr.flags.aligned else arr.copy()
     if dtype.kind not in "iu":
+        probabilities = (
+            " (floating targets are only accepted as probabilities, with the input's shape)"
+            if name == "target"
+            else ""
+        )
         raise TypeError(
-            f"{name} must be an integer array of class indices, got dtype {dtype} "
-            "(floating targets are only accepted as probabilities, with the input's shape)"
+            f"{name} must be an integer array of class indices, got dtype {dtype}{probabilities}"
         )
     if dtype.kind == "u" and dtype.itemsize == 8 and arr.size and arr.max() > _INT64_MAX:
         first = arr.ravel()[np.argmax(arr.ravel() > _INT64_MAX)]
-        raise IndexError(f"Target {first} is out of bounds.")
+        # (PyTorch's message for targets)
+        raise IndexError(
+            f"Target {first} is out of bounds." if name == "target"
+            else f"{name}: {first} is out of bounds"
+        )
     return arr.astype(np.int64)
 
 

@@ -120,16 +120,17 @@ void dense_gradient_row(const T* x, int64_t n, T shift, T inverse_temperature, T
     }
 }
 
-// x log(x / y) as the divergences take it: 0 where x = 0 (xlogy), given log x and log y.
+// x log(x / y) as the divergences take it: 0 where x = 0 (xlogy), given log x and log y; a NaN x
+// (from a NaN logit or log-probability) stays NaN.
 template <class V>
 inline V entropy_term(V x, V log_x, V log_y) {
     const V zero = V::broadcast(typename V::Scalar(0));
-    return select(less(zero, x), x * (log_x - log_y), zero);
+    return select(equal(x, zero), zero, x * (log_x - log_y));
 }
 
 template <class T>
 T scalar_entropy_term(T x, T log_x, T log_y) {
-    return x > T(0) ? x * (log_x - log_y) : T(0);
+    return x == T(0) ? T(0) : x * (log_x - log_y);
 }
 
 // The soft term of one position from its gathered log sigma_j (in `student`, overwritten with
