@@ -305,6 +305,31 @@ def test_edge_values(rng):
         assert np.isnan(got[1]) and not np.isnan(got[2]), (residual, divergence)
 
 
+def test_distillation_loss_class(rng):
+    s, y = student_case((4, 30), 1, rng)
+    indices, lp = teacher_topk((4, 30), 1, 5, rng)
+    loss = fl.DistillationLoss(alpha=0.3, topk_residual="tail", z_loss=1e-3)
+    want = fl.distillation_loss(s, None, y, alpha=0.3, teacher_topk=(indices, lp),
+                                topk_residual="tail", z_loss=1e-3)
+    assert loss(s, None, y, teacher_topk=(indices, lp)) == want
+    assert repr(loss).endswith("z_loss=0.001, topk_residual='tail')")
+    assert "topk_residual" not in repr(fl.DistillationLoss())
+
+
+def test_torch_module(rng):
+    import fastloss.torch as flt
+
+    s, y = student_case((4, 30), 1, rng)
+    indices, lp = teacher_topk((4, 30), 1, 5, rng)
+    st = torch.tensor(s, requires_grad=True)
+    module = flt.nn.DistillationLoss(alpha=0.3, topk_residual="tail")
+    topk = (torch.tensor(indices), torch.tensor(lp))
+    module(st, None, torch.tensor(y), teacher_topk=topk).backward()
+    want = fl.distillation_loss(s, None, y, alpha=0.3, teacher_topk=(indices, lp),
+                                topk_residual="tail", return_grad=True)
+    np.testing.assert_allclose(st.grad.numpy(), want.grad, rtol=1e-12)
+
+
 def test_errors(rng):
     s, y = student_case((3, 10), 1, rng)
     indices, lp = teacher_topk((3, 10), 1, 4, rng)

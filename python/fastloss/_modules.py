@@ -74,8 +74,12 @@ class CrossEntropyLoss:
         return (
             f"CrossEntropyLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
             f"label_smoothing={self.label_smoothing}, axis={self.axis}"
-            f"{_cross_entropy_options(self.z_loss, self.softcap)})"
+            f"{_cross_entropy_options(self.z_loss, self.softcap)}{self._residual_option()})"
         )
+
+    def _residual_option(self) -> str:
+        default = self.topk_residual == "renormalize"
+        return "" if default else f", topk_residual={self.topk_residual!r}"
 
 
 class LinearCrossEntropyLoss:
@@ -164,7 +168,9 @@ class NLLLoss:
 class DistillationLoss:
     """``DistillationLoss(temperature=..., alpha=...)(student_logits, teacher_logits, target)``.
 
-    The callable form of `distillation_loss` (see there for what each reduction means).
+    The callable form of `distillation_loss` (see there for what each reduction means). A top-k
+    teacher is given per call, ``loss(student_logits, None, target, teacher_topk=(indices,
+    logprobs))``, its residual rule with the options (``topk_residual``).
     """
 
     def __init__(
@@ -180,10 +186,12 @@ class DistillationLoss:
         beta: float = 0.5,
         z_loss: float = 0.0,
         softcap: Optional[float] = None,
+        topk_residual: str = "renormalize",
     ) -> None:
         self.temperature = temperature
         self.alpha = alpha
         self.divergence = divergence
+        self.topk_residual = topk_residual
         self.beta = beta
         self.z_loss = z_loss
         self.softcap = softcap
@@ -193,11 +201,15 @@ class DistillationLoss:
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def __call__(self, student_logits: Any, teacher_logits: Any, target: Any) -> LossValue:
+    def __call__(
+        self, student_logits: Any, teacher_logits: Any, target: Any, *, teacher_topk: Any = None
+    ) -> LossValue:
         return distillation_loss(
             student_logits,
             teacher_logits,
             target,
+            teacher_topk=teacher_topk,
+            topk_residual=self.topk_residual,
             temperature=self.temperature,
             alpha=self.alpha,
             divergence=self.divergence,
@@ -217,8 +229,12 @@ class DistillationLoss:
             f"divergence={self.divergence!r}, beta={self.beta}, "
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
             f"label_smoothing={self.label_smoothing}, axis={self.axis}"
-            f"{_cross_entropy_options(self.z_loss, self.softcap)})"
+            f"{_cross_entropy_options(self.z_loss, self.softcap)}{self._residual_option()})"
         )
+
+    def _residual_option(self) -> str:
+        default = self.topk_residual == "renormalize"
+        return "" if default else f", topk_residual={self.topk_residual!r}"
 
 
 class CosineEmbeddingLoss:

@@ -205,7 +205,8 @@ class SigmoidFocalLoss(_Loss):
 
 class DistillationLoss(_Loss):
     """`fastloss.torch.distillation_loss` as a module: ``(student_logits, teacher_logits,
-    target)``."""
+    target)``, or a top-k teacher per call: ``(student_logits, None, target,
+    teacher_topk=(indices, logprobs))``, with ``topk_residual`` among the options."""
 
     def __init__(
         self,
@@ -220,11 +221,13 @@ class DistillationLoss(_Loss):
         beta: float = 0.5,
         z_loss: float = 0.0,
         softcap: Optional[float] = None,
+        topk_residual: str = "renormalize",
     ) -> None:
         super().__init__(reduction=reduction)
         self.temperature = temperature
         self.alpha = alpha
         self.divergence = divergence
+        self.topk_residual = topk_residual
         self.beta = beta
         self.z_loss = z_loss
         self.softcap = softcap
@@ -233,11 +236,19 @@ class DistillationLoss(_Loss):
         self.label_smoothing = label_smoothing
         self.dim = dim
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor, target: Tensor) -> Tensor:
+    def forward(
+        self,
+        student_logits: Tensor,
+        teacher_logits: Optional[Tensor],
+        target: Tensor,
+        teacher_topk: Optional[tuple[Tensor, Tensor]] = None,
+    ) -> Tensor:
         return F.distillation_loss(
             student_logits,
             teacher_logits,
             target,
+            teacher_topk=teacher_topk,
+            topk_residual=self.topk_residual,
             temperature=self.temperature,
             alpha=self.alpha,
             reduction=self.reduction,
