@@ -74,12 +74,8 @@ class CrossEntropyLoss:
         return (
             f"CrossEntropyLoss(ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
             f"label_smoothing={self.label_smoothing}, axis={self.axis}"
-            f"{_cross_entropy_options(self.z_loss, self.softcap)}{self._residual_option()})"
+            f"{_cross_entropy_options(self.z_loss, self.softcap)})"
         )
-
-    def _residual_option(self) -> str:
-        default = self.topk_residual == "renormalize"
-        return "" if default else f", topk_residual={self.topk_residual!r}"
 
 
 class LinearCrossEntropyLoss:
