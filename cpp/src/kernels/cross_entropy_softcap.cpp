@@ -14,28 +14,22 @@
 //     e_c (1 - tanh^2) in grad (which may be x: each element is read before it is written) and
 //     sweep 3 scales it by a; with smoothing, sweep 3 computes the tanh and exponential again
 //     (the b w_c term needs 1 - tanh^2 apart from e_c).
-// Every capped value is cap_row's (softcap-inl.hpp): the same tanh of x (1 / cap), times cap.
+// Every capped value is softcap-inl.hpp's capped_vector, as cap_row's.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/cross_entropy-inl.hpp"
 #include "kernels/cross_entropy_terms-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
+#include "kernels/softcap-inl.hpp"
 
 namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
-// cap tanh(x / cap) of a vector, and the tanh in `t`, as cap_row forms them.
-template <class V>
-inline V capped(V x, V cap, V inverse, V& t) {
-    t = vtanh(x * inverse);
-    return cap * t;
-}
-
 template <class T>
 T capped_scalar(T x, T cap, T& t) {
     using V = Vec<T>;
     V vt;
-    const V out = capped(V::broadcast(x), V::broadcast(cap), V::broadcast(T(1) / cap), vt);
+    const V out = capped_vector(V::broadcast(x), V::broadcast(cap), V::broadcast(T(1) / cap), vt);
     t = lane0(vt);
     return lane0(out);
 }
@@ -57,8 +51,8 @@ void capped_sums(const T* x, int64_t n, T shift, const CrossEntropyParams<T>& p,
         int64_t i = begin;
         for (; i + 2 * W <= end; i += 2 * W) {
             V u0, u1;
-            const V d0 = capped(vload(x + i), cap, inverse, u0) - sh;
-            const V d1 = capped(vload(x + i + W), cap, inverse, u1) - sh;
+            const V d0 = capped_vector(vload(x + i), cap, inverse, u0) - sh;
+            const V d1 = capped_vector(vload(x + i + W), cap, inverse, u1) - sh;
             const V e0 = vexp(d0), e1 = vexp(d1);
             s0 = s0 + e0;
             s1 = s1 + e1;
@@ -75,7 +69,7 @@ void capped_sums(const T* x, int64_t n, T shift, const CrossEntropyParams<T>& p,
             const int64_t lanes = end - i < W ? end - i : W;
             const auto live = V::first_lanes(lanes);
             V u;
-            const V d = capped(vload_partial(x + i, lanes, T(0)), cap, inverse, u) - sh;
+            const V d = capped_vector(vload_partial(x + i, lanes, T(0)), cap, inverse, u) - sh;
             const V e = vexp(d);
             s0 = s0 + select(live, e, zero);
             if (staged) store_partial(staged + i, lanes, e * (one - u * u));
@@ -103,7 +97,7 @@ void capped_gradient_row(const T* x, int64_t n, T shift, T a, T b, const T* weig
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
         V t;
-        const V d = capped(full ? vload(x + i) : vload_partial(x + i, lanes, T(0)), cap, inverse, t) - sh;
+        const V d = capped_vector(full ? vload(x + i) : vload_partial(x + i, lanes, T(0)), cap, inverse, t) - sh;
         V g = va * vexp(d);
         if (b != T(0)) g = g - (weight ? vb * (full ? vload(weight + i) : vload_partial(weight + i, lanes, T(0))) : vb);
         g = g * (one - t * t);

@@ -10,20 +10,28 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
+// cap tanh(x / cap) of one vector, and the tanh in `t`: the one formula of every capped logit
+// (cap_row here, and the fused kernels of cross_entropy_softcap.cpp), so all give the same bits.
+// x (1 / cap) rather than torch's x / c: within an ULP of it, and a division per element would
+// cost as much as the rest of the tanh.
+template <class V>
+inline V capped_vector(V x, V cap, V inverse, V& t) {
+    t = vtanh(x * inverse);
+    return cap * t;
+}
+
 // The capped row to `capped` (which may be x itself: each vector is loaded before it is stored)
 // and, unless null, tanh's derivative 1 - tanh^2 to `derivative`.
 template <class S, class T = compute_t<S>>
 void cap_row(const S* x, int64_t n, T cap, T* capped, T* derivative) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    // x (1 / cap) rather than torch's x / c: within an ULP of it, and a division per element
-    // would cost as much as the rest of the tanh.
     const V vcap = V::broadcast(cap), inverse = V::broadcast(T(1) / cap), one = V::broadcast(T(1));
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         const bool full = lanes == W;
-        const V t = vtanh((full ? vload(x + i) : vload_partial(x + i, lanes, T(0))) * inverse);
-        const V out = vcap * t;
+        V t;
+        const V out = capped_vector(full ? vload(x + i) : vload_partial(x + i, lanes, T(0)), vcap, inverse, t);
         if (full) store(capped + i, out); else store_partial(capped + i, lanes, out);
         if (!derivative) continue;
         const V d = one - t * t;  // torch's tanh backward: 1 - y^2 of its output y
