@@ -339,6 +339,29 @@ def test_errors_name_the_argument(rng):
         fl.linear_cross_entropy(x, w, t, grad_output=2.0)
 
 
+def test_forward_tiles_cut_rows_and_classes_under_the_budget(monkeypatch, isa, rng):
+    """Without the gradient the default tiles are square-ish (both the rows and the vocabulary
+    are cut, evenly), their statistics merge to the float64 reference, and the loss and lse
+    equal those of the gradient's strips, which span the vocabulary."""
+    monkeypatch.setattr(lce, "DEFAULT_BUDGET_BYTES", 64 << 10)
+    strip, tile, _ = lce.tile_shape(
+        300, 7, 500, 8, widened=False, probability_copy=False, gradient=False
+    )
+    assert (strip, tile) == (75, 100)
+    x, w, b, t = make_case(rng, np.dtype(np.float64), (300,), 7, 500, ignore=-100)
+    q = rng.random((300, 500))
+    cases = [(t, {}), (t, {"label_smoothing": 0.3, "weight": rng.random(500)}), (q, {})]
+    for target, options in cases:
+        got = fl.linear_cross_entropy(x, w, target, linear_bias=b, return_lse=True, **options)
+        expected = numpy_reference(x, w, b, target, **options)
+        np.testing.assert_allclose(got.loss, expected, rtol=1e-12)
+        with_grad = fl.linear_cross_entropy(
+            x, w, target, linear_bias=b, return_lse=True, return_grad=True, **options
+        )
+        np.testing.assert_allclose(got.loss, with_grad.loss, rtol=1e-13)
+        np.testing.assert_allclose(got.lse, with_grad.lse, rtol=1e-13)
+
+
 def test_memory_stays_within_the_budget(monkeypatch, rng):
     """Beyond its inputs and the gradients asked for, a call allocates at most the tile budget
     (here 1 MB, against 8 MB of logits), whatever N and V."""

@@ -12,11 +12,11 @@ in cache, and three more BLAS calls accumulate::
     grad_input[strip]  = G @ linear_weight          grad_weight += G.T @ input[strip]
     grad_bias         += G summed over the strip's rows
 
-Measured on this project's machine (BENCHMARKS.md), BLAS runs a strip spanning the whole
-vocabulary within 10% of one large product, while vocabulary tiles of a few thousand classes cost
-40% more: strips therefore span the vocabulary whenever the budget holds enough rows, and the
-forward needs no second pass. The statistics of a whole strip are final, so the gradient never
-recomputes a logit. At very large vocabularies 64 MB hold ~130 rows of 128256 float32 logits,
+The gradient's strips span the vocabulary whenever the budget holds enough rows: the statistics
+of a whole strip are final, so the gradient never recomputes a logit. The forward alone takes
+square-ish tiles of rows and classes instead (`_forward_tile`): BLAS packs the untiled operand
+anew for every product, and a 4096 x 4000 tile made the forward of 4096 x 1024 x 32000 1.08x the
+bare GEMM where 524-row strips spanning the vocabulary made it 1.19-1.27x (BENCHMARKS.md). At very large vocabularies 64 MB hold ~130 rows of 128256 float32 logits,
 so the gradient's ``G.T @ input`` has K = 130; measured quietly, that still beats strips of 1024
 rows in vocabulary tiles, which pay a fourth GEMM to compute the tiles again (BENCHMARKS.md).
 
@@ -27,6 +27,7 @@ float64 operands) and rounded once at the end.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
@@ -101,9 +102,10 @@ def tile_shape(
     chunk_size: Any = None,
     budget: Optional[int] = None,
 ) -> tuple[int, int, int]:
-    """(strip rows, vocabulary tile columns, weight tile rows). A strip of logits spans the whole
-    vocabulary when the budget holds at least one such row (see [Note: linear cross-entropy
-    tiles]); otherwise it is one row, in vocabulary tiles. A weight tile (of the gradient's
+    """(strip rows, vocabulary tile columns, weight tile rows). With the gradient, a strip of
+    logits spans the whole vocabulary when the budget holds at least one such row (see [Note:
+    linear cross-entropy tiles]); otherwise it is one row, in vocabulary tiles. Without it, tiles
+    are square-ish (`_forward_tile`). A weight tile (of the gradient's
     products and of half-precision widening) takes at most an eighth of the budget.
     ``chunk_size`` (an int of rows, or a (rows, classes) pair) overrides the strip and tile.
     `budget` defaults to DEFAULT_BUDGET_BYTES, read at each call."""
@@ -121,15 +123,37 @@ def tile_shape(
                 f"got {chunk_size!r}"
             )
         return min(int(pair[0]), max(rows, 1)), min(int(pair[1]), classes), weight_tile
-    logits_row = classes * compute_itemsize * (2 if probability_copy else 1)
+    cell = compute_itemsize * (2 if probability_copy else 1)  # a logit (and its probability)
     # Widened: the strip's input (and with the gradient, its products' sum and one product).
-    per_row = logits_row + (features * compute_itemsize * (3 if gradient else 1) if widened else 0)
+    input_row = features * compute_itemsize * (3 if gradient else 1) if widened else 0
+    per_row = classes * cell + input_row
     # Weight tiles: the gradient's product of G.T @ input, the widened weights.
     room = budget - (int(gradient) + int(widened)) * weight_tile * weight_row
+    if not gradient:
+        return (*_forward_tile(rows, classes, cell, input_row, room), weight_tile)
     if room >= per_row:
         return int(min(room // per_row, max(rows, 1))), classes, weight_tile
     columns = max(1, room // (compute_itemsize * (2 if probability_copy else 1)))
     return 1, int(min(columns, classes)), weight_tile
+
+
+def _forward_tile(rows: int, classes: int, cell: int, input_row: int, room: int) -> tuple[int, int]:
+    """(rows, classes) of the forward's tiles of logits: as square as `room` allows.
+
+    BLAS packs the operand that a product does not tile anew for every product: a strip of R rows
+    spanning the vocabulary reads all of linear_weight again, a tile of C classes all the strip's
+    input. Their cost is proportional to 1/R + 1/C, least for a square tile of the budget (see
+    [Note: linear cross-entropy tiles]). The forward only merges the tiles' statistics, so it
+    computes no logit twice. Strips and tiles are evened out, so that no last one is a sliver."""
+    rows, room = max(rows, 1), max(room, 0)
+    strip = min(rows, math.isqrt(room // cell))
+    if input_row:  # the strip's widened input takes at most half of the room
+        strip = min(strip, room // (2 * input_row))
+    strip = max(1, strip)
+    strip = -(-rows // -(-rows // strip))
+    tile = max(1, min(classes, (room // strip - input_row) // cell))
+    tile = -(-classes // -(-classes // tile))
+    return strip, tile
 
 
 def linear_cross_entropy(
