@@ -271,6 +271,9 @@ def test_edges(rng):
     assert fl.linear_cross_entropy(x, w, t, reduction="none").shape == (0,)
     empty = fl.linear_cross_entropy(x, w, t, linear_bias=b, return_grad=True)
     assert not empty.grad_weight.any() and not empty.grad_bias.any()
+    stale = np.full(w.shape, 7.0, w.dtype)  # a buffer that no strip writes is still zeroed
+    fl.linear_cross_entropy(x, w, t, return_grad=True, grad_weight_out=stale)
+    assert not stale.any()
     # Every target ignored: a NaN mean and zero gradients, as torch.
     x, w, b, t = make_case(rng, np.dtype(np.float32), (5,), 4, 9)
     t[:] = -100

@@ -635,12 +635,14 @@ class _Gradients:
         self.grad_input2 = gi.reshape(-1, features)
         # grad_weight and grad_bias accumulate across strips in the compute dtype and are
         # rounded once: in the caller's buffer itself when it is of that dtype and contiguous.
+        # The first strip's products are written into it, not added to zeros: that saves a pass
+        # over V x d (see results() for a call without rows).
         gw = self.grad_weight
         if gw is not None and gw.dtype == compute and gw.flags.c_contiguous:
             self.weight_sum = gw
-            self.weight_sum.fill(0)
         else:
-            self.weight_sum = np.zeros((classes, features), compute)
+            self.weight_sum = np.empty((classes, features), compute)
+        self.weight_sum_written = False
         self.bias_sum = np.zeros(classes, compute) if has_bias else None
         self.bias_part = np.empty(classes, compute) if has_bias else None
         self.product = np.empty((strips.weight_tile, features), compute)
@@ -687,8 +689,12 @@ class _Gradients:
             )
             for b in range(tile_begin, tile_end, s.weight_tile):
                 e = min(tile_end, b + s.weight_tile)
+                g_columns = g[:, b - tile_begin : e - tile_begin]
+                if not self.weight_sum_written:
+                    np.matmul(g_columns.T, xs, out=self.weight_sum[b:e])
+                    continue
                 part = self.product[: e - b]
-                np.matmul(g[:, b - tile_begin : e - tile_begin].T, xs, out=part)
+                np.matmul(g_columns.T, xs, out=part)
                 self.weight_sum[b:e] += part
             if self.bias_sum is not None:
                 column_sums = self.bias_part[: tile_end - tile_begin]
@@ -703,8 +709,11 @@ class _Gradients:
                 total += part
         if total is not None:
             np.copyto(self.grad_input2[begin:end], total, casting="unsafe")
+        self.weight_sum_written = True
 
     def results(self) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        if not self.weight_sum_written:  # no rows: no strip wrote it
+            self.weight_sum.fill(0)
         grad_weight = self._rounded(self.weight_sum, self.grad_weight, self.w_lin.dtype)
         grad_bias = None
         if self.has_bias:
