@@ -1,6 +1,8 @@
 """linear_cross_entropy beside its floors and torch (python -m fastloss.bench --linear SHAPES).
 
-For each (N, d, V) and dtype, one process times, best of --repeats calls:
+For each (N, d, V) and dtype, one process times, best of --repeats calls (the floors and
+fastloss's calls by turns, one of each per round, so that their ratios compare moments close
+together on a shared machine):
 
 - ``gemm``: the bare forward GEMM through NumPy's BLAS into a reused N x V buffer,
   ``np.matmul(input, linear_weight.T, out=buf)`` (float32 operands: NumPy has no BLAS for half);
@@ -45,18 +47,29 @@ def _status(field: str) -> int:
     return 0
 
 
-def _measure(fn: Callable[[], Any], repeats: int) -> tuple[float, Optional[int]]:
-    """(best seconds of `repeats` calls, peak bytes above the resident size before the first)."""
+def _peak(fn: Callable[[], Any]) -> Optional[int]:
+    """Peak bytes of one call above the resident size before it."""
     gc.collect()
     base = _peak_reset()
     fn()
-    peak = None if base is None else max(0, _status("VmHWM") - base)
-    best = float("inf")
+    return None if base is None else max(0, _status("VmHWM") - base)
+
+
+def _measure(fn: Callable[[], Any], repeats: int) -> tuple[float, Optional[int]]:
+    """(best seconds of `repeats` calls, peak bytes of the first, untimed call)."""
+    return _best_by_turns([fn], repeats)[0], _peak(fn)
+
+
+def _best_by_turns(fns: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
+    """Each function's best seconds of `repeats` rounds in which every one runs once, by turns:
+    a ratio between two of them then compares calls made moments apart on a shared machine."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best, peak
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def _blas_description() -> str:
@@ -151,26 +164,26 @@ def _one_case(
     def read_weight() -> None:
         (w if w.dtype.kind == "f" else w.view(np.uint16)).sum(dtype=np.float32)
 
-    rows = [
-        ("gemm (float32, reused out)", *_measure(one_gemm, repeats)),
-        ("3 gemms (float32, reused out)", *_measure(three_gemms, repeats)),
-        ("read linear_weight once", *_measure(read_weight, repeats)),
+    def forward() -> None:
+        fl.linear_cross_entropy(x, w, t, linear_bias=b)
+
+    def forward_gradients() -> None:
+        fl.linear_cross_entropy(x, w, t, linear_bias=b, return_grad=True)
+
+    # The floors and fastloss by turns (their ratios are the goals); peaks one at a time.
+    floors_and_ours = [one_gemm, three_gemms, read_weight, forward, forward_gradients]
+    times = _best_by_turns(floors_and_ours, repeats)
+    peaks = [_peak(fn) for fn in floors_and_ours[:3]]
+    out.clear()  # the peaks of fastloss (and torch) do not include the GEMMs' outputs
+    peaks += [_peak(fn) for fn in floors_and_ours[3:]]
+    labels = [
+        "gemm (float32, reused out)",
+        "3 gemms (float32, reused out)",
+        "read linear_weight once",
+        "fastloss forward",
+        "fastloss forward+gradients",
     ]
-    out.clear()
-    rows.append(
-        (
-            "fastloss forward",
-            *_measure(lambda: fl.linear_cross_entropy(x, w, t, linear_bias=b), repeats),
-        )
-    )
-    rows.append(
-        (
-            "fastloss forward+gradients",
-            *_measure(
-                lambda: fl.linear_cross_entropy(x, w, t, linear_bias=b, return_grad=True), repeats
-            ),
-        )
-    )
+    rows = list(zip(labels, times, peaks))
     if torch is None:
         return rows
     import torch.nn.functional as F
