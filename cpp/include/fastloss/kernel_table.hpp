@@ -33,7 +33,7 @@ struct SoftmaxKernels {
     void (*log_softmax_rows)(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride,
                              int64_t rows, int64_t classes, bool stream_output);
     void (*softmax_rows)(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride,
-                         int64_t rows, int64_t classes);
+                         int64_t rows, int64_t classes, bool stream_output);
     // out[r * out_stride] = logsumexp of row r.
     void (*logsumexp_rows)(const S* x, int64_t x_row_stride, S* out, int64_t out_stride,
                            int64_t rows, int64_t classes);

@@ -163,19 +163,17 @@ void softmax_forward(SoftmaxKind kind, const T* x, const Extents& x_strides, T* 
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, y_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::full});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
-    if (kind == SoftmaxKind::softmax) {
-        run_axis_kernel(g, x, y, true, k.softmax_rows, k.softmax_columns, no_long_rows<T>);
-    } else {
-        // An output far larger than the caches is written with non-temporal stores: it would
-        // evict the input on its way through, and ordinary stores read each line first.
-        int64_t bytes = int64_t(sizeof(T));
-        for (int64_t n : shape) bytes *= n;
-        const bool stream = g.layout == AxisGeometry::Layout::rows && bytes >= kStreamingStoreMinBytes;
-        auto rows_kernel = [&k, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
-            k.log_softmax_rows(xp, xs, yp, ys, rows, classes, stream);
-        };
-        run_axis_kernel(g, x, y, true, rows_kernel, k.log_softmax_columns, no_long_rows<T>);
-    }
+    // An output far larger than the caches is written with non-temporal stores: it would evict
+    // the input on its way through, and ordinary stores read each line first.
+    int64_t bytes = int64_t(sizeof(T));
+    for (int64_t n : shape) bytes *= n;
+    const bool stream = g.layout == AxisGeometry::Layout::rows && bytes >= kStreamingStoreMinBytes;
+    const auto rows_of = kind == SoftmaxKind::softmax ? k.softmax_rows : k.log_softmax_rows;
+    auto rows_kernel = [rows_of, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
+        rows_of(xp, xs, yp, ys, rows, classes, stream);
+    };
+    const auto columns_kernel = kind == SoftmaxKind::softmax ? k.softmax_columns : k.log_softmax_columns;
+    run_axis_kernel(g, x, y, true, rows_kernel, columns_kernel, no_long_rows<T>);
 }
 
 template <class T>
