@@ -63,15 +63,17 @@ void scale_and_shift_row(const S* x, T m, S* grad, int64_t n, T a, T b, const T*
     }
 }
 
-// Sweep (2) over one block of classes (see exp_into_row).
+// Sweep (2) over one block of classes (see exp_into_row); the n elements at `prefetch` (if not
+// null) are fetched along the way.
 template <class S, class T = compute_t<S>>
-T exp_into_block(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
+T exp_into_block(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t, const S* prefetch) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
     V s = zero, tv = zero;
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
+        if (prefetch) prefetch_elements(prefetch + i, lanes);
         const bool full = lanes == W;
         const V d = (full ? vload(x + i) : vload_partial(x + i, lanes, m)) - vm;  // tail: d = 0
         if (smoothing) {
@@ -91,15 +93,17 @@ T exp_into_block(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoo
 }
 
 // Sweep (2): grad = exp(x - m); returns s, and t = sum w (x - m) when `smoothing`, both summed
-// in blocks (see [Note: long sums]).
+// in blocks (see [Note: long sums]). The row after this one, next_x (if not null), is prefetched
+// meanwhile, so that DRAM keeps streaming while the exponentials are computed from cache.
 template <class S, class T = compute_t<S>>
-T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t) {
-    if (n <= kSumBlockClasses) return exp_into_block(x, m, grad, n, weight, smoothing, t);
+T exp_into_row(const S* x, T m, S* grad, int64_t n, const T* weight, bool smoothing, T& t, const S* next_x) {
+    if (n <= kSumBlockClasses) return exp_into_block(x, m, grad, n, weight, smoothing, t, next_x);
     double s_total = 0.0, t_total = 0.0;
     for (int64_t begin = 0; begin < n; begin += kSumBlockClasses) {
         T t_block = T(0);
         const T s_block = exp_into_block(x + begin, m, grad + begin, std::min(kSumBlockClasses, n - begin),
-                                         weight ? weight + begin : nullptr, smoothing, t_block);
+                                         weight ? weight + begin : nullptr, smoothing, t_block,
+                                         next_x ? next_x + begin : nullptr);
         s_total += double(s_block);
         t_total += double(t_block);
     }
@@ -201,7 +205,7 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
         const T m = row_max(xr, C);
         const T x_y = xr[y];  // before the gradient (which may be x itself) is written
         T t = T(0);
-        const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t);
+        const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t, next_row(xr, r, rows, x_row_stride));
         const T w_y = p.weight ? p.weight[y] : T(1);
         const T log_s = scalar_log(s), lse_r = log_sum_exp(m, log_s);
         loss[r * loss_stride] = index_loss(log_s, x_y - m, w_y, t, p);
