@@ -145,6 +145,29 @@ def test_grad_out_aliasing_the_input(isa, rng):
         np.testing.assert_allclose(lp, want.grad)
 
 
+def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs, rng):
+    """A gradient written with non-temporal stores (index targets, rows) stages its exponentials
+    in a scratch row: odd row lengths (every alignment), ignored rows, smoothing and weights, the
+    gradient in place, and half precision (whose exponentials are computed again) give the
+    bits of ordinary stores."""
+    x = rng.standard_normal((23, 1001)) * 3
+    t = rng.integers(0, 1001, 23)
+    t[::5] = -100
+    options = ({}, {"label_smoothing": 0.2, "weight": rng.random(1001) + 0.5})
+    for dtype in (np.float32, np.float64, np.float16):
+        xd = x.astype(dtype)
+        for kwargs in options:
+            streamed_outputs(False)
+            want = fl.cross_entropy(xd, t, return_grad=True, **kwargs)
+            streamed_outputs(True)
+            got = fl.cross_entropy(xd, t, return_grad=True, **kwargs)
+            np.testing.assert_array_equal(got.grad, want.grad)
+            assert got.loss == want.loss
+            y = xd.copy()
+            fl.cross_entropy(y, t, return_grad=True, grad_out=y, **kwargs)
+            np.testing.assert_array_equal(y, want.grad)
+
+
 def test_strided_layouts_and_buffers(isa, rng):
     base = rng.standard_normal((5, 40, 7))
     t = rng.integers(0, 40, (5, 7))

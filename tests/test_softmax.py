@@ -302,24 +302,18 @@ def test_matches_torch_on_edge_rows(isa):
             np.testing.assert_allclose(ours(x, 1), theirs(tx, 1).numpy(), rtol=1.3e-6, atol=1e-5, equal_nan=True)
 
 
-def test_large_output_streaming_stores(isa, rng):
-    """Outputs over 8 MiB are written with non-temporal stores: rows of odd length start at every
-    alignment, so the peel/stream/tail split is exercised, for log_softmax and softmax."""
-    x = rng.standard_normal((2100, 1001)).astype(np.float32)
-    want = ref.log_softmax(x, 1)
-    _assert_close(fl.log_softmax(x, 1), want, np.float32)
-    y = x.copy()
-    _assert_close(fl.log_softmax(y, 1, out=y), want, np.float32)  # in place
-    # softmax stages its exponentials in a scratch row: the bits of a small, unstreamed call
-    for dtype, rows, rtol in (
-        (np.float32, 2100, 2e-5),
-        (np.float64, 1050, 1e-12),
-        (np.float16, 4200, 1e-3),
-    ):
-        x = rng.standard_normal((rows, 1001)).astype(dtype)
-        got = fl.softmax(x, 1)
-        want = ref.softmax(x.astype(np.float64), 1)
-        np.testing.assert_allclose(got.astype(np.float64), want, rtol=rtol, atol=1e-7)
-        np.testing.assert_array_equal(got[:7], fl.softmax(x[:7], 1))
-        y = x.copy()
-        np.testing.assert_array_equal(fl.softmax(y, 1, out=y), got)  # in place
+def test_streaming_stores(isa, streamed_outputs, rng):
+    """Streamed outputs (non-temporal stores): rows of odd length start at every alignment, so the
+    peel/stream/tail split is exercised; the bits are those of ordinary stores, in place too."""
+    for dtype, rtol in ((np.float32, 2e-5), (np.float64, 1e-12), (np.float16, 1e-3)):
+        x = rng.standard_normal((37, 1001)).astype(dtype)
+        for function, reference in ((fl.softmax, ref.softmax), (fl.log_softmax, ref.log_softmax)):
+            streamed_outputs(False)
+            ordinary = function(x, 1)
+            streamed_outputs(True)
+            got = function(x, 1)
+            want = reference(x.astype(np.float64), 1)
+            np.testing.assert_allclose(got.astype(np.float64), want, rtol=rtol, atol=1e-7)
+            np.testing.assert_array_equal(got, ordinary)
+            y = x.copy()
+            np.testing.assert_array_equal(function(y, 1, out=y), ordinary)  # in place

@@ -4,6 +4,7 @@
 
 #include "fastloss/dispatch.hpp"
 #include "fastloss/parallel.hpp"
+#include "ops/streaming_stores.hpp"
 
 #ifndef FASTLOSS_VERSION
 #define FASTLOSS_VERSION "unknown"
@@ -27,6 +28,9 @@ void register_config(py::module_& m) {
         if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
         set_num_threads(n);
     }, py::arg("n"));
+    m.def("_set_streaming_store_min_bytes", &set_streaming_store_min_bytes, py::arg("bytes"),
+          "Outputs at least this large are streamed (for tests; negative: the default). Returns the "
+          "previous threshold.");
     m.def("forked_child_runs_serially", &forked_child_runs_serially);
     m.def("openmp_runtime", [] { return std::string(openmp_runtime()); });
 }

@@ -11,6 +11,10 @@ def _set_capability(name: str) -> None:
     """
     Make `name` the active variant (for tests).
     """
+def _set_streaming_store_min_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    Outputs at least this large are streamed (for tests; negative: the default). Returns the previous threshold.
+    """
 def _vector_exp(x: numpy.ndarray, out: numpy.ndarray) -> None:
     ...
 def _vector_log(x: numpy.ndarray, out: numpy.ndarray) -> None:

@@ -79,6 +79,9 @@ struct CrossEntropyParams {
     // The capped kernels only (CrossEntropyKernels::capped_index_rows): the logits are taken as
     // softcap tanh(x / softcap), softcap > 0.
     T softcap = T(0);
+    // The index rows gradient kernel only: write the gradient with non-temporal stores (see
+    // streaming_store_min_bytes in ops/streaming_stores.hpp, and cross_entropy_grad.cpp).
+    bool stream_grad = false;
 };
 
 // Cross-entropy from logits, one loss per position (the caller reduces). Targets were checked by

@@ -18,12 +18,23 @@
 // way, so there sweep (2) only sums and sweep (3) computes e_c again. Columns: max, sums, then the
 // gradient with a second exponential (positions are vector lanes; nothing stays to store e_c in).
 // The target entry is always formed whole in T, -g (1-eps) w_y included, and stored once.
+#include <memory>
+
+#include "fastloss/scratch.hpp"
 #include "kernels/cross_entropy-inl.hpp"
+#include "kernels/store_row-inl.hpp"
 
 namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
+// [Note: a streamed gradient stages its exponentials in a scratch row] Sweep (2)'s e_c written
+// into a gradient row that is not in cache makes each of its lines be read from memory first. A
+// gradient far larger than the caches (CrossEntropyParams::stream_grad) therefore stages e_c in
+// one scratch row, which stays in L2 from row to row, and sweep (3) streams the gradient out with
+// non-temporal stores: the same arithmetic, so the same bits, as [Note: softmax's exponentials
+// staged in a scratch row].
+//
 // Whether sweep (2) stores e_c in the gradient row for sweep (3) (exact in float and double).
 template <class S>
 constexpr bool stage_exponentials = !is_half_storage<S>;
@@ -47,20 +58,21 @@ T target_entry(T a, T b, T w_y, T correction, T x_y, T m) {
     return lane0(V::broadcast(a) * e_y - V::broadcast(b) * V::broadcast(w_y)) - correction;
 }
 
-// grad[c] = a e_c - b w[c] (w = 1 when null) over a contiguous row (see row_exponentials).
+// grad[c] = a e_c - b w[c] (w = 1 when null) over a contiguous row, e_c staged at `staged` (see
+// row_exponentials; the gradient row itself, or a scratch row when the gradient is streamed).
 template <class S, class T = compute_t<S>>
-void scale_and_shift_row(const S* x, T m, S* grad, int64_t n, T a, T b, const T* w) {
+void scale_and_shift_row(const S* x, T m, const S* staged, S* grad, int64_t n, T a, T b, const T* w, bool stream) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const V va = V::broadcast(a), vb = V::broadcast(b);
-    for (int64_t i = 0; i < n; i += W) {
+    const V va = V::broadcast(a), v_minus_b = V::broadcast(-b);
+    store_row(grad, n, stream, [&](int64_t i) {
         const int64_t lanes = n - i < W ? n - i : W;
-        const bool full = lanes == W;
-        const V e = row_exponentials(x, m, grad, i, lanes);
-        const V wv = w ? (full ? vload(w + i) : vload_partial(w + i, lanes, T(0))) : V::broadcast(T(1));
-        const V out = va * e - vb * wv;
-        if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
-    }
+        const V e = row_exponentials(x, m, staged, i, lanes);
+        const V wv = w ? (lanes == W ? vload(w + i) : vload_partial(w + i, lanes, T(0))) : V::broadcast(T(1));
+        // An explicit fma: left as a e - b w, the compiler contracts it differently in each of
+        // store_row's loops, and a row's bits would depend on where it starts.
+        return fma(va, e, v_minus_b * wv);
+    });
 }
 
 // Sweep (2) over one block of classes (see exp_into_row); the n elements at `prefetch` (if not
@@ -192,6 +204,7 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
                                      loss_stride, grad + first * grad_row_stride, grad_row_stride, p);
         }
     }
+    std::unique_ptr<S[]> staged;
     for (int64_t r = first; r < rows; ++r) {
         const int64_t y = target[r * target_stride];
         S* gr = grad + r * grad_row_stride;
@@ -205,15 +218,21 @@ void index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, in
         const T m = row_max(xr, C);
         const T x_y = xr[y];  // before the gradient (which may be x itself) is written
         T t = T(0);
-        const T s = exp_into_row(xr, m, gr, C, p.weight, eps != T(0), t, next_row(xr, r, rows, x_row_stride));
+        // [Note: a streamed gradient stages its exponentials in a scratch row]
+        if (stage_exponentials<S> && p.stream_grad && !staged) {
+            staged = uninitialised_scratch<S>(C, "a row of cross_entropy's exponentials");
+        }
+        S* e_row = staged ? staged.get() : gr;
+        const T s = exp_into_row(xr, m, e_row, C, p.weight, eps != T(0), t, next_row(xr, r, rows, x_row_stride));
         const T w_y = p.weight ? p.weight[y] : T(1);
         const T log_s = scalar_log(s), lse_r = log_sum_exp(m, log_s);
         loss[r * loss_stride] = index_loss(log_s, x_y - m, w_y, t, p);
         if (lse) lse[r * loss_stride] = lse_r;
         const IndexGradient<T> d = index_gradient(scale[r * scale_stride], s, lse_r, w_y, p);
-        scale_and_shift_row(xr, m, gr, C, d.a, d.b, smoothing_weights(p));
+        scale_and_shift_row(xr, m, e_row, gr, C, d.a, d.b, smoothing_weights(p), p.stream_grad);
         gr[y] = target_entry(d.a, d.b, w_y, d.correction, x_y, m);
     }
+    if (p.stream_grad) stream_fence();
 }
 
 template <class S, class T = compute_t<S>>

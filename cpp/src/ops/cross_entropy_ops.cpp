@@ -16,6 +16,7 @@
 #include "ops/loss_vocabulary.hpp"
 #include "ops/position_loops.hpp"
 #include "ops/softcapped_rows.hpp"
+#include "ops/streaming_stores.hpp"
 
 namespace fastloss {
 namespace {
@@ -231,10 +232,13 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     if (positions > 0 && classes > 0 && call.softcap > 0.0) {
         softcapped_positions(g, call, params, operands);
     } else if (positions > 0 && classes > 0) {
+        CrossEntropyParams<T> row_params = params;
+        row_params.stream_grad = with_grad && index_targets && g.layout == AxisGeometry::Layout::rows &&
+                                 count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                rows_kernel(operands.block_at(at, step, step, rows), params);
+                rows_kernel(operands.block_at(at, step, step, rows), row_params);
             },
             [&](const int64_t* at, int64_t columns) {
                 columns_kernel(operands.block_at(at, g.class_stride.data(), g.column_stride.data(), columns), params);

@@ -11,12 +11,10 @@
 #include "fastloss/scratch.hpp"
 #include "ops/axis_geometry.hpp"
 #include "ops/position_loops.hpp"
+#include "ops/streaming_stores.hpp"
 
 namespace fastloss {
 namespace {
-
-// Outputs at least this large are written with non-temporal stores (see softmax_forward).
-constexpr int64_t kStreamingStoreMinBytes = int64_t(8) << 20;
 
 // A staged row of a reduction (logsumexp, entropy) longer than this is gathered this many classes
 // at a time, so the scratch stays small however long the row: a zero-stride view can have 2^31
@@ -163,11 +161,9 @@ void softmax_forward(SoftmaxKind kind, const T* x, const Extents& x_strides, T* 
     const AxisGeometry g = make_axis_geometry(shape, axis, {x_strides, y_strides},  // AxisKernelSlot order
                                               {OperandRole::full, OperandRole::full});
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
-    // An output far larger than the caches is written with non-temporal stores: it would evict
-    // the input on its way through, and ordinary stores read each line first.
     int64_t bytes = int64_t(sizeof(T));
     for (int64_t n : shape) bytes *= n;
-    const bool stream = g.layout == AxisGeometry::Layout::rows && bytes >= kStreamingStoreMinBytes;
+    const bool stream = g.layout == AxisGeometry::Layout::rows && bytes >= streaming_store_min_bytes();
     const auto rows_of = kind == SoftmaxKind::softmax ? k.softmax_rows : k.log_softmax_rows;
     auto rows_kernel = [rows_of, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
         rows_of(xp, xs, yp, ys, rows, classes, stream);

@@ -1,0 +1,22 @@
+// When a kernel writes its output with non-temporal stores.
+#pragma once
+
+#include <cstdint>
+
+namespace fastloss {
+
+// [Note: when to stream] Non-temporal stores send an output straight to DRAM: it does not evict
+// the input on its way through the caches, and its lines are not read before being written. An
+// output that the last-level cache would have held, with its input, is only slowed by them. Rows
+// layout outputs of at least this many bytes are streamed: a quarter of the last-level cache (the
+// output then fills at least half of it with its input), or 8 MiB where the cache size is unknown.
+// Measured (BENCHMARKS.md): with a 32 MiB L3, streaming 4096 x 1000 float32 (16 MB) took
+// log_softmax from 0.78-0.88 ms to 0.63-0.66 ms; with a 480 MiB one, it slowed log_softmax from
+// 0.65 to 0.78 ms and cross_entropy's gradient from 0.63 to 1.5 ms, and sped up 4096 x 32000.
+int64_t streaming_store_min_bytes();
+
+// Sets it (tests exercise both store policies on any machine); a negative value restores the
+// default. Returns the previous value.
+int64_t set_streaming_store_min_bytes(int64_t bytes);
+
+}  // namespace fastloss
