@@ -1,7 +1,8 @@
-"""linear_cross_entropy forward+gradients at a large vocabulary: its default strips (whole
-vocabulary, as many rows as the 64 MB budget holds) against strips of many rows cut into
-vocabulary tiles (whose logits the gradient computes again), beside the three bare GEMMs into
-reused outputs. Each way runs once per round, by turns; the best of the rounds is printed.
+"""linear_cross_entropy forward+gradients at a large vocabulary: its default tiles (strips
+spanning the vocabulary, as many rows as the 64 MB budget holds, or vocabulary tiles of up to 1024
+rows when such strips would be thin) against a given (rows, classes) tile (a tile narrower than the
+vocabulary has its logits computed again by the gradient), beside the three bare GEMMs into reused
+outputs. Each way runs once per round, by turns; the best of the rounds is printed.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python \\
         python bench/linear_strips.py --shape 2048x2048x128256 --tile 1024x10240 --rounds 1
@@ -43,7 +44,7 @@ def main() -> None:
 
     ways = {
         "three GEMMs": three_gemms,
-        "default strips": lambda: fl.linear_cross_entropy(x, w, t, return_grad=True),
+        "default tiles": lambda: fl.linear_cross_entropy(x, w, t, return_grad=True),
         f"{tile[0]}-row strips in {tile[1]}-class tiles": lambda: fl.linear_cross_entropy(
             x, w, t, return_grad=True, chunk_size=tile
         ),

@@ -365,6 +365,23 @@ def test_forward_tiles_cut_rows_and_classes_under_the_budget(monkeypatch, isa, r
         np.testing.assert_allclose(got.lse, with_grad.lse, rtol=1e-13)
 
 
+def test_gradient_takes_vocabulary_tiles_when_strips_would_be_thin(monkeypatch, rng):
+    """When the budget holds fewer than 256 rows of logits spanning the vocabulary (and there are
+    more rows), the gradient takes strips of up to 1024 rows in vocabulary tiles (computing each
+    tile's logits again): the same loss and gradients as strips spanning the vocabulary."""
+    monkeypatch.setattr(lce, "DEFAULT_BUDGET_BYTES", 1 << 20)
+    strip, tile, _ = lce.tile_shape(600, 5, 1000, 8, widened=False, probability_copy=False)
+    assert strip == 600 and tile < 1000, (strip, tile)  # spanning strips would hold 112 rows
+    assert lce.tile_shape(100, 5, 1000, 8, False, False)[:2] == (100, 1000)  # all the rows
+    x, w, b, t = make_case(rng, np.dtype(np.float64), (600,), 5, 1000, ignore=-100)
+    options = {"linear_bias": b, "label_smoothing": 0.1, "return_grad": True}
+    got = fl.linear_cross_entropy(x, w, t, **options)
+    spanning = fl.linear_cross_entropy(x, w, t, chunk_size=(100, 1000), **options)
+    np.testing.assert_allclose(got.loss, spanning.loss, rtol=1e-13)
+    for a, e in zip(got[1:], spanning[1:]):
+        np.testing.assert_allclose(a, e, rtol=1e-11, atol=1e-15)
+
+
 def test_memory_stays_within_the_budget(monkeypatch, rng):
     """Beyond its inputs and the gradients asked for, a call allocates at most the tile budget
     (here 1 MB, against 8 MB of logits), whatever N and V."""

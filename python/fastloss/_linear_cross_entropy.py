@@ -12,13 +12,22 @@ in cache, and three more BLAS calls accumulate::
     grad_input[strip]  = G @ linear_weight          grad_weight += G.T @ input[strip]
     grad_bias         += G summed over the strip's rows
 
-The gradient's strips span the vocabulary whenever the budget holds enough rows: the statistics
-of a whole strip are final, so the gradient never recomputes a logit. The forward alone takes
-square-ish tiles of rows and classes instead (`_forward_tile`): BLAS packs the untiled operand
-anew for every product, and a 4096 x 4000 tile made the forward of 4096 x 1024 x 32000 1.08x the
-bare GEMM where 524-row strips spanning the vocabulary made it 1.19-1.27x (BENCHMARKS.md). At very large vocabularies 64 MB hold ~130 rows of 128256 float32 logits,
-so the gradient's ``G.T @ input`` has K = 130; measured quietly, that still beats strips of 1024
-rows in vocabulary tiles, which pay a fourth GEMM to compute the tiles again (BENCHMARKS.md).
+The gradient's strips span the vocabulary while the budget holds at least 256 rows of them: the
+statistics of a whole strip are final, so the gradient never recomputes a logit. Each strip's two
+products with linear_weight pack all of it again, and grad_weight's V x d sum is read and written
+once per strip; a cost of 1/R that thin strips make large. At (2048, 2048, 128256) the 64 MB budget
+holds 114 rows: such strips took 1.68-1.72x the three bare GEMMs, where strips of 1024 rows in
+vocabulary tiles, which pay a fourth GEMM to compute the tiles again, took 1.33x (and 2048 rows
+1.42x). At (4096, 1024, 32000) strips of 458 rows spanning the vocabulary took 1.29x, 4096 x 4000
+tiles 1.45x (bench/linear_strips.py, an AVX-512 machine, BENCHMARKS.md).
+
+The forward alone takes square-ish tiles of rows and classes instead (`_forward_tile`): BLAS
+packs the untiled operand anew for every product, and a 4096 x 4000 tile made the forward of
+4096 x 1024 x 32000 1.05-1.15x the bare GEMM where 524-row strips spanning the vocabulary made it
+1.19-1.27x (BENCHMARKS.md).
+An earlier sitting on an AVX2 machine had measured 130-row strips ahead of 1024-row tiles at
+128256 classes; the threshold follows the AVX-512 GEMM, twice as fast, beside which the strips'
+memory traffic weighs twice as much.
 
 float16 and bfloat16 operands are widened to float32 a strip of input and a tile of weights at a
 time (never the whole array); grad_weight and grad_bias are accumulated in float32 (float64 for
@@ -68,6 +77,11 @@ __all__ = [
 DEFAULT_BUDGET_BYTES = 64 << 20
 # The widest tile of weights that a product of the gradient or a half-precision widening holds.
 _WEIGHT_TILE_BYTES = 8 << 20
+# The gradient's strips span the vocabulary while the budget holds this many rows of logits (or
+# all the rows); below it, strips of _TILED_GRADIENT_ROWS rows in vocabulary tiles instead (see
+# [Note: linear cross-entropy tiles]).
+_MIN_SPANNING_STRIP_ROWS = 256
+_TILED_GRADIENT_ROWS = 1024
 
 
 class LinearLossAndGrad(NamedTuple):
@@ -131,9 +145,21 @@ def tile_shape(
     room = budget - (int(gradient) + int(widened)) * weight_tile * weight_row
     if not gradient:
         return (*_forward_tile(rows, classes, cell, input_row, room), weight_tile)
-    if room >= per_row:
-        return int(min(room // per_row, max(rows, 1))), classes, weight_tile
-    columns = max(1, room // (compute_itemsize * (2 if probability_copy else 1)))
+    rows = max(rows, 1)
+    spanning = room // per_row
+    if spanning >= 1 and spanning >= min(rows, _MIN_SPANNING_STRIP_ROWS):
+        return int(min(spanning, rows)), classes, weight_tile
+    # Thin strips: vocabulary tiles of more rows instead, whose logits the gradient computes again;
+    # per row, grad_input's part and sum (and the widened input) besides the tile's logits.
+    tiled_row = features * compute_itemsize * (3 if widened else 2)
+    strip = min(rows, _TILED_GRADIENT_ROWS, room // (2 * tiled_row))
+    if strip >= 1:
+        strip = -(-rows // -(-rows // strip))
+        columns = (room // strip - tiled_row) // cell
+        if columns >= 1:
+            columns = min(columns, classes)
+            return strip, -(-classes // -(-classes // columns)), weight_tile
+    columns = max(1, room // cell)
     return 1, int(min(columns, classes)), weight_tile
 
 
