@@ -18,10 +18,12 @@ def test_character_model_trains_alike_with_both_losses():
     spec.loader.exec_module(module)
     import fastloss.torch as flt
 
-    sizes = {"steps": 4, "batch": 64, "context": 4, "hidden": 16}
+    sizes = {"steps": 8, "batch": 64, "context": 4, "hidden": 16}
     theirs, _ = module.train(torch.nn.functional.cross_entropy, **sizes)
     ours, times = module.train(flt.cross_entropy, **sizes)
-    assert len(times) == 4
-    assert theirs[-1] < theirs[0]
+    assert len(times) == 8
+    # It trains: each step's loss is of a new batch (noisy; the data is README.md's text), so the
+    # last four steps' mean is compared with the first four's.
+    assert sum(theirs[4:]) < sum(theirs[:4])
     for a, b in zip(theirs, ours):
         assert abs(a - b) <= 1e-5 * abs(a)
