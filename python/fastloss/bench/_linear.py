@@ -2,7 +2,7 @@
 
 For each (N, d, V) and dtype, one process times, best of --repeats calls (the floors and
 fastloss's calls by turns, one of each per round, so that their ratios compare moments close
-together on a shared machine):
+together on a shared machine; each one's peak memory comes from a first, untimed call):
 
 - ``gemm``: the bare forward GEMM through NumPy's BLAS into a reused N x V buffer,
   ``np.matmul(input, linear_weight.T, out=buf)`` (float32 operands: NumPy has no BLAS for half);
@@ -57,7 +57,8 @@ def _peak(fn: Callable[[], Any]) -> Optional[int]:
 
 def _measure(fn: Callable[[], Any], repeats: int) -> tuple[float, Optional[int]]:
     """(best seconds of `repeats` calls, peak bytes of the first, untimed call)."""
-    return _best_by_turns([fn], repeats)[0], _peak(fn)
+    peak = _peak(fn)
+    return _best_by_turns([fn], repeats)[0], peak
 
 
 def _best_by_turns(fns: Sequence[Callable[[], Any]], repeats: int) -> list[float]:
@@ -146,7 +147,7 @@ def _one_case(
     b32 = rng.standard_normal(v).astype(np.float32)
     t = rng.integers(0, v, n)
     x, w, b = x32.astype(dtype), w32.astype(dtype), b32.astype(dtype)
-    # The GEMMs' reused outputs, freed before fastloss and torch run (their peaks exclude them).
+    # The GEMMs' reused outputs, freed before torch runs.
     out = {
         "logits": np.empty((n, v), np.float32),
         "grad_input": np.empty((n, d), np.float32),
@@ -170,12 +171,13 @@ def _one_case(
     def forward_gradients() -> None:
         fl.linear_cross_entropy(x, w, t, linear_bias=b, return_grad=True)
 
-    # The floors and fastloss by turns (their ratios are the goals); peaks one at a time.
+    # Each one's peak from its first, untimed call (the GEMMs' outputs are resident before
+    # fastloss's, so its peaks do not include them); then the floors and fastloss by turns (their
+    # ratios are the goals).
     floors_and_ours = [one_gemm, three_gemms, read_weight, forward, forward_gradients]
+    peaks = [_peak(fn) for fn in floors_and_ours]
     times = _best_by_turns(floors_and_ours, repeats)
-    peaks = [_peak(fn) for fn in floors_and_ours[:3]]
-    out.clear()  # the peaks of fastloss (and torch) do not include the GEMMs' outputs
-    peaks += [_peak(fn) for fn in floors_and_ours[3:]]
+    out.clear()
     labels = [
         "gemm (float32, reused out)",
         "3 gemms (float32, reused out)",
