@@ -154,13 +154,20 @@ def tile_shape(
     tiled_row = features * compute_itemsize * (3 if widened else 2)
     strip = min(rows, _TILED_GRADIENT_ROWS, room // (2 * tiled_row))
     if strip >= 1:
-        strip = -(-rows // -(-rows // strip))
+        strip = _evened(rows, strip)
         columns = (room // strip - tiled_row) // cell
         if columns >= 1:
             columns = min(columns, classes)
-            return strip, -(-classes // -(-classes // columns)), weight_tile
+            return strip, _evened(classes, columns), weight_tile
     columns = max(1, room // cell)
     return 1, int(min(columns, classes)), weight_tile
+
+
+def _evened(total: int, most: int) -> int:
+    """The size of ceil(total / most) equal parts of `total` (at most `most`): no last part is a
+    sliver."""
+    parts = -(-total // most)
+    return -(-total // parts)
 
 
 def _forward_tile(rows: int, classes: int, cell: int, input_row: int, room: int) -> tuple[int, int]:
@@ -176,9 +183,9 @@ def _forward_tile(rows: int, classes: int, cell: int, input_row: int, room: int)
     if input_row:  # the strip's widened input takes at most half of the room
         strip = min(strip, room // (2 * input_row))
     strip = max(1, strip)
-    strip = -(-rows // -(-rows // strip))
+    strip = _evened(rows, strip)
     tile = max(1, min(classes, (room // strip - input_row) // cell))
-    tile = -(-classes // -(-classes // tile))
+    tile = _evened(classes, tile)
     return strip, tile
 
 
