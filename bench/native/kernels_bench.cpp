@@ -1,102 +1,75 @@
 #include "kernels_bench.hpp"
 
-#include "buffer.hpp"
-#include "data.hpp"
+#include <algorithm>
+
 #include "fastloss/dispatch.hpp"
+#include "fastloss/half.hpp"
 #include "fastloss/parallel.hpp"
-#include "ops/softmax_ops.hpp"
+#include "kernel_cases.hpp"
 
 namespace fastloss_bench {
 namespace {
 
-enum class Op { log_softmax, softmax, logsumexp };
-
-const char* op_name(Op op) {
-    switch (op) {
-    case Op::log_softmax: return "log_softmax";
-    case Op::softmax: return "softmax";
-    case Op::logsumexp: return "logsumexp";
-    }
-    return "?";
-}
-
-// Bytes that must cross memory per element: softmax and log_softmax read x and write y;
-// logsumexp reads x (its output, one value per row, is negligible).
-bool writes_full_output(Op op) { return op != Op::logsumexp; }
+volatile double g_sink;  // keeps the losses' results observable
 
 const Table& kernel_table() {
-    static const Table table({{"op", 11, true}, {"isa", 6, true}, {"thr", 3}, {"dtype", 7, true},
-                              {"shape", 10, true}, {"ms median", 9}, {"ms best", 8}, {"GB/s", 6},
-                              {"roof ms", 7}, {"exp ms", 7}, {"of roof", 7}, {"x roof", 6}});
+    static const Table table({{"op", 20, true}, {"isa", 6, true}, {"thr", 3}, {"dtype", 8, true},
+                              {"layout", 7, true}, {"shape", 11, true}, {"ms median", 9},
+                              {"ms best", 8}, {"GB/s", 6}, {"roof ms", 7}, {"exp ms", 7},
+                              {"x roof", 6}, {"x ceil", 6}});
     return table;
 }
 
-template <class T>
-void run_op(Op op, const Buffer<T>& x, Buffer<T>& y, Buffer<T>& lse, int64_t rows, int64_t classes) {
-    const fastloss::Extents shape = {rows, classes};
-    const fastloss::Extents strides = {classes, 1};
-    const int axis = 1;
-    switch (op) {
-    case Op::log_softmax:
-        fastloss::softmax_forward(fastloss::SoftmaxKind::log_softmax, x.data(), strides, y.data(),
-                                  strides, shape, axis);
-        break;
-    case Op::softmax:
-        fastloss::softmax_forward(fastloss::SoftmaxKind::softmax, x.data(), strides, y.data(),
-                                  strides, shape, axis);
-        break;
-    case Op::logsumexp:
-        // out has shape (rows, 1): its stride along the reduced axis is ignored.
-        fastloss::logsumexp_forward(x.data(), strides, lse.data(), {1, 0}, shape, axis);
-        break;
-    }
+std::string shape_text(const KernelShape& s, Layout layout) {
+    return layout == Layout::rows ? format("%lldx%lld", (long long)s.rows, (long long)s.classes)
+                                  : format("%lldx%lld", (long long)s.classes, (long long)s.rows);
 }
 
-template <class T>
-void bench_shape(const Plan& plan, const KernelShape& s, const Roofline& roof,
-                 const ExpRates& exp_rates, CsvWriter& csv) {
-    const int64_t elements = s.rows * s.classes;
-    Buffer<T> x(elements), y(elements), lse(s.rows);
+template <class S>
+void bench_operands(const Plan& plan, const std::vector<const OpInfo*>& ops, const KernelShape& s,
+                    DType dtype, Layout layout, const Roofline& roof, const ExpRates& exp_rates,
+                    CsvWriter& csv) {
+    // Elementwise losses read the same flat stream in every layout: measured with rows only.
+    std::vector<const OpInfo*> here;
+    for (const OpInfo* op : ops) {
+        if (op->has_class_axis || layout == Layout::rows) here.push_back(op);
+    }
+    if (here.empty()) return;
 
-    // First touch in parallel with the most threads used, never inside a timed call. The same
-    // chunking as the kernels: each thread faults in (roughly) the rows it will process.
+    // First touch in parallel with the most threads used, never inside a timed call.
     fastloss::set_num_threads(plan.threads.back());
-    fastloss::parallel_for(s.rows, s.classes, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin * s.classes; i < end * s.classes; ++i) {
-            x.data()[i] = T(logit_value(i));
-            y.data()[i] = T(0);
-        }
-        for (int64_t r = begin; r < end; ++r) lse.data()[r] = T(0);
-    });
+    Operands<S> operands(s, layout);
+    operands.fill();
 
-    const int64_t input_bytes = elements * int64_t(sizeof(T));
-    const std::string shape = format("%lldx%lld", (long long)s.rows, (long long)s.classes);
+    const int64_t elements = s.rows * s.classes;
+    const int64_t array_bytes = elements * int64_t(sizeof(S));
+    const std::string shape = shape_text(s, layout);
     for (const auto& isa : plan.isas) {
         fastloss::set_capability(isa);
         for (int threads : plan.threads) {
             fastloss::set_num_threads(threads);
-            for (Op op : {Op::log_softmax, Op::softmax, Op::logsumexp}) {
-                const Timing t = measure(plan.repeats, [&] { run_op<T>(op, x, y, lse, s.rows, s.classes); });
-                const bool rw = writes_full_output(op);
-                const double bytes = double(input_bytes) * (rw ? 2 : 1);
-                const double roof_s = rw ? roof.copy_seconds(threads, input_bytes)
-                                         : roof.read_seconds(threads, input_bytes);
-                const double exp_rate = exp_rates.best_elements_per_s(isa, threads, s.dtype);
-                const double exp_s = exp_rate > 0 ? double(elements) / exp_rate : -1;
+            for (const OpInfo* op : here) {
+                const Timing t = measure(plan.repeats, [&] { g_sink = run_op(op->op, operands); });
+                const double bytes = double(array_bytes) * (op->reads + op->writes);
+                const double roof_s = roof.seconds(threads, array_bytes, op->reads, op->writes);
+                const double exp_rate = exp_rates.best_elements_per_s(isa, threads, compute_dtype(dtype));
+                const double exp_s = exp_rate > 0 ? double(elements) * op->exps / exp_rate : 0;
+                const double ceiling_s = std::max(roof_s, exp_s);
                 const bool have_roof = roof_s > 0;
                 kernel_table().print_row(
-                    {op_name(op), isa, format("%d", threads), dtype_name(s.dtype), shape,
+                    {op->name, isa, format("%d", threads), dtype_name(dtype), layout_name(layout), shape,
                      format("%.2f", t.median_s * 1e3), format("%.2f", t.min_s * 1e3),
                      format("%.1f", bytes / t.median_s / 1e9),
                      have_roof ? format("%.2f", roof_s * 1e3) : "-",
                      exp_s > 0 ? format("%.2f", exp_s * 1e3) : "-",
-                     have_roof ? format("%.2f", roof_s / t.median_s) : "-",
-                     have_roof ? format("%.2fx", t.median_s / roof_s) : "-"});
+                     have_roof ? format("%.2fx", t.median_s / roof_s) : "-",
+                     ceiling_s > 0 ? format("%.2fx", t.median_s / ceiling_s) : "-"});
                 CsvRow row;
-                row.op = op_name(op);
+                row.op = op->name;
                 row.isa = isa;
                 row.threads = threads;
-                row.dtype = dtype_name(s.dtype);
+                row.dtype = dtype_name(dtype);
+                row.layout = layout_name(layout);
                 row.shape = shape;
                 row.median_ms = t.median_s * 1e3;
                 row.min_ms = t.min_s * 1e3;
@@ -106,6 +79,8 @@ void bench_shape(const Plan& plan, const KernelShape& s, const Roofline& roof,
                     row.roofline_fraction = roof_s / t.median_s;
                     row.x_of_roofline = t.median_s / roof_s;
                 }
+                if (exp_s > 0) row.exp_ms = exp_s * 1e3;
+                if (ceiling_s > 0) row.x_of_ceiling = t.median_s / ceiling_s;
                 csv.write(row);
             }
         }
@@ -115,20 +90,38 @@ void bench_shape(const Plan& plan, const KernelShape& s, const Roofline& roof,
 }  // namespace
 
 void bench_kernels(const Plan& plan, const Roofline& roof, const ExpRates& exp_rates, CsvWriter& csv) {
-    print_section(format("Kernels: contiguous rows, axis = last, %d repeats", plan.repeats));
+    print_section(format("Kernels, %d repeats", plan.repeats));
     std::printf(
-        "GB/s: bytes that must cross memory (softmax, log_softmax: read x + write y; logsumexp: "
-        "read x)\n"
-        "roof ms: that traffic at the roofline above (best copy time for read+write, best read "
-        "bandwidth for read-only)\n"
-        "exp ms: one exp per element at this ISA's best exp throughput (the compute ceiling)\n"
-        "of roof: roof ms / ms median (1 = at the roofline); x roof: ms median / roof ms\n\n");
+        "layout: rows = (N, C), class axis 1; columns = (C, N), class axis 0 (elementwise losses: "
+        "rows only)\n"
+        "GB/s: bytes that must cross memory (the arrays the op reads and writes, once each)\n"
+        "roof ms: that traffic at the best probe above for this thread count (copies for read+write "
+        "pairs)\n"
+        "exp ms: the exps (and logs) the math needs at this ISA's best exp throughput (float16 and "
+        "bfloat16\n"
+        "        compute in float32); x roof: ms median / roof ms; x ceil: ms median / max(roof ms, "
+        "exp ms)\n\n");
+    std::vector<const OpInfo*> ops;
+    for (const OpInfo& info : all_ops()) {
+        if (plan.ops.empty() || std::find(plan.ops.begin(), plan.ops.end(), info.name) != plan.ops.end()) {
+            ops.push_back(&info);
+        }
+    }
     kernel_table().print_header();
     for (const KernelShape& s : plan.shapes) {
-        if (s.dtype == DType::f32) {
-            bench_shape<float>(plan, s, roof, exp_rates, csv);
-        } else {
-            bench_shape<double>(plan, s, roof, exp_rates, csv);
+        for (DType dtype : plan.dtypes) {
+            for (Layout layout : plan.layouts) {
+                switch (dtype) {
+                case DType::f32: bench_operands<float>(plan, ops, s, dtype, layout, roof, exp_rates, csv); break;
+                case DType::f64: bench_operands<double>(plan, ops, s, dtype, layout, roof, exp_rates, csv); break;
+                case DType::f16:
+                    bench_operands<fastloss::Half>(plan, ops, s, dtype, layout, roof, exp_rates, csv);
+                    break;
+                case DType::bf16:
+                    bench_operands<fastloss::BFloat16>(plan, ops, s, dtype, layout, roof, exp_rates, csv);
+                    break;
+                }
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
-// Throughput of log_softmax, softmax and logsumexp through the library's drivers
-// (ops/softmax_ops.hpp: layout choice, threading, dispatch), on contiguous (rows, classes)
-// arrays reduced over the last axis, compared against the memory roofline.
+// Every op of kernel_cases.hpp through the library's drivers (layout choice, threading,
+// dispatch), per shape, dtype, layout, ISA and thread count, compared with its ceiling:
+// max(its traffic at the memory roofline, its exps at the exp throughput).
 #pragma once
 
 #include "exp_bench.hpp"

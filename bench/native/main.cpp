@@ -1,9 +1,10 @@
 // fastloss_bench: the native benchmark harness (see bench/README.md).
 //
-//   1. memory roofline: read, write and copy bandwidth, one thread and all threads;
+//   1. memory roofline: read, write and copy bandwidth, one thread and all threads, the best of
+//      several probes;
 //   2. the compute ceiling: vector exp throughput per ISA;
-//   3. log_softmax, softmax and logsumexp per ISA and thread count, as a fraction of the
-//      roofline.
+//   3. every kernel family per dtype, shape, layout, ISA and thread count, against
+//      max(memory, exp).
 #include <omp.h>
 
 #include <cstdio>

@@ -7,13 +7,18 @@
 
 namespace fastloss_bench {
 
-enum class DType { f32, f64 };
-inline const char* dtype_name(DType t) { return t == DType::f32 ? "float32" : "float64"; }
-inline int64_t dtype_bytes(DType t) { return t == DType::f32 ? 4 : 8; }
+enum class DType { f32, f64, f16, bf16 };
+const char* dtype_name(DType t);
+// The exps of float16 and bfloat16 kernels are float32's: they compute in float32.
+inline DType compute_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
+// Where the class axis lies: rows of contiguous classes (N, C), axis 1, or the class axis in
+// columns, (C, N) with axis 0, every position's classes a stride of N apart.
+enum class Layout { rows, columns };
+const char* layout_name(Layout l);
 
 struct KernelShape {
-    DType dtype;
-    int64_t rows;
+    int64_t rows;     // positions
     int64_t classes;
 };
 
@@ -27,6 +32,9 @@ struct Plan {
     int64_t bandwidth_bytes = 0;    // read/write arrays; copy uses two arrays of half this
     double exp_seconds = 0;         // target duration of one exp-throughput measurement
     std::vector<KernelShape> shapes;
+    std::vector<DType> dtypes;
+    std::vector<Layout> layouts;
+    std::vector<std::string> ops;  // names from kernel_cases.hpp; every op when empty
 };
 
 // Parses argv and fills in the defaults. Throws std::invalid_argument (with a message meant for

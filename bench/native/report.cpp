@@ -47,8 +47,8 @@ CsvWriter::CsvWriter(const std::string& path) {
     if (path.empty()) return;
     file_ = std::fopen(path.c_str(), "w");
     if (!file_) throw std::runtime_error("cannot open --csv file '" + path + "'");
-    std::fputs("op,isa,threads,dtype,shape,median_ms,min_ms,gbps,gelem_per_s,roofline_ms,"
-               "roofline_fraction,x_of_roofline\n",
+    std::fputs("op,isa,threads,dtype,layout,shape,median_ms,min_ms,gbps,gelem_per_s,roofline_ms,"
+               "roofline_fraction,x_of_roofline,exp_ms,x_of_ceiling\n",
                file_);
 }
 
@@ -59,11 +59,12 @@ CsvWriter::~CsvWriter() {
 void CsvWriter::write(const CsvRow& r) {
     if (!file_) return;
     auto optional = [](double v) { return v < 0 ? std::string() : format("%.6g", v); };
-    std::fprintf(file_, "%s,%s,%d,%s,%s,%.6g,%.6g,%s,%s,%s,%s,%s\n", r.op.c_str(), r.isa.c_str(),
-                 r.threads, r.dtype.c_str(), r.shape.c_str(), r.median_ms, r.min_ms,
-                 optional(r.gbps).c_str(), optional(r.gelem_per_s).c_str(),
+    std::fprintf(file_, "%s,%s,%d,%s,%s,%s,%.6g,%.6g,%s,%s,%s,%s,%s,%s,%s\n", r.op.c_str(),
+                 r.isa.c_str(), r.threads, r.dtype.c_str(), r.layout.c_str(), r.shape.c_str(),
+                 r.median_ms, r.min_ms, optional(r.gbps).c_str(), optional(r.gelem_per_s).c_str(),
                  optional(r.roofline_ms).c_str(), optional(r.roofline_fraction).c_str(),
-                 optional(r.x_of_roofline).c_str());
+                 optional(r.x_of_roofline).c_str(), optional(r.exp_ms).c_str(),
+                 optional(r.x_of_ceiling).c_str());
     std::fflush(file_);
 }
 

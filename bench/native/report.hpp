@@ -34,10 +34,11 @@ void print_section(const std::string& title);
 struct CsvRow {
     std::string op, isa;
     int threads = 0;
-    std::string dtype, shape;
+    std::string dtype, layout, shape;
     double median_ms = 0, min_ms = 0;
     double gbps = -1, gelem_per_s = -1;
     double roofline_ms = -1, roofline_fraction = -1, x_of_roofline = -1;
+    double exp_ms = -1, x_of_ceiling = -1;  // x_of_ceiling: median / max(roofline, exp)
 };
 
 class CsvWriter {

@@ -3,6 +3,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
+#include <limits>
 
 #include "buffer.hpp"
 #include "fastloss/dispatch.hpp"
@@ -17,7 +20,7 @@ struct alignas(64) PaddedSum {
     double value = 0;
 };
 
-volatile double g_sink;  // keeps the read_sum results observable
+volatile double g_sink;  // keeps the read results observable
 
 // Streams are split by fastloss::parallel_for, exactly as the kernels split their rows: fixed
 // chunks of 32k floats, contiguous blocks of chunks per thread.
@@ -26,7 +29,32 @@ void for_chunks(int64_t n, Body&& body) {
     fastloss::parallel_for(n, 1, body);
 }
 
+// The independent read probe: a plain loop the compiler vectorises (baseline ISA), not the
+// library's kernel.
+float plain_read_sum(const float* x, int64_t n) {
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; ++i) s += x[i];
+    return s;
+}
+
+double best_seconds_per_float(const std::vector<Probe>& probes, int64_t floats) {
+    double best = std::numeric_limits<double>::infinity();
+    for (const Probe& p : probes) best = std::min(best, p.timing.min_s);
+    return best / double(floats);
+}
+
 }  // namespace
+
+double BandwidthResult::best_read_seconds_per_float() const {
+    return best_seconds_per_float(read, read_floats);
+}
+double BandwidthResult::best_write_seconds_per_float() const {
+    return best_seconds_per_float(write, write_floats);
+}
+double BandwidthResult::best_copy_seconds_per_float() const {
+    return best_seconds_per_float(copy, copy_floats);
+}
 
 const BandwidthResult* Roofline::find(int threads) const {
     for (const auto& r : by_threads) {
@@ -35,14 +63,14 @@ const BandwidthResult* Roofline::find(int threads) const {
     return nullptr;
 }
 
-double Roofline::read_seconds(int threads, int64_t bytes) const {
+double Roofline::seconds(int threads, int64_t bytes, int reads, int writes) const {
     const BandwidthResult* r = find(threads);
-    return r ? double(bytes) / r->best_read_bytes_per_s() : -1;
-}
-
-double Roofline::copy_seconds(int threads, int64_t bytes) const {
-    const BandwidthResult* r = find(threads);
-    return r ? double(bytes) / 4.0 * r->best_copy_seconds_per_float() : -1;
+    if (!r) return -1;
+    const double floats = double(bytes) / 4.0;
+    const int copies = std::min(reads, writes);
+    return floats * (copies * r->best_copy_seconds_per_float() +
+                     (reads - copies) * r->best_read_seconds_per_float() +
+                     (writes - copies) * r->best_write_seconds_per_float());
 }
 
 Roofline measure_roofline(const Plan& plan, CsvWriter& csv) {
@@ -65,17 +93,36 @@ Roofline measure_roofline(const Plan& plan, CsvWriter& csv) {
     for_chunks(half, [&](int64_t begin, int64_t end) { bw.fill(b.data() + begin, end - begin, 0.0f); });
     std::vector<PaddedSum> sums(static_cast<size_t>(std::max(most_threads, omp_get_max_threads())));
 
-    print_section(format("Memory roofline: %s bandwidth kernels, %lld MiB arrays (copy %lld MiB -> "
-                         "%lld MiB), %d repeats",
-                         roof.isa.c_str(), (long long)(plan.bandwidth_bytes >> 20),
-                         (long long)(half * 4 >> 20), (long long)(half * 4 >> 20), plan.repeats));
-    std::printf("copy GB/s counts 8 bytes per float (4 read + 4 written); ns/float is per float "
-                "streamed.\nThe kernel roofline below uses the best run of each test (a ceiling: "
-                "interference only slows runs).\n\n");
-    const Table table({{"test", 6, true}, {"threads", 7}, {"GB/s median", 11}, {"GB/s best", 9},
-                       {"ms median", 9}, {"ms best", 8},
-                       {"ns/float best", 13}});
+    print_section(format("Memory roofline: %lld MiB arrays (copy %lld MiB -> %lld MiB), %d repeats",
+                         (long long)(plan.bandwidth_bytes >> 20), (long long)(half * 4 >> 20),
+                         (long long)(half * 4 >> 20), plan.repeats));
+    std::printf(
+        "Probes: %s = the library's bandwidth kernels (nt: non-temporal stores); omp simd, memset,\n"
+        "memcpy = independent plain loops. copy GB/s counts 8 bytes per float (4 read + 4 "
+        "written).\nThe kernel ceilings below use the best run of the best probe of each test "
+        "(marked *).\n\n",
+        roof.isa.c_str());
+    const Table table({{"test", 6, true}, {"probe", 14, true}, {"threads", 7}, {"GB/s median", 11},
+                       {"GB/s best", 9}, {"ms median", 9}, {"ms best", 8}, {"ns/float best", 13},
+                       {"", 1, true}});
     table.print_header();
+
+    using ReadProbe = std::function<double(const float*, int64_t)>;
+    using WriteProbe = std::function<void(float*, int64_t)>;
+    using CopyProbe = std::function<void(const float*, float*, int64_t)>;
+    const std::vector<std::pair<std::string, ReadProbe>> read_probes = {
+        {roof.isa, bw.read_sum},
+        {"omp simd", [](const float* x, int64_t m) { return double(plain_read_sum(x, m)); }}};
+    const std::vector<std::pair<std::string, WriteProbe>> write_probes = {
+        {roof.isa, [&](float* y, int64_t m) { bw.fill(y, m, 1.0f); }},
+        {roof.isa + " nt", [&](float* y, int64_t m) { bw.fill_stream(y, m, 1.0f); }},
+        {"memset", [](float* y, int64_t m) { std::memset(y, 0, size_t(m) * sizeof(float)); }}};
+    const std::vector<std::pair<std::string, CopyProbe>> copy_probes = {
+        {roof.isa, bw.copy},
+        {roof.isa + " nt", bw.copy_stream},
+        {"memcpy", [](const float* x, float* y, int64_t m) {
+             std::memcpy(y, x, size_t(m) * sizeof(float));
+         }}};
 
     for (int threads : plan.threads) {
         fastloss::set_num_threads(threads);
@@ -84,51 +131,65 @@ Roofline measure_roofline(const Plan& plan, CsvWriter& csv) {
         r.read_floats = n;
         r.write_floats = n;
         r.copy_floats = half;
-        r.read = measure(plan.repeats, [&] {
-            for (auto& s : sums) s.value = 0;
-            for_chunks(n, [&](int64_t begin, int64_t end) {
-                sums[static_cast<size_t>(omp_get_thread_num())].value +=
-                    bw.read_sum(a.data() + begin, end - begin);
-            });
-            double total = 0;
-            for (const auto& s : sums) total += s.value;
-            g_sink = total;
-        });
-        r.write = measure(plan.repeats, [&] {
-            for_chunks(n, [&](int64_t begin, int64_t end) { bw.fill(a.data() + begin, end - begin, 1.0f); });
-        });
-        r.copy = measure(plan.repeats, [&] {
-            for_chunks(half, [&](int64_t begin, int64_t end) {
-                bw.copy(a.data() + begin, b.data() + begin, end - begin);
-            });
-        });
+        for (const auto& [name, read] : read_probes) {
+            r.read.push_back({name, measure(plan.repeats, [&] {
+                                  for (auto& s : sums) s.value = 0;
+                                  for_chunks(n, [&](int64_t begin, int64_t end) {
+                                      sums[static_cast<size_t>(omp_get_thread_num())].value +=
+                                          read(a.data() + begin, end - begin);
+                                  });
+                                  double total = 0;
+                                  for (const auto& s : sums) total += s.value;
+                                  g_sink = total;
+                              })});
+        }
+        for (const auto& [name, write] : write_probes) {
+            r.write.push_back({name, measure(plan.repeats, [&] {
+                                   for_chunks(n, [&](int64_t begin, int64_t end) {
+                                       write(a.data() + begin, end - begin);
+                                   });
+                               })});
+        }
+        for (const auto& [name, copy] : copy_probes) {
+            r.copy.push_back({name, measure(plan.repeats, [&] {
+                                  for_chunks(half, [&](int64_t begin, int64_t end) {
+                                      copy(a.data() + begin, b.data() + begin, end - begin);
+                                  });
+                              })});
+        }
         roof.by_threads.push_back(r);
 
-        struct Line {
+        struct Test {
             const char* name;
-            const Timing& t;
+            const std::vector<Probe>& probes;
             int64_t floats;
             double bytes_per_float;
         };
-        const Line lines[] = {{"read", r.read, r.read_floats, 4.0},
+        const Test tests[] = {{"read", r.read, r.read_floats, 4.0},
                               {"write", r.write, r.write_floats, 4.0},
                               {"copy", r.copy, r.copy_floats, 8.0}};
-        for (const Line& l : lines) {
-            const double bytes = l.bytes_per_float * double(l.floats);
-            table.print_row({l.name, format("%d", threads), format("%.1f", bytes / l.t.median_s / 1e9),
-                             format("%.1f", bytes / l.t.min_s / 1e9), format("%.2f", l.t.median_s * 1e3),
-                             format("%.2f", l.t.min_s * 1e3),
-                             format("%.3f", l.t.min_s / double(l.floats) * 1e9)});
-            CsvRow row;
-            row.op = std::string("memory.") + l.name;
-            row.isa = roof.isa;
-            row.threads = threads;
-            row.dtype = "float32";
-            row.shape = format("%lld", (long long)l.floats);
-            row.median_ms = l.t.median_s * 1e3;
-            row.min_ms = l.t.min_s * 1e3;
-            row.gbps = bytes / l.t.median_s / 1e9;
-            csv.write(row);
+        for (const Test& test : tests) {
+            const double best = best_seconds_per_float(test.probes, test.floats);
+            for (const Probe& p : test.probes) {
+                const Timing& t = p.timing;
+                const double bytes = test.bytes_per_float * double(test.floats);
+                table.print_row({test.name, p.name, format("%d", threads),
+                                 format("%.1f", bytes / t.median_s / 1e9),
+                                 format("%.1f", bytes / t.min_s / 1e9), format("%.2f", t.median_s * 1e3),
+                                 format("%.2f", t.min_s * 1e3),
+                                 format("%.3f", t.min_s / double(test.floats) * 1e9),
+                                 t.min_s / double(test.floats) == best ? "*" : ""});
+                CsvRow row;
+                row.op = std::string("memory.") + test.name + "." + p.name;
+                row.isa = roof.isa;
+                row.threads = threads;
+                row.dtype = "float32";
+                row.shape = format("%lld", (long long)test.floats);
+                row.median_ms = t.median_s * 1e3;
+                row.min_ms = t.min_s * 1e3;
+                row.gbps = bytes / t.median_s / 1e9;
+                csv.write(row);
+            }
         }
     }
     return roof;

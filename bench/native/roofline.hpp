@@ -1,6 +1,10 @@
 // The machine's memory roofline: how fast one and all threads can read, write, and read+write
-// DRAM, measured with the library's own streaming kernels (KernelTable::bandwidth) so the
-// ceiling uses the same vector width, stores and threading as the loss kernels.
+// DRAM. Each test runs several probes and keeps the fastest, so that no kernel is compared with a
+// ceiling it can beat:
+//  * the library's own streaming kernels (KernelTable::bandwidth), with ordinary and with
+//    non-temporal stores, at the kernels' vector width;
+//  * independent plain loops: an OpenMP `simd` reduction for read, memset and memcpy for write and
+//    copy.
 #pragma once
 
 #include <cstdint>
@@ -13,19 +17,24 @@
 
 namespace fastloss_bench {
 
+// One probe's timing of one test.
+struct Probe {
+    std::string name;
+    Timing timing;
+};
+
 struct BandwidthResult {
     int threads = 1;
     int64_t read_floats = 0, write_floats = 0, copy_floats = 0;
-    Timing read, write, copy;
+    std::vector<Probe> read, write, copy;
 
-    // The roofline uses each test's best run, not its median: a ceiling is what the machine can
-    // do, and interference (other processes, a noisy neighbour on a shared host) only ever slows
-    // a run down.
-    double best_read_bytes_per_s() const { return 4.0 * double(read_floats) / read.min_s; }
-    // Per float copied, i.e. 4 bytes read plus 4 written. (bandwidth.copy uses ordinary stores,
-    // so the bus also reads each destination line before overwriting it, as it does for kernels
-    // that store the same way; one with non-temporal stores can get closer to 1.)
-    double best_copy_seconds_per_float() const { return copy.min_s / double(copy_floats); }
+    // The roofline uses the best run of the best probe, not a median: a ceiling is what the
+    // machine can do, and interference (other processes, a noisy neighbour on a shared host) only
+    // ever slows a run down.
+    double best_read_seconds_per_float() const;
+    double best_write_seconds_per_float() const;
+    // Per float copied, i.e. 4 bytes read plus 4 written.
+    double best_copy_seconds_per_float() const;
 };
 
 struct Roofline {
@@ -34,11 +43,10 @@ struct Roofline {
 
     // nullptr if this thread count was not measured.
     const BandwidthResult* find(int threads) const;
-    // Seconds to read `bytes` once at the best measured read bandwidth.
-    double read_seconds(int threads, int64_t bytes) const;
-    // Seconds to read `bytes` and write as many: the best measured copy time for that many bytes
-    // at this thread count.
-    double copy_seconds(int threads, int64_t bytes) const;
+    // Seconds to read `reads` arrays of `bytes` each and write `writes` of them: min(reads, writes)
+    // copies, and the rest read-only or write-only streams, each at its best measured speed for
+    // this thread count. -1 if the thread count was not measured.
+    double seconds(int threads, int64_t bytes, int reads, int writes) const;
 };
 
 // Measures every thread count of the plan with the widest available ISA (the roofline is the

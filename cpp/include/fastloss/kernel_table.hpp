@@ -448,6 +448,9 @@ struct BandwidthKernels {
     double (*read_sum)(const float* x, int64_t n);       // reads n floats once
     void (*copy)(const float* x, float* y, int64_t n);   // reads n, writes n
     void (*fill)(float* y, int64_t n, float value);      // writes n
+    // The same with non-temporal stores for the aligned middle (no read of the destination).
+    void (*copy_stream)(const float* x, float* y, int64_t n);
+    void (*fill_stream)(float* y, int64_t n, float value);
 };
 
 // Every kernel family for one storage type.

@@ -1,6 +1,7 @@
 // Streaming loops for the roofline of the native benchmark harness: the fastest this ISA can read
 // and write memory, with the same vector width the loss kernels use.
 #include "fastloss/kernel_table.hpp"
+#include "kernels/store_row-inl.hpp"
 #include "simd/vec-inl.hpp"
 
 namespace fastloss {
@@ -23,22 +24,28 @@ double read_sum(const float* x, int64_t n) {
     return double(reduce_sum((s0 + s1) + (s2 + s3)));
 }
 
-void copy(const float* x, float* y, int64_t n) {
-    using V = Vec<float>;
-    constexpr int64_t W = V::width;
-    int64_t i = 0;
-    for (; i + W <= n; i += W) store(y + i, vload(x + i));
-    if (i < n) store_partial(y + i, n - i, vload_partial(x + i, n - i, 0.0f));
+// Ordinary stores make the bus read each destination line before overwriting it (write-allocate);
+// streamed (non-temporal) stores skip that read, as the kernels' stores do for outputs larger than
+// the caches. The roofline takes the faster of the two, so that neither kind of kernel is
+// compared with a ceiling it can beat.
+void copy_with(const float* x, float* y, int64_t n, bool stream) {
+    constexpr int64_t W = Vec<float>::width;
+    store_row(y, n, stream, [&](int64_t i) {
+        return i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, 0.0f);
+    });
+    if (stream) stream_fence();
 }
 
-void fill(float* y, int64_t n, float value) {
-    using V = Vec<float>;
-    constexpr int64_t W = V::width;
-    const V v = V::broadcast(value);
-    int64_t i = 0;
-    for (; i + W <= n; i += W) store(y + i, v);
-    if (i < n) store_partial(y + i, n - i, v);
+void fill_with(float* y, int64_t n, float value, bool stream) {
+    const Vec<float> v = Vec<float>::broadcast(value);
+    store_row(y, n, stream, [&](int64_t) { return v; });
+    if (stream) stream_fence();
 }
+
+void copy(const float* x, float* y, int64_t n) { copy_with(x, y, n, false); }
+void copy_stream(const float* x, float* y, int64_t n) { copy_with(x, y, n, true); }
+void fill(float* y, int64_t n, float value) { fill_with(y, n, value, false); }
+void fill_stream(float* y, int64_t n, float value) { fill_with(y, n, value, true); }
 
 }  // namespace
 
@@ -46,6 +53,8 @@ void register_bandwidth_kernels(KernelTable& table) {
     table.bandwidth.read_sum = &read_sum;
     table.bandwidth.copy = &copy;
     table.bandwidth.fill = &fill;
+    table.bandwidth.copy_stream = &copy_stream;
+    table.bandwidth.fill_stream = &fill_stream;
 }
 
 }  // namespace FASTLOSS_ISA_NS
