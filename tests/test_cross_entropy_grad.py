@@ -145,6 +145,36 @@ def test_grad_out_aliasing_the_input(isa, rng):
         np.testing.assert_allclose(lp, want.grad)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_nll_gradient_in_columns_across_position_blocks(isa, rng, reduction):
+    """nll_loss's gradient in the columns layout is zeroed one class at a time over a block of
+    positions (256 per block): 2 x 5 x 300 crosses a block edge, with ignored targets, weights and
+    per-position grad_output, and with the gradient written over the input itself."""
+    x = rng.standard_normal((2, 5, 300))
+    t = rng.integers(0, 5, (2, 300))
+    t[0, ::7] = -100
+    t[1, 250:260] = -100
+    w = rng.uniform(0.5, 2.0, 5)
+    go = rng.standard_normal((2, 300)) if reduction == "none" else None
+    kept = t != -100
+    y = np.where(kept, t, 0)
+    n, l = np.meshgrid(np.arange(2), np.arange(300), indexing="ij")
+    losses = np.where(kept, -w[y] * x[n, y, l], 0.0)
+    scale = go if go is not None else np.full((2, 300), 1.0 / w[y][kept].sum())
+    want_grad = np.zeros_like(x)
+    want_grad[n[kept], y[kept], l[kept]] = -w[y][kept] * scale[kept]
+    want_loss = losses if reduction == "none" else losses.sum() / w[y][kept].sum()
+    r = fl.nll_loss(x, t, weight=w, reduction=reduction, return_grad=True, grad_output=go)
+    np.testing.assert_allclose(r.grad, want_grad, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r.loss, want_loss, rtol=1e-14)
+    y_alias = x.copy()
+    r = fl.nll_loss(y_alias, t, weight=w, reduction=reduction, return_grad=True, grad_output=go,
+                    grad_out=y_alias)
+    assert r.grad is y_alias
+    np.testing.assert_allclose(y_alias, want_grad, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(r.loss, want_loss, rtol=1e-14)
+
+
 def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs, rng):
     """A gradient written with non-temporal stores (index targets, rows) stages its exponentials
     in a scratch row: odd row lengths (every alignment), ignored rows, smoothing and weights, the

@@ -310,25 +310,52 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
             used ? -(weight ? weight[y] : T(1)) * T(input[at[Slot::input] + y * class_stride]) : T(0);
         if (!used && y != ignore_index) changed->note(y);
     };
-    auto position_with_grad = [position_loss, target = checked.target, ignore_index = call.ignore_index, weight,
-                               grad = call.grad, grad_output = call.grad_output, constant_scale, grad_class_stride,
-                               classes](const int64_t* at) {
-        position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
+    auto target_gradient = [target = checked.target, ignore_index = call.ignore_index, weight, grad = call.grad,
+                            grad_output = call.grad_output, constant_scale, grad_class_stride](const int64_t* at) {
         const int64_t y = target[at[Slot::target]];
-        S* row = grad + at[Slot::grad];
-        for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
         if (y != ignore_index) {
             const T scale = grad_output ? T(grad_output[at[Slot::scale]]) : constant_scale;
-            row[y * grad_class_stride] = S(-scale * (weight ? weight[y] : T(1)));
+            grad[at[Slot::grad] + y * grad_class_stride] = S(-scale * (weight ? weight[y] : T(1)));
         }
+    };
+    auto position_with_grad = [position_loss, target_gradient, grad = call.grad, grad_class_stride,
+                               classes](const int64_t* at) {
+        position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
+        S* row = grad + at[Slot::grad];
+        for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
+        target_gradient(at);
     };
     // Each position is one load from anywhere in the input, or a whole gradient row: a thread's
     // share must be worth a parallel region.
     constexpr int64_t kGatherWork = 64;
-    if (call.grad) {
+    if (!call.grad) {
+        parallel_for_each_position(g, kGatherWork, position_loss);
+    } else if (g.layout != AxisGeometry::Layout::columns) {
         parallel_for_each_position(g, std::max<int64_t>(classes, kGatherWork), position_with_grad);
     } else {
-        parallel_for_each_position(g, kGatherWork, position_loss);
+        // Columns: a block's gradient is zeroed one class at a time, a contiguous run of positions
+        // each (the gradient's column stride is 1), not one strided column per position, which
+        // touched a cache line per element. Every loss of the block is read first, as the gradient
+        // may be the input.
+        parallel_over_positions(
+            g, [](const int64_t*, const int64_t*, int64_t) {},
+            [&](const int64_t* offsets, int64_t n) {
+                auto for_each_column = [&](auto&& fn) {
+                    int64_t at[kMaxOperands] = {};
+                    for (int op = 0; op < g.operands; ++op) at[op] = offsets[op];
+                    for (int64_t j = 0; j < n; ++j) {
+                        fn(static_cast<const int64_t*>(at));
+                        for (int op = 0; op < g.operands; ++op) at[op] += g.column_stride[op];
+                    }
+                };
+                for_each_column(position_loss);
+                for (int64_t c = 0; c < classes; ++c) {
+                    S* run = call.grad + offsets[Slot::grad] + c * grad_class_stride;
+                    std::fill(run, run + n, S(T(0)));
+                }
+                for_each_column(target_gradient);
+            },
+            [&](int64_t begin, int64_t end) { visit_positions(g, begin, end, position_with_grad); });
     }
     changed.raise_if_noted();
     return losses.finish(denominator);
