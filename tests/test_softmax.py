@@ -102,6 +102,27 @@ def test_edge_rows_long(isa, row, classes, rng):
     _assert_close(fl.cross_entropy(x, target, reduction="none"), want, np.float32)
 
 
+# The columns layout takes its positions four vectors at a time, then one at a time, and the last
+# vector partly: 85 positions cover all three for every vector width. Each edge row is one
+# position's column, met at the start of the class axis and again late in it, after the online
+# max has settled; outputs are written both with ordinary and with non-temporal stores.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
+def test_edge_columns_in_position_blocks(isa, dtype, stream, streamed_outputs, rng):
+    streamed_outputs(stream)
+    classes, positions = 300, 85
+    x = (rng.standard_normal((classes, positions)) * 3).astype(dtype)
+    for k, row in enumerate(EDGE_ROWS.values()):
+        if dtype == np.float32 and any(abs(v) > 3.4e38 for v in row if np.isfinite(v)):
+            continue
+        column = 7 * k + 3
+        x[:, column] = np.resize(np.array(row, dtype), classes)
+        x[-len(row):, column + 1] = row
+    for name, (ours, theirs) in FUNCS.items():
+        _assert_close(ours(x, 0), theirs(x, 0), dtype)
+    _assert_close(fl.logsumexp(x, 0), ref.logsumexp(x, 0), dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("classes", [1000, 10000])
 def test_nan_hides_a_huge_value_from_the_running_max(isa, dtype, classes):

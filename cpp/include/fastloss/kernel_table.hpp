@@ -38,10 +38,11 @@ struct SoftmaxKernels {
     void (*logsumexp_rows)(const S* x, int64_t x_row_stride, S* out, int64_t out_stride,
                            int64_t rows, int64_t classes);
 
+    // stream_output: as for the rows; a variant whose vectors are not whole cache lines ignores it.
     void (*log_softmax_columns)(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
-                                int64_t columns, int64_t classes);
+                                int64_t columns, int64_t classes, bool stream_output);
     void (*softmax_columns)(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
-                            int64_t columns, int64_t classes);
+                            int64_t columns, int64_t classes, bool stream_output);
     // out[j * out_stride] = logsumexp of position j.
     void (*logsumexp_columns)(const S* x, int64_t x_class_stride, S* out, int64_t out_stride,
                               int64_t columns, int64_t classes);

@@ -122,17 +122,28 @@ struct RowMaxSum {
     T sum;
 };
 
+// The shift an online sweep takes its exponentials relative to: the running max m, or 0 while m is
+// still -inf.
+template <class T>
+Vec<T> online_shift(Vec<T> m) {
+    return select(equal(m, Vec<T>::broadcast(-infinity<T>())), Vec<T>::broadcast(T(0)), m);
+}
+
+// The factor exp(m_old - m_new) that moves a running sum from one max to a larger one (1 where the
+// max did not move).
+template <class T>
+Vec<T> online_rescale(Vec<T> m_old, Vec<T> m_new) {
+    return select(equal(m_old, m_new), Vec<T>::broadcast(T(1)), vexp_nonpositive(m_old - online_shift(m_new)));
+}
+
 template <class S, class T = compute_t<S>>
 RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V neg_inf = V::broadcast(-infinity<T>()), zero = V::broadcast(T(0)), one = V::broadcast(T(1));
     V m = neg_inf, s = zero;
-    // Shift used for exponentials: the running max, or 0 while it is still -inf.
-    auto shift_of = [&](V mm) { return select(equal(mm, neg_inf), zero, mm); };
-    auto rescale = [&](V m_old, V m_new) {
-        return select(equal(m_old, m_new), one, vexp_nonpositive(m_old - shift_of(m_new)));
-    };
+    auto shift_of = [](V mm) { return online_shift(mm); };
+    auto rescale = [](V m_old, V m_new) { return online_rescale(m_old, m_new); };
     // Two-level sum: blocks add into `s`, which is folded into `total` every kBlocksPerFold blocks,
     // so rounding error grows with n / kBlocksPerFold + kBlocksPerFold instead of n (a width-1
     // scalar build would otherwise add 32000 terms into one float).
@@ -177,6 +188,73 @@ RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
     const V vM = V::broadcast(M);
     const V factors = select(equal(m, vM), one, vexp_nonpositive(m - shift_of(vM)));
     return {M, reduce_sum(s * factors)};
+}
+
+// [Note: online sweep down the columns] The columns layout keeps one position per lane, and its
+// sweeps run down the class axis, a class stride apart. That stride is often a power of two of
+// 4 KiB or more (a batch of 1024 or 4096 positions), so the lines of one block of positions fall
+// into a handful of cache sets: a block of a few hundred classes no longer fits in L2, however
+// small, and each further sweep over it reads memory again (four to thirteen times the roofline,
+// measured). So the columns take the max and the sum in one online sweep, as the online row sweep
+// does in its lanes, and only softmax and log_softmax read the block a second time, to write it.
+// The next classes' lines are asked for kColumnPrefetchClasses ahead: no hardware prefetcher
+// follows such a stride.
+constexpr int64_t kColumnPrefetchClasses = 16;
+
+template <class T>
+struct LanesMaxSum {
+    Vec<T> max;
+    Vec<T> sum;
+};
+
+// Per lane k < lanes, position k of K consecutive vectors at x (lanes < K W only when K = 1):
+// M = max_c x[c * class_stride + k] and S = sum_c exp(x - M), as row_online_max_sum defines them
+// (-inf, 0 for a lane of -inf; S = NaN for M = +inf or a NaN). Lanes >= lanes load -inf. K vectors
+// per class make each class's read K lines long, which the line-pair and stream prefetchers help
+// with, and put K independent misses in flight.
+template <int K, class S, class T = compute_t<S>>
+void column_online_max_sum(const S* x, int64_t class_stride, int64_t lanes, int64_t classes, LanesMaxSum<T>* out) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0));
+    V m[K], s[K], total[K];
+    for (int k = 0; k < K; ++k) {
+        m[k] = V::broadcast(-infinity<T>());
+        s[k] = zero;
+        total[k] = zero;
+    }
+    // Two-level sum, as in row_online_max_sum: a width-1 build would otherwise add every class
+    // into one float.
+    constexpr int kClassesPerFold = 64;
+    for (int64_t c = 0; c < classes; ++c) {
+        const S* p = x + c * class_stride;
+        if (c + kColumnPrefetchClasses < classes) {
+            prefetch_elements(p + kColumnPrefetchClasses * class_stride, K * W);
+        }
+        V v[K], m_new[K];
+        bool moved = false;
+        for (int k = 0; k < K; ++k) {
+            v[k] = K == 1 && lanes < W ? vload_partial(p, lanes, -infinity<T>()) : vload(p + k * W);
+            m_new[k] = max(m[k], v[k]);
+            moved |= !all_lanes(equal(m[k], m_new[k]));
+        }
+        if (moved) {  // the maxima rarely move once a sweep is under way
+            for (int k = 0; k < K; ++k) {
+                const V f = online_rescale(m[k], m_new[k]);
+                s[k] = s[k] * f;
+                total[k] = total[k] * f;
+                m[k] = m_new[k];
+            }
+        }
+        for (int k = 0; k < K; ++k) s[k] = s[k] + vexp_nonpositive(v[k] - online_shift(m[k]));
+        if ((c + 1) % kClassesPerFold == 0) {
+            for (int k = 0; k < K; ++k) {
+                total[k] = total[k] + s[k];
+                s[k] = zero;
+            }
+        }
+    }
+    for (int k = 0; k < K; ++k) out[k] = {m[k], total[k] + s[k]};
 }
 
 // [Note: two sweeps for short rows] The online sweep pays for every block in which some lane's

@@ -20,6 +20,7 @@
 //   * a NaN in the row: the sum is NaN, so the row is NaN (whether or not max() kept the NaN);
 //   * logsumexp shifts by 0 instead of an infinite m (as torch.logsumexp does), so an all -inf
 //     row gives -inf and a row containing +inf gives +inf (NaN if it also holds a NaN).
+#include <algorithm>
 #include <memory>
 
 #include "fastloss/kernel_table.hpp"
@@ -166,67 +167,89 @@ void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride
     }
 }
 
-// Columns: the same three sweeps, each lane of a vector being one position. Sweeps run down the
-// class axis, one vector (a cache line or half of one) per class.
+// Columns: each lane of a vector is one position. The max and the sum come from one online sweep
+// down the class axis ([Note: online sweep down the columns]); softmax and log_softmax then make
+// a second sweep to write y.
+// Positions are taken kColumnVectors vectors at a time, and the rest one vector at a time.
+constexpr int kColumnVectors = 4;
+
+// finish(j, count, lanes, stats): the count vectors of positions from j (lanes of them when
+// count = 1), stats[k] those of vector k.
 template <class S, class Finish>
 void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes,
                            Finish&& finish) {
     using T = compute_t<S>;
+    constexpr int64_t W = Vec<T>::width;
+    LanesMaxSum<T> stats[kColumnVectors];
+    int64_t j = 0;
+    for (; j + kColumnVectors * W <= columns; j += kColumnVectors * W) {
+        column_online_max_sum<kColumnVectors>(x + j, x_class_stride, kColumnVectors * W, classes, stats);
+        finish(j, kColumnVectors, kColumnVectors * W, stats);
+    }
+    for (; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        column_online_max_sum<1>(x + j, x_class_stride, lanes, classes, stats);
+        finish(j, 1, lanes, stats);
+    }
+}
+
+// A second sweep down the block of `count` vectors at column j: y_c = f(k, x_c) for every class
+// (k: the vector), x's next lines prefetched as in the first. With `stream`, vectors that are
+// whole, aligned cache lines are stored non-temporally: an ordinary store a class stride away from
+// the last first reads its line from memory. Narrower vectors (AVX2 float32, the half types) would
+// leave lines half written until the next block, so they keep ordinary stores.
+template <class S, class F>
+void write_column_block(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride, int64_t j, int64_t count,
+                        int64_t lanes, int64_t classes, bool stream, F&& f) {
+    using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    for (int64_t j = 0; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](int64_t c, T fill) {
-            const S* p = x + c * x_class_stride + j;
-            return lanes == W ? vload(p) : vload_partial(p, lanes, fill);
-        };
-        V m = V::broadcast(-infinity<T>());
-        for (int64_t c = 0; c < classes; ++c) m = max(m, load(c, -infinity<T>()));
-        finish(j, lanes, m, load);
+    constexpr int64_t kLineBytes = 64;
+    const bool whole_lines = W * int64_t(sizeof(S)) == kLineBytes && lanes == count * W &&
+                             reinterpret_cast<uintptr_t>(y + j) % kLineBytes == 0 &&
+                             (y_class_stride * int64_t(sizeof(S))) % kLineBytes == 0;
+    const bool streamed = stream && whole_lines;
+    for (int64_t c = 0; c < classes; ++c) {
+        const S* p = x + c * x_class_stride + j;
+        if (c + kColumnPrefetchClasses < classes) prefetch_elements(p + kColumnPrefetchClasses * x_class_stride, count * W);
+        S* q = y + c * y_class_stride + j;
+        if (lanes < W) {
+            store_partial(q, lanes, f(0, vload_partial(p, lanes, T(0))));
+            continue;
+        }
+        for (int64_t k = 0; k < count; ++k) {
+            const V v = f(k, vload(p + k * W));
+            if (streamed) store_stream(q + k * W, v); else store(q + k * W, v);
+        }
     }
+    if (streamed) stream_fence();
 }
 
 template <class S>
 void log_softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
-                         int64_t columns, int64_t classes) {
+                         int64_t columns, int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
-        V s = V::broadcast(T(0));
-        for (int64_t c = 0; c < classes; ++c) s = s + vexp(load(c, T(0)) - m);
-        const V log_sum = vlog(s);
-        for (int64_t c = 0; c < classes; ++c) {
-            const V out = (load(c, T(0)) - m) - log_sum;
-            S* p = y + c * y_class_stride + j;
-            if (lanes == V::width) store(p, out); else store_partial(p, lanes, out);
-        }
+    for_each_column_block(x, x_class_stride, columns, classes,
+                          [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+        V log_sum[kColumnVectors];
+        for (int64_t k = 0; k < count; ++k) log_sum[k] = vlog(stats[k].sum);
+        write_column_block(x, x_class_stride, y, y_class_stride, j, count, lanes, classes, stream_output,
+                           [&](int64_t k, V v) { return (v - stats[k].max) - log_sum[k]; });
     });
 }
 
 template <class S>
 void softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
-                     int64_t columns, int64_t classes) {
+                     int64_t columns, int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    // Half storage recomputes the exponentials in the last sweep rather than rounding them twice.
-    constexpr bool keep_exponentials = !is_half_storage<S>;
-    for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
-        V s = V::broadcast(T(0));
-        for (int64_t c = 0; c < classes; ++c) {
-            const V e = vexp(load(c, T(0)) - m);
-            if constexpr (keep_exponentials) {
-                S* p = y + c * y_class_stride + j;
-                if (lanes == V::width) store(p, e); else store_partial(p, lanes, e);
-            }
-            s = s + e;
-        }
-        const V inv = V::broadcast(T(1)) / s;
-        for (int64_t c = 0; c < classes; ++c) {
-            S* p = y + c * y_class_stride + j;
-            const V e = keep_exponentials ? (lanes == V::width ? vload(p) : vload_partial(p, lanes, T(0)))
-                                          : vexp(load(c, T(0)) - m);
-            if (lanes == V::width) store(p, e * inv); else store_partial(p, lanes, e * inv);
-        }
+    for_each_column_block(x, x_class_stride, columns, classes,
+                          [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+        V inv[kColumnVectors];
+        for (int64_t k = 0; k < count; ++k) inv[k] = V::broadcast(T(1)) / stats[k].sum;
+        write_column_block(x, x_class_stride, y, y_class_stride, j, count, lanes, classes, stream_output,
+                           [&](int64_t k, V v) { return vexp(v - stats[k].max) * inv[k]; });
     });
 }
 
@@ -235,18 +258,33 @@ void logsumexp_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_s
                        int64_t columns, int64_t classes) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes, [&](int64_t j, int64_t lanes, V m, auto&& load) {
-        const V zero = V::broadcast(T(0));
-        const V shift = select(equal(abs(m), V::broadcast(infinity<T>())), zero, m);
-        V s = zero;
-        for (int64_t c = 0; c < classes; ++c) s = s + vexp(load(c, T(0)) - shift);
-        const V result = vlog(s) + shift;
-        if (out_stride == 1) {
-            if (lanes == V::width) store(out + j, result); else store_partial(out + j, lanes, result);
-        } else {
-            T lanes_out[V::width];
-            store(lanes_out, result);
-            for (int64_t k = 0; k < lanes; ++k) out[(j + k) * out_stride] = lanes_out[k];
+    for_each_column_block(x, x_class_stride, columns, classes,
+                          [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+        for (int64_t k = 0; k < count; ++k) {
+            const int64_t at = j + k * V::width;
+            const int64_t n = count == 1 ? lanes : V::width;
+            const LanesMaxSum<T>& ms = stats[k];
+            V result = vlog(ms.sum) + ms.max;
+            // A lane whose max is +inf has S = NaN (inf - inf); torch.logsumexp gives +inf there
+            // unless the position also holds a NaN: the sum relative to 0 says which, as for the
+            // rows.
+            T maxima[V::width];
+            store(maxima, ms.max);
+            if (std::find(maxima, maxima + n, infinity<T>()) != maxima + n) {
+                V s = V::broadcast(T(0));
+                for (int64_t c = 0; c < classes; ++c) {
+                    const S* p = x + c * x_class_stride + at;
+                    s = s + vexp(n == V::width ? vload(p) : vload_partial(p, n, -infinity<T>()));
+                }
+                result = select(equal(ms.max, V::broadcast(infinity<T>())), vlog(s), result);
+            }
+            if (out_stride == 1) {
+                if (n == V::width) store(out + at, result); else store_partial(out + at, n, result);
+            } else {
+                T lanes_out[V::width];
+                store(lanes_out, result);
+                for (int64_t i = 0; i < n; ++i) out[(at + i) * out_stride] = lanes_out[i];
+            }
         }
     });
 }

@@ -163,12 +163,17 @@ void softmax_forward(SoftmaxKind kind, const T* x, const Extents& x_strides, T* 
     const SoftmaxKernels<T>& k = active_kernels().kernels<T>().softmax;
     int64_t bytes = int64_t(sizeof(T));
     for (int64_t n : shape) bytes *= n;
-    const bool stream = g.layout == AxisGeometry::Layout::rows && bytes >= streaming_store_min_bytes();
+    // Staged rows are written into a scratch row first, which must stay in cache.
+    const bool stream = g.layout != AxisGeometry::Layout::staged && bytes >= streaming_store_min_bytes();
     const auto rows_of = kind == SoftmaxKind::softmax ? k.softmax_rows : k.log_softmax_rows;
     auto rows_kernel = [rows_of, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t rows, int64_t classes) {
         rows_of(xp, xs, yp, ys, rows, classes, stream);
     };
-    const auto columns_kernel = kind == SoftmaxKind::softmax ? k.softmax_columns : k.log_softmax_columns;
+    const auto columns_of = kind == SoftmaxKind::softmax ? k.softmax_columns : k.log_softmax_columns;
+    auto columns_kernel = [columns_of, stream](const T* xp, int64_t xs, T* yp, int64_t ys, int64_t columns,
+                                               int64_t classes) {
+        columns_of(xp, xs, yp, ys, columns, classes, stream);
+    };
     run_axis_kernel(g, x, y, true, rows_kernel, columns_kernel, no_long_rows<T>);
 }
 
