@@ -198,6 +198,33 @@ def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs
             np.testing.assert_array_equal(y, want.grad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_columns_gradient_in_position_blocks(isa, dtype, streamed_outputs, rng):
+    """The columns layout takes positions four vectors at a time, then one at a time, and the last
+    vector partly (85 positions cover all three for every width); without smoothing in one online
+    sweep, its gradient streamed when large. Against the rows layout of the same numbers, with
+    ordinary and with non-temporal stores, and in place."""
+    x = (rng.standard_normal((301, 85)) * 3).astype(dtype)
+    t = rng.integers(0, 301, 85)
+    t[::6] = -100
+    x[:, 40] = -np.inf  # an ignored position may hold anything
+    t[40] = -100
+    tol = dict(rtol=1e-12, atol=1e-15) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-6)
+    for kwargs in ({}, {"weight": rng.random(301) + 0.5}, {"label_smoothing": 0.1}):
+        want = fl.cross_entropy(np.ascontiguousarray(x.T), t, return_grad=True, **kwargs)
+        for stream in (False, True):
+            streamed_outputs(stream)
+            got = fl.cross_entropy(x, t, axis=0, return_grad=True, **kwargs)
+            np.testing.assert_allclose(got.grad.T.astype(np.float64), want.grad.astype(np.float64), **tol)
+            np.testing.assert_allclose(got.loss, want.loss, **tol)
+            if stream:
+                np.testing.assert_array_equal(got.grad, ordinary.grad)
+            ordinary = got
+            y = x.copy()
+            fl.cross_entropy(y, t, axis=0, return_grad=True, grad_out=y, **kwargs)
+            np.testing.assert_array_equal(y, got.grad)
+
+
 def test_strided_layouts_and_buffers(isa, rng):
     base = rng.standard_normal((5, 40, 7))
     t = rng.integers(0, 40, (5, 7))

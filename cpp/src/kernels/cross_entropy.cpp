@@ -18,6 +18,7 @@
 // Asked for (block.lse), every position's lse = m + log s is written too, ignored rows' included
 // (then read for it alone); the driver adds a z-loss's share of the loss from those.
 #include "fastloss/kernel_table.hpp"
+#include "kernels/column_sweeps-inl.hpp"
 #include "kernels/cross_entropy-inl.hpp"
 
 namespace fastloss {
@@ -100,20 +101,22 @@ void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_ro
     }
 }
 
-// Columns layout: lanes are positions. The same sweeps run down the class axis, then each lane
-// finishes its own target (a scalar gather: one load per position).
+// Columns layout: lanes are positions. The same statistics are taken down the class axis, then
+// each lane finishes its own target (a scalar gather: one load per position). Without label
+// smoothing they come from one online sweep over four vectors of positions at a time ([Note:
+// online sweep down the columns]); the smoothing term's sum of x_c - m needs the final max, so
+// with smoothing the max and the sums take two sweeps.
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
                    T* loss, T* lse, int64_t loss_stride, int64_t columns, const CrossEntropyParams<T>& p) {
-    constexpr int64_t W = Vec<T>::width;
-    for (int64_t j = 0; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    auto finish = [&](int64_t j, int64_t lanes, V max, V sum, V shifted_sum) {
         T m_lane[W], log_s_lane[W], t_lane[W];
-        store(m_lane, st.max);
-        store(log_s_lane, vlog(st.sum));
-        store(t_lane, st.shifted_sum);
+        store(m_lane, max);
+        store(log_s_lane, vlog(sum));
+        store(t_lane, shifted_sum);
         for (int64_t k = 0; k < lanes; ++k) {
             if (lse) lse[(j + k) * loss_stride] = log_sum_exp(m_lane[k], log_s_lane[k]);
             const int64_t y = target[(j + k) * target_stride];
@@ -125,6 +128,20 @@ void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, in
             const T w_y = p.weight ? p.weight[y] : T(1);
             out = index_loss(log_s_lane[k], x[y * x_class_stride + j + k] - m_lane[k], w_y, t_lane[k], p);
         }
+    };
+    if (p.label_smoothing == T(0)) {
+        for_each_column_block(x, x_class_stride, columns, p.classes,
+                              [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+            for (int64_t k = 0; k < count; ++k) {
+                finish(j + k * W, count == 1 ? lanes : W, stats[k].max, stats[k].sum, V::broadcast(T(0)));
+            }
+        });
+        return;
+    }
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
+        finish(j, lanes, st.max, st.sum, st.shifted_sum);
     }
 }
 

@@ -21,6 +21,7 @@
 #include <memory>
 
 #include "fastloss/scratch.hpp"
+#include "kernels/column_sweeps-inl.hpp"
 #include "kernels/cross_entropy-inl.hpp"
 #include "kernels/store_row-inl.hpp"
 
@@ -267,7 +268,18 @@ void probability_rows_grad(const S* x, int64_t x_row_stride, const S* q, int64_t
     }
 }
 
-// Columns layout: lanes are positions; the per-lane factors are assembled from scalars.
+// Columns layout: lanes are positions; the per-lane factors are assembled from scalars. Without
+// label smoothing the statistics come from one online sweep over four vectors of positions at a
+// time and the gradient from a second sweep, streamed as the softmax columns are ([Note: online
+// sweep down the columns]); with smoothing, from two sweeps and a third, one vector at a time
+// (the smoothing term needs the final max).
+template <class T>
+struct ColumnGradientFactors {
+    static constexpr int64_t W = Vec<T>::width;
+    T a[W], b[W], live[W], correction[W], x_y[W];
+    int64_t y[W];
+};
+
 template <class S, class T = compute_t<S>>
 [[gnu::noinline]]  // see the entry points below
 void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* target, int64_t target_stride,
@@ -277,17 +289,15 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
     constexpr int64_t W = V::width;
     const int64_t C = p.classes;
     const V zero = V::broadcast(T(0));
-    for (int64_t j = 0; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
-        T m_l[W], s_l[W], t_l[W], a_l[W], b_l[W], live_l[W], corr_l[W], x_y_l[W];
-        int64_t y_l[W];
-        store(m_l, st.max);
-        store(s_l, st.sum);
-        store(t_l, st.shifted_sum);
+    // Writes the loss (and lse) of the `lanes` positions from j and returns their gradient factors.
+    auto lane_factors = [&](int64_t j, int64_t lanes, V max, V sum, V shifted_sum, ColumnGradientFactors<T>& f) {
+        T m_l[W], s_l[W], t_l[W];
+        store(m_l, max);
+        store(s_l, sum);
+        store(t_l, shifted_sum);
         for (int64_t k = 0; k < W; ++k) {
-            a_l[k] = b_l[k] = live_l[k] = corr_l[k] = T(0);
-            y_l[k] = -1;
+            f.a[k] = f.b[k] = f.live[k] = f.correction[k] = T(0);
+            f.y[k] = -1;
             if (k >= lanes) continue;
             const T log_s = scalar_log(s_l[k]), lse_k = log_sum_exp(m_l[k], log_s);
             if (lse) lse[(j + k) * loss_stride] = lse_k;
@@ -298,18 +308,53 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
                 continue;
             }
             const T w_y = p.weight ? p.weight[y] : T(1);
-            x_y_l[k] = x[y * x_class_stride + j + k];  // before the gradient (maybe x) is written
-            out = index_loss(log_s, x_y_l[k] - m_l[k], w_y, t_l[k], p);
+            f.x_y[k] = x[y * x_class_stride + j + k];  // before the gradient (maybe x) is written
+            out = index_loss(log_s, f.x_y[k] - m_l[k], w_y, t_l[k], p);
             const IndexGradient<T> d = index_gradient(scale[(j + k) * scale_stride], s_l[k], lse_k, w_y, p);
-            a_l[k] = d.a;
-            b_l[k] = d.b;
-            corr_l[k] = d.correction;
-            live_l[k] = T(1);
-            y_l[k] = y;
+            f.a[k] = d.a;
+            f.b[k] = d.b;
+            f.correction[k] = d.correction;
+            f.live[k] = T(1);
+            f.y[k] = y;
         }
-        const V a = vload(a_l), b = vload(b_l);
-        const auto live = equal(vload(live_l), V::broadcast(T(1)));
-        const T* smoothing_weight = smoothing_weights(p);
+    };
+    // The target entries, after the sweep that wrote every other class.
+    auto write_targets = [&](int64_t j, int64_t lanes, V max, const ColumnGradientFactors<T>& f) {
+        T m_l[W];
+        store(m_l, max);
+        for (int64_t k = 0; k < lanes; ++k) {
+            if (f.y[k] < 0) continue;
+            const T w_y = p.weight ? p.weight[f.y[k]] : T(1);
+            grad[f.y[k] * grad_class_stride + j + k] = target_entry(f.a[k], f.b[k], w_y, f.correction[k], f.x_y[k], m_l[k]);
+        }
+    };
+    using Mask = decltype(equal(zero, zero));
+    if (p.label_smoothing == T(0)) {  // b = 0 (index_gradient): grad_c = a e_c
+        for_each_column_block(x, x_class_stride, columns, C,
+                              [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+            ColumnGradientFactors<T> f[kColumnVectors];
+            V a[kColumnVectors];
+            Mask live[kColumnVectors];
+            for (int64_t k = 0; k < count; ++k) {
+                lane_factors(j + k * W, count == 1 ? lanes : W, stats[k].max, stats[k].sum, zero, f[k]);
+                a[k] = vload(f[k].a);
+                live[k] = equal(vload(f[k].live), V::broadcast(T(1)));
+            }
+            // Ignored lanes: 0 even if x is NaN.
+            write_column_block(x, x_class_stride, grad, grad_class_stride, j, count, lanes, C, p.stream_grad,
+                               [&](int64_t k, V v) { return select(live[k], a[k] * vexp(v - stats[k].max), zero); });
+            for (int64_t k = 0; k < count; ++k) write_targets(j + k * W, count == 1 ? lanes : W, stats[k].max, f[k]);
+        });
+        return;
+    }
+    const T* smoothing_weight = smoothing_weights(p);
+    for (int64_t j = 0; j < columns; j += W) {
+        const int64_t lanes = columns - j < W ? columns - j : W;
+        const ColumnStatistics<T> st = index_column_statistics(x + j, x_class_stride, lanes, p);
+        ColumnGradientFactors<T> f;
+        lane_factors(j, lanes, st.max, st.sum, st.shifted_sum, f);
+        const V a = vload(f.a), b = vload(f.b);
+        const Mask live = equal(vload(f.live), V::broadcast(T(1)));
         for (int64_t c = 0; c < C; ++c) {
             const V e = vexp(load_column(x + j, x_class_stride, c, lanes, T(0)) - st.max);
             const V w = smoothing_weight ? V::broadcast(smoothing_weight[c]) : V::broadcast(T(1));
@@ -317,11 +362,7 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
             S* ptr = grad + c * grad_class_stride + j;
             if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
         }
-        for (int64_t k = 0; k < lanes; ++k) {
-            if (y_l[k] < 0) continue;
-            const T w_y = p.weight ? p.weight[y_l[k]] : T(1);
-            grad[y_l[k] * grad_class_stride + j + k] = target_entry(a_l[k], b_l[k], w_y, corr_l[k], x_y_l[k], m_l[k]);
-        }
+        write_targets(j, lanes, st.max, f);
     }
 }
 

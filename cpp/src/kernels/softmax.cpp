@@ -25,6 +25,7 @@
 
 #include "fastloss/kernel_table.hpp"
 #include "fastloss/scratch.hpp"
+#include "kernels/column_sweeps-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
 #include "kernels/store_row-inl.hpp"
 
@@ -170,61 +171,6 @@ void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride
 // Columns: each lane of a vector is one position. The max and the sum come from one online sweep
 // down the class axis ([Note: online sweep down the columns]); softmax and log_softmax then make
 // a second sweep to write y.
-// Positions are taken kColumnVectors vectors at a time, and the rest one vector at a time.
-constexpr int kColumnVectors = 4;
-
-// finish(j, count, lanes, stats): the count vectors of positions from j (lanes of them when
-// count = 1), stats[k] those of vector k.
-template <class S, class Finish>
-void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes,
-                           Finish&& finish) {
-    using T = compute_t<S>;
-    constexpr int64_t W = Vec<T>::width;
-    LanesMaxSum<T> stats[kColumnVectors];
-    int64_t j = 0;
-    for (; j + kColumnVectors * W <= columns; j += kColumnVectors * W) {
-        column_online_max_sum<kColumnVectors>(x + j, x_class_stride, kColumnVectors * W, classes, stats);
-        finish(j, kColumnVectors, kColumnVectors * W, stats);
-    }
-    for (; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        column_online_max_sum<1>(x + j, x_class_stride, lanes, classes, stats);
-        finish(j, 1, lanes, stats);
-    }
-}
-
-// A second sweep down the block of `count` vectors at column j: y_c = f(k, x_c) for every class
-// (k: the vector), x's next lines prefetched as in the first. With `stream`, vectors that are
-// whole, aligned cache lines are stored non-temporally: an ordinary store a class stride away from
-// the last first reads its line from memory. Narrower vectors (AVX2 float32, the half types) would
-// leave lines half written until the next block, so they keep ordinary stores.
-template <class S, class F>
-void write_column_block(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride, int64_t j, int64_t count,
-                        int64_t lanes, int64_t classes, bool stream, F&& f) {
-    using T = compute_t<S>;
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    constexpr int64_t kLineBytes = 64;
-    const bool whole_lines = W * int64_t(sizeof(S)) == kLineBytes && lanes == count * W &&
-                             reinterpret_cast<uintptr_t>(y + j) % kLineBytes == 0 &&
-                             (y_class_stride * int64_t(sizeof(S))) % kLineBytes == 0;
-    const bool streamed = stream && whole_lines;
-    for (int64_t c = 0; c < classes; ++c) {
-        const S* p = x + c * x_class_stride + j;
-        if (c + kColumnPrefetchClasses < classes) prefetch_elements(p + kColumnPrefetchClasses * x_class_stride, count * W);
-        S* q = y + c * y_class_stride + j;
-        if (lanes < W) {
-            store_partial(q, lanes, f(0, vload_partial(p, lanes, T(0))));
-            continue;
-        }
-        for (int64_t k = 0; k < count; ++k) {
-            const V v = f(k, vload(p + k * W));
-            if (streamed) store_stream(q + k * W, v); else store(q + k * W, v);
-        }
-    }
-    if (streamed) stream_fence();
-}
-
 template <class S>
 void log_softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride,
                          int64_t columns, int64_t classes, bool stream_output) {

@@ -232,16 +232,18 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
     if (positions > 0 && classes > 0 && call.softcap > 0.0) {
         softcapped_positions(g, call, params, operands);
     } else if (positions > 0 && classes > 0) {
-        CrossEntropyParams<T> row_params = params;
-        row_params.stream_grad = with_grad && index_targets && g.layout == AxisGeometry::Layout::rows &&
-                                 count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
+        // Staged rows write their gradient into a scratch row first, which must stay in cache.
+        CrossEntropyParams<T> block_params = params;
+        block_params.stream_grad = with_grad && index_targets && g.layout != AxisGeometry::Layout::staged &&
+                                   count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
         parallel_over_positions(
             g,
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
-                rows_kernel(operands.block_at(at, step, step, rows), row_params);
+                rows_kernel(operands.block_at(at, step, step, rows), block_params);
             },
             [&](const int64_t* at, int64_t columns) {
-                columns_kernel(operands.block_at(at, g.class_stride.data(), g.column_stride.data(), columns), params);
+                columns_kernel(operands.block_at(at, g.class_stride.data(), g.column_stride.data(), columns),
+                               block_params);
             },
             [&](int64_t begin, int64_t end) {
                 // Neither layout fits: each row (and its probabilities) is gathered contiguously,
