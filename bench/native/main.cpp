@@ -16,6 +16,7 @@
 #include "fastloss/dispatch.hpp"
 #include "fastloss/parallel.hpp"
 #include "kernels_bench.hpp"
+#include "ops/streaming_stores.hpp"
 #include "options.hpp"
 #include "report.hpp"
 #include "roofline.hpp"
@@ -47,6 +48,7 @@ void print_header(const fastloss_bench::Plan& plan) {
     std::printf("available variants:   %s\n", join(fastloss::available_capabilities()).c_str());
     std::printf("benchmarked variants: %s\n", join(plan.isas).c_str());
     std::printf("thread counts:        %s\n", join(plan.threads).c_str());
+    std::printf("streamed outputs:     from %.1f MiB\n", double(fastloss::streaming_store_min_bytes()) / (1 << 20));
 }
 
 }  // namespace
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
     Plan plan;
     try {
         if (!make_plan(argc, argv, plan)) return 0;
+        if (plan.stream_min_bytes >= 0) fastloss::set_streaming_store_min_bytes(plan.stream_min_bytes);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "fastloss_bench: %s\n\n%s", e.what(), usage());
         return 2;

@@ -98,6 +98,8 @@ const char* usage() {
            "  --dtypes T     float32, float64, float16, bfloat16 (default: all)\n"
            "  --layouts L    rows, columns (default: both)\n"
            "  --shapes NxC   positions x classes (default: 4096x1000, 4096x32000, 1024x128256)\n"
+           "  --stream-min-mib N  stream outputs of at least N MiB (default: the library's, a\n"
+           "                 quarter of the last-level cache)\n"
            "  --repeats N    timed calls per measurement (default: 9, or 3 with --quick)\n"
            "  --csv FILE     also write one row per measurement to FILE\n";
 }
@@ -137,6 +139,9 @@ bool make_plan(int argc, char** argv, Plan& plan) {
                 const KernelShape s = parse_shape(text);
                 plan.shapes.push_back(s);
             }
+        } else if (arg == "--stream-min-mib") {
+            const std::string text = value();
+            plan.stream_min_bytes = text == "0" ? 0 : int64_t(parse_positive_int(arg, text)) << 20;
         } else if (arg == "--csv") {
             plan.csv_path = value();
         } else {

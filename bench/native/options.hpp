@@ -35,6 +35,7 @@ struct Plan {
     std::vector<DType> dtypes;
     std::vector<Layout> layouts;
     std::vector<std::string> ops;  // names from kernel_cases.hpp; every op when empty
+    int64_t stream_min_bytes = -1;  // outputs streamed from this size on; -1: the library's default
 };
 
 // Parses argv and fills in the defaults. Throws std::invalid_argument (with a message meant for
