@@ -48,6 +48,30 @@ def test_infinite_and_nan_logits(isa):
     np.testing.assert_allclose(fl.entropy(x.T.copy(), 0), got, rtol=1e-15)  # columns layout
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_in_position_blocks(isa, dtype, rng):
+    """The columns layout takes S and sum e (x - m) in one online sweep, four vectors of positions
+    at a time, then one, then part of one (85 positions cover all three): edge columns met early
+    and late, and a max that keeps moving (an increasing column), against the reference."""
+    inf = np.inf
+    x = (rng.standard_normal((300, 85)) * 4).astype(dtype)
+    x[:, 3] = np.arange(300)  # the max moves at every class
+    x[:, 10] = -inf
+    x[::2, 20] = -inf  # p = 0 terms add 0
+    x[-5:, 21] = -inf
+    x[:3, 30] = [0.0, inf, 1.0]
+    x[-1, 31] = inf
+    x[150, 40] = np.nan
+    x[:, 50] = 1e4  # every exponent 0
+    x[-1, 70] = 60.0  # a late max that dwarfs the rest
+    got = fl.entropy(x, 0)
+    with np.errstate(invalid="ignore"):
+        want = ref.entropy_from_logits(x.astype(np.float64), 0)
+    want[[10, 30, 31, 40]] = np.nan
+    np.testing.assert_allclose(got, want, equal_nan=True, **TOL[dtype])
+    np.testing.assert_allclose(fl.entropy(np.ascontiguousarray(x.T), 1), got, equal_nan=True, **TOL[dtype])
+
+
 def test_matches_torch(isa, rng):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((6, 9, 11))

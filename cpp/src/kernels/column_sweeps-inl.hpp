@@ -27,6 +27,7 @@ template <class T>
 struct LanesMaxSum {
     Vec<T> max;
     Vec<T> sum;
+    Vec<T> shifted_sum;  // kShiftedSum only
 };
 
 // Per lane k < lanes, position k of K consecutive vectors at x (lanes < K W only when K = 1):
@@ -34,18 +35,21 @@ struct LanesMaxSum {
 // (-inf, 0 for a lane of -inf; S = NaN for M = +inf or a NaN). Lanes >= lanes load -inf. K vectors
 // per class make each class's read K lines long, which the line-pair and stream prefetchers help
 // with, and put K independent misses in flight.
-template <int K, class S, class T = compute_t<S>>
+// With kShiftedSum, also U = sum_c e_c (x_c - M), e_c = exp(x_c - M), a term being 0 where e_c is
+// (entropy.cpp). The running U, taken relative to the shift sh, moves to a new shift sh' as the
+// exponentials do, each term's d = x - sh growing by sh - sh': U' = f (U + (sh - sh') S), with
+// f = exp(sh - sh').
+template <int K, bool kShiftedSum, class S, class T = compute_t<S>>
 void column_online_max_sum(const S* x, int64_t class_stride, int64_t lanes, int64_t classes, LanesMaxSum<T>* out) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0));
-    V m[K], s[K], total[K];
+    V m[K], s[K], total[K], u[K], u_total[K];
     for (int k = 0; k < K; ++k) {
         m[k] = V::broadcast(-infinity<T>());
-        s[k] = zero;
-        total[k] = zero;
+        s[k] = total[k] = u[k] = u_total[k] = zero;
     }
-    // Two-level sum, as in row_online_max_sum: a width-1 build would otherwise add every class
+    // Two-level sums, as in row_online_max_sum: a width-1 build would otherwise add every class
     // into one float.
     constexpr int kClassesPerFold = 64;
     for (int64_t c = 0; c < classes; ++c) {
@@ -63,28 +67,39 @@ void column_online_max_sum(const S* x, int64_t class_stride, int64_t lanes, int6
         if (moved) {  // the maxima rarely move once a sweep is under way
             for (int k = 0; k < K; ++k) {
                 const V f = online_rescale(m[k], m_new[k]);
+                if constexpr (kShiftedSum) {
+                    const V delta = online_shift(m[k]) - online_shift(m_new[k]);
+                    u[k] = (u[k] + delta * s[k]) * f;
+                    u_total[k] = (u_total[k] + delta * total[k]) * f;
+                }
                 s[k] = s[k] * f;
                 total[k] = total[k] * f;
                 m[k] = m_new[k];
             }
         }
-        for (int k = 0; k < K; ++k) s[k] = s[k] + vexp_nonpositive(v[k] - online_shift(m[k]));
+        for (int k = 0; k < K; ++k) {
+            const V d = v[k] - online_shift(m[k]);
+            const V e = vexp_nonpositive(d);
+            s[k] = s[k] + e;
+            if constexpr (kShiftedSum) u[k] = u[k] + select(equal(e, zero), zero, e * d);
+        }
         if ((c + 1) % kClassesPerFold == 0) {
             for (int k = 0; k < K; ++k) {
                 total[k] = total[k] + s[k];
-                s[k] = zero;
+                u_total[k] = u_total[k] + u[k];
+                s[k] = u[k] = zero;
             }
         }
     }
-    for (int k = 0; k < K; ++k) out[k] = {m[k], total[k] + s[k]};
+    for (int k = 0; k < K; ++k) out[k] = {m[k], total[k] + s[k], u_total[k] + u[k]};
 }
 
 // Positions are taken kColumnVectors vectors at a time, and the rest one vector at a time.
 constexpr int kColumnVectors = 4;
 
 // finish(j, count, lanes, stats): the count vectors of positions from j (lanes of them when
-// count = 1), stats[k] those of vector k.
-template <class S, class Finish>
+// count = 1), stats[k] those of vector k (column_online_max_sum's).
+template <bool kShiftedSum = false, class S, class Finish>
 void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes,
                            Finish&& finish) {
     using T = compute_t<S>;
@@ -92,12 +107,12 @@ void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, 
     LanesMaxSum<T> stats[kColumnVectors];
     int64_t j = 0;
     for (; j + kColumnVectors * W <= columns; j += kColumnVectors * W) {
-        column_online_max_sum<kColumnVectors>(x + j, x_class_stride, kColumnVectors * W, classes, stats);
+        column_online_max_sum<kColumnVectors, kShiftedSum>(x + j, x_class_stride, kColumnVectors * W, classes, stats);
         finish(j, kColumnVectors, kColumnVectors * W, stats);
     }
     for (; j < columns; j += W) {
         const int64_t lanes = columns - j < W ? columns - j : W;
-        column_online_max_sum<1>(x + j, x_class_stride, lanes, classes, stats);
+        column_online_max_sum<1, kShiftedSum>(x + j, x_class_stride, lanes, classes, stats);
         finish(j, 1, lanes, stats);
     }
 }

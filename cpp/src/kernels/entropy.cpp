@@ -14,6 +14,7 @@
 // Rows: a max sweep, then one sweep for S and the weighted sum from L1/L2 (DRAM sees each logit
 // once). Sums are two-level, as in distillation.cpp.
 #include "fastloss/kernel_table.hpp"
+#include "kernels/column_sweeps-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
 
 namespace fastloss {
@@ -82,33 +83,22 @@ void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, 
     }
 }
 
-// Columns layout: lanes are W consecutive positions, sweeps run down the class axis.
+// Columns layout: lanes are consecutive positions. S and U = sum_c e_c (x_c - m) come from one
+// online sweep down the class axis ([Note: online sweep down the columns]).
 template <class S, class T = compute_t<S>>
 void entropy_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_stride, int64_t columns,
                      int64_t classes) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const V zero = V::broadcast(T(0));
-    for (int64_t j = 0; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](int64_t c) {
-            const S* ptr = x + c * x_class_stride + j;
-            return lanes == W ? vload(ptr) : vload_partial(ptr, lanes, T(0));
-        };
-        V m = V::broadcast(-infinity<T>());
-        for (int64_t c = 0; c < classes; ++c) m = max(m, load(c));
-        V s = zero, u = zero;
-        for (int64_t c0 = 0; c0 < classes; c0 += kFoldVectors) {
-            const int64_t c_end = classes - c0 > kFoldVectors ? c0 + kFoldVectors : classes;
-            V ps = zero, pu = zero;
-            for (int64_t c = c0; c < c_end; ++c) accumulate(load(c) - m, ps, pu);
-            s = s + ps;
-            u = u + pu;
+    for_each_column_block<true>(x, x_class_stride, columns, classes,
+                                [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+        for (int64_t k = 0; k < count; ++k) {
+            T h[W];
+            store(h, vlog(stats[k].sum) - stats[k].shifted_sum / stats[k].sum);
+            const int64_t n = count == 1 ? lanes : W;
+            for (int64_t i = 0; i < n; ++i) out[(j + k * W + i) * out_stride] = h[i];
         }
-        T h[W];
-        store(h, vlog(s) - u / s);  // dead lanes computed from zero padding are not stored
-        for (int64_t k = 0; k < lanes; ++k) out[(j + k) * out_stride] = h[k];
-    }
+    });
 }
 
 // Probabilities: H = sum_c entr(p_c), one sweep, no max. Two-level sums as above; padding lanes
