@@ -34,9 +34,10 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture
 def streamed_outputs():
-    """Within the test, every rows-layout output large enough to be streamed by default, and any
-    smaller one too, is written with non-temporal stores; call it with False for ordinary stores.
-    The default threshold (a quarter of the last-level cache) is restored after."""
+    """Within the test, every rows- or columns-layout output large enough to be streamed by
+    default, and any smaller one too, is written with non-temporal stores; call it with False for
+    ordinary stores. The default threshold (a quarter of the last-level cache, at most 32 MiB) is
+    restored after."""
 
     def stream(on: bool = True) -> None:
         fl._core._set_streaming_store_min_bytes(0 if on else 2**62)

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 namespace fastloss {
@@ -21,7 +22,7 @@ int64_t last_level_cache_bytes() {
 int64_t default_min_bytes() {  // [Note: when to stream]
     static const int64_t bytes = [] {
         const int64_t cache = last_level_cache_bytes();
-        return cache > 0 ? cache / 4 : int64_t(8) << 20;
+        return cache > 0 ? std::min(cache / 4, int64_t(32) << 20) : int64_t(8) << 20;
     }();
     return bytes;
 }
