@@ -158,11 +158,11 @@ def test_nll_gradient_in_columns_across_position_blocks(isa, rng, reduction):
     go = rng.standard_normal((2, 300)) if reduction == "none" else None
     kept = t != -100
     y = np.where(kept, t, 0)
-    n, l = np.meshgrid(np.arange(2), np.arange(300), indexing="ij")
-    losses = np.where(kept, -w[y] * x[n, y, l], 0.0)
+    n, pos = np.meshgrid(np.arange(2), np.arange(300), indexing="ij")
+    losses = np.where(kept, -w[y] * x[n, y, pos], 0.0)
     scale = go if go is not None else np.full((2, 300), 1.0 / w[y][kept].sum())
     want_grad = np.zeros_like(x)
-    want_grad[n[kept], y[kept], l[kept]] = -w[y][kept] * scale[kept]
+    want_grad[n[kept], y[kept], pos[kept]] = -w[y][kept] * scale[kept]
     want_loss = losses if reduction == "none" else losses.sum() / w[y][kept].sum()
     r = fl.nll_loss(x, t, weight=w, reduction=reduction, return_grad=True, grad_output=go)
     np.testing.assert_allclose(r.grad, want_grad, rtol=1e-12, atol=0)
@@ -212,17 +212,18 @@ def test_columns_gradient_in_position_blocks(isa, dtype, streamed_outputs, rng):
     tol = dict(rtol=1e-12, atol=1e-15) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-6)
     for kwargs in ({}, {"weight": rng.random(301) + 0.5}, {"label_smoothing": 0.1}):
         want = fl.cross_entropy(np.ascontiguousarray(x.T), t, return_grad=True, **kwargs)
+        grads = []
         for stream in (False, True):
             streamed_outputs(stream)
             got = fl.cross_entropy(x, t, axis=0, return_grad=True, **kwargs)
-            np.testing.assert_allclose(got.grad.T.astype(np.float64), want.grad.astype(np.float64), **tol)
+            np.testing.assert_allclose(got.grad.T.astype(np.float64),
+                                       want.grad.astype(np.float64), **tol)
             np.testing.assert_allclose(got.loss, want.loss, **tol)
-            if stream:
-                np.testing.assert_array_equal(got.grad, ordinary.grad)
-            ordinary = got
+            grads.append(got.grad)
             y = x.copy()
             fl.cross_entropy(y, t, axis=0, return_grad=True, grad_out=y, **kwargs)
             np.testing.assert_array_equal(y, got.grad)
+        np.testing.assert_array_equal(grads[1], grads[0])  # streamed: the bits of ordinary stores
 
 
 def test_strided_layouts_and_buffers(isa, rng):
