@@ -118,10 +118,11 @@ void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, 
 }
 
 // A second sweep down the block of `count` vectors at column j: y_c = f(k, x_c) for every class
-// (k: the vector), x's next lines prefetched as in the first. With `stream`, vectors that are
-// whole, aligned cache lines are stored non-temporally: an ordinary store a class stride away from
-// the last first reads its line from memory. Narrower vectors (AVX2 float32, the half types) would
-// leave lines half written until the next block, so they keep ordinary stores.
+// (k: the vector), x's next lines prefetched as in the first. With `stream`, a class's vectors are
+// stored non-temporally when together they are whole, aligned cache lines: an ordinary store a
+// class stride away from the last first reads its line from memory. A line left partly written
+// until the next block would be written to memory in pieces, so a block of one narrow vector
+// (AVX2 float32, the half types) keeps ordinary stores.
 template <class S, class F>
 void write_column_block(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride, int64_t j, int64_t count,
                         int64_t lanes, int64_t classes, bool stream, F&& f) {
@@ -129,7 +130,7 @@ void write_column_block(const S* x, int64_t x_class_stride, S* y, int64_t y_clas
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     constexpr int64_t kLineBytes = 64;
-    const bool whole_lines = W * int64_t(sizeof(S)) == kLineBytes && lanes == count * W &&
+    const bool whole_lines = (count * W * int64_t(sizeof(S))) % kLineBytes == 0 && lanes == count * W &&
                              reinterpret_cast<uintptr_t>(y + j) % kLineBytes == 0 &&
                              (y_class_stride * int64_t(sizeof(S))) % kLineBytes == 0;
     const bool streamed = stream && whole_lines;
