@@ -58,10 +58,11 @@ constexpr int64_t kPrefetchAheadBytes = 2048;
 // from row_max sums to NaN whatever the other terms are) or any_shift.
 enum class ShiftKind { shift_is_max, any_shift };
 
-// sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift). If prefetch is not
-// null, the n elements from it (the next row) are fetched into the cache along the way.
-template <ShiftKind kShift = ShiftKind::shift_is_max, class S, class T = compute_t<S>>
-T row_sum_exp(const S* x, T shift, S* y, int64_t n, const S* prefetch = nullptr) {
+// sum_c exp(x_c - shift); if y is not null, also stores y_c = exp(x_c - shift), in the storage
+// type or in the compute type. If prefetch is not null, the n elements from it (the next row) are
+// fetched into the cache along the way.
+template <ShiftKind kShift = ShiftKind::shift_is_max, class S, class T = compute_t<S>, class Y>
+T row_sum_exp(const S* x, T shift, Y* y, int64_t n, const S* prefetch = nullptr) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const auto exp_of = [](V a) {

@@ -8,9 +8,9 @@
 //                           2. y_c = (x_c - m) - log(s)  (log_softmax only)
 //   softmax:                1. m = max_c x_c   2. y_c = exp(x_c - m), s = sum_c y_c
 //                           3. y_c *= 1 / s  (two sweeps plus one of cheap multiplies, rather
-//                              than computing every exponential twice; a streamed output stages
-//                              sweep 2 in a scratch row [Note: softmax's exponentials staged in a
-//                              scratch row])
+//                              than computing every exponential twice; a streamed output, and
+//                              every half-precision one, stages sweep 2 in a scratch row
+//                              [Note: softmax's exponentials staged in a scratch row])
 // The order "(x - m) - log s" is deliberate: x - (m + log s) loses the low bits of x - m when m
 // is large (pytorch#11752). softmax stores exp(x_c - m) in sweep 2 and rescales it in sweep 3.
 //
@@ -35,9 +35,8 @@ namespace {
 
 // W rows in lanes [Note: few classes], with the bits of the row sweeps below [Note: rows in lanes,
 // summed in the row sweep's order]: log_softmax, or softmax (kLog false). Each shifts its sum as its
-// row sweep does: row_max_sum's shift (0 for an all -inf row) for log_softmax and for softmax of
-// half storage, which also recomputes each exponential with vexp in its output sweep; the max
-// itself for softmax of float and double.
+// row sweep does: row_max_sum's shift (0 for an all -inf row) for log_softmax, the max itself for
+// softmax.
 template <bool kLog, class S>
 void softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t classes) {
     using T = compute_t<S>;
@@ -45,10 +44,7 @@ void softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row
     constexpr int64_t W = V::width;
     V values[2 * W], exponentials[2 * W];
     const V m = gather_rows(x, x_row_stride, classes, values);
-    const bool zero_shift_if_all_minus_infinity = kLog || is_half_storage<S>;
-    const V shift = zero_shift_if_all_minus_infinity
-                        ? select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m)
-                        : m;
+    const V shift = kLog ? select(equal(m, V::broadcast(-infinity<T>())), V::broadcast(T(0)), m) : m;
     for (int64_t c = 0; c < classes; ++c) exponentials[c] = vexp_nonpositive(values[c] - shift);
     const V sum = sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; });
     if constexpr (kLog) {
@@ -56,10 +52,7 @@ void softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row
         for (int64_t c = 0; c < classes; ++c) vscatter(y + c, y_row_stride, (values[c] - m) - log_sum);
     } else {
         const V inverse_sum = V::broadcast(T(1)) / sum;
-        for (int64_t c = 0; c < classes; ++c) {
-            const V e = is_half_storage<S> ? vexp(values[c] - m) : exponentials[c];
-            vscatter(y + c, y_row_stride, e * inverse_sum);
-        }
+        for (int64_t c = 0; c < classes; ++c) vscatter(y + c, y_row_stride, exponentials[c] * inverse_sum);
     }
 }
 
@@ -96,6 +89,10 @@ void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stri
 // same products as in place, so the bits do not change. AVX-512, 4096 x 32000, 2 threads: float32
 // 1.30x -> 1.05x its memory roofline, float64 1.45x -> 1.27x (BENCHMARKS.md). Computing each
 // exponential again in sweep 3 instead lost on AVX2 and for float64, whose exponentials cost more.
+// Half storage always stages its exponentials, in float32 (stored in half and rescaled, they would
+// round twice). It used to compute them again in sweep 3; staging took bfloat16 softmax, 2 threads,
+// from 1.21-1.29 to 0.83-0.84 ms on 4096 x 1000 (AVX-512) and from 22.1-22.8 to 12.5-13.1 ms on
+// 1024 x 32000 (AVX2).
 template <class S>
 void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows,
                   int64_t classes, bool stream_output) {
@@ -109,27 +106,17 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
                                         classes);
         }
     }
-    std::unique_ptr<S[]> staged;
+    std::unique_ptr<T[]> staged;
     for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         S* yr = y + r * y_row_stride;
-        if constexpr (is_half_storage<S>) {
-            // Storing exp(x - m) in half and rescaling it would round twice: compute each
-            // exponential in the output sweep instead (the row is in cache after the first).
-            const RowMaxSum<T> ms = row_max_sum(xr, classes, next_row(xr, r, rows, x_row_stride));
-            const V vm = V::broadcast(ms.max), inv = V::broadcast(T(1) / ms.sum);
-            store_row(yr, classes, stream_output, [&](int64_t i) {
-                const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
-                return vexp(v - vm) * inv;
-            });
-            continue;
-        }
         const T m = row_max(xr, classes);
-        if (stream_output) {  // [Note: softmax's exponentials staged in a scratch row]
-            if (!staged) staged = uninitialised_scratch<S>(classes, "a row of softmax's exponentials");
-            S* e = staged.get();
+        // Half storage stages too: exp(x - m) stored in half and rescaled would round twice.
+        if (stream_output || is_half_storage<S>) {  // [Note: softmax's exponentials staged in a scratch row]
+            if (!staged) staged = uninitialised_scratch<T>(classes, "a row of softmax's exponentials");
+            T* e = staged.get();
             const V inv = V::broadcast(T(1) / row_sum_exp(xr, m, e, classes, next_row(xr, r, rows, x_row_stride)));
-            store_row(yr, classes, true, [&](int64_t i) {
+            store_row(yr, classes, stream_output, [&](int64_t i) {
                 return (i + W <= classes ? vload(e + i) : vload_partial(e + i, classes - i, T(0))) * inv;
             });
             continue;
@@ -163,7 +150,8 @@ void logsumexp_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride
         if (!is_infinite(ms.max)) {
             out[r * out_stride] = scalar_log(ms.sum) + ms.max;
         } else {  // all -inf gives -inf; +inf gives +inf unless the row also holds a NaN
-            out[r * out_stride] = scalar_log(row_sum_exp<ShiftKind::any_shift, S>(xr, T(0), nullptr, classes));
+            out[r * out_stride] =
+                scalar_log(row_sum_exp<ShiftKind::any_shift>(xr, T(0), static_cast<S*>(nullptr), classes));
         }
     }
 }
