@@ -31,6 +31,19 @@ CALLS = {
     "binary_cross_entropy_with_logits+grad": "fl.binary_cross_entropy_with_logits(x, q, return_grad=True, grad_out=g)",
     "cosine_embedding_loss+grad": "fl.cosine_embedding_loss(x, q, y, return_grad=True, grad_out=g)",
     "logsumexp": "fl.logsumexp(x)",
+    "log_softmax": "fl.log_softmax(x, out=g)",
+    "softmax": "fl.softmax(x, out=g)",
+    "entropy": "fl.entropy(x)",
+    # The class axis in columns: xc is x transposed into a (C, N) array, reduced over axis 0.
+    "logsumexp columns": "fl.logsumexp(xc, axis=0)",
+    "log_softmax columns": "fl.log_softmax(xc, axis=0, out=gc)",
+    "softmax columns": "fl.softmax(xc, axis=0, out=gc)",
+    "entropy columns": "fl.entropy(xc, axis=0)",
+    "cross_entropy columns": "fl.cross_entropy(xc, t, axis=0)",
+    "cross_entropy columns+grad": "fl.cross_entropy(xc, t, axis=0, return_grad=True, grad_out=gc)",
+    "nll_loss columns+grad": "fl.nll_loss(xc, t, axis=0, return_grad=True, grad_out=gc)",
+    "cross_entropy bfloat16+grad": "fl.cross_entropy(xb, t, return_grad=True, grad_out=gb)",
+    "softmax bfloat16": "fl.softmax(xb, out=gb)",
 }
 
 WORKER = """
@@ -49,7 +62,17 @@ for n, c in shapes:
     w = rng.random(c, dtype=np.float32) + 0.5
     y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
     g = np.empty_like(x)
+    xc = np.ascontiguousarray(x.T)
+    gc = np.empty_like(xc)
+    try:
+        import ml_dtypes
+        xb = x.astype(ml_dtypes.bfloat16)
+        gb = np.empty_like(xb)
+    except ImportError:
+        xb = gb = None
     for name, code in calls.items():
+        if xb is None and "bfloat16" in name:
+            continue
         f = eval("lambda: " + code)
         f()
         times = []
