@@ -175,6 +175,31 @@ def test_nll_gradient_in_columns_across_position_blocks(isa, rng, reduction):
     np.testing.assert_allclose(r.loss, want_loss, rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_nll_gradient_zeroed_with_streamed_stores(isa, dtype, streamed_outputs, rng):
+    """nll_loss's gradient rows, zeroed with non-temporal stores when streamed: odd row lengths
+    (every alignment of a half row), ignored rows, in place, the bits of ordinary stores."""
+    x = rng.standard_normal((9, 37)).astype(dtype)
+    t = rng.integers(0, 37, 9)
+    t[::4] = -100
+    streamed_outputs(False)
+    want = fl.nll_loss(x, t, return_grad=True)
+    streamed_outputs(True)
+    got = fl.nll_loss(x, t, return_grad=True)
+    np.testing.assert_array_equal(got.grad, want.grad)
+    assert got.loss == want.loss
+    assert np.count_nonzero(got.grad) == np.count_nonzero(t != -100)
+    y = x.copy()
+    fl.nll_loss(y, t, return_grad=True, grad_out=y)
+    np.testing.assert_array_equal(y, want.grad)
+    for offset in (1, 2, 3):  # gradient rows starting at every alignment
+        buf = np.full(9 * 37 + 3, np.nan, dtype)
+        out = buf[offset:offset + 9 * 37].reshape(9, 37)
+        fl.nll_loss(x, t, return_grad=True, grad_out=out)
+        np.testing.assert_array_equal(out, want.grad)
+        assert np.isnan(buf[:offset]).all() and np.isnan(buf[offset + 9 * 37:]).all()
+
+
 def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs, rng):
     """A gradient written with non-temporal stores (index targets, rows) stages its exponentials
     in a scratch row: odd row lengths (every alignment), ignored rows, smoothing and weights, the

@@ -445,7 +445,8 @@ struct VectorMathKernels {
     void (*tanh)(const T* x, T* y, int64_t n);
 };
 
-// Streaming kernels for the roofline of the native benchmark harness.
+// Streaming kernels: the roofline of the native benchmark harness, and fill_stream for
+// zero_bytes_streamed (ops/streaming_stores.hpp).
 struct BandwidthKernels {
     double (*read_sum)(const float* x, int64_t n);       // reads n floats once
     void (*copy)(const float* x, float* y, int64_t n);   // reads n, writes n

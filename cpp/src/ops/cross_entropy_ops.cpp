@@ -320,11 +320,20 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
             grad[at[Slot::grad] + y * grad_class_stride] = S(-scale * (weight ? weight[y] : T(1)));
         }
     };
-    auto position_with_grad = [position_loss, target_gradient, grad = call.grad, grad_class_stride,
-                               classes](const int64_t* at) {
+    // A gradient larger than the caches is zeroed with non-temporal stores ([Note: when to stream]):
+    // ordinary ones read every line from memory before writing it.
+    const bool stream_zeros = call.grad && grad_class_stride == 1 &&
+                              count_product(g.outer_count() * g.columns, classes) >=
+                                  streaming_store_min_bytes() / int64_t(sizeof(S));
+    auto position_with_grad = [position_loss, target_gradient, grad = call.grad, grad_class_stride, classes,
+                               stream_zeros](const int64_t* at) {
         position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
         S* row = grad + at[Slot::grad];
-        for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
+        if (stream_zeros) {
+            zero_bytes_streamed(row, classes * int64_t(sizeof(S)));
+        } else {
+            for (int64_t c = 0; c < classes; ++c) row[c * grad_class_stride] = S(T(0));
+        }
         target_gradient(at);
     };
     // Each position is one load from anywhere in the input, or a whole gradient row: a thread's

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
+
+#include "fastloss/dispatch.hpp"
+#include "fastloss/kernel_table.hpp"
 
 namespace fastloss {
 namespace {
@@ -33,6 +37,16 @@ std::atomic<int64_t> g_min_bytes{-1};  // -1: the default
 int64_t streaming_store_min_bytes() {
     const int64_t set = g_min_bytes.load(std::memory_order_relaxed);
     return set >= 0 ? set : default_min_bytes();
+}
+
+void zero_bytes_streamed(void* p, int64_t bytes) {
+    char* begin = static_cast<char*>(p);
+    const int64_t head = std::min<int64_t>(bytes, int64_t((4 - reinterpret_cast<uintptr_t>(begin) % 4) % 4));
+    const int64_t floats = (bytes - head) / 4;
+    const int64_t tail = bytes - head - 4 * floats;
+    std::memset(begin, 0, size_t(head));
+    active_kernels().bandwidth.fill_stream(reinterpret_cast<float*>(begin + head), floats, 0.0f);
+    std::memset(begin + head + 4 * floats, 0, size_t(tail));
 }
 
 int64_t set_streaming_store_min_bytes(int64_t bytes) {

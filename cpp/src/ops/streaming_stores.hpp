@@ -24,4 +24,9 @@ int64_t streaming_store_min_bytes();
 // default. Returns the previous value.
 int64_t set_streaming_store_min_bytes(int64_t bytes);
 
+// Zeroes `bytes` bytes at p, the aligned middle with non-temporal stores (the active ISA's
+// bandwidth.fill_stream: zero bits are 0.0f): for outputs that are mostly zeros, as nll_loss's
+// gradient, past streaming_store_min_bytes().
+void zero_bytes_streamed(void* p, int64_t bytes);
+
 }  // namespace fastloss
