@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from aligned_arrays import line_offset_array
 
 SHAPES = [((7,), None), ((9, 5), None), ((4, 37, 3), None), ((2, 6, 3, 5), None), ((3, 4, 50), -1)]
 
@@ -224,13 +225,15 @@ def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_columns_gradient_in_position_blocks(isa, dtype, streamed_outputs, rng):
+@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16)])
+def test_columns_gradient_in_position_blocks(isa, dtype, positions, offset, streamed_outputs, rng):
     """The columns layout takes positions four vectors at a time, then one at a time, and the last
     vector partly (85 positions cover all three for every width); without smoothing in one online
     sweep, its gradient streamed when large. Against the rows layout of the same numbers, with
     ordinary and with non-temporal stores, and in place."""
-    x = (rng.standard_normal((301, 85)) * 3).astype(dtype)
-    t = rng.integers(0, 301, 85)
+    x = line_offset_array((301, positions), dtype, offset)
+    x[...] = rng.standard_normal((301, positions)) * 3
+    t = rng.integers(0, 301, positions)
     t[::6] = -100
     x[:, 40] = -np.inf  # an ignored position may hold anything
     t[40] = -100
@@ -240,7 +243,8 @@ def test_columns_gradient_in_position_blocks(isa, dtype, streamed_outputs, rng):
         grads = []
         for stream in (False, True):
             streamed_outputs(stream)
-            got = fl.cross_entropy(x, t, axis=0, return_grad=True, **kwargs)
+            out = line_offset_array(x.shape, dtype, offset)
+            got = fl.cross_entropy(x, t, axis=0, return_grad=True, grad_out=out, **kwargs)
             np.testing.assert_allclose(got.grad.T.astype(np.float64),
                                        want.grad.astype(np.float64), **tol)
             np.testing.assert_allclose(got.loss, want.loss, **tol)

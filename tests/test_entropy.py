@@ -64,6 +64,10 @@ def test_columns_in_position_blocks(isa, dtype, rng):
     x[150, 40] = np.nan
     x[:, 50] = 1e4  # every exponent 0
     x[-1, 70] = 60.0  # a late max that dwarfs the rest
+    lowest = np.finfo(dtype).min
+    x[:2, 60] = lowest  # masked with the lowest finite value, then an ordinary logit
+    x[:150, 61] = lowest
+    x[:2, 62] = [lowest, -lowest]
     got = fl.entropy(x, 0)
     with np.errstate(invalid="ignore"):
         want = ref.entropy_from_logits(x.astype(np.float64), 0)

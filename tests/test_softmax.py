@@ -7,6 +7,7 @@ import pytest
 
 import fastloss as fl
 import reference as ref
+from aligned_arrays import line_offset_array
 from fastloss._validation import AxisError  # NumPy's, wherever this NumPy keeps it
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -108,10 +109,15 @@ def test_edge_rows_long(isa, row, classes, rng):
 # max has settled; outputs are written both with ordinary and with non-temporal stores.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
-def test_edge_columns_in_position_blocks(isa, dtype, stream, streamed_outputs, rng):
+@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (160, 8)])
+def test_edge_columns_in_position_blocks(isa, dtype, stream, positions, offset, streamed_outputs,
+                                         rng):
+    """85 positions: every block kind, no whole lines. 160 (a multiple of a line in every dtype)
+    starting on a line, or 16 or 8 bytes past one: the peeled head, then whole, streamed lines."""
     streamed_outputs(stream)
-    classes, positions = 300, 85
-    x = (rng.standard_normal((classes, positions)) * 3).astype(dtype)
+    classes = 300
+    x = line_offset_array((classes, positions), dtype, offset)
+    x[...] = rng.standard_normal((classes, positions)) * 3
     for k, row in enumerate(EDGE_ROWS.values()):
         if dtype == np.float32 and any(abs(v) > 3.4e38 for v in row if np.isfinite(v)):
             continue
@@ -120,6 +126,9 @@ def test_edge_columns_in_position_blocks(isa, dtype, stream, streamed_outputs, r
         x[-len(row):, column + 1] = row
     for ours, theirs in FUNCS.values():
         _assert_close(ours(x, 0), theirs(x, 0), dtype)
+        out = line_offset_array(x.shape, dtype, offset)
+        ours(x, 0, out=out)
+        _assert_close(out, theirs(x, 0), dtype)
     _assert_close(fl.logsumexp(x, 0), ref.logsumexp(x, 0), dtype)
 
 

@@ -346,7 +346,7 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
     };
     using Mask = decltype(equal(zero, zero));
     if (p.label_smoothing == T(0)) {  // b = 0 (index_gradient): grad_c = a e_c
-        for_each_column_block(x, x_class_stride, columns, C,
+        for_each_column_block(x, x_class_stride, columns, C, p.stream_grad,
                               [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
             ColumnGradientFactors<T> f[kColumnVectors];
             V a[kColumnVectors];

@@ -164,7 +164,7 @@ void log_softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_cla
                          int64_t columns, int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes,
+    for_each_column_block(x, x_class_stride, columns, classes, stream_output,
                           [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
         V log_sum[kColumnVectors];
         for (int64_t k = 0; k < count; ++k) log_sum[k] = vlog(stats[k].sum);
@@ -178,7 +178,7 @@ void softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_s
                      int64_t columns, int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes,
+    for_each_column_block(x, x_class_stride, columns, classes, stream_output,
                           [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
         V inv[kColumnVectors];
         for (int64_t k = 0; k < count; ++k) inv[k] = V::broadcast(T(1)) / stats[k].sum;
@@ -192,7 +192,7 @@ void logsumexp_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_s
                        int64_t columns, int64_t classes) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes,
+    for_each_column_block(x, x_class_stride, columns, classes, false,
                           [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
         for (int64_t k = 0; k < count; ++k) {
             const int64_t at = j + k * V::width;
