@@ -178,10 +178,12 @@ def test_nll_gradient_in_columns_across_position_blocks(isa, rng, reduction):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_nll_gradient_zeroed_with_streamed_stores(isa, dtype, streamed_outputs, rng):
-    """nll_loss's gradient rows, zeroed with non-temporal stores when streamed: odd row lengths
-    (every alignment of a half row), ignored rows, in place, the bits of ordinary stores."""
-    x = rng.standard_normal((9, 37)).astype(dtype)
-    t = rng.integers(0, 37, 9)
+    """nll_loss's gradient rows, zeroed with non-temporal stores when streamed (rows of a kilobyte
+    or more): odd row lengths (every alignment of a half row), ignored rows, in place, the bits of
+    ordinary stores."""
+    C = 521
+    x = rng.standard_normal((9, C)).astype(dtype)
+    t = rng.integers(0, C, 9)
     t[::4] = -100
     streamed_outputs(False)
     want = fl.nll_loss(x, t, return_grad=True)
@@ -194,11 +196,11 @@ def test_nll_gradient_zeroed_with_streamed_stores(isa, dtype, streamed_outputs, 
     fl.nll_loss(y, t, return_grad=True, grad_out=y)
     np.testing.assert_array_equal(y, want.grad)
     for offset in (1, 2, 3):  # gradient rows starting at every alignment
-        buf = np.full(9 * 37 + 3, np.nan, dtype)
-        out = buf[offset:offset + 9 * 37].reshape(9, 37)
+        buf = np.full(9 * C + 3, np.nan, dtype)
+        out = buf[offset:offset + 9 * C].reshape(9, C)
         fl.nll_loss(x, t, return_grad=True, grad_out=out)
         np.testing.assert_array_equal(out, want.grad)
-        assert np.isnan(buf[:offset]).all() and np.isnan(buf[offset + 9 * 37:]).all()
+        assert np.isnan(buf[:offset]).all() and np.isnan(buf[offset + 9 * C:]).all()
 
 
 def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs, rng):

@@ -321,8 +321,11 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
         }
     };
     // A gradient larger than the caches is zeroed with non-temporal stores ([Note: when to stream]):
-    // ordinary ones read every line from memory before writing it.
+    // ordinary ones read every line from memory before writing it. Only rows of a kilobyte or
+    // more: each row's zeroing ends with a store fence, which a row of a few lines does not repay.
+    constexpr int64_t kMinStreamedRowBytes = 1024;
     const bool stream_zeros = call.grad && grad_class_stride == 1 &&
+                              classes * int64_t(sizeof(S)) >= kMinStreamedRowBytes &&
                               count_product(g.outer_count() * g.columns, classes) >=
                                   streaming_store_min_bytes() / int64_t(sizeof(S));
     auto position_with_grad = [position_loss, target_gradient, grad = call.grad, grad_class_stride, classes,
