@@ -104,12 +104,14 @@ def test_edge_rows_long(isa, row, classes, rng):
 
 
 # The columns layout takes its positions four vectors at a time, then one at a time, and the last
-# vector partly: 85 positions cover all three for every vector width. Each edge row is one
-# position's column, met at the start of the class axis and again late in it, after the online
-# max has settled; outputs are written both with ordinary and with non-temporal stores.
+# vector partly: 85 positions cover all three for every vector width. Its blocks are swept in runs
+# a few KiB of a class row wide, chunk of classes by chunk: 2500 positions make several runs in
+# every dtype and width. Each edge row is one position's column, met at the start of the class
+# axis and again late in it, after the online max has settled; outputs are written both with
+# ordinary and with non-temporal stores.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
-@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (160, 8)])
+@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (160, 8), (2500, 16)])
 def test_edge_columns_in_position_blocks(isa, dtype, stream, positions, offset, streamed_outputs,
                                          rng):
     """85 positions: every block kind, no whole lines. 160 (a multiple of a line in every dtype)
@@ -130,6 +132,24 @@ def test_edge_columns_in_position_blocks(isa, dtype, stream, positions, offset, 
         ours(x, 0, out=out)
         _assert_close(out, theirs(x, 0), dtype)
     _assert_close(fl.logsumexp(x, 0), ref.logsumexp(x, 0), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_columns_do_not_depend_on_the_block_or_run(isa, dtype, threads, rng):
+    """A lane's arithmetic is the same in every block, run and thread: slicing off the first
+    positions moves every other one to another block and run, and must give the same bits."""
+    x = (rng.standard_normal((77, 2500)) * 3).astype(dtype)
+    x[:, 5] = np.linspace(-20, 20, 77)  # a max that moves at every class
+    x[:3, 9] = -np.inf
+    whole = {name: ours(x, 0) for name, (ours, _) in FUNCS.items()}
+    whole["logsumexp"] = fl.logsumexp(x, 0)
+    whole["entropy"] = fl.entropy(x, axis=0)
+    for start in (1, 37, 1300):
+        part = x[:, start:]
+        for name, (ours, _) in FUNCS.items():
+            np.testing.assert_array_equal(ours(part, 0), whole[name][:, start:])
+        np.testing.assert_array_equal(fl.logsumexp(part, 0), whole["logsumexp"][start:])
+        np.testing.assert_array_equal(fl.entropy(part, axis=0), whole["entropy"][start:])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -20,9 +20,23 @@ namespace {
 // small, and each further sweep over it reads memory again (four to thirteen times the roofline,
 // measured). So the columns take the max and the sum in one online sweep, as the online row sweep
 // does in its lanes, and only softmax and log_softmax read the block a second time, to write it.
-// The next classes' lines are asked for kColumnPrefetchClasses ahead: no hardware prefetcher
-// follows such a stride.
-constexpr int64_t kColumnPrefetchClasses = 16;
+//
+// [Note: wide column runs] A sweep down one block of positions reads a few lines of each class,
+// a class stride apart, and DRAM serves such short pieces at half its streaming bandwidth or less:
+// summing (32000, 4096) float32 down the class axis, 64 positions at a time, read 14 GB/s on the
+// AVX-512 VM, against 25-30 GB/s when each class's reads were 4 KiB long (a scratch benchmark,
+// BENCHMARKS.md's fourteenth sitting). So the sweeps take a run of blocks together, whose
+// positions span kColumnRunBytes of each class row, and walk it class chunk by class chunk:
+// kColumnChunkClasses classes of the first block, the same classes of the next, and so on, each
+// block keeping its running state in memory between its chunks. Each class row is then read
+// 4 KiB at a time, in order, and each block asks for its next chunk's lines while it reads this
+// one's. logsumexp over axis 0 of (32000, 4096) float32: 46-50 ms one block at a time, 39.5 ms
+// with chunks of the whole class axis and prefetch, 23.7 ms in runs with chunks of 8 classes and
+// the next chunk prefetched (16 classes: 25.8; 4: 26-27; prefetching the next block's lines
+// instead: 35). A lane's arithmetic is the same in any order of the blocks, so the results do
+// not depend on the run.
+constexpr int64_t kColumnRunBytes = 4096;
+constexpr int64_t kColumnChunkClasses = 8;
 
 template <class T>
 struct LanesMaxSum {
@@ -31,33 +45,48 @@ struct LanesMaxSum {
     Vec<T> shifted_sum;  // kShiftedSum only
 };
 
+// The running state of one vector of positions in column_online_max_sum: the max, the sum of the
+// classes since the last fold and the folded total, and the same two for U.
+template <class T>
+struct ColumnOnlineState {
+    Vec<T> m, s, total, u, u_total;
+    static ColumnOnlineState start() {
+        const Vec<T> zero = Vec<T>::broadcast(T(0));
+        return {Vec<T>::broadcast(-infinity<T>()), zero, zero, zero, zero};
+    }
+};
+
 // Per lane k < lanes, position k of K consecutive vectors at x (lanes < K W only when K = 1):
 // M = max_c x[c * class_stride + k] and S = sum_c exp(x - M), as row_online_max_sum defines them
 // (-inf, 0 for a lane of -inf; S = NaN for M = +inf or a NaN). Lanes >= lanes load -inf. K vectors
-// per class make each class's read K lines long, which the line-pair and stream prefetchers help
-// with, and put K independent misses in flight.
+// per class make each class's read K lines long and put K independent misses in flight.
+// This steps the classes [c_begin, c_end) of `classes` into `state` (ColumnOnlineState::start()
+// before the first; column_online_result after the last), so that a run can interleave its
+// blocks, and asks for the lines of the block's next chunk [Note: wide column runs].
 // With kShiftedSum, also U = sum_c e_c (x_c - M), e_c = exp(x_c - M), a term being 0 where e_c is
 // (entropy.cpp). The running U, taken relative to the shift sh, moves to a new shift sh' as the
 // exponentials do, each term's d = x - sh growing by sh - sh': U' = f (U + (sh - sh') S), with
 // f = exp(sh - sh').
 template <int K, bool kShiftedSum, class S, class T = compute_t<S>>
-void column_online_max_sum(const S* x, int64_t class_stride, int64_t lanes, int64_t classes, LanesMaxSum<T>* out) {
+void column_online_step(const S* x, int64_t class_stride, int64_t lanes, int64_t classes, int64_t c_begin,
+                        int64_t c_end, ColumnOnlineState<T>* state) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0));
     V m[K], s[K], total[K], u[K], u_total[K];
     for (int k = 0; k < K; ++k) {
-        m[k] = V::broadcast(-infinity<T>());
-        s[k] = total[k] = u[k] = u_total[k] = zero;
+        m[k] = state[k].m;
+        s[k] = state[k].s;
+        total[k] = state[k].total;
+        u[k] = state[k].u;
+        u_total[k] = state[k].u_total;
     }
     // Two-level sums, as in row_online_max_sum: a width-1 build would otherwise add every class
-    // into one float.
+    // into one float. Folds fall on absolute class indices, whatever the chunks.
     constexpr int kClassesPerFold = 64;
-    for (int64_t c = 0; c < classes; ++c) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
         const S* p = x + c * class_stride;
-        if (c + kColumnPrefetchClasses < classes) {
-            prefetch_elements(p + kColumnPrefetchClasses * class_stride, K * W);
-        }
+        if (c + kColumnChunkClasses < classes) prefetch_elements(p + kColumnChunkClasses * class_stride, K * W);
         V v[K], m_new[K];
         bool moved = false;
         for (int k = 0; k < K; ++k) {
@@ -96,80 +125,184 @@ void column_online_max_sum(const S* x, int64_t class_stride, int64_t lanes, int6
             }
         }
     }
-    for (int k = 0; k < K; ++k) out[k] = {m[k], total[k] + s[k], u_total[k] + u[k]};
+    for (int k = 0; k < K; ++k) state[k] = {m[k], s[k], total[k], u[k], u_total[k]};
+}
+
+template <class T>
+LanesMaxSum<T> column_online_result(const ColumnOnlineState<T>& state) {
+    return {state.m, state.total + state.s, state.u_total + state.u};
 }
 
 // Positions are taken kColumnVectors vectors at a time, and the rest one vector at a time.
 constexpr int kColumnVectors = 4;
 
-// finish(j, count, lanes, stats): the count vectors of positions from j (lanes of them when
-// count = 1), stats[k] those of vector k (column_online_max_sum's). line_aligned: see below.
-template <bool kShiftedSum = false, class S, class Finish>
-void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes, bool line_aligned,
-                           Finish&& finish) {
-    using T = compute_t<S>;
-    constexpr int64_t W = Vec<T>::width;
-    LanesMaxSum<T> stats[kColumnVectors];
+// The blocks of positions a columns kernel takes, in order: block(j, count, lanes) for the count
+// vectors of positions from j, count being kColumnVectors or 1 (lanes < W only when count = 1).
+// With line_aligned, positions before x's first cache-line boundary go first, one partial
+// vector at a time, so that the vectors after them are whole lines when the class stride is a
+// multiple of one, and a streamed write sweep can stream them: NumPy's arrays start 16 bytes
+// past a line.
+template <class S, class Block>
+void for_each_column_range(const S* x, int64_t columns, bool line_aligned, Block&& block) {
+    constexpr int64_t W = Vec<compute_t<S>>::width;
     int64_t j = 0;
-    // With line_aligned, positions before x's first cache-line boundary go first, one partial
-    // vector at a time, so that the vectors after them are whole lines when the class stride is a
-    // multiple of one, and a streamed write sweep can stream them: NumPy's arrays start 16 bytes
-    // past a line. The head costs one more sweep down the class axis per block of positions:
-    // reductions that write nothing were slower for it (logsumexp over axis 0 of (32000, 4096)
-    // float32 from NumPy, 61-64 -> 81-83 ms), while log_softmax gained (169-170 -> 145-146 ms).
     constexpr uintptr_t kLineBytes = 64;
     const uintptr_t misalignment = reinterpret_cast<uintptr_t>(x) % kLineBytes;
     if (line_aligned && misalignment != 0 && misalignment % sizeof(S) == 0) {
         const int64_t head = std::min<int64_t>(columns, int64_t((kLineBytes - misalignment) / sizeof(S)));
         while (j < head) {
             const int64_t lanes = std::min<int64_t>(W, head - j);
-            column_online_max_sum<1, kShiftedSum>(x + j, x_class_stride, lanes, classes, stats);
-            finish(j, 1, lanes, stats);
+            block(j, 1, lanes);
             j += lanes;
         }
     }
-    for (; j + kColumnVectors * W <= columns; j += kColumnVectors * W) {
-        column_online_max_sum<kColumnVectors, kShiftedSum>(x + j, x_class_stride, kColumnVectors * W, classes, stats);
-        finish(j, kColumnVectors, kColumnVectors * W, stats);
-    }
-    for (; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        column_online_max_sum<1, kShiftedSum>(x + j, x_class_stride, lanes, classes, stats);
-        finish(j, 1, lanes, stats);
+    for (; j + kColumnVectors * W <= columns; j += kColumnVectors * W) block(j, kColumnVectors, kColumnVectors * W);
+    for (; j < columns; j += W) block(j, 1, columns - j < W ? columns - j : W);
+}
+
+// One block of for_each_column_range.
+struct ColumnBlock {
+    int64_t j, count, lanes;
+};
+
+// The most blocks in one run [Note: wide column runs]: as many of kColumnVectors vectors as span
+// kColumnRunBytes of a class row (a run's head and tail blocks are narrower).
+template <class S>
+constexpr int64_t column_run_blocks() {
+    constexpr int64_t block_bytes = kColumnVectors * Vec<compute_t<S>>::width * int64_t(sizeof(S));
+    return kColumnRunBytes / block_bytes > 0 ? kColumnRunBytes / block_bytes : 1;
+}
+
+// A reduction (a kernel that writes no sweep of its own) sweeps a block that reads at most this
+// many bytes over all its classes one block at a time, all classes in one chunk: the block stays
+// in L2 and the runs' bookkeeping costs more than it gains (float32 and float64 logsumexp over
+// axis 0 of (1000, 4096), 256 KB per block: 10-13% faster so; at 2000 and 4000 classes neither
+// way won in both dtypes, at 8000 the runs took 0.5-0.7 of the time). Kernels that write a second
+// sweep gained from runs already at 1000 classes (float64 log_softmax and cross_entropy's
+// gradient: 0.64-0.66 of the time), so they always take them (BENCHMARKS.md's fourteenth sitting).
+constexpr int64_t kColumnNarrowBytes = 256 * 1024;
+
+// The blocks of for_each_column_range, handed to run(blocks, n) up to column_run_blocks<S>() at a
+// time, or one at a time with `narrow` (see kColumnNarrowBytes).
+template <class S, class Run>
+void for_each_column_run(const S* x, int64_t columns, bool line_aligned, bool narrow, Run&& run) {
+    constexpr int64_t kMaxBlocks = column_run_blocks<S>();
+    const int64_t run_blocks = narrow ? 1 : kMaxBlocks;
+    ColumnBlock blocks[kMaxBlocks];
+    int64_t n = 0;
+    for_each_column_range(x, columns, line_aligned, [&](int64_t j, int64_t count, int64_t lanes) {
+        blocks[n++] = {j, count, lanes};
+        if (n == run_blocks) {
+            run(static_cast<const ColumnBlock*>(blocks), n);
+            n = 0;
+        }
+    });
+    if (n > 0) run(static_cast<const ColumnBlock*>(blocks), n);
+}
+
+// Walks the classes of a run in chunks [Note: wide column runs]: step(b, c_begin, c_end) for each
+// block b < n of each chunk; a run of one block takes every class in one chunk.
+template <class Step>
+void sweep_column_run(int64_t n, int64_t classes, Step&& step) {
+    const int64_t chunk = n == 1 ? classes : kColumnChunkClasses;
+    for (int64_t c0 = 0; c0 < classes; c0 += chunk) {
+        const int64_t c1 = classes - c0 > chunk ? c0 + chunk : classes;
+        for (int64_t b = 0; b < n; ++b) step(b, c0, c1);
     }
 }
 
-// A second sweep down the block of `count` vectors at column j: y_c = f(k, x_c) for every class
-// (k: the vector), x's next lines prefetched as in the first. With `stream`, a class's vectors are
-// stored non-temporally when together they are whole, aligned cache lines: an ordinary store a
-// class stride away from the last first reads its line from memory. A line left partly written
-// until the next block would be written to memory in pieces, so a block of one narrow vector
-// (AVX2 float32, the half types) keeps ordinary stores.
+// For each run of for_each_column_run: finish(b, j, count, lanes, stats) for its blocks b < n in
+// order, stats[k] being the max and sums of vector k of block b (column_online_step), and then
+// after_run(blocks, n), where a writing kernel writes the run (write_column_run). `narrow`: see
+// kColumnNarrowBytes.
+template <bool kShiftedSum = false, class S, class Finish, class AfterRun>
+void for_each_column_run_stats(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes,
+                               bool line_aligned, Finish&& finish, AfterRun&& after_run, bool narrow = false) {
+    using T = compute_t<S>;
+    constexpr int64_t kMaxBlocks = column_run_blocks<S>();
+    for_each_column_run(x, columns, line_aligned, narrow, [&](const ColumnBlock* blocks, int64_t n) {
+        ColumnOnlineState<T> state[kMaxBlocks][kColumnVectors];
+        for (int64_t b = 0; b < n; ++b) {
+            for (int k = 0; k < kColumnVectors; ++k) state[b][k] = ColumnOnlineState<T>::start();
+        }
+        sweep_column_run(n, classes, [&](int64_t b, int64_t c0, int64_t c1) {
+            const ColumnBlock& block = blocks[b];
+            if (block.count == kColumnVectors) {
+                column_online_step<kColumnVectors, kShiftedSum>(x + block.j, x_class_stride, block.lanes, classes, c0,
+                                                                c1, state[b]);
+            } else {
+                column_online_step<1, kShiftedSum>(x + block.j, x_class_stride, block.lanes, classes, c0, c1,
+                                                   state[b]);
+            }
+        });
+        for (int64_t b = 0; b < n; ++b) {
+            LanesMaxSum<T> stats[kColumnVectors];
+            for (int k = 0; k < blocks[b].count; ++k) stats[k] = column_online_result(state[b][k]);
+            finish(b, blocks[b].j, blocks[b].count, blocks[b].lanes, static_cast<const LanesMaxSum<T>*>(stats));
+        }
+        after_run(blocks, n);
+    });
+}
+
+// finish(j, count, lanes, stats) for each block of for_each_column_range, in order (see
+// for_each_column_run_stats), for the kernels that write no sweep of their own.
+template <bool kShiftedSum = false, class S, class Finish>
+void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes, Finish&& finish) {
+    constexpr int64_t block_bytes = kColumnVectors * Vec<compute_t<S>>::width * int64_t(sizeof(S));
+    const bool narrow = classes <= kColumnNarrowBytes / block_bytes;
+    for_each_column_run_stats<kShiftedSum>(
+        x, x_class_stride, columns, classes, false,
+        [&](int64_t, int64_t j, int64_t count, int64_t lanes, const auto* stats) { finish(j, count, lanes, stats); },
+        [](const ColumnBlock*, int64_t) {}, narrow);
+}
+
+// Whether the count vectors of positions from j (lanes of them) are whole, aligned cache lines of
+// y in every class, so that a write sweep may store them non-temporally.
+template <class S>
+bool whole_column_lines(const S* y, int64_t y_class_stride, int64_t j, int64_t count, int64_t lanes) {
+    constexpr int64_t W = Vec<compute_t<S>>::width;
+    constexpr int64_t kLineBytes = 64;
+    return (count * W * int64_t(sizeof(S))) % kLineBytes == 0 && lanes == count * W &&
+           reinterpret_cast<uintptr_t>(y + j) % kLineBytes == 0 && (y_class_stride * int64_t(sizeof(S))) % kLineBytes == 0;
+}
+
+// The second sweep of a run of blocks (for_each_column_run), in the same chunks of classes
+// [Note: wide column runs]: y_c = f(b, k, x_c) for vector k of block b and every class c. With
+// `stream`, a block's vectors are stored non-temporally when together they are whole, aligned
+// cache lines (whole_column_lines): an ordinary store a class stride away from the last first
+// reads its line from memory. A line left partly written until the next block would be written to
+// memory in pieces, so a block of one narrow vector (AVX2 float32, the half types) keeps ordinary
+// stores.
 template <class S, class F>
-void write_column_block(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride, int64_t j, int64_t count,
-                        int64_t lanes, int64_t classes, bool stream, F&& f) {
+void write_column_run(const S* x, int64_t x_class_stride, S* y, int64_t y_class_stride, const ColumnBlock* blocks,
+                      int64_t n, int64_t classes, bool stream, F&& f) {
     using T = compute_t<S>;
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    constexpr int64_t kLineBytes = 64;
-    const bool whole_lines = (count * W * int64_t(sizeof(S))) % kLineBytes == 0 && lanes == count * W &&
-                             reinterpret_cast<uintptr_t>(y + j) % kLineBytes == 0 &&
-                             (y_class_stride * int64_t(sizeof(S))) % kLineBytes == 0;
-    const bool streamed = stream && whole_lines;
-    for (int64_t c = 0; c < classes; ++c) {
-        const S* p = x + c * x_class_stride + j;
-        if (c + kColumnPrefetchClasses < classes) prefetch_elements(p + kColumnPrefetchClasses * x_class_stride, count * W);
-        S* q = y + c * y_class_stride + j;
-        if (lanes < W) {
-            store_partial(q, lanes, f(0, vload_partial(p, lanes, T(0))));
-            continue;
-        }
-        for (int64_t k = 0; k < count; ++k) {
-            const V v = f(k, vload(p + k * W));
-            if (streamed) store_stream(q + k * W, v); else store(q + k * W, v);
-        }
+    constexpr int64_t kMaxBlocks = column_run_blocks<S>();
+    bool streamed[kMaxBlocks];
+    bool any_streamed = false;
+    for (int64_t b = 0; b < n; ++b) {
+        streamed[b] = stream && whole_column_lines(y, y_class_stride, blocks[b].j, blocks[b].count, blocks[b].lanes);
+        any_streamed |= streamed[b];
     }
-    if (streamed) stream_fence();
+    sweep_column_run(n, classes, [&](int64_t b, int64_t c0, int64_t c1) {
+        const ColumnBlock& block = blocks[b];
+        for (int64_t c = c0; c < c1; ++c) {
+            const S* p = x + c * x_class_stride + block.j;
+            if (c + kColumnChunkClasses < classes) prefetch_elements(p + kColumnChunkClasses * x_class_stride, block.count * W);
+            S* q = y + c * y_class_stride + block.j;
+            if (block.lanes < W) {
+                store_partial(q, block.lanes, f(b, 0, vload_partial(p, block.lanes, T(0))));
+                continue;
+            }
+            for (int64_t k = 0; k < block.count; ++k) {
+                const V v = f(b, k, vload(p + k * W));
+                if (streamed[b]) store_stream(q + k * W, v); else store(q + k * W, v);
+            }
+        }
+    });
+    if (any_streamed) stream_fence();
 }
 
 }  // namespace

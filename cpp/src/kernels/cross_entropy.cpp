@@ -130,7 +130,7 @@ void index_columns(const S* x, int64_t x_class_stride, const int64_t* target, in
         }
     };
     if (p.label_smoothing == T(0)) {
-        for_each_column_block(x, x_class_stride, columns, p.classes, false,
+        for_each_column_block(x, x_class_stride, columns, p.classes,
                               [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
             for (int64_t k = 0; k < count; ++k) {
                 finish(j + k * W, count == 1 ? lanes : W, stats[k].max, stats[k].sum, V::broadcast(T(0)));

@@ -346,21 +346,33 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
     };
     using Mask = decltype(equal(zero, zero));
     if (p.label_smoothing == T(0)) {  // b = 0 (index_gradient): grad_c = a e_c
-        for_each_column_block(x, x_class_stride, columns, C, p.stream_grad,
-                              [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
-            ColumnGradientFactors<T> f[kColumnVectors];
-            V a[kColumnVectors];
-            Mask live[kColumnVectors];
-            for (int64_t k = 0; k < count; ++k) {
-                lane_factors(j + k * W, count == 1 ? lanes : W, stats[k].max, stats[k].sum, zero, f[k]);
-                a[k] = vload(f[k].a);
-                live[k] = equal(vload(f[k].live), V::broadcast(T(1)));
-            }
-            // Ignored lanes: 0 even if x is NaN.
-            write_column_block(x, x_class_stride, grad, grad_class_stride, j, count, lanes, C, p.stream_grad,
-                               [&](int64_t k, V v) { return select(live[k], a[k] * vexp(v - stats[k].max), zero); });
-            for (int64_t k = 0; k < count; ++k) write_targets(j + k * W, count == 1 ? lanes : W, stats[k].max, f[k]);
-        });
+        constexpr int64_t kMaxBlocks = column_run_blocks<S>();
+        ColumnGradientFactors<T> f[kMaxBlocks][kColumnVectors];
+        V max[kMaxBlocks][kColumnVectors], a[kMaxBlocks][kColumnVectors];
+        Mask live[kMaxBlocks][kColumnVectors];
+        for_each_column_run_stats(
+            x, x_class_stride, columns, C, p.stream_grad,
+            [&](int64_t b, int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
+                for (int64_t k = 0; k < count; ++k) {
+                    lane_factors(j + k * W, count == 1 ? lanes : W, stats[k].max, stats[k].sum, zero, f[b][k]);
+                    max[b][k] = stats[k].max;
+                    a[b][k] = vload(f[b][k].a);
+                    live[b][k] = equal(vload(f[b][k].live), V::broadcast(T(1)));
+                }
+            },
+            [&](const ColumnBlock* blocks, int64_t n) {
+                // Ignored lanes: 0 even if x is NaN.
+                write_column_run(x, x_class_stride, grad, grad_class_stride, blocks, n, C, p.stream_grad,
+                                 [&](int64_t b, int64_t k, V v) {
+                                     return select(live[b][k], a[b][k] * vexp(v - max[b][k]), zero);
+                                 });
+                for (int64_t b = 0; b < n; ++b) {
+                    const ColumnBlock& block = blocks[b];
+                    for (int64_t k = 0; k < block.count; ++k) {
+                        write_targets(block.j + k * W, block.count == 1 ? block.lanes : W, max[b][k], f[b][k]);
+                    }
+                }
+            });
         return;
     }
     const T* smoothing_weight = smoothing_weights(p);

@@ -90,7 +90,7 @@ void entropy_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_str
                      int64_t classes) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    for_each_column_block<true>(x, x_class_stride, columns, classes, false,
+    for_each_column_block<true>(x, x_class_stride, columns, classes,
                                 [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
         for (int64_t k = 0; k < count; ++k) {
             T h[W];

@@ -164,13 +164,19 @@ void log_softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_cla
                          int64_t columns, int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes, stream_output,
-                          [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
-        V log_sum[kColumnVectors];
-        for (int64_t k = 0; k < count; ++k) log_sum[k] = vlog(stats[k].sum);
-        write_column_block(x, x_class_stride, y, y_class_stride, j, count, lanes, classes, stream_output,
-                           [&](int64_t k, V v) { return (v - stats[k].max) - log_sum[k]; });
-    });
+    V max[column_run_blocks<S>()][kColumnVectors], log_sum[column_run_blocks<S>()][kColumnVectors];
+    for_each_column_run_stats(
+        x, x_class_stride, columns, classes, stream_output,
+        [&](int64_t b, int64_t, int64_t count, int64_t, const LanesMaxSum<T>* stats) {
+            for (int64_t k = 0; k < count; ++k) {
+                max[b][k] = stats[k].max;
+                log_sum[b][k] = vlog(stats[k].sum);
+            }
+        },
+        [&](const ColumnBlock* blocks, int64_t n) {
+            write_column_run(x, x_class_stride, y, y_class_stride, blocks, n, classes, stream_output,
+                             [&](int64_t b, int64_t k, V v) { return (v - max[b][k]) - log_sum[b][k]; });
+        });
 }
 
 template <class S>
@@ -178,13 +184,19 @@ void softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_s
                      int64_t columns, int64_t classes, bool stream_output) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes, stream_output,
-                          [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
-        V inv[kColumnVectors];
-        for (int64_t k = 0; k < count; ++k) inv[k] = V::broadcast(T(1)) / stats[k].sum;
-        write_column_block(x, x_class_stride, y, y_class_stride, j, count, lanes, classes, stream_output,
-                           [&](int64_t k, V v) { return vexp(v - stats[k].max) * inv[k]; });
-    });
+    V max[column_run_blocks<S>()][kColumnVectors], inv[column_run_blocks<S>()][kColumnVectors];
+    for_each_column_run_stats(
+        x, x_class_stride, columns, classes, stream_output,
+        [&](int64_t b, int64_t, int64_t count, int64_t, const LanesMaxSum<T>* stats) {
+            for (int64_t k = 0; k < count; ++k) {
+                max[b][k] = stats[k].max;
+                inv[b][k] = V::broadcast(T(1)) / stats[k].sum;
+            }
+        },
+        [&](const ColumnBlock* blocks, int64_t n) {
+            write_column_run(x, x_class_stride, y, y_class_stride, blocks, n, classes, stream_output,
+                             [&](int64_t b, int64_t k, V v) { return vexp(v - max[b][k]) * inv[b][k]; });
+        });
 }
 
 template <class S>
@@ -192,7 +204,7 @@ void logsumexp_columns(const S* x, int64_t x_class_stride, S* out, int64_t out_s
                        int64_t columns, int64_t classes) {
     using T = compute_t<S>;
     using V = Vec<T>;
-    for_each_column_block(x, x_class_stride, columns, classes, false,
+    for_each_column_block(x, x_class_stride, columns, classes,
                           [&](int64_t j, int64_t count, int64_t lanes, const LanesMaxSum<T>* stats) {
         for (int64_t k = 0; k < count; ++k) {
             const int64_t at = j + k * V::width;
