@@ -88,6 +88,7 @@
 #include <type_traits>
 
 #include "fastloss/kernel_table.hpp"
+#include "kernels/column_sweeps-inl.hpp"
 #include "kernels/cross_entropy_terms-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
 
@@ -781,9 +782,350 @@ void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
     }
 }
 
-// Columns layout: lanes are W consecutive positions; both sweeps run down the class axis, and
-// the finish (logs, KL, the target's logit) is per lane. With grad, a third sweep down the class
-// axis writes the gradient from per-lane factors (the derivation at the top).
+// [Note: online distillation columns] The columns layout takes a block of positions (K vectors
+// of them, for_each_column_range) down the class axis once for both maxima and every sum, as
+// column_online_max_sum does for one operand [Note: online sweep down the columns]: a two-sweep
+// block of 32000 classes at a 16 KiB stride fits no cache, and its second sweep read memory again
+// (9-17x the roofline, measured). The sums are kept relative to the running shifts sh_s and sh_t
+// (online_shift of the maxima). When they grow by delta_s and delta_t, every a_c falls by
+// delta_s / T and every b_c by delta_t / T, so with the factors f = exp(-delta_s),
+// f_a = exp(-delta_s / T) and f_b = exp(-delta_t / T) (online_rescale's: 0 from a max of -inf):
+//   hard' = f hard,   student' = f_a student,   teacher' = f_b teacher,
+//   kl:      cross' = f_b (cross + (delta_s - delta_t) / T teacher)     (each b_c - a_c grows so),
+//   reverse: cross' = f_a (cross + (delta_t - delta_s) / T student),
+//   linear' = linear - delta_s coef,   coef = the sum of the hard coefficients taken so far.
+// Where a cross sum's factor underflows to 0, every term taken so far now has a weight of 0,
+// which the two-sweep form makes 0 * (lo - a): 0, or NaN where the term was +inf (a -inf logit).
+// So the moved sum is cross * 0 there (0 when finite, NaN when +inf or NaN), never 0 times an
+// overflowed gap. Lanes where neither max moved keep their bits exactly, so a position's result
+// does not depend on the block it is taken in, nor on the thread count.
+// The JSD's mixture sweep needs the final S_a and S_b and reads the block a second time; the
+// gradient sweep reads it once more, recomputing the exponentials, and streams whole lines.
+template <Divergence kDiv, int kPower, class V>
+struct MaximaMove {
+    V hard, student, teacher;  // the factors f, f_a and f_b
+    V cross_gap;               // kl: (delta_s - delta_t) / T; reverse_kl: (delta_t - delta_s) / T
+    V delta_s;
+    V ms, mt, ms_new, mt_new;
+
+    MaximaMove(V ms_, V mt_, V ms_new_, V mt_new_, V inverse_temperature)
+        : ms(ms_), mt(mt_), ms_new(ms_new_), mt_new(mt_new_) {
+        const V sh_s = online_shift(ms), sh_s_new = online_shift(ms_new);
+        const V sh_t = online_shift(mt), sh_t_new = online_shift(mt_new);
+        const V gap_s = ms - sh_s_new, gap_t = mt - sh_t_new;  // <= 0, -inf from a max of -inf
+        student = vexp_nonpositive(kPower == 1 ? gap_s : gap_s * inverse_temperature);
+        hard = kPower == 1 ? student : (kPower == 2 ? student * student : vexp_nonpositive(gap_s));
+        teacher = vexp_nonpositive(kPower == 1 ? gap_t : gap_t * inverse_temperature);
+        delta_s = sh_s_new - sh_s;
+        const V delta_t = sh_t_new - sh_t;
+        cross_gap = (kDiv == Divergence::reverse_kl ? delta_t - delta_s : delta_s - delta_t) * inverse_temperature;
+    }
+
+    void apply(DistillationSums<V>& x) const {
+        const V zero = V::broadcast(typename V::Scalar(0));
+        auto moved = [&](V old_value, V new_value) {  // old_value where neither max moved
+            return select(equal(ms, ms_new), select(equal(mt, mt_new), old_value, new_value), new_value);
+        };
+        V cross = x.cross;
+        if constexpr (kDiv == Divergence::kl) {
+            cross = select(equal(teacher, zero), x.cross * zero, teacher * fma(cross_gap, x.teacher, x.cross));
+        } else if constexpr (kDiv == Divergence::reverse_kl) {
+            cross = select(equal(student, zero), x.cross * zero, student * fma(cross_gap, x.student, x.cross));
+        }
+        x.cross = moved(x.cross, cross);
+        x.hard = moved(x.hard, x.hard * hard);
+        x.student = moved(x.student, x.student * student);
+        x.teacher = moved(x.teacher, x.teacher * teacher);
+        x.linear = moved(x.linear, fma(zero - delta_s, x.coef, x.linear));
+    }
+};
+
+// The columns kernel's operands: the block's pointers and class strides (positions are
+// contiguous in every full operand), and the per-position ones with theirs.
+template <class S, class T = compute_t<S>>
+struct ColumnOperands {
+    const S* s;
+    int64_t s_class_stride;
+    const S* t;
+    int64_t t_class_stride;
+    const int64_t* target;
+    int64_t target_stride;
+    const S* q;
+    int64_t q_class_stride;
+    const T* scale;
+    int64_t scale_stride;
+    T* ce;
+    T* kl;
+    int64_t out_stride;
+    S* grad;
+    int64_t grad_class_stride;
+};
+
+// The running state of one vector of positions in the sums sweep: the maxima, their shifts, and
+// the sums of the classes since the last fold (part) and the folded ones (total).
+template <class V>
+struct ColumnDistillationState {
+    V ms, mt, shift_s, shift_t;
+    DistillationSums<V> part, total;
+    static ColumnDistillationState start() {
+        using T = typename V::Scalar;
+        const V minus_inf = V::broadcast(-infinity<T>()), zero = V::broadcast(T(0));
+        return {minus_inf, minus_inf, zero, zero, DistillationSums<V>::zero(), DistillationSums<V>::zero()};
+    }
+};
+
+// Everything of one vector of positions after the sums: its state, the JSD's mixture weights and
+// sums, and the gradient's factors (see finish_position): hA, hB, kA, kB and kD per lane, and the
+// lanes with a target entry in class order (by_target), with their correction.
+template <class V>
+struct ColumnPositions {
+    using T = typename V::Scalar;
+    static constexpr int64_t W = V::width;
+    ColumnDistillationState<V> state;
+    MixtureWeights<V> mixture_weights;
+    MixtureSums<V> mixture_part, mixture;
+    V hA, hB, kA, kB, kD;
+    T correction[W];
+    int64_t y[W];
+    int64_t by_target[W];
+    int64_t targets;
+    int64_t next;  // the gradient sweep's place in by_target
+};
+
+// Vector k of class c of a full operand at column j (lanes of it when K = 1, the rest loading
+// `fill`).
+template <int K, class S, class T = compute_t<S>>
+inline Vec<T> column_load(const S* base, int64_t stride, int64_t c, int64_t j, int k, int64_t lanes, T fill) {
+    const S* ptr = base + c * stride + j + k * Vec<T>::width;
+    return K == 1 && lanes < Vec<T>::width ? vload_partial(ptr, lanes, fill) : vload(ptr);
+}
+
+// The hard coefficient (hard_weights) of vector k of class c.
+template <HardTerm kHard, int K, class S, class T = compute_t<S>>
+inline Vec<T> column_hard_coef(const ColumnOperands<S>& o, int64_t c, int64_t j, int k, int64_t lanes,
+                               const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    V coef = V::broadcast(T(1));
+    if constexpr (kHard == HardTerm::probabilities) {
+        const T eps = p.hard.label_smoothing;
+        coef = fma(column_load<K>(o.q, o.q_class_stride, c, j, k, lanes, T(0)), V::broadcast(T(1) - eps),
+                   V::broadcast(eps / T(p.hard.classes)));
+    }
+    const T* w = hard_weights<kHard>(p.hard);
+    if (w) coef = coef * V::broadcast(w[c]);
+    return coef;
+}
+
+// Asks for the lines of class c of the block's full operands [Note: wide column runs].
+template <HardTerm kHard, int K, class S>
+inline void prefetch_column_class(const ColumnOperands<S>& o, int64_t c, int64_t classes, int64_t j) {
+    if (c >= classes) return;
+    constexpr int64_t n = K * Vec<compute_t<S>>::width;
+    prefetch_elements(o.s + c * o.s_class_stride + j, n);
+    prefetch_elements(o.t + c * o.t_class_stride + j, n);
+    if constexpr (kHard == HardTerm::probabilities) prefetch_elements(o.q + c * o.q_class_stride + j, n);
+}
+
+// The classes [c0, c1) of the sums sweep of the K vectors of positions from column j (lanes of
+// them). Lanes past `lanes` (K = 1 only) load 0, so that their maxima are 0 and their exponents
+// 0: NaN-free and <= 0 as accumulate needs. They are never stored.
+template <Divergence kDiv, HardTerm kHard, int kPower, int K, class S, class T = compute_t<S>>
+void column_sums_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int64_t c0, int64_t c1,
+                      ColumnPositions<Vec<T>>* x, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    const int64_t C = p.hard.classes;
+    const V inv = V::broadcast(p.inverse_temperature);
+    ColumnDistillationState<V> st[K];
+    for (int k = 0; k < K; ++k) st[k] = x[k].state;
+    for (int64_t c = c0; c < c1; ++c) {
+        prefetch_column_class<kHard, K>(o, c + kColumnChunkClasses, C, j);
+        V sv[K], tv[K], ms_new[K], mt_new[K];
+        bool moved = false;
+        for (int k = 0; k < K; ++k) {
+            sv[k] = column_load<K>(o.s, o.s_class_stride, c, j, k, lanes, T(0));
+            tv[k] = column_load<K>(o.t, o.t_class_stride, c, j, k, lanes, T(0));
+            ms_new[k] = max(st[k].ms, sv[k]);
+            mt_new[k] = max(st[k].mt, tv[k]);
+            moved |= !all_lanes(equal(st[k].ms, ms_new[k])) || !all_lanes(equal(st[k].mt, mt_new[k]));
+        }
+        if (moved) {  // the maxima rarely move once a sweep is under way
+            for (int k = 0; k < K; ++k) {
+                const MaximaMove<kDiv, kPower, V> move(st[k].ms, st[k].mt, ms_new[k], mt_new[k], inv);
+                move.apply(st[k].part);
+                move.apply(st[k].total);
+                st[k].ms = ms_new[k];
+                st[k].mt = mt_new[k];
+                st[k].shift_s = online_shift(ms_new[k]);
+                st[k].shift_t = online_shift(mt_new[k]);
+            }
+        }
+        for (int k = 0; k < K; ++k) {
+            const V coef = column_hard_coef<kHard, K>(o, c, j, k, lanes, p);
+            accumulate<kDiv, kHard, kPower>(st[k].part, sv[k], tv[k], st[k].shift_s, st[k].shift_t, inv, coef);
+            // accumulate sums the coefficients for probability targets only; the move needs them.
+            if constexpr (kHard == HardTerm::smoothed) st[k].part.coef = st[k].part.coef + coef;
+        }
+        if ((c + 1) % kFoldVectors == 0) {
+            for (int k = 0; k < K; ++k) {
+                st[k].total.add(st[k].part);
+                st[k].part = DistillationSums<V>::zero();
+            }
+        }
+    }
+    for (int k = 0; k < K; ++k) x[k].state = st[k];
+}
+
+// The classes [c0, c1) of the JSD's mixture sweep, in the sums sweep's folds.
+template <int kPower, int K, class S, class T = compute_t<S>>
+void column_mixture_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int64_t c0, int64_t c1,
+                         ColumnPositions<Vec<T>>* x, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    const V inv = V::broadcast(p.inverse_temperature);
+    for (int64_t c = c0; c < c1; ++c) {
+        prefetch_column_class<HardTerm::smoothed, K>(o, c + kColumnChunkClasses, p.hard.classes, j);
+        for (int k = 0; k < K; ++k) {
+            const ClassExponents<V> e = class_exponents<kPower>(
+                column_load<K>(o.s, o.s_class_stride, c, j, k, lanes, T(0)),
+                column_load<K>(o.t, o.t_class_stride, c, j, k, lanes, T(0)), x[k].state.shift_s, x[k].state.shift_t,
+                inv);
+            const ClassExponentials<V> ex = class_exponentials<kPower>(e);
+            x[k].mixture_part.accumulate(ex, mixture_log_ratios(ex, e.a, e.b, x[k].mixture_weights));
+        }
+        if ((c + 1) % kFoldVectors == 0) {
+            for (int k = 0; k < K; ++k) {
+                x[k].mixture.add(x[k].mixture_part);
+                x[k].mixture_part = MixtureSums<V>::zero();
+            }
+        }
+    }
+}
+
+// The loss terms of the `live` positions of one vector from column j0 and, with a gradient, their
+// factors (zero in dead lanes).
+template <Divergence kDiv, HardTerm kHard, class S, class T = compute_t<S>>
+void finish_column_positions(const ColumnOperands<S>& o, int64_t j0, int64_t live, ColumnPositions<Vec<T>>& x,
+                             const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const DistillationSums<V>& sums = x.state.total;
+    T m_lane[W], hard_lane[W], log_hard[W], kl_lane[W], linear[W], coef[W];
+    store(m_lane, x.state.shift_s);
+    store(hard_lane, sums.hard);
+    store(log_hard, vlog(sums.hard));
+    if constexpr (kDiv == Divergence::kl) {
+        store(kl_lane, sums.cross / sums.teacher - vlog(sums.teacher) + vlog(sums.student));
+    } else if constexpr (kDiv == Divergence::reverse_kl) {
+        store(kl_lane, sums.cross / sums.student - vlog(sums.student) + vlog(sums.teacher));
+    } else {
+        store(kl_lane, fma(x.mixture_weights.teacher, x.mixture.teacher, x.mixture_weights.student * x.mixture.student));
+    }
+    store(linear, sums.linear);
+    store(coef, sums.coef);
+    T hA_l[W], hB_l[W], k_l[W];
+    for (int64_t l = 0; l < W; ++l) {
+        hA_l[l] = hB_l[l] = x.correction[l] = k_l[l] = T(0);
+        x.y[l] = -1;
+    }
+    for (int64_t l = 0; l < live; ++l) {
+        const int64_t at = (j0 + l) * o.out_stride;
+        o.kl[at] = kl_lane[l];
+        T& hard = o.ce[at];
+        const T g = o.grad ? o.scale[(j0 + l) * o.scale_stride] : T(0);
+        const T h = g * p.hard_grad;
+        k_l[l] = g * p.soft_grad;
+        if constexpr (kHard == HardTerm::probabilities) {
+            const T lse = m_lane[l] + log_hard[l];
+            hard = with_z_loss_share(coef[l] * log_hard[l] - linear[l], lse, p);
+            hA_l[l] = with_z_loss(h * coef[l] / hard_lane[l], h, hard_lane[l], lse, p.hard);
+            hB_l[l] = h;
+        } else {
+            const int64_t y = o.target[(j0 + l) * o.target_stride];
+            if (y == p.hard.ignore_index) {
+                hard = T(0);
+            } else {
+                const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
+                const T lse = m_lane[l] + log_hard[l];
+                const T s_y = o.s[y * o.s_class_stride + j0 + l];  // before the gradient (maybe s) is written
+                hard = with_z_loss_share(index_loss(log_hard[l], s_y - m_lane[l], w_y, linear[l], p.hard), lse, p);
+                const IndexGradient<T> d = index_gradient(h, hard_lane[l], lse, w_y, p.hard);
+                hA_l[l] = d.a;
+                hB_l[l] = d.b;
+                x.correction[l] = d.correction;
+                x.y[l] = y;
+            }
+        }
+    }
+    // The lanes with a target entry, in class order: their correction joins the vector of that
+    // class before the single store (insertion sort of at most W lanes).
+    int64_t order[W], targets = 0;
+    for (int64_t l = 0; l < W; ++l) {
+        if (x.y[l] < 0) continue;
+        int64_t at = targets++;
+        for (; at > 0 && x.y[order[at - 1]] > x.y[l]; --at) order[at] = order[at - 1];
+        order[at] = l;
+    }
+    for (int64_t l = 0; l < targets; ++l) x.by_target[l] = order[l];
+    x.targets = targets;
+    x.next = 0;
+    x.hA = vload(hA_l);
+    x.hB = vload(hB_l);
+    x.kA = vload(k_l) / sums.student;
+    x.kB = vload(k_l) / sums.teacher;
+    x.kD = V::broadcast(T(0));
+    if constexpr (kDiv == Divergence::reverse_kl) {  // as finish_position's
+        x.kD = x.kA;
+        x.kA = V::broadcast(T(0)) - x.kD * (sums.cross / sums.student);
+    } else if constexpr (kDiv == Divergence::jsd) {
+        x.kD = vload(k_l) * x.mixture_weights.student;
+        x.kA = V::broadcast(T(0)) - x.kD * (x.mixture.student / sums.student);
+    }
+}
+
+// The classes [c0, c1) of the gradient sweep: each class's vectors formed from the exponentials
+// again, as the sums sweep formed them, and stored once (streamed: see write_column_run). Each s
+// is read before the gradient over it is written, so grad may be s.
+template <Divergence kDiv, HardTerm kHard, int kPower, int K, class S, class T = compute_t<S>>
+void column_grad_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int64_t c0, int64_t c1, bool streamed,
+                      ColumnPositions<Vec<T>>* x, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V inv = V::broadcast(p.inverse_temperature);
+    for (int64_t c = c0; c < c1; ++c) {
+        prefetch_column_class<kHard, K>(o, c + kColumnChunkClasses, p.hard.classes, j);
+        for (int k = 0; k < K; ++k) {
+            ColumnPositions<V>& f = x[k];
+            const ClassExponents<V> e = class_exponents<kPower>(
+                column_load<K>(o.s, o.s_class_stride, c, j, k, lanes, T(0)),
+                column_load<K>(o.t, o.t_class_stride, c, j, k, lanes, T(0)), f.state.shift_s, f.state.shift_t, inv);
+            const ClassExponentials<V> ex = class_exponentials<kPower>(e);
+            const V coef = column_hard_coef<kHard, K>(o, c, j, k, lanes, p);
+            V out;
+            if constexpr (kDiv == Divergence::kl) {
+                out = fma(f.hA, ex.hard, fma(f.kA, ex.student, V::broadcast(T(0)) - f.kB * ex.teacher));
+                if constexpr (kHard != HardTerm::plain) out = out - f.hB * coef;
+            } else {
+                const V d = soft_log_ratio<kDiv>(e, ex, f.mixture_weights);
+                out = gradient_vector<kDiv, kHard>(ex, coef, f.hA, f.hB, f.kA, f.kB, f.kD, d);
+            }
+            for (; f.next < f.targets && f.y[f.by_target[f.next]] == c; ++f.next) {
+                out = out - one_lane(f.by_target[f.next], f.correction[f.by_target[f.next]]);
+            }
+            S* ptr = o.grad + c * o.grad_class_stride + j + k * W;
+            if (K == 1 && lanes < W) {
+                store_partial(ptr, lanes, out);
+            } else if (streamed) {
+                store_stream(ptr, out);
+            } else {
+                store(ptr, out);
+            }
+        }
+    }
+}
+
+// Columns layout: lanes are consecutive positions, taken in runs of blocks of kColumnVectors
+// vectors [Note: wide column runs], each run swept once for the sums [Note: online distillation
+// columns], once more for the JSD's mixture, and once more to write the gradient. A streamed
+// gradient first peels the positions before its first cache line (for_each_column_range).
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_class_stride, const int64_t* target,
                     int64_t target_stride, const S* q, int64_t q_class_stride, const T* scale, int64_t scale_stride,
@@ -791,153 +1133,74 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
                     const DistillationParams<T>& p) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
+    constexpr int K = kColumnVectors;
+    constexpr int64_t kMaxBlocks = column_run_blocks<S>();
     const int64_t C = p.hard.classes;
-    const T eps = p.hard.label_smoothing;
-    const V inv = V::broadcast(p.inverse_temperature);
-    const V keep = V::broadcast(T(1) - eps);
-    const V spread = V::broadcast(eps / T(C));
-    const T* w = hard_weights<kHard>(p.hard);
-    for (int64_t j = 0; j < columns; j += W) {
-        const int64_t lanes = columns - j < W ? columns - j : W;
-        auto load = [&](const S* base, int64_t stride, int64_t c, T fill) {
-            const S* ptr = base + c * stride + j;
-            return lanes == W ? vload(ptr) : vload_partial(ptr, lanes, fill);
-        };
-        auto hard_coef = [&](int64_t c) {
-            V coef = V::broadcast(T(1));
-            if constexpr (kHard == HardTerm::probabilities) coef = fma(load(q, q_class_stride, c, T(0)), keep, spread);
-            if (w) coef = coef * V::broadcast(w[c]);
-            return coef;
-        };
-        // Dead lanes load 0 everywhere, so their max is 0 and their exponents 0: NaN-free and
-        // <= 0 as accumulate needs. They are never stored.
-        V ms = V::broadcast(-infinity<T>()), mt = ms;
-        for (int64_t c = 0; c < C; ++c) {
-            ms = max(ms, load(s, s_class_stride, c, T(0)));
-            mt = max(mt, load(t, t_class_stride, c, T(0)));
+    const ColumnOperands<S> o{s,     s_class_stride, t,     t_class_stride, target, target_stride, q,   q_class_stride,
+                              scale, scale_stride,   ce,    kl,             out_stride, grad,      grad_class_stride};
+    const bool stream = grad && p.hard.stream_grad;
+    for_each_column_run(stream ? grad : s, columns, stream, false, [&](const ColumnBlock* blocks, int64_t n) {
+        ColumnPositions<V> x[kMaxBlocks][K];
+        for (int64_t b = 0; b < n; ++b) {
+            for (int k = 0; k < K; ++k) x[b][k].state = ColumnDistillationState<V>::start();
         }
-        DistillationSums<V> total = DistillationSums<V>::zero();
-        for (int64_t c0 = 0; c0 < C; c0 += kFoldVectors) {
-            const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
-            DistillationSums<V> part = DistillationSums<V>::zero();
-            for (int64_t c = c0; c < c_end; ++c) {
-                const V sv = load(s, s_class_stride, c, T(0)), tv = load(t, t_class_stride, c, T(0));
-                accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(c));
-            }
-            total.add(part);
-        }
-        // The JSD's mixture sweep, down the class axis in the same folds.
-        const MixtureWeights<V> mw =
-            mixture_weights(total.student, total.teacher, vlog(total.student), vlog(total.teacher),
-                            V::broadcast(T(1) - p.beta), V::broadcast(p.beta));
-        MixtureSums<V> mixture = MixtureSums<V>::zero();
-        if constexpr (kDiv == Divergence::jsd) {
-            for (int64_t c0 = 0; c0 < C; c0 += kFoldVectors) {
-                const int64_t c_end = C - c0 > kFoldVectors ? c0 + kFoldVectors : C;
-                MixtureSums<V> part = MixtureSums<V>::zero();
-                for (int64_t c = c0; c < c_end; ++c) {
-                    const V sv = load(s, s_class_stride, c, T(0)), tv = load(t, t_class_stride, c, T(0));
-                    const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
-                    const ClassExponentials<V> e = class_exponentials<kPower>(x);
-                    part.accumulate(e, mixture_log_ratios(e, x.a, x.b, mw));
-                }
-                mixture.add(part);
-            }
-        }
-        T m_lane[W], hard_lane[W], log_hard[W], kl_lane[W], linear[W], coef[W];
-        store(m_lane, ms);
-        store(hard_lane, total.hard);
-        store(log_hard, vlog(total.hard));
-        if constexpr (kDiv == Divergence::kl) {
-            store(kl_lane, total.cross / total.teacher - vlog(total.teacher) + vlog(total.student));
-        } else if constexpr (kDiv == Divergence::reverse_kl) {
-            store(kl_lane, total.cross / total.student - vlog(total.student) + vlog(total.teacher));
-        } else {
-            store(kl_lane, fma(mw.teacher, mixture.teacher, mw.student * mixture.student));
-        }
-        store(linear, total.linear);
-        store(coef, total.coef);
-        // Gradient factors per lane (zero in dead lanes): hA, hB, the target correction and k.
-        T hA_l[W], hB_l[W], corr_l[W], k_l[W];
-        int64_t y_l[W];
-        for (int64_t k = 0; k < W; ++k) {
-            hA_l[k] = hB_l[k] = corr_l[k] = k_l[k] = T(0);
-            y_l[k] = -1;
-        }
-        for (int64_t k = 0; k < lanes; ++k) {
-            kl[(j + k) * out_stride] = kl_lane[k];
-            T& hard = ce[(j + k) * out_stride];
-            const T g = grad ? scale[(j + k) * scale_stride] : T(0);
-            const T h = g * p.hard_grad;
-            k_l[k] = g * p.soft_grad;
-            if constexpr (kHard == HardTerm::probabilities) {
-                const T lse = m_lane[k] + log_hard[k];
-                hard = with_z_loss_share(coef[k] * log_hard[k] - linear[k], lse, p);
-                hA_l[k] = with_z_loss(h * coef[k] / hard_lane[k], h, hard_lane[k], lse, p.hard);
-                hB_l[k] = h;
+        sweep_column_run(n, C, [&](int64_t b, int64_t c0, int64_t c1) {
+            const ColumnBlock& block = blocks[b];
+            if (block.count == K) {
+                column_sums_step<kDiv, kHard, kPower, K>(o, block.j, block.lanes, c0, c1, x[b], p);
             } else {
-                const int64_t y = target[(j + k) * target_stride];
-                if (y == p.hard.ignore_index) {
-                    hard = T(0);
-                } else {
-                    const T w_y = p.hard.weight ? p.hard.weight[y] : T(1);
-                    const T lse = m_lane[k] + log_hard[k];
-                    hard = with_z_loss_share(
-                        index_loss(log_hard[k], s[y * s_class_stride + j + k] - m_lane[k], w_y, linear[k], p.hard),
-                        lse, p);
-                    const IndexGradient<T> d = index_gradient(h, hard_lane[k], lse, w_y, p.hard);
-                    hA_l[k] = d.a;
-                    hB_l[k] = d.b;
-                    corr_l[k] = d.correction;
-                    y_l[k] = y;
-                }
+                column_sums_step<kDiv, kHard, kPower, 1>(o, block.j, block.lanes, c0, c1, x[b], p);
+            }
+        });
+        for (int64_t b = 0; b < n; ++b) {
+            for (int k = 0; k < blocks[b].count; ++k) {
+                ColumnDistillationState<V>& st = x[b][k].state;
+                st.total.add(st.part);
+                const DistillationSums<V>& sums = st.total;
+                x[b][k].mixture_weights =
+                    mixture_weights(sums.student, sums.teacher, vlog(sums.student), vlog(sums.teacher),
+                                    V::broadcast(T(1) - p.beta), V::broadcast(p.beta));
+                x[b][k].mixture_part = x[b][k].mixture = MixtureSums<V>::zero();
             }
         }
-        if (grad) {
-            // Lanes with a target entry, in class order: their correction joins the vector of that
-            // class before the single store.
-            int64_t by_target[W], targets = 0;
-            for (int64_t k = 0; k < lanes; ++k) {  // insertion sort of at most W lanes
-                if (y_l[k] < 0) continue;
-                int64_t at = targets++;
-                for (; at > 0 && y_l[by_target[at - 1]] > y_l[k]; --at) by_target[at] = by_target[at - 1];
-                by_target[at] = k;
-            }
-            int64_t next = 0;
-            const V hA = vload(hA_l), hB = vload(hB_l);
-            V kA = vload(k_l) / total.student, kB = vload(k_l) / total.teacher, kD = V::broadcast(T(0));
-            if constexpr (kDiv == Divergence::reverse_kl) {  // as finish_position's
-                kD = kA;
-                kA = V::broadcast(T(0)) - kD * (total.cross / total.student);
-            } else if constexpr (kDiv == Divergence::jsd) {
-                kD = vload(k_l) * mw.student;
-                kA = V::broadcast(T(0)) - kD * (mixture.student / total.student);
-            }
-            for (int64_t c = 0; c < C; ++c) {
-                V out;
-                if constexpr (kDiv == Divergence::kl) {
-                    const V ds = load(s, s_class_stride, c, T(0)) - ms;
-                    const V tv = load(t, t_class_stride, c, T(0));
-                    const V ea = vexp(kPower == 1 ? ds : ds * inv);
-                    const V eb = vexp(kPower == 1 ? tv - mt : (tv - mt) * inv);
-                    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp(ds));
-                    out = fma(hA, e, fma(kA, ea, V::broadcast(T(0)) - kB * eb));
-                    if constexpr (kHard != HardTerm::plain) out = out - hB * hard_coef(c);
+        if constexpr (kDiv == Divergence::jsd) {
+            sweep_column_run(n, C, [&](int64_t b, int64_t c0, int64_t c1) {
+                const ColumnBlock& block = blocks[b];
+                if (block.count == K) {
+                    column_mixture_step<kPower, K>(o, block.j, block.lanes, c0, c1, x[b], p);
                 } else {
-                    const V sv = load(s, s_class_stride, c, T(0)), tv = load(t, t_class_stride, c, T(0));
-                    const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
-                    const ClassExponentials<V> e = class_exponentials<kPower>(x);
-                    const V d = soft_log_ratio<kDiv>(x, e, mw);
-                    out = gradient_vector<kDiv, kHard>(e, hard_coef(c), hA, hB, kA, kB, kD, d);
+                    column_mixture_step<kPower, 1>(o, block.j, block.lanes, c0, c1, x[b], p);
                 }
-                for (; next < targets && y_l[by_target[next]] == c; ++next) {
-                    out = out - one_lane(by_target[next], corr_l[by_target[next]]);
-                }
-                S* ptr = grad + c * grad_class_stride + j;
-                if (lanes == W) store(ptr, out); else store_partial(ptr, lanes, out);
+            });
+            for (int64_t b = 0; b < n; ++b) {
+                for (int k = 0; k < blocks[b].count; ++k) x[b][k].mixture.add(x[b][k].mixture_part);
             }
         }
-    }
+        for (int64_t b = 0; b < n; ++b) {
+            const ColumnBlock& block = blocks[b];
+            for (int k = 0; k < block.count; ++k) {
+                finish_column_positions<kDiv, kHard>(o, block.j + k * W, block.count == 1 ? block.lanes : W, x[b][k],
+                                                     p);
+            }
+        }
+        if (!grad) return;
+        bool streamed[kMaxBlocks];
+        bool any_streamed = false;
+        for (int64_t b = 0; b < n; ++b) {
+            streamed[b] =
+                stream && whole_column_lines(grad, grad_class_stride, blocks[b].j, blocks[b].count, blocks[b].lanes);
+            any_streamed |= streamed[b];
+        }
+        sweep_column_run(n, C, [&](int64_t b, int64_t c0, int64_t c1) {
+            const ColumnBlock& block = blocks[b];
+            if (block.count == K) {
+                column_grad_step<kDiv, kHard, kPower, K>(o, block.j, block.lanes, c0, c1, streamed[b], x[b], p);
+            } else {
+                column_grad_step<kDiv, kHard, kPower, 1>(o, block.j, block.lanes, c0, c1, streamed[b], x[b], p);
+            }
+        });
+        if (any_streamed) stream_fence();
+    });
 }
 
 #define FASTLOSS_COLUMNS_ARGS                                                                                   \
