@@ -39,6 +39,17 @@ def _edge_columns(s: np.ndarray, t: np.ndarray) -> None:
     t[70, 13] = 1.0
     s[:, 14] = 1e4 + ramp  # large logits: nothing of their size may cancel
     t[:, 14] = -1e4 + ramp[::-1]
+    # the student's max jumps by more than the largest finite value, right after a fold of 32
+    # classes: the gap is inf, the just-folded sums 0 (KL: +inf, not NaN)
+    s[:, 15], t[:, 15] = np.finfo(s.dtype).min, 0.0
+    s[32, 15] = np.finfo(s.dtype).max / 2
+    # A +inf term whose weight underflows only against the final max, the step's factor not: at
+    # T = 1, exp(-v) > 0 but exp(-2 v) = 0. KL: a -inf student logit; reverse KL: a -inf teacher's.
+    v = 60.0 if s.dtype == np.float32 else 400.0
+    s[:, 16] = t[:, 16] = 0.0
+    s[1, 16], t[1, 16], t[2, 16] = -inf, -v, v
+    s[:, 17] = t[:, 17] = 0.0
+    t[1, 17], s[1, 17], s[2, 17] = -inf, -v, v
 
 
 def _as_rows(a: np.ndarray) -> np.ndarray:
@@ -89,6 +100,8 @@ def test_columns_match_rows_on_edge_columns(isa, dtype, divergence, offset, stre
         # after the other operand's max jumped (6 for KL, 7 for reverse KL), or under a weight
         # of 0 from the other operand's -inf at the same class (11)
         nans = {"kl": [6, 9, 10, 11], "reverse_kl": [7, 9, 10, 11], "jsd": [9, 10]}[divergence]
+        if kwargs["temperature"] == 1.0:
+            nans += {"kl": [16], "reverse_kl": [17], "jsd": []}[divergence]
         assert np.isnan(got.loss[nans]).all()
         assert np.isfinite(got.loss[[3, 4, 5, 14]]).all()
         if divergence == "kl":
@@ -123,3 +136,17 @@ def test_in_place_gradient(isa, rng):
     got = fl.distillation_loss(out, t, y, axis=0, return_grad=True, grad_out=out)
     np.testing.assert_array_equal(out, want.grad)
     assert got.loss == want.loss
+
+
+def test_an_infinite_class_weight_when_only_the_teacher_max_moves(isa):
+    """With smoothing, a class weight of inf makes the hard term's linear sum -inf; a move of the
+    teacher's max alone must leave it so (not inf * 0 = NaN), as the rows layout computes it."""
+    s = np.array([[-1.0, -1.0], [0.0, 0.0], [-5.0, -5.0]])  # (classes, positions): columns
+    t = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    y = np.array([1, 2])
+    kwargs = dict(label_smoothing=0.1, weight=np.array([np.inf, 1.0, 1.0]), reduction="none")
+    with np.errstate(all="ignore"):
+        want = fl.distillation_loss(_as_rows(s), _as_rows(t), y, **kwargs)
+        got = fl.distillation_loss(s, t, y, axis=0, **kwargs)
+    np.testing.assert_array_equal(got, want)
+    assert (got == np.inf).all()

@@ -799,6 +799,13 @@ void distillation_rows_with_power(FASTLOSS_ROWS_ARGS) {
 // So the moved sum is cross * 0 there (0 when finite, NaN when +inf or NaN), never 0 times an
 // overflowed gap. Lanes where neither max moved keep their bits exactly, so a position's result
 // does not depend on the block it is taken in, nor on the thread count.
+// A term of +inf (KL: a -inf student logit under a teacher weight exp(b_c) > 0; reverse KL: the
+// roles swapped) is NaN in the two-sweep form when that weight underflows to 0 only against the
+// final max, which the online sum cannot see once the term is in it. So the sweep also keeps the
+// smallest teacher logit at a -inf student logit (reverse KL: the smallest student logit at a -inf
+// teacher logit), and the finish makes the sum NaN where that class's weight, formed from the
+// final shift as the two-sweep form forms it, is 0. (Logits so far apart that s - max overflows
+// to -inf are not tracked so: their terms follow the online sum.)
 // The JSD's mixture sweep needs the final S_a and S_b and reads the block a second time; the
 // gradient sweep reads it once more, recomputing the exponentials, and streams whole lines.
 template <Divergence kDiv, int kPower, class V>
@@ -821,23 +828,35 @@ struct MaximaMove {
         cross_gap = (kDiv == Divergence::reverse_kl ? delta_t - delta_s : delta_s - delta_t) * inverse_temperature;
     }
 
+    // A gap times a sum of 0 (a part just folded, or no weight yet) moves nothing, even where the
+    // gap overflowed to inf.
     void apply(DistillationSums<V>& x) const {
         const V zero = V::broadcast(typename V::Scalar(0));
         auto moved = [&](V old_value, V new_value) {  // old_value where neither max moved
             return select(equal(ms, ms_new), select(equal(mt, mt_new), old_value, new_value), new_value);
         };
+        auto plus_gap = [&](V sum, V gap, V weights) {
+            return select(equal(weights, zero), sum, fma(gap, weights, sum));
+        };
         V cross = x.cross;
         if constexpr (kDiv == Divergence::kl) {
-            cross = select(equal(teacher, zero), x.cross * zero, teacher * fma(cross_gap, x.teacher, x.cross));
+            cross = select(equal(teacher, zero), x.cross * zero, teacher * plus_gap(x.cross, cross_gap, x.teacher));
         } else if constexpr (kDiv == Divergence::reverse_kl) {
-            cross = select(equal(student, zero), x.cross * zero, student * fma(cross_gap, x.student, x.cross));
+            cross = select(equal(student, zero), x.cross * zero, student * plus_gap(x.cross, cross_gap, x.student));
         }
         x.cross = moved(x.cross, cross);
         x.hard = moved(x.hard, x.hard * hard);
         x.student = moved(x.student, x.student * student);
         x.teacher = moved(x.teacher, x.teacher * teacher);
-        x.linear = moved(x.linear, fma(zero - delta_s, x.coef, x.linear));
+        // Only the student's max moves the linear sum (an infinite class weight makes 0 * coef NaN).
+        x.linear = select(equal(ms, ms_new), x.linear, plus_gap(x.linear, zero - delta_s, x.coef));
     }
+};
+
+// A two-level sum of one vector of positions (the fold's part and the total).
+template <class T>
+struct V2 {
+    Vec<T> part, total;
 };
 
 // The columns kernel's operands: the block's pointers and class strides (positions are
@@ -867,12 +886,37 @@ template <class V>
 struct ColumnDistillationState {
     V ms, mt, shift_s, shift_t;
     DistillationSums<V> part, total;
+    V partner_min;  // see [Note: online distillation columns]: +inf while there is none
     static ColumnDistillationState start() {
         using T = typename V::Scalar;
         const V minus_inf = V::broadcast(-infinity<T>()), zero = V::broadcast(T(0));
-        return {minus_inf, minus_inf, zero, zero, DistillationSums<V>::zero(), DistillationSums<V>::zero()};
+        return {minus_inf,
+                minus_inf,
+                zero,
+                zero,
+                DistillationSums<V>::zero(),
+                DistillationSums<V>::zero(),
+                V::broadcast(infinity<T>())};
     }
 };
+
+// The finish's check of the +inf cross terms [Note: online distillation columns]: the weight of
+// the class with the smallest partner logit, formed as class_exponents and class_exponentials
+// form it; where it is 0, the term is 0 * inf = NaN.
+template <Divergence kDiv, int kPower, class V>
+void vanish_infinite_terms(ColumnDistillationState<V>& st, V inverse_temperature) {
+    if constexpr (kDiv == Divergence::kl || kDiv == Divergence::reverse_kl) {
+        using T = typename V::Scalar;
+        const V zero = V::broadcast(T(0));
+        const bool kl = kDiv == Divergence::kl;
+        const V gap = st.partner_min - (kl ? st.shift_t : st.shift_s);
+        const V exponent = kPower == 1 ? gap : gap * inverse_temperature;
+        // max(lo, b) then vexp_clamped for KL, vexp_nonpositive for reverse KL: the same. No
+        // partner leaves +inf here, which min(0, .) keeps inside the exp's range.
+        const V weight = vexp_nonpositive(min(zero, exponent));
+        st.total.cross = select(equal(weight, zero), st.total.cross * zero, st.total.cross);
+    }
+}
 
 // Everything of one vector of positions after the sums: its state, the JSD's mixture weights and
 // sums, and the gradient's factors (see finish_position): hA, hB, kA, kB and kD per lane, and the
@@ -961,6 +1005,12 @@ void column_sums_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int6
         }
         for (int k = 0; k < K; ++k) {
             const V coef = column_hard_coef<kHard, K>(o, c, j, k, lanes, p);
+            const V minus_inf = V::broadcast(-infinity<T>()), plus_inf = V::broadcast(infinity<T>());
+            if constexpr (kDiv == Divergence::kl) {
+                st[k].partner_min = min(st[k].partner_min, select(equal(sv[k], minus_inf), tv[k], plus_inf));
+            } else if constexpr (kDiv == Divergence::reverse_kl) {
+                st[k].partner_min = min(st[k].partner_min, select(equal(tv[k], minus_inf), sv[k], plus_inf));
+            }
             accumulate<kDiv, kHard, kPower>(st[k].part, sv[k], tv[k], st[k].shift_s, st[k].shift_t, inv, coef);
             // accumulate sums the coefficients for probability targets only; the move needs them.
             if constexpr (kHard == HardTerm::smoothed) st[k].part.coef = st[k].part.coef + coef;
@@ -995,6 +1045,29 @@ void column_mixture_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, i
             for (int k = 0; k < K; ++k) {
                 x[k].mixture.add(x[k].mixture_part);
                 x[k].mixture_part = MixtureSums<V>::zero();
+            }
+        }
+    }
+}
+
+// The classes [c0, c1) of a sweep that forms the hard term's linear sum again against the final
+// shift, as the two-sweep form does, in the sums sweep's folds. Only where a class weight is not
+// finite: the online sum takes each class's term against the max so far, and a class that is that
+// max adds w (s - max) = inf * 0 = NaN where the final form has w (s - max) = inf * (negative).
+template <HardTerm kHard, int K, class S, class T = compute_t<S>>
+void column_linear_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int64_t c0, int64_t c1,
+                        ColumnPositions<Vec<T>>* x, V2<T>* linear, const DistillationParams<T>& p) {
+    using V = Vec<T>;
+    for (int64_t c = c0; c < c1; ++c) {
+        prefetch_column_class<HardTerm::smoothed, K>(o, c + kColumnChunkClasses, p.hard.classes, j);
+        for (int k = 0; k < K; ++k) {
+            const V ds = column_load<K>(o.s, o.s_class_stride, c, j, k, lanes, T(0)) - x[k].state.shift_s;
+            linear[k].part = fma(column_hard_coef<kHard, K>(o, c, j, k, lanes, p), ds, linear[k].part);
+        }
+        if ((c + 1) % kFoldVectors == 0) {
+            for (int k = 0; k < K; ++k) {
+                linear[k].total = linear[k].total + linear[k].part;
+                linear[k].part = V::broadcast(T(0));
             }
         }
     }
@@ -1139,6 +1212,9 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
     const ColumnOperands<S> o{s,     s_class_stride, t,     t_class_stride, target, target_stride, q,   q_class_stride,
                               scale, scale_stride,   ce,    kl,             out_stride, grad,      grad_class_stride};
     const bool stream = grad && p.hard.stream_grad;
+    const T* w = hard_weights<kHard>(p.hard);
+    bool has_nonfinite_weight = false;
+    for (int64_t c = 0; w && c < C; ++c) has_nonfinite_weight |= !std::isfinite(w[c]);
     for_each_column_run(stream ? grad : s, columns, stream, false, [&](const ColumnBlock* blocks, int64_t n) {
         ColumnPositions<V> x[kMaxBlocks][K];
         for (int64_t b = 0; b < n; ++b) {
@@ -1156,11 +1232,31 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             for (int k = 0; k < blocks[b].count; ++k) {
                 ColumnDistillationState<V>& st = x[b][k].state;
                 st.total.add(st.part);
+                vanish_infinite_terms<kDiv, kPower>(st, V::broadcast(p.inverse_temperature));
                 const DistillationSums<V>& sums = st.total;
                 x[b][k].mixture_weights =
                     mixture_weights(sums.student, sums.teacher, vlog(sums.student), vlog(sums.teacher),
                                     V::broadcast(T(1) - p.beta), V::broadcast(p.beta));
                 x[b][k].mixture_part = x[b][k].mixture = MixtureSums<V>::zero();
+            }
+        }
+        if (kHard != HardTerm::plain && has_nonfinite_weight) {  // see column_linear_step
+            V2<T> linear[kMaxBlocks][K];
+            for (int64_t b = 0; b < n; ++b) {
+                for (int k = 0; k < K; ++k) linear[b][k].part = linear[b][k].total = V::broadcast(T(0));
+            }
+            sweep_column_run(n, C, [&](int64_t b, int64_t c0, int64_t c1) {
+                const ColumnBlock& block = blocks[b];
+                if (block.count == K) {
+                    column_linear_step<kHard, K>(o, block.j, block.lanes, c0, c1, x[b], linear[b], p);
+                } else {
+                    column_linear_step<kHard, 1>(o, block.j, block.lanes, c0, c1, x[b], linear[b], p);
+                }
+            });
+            for (int64_t b = 0; b < n; ++b) {
+                for (int k = 0; k < blocks[b].count; ++k) {
+                    x[b][k].state.total.linear = linear[b][k].total + linear[b][k].part;
+                }
             }
         }
         if constexpr (kDiv == Divergence::jsd) {
