@@ -134,22 +134,32 @@ def test_edge_columns_in_position_blocks(isa, dtype, stream, positions, offset, 
     _assert_close(fl.logsumexp(x, 0), ref.logsumexp(x, 0), dtype)
 
 
+# 77 classes: blocks stay in cache (kColumnNarrowBytes), so float computation sweeps them one at a
+# time and float64's writers in runs; 1100 classes: every kernel sweeps runs.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_columns_do_not_depend_on_the_block_or_run(isa, dtype, threads, rng):
+@pytest.mark.parametrize("classes", [77, 1100])
+def test_columns_do_not_depend_on_the_block_or_run(isa, dtype, classes, threads, rng):
     """A lane's arithmetic is the same in every block, run and thread: slicing off the first
     positions moves every other one to another block and run, and must give the same bits."""
-    x = (rng.standard_normal((77, 2500)) * 3).astype(dtype)
-    x[:, 5] = np.linspace(-20, 20, 77)  # a max that moves at every class
+    x = (rng.standard_normal((classes, 2500)) * 3).astype(dtype)
+    x[:, 5] = np.linspace(-20, 20, classes)  # a max that moves at every class
     x[:3, 9] = -np.inf
+    t = rng.integers(0, classes, 2500)
     whole = {name: ours(x, 0) for name, (ours, _) in FUNCS.items()}
     whole["logsumexp"] = fl.logsumexp(x, 0)
     whole["entropy"] = fl.entropy(x, axis=0)
+    whole["cross_entropy"] = fl.cross_entropy(x, t, axis=0, reduction="none", return_grad=True,
+                                              grad_output=np.ones(2500))
     for start in (1, 37, 1300):
         part = x[:, start:]
         for name, (ours, _) in FUNCS.items():
             np.testing.assert_array_equal(ours(part, 0), whole[name][:, start:])
         np.testing.assert_array_equal(fl.logsumexp(part, 0), whole["logsumexp"][start:])
         np.testing.assert_array_equal(fl.entropy(part, axis=0), whole["entropy"][start:])
+        ce = fl.cross_entropy(part, t[start:], axis=0, reduction="none", return_grad=True,
+                              grad_output=np.ones(2500 - start))
+        np.testing.assert_array_equal(ce.loss, whole["cross_entropy"].loss[start:])
+        np.testing.assert_array_equal(ce.grad, whole["cross_entropy"].grad[:, start:])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

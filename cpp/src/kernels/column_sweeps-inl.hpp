@@ -173,14 +173,22 @@ constexpr int64_t column_run_blocks() {
     return kColumnRunBytes / block_bytes > 0 ? kColumnRunBytes / block_bytes : 1;
 }
 
-// A reduction (a kernel that writes no sweep of its own) sweeps a block that reads at most this
-// many bytes over all its classes one block at a time, all classes in one chunk: the block stays
-// in L2 and the runs' bookkeeping costs more than it gains (float32 and float64 logsumexp over
-// axis 0 of (1000, 4096), 256 KB per block: 10-13% faster so; at 2000 and 4000 classes neither
-// way won in both dtypes, at 8000 the runs took 0.5-0.7 of the time). Kernels that write a second
-// sweep gained from runs already at 1000 classes (float64 log_softmax and cross_entropy's
-// gradient: 0.64-0.66 of the time), so they always take them (BENCHMARKS.md's fourteenth sitting).
+// A block that reads at most this many bytes over all its classes stays in L2 between its
+// classes' lines, and is swept one block at a time, all classes in one chunk, where that measured
+// faster than runs (BENCHMARKS.md's fourteenth sitting; (C, 4096) over axis 0 on AVX-512):
+//  * reductions (no sweep of their own to write): float32 and float64 logsumexp at 1000 classes
+//    (256 KB per block) 10-13% faster so; at 2000 and 4000 neither way won in both dtypes, at 8000
+//    the runs took 0.5-0.7 of the time;
+//  * writing kernels with float computation (float32, float16, bfloat16): log_softmax, softmax and
+//    cross_entropy's gradient at 1000 classes 5-15% faster so; with double, runs took 0.64-0.75 of
+//    the time there, so float64 always takes runs (not explained).
 constexpr int64_t kColumnNarrowBytes = 256 * 1024;
+
+template <class S>
+bool column_block_stays_in_cache(int64_t classes) {
+    constexpr int64_t block_bytes = kColumnVectors * Vec<compute_t<S>>::width * int64_t(sizeof(S));
+    return classes <= kColumnNarrowBytes / block_bytes;
+}
 
 // The blocks of for_each_column_range, handed to run(blocks, n) up to column_run_blocks<S>() at a
 // time, or one at a time with `narrow` (see kColumnNarrowBytes).
@@ -211,13 +219,19 @@ void sweep_column_run(int64_t n, int64_t classes, Step&& step) {
     }
 }
 
+// Whether a writing kernel sweeps one block at a time (kColumnNarrowBytes).
+template <class S>
+bool column_writer_is_narrow(int64_t classes) {
+    return sizeof(compute_t<S>) == sizeof(float) && column_block_stays_in_cache<S>(classes);
+}
+
 // For each run of for_each_column_run: finish(b, j, count, lanes, stats) for its blocks b < n in
 // order, stats[k] being the max and sums of vector k of block b (column_online_step), and then
 // after_run(blocks, n), where a writing kernel writes the run (write_column_run). `narrow`: see
-// kColumnNarrowBytes.
+// kColumnNarrowBytes (column_writer_is_narrow for the writing kernels).
 template <bool kShiftedSum = false, class S, class Finish, class AfterRun>
 void for_each_column_run_stats(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes,
-                               bool line_aligned, Finish&& finish, AfterRun&& after_run, bool narrow = false) {
+                               bool line_aligned, Finish&& finish, AfterRun&& after_run, bool narrow) {
     using T = compute_t<S>;
     constexpr int64_t kMaxBlocks = column_run_blocks<S>();
     for_each_column_run(x, columns, line_aligned, narrow, [&](const ColumnBlock* blocks, int64_t n) {
@@ -248,8 +262,7 @@ void for_each_column_run_stats(const S* x, int64_t x_class_stride, int64_t colum
 // for_each_column_run_stats), for the kernels that write no sweep of their own.
 template <bool kShiftedSum = false, class S, class Finish>
 void for_each_column_block(const S* x, int64_t x_class_stride, int64_t columns, int64_t classes, Finish&& finish) {
-    constexpr int64_t block_bytes = kColumnVectors * Vec<compute_t<S>>::width * int64_t(sizeof(S));
-    const bool narrow = classes <= kColumnNarrowBytes / block_bytes;
+    const bool narrow = column_block_stays_in_cache<S>(classes);
     for_each_column_run_stats<kShiftedSum>(
         x, x_class_stride, columns, classes, false,
         [&](int64_t, int64_t j, int64_t count, int64_t lanes, const auto* stats) { finish(j, count, lanes, stats); },

@@ -372,7 +372,8 @@ void index_columns_grad(const S* x, int64_t x_class_stride, const int64_t* targe
                         write_targets(block.j + k * W, block.count == 1 ? block.lanes : W, max[b][k], f[b][k]);
                     }
                 }
-            });
+            },
+            column_writer_is_narrow<S>(C));
         return;
     }
     const T* smoothing_weight = smoothing_weights(p);

@@ -176,7 +176,8 @@ void log_softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_cla
         [&](const ColumnBlock* blocks, int64_t n) {
             write_column_run(x, x_class_stride, y, y_class_stride, blocks, n, classes, stream_output,
                              [&](int64_t b, int64_t k, V v) { return (v - max[b][k]) - log_sum[b][k]; });
-        });
+        },
+        column_writer_is_narrow<S>(classes));
 }
 
 template <class S>
@@ -196,7 +197,8 @@ void softmax_columns(const S* x, int64_t x_class_stride, S* y, int64_t y_class_s
         [&](const ColumnBlock* blocks, int64_t n) {
             write_column_run(x, x_class_stride, y, y_class_stride, blocks, n, classes, stream_output,
                              [&](int64_t b, int64_t k, V v) { return vexp(v - max[b][k]) * inv[b][k]; });
-        });
+        },
+        column_writer_is_narrow<S>(classes));
 }
 
 template <class S>
