@@ -42,6 +42,8 @@ CALLS = {
     "cross_entropy columns": "fl.cross_entropy(xc, t, axis=0)",
     "cross_entropy columns+grad": "fl.cross_entropy(xc, t, axis=0, return_grad=True, grad_out=gc)",
     "nll_loss columns+grad": "fl.nll_loss(xc, t, axis=0, return_grad=True, grad_out=gc)",
+    "distillation_loss columns": "fl.distillation_loss(xc, qc, t, axis=0)",
+    "distillation_loss columns+grad": "fl.distillation_loss(xc, qc, t, axis=0, return_grad=True, grad_out=gc)",
     "cross_entropy bfloat16+grad": "fl.cross_entropy(xb, t, return_grad=True, grad_out=gb)",
     "softmax bfloat16": "fl.softmax(xb, out=gb)",
 }
@@ -63,6 +65,7 @@ for n, c in shapes:
     y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
     g = np.empty_like(x)
     xc = np.ascontiguousarray(x.T)
+    qc = np.ascontiguousarray(q.T)
     gc = np.empty_like(xc)
     try:
         import ml_dtypes
