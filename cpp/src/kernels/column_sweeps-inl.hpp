@@ -30,11 +30,11 @@ namespace {
 // kColumnChunkClasses classes of the first block, the same classes of the next, and so on, each
 // block keeping its running state in memory between its chunks. Each class row is then read
 // 4 KiB at a time, in order, and each block asks for its next chunk's lines while it reads this
-// one's. logsumexp over axis 0 of (32000, 4096) float32: 46-50 ms one block at a time, 39.5 ms
-// with chunks of the whole class axis and prefetch, 23.7 ms in runs with chunks of 8 classes and
-// the next chunk prefetched (16 classes: 25.8; 4: 26-27; prefetching the next block's lines
-// instead: 35). A lane's arithmetic is the same in any order of the blocks, so the results do
-// not depend on the run.
+// one's. logsumexp over axis 0 of (32000, 4096) float32, 2 threads: 39.5-46 ms one block at a
+// time with the lines 16 classes ahead prefetched (as before the runs); in runs with chunks of 8
+// classes, 50.6 ms without prefetch, 35 ms prefetching the next block's lines, 23.7 ms with each
+// block's next chunk prefetched (chunks of 16: 25.8 ms; of 4: 26-27 ms). A lane's arithmetic is
+// the same in any order of the blocks, so the results do not depend on the run.
 constexpr int64_t kColumnRunBytes = 4096;
 constexpr int64_t kColumnChunkClasses = 8;
 
