@@ -855,7 +855,7 @@ struct MaximaMove {
 
 // A two-level sum of one vector of positions (the fold's part and the total).
 template <class T>
-struct V2 {
+struct TwoLevelSum {
     Vec<T> part, total;
 };
 
@@ -1056,7 +1056,7 @@ void column_mixture_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, i
 // max adds w (s - max) = inf * 0 = NaN where the final form has w (s - max) = inf * (negative).
 template <HardTerm kHard, int K, class S, class T = compute_t<S>>
 void column_linear_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int64_t c0, int64_t c1,
-                        ColumnPositions<Vec<T>>* x, V2<T>* linear, const DistillationParams<T>& p) {
+                        ColumnPositions<Vec<T>>* x, TwoLevelSum<T>* linear, const DistillationParams<T>& p) {
     using V = Vec<T>;
     for (int64_t c = c0; c < c1; ++c) {
         prefetch_column_class<HardTerm::smoothed, K>(o, c + kColumnChunkClasses, p.hard.classes, j);
@@ -1241,7 +1241,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
             }
         }
         if (kHard != HardTerm::plain && has_nonfinite_weight) {  // see column_linear_step
-            V2<T> linear[kMaxBlocks][K];
+            TwoLevelSum<T> linear[kMaxBlocks][K];
             for (int64_t b = 0; b < n; ++b) {
                 for (int k = 0; k < K; ++k) linear[b][k].part = linear[b][k].total = V::broadcast(T(0));
             }
