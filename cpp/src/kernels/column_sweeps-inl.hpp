@@ -279,6 +279,19 @@ bool whole_column_lines(const S* y, int64_t y_class_stride, int64_t j, int64_t c
            reinterpret_cast<uintptr_t>(y + j) % kLineBytes == 0 && (y_class_stride * int64_t(sizeof(S))) % kLineBytes == 0;
 }
 
+// streamed[b] for each block b < n of a run: whether a write sweep with `stream` stores block b
+// of y non-temporally (whole_column_lines). Returns whether any block is, for the closing fence.
+template <class S>
+bool streamed_column_blocks(const S* y, int64_t y_class_stride, const ColumnBlock* blocks, int64_t n, bool stream,
+                            bool* streamed) {
+    bool any = false;
+    for (int64_t b = 0; b < n; ++b) {
+        streamed[b] = stream && whole_column_lines(y, y_class_stride, blocks[b].j, blocks[b].count, blocks[b].lanes);
+        any |= streamed[b];
+    }
+    return any;
+}
+
 // The second sweep of a run of blocks (for_each_column_run), in the same chunks of classes
 // [Note: wide column runs]: y_c = f(b, k, x_c) for vector k of block b and every class c. With
 // `stream`, a block's vectors are stored non-temporally when together they are whole, aligned
@@ -294,11 +307,7 @@ void write_column_run(const S* x, int64_t x_class_stride, S* y, int64_t y_class_
     constexpr int64_t W = V::width;
     constexpr int64_t kMaxBlocks = column_run_blocks<S>();
     bool streamed[kMaxBlocks];
-    bool any_streamed = false;
-    for (int64_t b = 0; b < n; ++b) {
-        streamed[b] = stream && whole_column_lines(y, y_class_stride, blocks[b].j, blocks[b].count, blocks[b].lanes);
-        any_streamed |= streamed[b];
-    }
+    const bool any_streamed = streamed_column_blocks(y, y_class_stride, blocks, n, stream, streamed);
     sweep_column_run(n, classes, [&](int64_t b, int64_t c0, int64_t c1) {
         const ColumnBlock& block = blocks[b];
         for (int64_t c = c0; c < c1; ++c) {

@@ -1281,12 +1281,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
         }
         if (!grad) return;
         bool streamed[kMaxBlocks];
-        bool any_streamed = false;
-        for (int64_t b = 0; b < n; ++b) {
-            streamed[b] =
-                stream && whole_column_lines(grad, grad_class_stride, blocks[b].j, blocks[b].count, blocks[b].lanes);
-            any_streamed |= streamed[b];
-        }
+        const bool any_streamed = streamed_column_blocks(grad, grad_class_stride, blocks, n, stream, streamed);
         sweep_column_run(n, C, [&](int64_t b, int64_t c0, int64_t c1) {
             const ColumnBlock& block = blocks[b];
             if (block.count == K) {
