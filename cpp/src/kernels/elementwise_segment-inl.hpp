@@ -14,12 +14,17 @@
 // (s.grad): with it, grad = d * g (g = grad_output or grad_scale) is stored in the same pass, after
 // the input has been loaded, so grad may be the input itself.
 //
+// The contiguous loop prefetches each operand it reads kPrefetchAheadBytes ahead ([Note: prefetch
+// ahead in the online sweep]); segments of a row follow each other, so the prefetch runs on past
+// a segment's end into the next.
+//
 // Sums: losses are added in a vector accumulator of type T for kSumBlock elements, then the
 // block's total joins a float64 sum. Every lane of a float32 accumulator thus adds at most
 // kSumBlock / W terms, and the result depends only on the segment, never on threads.
 #pragma once
 
 #include "fastloss/kernel_table.hpp"
+#include "kernels/prefetch-inl.hpp"
 #include "simd/vector_math-inl.hpp"
 
 namespace fastloss {
@@ -65,6 +70,7 @@ SegmentResult elementwise_segment_loop(const ElementwiseSegment<S>& s, int64_t n
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
+    constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));
     SegmentResult result;
     V bad_input = zero, bad_target = zero;  // 1 in a lane that has seen an out-of-range value
     for (int64_t block = 0; block < n; block += kSumBlock) {
@@ -72,6 +78,12 @@ SegmentResult elementwise_segment_loop(const ElementwiseSegment<S>& s, int64_t n
         V acc = zero;
         for (int64_t i = block; i < block_end; i += W) {
             const int64_t lanes = block_end - i < W ? block_end - i : W;
+            if constexpr (Contiguous) {
+                const S* const read[] = {s.input, s.target, s.weight, s.pos_weight, s.grad_output};
+                for (const S* operand : read) {
+                    if (operand) prefetch_element_at(operand, i + kAhead);
+                }
+            }
             const V x = load_operand<Contiguous>(s.input, s.input_stride, i, lanes, Loss::input_fill);
             const V t = load_operand<Contiguous>(s.target, s.target_stride, i, lanes, Loss::target_fill);
             const V w = s.weight ? load_operand<Contiguous>(s.weight, s.weight_stride, i, lanes, T(1)) : one;

@@ -2,6 +2,7 @@
 // sum of exponentials shifted by it. Included by per-ISA kernel files only.
 #pragma once
 
+#include "kernels/prefetch-inl.hpp"
 #include "simd/vector_math-inl.hpp"
 
 namespace fastloss {
@@ -27,16 +28,6 @@ T row_max(const S* x, int64_t n) {
     return reduce_max(max(max(m0, m1), max(m2, m3)));
 }
 
-// Asks for the cache lines of [p, p + count) to be fetched: a hint, which never faults.
-template <class S>
-inline void prefetch_elements(const S* p, int64_t count) {
-    constexpr int64_t kLineBytes = 64;
-    const char* bytes = reinterpret_cast<const char*>(p);
-    for (int64_t offset = 0; offset < count * int64_t(sizeof(S)); offset += kLineBytes) {
-        __builtin_prefetch(bytes + offset, /*rw=*/0, /*locality=*/3);
-    }
-}
-
 // Row r + 1 of `rows` rows `stride` apart, given row r; null after the last: the row that
 // row_max_sum and row_sum_exp prefetch.
 template <class S>
@@ -44,14 +35,6 @@ inline const S* next_row(const S* row, int64_t r, int64_t rows, int64_t stride) 
     return r + 1 < rows ? row + stride : nullptr;
 }
 
-// [Note: prefetch ahead in the online sweep] The online sweep computes its exponentials as the
-// row streams in, and the hardware prefetcher alone does not run far enough ahead of it: the core
-// stalls on each line's arrival, then computes, and time adds up as memory time plus exp time.
-// Asking for the line kPrefetchAheadBytes ahead of the one being read keeps 32 lines in flight.
-// Measured in the native harness (AVX-512, float32 and float64 4096 x 32000, 1 and 2 threads),
-// 2 KiB ahead beat 1, 4 and 16 KiB and took logsumexp from 1.9x to 1.3x its roofline
-// (BENCHMARKS.md). The row's last 2 KiB are not fetched ahead: the next row need not follow it.
-constexpr int64_t kPrefetchAheadBytes = 2048;
 
 // What row_sum_exp may assume of its exponents x_c - shift: shift_is_max (shift >= every x_c, so
 // they are <= 0 or NaN: the cheaper vexp_nonpositive serves; a row whose NaN hid its true max
