@@ -1,4 +1,4 @@
-// The benchmarked calls: each op's driver call on one set of operands, and the traffic and exps
+// The benchmarked calls: each op's driver call on one set of operands, and the traffic and math
 // that set its ceiling.
 #pragma once
 
@@ -28,19 +28,29 @@ enum class Op {
     distillation_grad,
 };
 
+// The transcendental functions one element's math needs, each timed at its own measured
+// throughput (math_bench.hpp).
+struct MathCounts {
+    int exp = 0;
+    int log = 0;
+    int log1p = 0;
+    int log1p_unit = 0;  // log1p on [0, 1]: the softplus of a logit
+};
+
 // What one call must do at least, per element of the (positions x classes) operands:
 //  * reads / writes: arrays of that size that must cross memory (per-position inputs and outputs
 //    are a class-count smaller and not counted);
-//  * exps: transcendental functions (exp, log, log1p) the math needs, each counted at the exp's
-//    throughput. Distillation needs three: the student's softmax at T = 1 for the hard term and
-//    at T for the soft one, and the teacher's at T.
+//  * math: the exps and logs the math needs. Distillation needs three exps: the student's softmax
+//    at T = 1 for the hard term and at T for the soft one, and the teacher's at T. kl_div needs
+//    log(target), binary_cross_entropy log(p) and log1p(-p), bce_with_logits exp(-|x|) and
+//    log1p of it.
 // nll_loss's forward reads one element per position; its ceiling is the gradient it writes.
 struct OpInfo {
     Op op;
     const char* name;
     int reads;
     int writes;
-    int exps;
+    MathCounts math;
     bool has_class_axis;  // false: an elementwise loss, the same flat stream in every layout
 };
 

@@ -1,6 +1,7 @@
 #include "kernels_bench.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "fastloss/dispatch.hpp"
 #include "fastloss/half.hpp"
@@ -15,9 +16,27 @@ volatile double g_sink;  // keeps the losses' results observable
 const Table& kernel_table() {
     static const Table table({{"op", 20, true}, {"isa", 6, true}, {"thr", 3}, {"dtype", 8, true},
                               {"layout", 7, true}, {"shape", 11, true}, {"ms median", 9},
-                              {"ms best", 8}, {"GB/s", 6}, {"roof ms", 7}, {"exp ms", 7},
+                              {"ms best", 8}, {"GB/s", 6}, {"roof ms", 7}, {"math ms", 7},
                               {"x roof", 6}, {"x ceil", 6}});
     return table;
+}
+
+// The time of an op's transcendentals at their best measured throughputs; 0 if it needs none or
+// one was not measured.
+double math_seconds(const MathCounts& counts, const MathRates& rates, const std::string& isa, int threads,
+                    DType dtype, int64_t elements) {
+    double seconds = 0;
+    const std::pair<int, MathFunction> needs[] = {{counts.exp, MathFunction::exp},
+                                                  {counts.log, MathFunction::log},
+                                                  {counts.log1p, MathFunction::log1p},
+                                                  {counts.log1p_unit, MathFunction::log1p_unit}};
+    for (const auto& [count, function] : needs) {
+        if (count == 0) continue;
+        const double rate = rates.best_elements_per_s(isa, threads, dtype, function);
+        if (rate <= 0) return 0;
+        seconds += double(elements) * count / rate;
+    }
+    return seconds;
 }
 
 std::string shape_text(const KernelShape& s, Layout layout) {
@@ -27,7 +46,7 @@ std::string shape_text(const KernelShape& s, Layout layout) {
 
 template <class S>
 void bench_operands(const Plan& plan, const std::vector<const OpInfo*>& ops, const KernelShape& s,
-                    DType dtype, Layout layout, const Roofline& roof, const ExpRates& exp_rates,
+                    DType dtype, Layout layout, const Roofline& roof, const MathRates& math_rates,
                     CsvWriter& csv) {
     // Elementwise losses read the same flat stream in every layout: measured with rows only.
     std::vector<const OpInfo*> here;
@@ -52,16 +71,15 @@ void bench_operands(const Plan& plan, const std::vector<const OpInfo*>& ops, con
                 const Timing t = measure(plan.repeats, [&] { g_sink = run_op(op->op, operands); });
                 const double bytes = double(array_bytes) * (op->reads + op->writes);
                 const double roof_s = roof.seconds(threads, array_bytes, op->reads, op->writes);
-                const double exp_rate = exp_rates.best_elements_per_s(isa, threads, compute_dtype(dtype));
-                const double exp_s = exp_rate > 0 ? double(elements) * op->exps / exp_rate : 0;
-                const double ceiling_s = std::max(roof_s, exp_s);
+                const double math_s = math_seconds(op->math, math_rates, isa, threads, compute_dtype(dtype), elements);
+                const double ceiling_s = std::max(roof_s, math_s);
                 const bool have_roof = roof_s > 0;
                 kernel_table().print_row(
                     {op->name, isa, format("%d", threads), dtype_name(dtype), layout_name(layout), shape,
                      format("%.2f", t.median_s * 1e3), format("%.2f", t.min_s * 1e3),
                      format("%.1f", bytes / t.median_s / 1e9),
                      have_roof ? format("%.2f", roof_s * 1e3) : "-",
-                     exp_s > 0 ? format("%.2f", exp_s * 1e3) : "-",
+                     math_s > 0 ? format("%.2f", math_s * 1e3) : "-",
                      have_roof ? format("%.2fx", t.median_s / roof_s) : "-",
                      ceiling_s > 0 ? format("%.2fx", t.median_s / ceiling_s) : "-"});
                 CsvRow row;
@@ -79,7 +97,7 @@ void bench_operands(const Plan& plan, const std::vector<const OpInfo*>& ops, con
                     row.roofline_fraction = roof_s / t.median_s;
                     row.x_of_roofline = t.median_s / roof_s;
                 }
-                if (exp_s > 0) row.exp_ms = exp_s * 1e3;
+                if (math_s > 0) row.math_ms = math_s * 1e3;
                 if (ceiling_s > 0) row.x_of_ceiling = t.median_s / ceiling_s;
                 csv.write(row);
             }
@@ -89,7 +107,7 @@ void bench_operands(const Plan& plan, const std::vector<const OpInfo*>& ops, con
 
 }  // namespace
 
-void bench_kernels(const Plan& plan, const Roofline& roof, const ExpRates& exp_rates, CsvWriter& csv) {
+void bench_kernels(const Plan& plan, const Roofline& roof, const MathRates& math_rates, CsvWriter& csv) {
     print_section(format("Kernels, %d repeats", plan.repeats));
     std::printf(
         "layout: rows = (N, C), class axis 1; columns = (C, N), class axis 0 (elementwise losses: "
@@ -97,10 +115,9 @@ void bench_kernels(const Plan& plan, const Roofline& roof, const ExpRates& exp_r
         "GB/s: bytes that must cross memory (the arrays the op reads and writes, once each)\n"
         "roof ms: that traffic at the best probe above for this thread count (copies for read+write "
         "pairs)\n"
-        "exp ms: the exps (and logs) the math needs at this ISA's best exp throughput (float16 and "
-        "bfloat16\n"
-        "        compute in float32); x roof: ms median / roof ms; x ceil: ms median / max(roof ms, "
-        "exp ms)\n\n");
+        "math ms: the exps and logs the math needs, each at this ISA's best throughput for that\n"
+        "        function (float16 and bfloat16 compute in float32); x roof: ms median / roof ms;\n"
+        "        x ceil: ms median / max(roof ms, math ms)\n\n");
     std::vector<const OpInfo*> ops;
     for (const OpInfo& info : all_ops()) {
         if (plan.ops.empty() || std::find(plan.ops.begin(), plan.ops.end(), info.name) != plan.ops.end()) {
@@ -112,13 +129,13 @@ void bench_kernels(const Plan& plan, const Roofline& roof, const ExpRates& exp_r
         for (DType dtype : plan.dtypes) {
             for (Layout layout : plan.layouts) {
                 switch (dtype) {
-                case DType::f32: bench_operands<float>(plan, ops, s, dtype, layout, roof, exp_rates, csv); break;
-                case DType::f64: bench_operands<double>(plan, ops, s, dtype, layout, roof, exp_rates, csv); break;
+                case DType::f32: bench_operands<float>(plan, ops, s, dtype, layout, roof, math_rates, csv); break;
+                case DType::f64: bench_operands<double>(plan, ops, s, dtype, layout, roof, math_rates, csv); break;
                 case DType::f16:
-                    bench_operands<fastloss::Half>(plan, ops, s, dtype, layout, roof, exp_rates, csv);
+                    bench_operands<fastloss::Half>(plan, ops, s, dtype, layout, roof, math_rates, csv);
                     break;
                 case DType::bf16:
-                    bench_operands<fastloss::BFloat16>(plan, ops, s, dtype, layout, roof, exp_rates, csv);
+                    bench_operands<fastloss::BFloat16>(plan, ops, s, dtype, layout, roof, math_rates, csv);
                     break;
                 }
             }

@@ -2,9 +2,9 @@
 //
 //   1. memory roofline: read, write and copy bandwidth, one thread and all threads, the best of
 //      several probes;
-//   2. the compute ceiling: vector exp throughput per ISA;
+//   2. the compute ceiling: vector exp, log and log1p throughput per ISA;
 //   3. every kernel family per dtype, shape, layout, ISA and thread count, against
-//      max(memory, exp).
+//      max(memory, math).
 #include <omp.h>
 
 #include <cstdio>
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "exp_bench.hpp"
+#include "math_bench.hpp"
 #include "fastloss/dispatch.hpp"
 #include "fastloss/parallel.hpp"
 #include "kernels_bench.hpp"
@@ -78,9 +78,9 @@ int main(int argc, char** argv) {
         };
         const Roofline roof = measure_roofline(plan, csv);
         end_section();
-        const ExpRates exp_rates = bench_exp(plan, csv);
+        const MathRates math_rates = bench_math(plan, csv);
         end_section();
-        bench_kernels(plan, roof, exp_rates, csv);
+        bench_kernels(plan, roof, math_rates, csv);
         end_section();
         const CpuUsage end = sample_cpu_usage();
         std::printf("\ntotal %.1f s; %s\n", end.wall_s - start.wall_s,

@@ -174,7 +174,7 @@ bool make_plan(int argc, char** argv, Plan& plan) {
     // byte comes from DRAM.
     plan.repeats = repeats > 0 ? repeats : (plan.quick ? 3 : 9);
     plan.bandwidth_bytes = plan.quick ? (int64_t(256) << 20) : (int64_t(1) << 30);
-    plan.exp_seconds = plan.quick ? 0.01 : 0.05;
+    plan.math_seconds = plan.quick ? 0.01 : 0.05;
 
     // 4096 x 1000: ImageNet-sized classifier batch (16 MiB float32: a cache-sized problem).
     // 4096 x 32000: LLM-vocabulary batch (512 MiB float32), the shape the goals are stated for.

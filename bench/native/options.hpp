@@ -9,7 +9,7 @@ namespace fastloss_bench {
 
 enum class DType { f32, f64, f16, bf16 };
 const char* dtype_name(DType t);
-// The exps of float16 and bfloat16 kernels are float32's: they compute in float32.
+// The exps and logs of float16 and bfloat16 kernels are float32's: they compute in float32.
 inline DType compute_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
 
 // Where the class axis lies: rows of contiguous classes (N, C), axis 1, or the class axis in
@@ -30,7 +30,7 @@ struct Plan {
     std::string csv_path;           // empty: no CSV
     int repeats = 0;                // timed calls per measurement (after one warm-up call)
     int64_t bandwidth_bytes = 0;    // read/write arrays; copy uses two arrays of half this
-    double exp_seconds = 0;         // target duration of one exp-throughput measurement
+    double math_seconds = 0;        // target duration of one math-throughput measurement
     std::vector<KernelShape> shapes;
     std::vector<DType> dtypes;
     std::vector<Layout> layouts;

@@ -48,7 +48,7 @@ CsvWriter::CsvWriter(const std::string& path) {
     file_ = std::fopen(path.c_str(), "w");
     if (!file_) throw std::runtime_error("cannot open --csv file '" + path + "'");
     std::fputs("op,isa,threads,dtype,layout,shape,median_ms,min_ms,gbps,gelem_per_s,roofline_ms,"
-               "roofline_fraction,x_of_roofline,exp_ms,x_of_ceiling\n",
+               "roofline_fraction,x_of_roofline,math_ms,x_of_ceiling\n",
                file_);
 }
 
@@ -63,7 +63,7 @@ void CsvWriter::write(const CsvRow& r) {
                  r.isa.c_str(), r.threads, r.dtype.c_str(), r.layout.c_str(), r.shape.c_str(),
                  r.median_ms, r.min_ms, optional(r.gbps).c_str(), optional(r.gelem_per_s).c_str(),
                  optional(r.roofline_ms).c_str(), optional(r.roofline_fraction).c_str(),
-                 optional(r.x_of_roofline).c_str(), optional(r.exp_ms).c_str(),
+                 optional(r.x_of_roofline).c_str(), optional(r.math_ms).c_str(),
                  optional(r.x_of_ceiling).c_str());
     std::fflush(file_);
 }

@@ -38,7 +38,7 @@ struct CsvRow {
     double median_ms = 0, min_ms = 0;
     double gbps = -1, gelem_per_s = -1;
     double roofline_ms = -1, roofline_fraction = -1, x_of_roofline = -1;
-    double exp_ms = -1, x_of_ceiling = -1;  // x_of_ceiling: median / max(roofline, exp)
+    double math_ms = -1, x_of_ceiling = -1;  // x_of_ceiling: median / max(roofline, math)
 };
 
 class CsvWriter {
