@@ -12,7 +12,9 @@
 // all -inf row (x - m = NaN), a +inf logit (inf - inf) or a NaN gives NaN.
 //
 // Rows: a max sweep, then one sweep for S and the weighted sum from L1/L2 (DRAM sees each logit
-// once). Sums are two-level, as in distillation.cpp.
+// once), which fetches the next row into the cache as it goes, so that row's max sweep reads the
+// cache and its DRAM time overlaps these exponentials ([Note: two sweeps for short rows]). Sums
+// are two-level, as in distillation.cpp.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/column_sweeps-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
@@ -64,6 +66,7 @@ void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, 
     }
     for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
+        const S* next = next_row(xr, r, rows, x_row_stride);
         const V m = V::broadcast(row_max(xr, n));
         V s = zero, u = zero;
         const int64_t full_end = n - n % W;
@@ -71,7 +74,10 @@ void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, 
         while (i < full_end) {
             const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
             V ps = zero, pu = zero;
-            for (; i < fold_end; i += W) accumulate(vload(xr + i) - m, ps, pu);
+            for (; i < fold_end; i += W) {
+                if (next) prefetch_element_at(next, i);
+                accumulate(vload(xr + i) - m, ps, pu);
+            }
             s = s + ps;
             u = u + pu;
         }
