@@ -77,6 +77,41 @@ def test_columns_in_position_blocks(isa, dtype, rng):
     np.testing.assert_allclose(rows, got, equal_nan=True, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [8193, 20011])
+def test_long_rows_in_one_online_sweep(isa, dtype, classes, rng):
+    """Rows longer than 8192 classes take S and sum e (x - m) in one online sweep, the sums moved
+    whenever a lane's max moves: the edge rows of the columns test above, each laid along a row
+    (8193 classes leave a one-class tail, 20011 a longer one), against the reference and against
+    the same logits in columns."""
+    inf = np.inf
+    lowest = np.finfo(dtype).min
+    x = (rng.standard_normal((14, classes)) * 4).astype(dtype)
+    x[1] = np.arange(classes)  # the max moves at every class
+    x[2, ::2] = -inf  # p = 0 terms add 0
+    x[3] = -inf  # all -inf: NaN
+    x[4, -3] = inf
+    x[5, classes // 2] = np.nan
+    x[6] = 1e4  # every exponent 0: log(classes)
+    x[7, -1] = 60.0  # a late max, in the tail, that dwarfs the rest
+    x[8, :100] = lowest  # masked with the lowest finite value, then ordinary logits
+    x[9, :2] = [lowest, -lowest]
+    x[10, :-5] = -inf  # only the tail is finite: lanes that saw only -inf merge as 0
+    x[11] = -inf
+    x[11, classes // 3] = 2.5  # one finite logit: entropy 0
+    x[12, : classes // 2] = -inf  # the first half -inf, then the max moves from -inf
+    x[13] *= 100  # a spread of exponents, most underflowing
+    got = fl.entropy(x)
+    with np.errstate(invalid="ignore"):
+        want = ref.entropy_from_logits(x.astype(np.float64))
+    want[[3, 4, 5]] = np.nan
+    np.testing.assert_allclose(got, want, equal_nan=True, **TOL[dtype])
+    assert got[11] == 0.0
+    np.testing.assert_allclose(got[6], np.log(classes), rtol=TOL[dtype]["rtol"])
+    columns = fl.entropy(np.ascontiguousarray(x.T), 0)
+    np.testing.assert_allclose(columns, got, equal_nan=True, **TOL[dtype])
+
+
 def test_matches_torch(isa, rng):
     torch = pytest.importorskip("torch")
     x = rng.standard_normal((6, 9, 11))

@@ -13,8 +13,9 @@
 //
 // Rows: a max sweep, then one sweep for S and the weighted sum from L1/L2 (DRAM sees each logit
 // once), which fetches the next row into the cache as it goes, so that row's max sweep reads the
-// cache and its DRAM time overlaps these exponentials ([Note: two sweeps for short rows]). Sums
-// are two-level, as in distillation.cpp.
+// cache and its DRAM time overlaps these exponentials ([Note: two sweeps for short rows]); rows
+// longer than kTwoSweepMaxClasses take one online sweep ([Note: online entropy]). Sums are
+// two-level, as in distillation.cpp.
 #include "fastloss/kernel_table.hpp"
 #include "kernels/column_sweeps-inl.hpp"
 #include "kernels/row_statistics-inl.hpp"
@@ -52,6 +53,75 @@ void entropy_rows_in_lanes(const S* x, int64_t x_row_stride, S* out, int64_t out
     vscatter(out, out_stride, vlog(sum) - sum_in_row_order<V>(classes, [&](int64_t c) { return weighted[c]; }) / sum);
 }
 
+// [Note: online entropy] Rows longer than kTwoSweepMaxClasses take S and U = sum_c e_c (x_c - m)
+// in one sweep, as row_online_max_sum takes S ([Note: online softmax]): each lane keeps its
+// running max m, and when a block moves it to m', with f = exp(m - m') and delta = m - m' <= 0,
+//   S' = f S,   U' = sum_c f e_c ((x_c - m) + delta) = f U + S' delta.
+// U and S' delta are both <= 0, so nothing cancels; S' delta rather than f (U + S delta), because
+// S delta can overflow where a lane moves from the lowest finite logit, and f = 0 there. Lanes
+// merge the same way against the row's max. A lane that has seen only -inf keeps S = U = 0 (its
+// exponentials are taken relative to 0), and its delta is finite, so it adds 0.
+template <class S, class T = compute_t<S>>
+T entropy_row_online(const S* x, int64_t n) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
+    constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
+    V m = V::broadcast(-infinity<T>());
+    V s = zero, u = zero;               // this fold's sums
+    V total_s = zero, total_u = zero;  // the folds before it
+    // Moves every sum from m_old's shift to m_new's.
+    auto move = [&](V m_old, V m_new) {
+        const V f = online_rescale(m_old, m_new);
+        const V delta = online_shift(m_old) - online_shift(m_new);
+        s = f * s;
+        u = fma(s, delta, f * u);
+        total_s = f * total_s;
+        total_u = fma(total_s, delta, f * total_u);
+    };
+    int64_t i = 0, vectors = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
+            if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
+        }
+        const V v0 = vload(x + i), v1 = vload(x + i + W);
+        const V v2 = vload(x + i + 2 * W), v3 = vload(x + i + 3 * W);
+        const V m_new = max(m, max(max(v0, v1), max(v2, v3)));
+        if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
+            move(m, m_new);
+            m = m_new;
+        }
+        const V sh = online_shift(m);
+        accumulate(v0 - sh, s, u);
+        accumulate(v1 - sh, s, u);
+        accumulate(v2 - sh, s, u);
+        accumulate(v3 - sh, s, u);
+        if ((vectors += 4) >= kFoldVectors) {
+            total_s = total_s + s;
+            total_u = total_u + u;
+            s = zero;
+            u = zero;
+            vectors = 0;
+        }
+    }
+    for (; i < n; i += W) {  // padding lanes hold -inf: exp gives 0 and the guard drops them
+        const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
+        const V m_new = max(m, v);
+        move(m, m_new);
+        m = m_new;
+        accumulate(v - online_shift(m), s, u);
+    }
+    total_s = total_s + s;
+    total_u = total_u + u;
+    // Merge lanes against the row's max M.
+    const V vM = V::broadcast(reduce_max(m));
+    const V f = select(equal(m, vM), one, vexp_nonpositive(m - online_shift(vM)));
+    const V delta = online_shift(m) - online_shift(vM);
+    const V moved_s = f * total_s;
+    const T sum = reduce_sum(moved_s);
+    return scalar_log(sum) - reduce_sum(fma(moved_s, delta, f * total_u)) / sum;
+}
+
 template <class S, class T = compute_t<S>>
 void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t rows, int64_t classes) {
     using V = Vec<T>;
@@ -66,6 +136,10 @@ void entropy_rows(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, 
     }
     for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
+        if (n > kTwoSweepMaxClasses) {  // [Note: online entropy]
+            out[r * out_stride] = entropy_row_online(xr, n);
+            continue;
+        }
         const S* next = next_row(xr, r, rows, x_row_stride);
         const V m = V::broadcast(row_max(xr, n));
         V s = zero, u = zero;
