@@ -14,7 +14,9 @@
 //   round_nearest, ldexp_integral, split_exponent;
 //   kHasTable16Lookup: whether the ISA has table16_lookup (a 16-entry float table indexed by the
 //   low four bits of each lane's bit pattern, in one instruction) and ldexp_floor (p * 2^floor(b)),
-//   which only the AVX-512 layer defines.
+//   which only the AVX-512 layer defines;
+//   kHasFixupSpecials: whether the ISA has fixup_specials(result, x, table) (a special value
+//   chosen by the class of x, in one instruction), which only the AVX-512 layer defines.
 #pragma once
 
 #include <cstdint>

@@ -122,6 +122,7 @@ inline VecF round_nearest(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_N
 inline VecD round_nearest(VecD a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
 constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
+constexpr bool kHasFixupSpecials = false;  // see vec-inl.hpp
 
 // p * 2^n for integral n within the clamp range of exp(): two exact normal scalings, so overflow
 // gives inf and underflow rounds once into the subnormals.

@@ -103,6 +103,17 @@ inline VecD round_nearest(VecD a) { return {_mm512_roundscale_pd(a.v, _MM_FROUND
 inline VecF ldexp_integral(VecF p, VecF n) { return {_mm512_scalef_ps(p.v, n.v)}; }
 inline VecD ldexp_integral(VecD p, VecD n) { return {_mm512_scalef_pd(p.v, n.v)}; }
 
+// vfixupimm: each lane of x is classed (QNaN, SNaN, zero, one, -inf, +inf, negative, positive;
+// subnormals are positive, as DAZ is off) and the four-bit code of its class in `table` (vector
+// math's FixupTable) picks the lane's answer: the result as computed, or a special value.
+constexpr bool kHasFixupSpecials = true;
+inline VecF fixup_specials(VecF result, VecF x, int32_t table) {
+    return {_mm512_fixupimm_ps(result.v, x.v, _mm512_set1_epi32(table), 0)};
+}
+inline VecD fixup_specials(VecD result, VecD x, int32_t table) {
+    return {_mm512_fixupimm_pd(result.v, x.v, _mm512_set1_epi64(table), 0)};
+}
+
 // A 16-entry float table fits one register, so a lookup is one vpermps: lane i gets
 // table[bits(index)_i mod 16], the low four bits of index's bit pattern (vexp uses it).
 constexpr bool kHasTable16Lookup = true;

@@ -149,6 +149,20 @@ inline V vexp_clamped(V x) {
     }
 }
 
+// The answers fixup_specials (AVX-512's vfixupimm) gives a lane, by the class of its input: the
+// result as computed, or a special value. A FixupTable lists one per class, in the instruction's
+// order of classes.
+enum class Fixup : int32_t { keep = 0, nan = 3, minus_infinity = 4, plus_infinity = 5 };
+struct FixupTable {
+    Fixup quiet_nan, signaling_nan, zero, one, minus_infinity, plus_infinity, negative, positive;
+    constexpr int32_t bits() const {
+        const Fixup codes[8] = {quiet_nan, signaling_nan, zero, one, minus_infinity, plus_infinity, negative, positive};
+        int32_t table = 0;
+        for (int k = 0; k < 8; ++k) table |= int32_t(codes[k]) << (4 * k);
+        return table;
+    }
+};
+
 // log(x), elementwise.
 //
 // Method: x = m 2^e with m in [sqrt(1/2), sqrt(2)), f = m - 1, s = f / (2 + f), z = s^2, and
@@ -193,12 +207,17 @@ inline V vlog(V x) {
     const V log1pf_minus_f = fma(s, half_f2 + R, e * V::broadcast(C::ln2_lo)) - half_f2;
     V result = fma(e, V::broadcast(C::ln2_hi), log1pf_minus_f + f);
 
-    const V zero = V::broadcast(T(0));
-    const V inf = V::broadcast(infinity<T>());
-    result = select(equal(x, inf), inf, result);
-    result = select(equal(x, zero), V::broadcast(-infinity<T>()), result);
-    result = select(mask_or(less(x, zero), is_nan(x)), V::broadcast(std::numeric_limits<T>::quiet_NaN()), result);
-    return result;
+    if constexpr (kHasFixupSpecials) {
+        constexpr FixupTable kLogSpecials = {Fixup::nan, Fixup::nan, Fixup::minus_infinity, Fixup::keep,
+                                             Fixup::nan, Fixup::plus_infinity, Fixup::nan, Fixup::keep};
+        return fixup_specials(result, x, kLogSpecials.bits());
+    } else {
+        const V zero = V::broadcast(T(0));
+        const V inf = V::broadcast(infinity<T>());
+        result = select(equal(x, inf), inf, result);
+        result = select(equal(x, zero), V::broadcast(-infinity<T>()), result);
+        return select(mask_or(less(x, zero), is_nan(x)), V::broadcast(std::numeric_limits<T>::quiet_NaN()), result);
+    }
 }
 
 // log(1 + a), elementwise, accurate where 1 + a rounds (the softplus of BCE with logits needs
@@ -220,11 +239,16 @@ inline V vlog1p(V a) {
     using T = typename V::Scalar;
     const V one = V::broadcast(T(1));
     const V u = a + one;
-    V result = vlog(u) + (a - (u - one)) / u;
+    const V result = vlog(u) + (a - (u - one)) / u;
     // u = 0 and u = inf make the correction 0/0 or inf/inf; the log alone is right there.
-    const V inf = V::broadcast(infinity<T>());
-    result = select(equal(u, V::broadcast(T(0))), V::broadcast(-infinity<T>()), result);
-    return select(equal(u, inf), inf, result);
+    if constexpr (kHasFixupSpecials) {
+        constexpr FixupTable kLogOfSum = {Fixup::keep, Fixup::keep, Fixup::minus_infinity, Fixup::keep,
+                                          Fixup::keep, Fixup::plus_infinity, Fixup::keep, Fixup::keep};
+        return fixup_specials(result, u, kLogOfSum.bits());
+    } else {
+        const V inf = V::broadcast(infinity<T>());
+        return select(equal(u, V::broadcast(T(0))), V::broadcast(-infinity<T>()), select(equal(u, inf), inf, result));
+    }
 }
 
 // log(1 + e) for e in [0, 1], elementwise: the log1p of softplus(-x) = max(-x, 0) + log1p(e),
