@@ -203,6 +203,38 @@ def test_nll_gradient_zeroed_with_streamed_stores(isa, dtype, streamed_outputs, 
         assert np.isnan(buf[:offset]).all() and np.isnan(buf[offset + 9 * C:]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_nll_gradient_in_columns_zeroed_with_streamed_stores(isa, dtype, streamed_outputs, rng):
+    """nll_loss's gradient in the columns layout, zeroed with non-temporal stores when streamed
+    (each class's run of 601 positions is a kilobyte or more): whole runs, several classes at a
+    time where they follow one another (37 classes: a full group and a partial one), one at a
+    time where they do not (a gradient inside a wider buffer), every alignment; two outer
+    positions, ignored targets, weights, per-position grad_output and the gradient written over
+    the input, all with the bits of ordinary stores."""
+    x = rng.standard_normal((2, 37, 601)).astype(dtype)
+    t = rng.integers(0, 37, (2, 601))
+    t[0, ::7] = -100
+    t[1, 590:] = -100
+    w = rng.uniform(0.5, 2.0, 37).astype(dtype)
+    for options in ({}, {"weight": w, "reduction": "none", "grad_output": rng.standard_normal((2, 601)).astype(dtype)}):
+        streamed_outputs(False)
+        want = fl.nll_loss(x, t, axis=1, return_grad=True, **options)
+        streamed_outputs(True)
+        got = fl.nll_loss(x, t, axis=1, return_grad=True, **options)
+        np.testing.assert_array_equal(got.grad, want.grad)
+        np.testing.assert_array_equal(got.loss, want.loss)
+        assert np.count_nonzero(got.grad) == np.count_nonzero(t != -100)
+        y = x.copy()
+        fl.nll_loss(y, t, axis=1, return_grad=True, grad_out=y, **options)
+        np.testing.assert_array_equal(y, want.grad)
+        for offset in (0, 1, 3):  # runs that do not follow one another, at every alignment
+            buf = np.full((2, 37, 640 + offset), np.nan, dtype)
+            out = buf[:, :, offset:offset + 601]
+            fl.nll_loss(x, t, axis=1, return_grad=True, grad_out=out, **options)
+            np.testing.assert_array_equal(out, want.grad)
+            assert np.isnan(buf[:, :, :offset]).all() and np.isnan(buf[:, :, offset + 601:]).all()
+
+
 def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs, rng):
     """A gradient written with non-temporal stores (index targets, rows) stages its exponentials
     in a scratch row: odd row lengths (every alignment), ignored rows, smoothing and weights, the

@@ -339,6 +339,11 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
         }
         target_gradient(at);
     };
+    const bool stream_column_zeros = call.grad && g.layout == AxisGeometry::Layout::columns &&
+                                     g.column_stride[Slot::grad] == 1 &&
+                                     g.columns * int64_t(sizeof(S)) >= kMinStreamedRowBytes &&
+                                     count_product(g.outer_count() * g.columns, classes) >=
+                                         streaming_store_min_bytes() / int64_t(sizeof(S));
     // Each position is one load from anywhere in the input, or a whole gradient row: a thread's
     // share must be worth a parallel region.
     constexpr int64_t kGatherWork = 64;
@@ -346,6 +351,26 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
         parallel_for_each_position(g, kGatherWork, position_loss);
     } else if (g.layout != AxisGeometry::Layout::columns) {
         parallel_for_each_position(g, std::max<int64_t>(classes, kGatherWork), position_with_grad);
+    } else if (stream_column_zeros) {
+        // Columns, a large gradient whose classes each hold a run of every position, a kilobyte
+        // or more: every loss first (the gradient may be the input), then the runs zeroed with
+        // non-temporal stores, then the targets' entries. (Zeroed a block of positions at a time,
+        // as below, each class's piece of the block would end with its own store fence.) Where
+        // the runs follow one another, they are zeroed kZeroedBytes at a time, for the same reason.
+        parallel_for_each_position(g, kGatherWork, position_loss);
+        constexpr int64_t kZeroedBytes = 64 * 1024;
+        const int64_t run_bytes = g.columns * int64_t(sizeof(S));
+        const int64_t group = grad_class_stride == g.columns ? std::max<int64_t>(1, kZeroedBytes / run_bytes) : 1;
+        const int64_t groups = (classes + group - 1) / group;
+        parallel_for(g.outer_count() * groups, group * g.columns, [&](int64_t begin, int64_t end) {
+            int64_t at[kMaxOperands];
+            for (int64_t item = begin; item < end; ++item) {
+                g.outer_offsets(item / groups, at);
+                const int64_t first = (item % groups) * group, count = std::min(group, classes - first);
+                zero_bytes_streamed(call.grad + at[Slot::grad] + first * grad_class_stride, count * run_bytes);
+            }
+        });
+        parallel_for_each_position(g, kGatherWork, target_gradient);
     } else {
         // Columns: a block's gradient is zeroed one class at a time, a contiguous run of positions
         // each (the gradient's column stride is 1), not one strided column per position, which
