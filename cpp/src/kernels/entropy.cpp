@@ -66,7 +66,6 @@ T entropy_row_online(const S* x, int64_t n) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
-    constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
     V m = V::broadcast(-infinity<T>());
     V s = zero, u = zero;               // this fold's sums
     V total_s = zero, total_u = zero;  // the folds before it
@@ -79,23 +78,9 @@ T entropy_row_online(const S* x, int64_t n) {
         total_s = f * total_s;
         total_u = fma(total_s, delta, f * total_u);
     };
-    int64_t i = 0, vectors = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
-            if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
-        }
-        const V v0 = vload(x + i), v1 = vload(x + i + W);
-        const V v2 = vload(x + i + 2 * W), v3 = vload(x + i + 3 * W);
-        const V m_new = max(m, max(max(v0, v1), max(v2, v3)));
-        if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
-            move(m, m_new);
-            m = m_new;
-        }
-        const V sh = online_shift(m);
-        accumulate(v0 - sh, s, u);
-        accumulate(v1 - sh, s, u);
-        accumulate(v2 - sh, s, u);
-        accumulate(v3 - sh, s, u);
+    int64_t vectors = 0;
+    int64_t i = online_blocks(x, n, m, move, [&](const V* v, V sh) {
+        for (int k = 0; k < 4; ++k) accumulate(v[k] - sh, s, u);
         if ((vectors += 4) >= kFoldVectors) {
             total_s = total_s + s;
             total_u = total_u + u;
@@ -103,7 +88,7 @@ T entropy_row_online(const S* x, int64_t n) {
             u = zero;
             vectors = 0;
         }
-    }
+    });
     for (; i < n; i += W) {  // padding lanes hold -inf: exp gives 0 and the guard drops them
         const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
         const V m_new = max(m, v);

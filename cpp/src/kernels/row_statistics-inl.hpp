@@ -120,6 +120,31 @@ Vec<T> online_rescale(Vec<T> m_old, Vec<T> m_new) {
     return select(equal(m_old, m_new), Vec<T>::broadcast(T(1)), vexp_nonpositive(m_old - online_shift(m_new)));
 }
 
+// The block loop of an online sweep over a row of n elements: four vectors a block, m the
+// running lane maxima. For each block, moved(m, m_new) when some lane's max moves (before m takes
+// m_new), then block(v, shift) with its four vectors and online_shift(m). Returns where the whole
+// blocks end; the caller takes the rest a vector at a time.
+template <class S, class T, class Moved, class Block>
+int64_t online_blocks(const S* x, int64_t n, Vec<T>& m, Moved&& moved, Block&& block) {
+    using V = Vec<T>;
+    constexpr int64_t W = V::width;
+    constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
+            if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
+        }
+        const V v[4] = {vload(x + i), vload(x + i + W), vload(x + i + 2 * W), vload(x + i + 3 * W)};
+        const V m_new = max(m, max(max(v[0], v[1]), max(v[2], v[3])));
+        if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
+            moved(m, m_new);
+            m = m_new;
+        }
+        block(v, online_shift(m));
+    }
+    return i;
+}
+
 template <class S, class T = compute_t<S>>
 RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
     using V = Vec<T>;
@@ -134,30 +159,22 @@ RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
     constexpr int kBlocksPerFold = 16;
     V total = zero;
     int blocks = 0;
-    constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
-            if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
-        }
-        const V v0 = vload(x + i), v1 = vload(x + i + W);
-        const V v2 = vload(x + i + 2 * W), v3 = vload(x + i + 3 * W);
-        const V m_new = max(m, max(max(v0, v1), max(v2, v3)));
-        if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
-            const V f = rescale(m, m_new);
+    int64_t i = online_blocks(
+        x, n, m,
+        [&](V m_old, V m_new) {
+            const V f = rescale(m_old, m_new);
             s = s * f;
             total = total * f;
-            m = m_new;
-        }
-        const V sh = shift_of(m);
-        s = s + ((vexp_nonpositive(v0 - sh) + vexp_nonpositive(v1 - sh)) +
-                 (vexp_nonpositive(v2 - sh) + vexp_nonpositive(v3 - sh)));
-        if (++blocks == kBlocksPerFold) {
-            total = total + s;
-            s = zero;
-            blocks = 0;
-        }
-    }
+        },
+        [&](const V* v, V sh) {
+            s = s + ((vexp_nonpositive(v[0] - sh) + vexp_nonpositive(v[1] - sh)) +
+                     (vexp_nonpositive(v[2] - sh) + vexp_nonpositive(v[3] - sh)));
+            if (++blocks == kBlocksPerFold) {
+                total = total + s;
+                s = zero;
+                blocks = 0;
+            }
+        });
     for (; i < n; i += W) {
         const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
         const V m_new = max(m, v);
