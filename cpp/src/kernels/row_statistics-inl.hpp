@@ -35,7 +35,6 @@ inline const S* next_row(const S* row, int64_t r, int64_t rows, int64_t stride) 
     return r + 1 < rows ? row + stride : nullptr;
 }
 
-
 // What row_sum_exp may assume of its exponents x_c - shift: shift_is_max (shift >= every x_c, so
 // they are <= 0 or NaN: the cheaper vexp_nonpositive serves; a row whose NaN hid its true max
 // from row_max sums to NaN whatever the other terms are) or any_shift.
