@@ -323,11 +323,15 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
     // A gradient larger than the caches is zeroed with non-temporal stores ([Note: when to stream]):
     // ordinary ones read every line from memory before writing it. Only rows of a kilobyte or
     // more: each row's zeroing ends with a store fence, which a row of a few lines does not repay.
+    // The same holds for the columns layout's runs of positions (below).
     constexpr int64_t kMinStreamedRowBytes = 1024;
-    const bool stream_zeros = call.grad && grad_class_stride == 1 &&
-                              classes * int64_t(sizeof(S)) >= kMinStreamedRowBytes &&
-                              count_product(g.outer_count() * g.columns, classes) >=
-                                  streaming_store_min_bytes() / int64_t(sizeof(S));
+    const bool large_gradient = call.grad && count_product(g.outer_count() * g.columns, classes) >=
+                                                 streaming_store_min_bytes() / int64_t(sizeof(S));
+    const bool stream_zeros =
+        large_gradient && grad_class_stride == 1 && classes * int64_t(sizeof(S)) >= kMinStreamedRowBytes;
+    const bool stream_column_zeros = large_gradient && g.layout == AxisGeometry::Layout::columns &&
+                                     g.column_stride[Slot::grad] == 1 &&
+                                     g.columns * int64_t(sizeof(S)) >= kMinStreamedRowBytes;
     auto position_with_grad = [position_loss, target_gradient, grad = call.grad, grad_class_stride, classes,
                                stream_zeros](const int64_t* at) {
         position_loss(at);  // reads the logit before its gradient row (which may be the input) is written
@@ -339,11 +343,6 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
         }
         target_gradient(at);
     };
-    const bool stream_column_zeros = call.grad && g.layout == AxisGeometry::Layout::columns &&
-                                     g.column_stride[Slot::grad] == 1 &&
-                                     g.columns * int64_t(sizeof(S)) >= kMinStreamedRowBytes &&
-                                     count_product(g.outer_count() * g.columns, classes) >=
-                                         streaming_store_min_bytes() / int64_t(sizeof(S));
     // Each position is one load from anywhere in the input, or a whole gradient row: a thread's
     // share must be worth a parallel region.
     constexpr int64_t kGatherWork = 64;
