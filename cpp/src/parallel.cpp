@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 
@@ -44,7 +45,11 @@ void set_num_threads(int n) {
 
 int64_t chunk_items(int64_t items, int64_t work_per_item) {
     if (work_per_item < 1) work_per_item = 1;
-    int64_t chunk = kChunkWork / work_per_item;
+    // [Note: chunk size]
+    const int64_t total = items > kMaxChunkWork * kChunksWanted / work_per_item ? kMaxChunkWork * kChunksWanted
+                                                                               : items * work_per_item;
+    const int64_t work = std::clamp(total / kChunksWanted, kChunkWork, kMaxChunkWork);
+    int64_t chunk = work / work_per_item;
     if (chunk < 1) chunk = 1;
     return chunk < items ? chunk : items;
 }

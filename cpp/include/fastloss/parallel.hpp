@@ -26,8 +26,16 @@ bool forked_child_runs_serially();
 // Below this many element-visits a call stays serial: a parallel region costs a few microseconds,
 // more than the whole computation on small inputs.
 constexpr int64_t kParallelMinWork = int64_t(1) << 16;
-// Target work per chunk once a call is parallel.
+// [Note: chunk size] A chunk holds total work / kChunksWanted element-visits, but no fewer than
+// kChunkWork and no more than kMaxChunkWork. Many chunks let dynamic scheduling even out threads
+// that other processes delay (kChunksWanted = 4 for each of 16 cores); long ones let a kernel that
+// fetches its next row while it works on this one ([Note: the next row's statistics while a row
+// is written], row_max_sum's prefetch) do so for every row but the chunk's first: with 32k
+// visits a chunk, a row of 32000 classes was a chunk of its own and never had its next row
+// fetched. The size depends on the problem only ([Note: fixed chunking]).
 constexpr int64_t kChunkWork = int64_t(1) << 15;
+constexpr int64_t kMaxChunkWork = int64_t(1) << 20;
+constexpr int64_t kChunksWanted = 64;
 
 // Items per chunk for `items` items of `work_per_item` element-visits each.
 int64_t chunk_items(int64_t items, int64_t work_per_item);
