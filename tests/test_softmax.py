@@ -103,6 +103,35 @@ def test_edge_rows_long(isa, row, classes, rng):
     _assert_close(fl.cross_entropy(x, target, reduction="none"), want, np.float32)
 
 
+# Rows longer than 8192 classes are written while the next row's statistics are taken, for every
+# row of a chunk but its first ([Note: the next row's statistics while a row is written] in
+# softmax.cpp): 40 rows of 9001 classes (a tail after the whole blocks) make chunks of three rows.
+# Each row must give the bits it gives alone, and the reference's values, edge rows included (as
+# the first, middle and last row of a chunk), written with ordinary and non-temporal stores into
+# an output that starts on a line or 16 bytes past one.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
+@pytest.mark.parametrize("offset", [0, 16])
+def test_long_rows_written_while_the_next_rows_statistics_are_taken(isa, dtype, stream, offset, threads,
+                                                                    streamed_outputs, rng):
+    streamed_outputs(stream)
+    rows, classes = 40, 9001
+    x = line_offset_array((rows, classes), dtype, offset)
+    x[...] = rng.standard_normal((rows, classes)) * 3
+    with np.errstate(over="ignore"):  # float16 holds the huge rows as +-inf
+        for k, row in enumerate(EDGE_ROWS.values()):
+            r = 3 * k + k % 3
+            x[r] = np.resize(np.array(row, np.float64), classes).astype(dtype)
+            x[r + 1, -len(row):] = np.array(row, np.float64).astype(dtype)  # late, once the max settled
+    for name, (ours, theirs) in FUNCS.items():
+        out = line_offset_array(x.shape, dtype, offset)
+        ours(x, 1, out=out)
+        for r in range(rows):
+            np.testing.assert_array_equal(ours(x[r : r + 1], 1)[0], out[r], err_msg=f"{name} row {r}")
+        if dtype != np.float16:
+            _assert_close(out, theirs(x, 1), dtype)
+
+
 # The columns layout takes its positions four vectors at a time, then one at a time, and the last
 # vector partly: 85 positions cover all three for every vector width. Its blocks are swept in runs
 # a few KiB of a class row wide, chunk of classes by chunk: 2500 positions make several runs in

@@ -79,15 +79,17 @@ T entropy_row_online(const S* x, int64_t n) {
         total_u = fma(total_s, delta, f * total_u);
     };
     int64_t vectors = 0;
-    int64_t i = online_blocks(x, n, m, move, [&](const V* v, V sh) {
-        for (int k = 0; k < 4; ++k) accumulate(v[k] - sh, s, u);
-        if ((vectors += 4) >= kFoldVectors) {
-            total_s = total_s + s;
-            total_u = total_u + u;
-            s = zero;
-            u = zero;
-            vectors = 0;
-        }
+    int64_t i = online_blocks<T>(x, n, [&](const V* block) {
+        online_block(block, m, move, [&](const V* v, V sh) {
+            for (int k = 0; k < 4; ++k) accumulate(v[k] - sh, s, u);
+            if ((vectors += 4) >= kFoldVectors) {
+                total_s = total_s + s;
+                total_u = total_u + u;
+                s = zero;
+                u = zero;
+                vectors = 0;
+            }
+        });
     });
     for (; i < n; i += W) {  // padding lanes hold -inf: exp gives 0 and the guard drops them
         const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());

@@ -119,75 +119,114 @@ Vec<T> online_rescale(Vec<T> m_old, Vec<T> m_new) {
     return select(equal(m_old, m_new), Vec<T>::broadcast(T(1)), vexp_nonpositive(m_old - online_shift(m_new)));
 }
 
-// The block loop of an online sweep over a row of n elements: four vectors a block, m the
-// running lane maxima. For each block, moved(m, m_new) when some lane's max moves (before m takes
-// m_new), then block(v, shift) with its four vectors and online_shift(m). Returns where the whole
-// blocks end; the caller takes the rest a vector at a time.
-template <class S, class T, class Moved, class Block>
-int64_t online_blocks(const S* x, int64_t n, Vec<T>& m, Moved&& moved, Block&& block) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
+// One block of an online sweep, its four vectors v: m holds the running lane maxima. When some
+// lane's max moves, moved(m, m_new) is called before m takes m_new; then block(v, online_shift(m)).
+// Forced inline, as are the other per-block helpers here: once the online sweep's pieces became
+// functions of their own GCC stopped inlining some of them, and a call per block made logsumexp
+// float64 1.35x slower.
+template <class T, class Moved, class Block>
+[[gnu::always_inline]] inline void online_block(const Vec<T>* v, Vec<T>& m, Moved&& moved, Block&& block) {
+    const Vec<T> m_new = max(m, max(max(v[0], v[1]), max(v[2], v[3])));
+    if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
+        moved(m, m_new);
+        m = m_new;
+    }
+    block(v, online_shift(m));
+}
+
+// Loads the block of four vectors at x + i into v, a row of n elements, and asks for the row's
+// line kPrefetchAheadBytes ahead.
+template <class S, class T>
+[[gnu::always_inline]] inline void load_block_fetching_ahead(const S* x, int64_t i, int64_t n, Vec<T>* v) {
+    constexpr int64_t W = Vec<T>::width;
     constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
+    if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
+        if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
+    }
+    for (int k = 0; k < 4; ++k) v[k] = vload(x + i + k * W);
+}
+
+// The block loop of an online sweep over a row of n elements: step(v) takes each block's four
+// vectors. Returns where the whole blocks end; the caller takes the rest a vector at a time.
+template <class T, class S, class Step>
+int64_t online_blocks(const S* x, int64_t n, Step&& step) {
+    constexpr int64_t W = Vec<T>::width;
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
-            if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
-        }
-        const V v[4] = {vload(x + i), vload(x + i + W), vload(x + i + 2 * W), vload(x + i + 3 * W)};
-        const V m_new = max(m, max(max(v[0], v[1]), max(v[2], v[3])));
-        if (!all_lanes(equal(m, m_new))) {  // the max rarely moves once a row is under way
-            moved(m, m_new);
-            m = m_new;
-        }
-        block(v, online_shift(m));
+        Vec<T> v[4];
+        load_block_fetching_ahead(x, i, n, v);
+        step(static_cast<const Vec<T>*>(v));
     }
     return i;
 }
 
-template <class S, class T = compute_t<S>>
-RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
+// The running state of an online sweep for a row's max and sum ([Note: online softmax]): blocks
+// are added in order from the row's start (add_block), then the rest a vector at a time
+// (add_rest), so that a row's bits do not depend on where its sweep runs.
+template <class T>
+class OnlineMaxSum {
     using V = Vec<T>;
-    constexpr int64_t W = V::width;
-    const V neg_inf = V::broadcast(-infinity<T>()), zero = V::broadcast(T(0)), one = V::broadcast(T(1));
-    V m = neg_inf, s = zero;
-    auto shift_of = [](V mm) { return online_shift(mm); };
-    auto rescale = [](V m_old, V m_new) { return online_rescale(m_old, m_new); };
-    // Two-level sum: blocks add into `s`, which is folded into `total` every kBlocksPerFold blocks,
+    static constexpr int64_t W = V::width;
+    // Two-level sum: blocks add into s_, which is folded into total_ every kBlocksPerFold blocks,
     // so rounding error grows with n / kBlocksPerFold + kBlocksPerFold instead of n (a width-1
     // scalar build would otherwise add 32000 terms into one float).
-    constexpr int kBlocksPerFold = 16;
-    V total = zero;
-    int blocks = 0;
-    int64_t i = online_blocks(
-        x, n, m,
-        [&](V m_old, V m_new) {
-            const V f = rescale(m_old, m_new);
-            s = s * f;
-            total = total * f;
-        },
-        [&](const V* v, V sh) {
-            s = s + ((vexp_nonpositive(v[0] - sh) + vexp_nonpositive(v[1] - sh)) +
-                     (vexp_nonpositive(v[2] - sh) + vexp_nonpositive(v[3] - sh)));
-            if (++blocks == kBlocksPerFold) {
-                total = total + s;
-                s = zero;
-                blocks = 0;
-            }
-        });
-    for (; i < n; i += W) {
-        const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
-        const V m_new = max(m, v);
-        const V f = rescale(m, m_new);
-        s = s * f + vexp_nonpositive(v - shift_of(m_new));
-        total = total * f;
-        m = m_new;
+    static constexpr int kBlocksPerFold = 16;
+
+  public:
+    [[gnu::always_inline]] void add_block(const V* v) {
+        online_block(
+            v, m_,
+            [&](V m_old, V m_new) __attribute__((always_inline)) {
+                const V f = online_rescale(m_old, m_new);
+                s_ = s_ * f;
+                total_ = total_ * f;
+            },
+            [&](const V* u, V sh) __attribute__((always_inline)) {
+                s_ = s_ + ((vexp_nonpositive(u[0] - sh) + vexp_nonpositive(u[1] - sh)) +
+                           (vexp_nonpositive(u[2] - sh) + vexp_nonpositive(u[3] - sh)));
+                if (++blocks_ == kBlocksPerFold) {
+                    total_ = total_ + s_;
+                    s_ = V::broadcast(T(0));
+                    blocks_ = 0;
+                }
+            });
     }
-    s = total + s;
-    // Merge lanes: S = sum_lanes s * exp(m - M).
-    const T M = reduce_max(m);
-    const V vM = V::broadcast(M);
-    const V factors = select(equal(m, vM), one, vexp_nonpositive(m - shift_of(vM)));
-    return {M, reduce_sum(s * factors)};
+
+    // The elements [i, n) of row x, after add_block has taken those before i.
+    template <class S>
+    void add_rest(const S* x, int64_t i, int64_t n) {
+        for (; i < n; i += W) {
+            const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
+            const V m_new = max(m_, v);
+            const V f = online_rescale(m_, m_new);
+            s_ = s_ * f + vexp_nonpositive(v - online_shift(m_new));
+            total_ = total_ * f;
+            m_ = m_new;
+        }
+    }
+
+    // Merges the lanes: S = sum_lanes s * exp(m - M).
+    RowMaxSum<T> result() const {
+        const V s = total_ + s_;
+        const T M = reduce_max(m_);
+        const V vM = V::broadcast(M);
+        const V factors = select(equal(m_, vM), V::broadcast(T(1)), vexp_nonpositive(m_ - online_shift(vM)));
+        return {M, reduce_sum(s * factors)};
+    }
+
+  private:
+    V m_ = V::broadcast(-infinity<T>());
+    V s_ = V::broadcast(T(0));
+    V total_ = V::broadcast(T(0));
+    int blocks_ = 0;
+};
+
+template <class S, class T = compute_t<S>>
+RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
+    OnlineMaxSum<T> stats;
+    const int64_t i = online_blocks<T>(x, n, [&](const Vec<T>* v) { stats.add_block(v); });
+    stats.add_rest(x, i, n);
+    return stats.result();
 }
 
 // [Note: two sweeps for short rows] The online sweep pays for every block in which some lane's
