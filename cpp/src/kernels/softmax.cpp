@@ -22,6 +22,7 @@
 //     row gives -inf and a row containing +inf gives +inf (NaN if it also holds a NaN).
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 
 #include "fastloss/kernel_table.hpp"
 #include "fastloss/scratch.hpp"
@@ -63,6 +64,11 @@ void softmax_rows_in_lanes(const S* x, int64_t x_row_stride, S* y, int64_t y_row
 // four vectors of y_r written overlaps them, and the exponentials hide under both. Every row's
 // statistics come from the same blocks in the same order as row_online_max_sum's, so a row's bits
 // do not depend on the row before it or on which thread takes it.
+// The loop keeps the write's constants, the statistics' running max and sums and an exponential's
+// constants live together: on AVX2's 16 registers it spilled them and ran 1.6-1.9x slower than two
+// sweeps (4096 x 32000), so only ISAs with 32 overlap.
+constexpr bool kOverlapLongRows = kVectorRegisters >= 32;
+
 template <class S, class F, class T = compute_t<S>>
 RowMaxSum<T> store_row_taking_next_statistics(S* y, int64_t n, bool stream, const S* next, F&& f) {
     using V = Vec<T>;
@@ -118,7 +124,7 @@ void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stri
                                        classes);
         }
     }
-    if (classes > kTwoSweepMaxClasses) {  // [Note: the next row's statistics while a row is written]
+    if (kOverlapLongRows && classes > kTwoSweepMaxClasses) {  // [Note: the next row's statistics while a row is written]
         write_long_rows(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, rows - r, classes,
                         stream_output, [&](const S* xr, RowMaxSum<T> ms) {
                             const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
@@ -167,9 +173,10 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
         }
     }
     // Its exponentials taken twice, once for the sum and once for y, softmax overlaps its rows in
-    // float32 and float64 only: the half types convert every value as well, and bfloat16 lost
-    // 4-12% (AVX-512, 2 threads, 4096 x 32000 and 1024 x 128256).
-    if (classes > kTwoSweepMaxClasses && !is_half_storage<S>) {  // [Note: the next row's statistics while a row is written]
+    // float32 only: bfloat16, which converts every value as well, lost 4-12%, and float64, whose
+    // exponentials cost twice float32's, measured from 0.84x to 1.06x of two sweeps from one run to
+    // the next (AVX-512, 4096 x 32000 and 1024 x 128256).
+    if (kOverlapLongRows && classes > kTwoSweepMaxClasses && std::is_same_v<S, float>) {  // [Note: the next row's statistics while a row is written]
         write_long_rows(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, rows - r, classes,
                         stream_output, [&](const S* xr, RowMaxSum<T> ms) {
                             const V vm = V::broadcast(ms.max), inv = V::broadcast(T(1) / ms.sum);

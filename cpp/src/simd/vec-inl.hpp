@@ -17,6 +17,8 @@
 //   which only the AVX-512 layer defines;
 //   kHasFixupSpecials: whether the ISA has fixup_specials(result, x, table) (a special value
 //   chosen by the class of x, in one instruction), which only the AVX-512 layer defines.
+//   kVectorRegisters: how many vector registers the ISA has (x86-64 scalar code: 16 xmm), for loops
+//   that keep many values live at once.
 #pragma once
 
 #include <cstdint>

@@ -123,6 +123,7 @@ inline VecD round_nearest(VecD a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_N
 
 constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
 constexpr bool kHasFixupSpecials = false;  // see vec-inl.hpp
+constexpr int kVectorRegisters = 16;       // see vec-inl.hpp
 
 // p * 2^n for integral n within the clamp range of exp(): two exact normal scalings, so overflow
 // gives inf and underflow rounds once into the subnormals.

@@ -117,6 +117,7 @@ inline VecD fixup_specials(VecD result, VecD x, int32_t table) {
 // A 16-entry float table fits one register, so a lookup is one vpermps: lane i gets
 // table[bits(index)_i mod 16], the low four bits of index's bit pattern (vexp uses it).
 constexpr bool kHasTable16Lookup = true;
+constexpr int kVectorRegisters = 32;  // see vec-inl.hpp
 inline VecF table16_lookup(const float* table, VecF index) {
     return {_mm512_permutexvar_ps(_mm512_castps_si512(index.v), _mm512_loadu_ps(table))};
 }

@@ -53,6 +53,7 @@ template <class T> inline Vec<T> round_nearest(Vec<T> a) {
 
 constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
 constexpr bool kHasFixupSpecials = false;  // see vec-inl.hpp
+constexpr int kVectorRegisters = 16;       // see vec-inl.hpp
 
 template <class T> struct ScalarBits;
 template <> struct ScalarBits<float> {
