@@ -11,6 +11,9 @@
 //                              than computing every exponential twice; a streamed output, and
 //                              every half-precision one, stages sweep 2 in a scratch row
 //                              [Note: softmax's exponentials staged in a scratch row])
+// On AVX-512, rows longer than 8192 classes are written while the next row's statistics are taken
+// (log_softmax, and softmax in float32, which then takes each exponential again in its write
+// instead of staging it): [Note: the next row's statistics while a row is written].
 // The order "(x - m) - log s" is deliberate: x - (m + log s) loses the low bits of x - m when m
 // is large (pytorch#11752). softmax stores exp(x_c - m) in sweep 2 and rescales it in sweep 3.
 //
@@ -124,26 +127,24 @@ void log_softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stri
                                        classes);
         }
     }
-    if (kOverlapLongRows && classes > kTwoSweepMaxClasses) {  // [Note: the next row's statistics while a row is written]
+    // y_i = (x_i - m) - log(s) for the row at xr, a vector at a time.
+    const auto row_value = [&](const S* xr, RowMaxSum<T> ms) {
+        const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
+        return [=](int64_t i) {
+            const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
+            return (v - vm) - vl;
+        };
+    };
+    // [Note: the next row's statistics while a row is written]
+    if (kOverlapLongRows && classes > kTwoSweepMaxClasses) {
         write_long_rows(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, rows - r, classes,
-                        stream_output, [&](const S* xr, RowMaxSum<T> ms) {
-                            const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
-                            return [=](int64_t i) {
-                                const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
-                                return (v - vm) - vl;
-                            };
-                        });
+                        stream_output, row_value);
         r = rows;
     }
     for (; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
-        S* yr = y + r * y_row_stride;
         const RowMaxSum<T> ms = row_max_sum(xr, classes, next_row(xr, r, rows, x_row_stride));
-        const V vm = V::broadcast(ms.max), vl = V::broadcast(scalar_log(ms.sum));
-        store_row(yr, classes, stream_output, [&](int64_t i) {
-            const V v = i + W <= classes ? vload(xr + i) : vload_partial(xr + i, classes - i, T(0));
-            return (v - vm) - vl;
-        });
+        store_row(y + r * y_row_stride, classes, stream_output, row_value(xr, ms));
     }
     if (stream_output) stream_fence();
 }
@@ -176,7 +177,8 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
     // float32 only: bfloat16, which converts every value as well, lost 4-12%, and float64, whose
     // exponentials cost twice float32's, measured from 0.84x to 1.06x of two sweeps from one run to
     // the next (AVX-512, 4096 x 32000 and 1024 x 128256).
-    if (kOverlapLongRows && classes > kTwoSweepMaxClasses && std::is_same_v<S, float>) {  // [Note: the next row's statistics while a row is written]
+    // [Note: the next row's statistics while a row is written]
+    if (kOverlapLongRows && classes > kTwoSweepMaxClasses && std::is_same_v<S, float>) {
         write_long_rows(x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, rows - r, classes,
                         stream_output, [&](const S* xr, RowMaxSum<T> ms) {
                             const V vm = V::broadcast(ms.max), inv = V::broadcast(T(1) / ms.sum);
