@@ -103,9 +103,9 @@ def test_edge_rows_long(isa, row, classes, rng):
     _assert_close(fl.cross_entropy(x, target, reduction="none"), want, np.float32)
 
 
-# Rows longer than 8192 classes are written while the next row's statistics are taken, for every
-# row of a chunk but its first ([Note: the next row's statistics while a row is written] in
-# softmax.cpp): 40 rows of 9001 classes (a tail after the whole blocks) make chunks of three rows.
+# On AVX-512, rows longer than 8192 classes are written while the next row's statistics are taken,
+# for every row of a chunk but its first ([Note: the next row's statistics while a row is written]
+# in softmax.cpp; the other ISAs take two sweeps, held to the same checks): 40 rows of 9001 classes (a tail after the whole blocks) make chunks of three rows.
 # Each row must give the bits it gives alone, and the reference's values, edge rows included (as
 # the first, middle and last row of a chunk), written with ordinary and non-temporal stores into
 # an output that starts on a line or 16 bytes past one.

@@ -46,8 +46,9 @@ void set_num_threads(int n) {
 int64_t chunk_items(int64_t items, int64_t work_per_item) {
     if (work_per_item < 1) work_per_item = 1;
     // [Note: chunk size]
-    const int64_t total = items > kMaxChunkWork * kChunksWanted / work_per_item ? kMaxChunkWork * kChunksWanted
-                                                                               : items * work_per_item;
+    // The total work, capped where the clamp below caps it anyway, so that the product cannot overflow.
+    const int64_t cap = kMaxChunkWork * kChunksWanted;
+    const int64_t total = items <= cap / work_per_item ? items * work_per_item : cap;
     const int64_t work = std::clamp(total / kChunksWanted, kChunkWork, kMaxChunkWork);
     int64_t chunk = work / work_per_item;
     if (chunk < 1) chunk = 1;
