@@ -680,6 +680,19 @@ def test_softmax_out_and_dtype_arguments(isa, half, rng):
         assert f(x, dtype=np.float32).dtype == np.float32
 
 
+@pytest.mark.parametrize("classes", [1, 2, 7, 8, 9, 15, 17, 31, 1000])
+def test_tail_stores_stop_at_the_row_end(isa, half, classes, rng):
+    """Each row's last, partial vector is stored with its lanes masked: the half values after the
+    row (here the padding of a wider buffer that `out` is a view of) keep their bits."""
+    x = (rng.standard_normal((5, classes)) * 3).astype(half)
+    for f in (fl.softmax, fl.log_softmax):
+        padded = np.full((5, classes + 24), 7.0, dtype=half)
+        out = padded[:, :classes]
+        assert f(x, out=out) is out
+        assert_same_bits(out, f(x), f.__name__)
+        assert_same_bits(padded[:, classes:], np.full((5, 24), 7.0, dtype=half), f"{f.__name__} padding")
+
+
 # ---------------------------------------------------------------------------------------------
 # Mixed dtypes: NumPy's promotion
 

@@ -22,7 +22,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "fastloss/half.hpp"
 #include <limits>
@@ -53,10 +52,17 @@ constexpr T infinity() { return std::numeric_limits<T>::infinity(); }
 
 // Loads from storage type S into a vector of its compute type. For float and double these are the
 // ISA's own loads; the half types are widened to float (ISA files: load_widened, store_narrowed).
-// Partial loads, gathers and partial stores of half values go through a small stack buffer: they
-// serve loop tails and strided rows only.
+// Partial loads and stores of half values are the ISA's (load_widened_partial,
+// store_narrowed_partial); gathers and scatters go through a small stack buffer: they serve
+// strided rows only.
 template <class S>
 using VecOf = Vec<compute_t<S>>;
+
+// n clamped to [0, width]: the lanes a partial load or store of n values touches.
+template <class S>
+int64_t partial_lanes(int64_t n) {
+    return n < 0 ? 0 : (n > VecOf<S>::width ? VecOf<S>::width : n);
+}
 
 template <class S>
 VecOf<S> vload(const S* p) {
@@ -67,9 +73,7 @@ VecOf<S> vload(const S* p) {
 template <class S>
 VecOf<S> vload_partial(const S* p, int64_t n, compute_t<S> fill) {
     if constexpr (is_half_storage<S>) {
-        S lanes[VecOf<S>::width];
-        for (int64_t k = 0; k < VecOf<S>::width; ++k) lanes[k] = k < n ? p[k] : S(fill);
-        return load_widened(lanes);
+        return load_widened_partial(p, partial_lanes<S>(n), float(S(fill)));  // fill as S holds it
     } else {
         return Vec<S>::load_partial(p, n, fill);
     }
@@ -97,15 +101,10 @@ Vec<T> one_lane(int64_t k, T value) {
 inline void store(Half* p, Vec<float> a) { store_narrowed(p, a); }
 inline void store(BFloat16* p, Vec<float> a) { store_narrowed(p, a); }
 
-template <class H>
-void store_partial_narrowed(H* p, int64_t n, Vec<float> a) {
-    H lanes[Vec<float>::width];
-    store_narrowed(lanes, a);
-    if (n <= 0) return;
-    std::memcpy(p, lanes, size_t(n < Vec<float>::width ? n : Vec<float>::width) * sizeof(H));
+inline void store_partial(Half* p, int64_t n, Vec<float> a) { store_narrowed_partial(p, partial_lanes<Half>(n), a); }
+inline void store_partial(BFloat16* p, int64_t n, Vec<float> a) {
+    store_narrowed_partial(p, partial_lanes<BFloat16>(n), a);
 }
-inline void store_partial(Half* p, int64_t n, Vec<float> a) { store_partial_narrowed(p, n, a); }
-inline void store_partial(BFloat16* p, int64_t n, Vec<float> a) { store_partial_narrowed(p, n, a); }
 
 // base[k * stride] = lane k, narrowed to S: the store of rows held in lanes [Note: few classes].
 template <class S>

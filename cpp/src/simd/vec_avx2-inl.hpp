@@ -182,10 +182,12 @@ inline VecD split_exponent(VecD x, VecD& e) {
 // Half-precision storage (see fastloss/half.hpp): widened to float on load, rounded to nearest
 // even once on store. float16 uses F16C; bfloat16 is the top half of a float32, so a shift.
 inline __m128i load_bits8(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline VecF load_widened(const Half* p) { return {_mm256_cvtph_ps(load_bits8(p))}; }
-inline VecF load_widened(const BFloat16* p) {
-    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load_bits8(p)), 16))};
+inline VecF widened(const Half*, __m128i bits) { return {_mm256_cvtph_ps(bits)}; }
+inline VecF widened(const BFloat16*, __m128i bits) {
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16))};
 }
+inline VecF load_widened(const Half* p) { return widened(p, load_bits8(p)); }
+inline VecF load_widened(const BFloat16* p) { return widened(p, load_bits8(p)); }
 inline __m128i half_bits(VecF a) { return _mm256_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline __m128i bfloat16_bits(VecF a) {
     const __m256i u = _mm256_castps_si256(a.v);
@@ -199,5 +201,20 @@ inline __m128i bfloat16_bits(VecF a) {
 }
 inline void store_narrowed(Half* p, VecF a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), half_bits(a)); }
 inline void store_narrowed(BFloat16* p, VecF a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bfloat16_bits(a)); }
+// Loop tails of half values, 0 <= n <= 8 lanes (the others `fill`), through a stack buffer:
+// AVX2 masks 32-bit lanes only, and whole pairs moved by masked loads and stores with an odd last
+// value on its own measured no faster (AVX-512's masked 16-bit lanes are: vec_avx512-inl.hpp).
+template <class H>
+VecF load_widened_partial(const H* p, int64_t n, float fill) {
+    H lanes[8];
+    for (int64_t k = 0; k < 8; ++k) lanes[k] = k < n ? p[k] : H(fill);
+    return load_widened(lanes);
+}
+template <class H>
+void store_narrowed_partial(H* p, int64_t n, VecF a) {
+    H lanes[8];
+    store_narrowed(lanes, a);
+    for (int64_t k = 0; k < n; ++k) p[k] = lanes[k];
+}
 inline void store_stream(Half* p, VecF a) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), half_bits(a)); }
 inline void store_stream(BFloat16* p, VecF a) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), bfloat16_bits(a)); }

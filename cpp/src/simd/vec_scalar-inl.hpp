@@ -132,5 +132,12 @@ inline Vec<float> load_widened(const Half* p) { return {float(*p)}; }
 inline Vec<float> load_widened(const BFloat16* p) { return {float(*p)}; }
 inline void store_narrowed(Half* p, Vec<float> a) { *p = Half(a.v); }
 inline void store_narrowed(BFloat16* p, Vec<float> a) { *p = BFloat16(a.v); }
+// Loop tails: a vector of one lane is whole or empty.
+template <class H>
+Vec<float> load_widened_partial(const H* p, int64_t n, float fill) { return n > 0 ? load_widened(p) : Vec<float>{fill}; }
+template <class H>
+void store_narrowed_partial(H* p, int64_t n, Vec<float> a) {
+    if (n > 0) store_narrowed(p, a);
+}
 inline void store_stream(Half* p, Vec<float> a) { store_narrowed(p, a); }
 inline void store_stream(BFloat16* p, Vec<float> a) { store_narrowed(p, a); }
