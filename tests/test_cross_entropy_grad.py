@@ -363,3 +363,65 @@ def test_common_2d_call_with_gradient_buffers(isa, rng):
     want = fl.nll_loss(lp, t, return_grad=True)
     r = fl.nll_loss(lp, t, return_grad=True, grad_out=lp)
     np.testing.assert_allclose(lp, want.grad)
+
+
+# On AVX-512, float32 rows longer than 8192 classes without label smoothing write their gradient
+# while the next row's statistics are taken, for every row of a chunk but its last ([Note: the
+# gradient rows written while the next row's statistics are taken] in cross_entropy_grad.cpp; the
+# other ISAs and dtypes take three sweeps, held to the same checks). 40 rows of 9001 classes (a
+# tail after the whole blocks) make chunks of three rows. Each row's loss, lse and gradient must be
+# the bits it gives alone, and the float64 values, with edge rows (as the first, middle and last
+# row of a chunk) and ignored rows among them, written with ordinary and non-temporal stores into
+# a gradient that starts on a line or 16 bytes past one, or into the input itself.
+EDGE_ROWS = {
+    "with_neg_inf": [0.0, -np.inf, 1.0, 2.0],
+    "all_neg_inf": [-np.inf] * 5,
+    "pos_inf": [0.0, np.inf, 1.0],
+    "nan": [0.0, np.nan, 1.0],
+    "huge": [1e30, -1e30, 3e38, 0.0],
+    "offset_1e8": [1e8, 1e8 + 64, 1e8 - 64],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
+@pytest.mark.parametrize("offset", [0, 16])
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-3, "weight": True}], ids=["plain", "z_loss_weight"])
+def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(isa, dtype, stream, offset, options,
+                                                                             threads, streamed_outputs, rng):
+    streamed_outputs(stream)
+    rows, classes = 40, 9001
+    x = line_offset_array((rows, classes), dtype, offset)
+    x[...] = rng.standard_normal((rows, classes)) * 3
+    for k, row in enumerate(EDGE_ROWS.values()):
+        r = 3 * k + k % 3
+        x[r] = np.resize(np.array(row, np.float64), classes).astype(dtype)
+        x[r + 1, -len(row):] = np.array(row, np.float64).astype(dtype)  # late, once the max settled
+    t = rng.integers(0, classes, rows)
+    t[[1, 20, 38, 39]] = -100  # ignored, an edge row and a chunk's last row among them
+    x[20, 5] = np.nan  # never leaks from an ignored row
+    kwargs = dict(options)
+    if kwargs.pop("weight", False):
+        kwargs["weight"] = (rng.random(classes) + 0.5).astype(dtype)
+    call = dict(reduction="none", return_grad=True, return_lse=True, **kwargs)
+    grad = line_offset_array(x.shape, dtype, offset)
+    got = fl.cross_entropy(x, t, grad_out=grad, **call)
+    for r in range(rows):
+        alone = fl.cross_entropy(x[r : r + 1], t[r : r + 1], **call)
+        np.testing.assert_array_equal(alone.grad[0], grad[r], err_msg=f"row {r}")
+        np.testing.assert_array_equal(alone.loss[0], got.loss[r], err_msg=f"loss of row {r}")
+        np.testing.assert_array_equal(alone.lse[0], got.lse[r], err_msg=f"lse of row {r}")
+    np.testing.assert_array_equal(grad[t == -100], 0.0)
+    in_place = x.copy()
+    fl.cross_entropy(in_place, t, grad_out=in_place, **call)
+    np.testing.assert_array_equal(in_place, grad)
+    x64 = x.astype(np.float64)
+    if "weight" in call:
+        call["weight"] = call["weight"].astype(np.float64)
+    want = fl.cross_entropy(x64, t, **call)
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(grad, want.grad, **tol)
+        representable = ~(np.abs(want.loss) > np.finfo(dtype).max)  # z lse^2 of the huge row overflows
+        np.testing.assert_allclose(got.loss[representable], want.loss[representable], **tol)
+        np.testing.assert_allclose(got.lse, want.lse, **tol)
