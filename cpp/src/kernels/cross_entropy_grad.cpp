@@ -209,7 +209,7 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
 // from x in the write, while row r + 1's statistics are taken. The statistics, and so the loss,
 // are row_max_sum's, the forward kernel's. Float32 only (AVX-512, 2 threads, against three
 // sweeps): float32 0.87-0.96x the time on 4096 x 32000 and 1024 x 128256; float16 and bfloat16,
-// which convert every value twice more, 1.05-1.15x; float64, whose exponentials cost twice
+// which convert every value twice more, 1.05-1.19x; float64, whose exponentials cost twice
 // float32's, 1.27-1.29x on 4096 x 32000 (0.84-0.90x on 1024 x 128256, where a row and its gradient
 // fill L2).
 template <class S>

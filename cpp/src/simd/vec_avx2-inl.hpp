@@ -182,12 +182,10 @@ inline VecD split_exponent(VecD x, VecD& e) {
 // Half-precision storage (see fastloss/half.hpp): widened to float on load, rounded to nearest
 // even once on store. float16 uses F16C; bfloat16 is the top half of a float32, so a shift.
 inline __m128i load_bits8(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline VecF widened(const Half*, __m128i bits) { return {_mm256_cvtph_ps(bits)}; }
-inline VecF widened(const BFloat16*, __m128i bits) {
-    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16))};
+inline VecF load_widened(const Half* p) { return {_mm256_cvtph_ps(load_bits8(p))}; }
+inline VecF load_widened(const BFloat16* p) {
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load_bits8(p)), 16))};
 }
-inline VecF load_widened(const Half* p) { return widened(p, load_bits8(p)); }
-inline VecF load_widened(const BFloat16* p) { return widened(p, load_bits8(p)); }
 inline __m128i half_bits(VecF a) { return _mm256_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline __m128i bfloat16_bits(VecF a) {
     const __m256i u = _mm256_castps_si256(a.v);
