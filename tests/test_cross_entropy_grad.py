@@ -10,6 +10,7 @@ import pytest
 
 import fastloss as fl
 from aligned_arrays import line_offset_array
+from edge_rows import EDGE_ROWS
 
 SHAPES = [((7,), None), ((9, 5), None), ((4, 37, 3), None), ((2, 6, 3, 5), None), ((3, 4, 50), -1)]
 
@@ -373,22 +374,17 @@ def test_common_2d_call_with_gradient_buffers(isa, rng):
 # the bits it gives alone, and the float64 values, with edge rows (as the first, middle and last
 # row of a chunk) and ignored rows among them, written with ordinary and non-temporal stores into
 # a gradient that starts on a line or 16 bytes past one, or into the input itself.
-EDGE_ROWS = {
-    "with_neg_inf": [0.0, -np.inf, 1.0, 2.0],
-    "all_neg_inf": [-np.inf] * 5,
-    "pos_inf": [0.0, np.inf, 1.0],
-    "nan": [0.0, np.nan, 1.0],
-    "huge": [1e30, -1e30, 3e38, 0.0],
-    "offset_1e8": [1e8, 1e8 + 64, 1e8 - 64],
-}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
 @pytest.mark.parametrize("offset", [0, 16])
-@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-3, "weight": True}], ids=["plain", "z_loss_weight"])
-def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(isa, dtype, stream, offset, options,
-                                                                             threads, streamed_outputs, rng):
+@pytest.mark.parametrize(
+    "options", [{}, {"z_loss": 1e-3, "weight": True}], ids=["plain", "z_loss_weight"]
+)
+def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(
+    isa, dtype, stream, offset, options, threads, streamed_outputs, rng
+):
     streamed_outputs(stream)
     rows, classes = 40, 9001
     x = line_offset_array((rows, classes), dtype, offset)
@@ -422,6 +418,7 @@ def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(isa
     tol = dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(grad, want.grad, **tol)
-        representable = ~(np.abs(want.loss) > np.finfo(dtype).max)  # z lse^2 of the huge row overflows
+        # z lse^2 of the huge rows overflows
+        representable = ~(np.abs(want.loss) > np.finfo(dtype).max)
         np.testing.assert_allclose(got.loss[representable], want.loss[representable], **tol)
         np.testing.assert_allclose(got.lse, want.lse, **tol)

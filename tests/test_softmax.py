@@ -8,6 +8,7 @@ import pytest
 import fastloss as fl
 import reference as ref
 from aligned_arrays import line_offset_array
+from edge_rows import EDGE_ROWS
 from fastloss._validation import AxisError  # NumPy's, wherever this NumPy keeps it
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -56,18 +57,6 @@ def test_logsumexp_matches_reference_on_every_isa(isa, dtype, shape, axis, rng):
     assert kept.shape == ref.logsumexp(x, axis, keepdims=True).shape
 
 
-EDGE_ROWS = {
-    "with_neg_inf": [0.0, -np.inf, 1.0, 2.0],
-    "all_neg_inf": [-np.inf] * 5,
-    "pos_inf": [0.0, np.inf, 1.0],
-    "pos_inf_and_nan": [np.nan, np.inf, 1.0],
-    "nan": [0.0, np.nan, 1.0],
-    "huge": [1e30, -1e30, 3e38, 0.0],
-    "huge_neg": [-3e38, 3e38],
-    "offset_1e8": [1e8, 1e8 + 64, 1e8 - 64],  # pytorch#11752: x - (m + lse) would lose bits
-    "equal": [3.0] * 17,
-    "single": [42.0],
-}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
