@@ -94,10 +94,14 @@ def test_edge_rows_long(isa, row, classes, rng):
 
 # On AVX-512, rows longer than 8192 classes are written while the next row's statistics are taken,
 # for every row of a chunk but its first ([Note: the next row's statistics while a row is written]
-# in softmax.cpp; the other ISAs take two sweeps, held to the same checks): 40 rows of 9001 classes (a tail after the whole blocks) make chunks of three rows.
-# Each row must give the bits it gives alone, and the reference's values, edge rows included (as
-# the first, middle and last row of a chunk), written with ordinary and non-temporal stores into
-# an output that starts on a line or 16 bytes past one.
+# in softmax.cpp; the other ISAs take two sweeps, held to the same checks): 40 rows of 9001
+# classes (a tail after the whole blocks) make chunks of three rows. Each row must give the bits it
+# gives alone, and the reference's values, edge rows included (as the first, middle and last row
+# of a chunk), written with ordinary and non-temporal stores into an output that starts on a line
+# or 16 bytes past one (whose streamed vectors straddle the staged lanes: [Note: staged
+# exponentials] in row_statistics-inl.hpp). Four rows move the online max where staging is
+# tested hardest: in every block (rising), never after the first (falling), from -inf lanes to
+# values whose exp(-M) overflows, and once, late, at an odd element.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 @pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
 @pytest.mark.parametrize("offset", [0, 16])
@@ -112,6 +116,12 @@ def test_long_rows_written_while_the_next_rows_statistics_are_taken(isa, dtype, 
             r = 3 * k + k % 3
             x[r] = np.resize(np.array(row, np.float64), classes).astype(dtype)
             x[r + 1, -len(row):] = np.array(row, np.float64).astype(dtype)  # late, once the max settled
+        x[32] = np.linspace(-50, 50, classes)
+        x[34] = rng.standard_normal(classes) - 200
+        x[34, :2000] = -np.inf
+        x[34, ::7] = -np.inf
+        x[36, 64 * 70 + 3] = 40
+        x[38] = np.linspace(50, -50, classes)
     for name, (ours, theirs) in FUNCS.items():
         out = line_offset_array(x.shape, dtype, offset)
         ours(x, 1, out=out)

@@ -79,7 +79,7 @@ T entropy_row_online(const S* x, int64_t n) {
         total_u = fma(total_s, delta, f * total_u);
     };
     int64_t vectors = 0;
-    int64_t i = online_blocks<T>(x, n, [&](const V* block) {
+    int64_t i = online_blocks<T>(x, n, [&](const V* block, int64_t) {
         online_block(block, m, move, [&](const V* v, V sh) {
             for (int k = 0; k < 4; ++k) accumulate(v[k] - sh, s, u);
             if ((vectors += 4) >= kFoldVectors) {

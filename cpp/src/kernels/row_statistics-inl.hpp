@@ -2,6 +2,8 @@
 // sum of exponentials shifted by it. Included by per-ISA kernel files only.
 #pragma once
 
+#include <cstdint>
+
 #include "kernels/prefetch-inl.hpp"
 #include "simd/vector_math-inl.hpp"
 
@@ -146,8 +148,9 @@ template <class S, class T>
     for (int k = 0; k < 4; ++k) v[k] = vload(x + i + k * W);
 }
 
-// The block loop of an online sweep over a row of n elements: step(v) takes each block's four
-// vectors. Returns where the whole blocks end; the caller takes the rest a vector at a time.
+// The block loop of an online sweep over a row of n elements: step(v, i) takes each block's four
+// vectors, the block starting at element i. Returns where the whole blocks end; the caller takes
+// the rest a vector at a time.
 template <class T, class S, class Step>
 int64_t online_blocks(const S* x, int64_t n, Step&& step) {
     constexpr int64_t W = Vec<T>::width;
@@ -155,14 +158,35 @@ int64_t online_blocks(const S* x, int64_t n, Step&& step) {
     for (; i + 4 * W <= n; i += 4 * W) {
         Vec<T> v[4];
         load_block_fetching_ahead(x, i, n, v);
-        step(static_cast<const Vec<T>*>(v));
+        step(static_cast<const Vec<T>*>(v), i);
     }
     return i;
 }
 
+// [Note: staged exponentials] A writer that needs exp(x_c - M) (softmax, cross_entropy's
+// gradient) can have the online sweep keep the exponentials it takes, exp(x_c - m), m being the
+// running max of c's lane when c was taken, instead of taking them again once M is known. Each
+// entry of the sweep (a block of four vectors, then the rest a vector at a time) records its lanes'
+// running maxima and whether any moved in it; then
+//   exp(x_c - M) = exp(x_c - m) * exp(m - M),
+// one factor per lane and entry, which changes only where the max moved (a few dozen entries of a
+// long row). An ExpStage holds this for one row: `exps` has room for n + W values, `maxima` W
+// values and `moved` one flag per entry. staged_entry() numbers the entries.
+template <class T>
+struct ExpStage {
+    T* exps;
+    T* maxima;
+    int64_t* moved;  // not a char type: its stores would alias the sweep's state
+};
+
+// The entry of a row's online sweep that holds group g (its elements [gW, gW + W)), the row's
+// whole blocks of four vectors numbering `blocks`.
+inline int64_t staged_entry(int64_t g, int64_t blocks) { return g < 4 * blocks ? g / 4 : g - 3 * blocks; }
+
 // The running state of an online sweep for a row's max and sum ([Note: online softmax]): blocks
 // are added in order from the row's start (add_block), then the rest a vector at a time
-// (add_rest), so that a row's bits do not depend on where its sweep runs.
+// (add_rest), so that a row's bits do not depend on where its sweep runs. Given an ExpStage, they
+// also stage the row's exponentials ([Note: staged exponentials]); the sums are the same.
 template <class T>
 class OnlineMaxSum {
     using V = Vec<T>;
@@ -173,35 +197,50 @@ class OnlineMaxSum {
     static constexpr int kBlocksPerFold = 16;
 
   public:
-    [[gnu::always_inline]] void add_block(const V* v) {
+    // The block of four vectors v at element i of the row.
+    [[gnu::always_inline]] void add_block(const V* v, const ExpStage<T>* stage = nullptr, int64_t i = 0) {
+        bool moved = false;
         online_block(
             v, m_,
             [&](V m_old, V m_new) __attribute__((always_inline)) {
                 const V f = online_rescale(m_old, m_new);
                 s_ = s_ * f;
                 total_ = total_ * f;
+                moved = true;
             },
             [&](const V* u, V sh) __attribute__((always_inline)) {
-                s_ = s_ + ((vexp_nonpositive(u[0] - sh) + vexp_nonpositive(u[1] - sh)) +
-                           (vexp_nonpositive(u[2] - sh) + vexp_nonpositive(u[3] - sh)));
+                V e[4];
+                for (int k = 0; k < 4; ++k) e[k] = vexp_nonpositive(u[k] - sh);
+                if (stage) {
+                    for (int k = 0; k < 4; ++k) store(stage->exps + i + k * W, e[k]);
+                }
+                s_ = s_ + ((e[0] + e[1]) + (e[2] + e[3]));
                 if (++blocks_ == kBlocksPerFold) {
                     total_ = total_ + s_;
                     s_ = V::broadcast(T(0));
                     blocks_ = 0;
                 }
             });
+        if (stage) record(stage, i / (4 * W), moved);
     }
 
     // The elements [i, n) of row x, after add_block has taken those before i.
     template <class S>
-    void add_rest(const S* x, int64_t i, int64_t n) {
+    void add_rest(const S* x, int64_t i, int64_t n, const ExpStage<T>* stage = nullptr) {
+        const int64_t blocks = i / (4 * W);
         for (; i < n; i += W) {
             const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
             const V m_new = max(m_, v);
             const V f = online_rescale(m_, m_new);
-            s_ = s_ * f + vexp_nonpositive(v - online_shift(m_new));
+            const V e = vexp_nonpositive(v - online_shift(m_new));
+            s_ = s_ * f + e;
             total_ = total_ * f;
+            const bool moved = !all_lanes(equal(m_, m_new));
             m_ = m_new;
+            if (stage) {
+                store(stage->exps + i, e);  // padding lanes: exp(-inf) = 0, within the n + W
+                record(stage, staged_entry(i / W, blocks), moved);
+            }
         }
     }
 
@@ -215,6 +254,11 @@ class OnlineMaxSum {
     }
 
   private:
+    void record(const ExpStage<T>* stage, int64_t entry, bool moved) const {
+        store(stage->maxima + entry * W, m_);
+        stage->moved[entry] = moved;
+    }
+
     V m_ = V::broadcast(-infinity<T>());
     V s_ = V::broadcast(T(0));
     V total_ = V::broadcast(T(0));
@@ -222,10 +266,10 @@ class OnlineMaxSum {
 };
 
 template <class S, class T = compute_t<S>>
-RowMaxSum<T> row_online_max_sum(const S* x, int64_t n) {
+RowMaxSum<T> row_online_max_sum(const S* x, int64_t n, const ExpStage<T>* stage = nullptr) {
     OnlineMaxSum<T> stats;
-    const int64_t i = online_blocks<T>(x, n, [&](const Vec<T>* v) { stats.add_block(v); });
-    stats.add_rest(x, i, n);
+    const int64_t i = online_blocks<T>(x, n, [&](const Vec<T>* v, int64_t at) { stats.add_block(v, stage, at); });
+    stats.add_rest(x, i, n, stage);
     return stats.result();
 }
 
