@@ -366,14 +366,15 @@ def test_common_2d_call_with_gradient_buffers(isa, rng):
     np.testing.assert_allclose(lp, want.grad)
 
 
-# On AVX-512, float32 rows longer than 8192 classes without label smoothing write their gradient
-# while the next row's statistics are taken, for every row of a chunk but its last ([Note: the
-# gradient rows written while the next row's statistics are taken] in cross_entropy_grad.cpp; the
-# other ISAs and dtypes take three sweeps, held to the same checks). 40 rows of 9001 classes (a
-# tail after the whole blocks) make chunks of three rows. Each row's loss, lse and gradient must be
-# the bits it gives alone, and the float64 values, with edge rows (as the first, middle and last
-# row of a chunk) and ignored rows among them, written with ordinary and non-temporal stores into
-# a gradient that starts on a line or 16 bytes past one, or into the input itself.
+# On AVX-512, float32 and float64 rows longer than 8192 classes without label smoothing write
+# their gradient while the next row's statistics are taken, from exponentials those statistics
+# staged ([Note: the gradient rows written while the next row's statistics are taken] in
+# cross_entropy_grad.cpp; the other ISAs take three sweeps, held to the same checks). 40 rows of
+# 9001 classes (a tail after the whole blocks) make chunks of three rows. Each row's loss, lse and
+# gradient must be the bits it gives alone, and the float64 values, with edge rows (as the first,
+# middle and last row of a chunk) and ignored rows among them, written with ordinary and
+# non-temporal stores into a gradient that starts on a line or 16 bytes past one, or into the input
+# itself. As in test_softmax, three rows move the online max where staging is tested hardest.
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -393,7 +394,13 @@ def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(
         r = 3 * k + k % 3
         x[r] = np.resize(np.array(row, np.float64), classes).astype(dtype)
         x[r + 1, -len(row):] = np.array(row, np.float64).astype(dtype)  # late, once the max settled
+    x[32] = np.linspace(-50, 50, classes)  # the max moves in every block
+    x[34] = rng.standard_normal(classes) - 200  # lanes of -inf, then values whose exp(-M) overflows
+    x[34, :2000] = -np.inf
+    x[34, ::7] = -np.inf
+    x[36, 64 * 70 + 3] = 40  # once, late, at an odd element
     t = rng.integers(0, classes, rows)
+    t[34] = 2001
     t[[1, 20, 38, 39]] = -100  # ignored, an edge row and a chunk's last row among them
     x[20, 5] = np.nan  # never leaks from an ignored row
     kwargs = dict(options)

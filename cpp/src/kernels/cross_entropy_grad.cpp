@@ -22,6 +22,7 @@
 // while the next row's statistics are taken]).
 // The target entry is always formed whole in T, -g (1-eps) w_y included, and stored once.
 #include <memory>
+#include <optional>
 #include <type_traits>
 
 #include "fastloss/scratch.hpp"
@@ -205,15 +206,16 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
 // [Note: the gradient rows written while the next row's statistics are taken] Without label
 // smoothing (whose sum over x - m needs the final max first), a row's m and s are its online
 // statistics, and rows longer than kTwoSweepMaxClasses are written as softmax's are ([Note: the
-// next row's statistics while a row is written]): row r's gradient a e_c, each e_c taken again
-// from x in the write, while row r + 1's statistics are taken. The statistics, and so the loss,
-// are row_max_sum's, the forward kernel's. Float32 only (AVX-512, 2 threads, against three
-// sweeps): float32 0.87-0.96x the time on 4096 x 32000 and 1024 x 128256; float16 and bfloat16,
-// which convert every value twice more, 1.05-1.19x; float64, whose exponentials cost twice
-// float32's, 1.27-1.29x on 4096 x 32000 (0.84-0.90x on 1024 x 128256, where a row and its gradient
-// fill L2).
+// next row's statistics while a row is written]): row r's gradient a e_c while row r + 1's
+// statistics are taken. The statistics, and so the loss, are row_max_sum's, the forward kernel's.
+// float64 stages the e_c in row r's own statistics sweep ([Note: staged exponentials]); float32
+// takes each e_c again from x in the write. Against each other (AVX-512, AMD Zen 4, 1 and 2
+// threads), staging took float64 to 0.71-0.90x the time on 4096 x 32000 and 1024 x 128256, but
+// float32 to 0.84-0.87x on 1024 x 128256 and 1.05-1.06x on 4096 x 32000. The half types, which
+// convert every value twice more, keep three sweeps (taking each e_c again, they measured
+// 1.05-1.19x slower on Intel).
 template <class S>
-constexpr bool kOverlapGradientRows = kOverlapLongRows && std::is_same_v<S, float>;
+constexpr bool kOverlapGradientRows = kOverlapLongRows && !is_half_storage<S>;
 
 // The index rows of index_rows_grad, long and without label smoothing (see the note above).
 template <class S, class T = compute_t<S>>
@@ -229,34 +231,46 @@ void overlapped_index_rows_grad(const S* x, int64_t x_row_stride, const int64_t*
         T x_y, m, w_y;
         IndexGradient<T> d;
     } row{};
-    const auto row_value = [&](int64_t r, const S* xr, RowMaxSum<T> ms) {
+    // Row r's loss and lse, and its gradient's a (b = 0 without smoothing: index_gradient); nothing
+    // for an ignored row, whose gradient is 0 even if x is NaN.
+    const auto row_scale = [&](int64_t r, const S* xr, RowMaxSum<T> ms) -> std::optional<T> {
         row.y = target[r * target_stride];
         row.live = row.y != p.ignore_index;
         if (!row.live) {
             loss[r * loss_stride] = T(0);
             if (lse) lse[r * loss_stride] = row_log_sum_exp(xr, C);  // before grad (maybe x) is written
-        } else {
-            row.x_y = xr[row.y];
-            row.m = ms.max;
-            row.w_y = p.weight ? p.weight[row.y] : T(1);
-            const T log_s = scalar_log(ms.sum), lse_r = log_sum_exp(ms.max, log_s);
-            loss[r * loss_stride] = index_loss(log_s, row.x_y - ms.max, row.w_y, T(0), p);
-            if (lse) lse[r * loss_stride] = lse_r;
-            row.d = index_gradient(scale[r * scale_stride], ms.sum, lse_r, row.w_y, p);
+            return std::nullopt;
         }
-        const bool live = row.live;
-        const V va = V::broadcast(row.d.a), vm = V::broadcast(ms.max), zero = V::broadcast(T(0));
-        return [=](int64_t i) {
-            if (!live) return zero;  // ignored rows: 0 even if x is NaN
-            const V v = i + W <= C ? vload(xr + i) : vload_partial(xr + i, C - i, -infinity<T>());
-            return va * vexp_nonpositive(v - vm);  // b = 0 without smoothing (index_gradient)
-        };
+        row.x_y = xr[row.y];
+        row.m = ms.max;
+        row.w_y = p.weight ? p.weight[row.y] : T(1);
+        const T log_s = scalar_log(ms.sum), lse_r = log_sum_exp(ms.max, log_s);
+        loss[r * loss_stride] = index_loss(log_s, row.x_y - ms.max, row.w_y, T(0), p);
+        if (lse) lse[r * loss_stride] = lse_r;
+        row.d = index_gradient(scale[r * scale_stride], ms.sum, lse_r, row.w_y, p);
+        return row.d.a;
     };
-    write_long_rows(x, x_row_stride, grad, grad_row_stride, rows, C, p.stream_grad, row_value, [&](int64_t r) {
+    const auto target_entry_of = [&](int64_t r) {
         if (row.live) {
             grad[r * grad_row_stride + row.y] = target_entry(row.d.a, row.d.b, row.w_y, row.d.correction, row.x_y, row.m);
         }
-    });
+    };
+    if constexpr (std::is_same_v<S, double>) {
+        write_long_staged_rows(x, x_row_stride, grad, grad_row_stride, rows, C, p.stream_grad, row_scale,
+                               target_entry_of);
+    } else {
+        const auto row_value = [&](int64_t r, const S* xr, RowMaxSum<T> ms) {
+            const std::optional<T> a = row_scale(r, xr, ms);
+            const V va = V::broadcast(a.value_or(T(0))), vm = V::broadcast(ms.max), zero = V::broadcast(T(0));
+            const bool live = a.has_value();
+            return [=](int64_t i) {
+                if (!live) return zero;
+                const V v = i + W <= C ? vload(xr + i) : vload_partial(xr + i, C - i, -infinity<T>());
+                return va * vexp_nonpositive(v - vm);
+            };
+        };
+        write_long_rows(x, x_row_stride, grad, grad_row_stride, rows, C, p.stream_grad, row_value, target_entry_of);
+    }
 }
 
 template <class S, class T = compute_t<S>>

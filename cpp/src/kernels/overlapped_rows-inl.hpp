@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "fastloss/scratch.hpp"
 
@@ -185,27 +186,37 @@ class StagedRowValue {
 
 // write_long_rows for writers of y_c = exp(x_c - M) * scale_r: each row's exponentials are staged
 // while its statistics are taken ([Note: staged exponentials]), so the write takes none.
-// row_scale(r, x_r, its RowMaxSum) gives scale_r.
+// row_scale(r, x_r, its RowMaxSum) gives scale_r, or nothing for a row written as zeros (whatever
+// x_r holds, NaN included).
 template <class S, class RowScale, class AfterRow, class T = compute_t<S>>
 void write_long_staged_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows, int64_t n,
                             bool stream, RowScale&& row_scale, AfterRow&& after_row) {
     if (rows <= 0) return;
     const TwoStagedRows<T> stages(n);
+    const auto zeros = [](int64_t) { return Vec<T>::broadcast(T(0)); };
     RowMaxSum<T> ms = row_online_max_sum(x, n, stages.of_row(0));
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         S* yr = y + r * y_row_stride;
         const S* next = next_row(xr, r, rows, x_row_stride);
-        StagedRowValue<T> value(stages.of_row(r), n, ms.max, row_scale(r, xr, ms));
-        if (next) {
-            ms = store_row_taking_next_statistics(yr, n, stream, next, value, stages.of_row(r + 1));
+        const std::optional<T> scale = row_scale(r, xr, ms);
+        if (!scale) {
+            if (next) {
+                ms = store_row_taking_next_statistics(yr, n, stream, next, zeros, stages.of_row(r + 1));
+            } else {
+                store_row(yr, n, stream, zeros);
+            }
         } else {
-            store_row(yr, n, stream, value);
+            StagedRowValue<T> value(stages.of_row(r), n, ms.max, *scale);
+            if (next) {
+                ms = store_row_taking_next_statistics(yr, n, stream, next, value, stages.of_row(r + 1));
+            } else {
+                store_row(yr, n, stream, value);
+            }
         }
         after_row(r);
     }
 }
-
 
 }  // namespace
 }  // namespace FASTLOSS_ISA_NS

@@ -26,7 +26,7 @@
 //     row gives -inf and a row containing +inf gives +inf (NaN if it also holds a NaN).
 #include <algorithm>
 #include <memory>
-#include <type_traits>
+#include <optional>
 
 #include "fastloss/kernel_table.hpp"
 #include "fastloss/scratch.hpp"
@@ -128,7 +128,8 @@ void softmax_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, 
     if (kOverlapLongRows && classes > kTwoSweepMaxClasses && !is_half_storage<S>) {
         write_long_staged_rows(
             x + r * x_row_stride, x_row_stride, y + r * y_row_stride, y_row_stride, rows - r, classes, stream_output,
-            [](int64_t, const S*, RowMaxSum<T> ms) { return T(1) / ms.sum; }, [](int64_t) {});
+            [](int64_t, const S*, RowMaxSum<T> ms) { return std::optional<T>(T(1) / ms.sum); },
+            [](int64_t) {});
         r = rows;
     }
     std::unique_ptr<T[]> staged;
