@@ -170,8 +170,9 @@ int64_t online_blocks(const S* x, int64_t n, Step&& step) {
 // running maxima and whether any moved in it; then
 //   exp(x_c - M) = exp(x_c - m) * exp(m - M),
 // one factor per lane and entry, which changes only in the entries where some lane's max moved
-// (with random logits, about one in five of a 32000-class row's). An ExpStage holds this for one row: `exps` has room for n + W values, `maxima` W
-// values and `moved` one flag per entry. staged_entry() numbers the entries.
+// (with random logits, about one in eight of a 32000-class row's float32 blocks). An ExpStage
+// holds this for one row: `exps` has room for n + W values, `maxima` W values and `moved` one flag
+// per entry. staged_entry() numbers the entries.
 template <class T>
 struct ExpStage {
     T* exps;
