@@ -46,6 +46,8 @@ CALLS = {
     "distillation_loss columns+grad": "fl.distillation_loss(xc, qc, t, axis=0, return_grad=True, grad_out=gc)",
     "cross_entropy bfloat16+grad": "fl.cross_entropy(xb, t, return_grad=True, grad_out=gb)",
     "softmax bfloat16": "fl.softmax(xb, out=gb)",
+    "cross_entropy float64+grad": "fl.cross_entropy(xd, t, return_grad=True, grad_out=gd)",
+    "softmax float64": "fl.softmax(xd, out=gd)",
 }
 
 WORKER = """
@@ -64,6 +66,8 @@ for n, c in shapes:
     w = rng.random(c, dtype=np.float32) + 0.5
     y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
     g = np.empty_like(x)
+    xd = x.astype(np.float64) if any("float64" in name for name in calls) else None
+    gd = None if xd is None else np.empty_like(xd)
     xc = np.ascontiguousarray(x.T)
     qc = np.ascontiguousarray(q.T)
     gc = np.empty_like(xc)
@@ -115,7 +119,7 @@ def main() -> None:
         for which in order:
             rounds[which].append(run(getattr(args, which), shapes, args.threads, calls))
     print(f"A: {rounds['a'][0]['file']}\nB: {rounds['b'][0]['file']}")
-    print(f"{args.rounds} alternating rounds, {args.threads} threads, float32; median ms per call")
+    print(f"{args.rounds} alternating rounds, {args.threads} threads, float32 unless the call names its dtype; median ms per call")
     print(f"| call | A ms | B ms | B / A |\n|---|---|---|---|")
     keys = [k for k in rounds["a"][0] if k != "file"]
     for key in keys:
