@@ -119,7 +119,10 @@ def main() -> None:
         for which in order:
             rounds[which].append(run(getattr(args, which), shapes, args.threads, calls))
     print(f"A: {rounds['a'][0]['file']}\nB: {rounds['b'][0]['file']}")
-    print(f"{args.rounds} alternating rounds, {args.threads} threads, float32 unless the call names its dtype; median ms per call")
+    print(
+        f"{args.rounds} alternating rounds, {args.threads} threads, "
+        "float32 unless the call names its dtype; median ms per call"
+    )
     print(f"| call | A ms | B ms | B / A |\n|---|---|---|---|")
     keys = [k for k in rounds["a"][0] if k != "file"]
     for key in keys:
