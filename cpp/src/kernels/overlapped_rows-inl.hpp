@@ -200,6 +200,8 @@ void write_long_staged_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_ro
         S* yr = y + r * y_row_stride;
         const S* next = next_row(xr, r, rows, x_row_stride);
         const std::optional<T> scale = row_scale(r, xr, ms);
+        // Spelled out twice: one generic `write(value)` lambda for both branches made GCC compile
+        // cross_entropy's float64 gradient rows 1.15-1.17x slower (AMD Zen 4).
         if (!scale) {
             if (next) {
                 ms = store_row_taking_next_statistics(yr, n, stream, next, zeros, stages.of_row(r + 1));
