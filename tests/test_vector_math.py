@@ -65,8 +65,9 @@ def _exp_inputs(dtype, rng, n):
         rng.uniform(-1e-6, 1e-6, n // 8),
         # around odd multiples of ln2/2, where the reduced argument is largest
         (rng.integers(-100, 100, n // 4) + 0.5) * np.log(2) + rng.uniform(-1e-3, 1e-3, n // 4),
-        # the same for the AVX-512 float32 table path, which reduces by ln2/16
+        # the same for the AVX-512 table paths, which reduce by ln2/16 (float32) and ln2/8 (float64)
         (rng.integers(-2000, 2000, n // 4) + 0.5) * np.log(2) / 16 + rng.uniform(-1e-5, 1e-5, n // 4),
+        (rng.integers(-8000, 8000, n // 4) + 0.5) * np.log(2) / 8 + rng.uniform(-1e-9, 1e-9, n // 4),
     ]
     x = np.concatenate(parts).astype(dtype)
     return x[(x >= lo) & (x <= hi)]
@@ -80,18 +81,26 @@ def test_exp_error_bound(isa, dtype, rng):
 
 
 def _table_path(isa, dtype) -> bool:
-    """Whether exp of this ISA and dtype is vexp_table16 (vector_math-inl.hpp)."""
-    return isa == "avx512" and dtype == np.float32
+    """Whether exp of this ISA and dtype is vexp_table (vector_math-inl.hpp)."""
+    return isa == "avx512"
 
 
-def test_exp_table_entries_are_correctly_rounded(isa):
-    # At x = k ln2/16, e^r is 1 to within float rounding, so the result is the table entry
-    # 2^((k mod 16)/16), scaled, then rounded once: at most 0.45 ULP (the worst entry's rounding)
-    # + 0.5 ULP. An entry one ULP off would show about 1.45 here, still under EXP_MAX_ULP.
-    if not _table_path(isa, np.float32):
-        pytest.skip("only the AVX-512 float32 exp uses the table")
-    x = (np.arange(-2015, 2048) * np.log(2) / 16).astype(np.float32)
-    x = x[(x >= -87.33) & (x <= 88.72)]
+# Entries per table: 2^(j/K), j = 0..K-1 (ExpTable in vector_math-inl.hpp).
+_TABLE_ENTRIES = {np.float32: 16, np.float64: 8}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_table_entries_are_correctly_rounded(isa, dtype):
+    # At x = k ln2/K, e^r is 1 to within rounding, so the result is the table entry
+    # 2^((k mod K)/K), scaled, then rounded once: at most 0.45 ULP (float32's worst entry
+    # rounding; 0.5 for float64) + 0.5 ULP. An entry one ULP off would show about 1.45 here,
+    # still under EXP_MAX_ULP.
+    if not _table_path(isa, dtype):
+        pytest.skip("only the AVX-512 exp uses the tables")
+    k = _TABLE_ENTRIES[dtype]
+    lo, hi = (-87.33, 88.72) if dtype == np.float32 else (-708.39, 709.78)
+    x = (np.arange(int(lo * k / np.log(2)), int(hi * k / np.log(2)) + 1) * np.log(2) / k).astype(dtype)
+    x = x[(x >= lo) & (x <= hi)]
     err = _ulp_error(_exp(x), x, np.exp)
     assert err.max() <= 1.0, (err.max(), x[err.argmax()])
 
@@ -104,7 +113,7 @@ def test_exp_subnormal_results_and_thresholds(isa, dtype, rng):
     got = _exp(x).astype(np.longdouble)
     exact = np.exp(x.astype(np.longdouble))
     # vector_math-inl.hpp: the polynomials round once into the subnormals (within one spacing);
-    # the AVX-512 float32 table path rounds twice (within 1.1)
+    # the AVX-512 table path rounds twice (within 1.1)
     spacings = 1.1 if _table_path(isa, dtype) else 1.0
     assert np.max(np.abs(got - exact)) <= spacings * float(fi.smallest_subnormal)
     big = np.array([fi.max, 89.0 if dtype == np.float32 else 710.0, np.inf], dtype)

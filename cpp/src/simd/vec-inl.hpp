@@ -12,9 +12,9 @@
 //   store/store_partial/vscatter/store_stream/stream_fence, lane0,
 //   + - * / fma max min abs, reduce_max reduce_sum, less equal is_nan mask_or all_lanes select,
 //   round_nearest, ldexp_integral, split_exponent;
-//   kHasTable16Lookup: whether the ISA has table16_lookup (a 16-entry float table indexed by the
-//   low four bits of each lane's bit pattern, in one instruction) and ldexp_floor (p * 2^floor(b)),
-//   which only the AVX-512 layer defines;
+//   kHasRegisterTableLookup: whether the ISA has register_table_lookup (a table of one vector's
+//   width, indexed by the low bits of each lane's bit pattern, in one instruction) and ldexp_floor
+//   (p * 2^floor(b)), which only the AVX-512 layer defines;
 //   kHasFixupSpecials: whether the ISA has fixup_specials(result, x, table) (a special value
 //   chosen by the class of x, in one instruction), which only the AVX-512 layer defines.
 //   kVectorRegisters: how many vector registers the ISA has (x86-64 scalar code: 16 xmm), for loops

@@ -121,7 +121,7 @@ inline VecD select(__m256d m, VecD a, VecD b) { return {_mm256_blendv_pd(b.v, a.
 inline VecF round_nearest(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 inline VecD round_nearest(VecD a) { return {_mm256_round_pd(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
-constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
+constexpr bool kHasRegisterTableLookup = false;  // see vec-inl.hpp
 constexpr bool kHasFixupSpecials = false;  // see vec-inl.hpp
 constexpr int kVectorRegisters = 16;       // see vec-inl.hpp
 

@@ -114,15 +114,19 @@ inline VecD fixup_specials(VecD result, VecD x, int32_t table) {
     return {_mm512_fixupimm_pd(result.v, x.v, _mm512_set1_epi64(table), 0)};
 }
 
-// A 16-entry float table fits one register, so a lookup is one vpermps: lane i gets
-// table[bits(index)_i mod 16], the low four bits of index's bit pattern (vexp uses it).
-constexpr bool kHasTable16Lookup = true;
+// A table of one register's width (16 floats, 8 doubles) is looked up in one vpermps/vpermpd:
+// lane i gets table[bits(index)_i mod width], the low bits of index's bit pattern (vexp uses it).
+constexpr bool kHasRegisterTableLookup = true;
 constexpr int kVectorRegisters = 32;  // see vec-inl.hpp
-inline VecF table16_lookup(const float* table, VecF index) {
+inline VecF register_table_lookup(const float* table, VecF index) {
     return {_mm512_permutexvar_ps(_mm512_castps_si512(index.v), _mm512_loadu_ps(table))};
+}
+inline VecD register_table_lookup(const double* table, VecD index) {
+    return {_mm512_permutexvar_pd(_mm512_castpd_si512(index.v), _mm512_loadu_pd(table))};
 }
 // p * 2^floor(b) for any b, not just integers: vscalef floors b itself.
 inline VecF ldexp_floor(VecF p, VecF b) { return {_mm512_scalef_ps(p.v, b.v)}; }
+inline VecD ldexp_floor(VecD p, VecD b) { return {_mm512_scalef_pd(p.v, b.v)}; }
 
 // For finite x > 0 (subnormals included): x = m * 2^e with m in [sqrt(1/2), sqrt(2)).
 // vgetmant normalises subnormals itself, so no pre-scaling is needed here.

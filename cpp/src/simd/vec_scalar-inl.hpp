@@ -51,7 +51,7 @@ template <class T> inline Vec<T> round_nearest(Vec<T> a) {
     return {(a.v + magic) - magic};  // not folded: no -ffast-math (see CMakeLists.txt)
 }
 
-constexpr bool kHasTable16Lookup = false;  // see vec-inl.hpp
+constexpr bool kHasRegisterTableLookup = false;  // see vec-inl.hpp
 constexpr bool kHasFixupSpecials = false;  // see vec-inl.hpp
 constexpr int kVectorRegisters = 16;       // see vec-inl.hpp
 

@@ -37,17 +37,17 @@ template <> struct ExpConstants<double> {
 // Method: n = round(x / ln2), r = x - n ln2 (two-constant Cody-Waite reduction, |r| <= ln2/2),
 // exp(r) by a polynomial (float: degree 6, fitted; double: degree 13 Taylor, truncation
 // r^14/14! = 4e-18), result = exp(r) * 2^n. The polynomial errors are far below half an ULP; the
-// error is the rounding of the last operations. float on AVX-512 reduces by ln2/16 instead and
-// takes 2^(j/16) from a table (vexp_table16): a degree-3 polynomial then suffices, which speeds up
-// the loop bodies that are bound by this exp.
+// error is the rounding of the last operations. On AVX-512, float reduces by ln2/16 and double by
+// ln2/8 instead, and takes 2^(j/16) or 2^(j/8) from a table (vexp_table): a polynomial of degree
+// 3 (float) or 8 (double) then suffices, which speeds up the loop bodies that are bound by exp.
 //
 //  Valid lane types: float32, float64.
 //  Max error:   1.5 ULP for results in the normal range, float32 and float64, every ISA
 //               (measured over millions of inputs: 1.06 ULP float32, with or without the
-//               table, 0.99 ULP float64).
+//               table; 0.99 ULP float64 by the polynomial, 1.01 by the table).
 //               Subnormal results: within one subnormal spacing for the polynomials, which
 //               round once into the subnormals; within 1.1 for the table path, whose result is
-//               rounded to float before vscalef rounds it again (measured 1.01).
+//               rounded to T before vscalef rounds it again (measured 1.01).
 //  Valid range: all inputs.
 //  Overflow:    x > 88.7228 (float) / 709.7827 (double) gives +inf; +inf gives +inf.
 //  Underflow:   x < -103.97 (float) / -745.13 (double) gives +0; -inf gives +0.
@@ -72,33 +72,66 @@ inline V vexp_nonpositive(V x) {
     return vexp_clamped(max(V::broadcast(C::lo), x));
 }
 
-// 2^(j/16) for j = 0..15, each correctly rounded to float.
-constexpr float kExp2Sixteenths[16] = {
-    0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f,
-    0x1.306fe0p+0f, 0x1.3dea64p+0f, 0x1.4bfdaep+0f, 0x1.5ab07ep+0f,
-    0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
-    0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+// The table path of exp on ISAs with a one-instruction lookup of a one-register table
+// (register_table_lookup): K = 16 entries of float, K = 8 of double, each 2^(j/K) correctly
+// rounded, and the polynomial p with e^r = 1 + r p(r) to the degree that |r| <= ln2/(2K) needs.
+template <class T> struct ExpTable;
+template <> struct ExpTable<float> {
+    static constexpr int entries = 16;
+    static constexpr float values[16] = {
+        0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f,
+        0x1.306fe0p+0f, 0x1.3dea64p+0f, 0x1.4bfdaep+0f, 0x1.5ab07ep+0f,
+        0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
+        0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
+    // 1.5 * 2^19: its ulp is 1/16.
+    static constexpr float rounding_bias = 786432.0f;
+    // p(r) = 1 + r/2 + r^2/6 (Taylor); the omitted r^4/24 is below 9.2e-9 relative, 0.15 ULP.
+    template <class V> static V p(V r) {
+        return fma(fma(V::broadcast(1.0f / 6), r, V::broadcast(0.5f)), r, V::broadcast(1.0f));
+    }
+};
+template <> struct ExpTable<double> {
+    static constexpr int entries = 8;
+    static constexpr double values[8] = {
+        0x1.0000000000000p+0, 0x1.172b83c7d517bp+0, 0x1.306fe0a31b715p+0, 0x1.4bfdad5362a27p+0,
+        0x1.6a09e667f3bcdp+0, 0x1.8ace5422aa0dbp+0, 0x1.ae89f995ad3adp+0, 0x1.d5818dcfba487p+0};
+    // 1.5 * 2^49: its ulp is 1/8.
+    static constexpr double rounding_bias = 844424930131968.0;
+    // p(r) = sum_{k=0}^{7} r^k / (k+1)! (Taylor); the omitted r^9/9! is below 1.5e-18 relative,
+    // 0.014 ULP.
+    template <class V> static V p(V r) {
+        V q = V::broadcast(1.0 / 40320);
+        q = fma(q, r, V::broadcast(1.0 / 5040));
+        q = fma(q, r, V::broadcast(1.0 / 720));
+        q = fma(q, r, V::broadcast(1.0 / 120));
+        q = fma(q, r, V::broadcast(1.0 / 24));
+        q = fma(q, r, V::broadcast(1.0 / 6));
+        q = fma(q, r, V::broadcast(0.5));
+        return fma(q, r, V::broadcast(1.0));
+    }
+};
 
-// exp(x) for float x clamped to [lo, hi] (or NaN), on ISAs with a one-instruction 16-entry table
-// lookup. With n = round(16 x / ln2) and r = x - n ln2/16 (|r| <= ln2/32):
-//   exp(x) = 2^floor(n/16) * 2^((n mod 16)/16) * e^r,
-// the middle factor from kExp2Sixteenths and e^r = 1 + r + r^2/2 + r^3/6 (Taylor). Errors: the
-// table entry's rounding (0.45 ULP at most), the final rounding (0.5), the omitted r^4/24 (below
-// 9.2e-9 relative, 0.15 ULP) and far smaller terms: about 1.13 ULP in all (measured: see vexp).
+// exp(x) for x clamped to [lo, hi] (or NaN), on ISAs with register_table_lookup. With
+// n = round(K x / ln2) and r = x - n ln2/K (|r| <= ln2/(2K)):
+//   exp(x) = 2^floor(n/K) * 2^((n mod K)/K) * e^r,
+// the middle factor from ExpTable and e^r = 1 + r p(r). Errors: the table entry's rounding (0.45
+// ULP at most for float, 0.5 for double), the final rounding (0.5), the truncation of p (ExpTable)
+// and far smaller terms: about 1.13 ULP for float and 1.02 for double in all (measured: see vexp).
 template <class V>
-inline V vexp_table16(V x) {
-    using C = ExpConstants<float>;
-    // Adding 1.5 * 2^23 rounds x 16/ln2 to the integer n (|n| < 2^12 here) and leaves n in the
-    // low bits of the sum's bit pattern, two's complement: its low four bits are n mod 16.
-    constexpr float kRoundingBias = 12582912.0f;
-    const V biased = fma(x, V::broadcast(16 * C::log2e), V::broadcast(kRoundingBias));
-    const V b = fma(biased, V::broadcast(1.0f / 16), V::broadcast(-kRoundingBias / 16));  // n/16, exact
-    V r = fma(b, V::broadcast(-C::ln2_hi), x);  // b ln2 = n ln2/16
+inline V vexp_table(V x) {
+    using T = typename V::Scalar;
+    using C = ExpConstants<T>;
+    using Table = ExpTable<T>;
+    // Adding the bias, whose ulp is 1/K, rounds x/ln2 to n/K (|n| < 2^14 here) and leaves n in
+    // the low bits of the sum's bit pattern, two's complement: their value mod K indexes the
+    // table. Subtracting the bias again is exact and runs beside the FMAs (an FMA taking n/K
+    // instead measured 6% slower on Zen 4, whose FMA pipes bound these loops).
+    const V biased = fma(x, V::broadcast(C::log2e), V::broadcast(Table::rounding_bias));
+    const V b = biased - V::broadcast(Table::rounding_bias);  // n/K, exact
+    V r = fma(b, V::broadcast(-C::ln2_hi), x);  // b ln2 = n ln2/K
     r = fma(b, V::broadcast(-C::ln2_lo), r);
-    const V t = table16_lookup(kExp2Sixteenths, biased);
-    V p = fma(V::broadcast(1.0f / 6), r, V::broadcast(0.5f));
-    p = fma(p, r, V::broadcast(1.0f));  // e^r = 1 + r p
-    return ldexp_floor(fma(t * r, p, t), b);
+    const V t = register_table_lookup(Table::values, biased);
+    return ldexp_floor(fma(t * r, Table::p(r), t), b);
 }
 
 // vexp_clamped by a polynomial alone, for every ISA and type.
@@ -141,9 +174,8 @@ inline V vexp_polynomial(V x) {
 // The body of exp() for x already clamped to [lo, hi] (or NaN).
 template <class V>
 inline V vexp_clamped(V x) {
-    using T = typename V::Scalar;
-    if constexpr (sizeof(T) == 4 && kHasTable16Lookup) {
-        return vexp_table16(x);
+    if constexpr (kHasRegisterTableLookup) {
+        return vexp_table(x);
     } else {
         return vexp_polynomial(x);
     }
