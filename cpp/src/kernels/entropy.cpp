@@ -67,6 +67,7 @@ T entropy_row_online(const S* x, int64_t n) {
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
     V m = V::broadcast(-infinity<T>());
+    V shift = zero;                     // online_shift(m)
     V s = zero, u = zero;               // this fold's sums
     V total_s = zero, total_u = zero;  // the folds before it
     // Moves every sum from m_old's shift to m_new's.
@@ -80,7 +81,7 @@ T entropy_row_online(const S* x, int64_t n) {
     };
     int64_t vectors = 0;
     int64_t i = online_blocks<T>(x, n, [&](const V* block, int64_t) {
-        online_block(block, m, move, [&](const V* v, V sh) {
+        online_block(block, m, shift, move, [&](const V* v, V sh) {
             for (int k = 0; k < 4; ++k) accumulate(v[k] - sh, s, u);
             if ((vectors += 4) >= kFoldVectors) {
                 total_s = total_s + s;
