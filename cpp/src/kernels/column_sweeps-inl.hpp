@@ -73,9 +73,10 @@ void column_online_step(const S* x, int64_t class_stride, int64_t lanes, int64_t
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(T(0));
-    V m[K], s[K], total[K], u[K], u_total[K];
+    V m[K], shift[K], s[K], total[K], u[K], u_total[K];
     for (int k = 0; k < K; ++k) {
         m[k] = state[k].m;
+        shift[k] = online_shift(m[k]);  // follows m: a compare per class would run on the FMA pipes
         s[k] = state[k].s;
         total[k] = state[k].total;
         u[k] = state[k].u;
@@ -101,7 +102,7 @@ void column_online_step(const S* x, int64_t class_stride, int64_t lanes, int64_t
                     // Where f underflows to 0 the moved sum is 0, but delta S may have overflowed
                     // to -inf on the way (a max jumping from -3e38, a masked logit): 0, not NaN. A
                     // NaN or +inf keeps S NaN, so the result stays NaN as it must.
-                    const V delta = online_shift(m[k]) - online_shift(m_new[k]);
+                    const V delta = shift[k] - online_shift(m_new[k]);
                     const auto vanished = equal(f, zero);
                     u[k] = select(vanished, zero, (u[k] + delta * s[k]) * f);
                     u_total[k] = select(vanished, zero, (u_total[k] + delta * total[k]) * f);
@@ -109,10 +110,11 @@ void column_online_step(const S* x, int64_t class_stride, int64_t lanes, int64_t
                 s[k] = s[k] * f;
                 total[k] = total[k] * f;
                 m[k] = m_new[k];
+                shift[k] = online_shift(m[k]);
             }
         }
         for (int k = 0; k < K; ++k) {
-            const V d = v[k] - online_shift(m[k]);
+            const V d = v[k] - shift[k];
             const V e = vexp_nonpositive(d);
             s[k] = s[k] + e;
             if constexpr (kShiftedSum) u[k] = u[k] + select(equal(e, zero), zero, e * d);
