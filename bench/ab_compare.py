@@ -48,6 +48,9 @@ CALLS = {
     "softmax bfloat16": "fl.softmax(xb, out=gb)",
     "cross_entropy float64+grad": "fl.cross_entropy(xd, t, return_grad=True, grad_out=gd)",
     "softmax float64": "fl.softmax(xd, out=gd)",
+    "cross_entropy float64": "fl.cross_entropy(xd, t)",
+    "logsumexp float64": "fl.logsumexp(xd)",
+    "logsumexp float64 columns": "fl.logsumexp(xdc, axis=0)",
 }
 
 WORKER = """
@@ -68,6 +71,7 @@ for n, c in shapes:
     g = np.empty_like(x)
     xd = x.astype(np.float64) if any("float64" in name for name in calls) else None
     gd = None if xd is None else np.empty_like(xd)
+    xdc = None if xd is None else np.ascontiguousarray(xd.T)
     xc = np.ascontiguousarray(x.T)
     qc = np.ascontiguousarray(q.T)
     gc = np.empty_like(xc)
