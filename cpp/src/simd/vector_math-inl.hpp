@@ -83,8 +83,8 @@ template <> struct ExpTable<float> {
         0x1.306fe0p+0f, 0x1.3dea64p+0f, 0x1.4bfdaep+0f, 0x1.5ab07ep+0f,
         0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
         0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f};
-    // 1.5 * 2^19: its ulp is 1/16.
-    static constexpr float rounding_bias = 786432.0f;
+    // 1.5 * 2^23 / 16 = 1.5 * 2^19: its ulp is 1/16.
+    static constexpr float rounding_bias = 1.5f * float(1 << 23) / entries;
     // p(r) = 1 + r/2 + r^2/6 (Taylor); the omitted r^4/24 is below 9.2e-9 relative, 0.15 ULP.
     template <class V> static V p(V r) {
         return fma(fma(V::broadcast(1.0f / 6), r, V::broadcast(0.5f)), r, V::broadcast(1.0f));
@@ -95,8 +95,8 @@ template <> struct ExpTable<double> {
     static constexpr double values[8] = {
         0x1.0000000000000p+0, 0x1.172b83c7d517bp+0, 0x1.306fe0a31b715p+0, 0x1.4bfdad5362a27p+0,
         0x1.6a09e667f3bcdp+0, 0x1.8ace5422aa0dbp+0, 0x1.ae89f995ad3adp+0, 0x1.d5818dcfba487p+0};
-    // 1.5 * 2^49: its ulp is 1/8.
-    static constexpr double rounding_bias = 844424930131968.0;
+    // 1.5 * 2^52 / 8 = 1.5 * 2^49: its ulp is 1/8.
+    static constexpr double rounding_bias = 1.5 * double(int64_t(1) << 52) / entries;
     // p(r) = sum_{k=0}^{7} r^k / (k+1)! (Taylor); the omitted r^9/9! is below 1.5e-18 relative,
     // 0.014 ULP.
     template <class V> static V p(V r) {
