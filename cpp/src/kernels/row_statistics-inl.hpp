@@ -237,12 +237,12 @@ class OnlineMaxSum {
             const V v = i + W <= n ? vload(x + i) : vload_partial(x + i, n - i, -infinity<T>());
             const V m_new = max(m_, v);
             const V f = online_rescale(m_, m_new);
-            const V e = vexp_nonpositive(v - online_shift(m_new));
+            shift_ = online_shift(m_new);
+            const V e = vexp_nonpositive(v - shift_);
             s_ = s_ * f + e;
             total_ = total_ * f;
             const bool moved = !all_lanes(equal(m_, m_new));
             m_ = m_new;
-            shift_ = online_shift(m_);
             if (stage) {
                 store(stage->exps + i, e);  // padding lanes: exp(-inf) = 0, within the n + W
                 record(stage, staged_entry(i / W, blocks), moved);

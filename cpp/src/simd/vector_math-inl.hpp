@@ -78,7 +78,7 @@ inline V vexp_nonpositive(V x) {
 template <class T> struct ExpTable;
 template <> struct ExpTable<float> {
     static constexpr int entries = 16;
-    static constexpr float values[16] = {
+    static constexpr float values[entries] = {
         0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f,
         0x1.306fe0p+0f, 0x1.3dea64p+0f, 0x1.4bfdaep+0f, 0x1.5ab07ep+0f,
         0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
@@ -92,7 +92,7 @@ template <> struct ExpTable<float> {
 };
 template <> struct ExpTable<double> {
     static constexpr int entries = 8;
-    static constexpr double values[8] = {
+    static constexpr double values[entries] = {
         0x1.0000000000000p+0, 0x1.172b83c7d517bp+0, 0x1.306fe0a31b715p+0, 0x1.4bfdad5362a27p+0,
         0x1.6a09e667f3bcdp+0, 0x1.8ace5422aa0dbp+0, 0x1.ae89f995ad3adp+0, 0x1.d5818dcfba487p+0};
     // 1.5 * 2^52 / 8 = 1.5 * 2^49: its ulp is 1/8.
