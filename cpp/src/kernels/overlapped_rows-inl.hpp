@@ -90,17 +90,18 @@ class TwoStagedRows {
     explicit TwoStagedRows(int64_t n)
         : entries_(n / (4 * W) + 4),
           row_(round_up(n + W, kLine)),
-          block_(round_up(entries_ * W, kLine)),
-          values_(uninitialised_scratch<T>(2 * (row_ + block_) + kLine, "two rows of staged exponentials")),
-          moved_(uninitialised_scratch<int64_t>(2 * entries_, "the staged exponentials' moves")) {
+          slots_(round_up(2 * W * (entries_ + 1), kLine)),
+          values_(uninitialised_scratch<T>(2 * (row_ + slots_) + kLine, "two rows of staged exponentials")),
+          moved_entries_(uninitialised_scratch<int64_t>(2 * (entries_ + 1), "the staged exponentials' moves")) {
         const auto address = reinterpret_cast<uintptr_t>(values_.get());
         T* first = values_.get() + (kLine - int64_t(address / sizeof(T) % kLine)) % kLine;
         // A row's last vector may be read W - 1 values past the staged ones: zeros, not garbage.
         const int64_t staged = (n + W - 1) / W * W;
         for (int k = 0; k < 2; ++k) {
-            T* exps = first + k * (row_ + block_);
+            T* exps = first + k * (row_ + slots_);
             for (int64_t i = staged; i < n + W; ++i) exps[i] = T(0);
-            stages_[k] = {exps, exps + row_, moved_.get() + k * entries_};
+            // moved_maxima starts one slot in: the slot before the first moved entry's
+            stages_[k] = {exps, exps + row_ + 2 * W, moved_entries_.get() + k * (entries_ + 1)};
         }
     }
 
@@ -110,78 +111,87 @@ class TwoStagedRows {
   private:
     static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-    int64_t entries_, row_, block_;
+    int64_t entries_, row_, slots_;
     std::unique_ptr<T[]> values_;
-    std::unique_ptr<int64_t[]> moved_;
+    std::unique_ptr<int64_t[]> moved_entries_;
     ExpStage<T> stages_[2];
 };
 
-// store_row's f for a staged row of n elements whose max is M: the vector of lanes i..i+W of
-// exp(x_c - M) * scale, formed as e_c * (exp(m - M) * scale) from the staged e_c = exp(x_c - m)
-// ([Note: staged exponentials]). store_row calls it at i = 0, W, 2W, ... or, streaming a row that
-// starts off a vector boundary, at 0 and then at rho, W + rho, ...: lane t holds element i + t, of
-// stage lane (i + t) mod W, so the factor is rotated by rho, read from two copies of it side by
-// side (or from two entries' factors, for a vector that straddles the start of an entry where the
-// max moved). The factor holds until the next such entry: the vectors before it take one multiply.
+// [Note: a staged row's factors] store_row's f for a staged row of n elements whose max is M: the
+// vector of lanes i..i+W of exp(x_c - M) * scale, formed as e_c * (exp(m - M) * scale) from the
+// staged e_c = exp(x_c - m) ([Note: staged exponentials]). The constructor turns each moved
+// entry's maxima m into its factor F = exp(m - M) * scale, stored twice side by side, so that a
+// vector that does not start on a stage vector's boundary finds its factor in one load:
+// store_row calls f at i = 0, W, 2W, ... or, streaming a row that starts off a vector boundary, at
+// 0 and then at rho, W + rho, ...; lane t holds element i + t, of stage lane (i + t) mod W, so its
+// factor is F rotated by rho, the W values at F's slot + rho. A vector that straddles the start
+// of a moved entry takes the W values at the previous slot + W + rho: its lanes before the entry
+// from the previous factor's second copy, the rest from the new factor's first. The slot before
+// the first moved entry holds the factor of lanes that have seen only -inf. A factor holds until
+// the next moved entry: the vectors before it take one multiply.
+// (A window of two factors, stored and reloaded at rho in a call of its own for every moved entry,
+// took 13-18% of softmax float32 4096 x 32000 on AMD Zen 4: an exponential's latency, a scan of
+// one flag per entry, a store-forwarding stall.)
 template <class T>
 class StagedRowValue {
     using V = Vec<T>;
     static constexpr int64_t W = V::width;
+    static constexpr int64_t kNever = INT64_MAX;
 
   public:
     StagedRowValue(const ExpStage<T>* stage, int64_t n, T M, T scale)
-        : stage_(stage), n_(n), blocks_(n / (4 * W)), entries_(staged_entry((n + W - 1) / W - 1, blocks_) + 1),
-          shift_(V::broadcast(M == -infinity<T>() ? T(0) : M)), scale_(V::broadcast(scale)) {}
+        : exps_(stage->exps), factors_(stage->moved_maxima), moved_entries_(stage->moved_entries),
+          blocks_(n / (4 * W)) {
+        // exp(m - M) * scale: 0 * scale in lanes that have seen only -inf (their staged values are 0
+        // too), NaN in a lane whose max is the row's +inf (its S is NaN anyway).
+        const V shift = V::broadcast(M == -infinity<T>() ? T(0) : M), s = V::broadcast(scale);
+        const auto set_factor = [&](int64_t p, V m) {
+            const V f = vexp_nonpositive(m - shift) * s;
+            store(factors_ + 2 * W * p, f);
+            store(factors_ + 2 * W * p + W, f);
+        };
+        set_factor(-1, V::broadcast(-infinity<T>()));  // before the first moved entry
+        int64_t p = 0;
+        for (; moved_entries_[p] != kNoStagedEntry; ++p) set_factor(p, vload(factors_ + 2 * W * p));
+        moves_ = p;
+        boundary_ = moves_ > 0 ? entry_start(moved_entries_[0]) : kNever;
+    }
 
     // Forced inline: see store_row_taking_next_statistics.
     [[gnu::always_inline]] V operator()(int64_t i) {
-        const V e = vload(stage_->exps + i);
+        const V e = vload(exps_ + i);
         return e * (i + W <= factor_end_ ? factor_ : vector_factor(i));
     }
 
   private:
     int64_t entry_start(int64_t k) const { return k < blocks_ ? 4 * W * k : 4 * W * blocks_ + (k - blocks_) * W; }
 
-    // exp(m - M) * scale for entry k's lane maxima m: 0 in lanes that have seen only -inf (their
-    // staged values are 0 too), NaN in a lane whose max is the row's +inf (its S is NaN anyway).
-    V entry_factor(int64_t k) const {
-        return vexp_nonpositive(vload(stage_->maxima + k * W) - shift_) * scale_;
-    }
-
-    // The factor of the vector at i, which starts an entry whose max moved, straddles one, or is
-    // the row's first; sets factor_ and factor_end_ for the vectors after it.
-    [[gnu::noinline]] V vector_factor(int64_t i) {
-        const int64_t g = i / W, rho = i - g * W;
-        const int64_t k = staged_entry(g, blocks_);
-        bool moved = entry_ < 0;
-        for (int64_t j = entry_ + 1; j <= k; ++j) moved = moved || stage_->moved[j];
-        if (moved) lane_factor_ = entry_factor(k);
-        entry_ = k;
-        int64_t next = k + 1;  // the next entry where the max moved
-        while (next < entries_ && !stage_->moved[next]) ++next;
-        const bool straddles = rho != 0 && next < entries_ && i + W > entry_start(next);
-        const V upper = straddles ? entry_factor(next) : lane_factor_;
-        store(window_, lane_factor_);
-        store(window_ + W, upper);
-        const V f = vload(window_ + rho);
-        if (straddles) {
-            factor_end_ = 0;  // the next vector starts in entry `next`
-        } else {
-            factor_ = f;
-            // After the first call, store_row may move to rho != 0.
-            factor_end_ = i == 0 ? W : next < entries_ ? entry_start(next) : n_ + W;
+    // The factor of the vector at i, which reaches the next moved entry or is the row's first;
+    // sets factor_ and factor_end_ for the vectors after it.
+    V vector_factor(int64_t i) {
+        const int64_t rho = i % W;
+        while (i >= boundary_) {  // i reaches past a moved entry's start: its factor holds now
+            ++next_;
+            boundary_ = next_ < moves_ ? entry_start(moved_entries_[next_]) : kNever;
         }
-        return f;
+        if (i + W > boundary_) {  // straddles the start of moved entry next_
+            factor_end_ = boundary_;
+            return vload(factors_ + 2 * W * next_ - W + rho);
+        }
+        factor_ = vload(factors_ + 2 * W * (next_ - 1) + rho);
+        // After the first call, store_row may move to rho != 0.
+        factor_end_ = i == 0 ? W : boundary_;
+        return factor_;
     }
 
-    const ExpStage<T>* stage_;
-    int64_t n_, blocks_, entries_;
-    V shift_, scale_;
-    int64_t entry_ = -1;        // the entry lane_factor_ is of
-    V lane_factor_ = V::broadcast(T(0));
+    const T* exps_;
+    T* factors_;  // slot p: moved entry p's factor, twice; slot -1: the factor before the first
+    const int64_t* moved_entries_;
+    int64_t blocks_, moves_;
+    int64_t next_ = 0;          // the first moved entry the vectors have not reached
+    int64_t boundary_;          // where it starts
     V factor_ = V::broadcast(T(0));  // rotated as the vectors before factor_end_ need it
     int64_t factor_end_ = 0;
-    alignas(64) T window_[2 * W];
 };
 
 // write_long_rows for writers of y_c = exp(x_c - M) * scale_r: each row's exponentials are staged

@@ -169,20 +169,26 @@ int64_t online_blocks(const S* x, int64_t n, Step&& step) {
 
 // [Note: staged exponentials] A writer that needs exp(x_c - M) (softmax, cross_entropy's
 // gradient) can have the online sweep keep the exponentials it takes, exp(x_c - m), m being the
-// running max of c's lane when c was taken, instead of taking them again once M is known. Each
-// entry of the sweep (a block of four vectors, then the rest a vector at a time) records its lanes'
-// running maxima and whether any moved in it; then
+// running max of c's lane when c was taken, instead of taking them again once M is known. Then
 //   exp(x_c - M) = exp(x_c - m) * exp(m - M),
-// one factor per lane and entry, which changes only in the entries where some lane's max moved
-// (with random logits, about one in eight of a 32000-class row's float32 blocks). An ExpStage
-// holds this for one row: `exps` has room for n + W values, `maxima` W values and `moved` one flag
-// per entry. staged_entry() numbers the entries.
+// one factor per lane and entry of the sweep (a block of four vectors, then the rest a vector at a
+// time), which changes only in the entries where some lane's max moved (with random logits, about
+// one in eight of a 32000-class row's float32 blocks). So the sweep records only those: each one's
+// entry and its lanes' new maxima. An ExpStage holds this for one row:
+//   - `exps`: room for n + W values;
+//   - `moved_entries`: the entries where a max moved, in order, then kNoStagedEntry;
+//   - `moved_maxima`: 2W values per moved entry, its maxima in the first W, room for the writer's
+//     factors twice over ([Note: a staged row's factors]), and room for one such slot before the
+//     first.
+// staged_entry() numbers the entries.
 template <class T>
 struct ExpStage {
     T* exps;
-    T* maxima;
-    int64_t* moved;  // not a char type: its stores would alias the sweep's state
+    T* moved_maxima;
+    int64_t* moved_entries;
 };
+
+constexpr int64_t kNoStagedEntry = -1;  // ends an ExpStage's moved_entries
 
 // The entry of a row's online sweep that holds group g (its elements [gW, gW + W)), the row's
 // whole blocks of four vectors numbering `blocks`.
@@ -204,14 +210,13 @@ class OnlineMaxSum {
   public:
     // The block of four vectors v at element i of the row.
     [[gnu::always_inline]] void add_block(const V* v, const ExpStage<T>* stage = nullptr, int64_t i = 0) {
-        bool moved = false;
         online_block(
             v, m_, shift_,
             [&](V m_old, V m_new) __attribute__((always_inline)) {
                 const V f = online_rescale(m_old, m_new);
                 s_ = s_ * f;
                 total_ = total_ * f;
-                moved = true;
+                if (stage) record_move(stage, i / (4 * W), m_new);
             },
             [&](const V* u, V sh) __attribute__((always_inline)) {
                 V e[4];
@@ -226,7 +231,6 @@ class OnlineMaxSum {
                     blocks_ = 0;
                 }
             });
-        if (stage) record(stage, i / (4 * W), moved);
     }
 
     // The elements [i, n) of row x, after add_block has taken those before i.
@@ -242,12 +246,13 @@ class OnlineMaxSum {
             s_ = s_ * f + e;
             total_ = total_ * f;
             const bool moved = !all_lanes(equal(m_, m_new));
-            m_ = m_new;
             if (stage) {
                 store(stage->exps + i, e);  // padding lanes: exp(-inf) = 0, within the n + W
-                record(stage, staged_entry(i / W, blocks), moved);
+                if (moved) record_move(stage, staged_entry(i / W, blocks), m_new);
             }
+            m_ = m_new;
         }
+        if (stage) stage->moved_entries[moves_] = kNoStagedEntry;
     }
 
     // Merges the lanes: S = sum_lanes s * exp(m - M).
@@ -260,9 +265,10 @@ class OnlineMaxSum {
     }
 
   private:
-    void record(const ExpStage<T>* stage, int64_t entry, bool moved) const {
-        store(stage->maxima + entry * W, m_);
-        stage->moved[entry] = moved;
+    // Entry `entry` of the staged row, where some lane's max moved to m.
+    void record_move(const ExpStage<T>* stage, int64_t entry, V m) {
+        store(stage->moved_maxima + 2 * W * moves_, m);
+        stage->moved_entries[moves_++] = entry;
     }
 
     V m_ = V::broadcast(-infinity<T>());
@@ -270,6 +276,7 @@ class OnlineMaxSum {
     V s_ = V::broadcast(T(0));
     V total_ = V::broadcast(T(0));
     int blocks_ = 0;
+    int64_t moves_ = 0;  // entries recorded in the stage
 };
 
 template <class S, class T = compute_t<S>>

@@ -13,9 +13,10 @@ namespace {
 
 // Stores y[i] for i in [0, n) from f(i) (a vector of lanes i..i+W), with non-temporal stores for
 // the aligned middle when `stream` is set: ordinary stores up to the first aligned address and
-// for the tail.
+// for the tail. Forced inline: its loop is the writers' inner loop, and called as a function it
+// kept the state that f captures by reference (the next row's online statistics) in memory.
 template <class S, class F>
-void store_row(S* y, int64_t n, bool stream, F&& f) {
+[[gnu::always_inline]] inline void store_row(S* y, int64_t n, bool stream, F&& f) {
     constexpr int64_t W = VecOf<S>::width;
     int64_t i = 0;
     if (stream) {
