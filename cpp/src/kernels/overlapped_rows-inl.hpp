@@ -27,10 +27,26 @@ namespace {
 // sweeps (4096 x 32000), so only ISAs with 32 overlap.
 constexpr bool kOverlapLongRows = kVectorRegisters >= 32;
 
+// [Note: the next row fetched into L2 while a row is written] The overlapped loop misses L1 on
+// four streams: the next row from memory, and the row it writes, its staged exponentials or the
+// row itself, and the next row's stage from L2. Fetched ahead into L1 (prefetcht0), the next row's
+// lines hold L1's few miss buffers for a memory latency each, and the L2 streams wait behind
+// them. Fetched into L2 only (prefetcht1), twice as far ahead, they do not: softmax float32
+// 4096 x 32000, 1 thread, 0.70-0.78x the time, log_softmax 0.81-0.87x (AMD Zen 4). This holds
+// while the two rows the loop keeps in L2 fit there with room to spare; at 128256 classes
+// (float32) the L2 prefetch made softmax 1.11-1.17x slower, so longer rows keep prefetcht0. The
+// read-only sweeps (logsumexp, cross_entropy) keep it too: prefetcht1 was 1.02-1.07x slower there.
+constexpr int64_t kRowsInL2Bytes = 512 << 10;  // half of the smallest L2 of an AVX-512 core
+
+template <class T>
+bool next_row_fetched_into_l2(int64_t n) {
+    return 2 * n * int64_t(sizeof(T)) <= kRowsInL2Bytes;
+}
+
 // store_row(y, n, stream, f) that takes the online statistics of the n elements at `next` on the
 // way, a block for every four vectors stored, and returns them; staging next's exponentials in
 // `stage` if it is not null ([Note: staged exponentials]).
-template <class S, class F, class T = compute_t<S>>
+template <PrefetchInto into, class S, class F, class T = compute_t<S>>
 RowMaxSum<T> store_row_taking_next_statistics(S* y, int64_t n, bool stream, const S* next, F&& f,
                                               const ExpStage<T>* stage = nullptr) {
     using V = Vec<T>;
@@ -41,7 +57,7 @@ RowMaxSum<T> store_row_taking_next_statistics(S* y, int64_t n, bool stream, cons
     // write's registers once a vector (staged softmax float32 ran 1.4x slower, float64 1.9x).
     const auto take_block = [&]() __attribute__((always_inline)) {
         V v[4];
-        load_block_fetching_ahead(next, j, n, v);
+        load_block_fetching_ahead<into>(next, j, n, v);
         stats.add_block(v, stage, j);
         j += 4 * W;
     };
@@ -58,10 +74,9 @@ RowMaxSum<T> store_row_taking_next_statistics(S* y, int64_t n, bool stream, cons
 // row_value(r, x_r, its RowMaxSum), a function of the element index as store_row's f, and each
 // row but the last is written while the next row's statistics are taken. after_row(r) runs once
 // row r is written.
-template <class S, class RowValue, class AfterRow, class T = compute_t<S>>
-void write_long_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows, int64_t n,
-                     bool stream, RowValue&& row_value, AfterRow&& after_row) {
-    if (rows <= 0) return;
+template <PrefetchInto into, class S, class RowValue, class AfterRow, class T = compute_t<S>>
+void write_long_rows_fetching(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows, int64_t n,
+                              bool stream, RowValue& row_value, AfterRow& after_row) {
     RowMaxSum<T> ms = row_online_max_sum(x, n);
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
@@ -69,11 +84,24 @@ void write_long_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_strid
         const S* next = next_row(xr, r, rows, x_row_stride);
         const auto value = row_value(r, xr, ms);
         if (next) {
-            ms = store_row_taking_next_statistics(yr, n, stream, next, value);
+            ms = store_row_taking_next_statistics<into>(yr, n, stream, next, value);
         } else {
             store_row(yr, n, stream, value);
         }
         after_row(r);
+    }
+}
+
+template <class S, class RowValue, class AfterRow, class T = compute_t<S>>
+void write_long_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows, int64_t n,
+                     bool stream, RowValue&& row_value, AfterRow&& after_row) {
+    if (rows <= 0) return;
+    if (next_row_fetched_into_l2<T>(n)) {
+        write_long_rows_fetching<PrefetchInto::l2>(x, x_row_stride, y, y_row_stride, rows, n, stream, row_value,
+                                                   after_row);
+    } else {
+        write_long_rows_fetching<PrefetchInto::l1>(x, x_row_stride, y, y_row_stride, rows, n, stream, row_value,
+                                                   after_row);
     }
 }
 
@@ -198,10 +226,9 @@ class StagedRowValue {
 // while its statistics are taken ([Note: staged exponentials]), so the write takes none.
 // row_scale(r, x_r, its RowMaxSum) gives scale_r, or nothing for a row written as zeros (whatever
 // x_r holds, NaN included).
-template <class S, class RowScale, class AfterRow, class T = compute_t<S>>
-void write_long_staged_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows, int64_t n,
-                            bool stream, RowScale&& row_scale, AfterRow&& after_row) {
-    if (rows <= 0) return;
+template <PrefetchInto into, class S, class RowScale, class AfterRow, class T = compute_t<S>>
+void write_long_staged_rows_fetching(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows,
+                                     int64_t n, bool stream, RowScale& row_scale, AfterRow& after_row) {
     const TwoStagedRows<T> stages(n);
     const auto zeros = [](int64_t) { return Vec<T>::broadcast(T(0)); };
     RowMaxSum<T> ms = row_online_max_sum(x, n, stages.of_row(0));
@@ -214,19 +241,32 @@ void write_long_staged_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_ro
         // cross_entropy's float64 gradient rows 1.15-1.17x slower (AMD Zen 4).
         if (!scale) {
             if (next) {
-                ms = store_row_taking_next_statistics(yr, n, stream, next, zeros, stages.of_row(r + 1));
+                ms = store_row_taking_next_statistics<into>(yr, n, stream, next, zeros, stages.of_row(r + 1));
             } else {
                 store_row(yr, n, stream, zeros);
             }
         } else {
             StagedRowValue<T> value(stages.of_row(r), n, ms.max, *scale);
             if (next) {
-                ms = store_row_taking_next_statistics(yr, n, stream, next, value, stages.of_row(r + 1));
+                ms = store_row_taking_next_statistics<into>(yr, n, stream, next, value, stages.of_row(r + 1));
             } else {
                 store_row(yr, n, stream, value);
             }
         }
         after_row(r);
+    }
+}
+
+template <class S, class RowScale, class AfterRow, class T = compute_t<S>>
+void write_long_staged_rows(const S* x, int64_t x_row_stride, S* y, int64_t y_row_stride, int64_t rows, int64_t n,
+                            bool stream, RowScale&& row_scale, AfterRow&& after_row) {
+    if (rows <= 0) return;
+    if (next_row_fetched_into_l2<T>(n)) {
+        write_long_staged_rows_fetching<PrefetchInto::l2>(x, x_row_stride, y, y_row_stride, rows, n, stream,
+                                                          row_scale, after_row);
+    } else {
+        write_long_staged_rows_fetching<PrefetchInto::l1>(x, x_row_stride, y, y_row_stride, rows, n, stream,
+                                                          row_scale, after_row);
     }
 }
 

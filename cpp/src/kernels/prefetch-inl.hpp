@@ -8,13 +8,17 @@ namespace fastloss {
 namespace FASTLOSS_ISA_NS {
 namespace {
 
+// The cache a prefetch fills: L1 (and those below it), or L2 only.
+enum class PrefetchInto { l1, l2 };
+
 // Asks for the cache lines of [p, p + count) to be fetched: a hint, which never faults.
-template <class S>
+template <PrefetchInto into = PrefetchInto::l1, class S>
 inline void prefetch_elements(const S* p, int64_t count) {
     constexpr int64_t kLineBytes = 64;
+    constexpr int kLocality = into == PrefetchInto::l1 ? 3 : 2;  // prefetcht0 / prefetcht1
     const char* bytes = reinterpret_cast<const char*>(p);
     for (int64_t offset = 0; offset < count * int64_t(sizeof(S)); offset += kLineBytes) {
-        __builtin_prefetch(bytes + offset, /*rw=*/0, /*locality=*/3);
+        __builtin_prefetch(bytes + offset, /*rw=*/0, kLocality);
     }
 }
 

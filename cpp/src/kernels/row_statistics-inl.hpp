@@ -141,13 +141,15 @@ template <class T, class Moved, class Block>
 }
 
 // Loads the block of four vectors at x + i into v, a row of n elements, and asks for the row's
-// line kPrefetchAheadBytes ahead.
-template <class S, class T>
+// line kPrefetchAheadBytes ahead, or twice that far into L2 only ([Note: the next row fetched into
+// L2 while a row is written] in overlapped_rows-inl.hpp).
+template <PrefetchInto into = PrefetchInto::l1, class S, class T>
 [[gnu::always_inline]] inline void load_block_fetching_ahead(const S* x, int64_t i, int64_t n, Vec<T>* v) {
     constexpr int64_t W = Vec<T>::width;
-    constexpr int64_t kAhead = kPrefetchAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
+    constexpr int64_t kAheadBytes = into == PrefetchInto::l1 ? kPrefetchAheadBytes : 2 * kPrefetchAheadBytes;
+    constexpr int64_t kAhead = kAheadBytes / int64_t(sizeof(S));  // [Note: prefetch ahead ...]
     if constexpr (4 * W * int64_t(sizeof(S)) >= 64) {  // a cache line or more per block
-        if (i + kAhead + 4 * W <= n) prefetch_elements(x + i + kAhead, 4 * W);
+        if (i + kAhead + 4 * W <= n) prefetch_elements<into>(x + i + kAhead, 4 * W);
     }
     for (int k = 0; k < 4; ++k) v[k] = vload(x + i + k * W);
 }
