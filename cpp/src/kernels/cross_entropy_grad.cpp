@@ -208,12 +208,13 @@ void index_rows_grad_in_lanes(const S* x, int64_t x_row_stride, const int64_t* t
 // statistics, and rows longer than kTwoSweepMaxClasses are written as softmax's are ([Note: the
 // next row's statistics while a row is written]): row r's gradient a e_c while row r + 1's
 // statistics are taken. The statistics, and so the loss, are row_max_sum's, the forward kernel's.
-// float64 stages the e_c in row r's own statistics sweep ([Note: staged exponentials]); float32
-// takes each e_c again from x in the write. Against each other (AVX-512, AMD Zen 4, 1 and 2
-// threads), staging took float64 to 0.71-0.90x the time on 4096 x 32000 and 1024 x 128256, but
-// float32 to 0.84-0.87x on 1024 x 128256 and 1.05-1.06x on 4096 x 32000. The half types, which
-// convert every value twice more, keep three sweeps (taking each e_c again, they measured
-// 1.05-1.19x slower on Intel).
+// The e_c are staged in row r's own statistics sweep ([Note: staged exponentials]) rather than
+// taken again from x in the write. Against each other (AVX-512, AMD Zen 4, 1 and 2 threads),
+// staging took float64 to 0.71-0.90x the time on 4096 x 32000 and 1024 x 128256. float32 took each
+// e_c again until the staged write's factors took one load ([Note: a staged row's factors]) and
+// its next row came into L2: since then staging takes it to 0.79-0.99x (4096 x 32000, 8192 x
+// 16384, 1024 x 128256). The half types, which convert every value twice more, keep three sweeps
+// (taking each e_c again, they measured 1.05-1.19x slower on Intel).
 template <class S>
 constexpr bool kOverlapGradientRows = kOverlapLongRows && !is_half_storage<S>;
 
@@ -222,8 +223,6 @@ template <class S, class T = compute_t<S>>
 void overlapped_index_rows_grad(const S* x, int64_t x_row_stride, const int64_t* target, int64_t target_stride,
                                 const T* scale, int64_t scale_stride, T* loss, T* lse, int64_t loss_stride,
                                 S* grad, int64_t grad_row_stride, int64_t rows, const CrossEntropyParams<T>& p) {
-    using V = Vec<T>;
-    constexpr int64_t W = V::width;
     const int64_t C = p.classes;
     struct Row {  // what the target entry needs once the row is written
         bool live;
@@ -255,22 +254,7 @@ void overlapped_index_rows_grad(const S* x, int64_t x_row_stride, const int64_t*
             grad[r * grad_row_stride + row.y] = target_entry(row.d.a, row.d.b, row.w_y, row.d.correction, row.x_y, row.m);
         }
     };
-    if constexpr (std::is_same_v<S, double>) {
-        write_long_staged_rows(x, x_row_stride, grad, grad_row_stride, rows, C, p.stream_grad, row_scale,
-                               target_entry_of);
-    } else {
-        const auto row_value = [&](int64_t r, const S* xr, RowMaxSum<T> ms) {
-            const std::optional<T> a = row_scale(r, xr, ms);
-            const V va = V::broadcast(a.value_or(T(0))), vm = V::broadcast(ms.max), zero = V::broadcast(T(0));
-            const bool live = a.has_value();
-            return [=](int64_t i) {
-                if (!live) return zero;
-                const V v = i + W <= C ? vload(xr + i) : vload_partial(xr + i, C - i, -infinity<T>());
-                return va * vexp_nonpositive(v - vm);
-            };
-        };
-        write_long_rows(x, x_row_stride, grad, grad_row_stride, rows, C, p.stream_grad, row_value, target_entry_of);
-    }
+    write_long_staged_rows(x, x_row_stride, grad, grad_row_stride, rows, C, p.stream_grad, row_scale, target_entry_of);
 }
 
 template <class S, class T = compute_t<S>>
