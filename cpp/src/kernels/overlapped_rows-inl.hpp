@@ -32,7 +32,8 @@ constexpr bool kOverlapLongRows = kVectorRegisters >= 32;
 // row itself, and the next row's stage from L2. Fetched ahead into L1 (prefetcht0), the next row's
 // lines hold L1's few miss buffers for a memory latency each, and the L2 streams wait behind
 // them. Fetched into L2 only (prefetcht1), twice as far ahead, they do not: softmax float32
-// 4096 x 32000, 1 thread, 0.70-0.78x the time, log_softmax 0.81-0.87x (AMD Zen 4). This holds
+// 4096 x 32000 and 8192 x 16384, 1 and 2 threads, 0.73-0.80x the time, log_softmax 0.83-0.87x,
+// float64 softmax and cross_entropy's gradient 0.81-0.91x (AMD Zen 4, BENCHMARKS.md). This holds
 // while the two rows the loop keeps in L2 fit there with room to spare; at 128256 classes
 // (float32) the L2 prefetch made softmax 1.11-1.17x slower, so longer rows keep prefetcht0. The
 // read-only sweeps (logsumexp, cross_entropy) keep it too: prefetcht1 was 1.02-1.07x slower there.
@@ -128,7 +129,7 @@ class TwoStagedRows {
         for (int k = 0; k < 2; ++k) {
             T* exps = first + k * (row_ + slots_);
             for (int64_t i = staged; i < n + W; ++i) exps[i] = T(0);
-            // moved_maxima starts one slot in: the slot before the first moved entry's
+            // moved_maxima starts one slot in: slot -1 is the factor before the first moved entry
             stages_[k] = {exps, exps + row_ + 2 * W, moved_entries_.get() + k * (entries_ + 1)};
         }
     }
