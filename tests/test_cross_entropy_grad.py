@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+import reference as ref
 from aligned_arrays import line_offset_array
 from edge_rows import EDGE_ROWS
 
@@ -429,3 +430,36 @@ def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(
         representable = ~(np.abs(want.loss) > np.finfo(dtype).max)
         np.testing.assert_allclose(got.loss[representable], want.loss[representable], **tol)
         np.testing.assert_allclose(got.lse, want.lse, **tol)
+
+
+# Rows over 65536 float32 or 32768 float64 classes are written while the next row is fetched into
+# L1 rather than L2 ([Note: the next row fetched into L2 while a row is written] in
+# overlapped_rows-inl.hpp): that instantiation held to the same checks, against an independent
+# float64 softmax, with rows whose max moves in every block, once late, or never after the first,
+# and an ignored row.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
+def test_gradient_rows_too_long_to_fetch_into_l2(isa, dtype, stream, streamed_outputs, rng):
+    streamed_outputs(stream)
+    rows, classes = 6, 70001
+    x = line_offset_array((rows, classes), dtype, 16)
+    x[...] = rng.standard_normal((rows, classes)) * 3
+    x[1] = np.linspace(-50, 50, classes)
+    x[3, 64 * 700 + 3] = 40
+    x[4] = np.linspace(50, -50, classes)
+    t = rng.integers(0, classes, rows)
+    t[2] = -100
+    call = dict(reduction="none", return_grad=True)
+    grad = line_offset_array(x.shape, dtype, 16)
+    got = fl.cross_entropy(x, t, grad_out=grad, **call)
+    for r in range(rows):
+        alone = fl.cross_entropy(x[r : r + 1], t[r : r + 1], **call)
+        np.testing.assert_array_equal(alone.grad[0], grad[r], err_msg=f"row {r}")
+        np.testing.assert_array_equal(alone.loss[0], got.loss[r], err_msg=f"loss of row {r}")
+    live = t != -100
+    want = ref.softmax(x)
+    want[live, t[live]] -= 1.0
+    want[~live] = 0.0
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grad, want, **tol)
+    np.testing.assert_allclose(got.loss, ref.cross_entropy(x, t, reduction="none"), **tol)

@@ -131,6 +131,29 @@ def test_long_rows_written_while_the_next_rows_statistics_are_taken(isa, dtype, 
             _assert_close(out, theirs(x, 1), dtype)
 
 
+# Rows whose two working rows do not fit in half of L2 (over 65536 float32 or 32768 float64
+# classes) are written while the next row is fetched into L1 rather than L2 ([Note: the next row
+# fetched into L2 while a row is written] in overlapped_rows-inl.hpp): the same checks as above on
+# that instantiation of the overlapped writers, with rows whose max moves in every block (rising),
+# once late at an odd element, and not after the first block (falling).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
+def test_rows_too_long_to_fetch_into_l2(isa, dtype, stream, streamed_outputs, rng):
+    streamed_outputs(stream)
+    rows, classes = 6, 70001
+    x = line_offset_array((rows, classes), dtype, 16)
+    x[...] = rng.standard_normal((rows, classes)) * 3
+    x[1] = np.linspace(-50, 50, classes)
+    x[3, 64 * 700 + 3] = 40
+    x[4] = np.linspace(50, -50, classes)
+    for name, (ours, theirs) in FUNCS.items():
+        out = line_offset_array(x.shape, dtype, 16)
+        ours(x, 1, out=out)
+        for r in range(rows):
+            np.testing.assert_array_equal(ours(x[r : r + 1], 1)[0], out[r], err_msg=f"{name} row {r}")
+        _assert_close(out, theirs(x, 1), dtype)
+
+
 # The columns layout takes its positions four vectors at a time, then one at a time, and the last
 # vector partly: 85 positions cover all three for every vector width. Its blocks are swept in runs
 # a few KiB of a class row wide, chunk of classes by chunk: 2500 positions make several runs in
