@@ -261,11 +261,11 @@ def test_streamed_gradient_has_the_bits_of_ordinary_stores(isa, streamed_outputs
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (2500, 16)])
+@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (5000, 16)])
 def test_columns_gradient_in_position_blocks(isa, dtype, positions, offset, streamed_outputs, rng):
     """The columns layout takes positions four vectors at a time, then one at a time, and the last
-    vector partly (85 positions cover all three for every width), in runs of blocks (2500
-    positions make several); without smoothing in one online sweep, its gradient streamed when
+    vector partly (85 positions cover all three for every width), in runs of blocks and in work
+    items up to 16 KiB wide (5000 positions make several of both); without smoothing in one online sweep, its gradient streamed when
     large. Against the rows layout of the same numbers, with
     ordinary and with non-temporal stores, and in place."""
     x = line_offset_array((301, positions), dtype, offset)

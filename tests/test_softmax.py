@@ -156,13 +156,13 @@ def test_rows_too_long_to_fetch_into_l2(isa, dtype, stream, streamed_outputs, rn
 
 # The columns layout takes its positions four vectors at a time, then one at a time, and the last
 # vector partly: 85 positions cover all three for every vector width. Its blocks are swept in runs
-# a few KiB of a class row wide, chunk of classes by chunk: 2500 positions make several runs in
-# every dtype and width. Each edge row is one position's column, met at the start of the class
+# up to 16 KiB of a class row wide (at most 64 blocks), chunk of classes by chunk, and its work
+# items are up to 16 KiB wide: 5000 positions make several runs and items in every dtype and width. Each edge row is one position's column, met at the start of the class
 # axis and again late in it, after the online max has settled; outputs are written both with
 # ordinary and with non-temporal stores.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
-@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (160, 8), (2500, 16)])
+@pytest.mark.parametrize("positions,offset", [(85, 16), (160, 0), (160, 16), (160, 8), (5000, 16)])
 def test_edge_columns_in_position_blocks(isa, dtype, stream, positions, offset, streamed_outputs,
                                          rng):
     """85 positions: every block kind, no whole lines. 160 (a multiple of a line in every dtype)
@@ -192,23 +192,23 @@ def test_edge_columns_in_position_blocks(isa, dtype, stream, positions, offset, 
 def test_columns_do_not_depend_on_the_block_or_run(isa, dtype, classes, threads, rng):
     """A lane's arithmetic is the same in every block, run and thread: slicing off the first
     positions moves every other one to another block and run, and must give the same bits."""
-    x = (rng.standard_normal((classes, 2500)) * 3).astype(dtype)
+    x = (rng.standard_normal((classes, 5000)) * 3).astype(dtype)
     x[:, 5] = np.linspace(-20, 20, classes)  # a max that moves at every class
     x[:3, 9] = -np.inf
-    t = rng.integers(0, classes, 2500)
+    t = rng.integers(0, classes, 5000)
     whole = {name: ours(x, 0) for name, (ours, _) in FUNCS.items()}
     whole["logsumexp"] = fl.logsumexp(x, 0)
     whole["entropy"] = fl.entropy(x, axis=0)
     whole["cross_entropy"] = fl.cross_entropy(x, t, axis=0, reduction="none", return_grad=True,
-                                              grad_output=np.ones(2500))
-    for start in (1, 37, 1300):
+                                              grad_output=np.ones(5000))
+    for start in (1, 37, 1300, 4100):
         part = x[:, start:]
         for name, (ours, _) in FUNCS.items():
             np.testing.assert_array_equal(ours(part, 0), whole[name][:, start:])
         np.testing.assert_array_equal(fl.logsumexp(part, 0), whole["logsumexp"][start:])
         np.testing.assert_array_equal(fl.entropy(part, axis=0), whole["entropy"][start:])
         ce = fl.cross_entropy(part, t[start:], axis=0, reduction="none", return_grad=True,
-                              grad_output=np.ones(2500 - start))
+                              grad_output=np.ones(5000 - start))
         np.testing.assert_array_equal(ce.loss, whole["cross_entropy"].loss[start:])
         np.testing.assert_array_equal(ce.grad, whole["cross_entropy"].grad[:, start:])
 

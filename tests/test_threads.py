@@ -41,6 +41,9 @@ def _big_inputs(rng):
     x = (rng.standard_normal((300, 1000)) * 4).astype(np.float32)  # rows layout, parallel
     yield "rows", x, 1
     yield "columns", x, 0
+    # Work items of 16 KiB of a class row at 1 thread (4096 + 1904 positions), an equal share at
+    # 2 (3008 + 2992): the cut depends on the thread count, the bits must not.
+    yield "columns_wide", (rng.standard_normal((40, 6000)) * 4).astype(np.float32), 0
     x3 = rng.standard_normal((8, 64, 300))  # (N, C, positions)
     yield "columns_3d", x3, 1
     yield "staged", x3.transpose(2, 0, 1), 2

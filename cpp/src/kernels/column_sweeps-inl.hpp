@@ -22,21 +22,36 @@ namespace {
 // does in its lanes, and only softmax and log_softmax read the block a second time, to write it.
 //
 // [Note: wide column runs] A sweep down one block of positions reads a few lines of each class,
-// a class stride apart, and DRAM serves such short pieces at half its streaming bandwidth or less:
-// summing (32000, 4096) float32 down the class axis, 64 positions at a time, read 14 GB/s on the
-// AVX-512 VM, against 25-30 GB/s when each class's reads were 4 KiB long (a scratch benchmark,
-// BENCHMARKS.md's fourteenth sitting). So the sweeps take a run of blocks together, whose
-// positions span kColumnRunBytes of each class row, and walk it class chunk by class chunk:
-// kColumnChunkClasses classes of the first block, the same classes of the next, and so on, each
-// block keeping its running state in memory between its chunks. Each class row is then read
-// 4 KiB at a time, in order, and each block asks for its next chunk's lines while it reads this
-// one's. logsumexp over axis 0 of (32000, 4096) float32, 2 threads: 39.5-46 ms one block at a
-// time with the lines 16 classes ahead prefetched (as before the runs); in runs with chunks of 8
-// classes, 50.6 ms without prefetch, 35 ms prefetching the next block's lines, 23.7 ms with each
-// block's next chunk prefetched (chunks of 16: 25.8 ms; of 4: 26-27 ms). A lane's arithmetic is
-// the same in any order of the blocks, so the results do not depend on the run.
-constexpr int64_t kColumnRunBytes = 4096;
+// a class stride apart, and DRAM serves such short pieces at half its streaming bandwidth or less.
+// So the sweeps take a run of blocks together, whose positions span up to kColumnRunBytes of each
+// class row, and walk it class chunk by class chunk: kColumnChunkClasses classes of the first
+// block, the same classes of the next, and so on, each block keeping its running state in memory
+// between its chunks. Each class row is then read a run's width at a time, in order, and each
+// block asks for its next chunk's lines (prefetch_column_chunk_ahead) while it reads this one's.
+// A lane's arithmetic is the same in any order of the blocks, so the results do not depend on the
+// run. Measured (BENCHMARKS.md's fourteenth and twenty-first sittings), summing or taking the
+// log-sum-exp of (32000, 4096) float32 down axis 0 at 1 thread:
+//  * on the AVX-512 Intel VM (2 threads): 39.5-46 ms one block at a time, 23.7 ms in runs of
+//    4 KiB with chunks of 8 classes (chunks of 16: 25.8 ms; of 4: 26-27 ms);
+//  * on Zen 4, logsumexp in runs of 1 KiB (the work items of the time) took 43-54 ms; in runs of
+//    2, 4, 8 and 16 KiB with the lines fetched into L2, 40, 37, 35 and 33 ms; a plain sum of the
+//    same array read 13.6 GB/s in 1 KiB runs and 22-27 GB/s in runs of 16 KiB.
+// The work items of the columns layout are as wide ([Note: wide column items], position_loops.hpp).
+constexpr int64_t kColumnRunBytes = 16384;
 constexpr int64_t kColumnChunkClasses = 8;
+
+// Asks for the lines of n elements of p, kColumnChunkClasses classes ahead of the class at p
+// (class_stride apart), unless that class is past the last: the next chunk of a block's classes
+// [Note: wide column runs]. Into L2 only: a chunk of a run of whole class rows a power-of-two
+// stride apart falls into a few L1 sets, and L1 would evict this chunk's lines to hold the next
+// one's (prefetcht0 in runs of 4 KiB: 36-54 ms to sum (32000, 4096) float32 on Zen 4, prefetcht1:
+// 26-34 ms).
+template <class S>
+inline void prefetch_column_chunk_ahead(const S* p, int64_t class_stride, int64_t c, int64_t classes, int64_t n) {
+    if (c + kColumnChunkClasses < classes) {
+        prefetch_elements<PrefetchInto::l2>(p + kColumnChunkClasses * class_stride, n);
+    }
+}
 
 template <class T>
 struct LanesMaxSum {
@@ -87,7 +102,7 @@ void column_online_step(const S* x, int64_t class_stride, int64_t lanes, int64_t
     constexpr int kClassesPerFold = 64;
     for (int64_t c = c_begin; c < c_end; ++c) {
         const S* p = x + c * class_stride;
-        if (c + kColumnChunkClasses < classes) prefetch_elements(p + kColumnChunkClasses * class_stride, K * W);
+        prefetch_column_chunk_ahead(p, class_stride, c, classes, K * W);
         V v[K], m_new[K];
         bool moved = false;
         for (int k = 0; k < K; ++k) {
@@ -168,11 +183,14 @@ struct ColumnBlock {
 };
 
 // The most blocks in one run [Note: wide column runs]: as many of kColumnVectors vectors as span
-// kColumnRunBytes of a class row (a run's head and tail blocks are narrower).
-template <class S>
+// kRunBytes of a class row (a run's head and tail blocks are narrower), and at most
+// kMaxColumnRunBlocks: a writing kernel keeps a few vectors of every block of a run on the stack.
+constexpr int64_t kMaxColumnRunBlocks = 64;
+
+template <class S, int64_t kRunBytes = kColumnRunBytes>
 constexpr int64_t column_run_blocks() {
     constexpr int64_t block_bytes = kColumnVectors * Vec<compute_t<S>>::width * int64_t(sizeof(S));
-    return kColumnRunBytes / block_bytes > 0 ? kColumnRunBytes / block_bytes : 1;
+    return std::clamp<int64_t>(kRunBytes / block_bytes, 1, kMaxColumnRunBlocks);
 }
 
 // A block that reads at most this many bytes over all its classes stays in L2 between its
@@ -192,11 +210,11 @@ bool column_block_stays_in_cache(int64_t classes) {
     return classes <= kColumnNarrowBytes / block_bytes;
 }
 
-// The blocks of for_each_column_range, handed to run(blocks, n) up to column_run_blocks<S>() at a
-// time, or one at a time with `narrow` (see kColumnNarrowBytes).
-template <class S, class Run>
+// The blocks of for_each_column_range, handed to run(blocks, n) up to column_run_blocks<S, kRunBytes>()
+// at a time, or one at a time with `narrow` (see kColumnNarrowBytes).
+template <int64_t kRunBytes = kColumnRunBytes, class S, class Run>
 void for_each_column_run(const S* x, int64_t columns, bool line_aligned, bool narrow, Run&& run) {
-    constexpr int64_t kMaxBlocks = column_run_blocks<S>();
+    constexpr int64_t kMaxBlocks = column_run_blocks<S, kRunBytes>();
     const int64_t run_blocks = narrow ? 1 : kMaxBlocks;
     ColumnBlock blocks[kMaxBlocks];
     int64_t n = 0;
@@ -314,7 +332,7 @@ void write_column_run(const S* x, int64_t x_class_stride, S* y, int64_t y_class_
         const ColumnBlock& block = blocks[b];
         for (int64_t c = c0; c < c1; ++c) {
             const S* p = x + c * x_class_stride + block.j;
-            if (c + kColumnChunkClasses < classes) prefetch_elements(p + kColumnChunkClasses * x_class_stride, block.count * W);
+            prefetch_column_chunk_ahead(p, x_class_stride, c, classes, block.count * W);
             S* q = y + c * y_class_stride + block.j;
             if (block.lanes < W) {
                 store_partial(q, block.lanes, f(b, 0, vload_partial(p, block.lanes, T(0))));

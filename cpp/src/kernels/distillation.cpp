@@ -965,9 +965,9 @@ template <HardTerm kHard, int K, class S>
 inline void prefetch_column_class(const ColumnOperands<S>& o, int64_t c, int64_t classes, int64_t j) {
     if (c >= classes) return;
     constexpr int64_t n = K * Vec<compute_t<S>>::width;
-    prefetch_elements(o.s + c * o.s_class_stride + j, n);
-    prefetch_elements(o.t + c * o.t_class_stride + j, n);
-    if constexpr (kHard == HardTerm::probabilities) prefetch_elements(o.q + c * o.q_class_stride + j, n);
+    prefetch_elements<PrefetchInto::l2>(o.s + c * o.s_class_stride + j, n);
+    prefetch_elements<PrefetchInto::l2>(o.t + c * o.t_class_stride + j, n);
+    if constexpr (kHard == HardTerm::probabilities) prefetch_elements<PrefetchInto::l2>(o.q + c * o.q_class_stride + j, n);
 }
 
 // The classes [c0, c1) of the sums sweep of the K vectors of positions from column j (lanes of
@@ -1195,6 +1195,10 @@ void column_grad_step(const ColumnOperands<S>& o, int64_t j, int64_t lanes, int6
     }
 }
 
+// A column run's blocks each keep about 2 KiB of state here (ColumnPositions), on the stack, so the
+// runs stay 4 KiB wide (16 blocks of float32), not kColumnRunBytes.
+constexpr int64_t kDistillationRunBytes = 4096;
+
 // Columns layout: lanes are consecutive positions, taken in runs of blocks of kColumnVectors
 // vectors [Note: wide column runs], each run swept once for the sums [Note: online distillation
 // columns], once more for the JSD's mixture, and once more to write the gradient. A streamed
@@ -1207,7 +1211,7 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     constexpr int K = kColumnVectors;
-    constexpr int64_t kMaxBlocks = column_run_blocks<S>();
+    constexpr int64_t kMaxBlocks = column_run_blocks<S, kDistillationRunBytes>();
     const int64_t C = p.hard.classes;
     const ColumnOperands<S> o{s,     s_class_stride, t,     t_class_stride, target, target_stride, q,   q_class_stride,
                               scale, scale_stride,   ce,    kl,             out_stride, grad,      grad_class_stride};
@@ -1215,7 +1219,8 @@ void columns_kernel(const S* s, int64_t s_class_stride, const S* t, int64_t t_cl
     const T* w = hard_weights<kHard>(p.hard);
     bool has_nonfinite_weight = false;
     for (int64_t c = 0; w && c < C; ++c) has_nonfinite_weight |= !std::isfinite(w[c]);
-    for_each_column_run(stream ? grad : s, columns, stream, false, [&](const ColumnBlock* blocks, int64_t n) {
+    for_each_column_run<kDistillationRunBytes>(stream ? grad : s, columns, stream, false,
+                                               [&](const ColumnBlock* blocks, int64_t n) {
         ColumnPositions<V> x[kMaxBlocks][K];
         for (int64_t b = 0; b < n; ++b) {
             for (int k = 0; k < K; ++k) x[b][k].state = ColumnDistillationState<V>::start();

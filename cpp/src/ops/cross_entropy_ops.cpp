@@ -237,7 +237,7 @@ double cross_entropy_forward(const ClassificationLossCall<S>& call) {
         block_params.stream_grad = with_grad && index_targets && g.layout != AxisGeometry::Layout::staged &&
                                    count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
         parallel_over_positions(
-            g,
+            g, int64_t(sizeof(S)),
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
                 rows_kernel(operands.block_at(at, step, step, rows), block_params);
             },
@@ -376,7 +376,7 @@ double nll_loss_forward(const ClassificationLossCall<S>& call) {
         // touched a cache line per element. Every loss of the block is read first, as the gradient
         // may be the input.
         parallel_over_positions(
-            g, [](const int64_t*, const int64_t*, int64_t) {},
+            g, int64_t(sizeof(S)), [](const int64_t*, const int64_t*, int64_t) {},
             [&](const int64_t* offsets, int64_t n) {
                 auto for_each_column = [&](auto&& fn) {
                     int64_t at[kMaxOperands] = {};

@@ -154,7 +154,7 @@ double distillation_forward(const DistillationCall<S>& call) {
         softcapped_positions(g, call, params, hard, ce + positions);
     } else if (positions > 0 && classes > 0) {
         parallel_over_positions(
-            g,
+            g, int64_t(sizeof(S)),
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
                 const CrossEntropyBlock<S> block = hard.block_at(at, step, step, rows);
                 const S* teacher = call.teacher + at[Slot::teacher];

@@ -120,7 +120,7 @@ void run_axis_kernel(const AxisGeometry& g, const T* x, T* out, bool out_is_full
     const int64_t classes = g.classes;
     if (classes == 0) return;
     parallel_over_positions(
-        g,
+        g, int64_t(sizeof(T)),
         [&](const int64_t* offsets, const int64_t* strides, int64_t rows) {
             rows_kernel(x + offsets[Slot::x], strides[Slot::x], out + offsets[Slot::out], strides[Slot::out], rows,
                         classes);
@@ -201,7 +201,7 @@ void softmax_backward(SoftmaxKind kind, const T* g, const Extents& g_strides, co
     const int64_t classes = geo.classes;
     if (classes == 0) return;
     parallel_over_positions(
-        geo,
+        geo, int64_t(sizeof(T)),
         [&](const int64_t* at, const int64_t* step, int64_t rows) {
             rows_kernel(g + at[Slot::g], step[Slot::g], y + at[Slot::y], step[Slot::y], dx + at[Slot::dx],
                         step[Slot::dx], rows, classes);
