@@ -962,7 +962,7 @@ inline Vec<T> column_hard_coef(const ColumnOperands<S>& o, int64_t c, int64_t j,
 
 // Asks for the lines of class c of the block's full operands [Note: wide column runs].
 template <HardTerm kHard, int K, class S>
-inline void prefetch_column_class(const ColumnOperands<S>& o, int64_t c, int64_t classes, int64_t j) {
+FASTLOSS_PREFETCH_HELPER void prefetch_column_class(const ColumnOperands<S>& o, int64_t c, int64_t classes, int64_t j) {
     if (c >= classes) return;
     constexpr int64_t n = K * Vec<compute_t<S>>::width;
     prefetch_elements<PrefetchInto::l2>(o.s + c * o.s_class_stride + j, n);

@@ -11,9 +11,16 @@ namespace {
 // The cache a prefetch fills: L1 (and those below it), or L2 only.
 enum class PrefetchInto { l1, l2 };
 
+// [Note: prefetch helpers are forced inline] GCC takes a function whose only statements are
+// __builtin_prefetch calls for one without side effects, and deletes the calls to it where it did
+// not inline it first: the column sweeps' prefetches (through prefetch_column_chunk_ahead) and
+// distillation's (prefetch_column_class) were compiled to nothing, which only their object code
+// showed. So every function that only prefetches is forced inline, here and where it is defined.
+#define FASTLOSS_PREFETCH_HELPER [[gnu::always_inline]] inline
+
 // Asks for the cache lines of [p, p + count) to be fetched: a hint, which never faults.
 template <PrefetchInto into = PrefetchInto::l1, class S>
-inline void prefetch_elements(const S* p, int64_t count) {
+FASTLOSS_PREFETCH_HELPER void prefetch_elements(const S* p, int64_t count) {
     constexpr int64_t kLineBytes = 64;
     constexpr int kLocality = into == PrefetchInto::l1 ? 3 : 2;  // prefetcht0 / prefetcht1
     const char* bytes = reinterpret_cast<const char*>(p);
@@ -25,7 +32,7 @@ inline void prefetch_elements(const S* p, int64_t count) {
 // The line holding element i of p, where i may lie past the array's end (the ahead-prefetch of a
 // stream's last stretch): the address is formed as an integer, and a prefetch never faults.
 template <class S>
-inline void prefetch_element_at(const S* p, int64_t i) {
+FASTLOSS_PREFETCH_HELPER void prefetch_element_at(const S* p, int64_t i) {
     const uintptr_t address = reinterpret_cast<uintptr_t>(p) + uintptr_t(i) * sizeof(S);
     __builtin_prefetch(reinterpret_cast<const void*>(address), /*rw=*/0, /*locality=*/3);
 }
