@@ -33,9 +33,10 @@ namespace {
 // log-sum-exp of (32000, 4096) float32 down axis 0 at 1 thread:
 //  * on the AVX-512 Intel VM (2 threads): 39.5-46 ms one block at a time, 23.7 ms in runs of
 //    4 KiB with chunks of 8 classes (chunks of 16: 25.8 ms; of 4: 26-27 ms);
-//  * on Zen 4, logsumexp in runs of 1 KiB (the work items of the time) took 43-54 ms; in runs of
-//    2, 4, 8 and 16 KiB with the lines fetched into L2, 40, 37, 35 and 33 ms; a plain sum of the
-//    same array read 13.6 GB/s in 1 KiB runs and 22-27 GB/s in runs of 16 KiB.
+//  * on Zen 4 (a scratch program calling these templates), logsumexp in runs of 4 KiB with the
+//    lines fetched into L1 took 43 ms; in runs of 2, 4, 8 and 16 KiB with them fetched into L2,
+//    40, 37, 35 and 33 ms; a plain sum of the same array read 10-15 GB/s in runs of 4 KiB
+//    fetched into L1 and 21-27 GB/s in runs of 16 KiB fetched into L2.
 // The work items of the columns layout are as wide ([Note: wide column items], position_loops.hpp).
 constexpr int64_t kColumnRunBytes = 16384;
 constexpr int64_t kColumnChunkClasses = 8;

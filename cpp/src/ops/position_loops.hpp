@@ -14,7 +14,8 @@ namespace fastloss {
 // [Note: wide column items] A columns work item reads each class's row a piece as wide as the
 // item at a time, and DRAM serves short pieces of many rows slowly ([Note: wide column runs],
 // column_sweeps-inl.hpp): on Zen 4, the log-sum-exp of (32000, 4096) float32 down axis 0 took
-// 43-54 ms in the 256-position items this used to cut, and 33 ms in items of 4096 positions. So an
+// 47-50 ms in the 256-position items this used to cut (1 thread, the native harness), and 26 ms in
+// items of 4096 positions with this sitting's other changes (BENCHMARKS.md, twenty-first). So an
 // item spans kColumnItemBytes of the primary operand's class row, or, where that would leave a
 // thread without an item, an equal share of the positions (whole cache lines, at least
 // kColumnMinItemBytes). Each lane's arithmetic is the same in any item, and every sum over
