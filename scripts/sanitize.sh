@@ -16,8 +16,9 @@ if [ ! -x "$venv/bin/pytest" ]; then
   # torch and scikit-learn are left out on purpose: their tests skip, and torch's own code would
   # run under our ASan runtime without being instrumented for it. dask is pure Python and drives
   # our kernels block by block (its process-worker test skips here, see test_dask_cluster.py).
+  # The lower bounds keep a matching dask and distributed (see the peers in .ci/run).
   "$venv/bin/python" -m pip install --quiet numpy pytest hypothesis threadpoolctl ml_dtypes \
-    "scikit-build-core>=0.10" "pybind11>=2.13" cmake ninja "dask[array]" distributed
+    "scikit-build-core>=0.10" "pybind11>=2.13" cmake ninja "dask[array]>=2024.1.0" "distributed>=2024.1.0"
 fi
 
 # -O1 keeps the run fast enough while keeping stack traces readable; -g1 gives the reports their
