@@ -201,7 +201,7 @@ def test_columns_do_not_depend_on_the_block_or_run(isa, dtype, classes, threads,
     whole["entropy"] = fl.entropy(x, axis=0)
     whole["cross_entropy"] = fl.cross_entropy(x, t, axis=0, reduction="none", return_grad=True,
                                               grad_output=np.ones(5000))
-    for start in (1, 37, 1300, 4100):
+    for start in (1, 37, 1300):
         part = x[:, start:]
         for name, (ours, _) in FUNCS.items():
             np.testing.assert_array_equal(ours(part, 0), whole[name][:, start:])
