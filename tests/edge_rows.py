@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aligned_arrays import line_offset_array
+
 EDGE_ROWS = {
     "with_neg_inf": [0.0, -np.inf, 1.0, 2.0],
     "all_neg_inf": [-np.inf] * 5,
@@ -16,3 +18,18 @@ EDGE_ROWS = {
     "equal": [3.0] * 17,
     "single": [42.0],
 }
+
+
+def rows_too_long_to_fetch_into_l2(dtype, rng) -> np.ndarray:
+    """6 rows of 70001 classes, 16 bytes past a cache line: over the 65536 float32 or 32768
+    float64 classes whose two working rows fit in half of L2, so the overlapped writers fetch the
+    next row into L1 ([Note: the next row fetched into L2 while a row is written]). Row 1's max
+    moves in every block (rising), row 3's once late at an odd element, row 4's not after the first
+    block (falling); the rest are random."""
+    rows, classes = 6, 70001
+    x = line_offset_array((rows, classes), dtype, 16)
+    x[...] = rng.standard_normal((rows, classes)) * 3
+    x[1] = np.linspace(-50, 50, classes)
+    x[3, 64 * 700 + 3] = 40
+    x[4] = np.linspace(50, -50, classes)
+    return x

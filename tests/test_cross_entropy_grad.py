@@ -11,7 +11,7 @@ import pytest
 import fastloss as fl
 import reference as ref
 from aligned_arrays import line_offset_array
-from edge_rows import EDGE_ROWS
+from edge_rows import EDGE_ROWS, rows_too_long_to_fetch_into_l2
 
 SHAPES = [((7,), None), ((9, 5), None), ((4, 37, 3), None), ((2, 6, 3, 5), None), ((3, 4, 50), -1)]
 
@@ -441,12 +441,8 @@ def test_long_gradient_rows_written_while_the_next_rows_statistics_are_taken(
 @pytest.mark.parametrize("stream", [False, True], ids=["stores", "streamed"])
 def test_gradient_rows_too_long_to_fetch_into_l2(isa, dtype, stream, streamed_outputs, rng):
     streamed_outputs(stream)
-    rows, classes = 6, 70001
-    x = line_offset_array((rows, classes), dtype, 16)
-    x[...] = rng.standard_normal((rows, classes)) * 3
-    x[1] = np.linspace(-50, 50, classes)
-    x[3, 64 * 700 + 3] = 40
-    x[4] = np.linspace(50, -50, classes)
+    x = rows_too_long_to_fetch_into_l2(dtype, rng)
+    rows, classes = x.shape
     t = rng.integers(0, classes, rows)
     t[2] = -100
     call = dict(reduction="none", return_grad=True)
