@@ -184,8 +184,9 @@ struct DistillationBlock {
     const S* teacher = nullptr;  // a full operand, as hard.input
     int64_t teacher_stride = 0;
     T* kl = nullptr;  // the soft term of each position, hard.loss_stride apart
-    // Divergence::jsd, rows layout: a scratch row of at least 2 * (C + kMaxStoredPadding) values,
-    // private to the call (distillation.cpp, [Note: stored exponentials]); unused otherwise.
+    // Rows layout, with the gradient or Divergence::jsd: a scratch row of at least
+    // 2 * (C + kMaxStoredPadding) values, private to the call (distillation.cpp, [Note: stored
+    // exponentials]); null otherwise.
     T* stored = nullptr;
     static constexpr int64_t kMaxStoredPadding = 16;  // the widest vector's lanes
 };

@@ -329,12 +329,14 @@ inline ClassExponentials<V> class_exponentials(const ClassExponents<V>& x) {
     return {ea, eb, e};
 }
 
-// [Note: stored exponentials] The JSD's rows layout keeps exp(a) and exp(b) of the second sweep
-// in a scratch row of T (the caller's, 2 * padded_length(n) values, see DistillationBlock): the
-// mixture sweep then needs one log per class and no exponential, and overwrites exp(b) with d_c,
-// which the gradient sweep reads with exp(a) (it needs no exponential for T = 1 and 2). The
-// stored values are the bits the sweeps would recompute, so rows in lanes (which keep them in
-// registers) still match.
+// [Note: stored exponentials] The rows layout keeps exp(a) and exp(b) of the second sweep in a
+// scratch row of T (the caller's, 2 * padded_length(n) values, see DistillationBlock) where a later
+// sweep needs them: the gradient's, and the JSD's mixture sweep. The mixture sweep then needs one
+// log per class and no exponential, and overwrites exp(b) with d_c. The gradient sweep reads them
+// back and takes no exponential for T = 1 and 2 (one, exp(s - m), for other temperatures): it took
+// two or three a class before, beside the two the sums sweep takes, and the two stores a class
+// cost the sums sweep much less than that on the FMA pipes. The stored values are the bits the
+// sweeps would recompute, so rows in lanes (which keep them in registers) still match.
 template <class T>
 int64_t padded_length(int64_t n) {
     constexpr int64_t W = Vec<T>::width;
@@ -388,8 +390,8 @@ struct RowSums {
     T mixture_student = T(0), mixture_teacher = T(0);  // jsd: X_s and X_t (the mixture sweep)
 };
 
-// Both sweeps over one row pair (rows layout); the JSD's keep exp(a) and exp(b) in `stored`
-// [Note: stored exponentials].
+// Both sweeps over one row pair (rows layout); exp(a) and exp(b) are kept in `stored` where it is
+// not null [Note: stored exponentials].
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, T* stored,
                                  const DistillationParams<T>& p) {
@@ -411,7 +413,7 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
     };
 
     auto keep_exponentials = [&](const ClassExponentials<V>& e, int64_t i) {
-        if constexpr (kDiv == Divergence::jsd) {
+        if (stored) {
             store(stored + i, e.student);
             store(stored + padded_length<T>(n) + i, e.teacher);
         }
@@ -546,20 +548,9 @@ inline V gradient_vector(const ClassExponentials<V>& x, V hard_coef, V hA, V hB,
     return out;
 }
 
-// The same, recomputing the exponentials from ds = s - m_s and tm = t - m_t exactly as accumulate
-// forms them (vexp_nonpositive is accumulate's clamp, then vexp_clamped), so both give equal bits.
-template <HardTerm kHard, int kPower, class V>
-inline V gradient_vector(V ds, V tm, V inverse_temperature, V hard_coef, V hA, V hB, V kA, V kB) {
-    const V ea = vexp_nonpositive(kPower == 1 ? ds : ds * inverse_temperature);
-    const V eb = vexp_nonpositive(kPower == 1 ? tm : tm * inverse_temperature);
-    const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
-    const V unused = V::broadcast(typename V::Scalar(0));
-    return gradient_vector<Divergence::kl, kHard>(ClassExponentials<V>{ea, eb, e}, hard_coef, hA, hB, kA, kB, unused,
-                                                  unused);
-}
-
 // The gradient's third sweep over one row (rows layout), formed in T before the single store.
-// `stored` is the JSD's exp(a) and d [Note: stored exponentials] (unused otherwise).
+// `stored` holds exp(a) and, for KL and reverse KL, exp(b), for the JSD d [Note: stored
+// exponentials]; exp(s - m) is formed from exp(a) as accumulate forms it.
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t n, T m_s, T m_t,
                            const GradientFactors<T>& f, const T* stored, const DistillationParams<T>& p) {
@@ -577,25 +568,25 @@ void distillation_grad_row(const S* s, const S* t, const S* q, S* grad, int64_t 
         // Padding lanes load -inf, so every exponent is <= 0 (see accumulate); they are not stored.
         const V sv = full ? vload(s + i) : vload_partial(s + i, lanes, -infinity<T>());
         const V ds = sv - ms;
-        const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
         V coef = V::broadcast(T(1));
         if constexpr (kHard == HardTerm::probabilities) {
             coef = fma(full ? vload(q + i) : vload_partial(q + i, lanes, T(0)), keep, spread);
         }
         if (w) coef = coef * (full ? vload(w + i) : vload_partial(w + i, lanes, T(0)));
+        const V ea = vload(stored + i), second = vload(stored + padded_length<T>(n) + i);
+        const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
         V out;
         if constexpr (kDiv == Divergence::kl) {
-            out = gradient_vector<kHard, kPower>(ds, tv - mt, inv, coef, hA, hB, kA, kB);
+            const V unused = V::broadcast(T(0));
+            out = gradient_vector<kDiv, kHard>(ClassExponentials<V>{ea, second, e}, coef, hA, hB, kA, kB, unused,
+                                               unused);
         } else if constexpr (kDiv == Divergence::reverse_kl) {
-            const ClassExponents<V> x = class_exponents<kPower>(sv, tv, ms, mt, inv);
-            const ClassExponentials<V> e = class_exponentials<kPower>(x);
-            const MixtureWeights<V> unused{};
-            out = gradient_vector<kDiv, kHard>(e, coef, hA, hB, kA, kB, kD, soft_log_ratio<kDiv>(x, e, unused));
-        } else {  // [Note: stored exponentials]
-            const V ea = vload(stored + i);
-            const V e = kPower == 1 ? ea : (kPower == 2 ? ea * ea : vexp_nonpositive(ds));
+            const V tv = full ? vload(t + i) : vload_partial(t + i, lanes, -infinity<T>());
+            out = gradient_vector<kDiv, kHard>(ClassExponentials<V>{ea, second, e}, coef, hA, hB, kA, kB, kD,
+                                               class_exponents<kPower>(sv, tv, ms, mt, inv).reverse_ratio);
+        } else {
             const ClassExponentials<V> x{ea, V::broadcast(T(0)), e};
-            out = gradient_vector<kDiv, kHard>(x, coef, hA, hB, kA, kB, kD, vload(stored + padded_length<T>(n) + i));
+            out = gradient_vector<kDiv, kHard>(x, coef, hA, hB, kA, kB, kD, second);
         }
         if (f.y >= i && f.y < i + W) out = out - one_lane(f.y - i, f.correction);
         if (full) store(grad + i, out); else store_partial(grad + i, lanes, out);
@@ -708,7 +699,7 @@ void rows_in_lanes(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_s
 }
 
 // With grad (not null), also the gradient (scale, grad and their strides are unused otherwise).
-// `stored`: the JSD's scratch row [Note: stored exponentials] (unused otherwise).
+// `stored`: the scratch row [Note: stored exponentials], with grad and for the JSD (null otherwise).
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_stride, const int64_t* target,
                  int64_t target_stride, const S* q, int64_t q_row_stride, const T* scale, int64_t scale_stride, T* ce,

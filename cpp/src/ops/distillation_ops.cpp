@@ -20,12 +20,12 @@ struct DistillationSlot : CrossEntropySlot {
     enum : int { teacher = CrossEntropySlot::count, count };
 };
 
-// The JSD's rows kernels keep two rows of exponentials in `stored`, one per block (inside a
-// parallel region: an allocation failure is rethrown after it, as the staged rows' is); the other
-// divergences need none.
+// The rows kernels keep two rows of exponentials in `stored`, one per block (inside a parallel
+// region: an allocation failure is rethrown after it, as the staged rows' is), for the gradient's
+// sweep and the JSD's mixture sweep [Note: stored exponentials]; the others' forward needs none.
 template <class T>
-std::vector<T> stored_row(Divergence divergence, int64_t classes) {
-    const bool stores_rows = divergence == Divergence::jsd;
+std::vector<T> stored_row(Divergence divergence, bool with_grad, int64_t classes) {
+    const bool stores_rows = with_grad || divergence == Divergence::jsd;
     const int64_t length = stores_rows ? 2 * (classes + DistillationBlock<T>::kMaxStoredPadding) : 0;
     return scratch_vector<T>(length, "JSD scratch row");
 }
@@ -54,7 +54,7 @@ void softcapped_positions(const AxisGeometry& g, const DistillationCall<S>& call
         SoftcappedRow<S> student(classes, T(call.softcap), with_grad, strided);
         std::vector<T> t_row = scratch_vector<T>(converts_t ? classes : 0, "a staged teacher row");
         std::vector<T> q_row = scratch_vector<T>(converts_q ? classes : 0, "a staged target row");
-        std::vector<T> stored = stored_row<T>(call.divergence, classes);
+        std::vector<T> stored = stored_row<T>(call.divergence, with_grad, classes);
         visit_positions(g, begin, end, [&](const int64_t* at) {
             DistillationBlock<T> b;
             b.hard = capped_position_block(hard, student, g, at, q_row.data());
@@ -158,7 +158,7 @@ double distillation_forward(const DistillationCall<S>& call) {
             [&](const int64_t* at, const int64_t* step, int64_t rows) {
                 const CrossEntropyBlock<S> block = hard.block_at(at, step, step, rows);
                 const S* teacher = call.teacher + at[Slot::teacher];
-                std::vector<T> stored = stored_row<T>(call.divergence, classes);
+                std::vector<T> stored = stored_row<T>(call.divergence, with_grad, classes);
                 rows_kernel(distillation_block(block, at, teacher, step[Slot::teacher], stored), params);
             },
             [&](const int64_t* at, int64_t columns) {
@@ -175,7 +175,7 @@ double distillation_forward(const DistillationCall<S>& call) {
                 S* s_row = rows_buffer.data();
                 S* t_row = s_row + classes;
                 S* q_row = index_targets ? nullptr : t_row + classes;
-                std::vector<T> stored = stored_row<T>(call.divergence, classes);
+                std::vector<T> stored = stored_row<T>(call.divergence, with_grad, classes);
                 int64_t at[kMaxOperands];
                 for (int64_t i = begin; i < end; ++i) {
                     g.outer_offsets(i, at);
