@@ -390,11 +390,23 @@ struct RowSums {
     T mixture_student = T(0), mixture_teacher = T(0);  // jsd: X_s and X_t (the mixture sweep)
 };
 
+// [Note: the next row pair fetched during the sums] The maxima's sweep reads a row pair from
+// memory, the sums' sweep reads it again from L2 and takes its exponentials: taken one after the
+// other, the memory time and the exponentials' time add up. The sums' sweep asks for the next row
+// pair's lines into L2 as it goes, so the next maxima read them from cache and the memory stream
+// runs under the exponentials. Measured (native harness, distillation and distillation+grad, T = 2,
+// 1 and 2 threads, AMD Zen 4): float32 4096 x 32000 0.72-0.90x the time, float64 4096 x 1000 and
+// 4096 x 32000 0.76-0.87x, bfloat16 4096 x 32000 0.88-0.92x. It holds where two row pairs do not
+// fit in L2 too (1024 x 128256: 0.82-1.01x): the lines the sums have not reached yet are then
+// read from L3, as they were without it.
+
 // Both sweeps over one row pair (rows layout); exp(a) and exp(b) are kept in `stored` where it is
-// not null [Note: stored exponentials].
+// not null [Note: stored exponentials]. The row pair at next_s and next_t, where not null, is
+// fetched into L2 on the way [Note: the next row pair fetched during the sums].
 template <Divergence kDiv, HardTerm kHard, int kPower, class S, class T = compute_t<S>>
 RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, T* stored,
-                                 const DistillationParams<T>& p) {
+                                 const DistillationParams<T>& p, const S* next_s = nullptr,
+                                 const S* next_t = nullptr) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const T m_s = row_max(s, n), m_t = row_max(t, n);
@@ -425,10 +437,18 @@ RowSums<T> distillation_row_sums(const S* s, const S* t, const S* q, int64_t n, 
         const int64_t fold_end = full_end - i > kFoldVectors * W ? i + kFoldVectors * W : full_end;
         DistillationSums<V> part = DistillationSums<V>::zero();
         for (; i < fold_end; i += W) {
+            if (next_s) {
+                prefetch_elements<PrefetchInto::l2>(next_s + i, W);
+                prefetch_elements<PrefetchInto::l2>(next_t + i, W);
+            }
             const V sv = vload(s + i), tv = vload(t + i);
             keep_exponentials(accumulate<kDiv, kHard, kPower>(part, sv, tv, ms, mt, inv, hard_coef(i, W)), i);
         }
         total.add(part);
+    }
+    if (next_s && i < n) {
+        prefetch_elements<PrefetchInto::l2>(next_s + i, n - i);
+        prefetch_elements<PrefetchInto::l2>(next_t + i, n - i);
     }
     if (i < n) {  // tail: padding lanes load -inf (exponents <= 0), compute garbage and are zeroed
         const int64_t lanes = n - i;
@@ -730,7 +750,9 @@ void rows_kernel(const S* s, int64_t s_row_stride, const S* t, int64_t t_row_str
         const S* sr = s + r * s_row_stride;
         const S* tr = t + r * t_row_stride;
         const S* qr = q ? q + r * q_row_stride : nullptr;
-        RowSums<T> sums = distillation_row_sums<kDiv, kHard, kPower>(sr, tr, qr, C, stored, p);
+        RowSums<T> sums =
+            distillation_row_sums<kDiv, kHard, kPower>(sr, tr, qr, C, stored, p, next_row(sr, r, rows, s_row_stride),
+                                                       next_row(tr, r, rows, t_row_stride));
         const int64_t y = kHard == HardTerm::probabilities ? -1 : target[r * target_stride];
         const T g = grad ? scale[r * scale_stride] : T(0);
         const RowLogs<T> logs{scalar_log(sums.hard), scalar_log(sums.student), scalar_log(sums.teacher)};
