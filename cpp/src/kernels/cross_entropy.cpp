@@ -76,7 +76,7 @@ void index_rows(const S* x, int64_t x_row_stride, const int64_t* target, int64_t
             s = ms.sum;
         } else {  // the smoothing sum is over x - m, so m must be known first
             m = row_max(xr, C);
-            row_sum_exp_and_shifted_sum(xr, m, p.weight, C, s, t);
+            row_sum_exp_and_shifted_sum(xr, m, p.weight, C, s, t, next_row(xr, r, rows, x_row_stride));
         }
         const T w_y = p.weight ? p.weight[y] : T(1);
         const T log_s = scalar_log(s);
@@ -94,7 +94,8 @@ void probability_rows(const S* x, int64_t x_row_stride, const S* q, int64_t q_ro
     for (int64_t r = 0; r < rows; ++r) {
         const S* xr = x + r * x_row_stride;
         const T m = row_max(xr, C);
-        const ProbabilityRowSums<T> sums = probability_row_sums<S>(xr, q + r * q_row_stride, m, C, p, nullptr);
+        const ProbabilityRowSums<T> sums =
+            probability_row_sums<S>(xr, q + r * q_row_stride, m, C, p, nullptr, next_row(xr, r, rows, x_row_stride));
         const T log_s = scalar_log(sums.sum);
         loss[r * loss_stride] = sums.weight_total * log_s - sums.weighted_shifted_sum;
         if (lse) lse[r * loss_stride] = log_sum_exp(m, log_s);
