@@ -70,22 +70,19 @@ class LaneTotals {
 };
 
 // s = sum_c exp(x_c - m) and t = sum_c w_c (x_c - m) (w = 1 when weight is null), over one block
-// of classes (see row_sum_exp_and_shifted_sum). The n elements at `next` (the next row), where not
-// null, are fetched into L2 on the way, so that the next row's max reads them from cache while
-// this sweep's exponentials hide the memory stream (with label smoothing, cross_entropy float32
-// 4096 x 32000 and 1024 x 128256: 0.71-0.77x the time at 1 thread, 0.82-0.89x at 2; fetched
-// into L1, as row_sum_exp's online sweep fetches, 0.89-0.93x).
+// of classes (see row_sum_exp_and_shifted_sum). The n elements at `next` (the next row's), where
+// not null, are fetched into `into` on the way ([Note: the next row into L1 or L2]).
 // Tail lanes are padded with -inf for the exponentials (exp -> 0) and with m for t (d -> 0).
 template <class S, class T = compute_t<S>>
 void block_sum_exp_and_shifted_sum(const S* x, T m, const T* weight, int64_t n, T& s, T& t,
-                                   const S* next = nullptr) {
+                                   const S* next = nullptr, PrefetchInto into = PrefetchInto::l1) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
     V s0 = zero, s1 = zero, t0 = zero, t1 = zero;
     int64_t i = 0;
     for (; i + 2 * W <= n; i += 2 * W) {
-        if (next) prefetch_elements<PrefetchInto::l2>(next + i, 2 * W);
+        if (next) prefetch_elements(into, next + i, 2 * W);
         const V d0 = vload(x + i) - vm, d1 = vload(x + i + W) - vm;
         s0 = s0 + vexp_nonpositive(d0);
         s1 = s1 + vexp_nonpositive(d1);
@@ -97,7 +94,7 @@ void block_sum_exp_and_shifted_sum(const S* x, T m, const T* weight, int64_t n, 
             t1 = t1 + d1;
         }
     }
-    if (next && i < n) prefetch_elements<PrefetchInto::l2>(next + i, n - i);
+    if (next && i < n) prefetch_elements(into, next + i, n - i);
     for (; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
         s0 = s0 + vexp(vload_partial(x + i, lanes, -infinity<T>()) - vm);
@@ -112,13 +109,14 @@ void block_sum_exp_and_shifted_sum(const S* x, T m, const T* weight, int64_t n, 
 template <class S, class T = compute_t<S>>
 void row_sum_exp_and_shifted_sum(const S* x, T m, const T* weight, int64_t n, T& s, T& t,
                                  const S* next = nullptr) {
-    if (n <= kSumBlockClasses) return block_sum_exp_and_shifted_sum(x, m, weight, n, s, t, next);
+    const PrefetchInto into = next_row_cache(n * int64_t(sizeof(S)));
+    if (n <= kSumBlockClasses) return block_sum_exp_and_shifted_sum(x, m, weight, n, s, t, next, into);
     double s_total = 0.0, t_total = 0.0;
     for (int64_t begin = 0; begin < n; begin += kSumBlockClasses) {
         T s_block, t_block;
         block_sum_exp_and_shifted_sum(x + begin, m, weight ? weight + begin : nullptr,
                                       std::min(kSumBlockClasses, n - begin), s_block, t_block,
-                                      next ? next + begin : nullptr);
+                                      next ? next + begin : nullptr, into);
         s_total += double(s_block);
         t_total += double(t_block);
     }
@@ -152,7 +150,8 @@ struct SmoothedTargets {
 // One sweep over a row of n classes with probability targets, after its max m:
 //   s = sum_c exp(x_c - m),  a = sum_c w_c q'_c (x_c - m),  b = sum_c w_c q'_c,
 // summed in blocks ([Note: long sums]). With `staged`, exp(x_c - m) is also stored there. The n
-// elements at `next`, where not null, are fetched into L2 on the way (block_sum_exp_and_shifted_sum).
+// elements at `next` (the next row's), where not null, are fetched on the way ([Note: the next
+// row into L1 or L2]).
 template <class T>
 struct ProbabilityRowSums {
     T sum, weighted_shifted_sum, weight_total;
@@ -165,6 +164,7 @@ ProbabilityRowSums<T> probability_row_sums(const S* x, const S* q, T m, int64_t 
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
     const SmoothedTargets<T> targets(p);
+    const PrefetchInto into = next_row_cache(n * int64_t(sizeof(S)));
     double s_total = 0.0, a_total = 0.0, b_total = 0.0;
     for (int64_t begin = 0; begin < n; begin += kSumBlockClasses) {
         const int64_t end = std::min(begin + kSumBlockClasses, n);
@@ -172,7 +172,7 @@ ProbabilityRowSums<T> probability_row_sums(const S* x, const S* q, T m, int64_t 
         for (int64_t i = begin; i < end; i += W) {
             const int64_t lanes = end - i < W ? end - i : W;
             const bool full = lanes == W;
-            if (next) prefetch_elements<PrefetchInto::l2>(next + i, lanes);
+            if (next) prefetch_elements(into, next + i, lanes);
             // Tail lanes: x = m, so d = 0; their exponentials and targets are zeroed.
             const V d = (full ? vload(x + i) : vload_partial(x + i, lanes, m)) - vm;
             const V qp = targets.row(q, i, lanes);

@@ -91,16 +91,17 @@ void scale_and_shift_row(const S* x, T m, const Y* staged, S* grad, int64_t n, T
 }
 
 // Sweep (2) over one block of classes (see exp_into_row); the n elements at `prefetch` (if not
-// null) are fetched along the way.
+// null) are fetched into `into` along the way.
 template <class S, class Y, class T = compute_t<S>>
-T exp_into_block(const S* x, T m, Y* staged, int64_t n, const T* weight, bool smoothing, T& t, const S* prefetch) {
+T exp_into_block(const S* x, T m, Y* staged, int64_t n, const T* weight, bool smoothing, T& t, const S* prefetch,
+                 PrefetchInto into) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
     const V vm = V::broadcast(m), zero = V::broadcast(T(0));
     V s = zero, tv = zero;
     for (int64_t i = 0; i < n; i += W) {
         const int64_t lanes = n - i < W ? n - i : W;
-        if (prefetch) prefetch_elements(prefetch + i, lanes);
+        if (prefetch) prefetch_elements(into, prefetch + i, lanes);
         const bool full = lanes == W;
         const V d = (full ? vload(x + i) : vload_partial(x + i, lanes, m)) - vm;  // tail: d = 0
         if (smoothing) {
@@ -122,16 +123,18 @@ T exp_into_block(const S* x, T m, Y* staged, int64_t n, const T* weight, bool sm
 // Sweep (2): staged = exp(x - m) (unless staged is a half row); returns s, and t = sum w (x - m)
 // when `smoothing`, both summed
 // in blocks (see [Note: long sums]). The row after this one, next_x (if not null), is prefetched
-// meanwhile, so that DRAM keeps streaming while the exponentials are computed from cache.
+// meanwhile, so that DRAM keeps streaming while the exponentials are computed from cache
+// ([Note: the next row into L1 or L2]).
 template <class S, class Y, class T = compute_t<S>>
 T exp_into_row(const S* x, T m, Y* staged, int64_t n, const T* weight, bool smoothing, T& t, const S* next_x) {
-    if (n <= kSumBlockClasses) return exp_into_block(x, m, staged, n, weight, smoothing, t, next_x);
+    const PrefetchInto into = next_row_cache(n * int64_t(sizeof(S)));
+    if (n <= kSumBlockClasses) return exp_into_block(x, m, staged, n, weight, smoothing, t, next_x, into);
     double s_total = 0.0, t_total = 0.0;
     for (int64_t begin = 0; begin < n; begin += kSumBlockClasses) {
         T t_block = T(0);
         const T s_block = exp_into_block(x + begin, m, staged + begin, std::min(kSumBlockClasses, n - begin),
                                          weight ? weight + begin : nullptr, smoothing, t_block,
-                                         next_x ? next_x + begin : nullptr);
+                                         next_x ? next_x + begin : nullptr, into);
         s_total += double(s_block);
         t_total += double(t_block);
     }
