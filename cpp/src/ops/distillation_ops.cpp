@@ -27,7 +27,7 @@ template <class T>
 std::vector<T> stored_row(Divergence divergence, bool with_grad, int64_t classes) {
     const bool stores_rows = with_grad || divergence == Divergence::jsd;
     const int64_t length = stores_rows ? 2 * (classes + DistillationBlock<T>::kMaxStoredPadding) : 0;
-    return scratch_vector<T>(length, "JSD scratch row");
+    return scratch_vector<T>(length, "a scratch row of distillation's exponentials");
 }
 
 // Soft-capping of the student's logits (softcapped_rows.hpp), one position at a time in any
