@@ -18,6 +18,7 @@ SHAPES = [
     ((9, 5), (9, 1), (9, 5)),
     ((2, 3, 4, 5), (3, 1, 1), (3, 1, 1)),
     ((3, 700), (700,), (3, 1)),  # rows longer than a vector, tails, several segments' worth
+    ((3, 700), None, None),  # with logits: the unweighted forms, over whole vectors and a tail
 ]
 
 
@@ -124,6 +125,33 @@ def test_extreme_logits_match_torch(isa, dtype):
         scale = 1e-6 if dtype == np.float32 else 1e-15
         np.testing.assert_allclose(r.grad, grad, rtol=scale, atol=scale * np.abs(grad).max())
         np.testing.assert_allclose(r.loss, loss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_with_logits_unweighted_equals_weights_of_one(isa, dtype, rng):
+    """Without weight and pos_weight the contiguous loop takes the loss's unweighted forms; they
+    give the bits the weighted forms give with weights of one (finite targets), and the bits of
+    the general (strided) loop."""
+    n = 3 * 1000 + 7  # several sum blocks and a tail
+    x = (rng.standard_normal(n) * 6).astype(dtype)
+    x[:12] = [1000.0, -1000.0, 50.0, -50.0, 0.0, -0.0, 20.0, -20.0, 1e-9, -1e-9, np.inf, -np.inf]
+    y = rng.uniform(0.0, 1.0, n).astype(dtype)
+    y[12:40:2] = 1.0
+    y[13:40:2] = 0.0
+    ones = np.ones(n, dtype)
+    strided = np.empty(2 * n, dtype)[::2]
+    strided[...] = x
+    for reduction in REDUCTIONS:
+        go = rng.standard_normal(n).astype(dtype) if reduction == "none" else None
+        kw = dict(reduction=reduction, return_grad=True, grad_output=go)
+        plain = fl.binary_cross_entropy_with_logits(x, y, **kw)
+        weighted = fl.binary_cross_entropy_with_logits(x, y, weight=ones, pos_weight=ones, **kw)
+        general = fl.binary_cross_entropy_with_logits(strided, y, **kw)
+        for other in (weighted, general):
+            np.testing.assert_array_equal(plain.loss, other.loss)
+            np.testing.assert_array_equal(plain.grad, other.grad)
+        forward = fl.binary_cross_entropy_with_logits(x, y, reduction=reduction)
+        np.testing.assert_array_equal(forward, plain.loss)
 
 
 def test_grad_out_aliasing_the_input(isa, rng):

@@ -15,6 +15,10 @@
 // nearly cancel, the pos_weight term vanishes exactly for pw = 1, and sigmoid(-x) = 1 -
 // sigmoid(x) carries no cancellation for large x. Both sigmoids come from the loss's
 // e = exp(-|x|) with one division: 1 / (1 + e) on x's side of zero, e / (1 + e) on the other.
+//
+// Without weight and pos_weight (both 1), the common call, the unweighted forms drop the
+// weighting: loss = (1 - y) x + softplus(-x), gradient sigmoid(x) - y. They are the same values
+// as the weighted forms give with ones (w = 1 and 1 + 0 y multiply exactly), for finite y.
 #pragma once
 
 #include "kernels/elementwise_segment-inl.hpp"
@@ -40,13 +44,17 @@ struct BinaryCrossEntropyWithLogitsPointwise {
         sigmoid = select(negative, er, r);
         sigmoid_neg = select(negative, r, er);
     }
+    // softplus(-x) from e.
+    static Vec<T> softplus_neg(Vec<T> x, Vec<T> e) {
+        const Vec<T> zero = Vec<T>::broadcast(T(0));
+        return max(zero - x, zero) + vlog1p_unit(e);
+    }
     // The loss from e.
     static Vec<T> loss(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw, Vec<T> e) {
         using V = Vec<T>;
-        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
-        const V softplus_neg_x = max(zero - x, zero) + vlog1p_unit(e);
+        const V one = V::broadcast(T(1));
         const V log_weight = fma(pw - one, y, one);  // 1 + (pw - 1) y
-        return fma(one - y, x, log_weight * softplus_neg_x) * w;
+        return fma(one - y, x, log_weight * softplus_neg(x, e)) * w;
     }
     Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw) const { return loss(x, y, w, pw, exp_neg_abs(x)); }
     Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T> w, Vec<T> pw, Vec<T>& d) const {
@@ -57,6 +65,19 @@ struct BinaryCrossEntropyWithLogitsPointwise {
         sigmoids(x, e, sigmoid, sigmoid_neg);
         d = ((sigmoid - y) - (pw - one) * y * sigmoid_neg) * w;
         return loss(x, y, w, pw, e);
+    }
+    // The unweighted forms (see the top of the file).
+    Vec<T> operator()(Vec<T> x, Vec<T> y) const {
+        const Vec<T> one = Vec<T>::broadcast(T(1));
+        return fma(one - y, x, softplus_neg(x, exp_neg_abs(x)));
+    }
+    Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T>& d) const {
+        using V = Vec<T>;
+        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
+        const V e = exp_neg_abs(x);
+        const V r = one / (one + e);
+        d = select(less(x, zero), e * r, r) - y;  // sigmoid(x) - y
+        return fma(one - y, x, softplus_neg(x, e));
     }
 };
 

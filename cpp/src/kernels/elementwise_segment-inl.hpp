@@ -6,6 +6,9 @@
 // to x, weight included, computed from the same intermediate values), `input_fill` and
 // `target_fill` (values that keep a padded tail lane finite and in range) and `checks_range`
 // (whether input and target must lie in [0, 1]). Absent operands (weight, pos_weight) are 1.
+// A loss may also have `V operator()(V x, V t) const` and `V operator()(V x, V t, V& d) const`,
+// its values without weight and pos_weight (has_unweighted_form): the contiguous loop takes those
+// when neither operand is given, the common call, and skips the weighting's arithmetic.
 //
 // Two instantiations of the loop: `contiguous` (every present operand has stride 1: plain and
 // masked loads, the hot path) and the general one, where each operand is loaded by its stride:
@@ -23,6 +26,9 @@
 // kSumBlock / W terms, and the result depends only on the segment, never on threads.
 #pragma once
 
+#include <type_traits>
+#include <utility>
+
 #include "fastloss/kernel_table.hpp"
 #include "kernels/prefetch-inl.hpp"
 #include "simd/vector_math-inl.hpp"
@@ -32,6 +38,13 @@ namespace FASTLOSS_ISA_NS {
 namespace {
 
 constexpr int64_t kSumBlock = 512;
+
+// Whether Loss has the unweighted forms described above.
+template <class Loss, class V, class = void>
+struct has_unweighted_form : std::false_type {};
+template <class Loss, class V>
+struct has_unweighted_form<Loss, V, std::void_t<decltype(std::declval<const Loss&>()(std::declval<V>(), std::declval<V>()))>>
+    : std::true_type {};
 
 template <bool Contiguous, class S, class T = compute_t<S>>
 inline Vec<T> load_operand(const S* p, int64_t stride, int64_t i, int64_t lanes, T fill) {
@@ -64,7 +77,7 @@ inline auto outside_unit_interval(V v) {
     return mask_or(mask_or(less(v, V::broadcast(T(0))), less(V::broadcast(T(1)), v)), is_nan(v));
 }
 
-template <bool Contiguous, bool WithGrad, class S, class Loss>
+template <bool Contiguous, bool WithGrad, bool Unweighted, class S, class Loss>
 SegmentResult elementwise_segment_loop(const ElementwiseSegment<S>& s, int64_t n, const Loss& loss) {
     using T = compute_t<S>;
     using V = Vec<T>;
@@ -86,9 +99,11 @@ SegmentResult elementwise_segment_loop(const ElementwiseSegment<S>& s, int64_t n
             }
             const V x = load_operand<Contiguous>(s.input, s.input_stride, i, lanes, Loss::input_fill);
             const V t = load_operand<Contiguous>(s.target, s.target_stride, i, lanes, Loss::target_fill);
-            const V w = s.weight ? load_operand<Contiguous>(s.weight, s.weight_stride, i, lanes, T(1)) : one;
-            const V pw =
-                s.pos_weight ? load_operand<Contiguous>(s.pos_weight, s.pos_weight_stride, i, lanes, T(1)) : one;
+            const V w = !Unweighted && s.weight ? load_operand<Contiguous>(s.weight, s.weight_stride, i, lanes, T(1))
+                                                : one;
+            const V pw = !Unweighted && s.pos_weight
+                             ? load_operand<Contiguous>(s.pos_weight, s.pos_weight_stride, i, lanes, T(1))
+                             : one;
             if constexpr (Loss::checks_range) {
                 bad_input = select(outside_unit_interval(x), one, bad_input);
                 bad_target = select(outside_unit_interval(t), one, bad_target);
@@ -96,11 +111,17 @@ SegmentResult elementwise_segment_loop(const ElementwiseSegment<S>& s, int64_t n
             V value;
             if constexpr (WithGrad) {
                 V d;
-                value = loss(x, t, w, pw, d);
+                if constexpr (Unweighted) {
+                    value = loss(x, t, d);
+                } else {
+                    value = loss(x, t, w, pw, d);
+                }
                 const V g = s.grad_output
                                 ? load_operand<Contiguous>(s.grad_output, s.grad_output_stride, i, lanes, T(0))
                                 : V::broadcast(s.grad_scale);
                 store_operand<Contiguous>(s.grad, s.grad_stride, i, lanes, d * g);
+            } else if constexpr (Unweighted) {
+                value = loss(x, t);
             } else {
                 value = loss(x, t, w, pw);
             }
@@ -127,12 +148,18 @@ SegmentResult elementwise_segment(const ElementwiseSegment<S>& s, int64_t n, con
                             unit(s.weight, s.weight_stride) && unit(s.pos_weight, s.pos_weight_stride) &&
                             unit(s.out, s.out_stride) && unit(s.grad, s.grad_stride) &&
                             unit(s.grad_output, s.grad_output_stride);
-    if (s.grad) {
-        return contiguous ? elementwise_segment_loop<true, true>(s, n, loss)
-                          : elementwise_segment_loop<false, true>(s, n, loss);
+    if constexpr (has_unweighted_form<Loss, Vec<compute_t<S>>>::value) {
+        if (contiguous && !s.weight && !s.pos_weight) {
+            return s.grad ? elementwise_segment_loop<true, true, true>(s, n, loss)
+                          : elementwise_segment_loop<true, false, true>(s, n, loss);
+        }
     }
-    return contiguous ? elementwise_segment_loop<true, false>(s, n, loss)
-                      : elementwise_segment_loop<false, false>(s, n, loss);
+    if (s.grad) {
+        return contiguous ? elementwise_segment_loop<true, true, false>(s, n, loss)
+                          : elementwise_segment_loop<false, true, false>(s, n, loss);
+    }
+    return contiguous ? elementwise_segment_loop<true, false, false>(s, n, loss)
+                      : elementwise_segment_loop<false, false, false>(s, n, loss);
 }
 
 }  // namespace
