@@ -196,6 +196,45 @@ def test_strided_layouts_and_buffers(isa, rng):
     np.testing.assert_allclose(g_view, want.grad, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("divergence", ["kl", "reverse_kl", "jsd"])
+def test_rows_gradient_streamed_or_not(isa, dtype, divergence, streamed_outputs, rng):
+    """The rows' gradient with non-temporal stores (any output size here) gives the bits of
+    ordinary stores: rows of a length that is no multiple of a vector, written into buffers 0 to
+    60 bytes past a cache line (a streamed row starts with a vector boundary of grad), and into
+    the student logits themselves."""
+    from aligned_arrays import line_offset_array
+
+    rows, classes = 6, 203
+    s = (rng.standard_normal((rows, classes)) * 3).astype(dtype)
+    t = (rng.standard_normal((rows, classes)) * 3).astype(dtype)
+    s[1, 5] = t[2, 7] = -np.inf
+    y = rng.integers(0, classes, rows)
+    y[3] = -100
+    q = _probabilities(rng, (rows, classes), 1).astype(dtype)
+    settings = [
+        (y, dict(temperature=1.0)),
+        (y, dict(temperature=2.0, label_smoothing=0.1, weight=rng.random(classes) + 0.5)),
+        (q, dict(temperature=3.5)),
+    ]
+    for target, kw in settings:
+        kw = dict(kw, divergence=divergence, reduction="none", return_grad=True,
+                  grad_output=rng.standard_normal(rows).astype(dtype))
+        with np.errstate(all="ignore"):
+            streamed_outputs(False)
+            want = fl.distillation_loss(s, t, target, **kw)
+            streamed_outputs(True)
+            for offset in (0, 4, 16, 60):
+                buf = line_offset_array((rows, classes), dtype, offset)
+                got = fl.distillation_loss(s, t, target, grad_out=buf, **kw)
+                assert got.grad is buf
+                np.testing.assert_array_equal(got.grad, want.grad)
+                np.testing.assert_array_equal(got.loss, want.loss)
+            x = s.copy()
+            got = fl.distillation_loss(x, t, target, grad_out=x, **kw)
+            np.testing.assert_array_equal(x, want.grad)
+
+
 def test_half_precision_and_mixed_dtypes(rng):
     s = rng.standard_normal((6, 11)).astype(np.float16)
     t = rng.standard_normal((6, 11)).astype(np.float16)

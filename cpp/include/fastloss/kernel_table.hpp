@@ -80,9 +80,10 @@ struct CrossEntropyParams {
     // The capped kernels only (CrossEntropyKernels::capped_index_rows): the logits are taken as
     // softcap tanh(x / softcap), softcap > 0.
     T softcap = T(0);
-    // The index gradient kernels only: write the gradient with non-temporal stores (see
-    // streaming_store_min_bytes in ops/streaming_stores.hpp, and cross_entropy_grad.cpp; the
-    // columns kernel streams only whole-line vectors, as the softmax columns do).
+    // The index gradient kernels and distillation's: write the gradient with non-temporal stores
+    // (see streaming_store_min_bytes in ops/streaming_stores.hpp, cross_entropy_grad.cpp and
+    // distillation.cpp's [Note: the rows' gradient streamed]; the columns kernels stream only
+    // whole-line vectors, as the softmax columns do).
     bool stream_grad = false;
 };
 

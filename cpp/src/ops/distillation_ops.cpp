@@ -126,10 +126,8 @@ double distillation_forward(const DistillationCall<S>& call) {
         params.z_loss = T(z);
         if (with_grad) params.hard.z_loss_grad = T(2.0 * z);
     }
-    // The columns kernel streams a large gradient (whole lines only, see distillation.cpp); the
-    // rows kernels write theirs from cache.
-    params.hard.stream_grad = with_grad && g.layout == AxisGeometry::Layout::columns &&
-                              count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
+    // A large gradient is streamed (in columns whole lines only, see distillation.cpp).
+    params.hard.stream_grad = with_grad && count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
     const T constant_scale = call.grad_output_scalar;
     const CrossEntropyOperands<S> hard(call.student, checked.target, call.probabilities, ce, call.grad, grad_output,
                                        &constant_scale);
