@@ -29,6 +29,7 @@ CALLS = {
     "nll_loss": "fl.nll_loss(x, t)",
     "distillation_loss": "fl.distillation_loss(x, q, t)",
     "distillation_loss+grad": "fl.distillation_loss(x, q, t, return_grad=True, grad_out=g)",
+    "binary_cross_entropy_with_logits": "fl.binary_cross_entropy_with_logits(x, q)",
     "binary_cross_entropy_with_logits+grad": "fl.binary_cross_entropy_with_logits(x, q, return_grad=True, grad_out=g)",
     "cosine_embedding_loss+grad": "fl.cosine_embedding_loss(x, q, y, return_grad=True, grad_out=g)",
     "logsumexp": "fl.logsumexp(x)",
