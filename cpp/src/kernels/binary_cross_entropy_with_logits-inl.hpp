@@ -73,11 +73,11 @@ struct BinaryCrossEntropyWithLogitsPointwise {
     }
     Vec<T> operator()(Vec<T> x, Vec<T> y, Vec<T>& d) const {
         using V = Vec<T>;
-        const V zero = V::broadcast(T(0)), one = V::broadcast(T(1));
         const V e = exp_neg_abs(x);
-        const V r = one / (one + e);
-        d = select(less(x, zero), e * r, r) - y;  // sigmoid(x) - y
-        return fma(one - y, x, softplus_neg(x, e));
+        V sigmoid, unused;  // sigmoid(-x) is left to the compiler to drop
+        sigmoids(x, e, sigmoid, unused);
+        d = sigmoid - y;
+        return fma(V::broadcast(T(1)) - y, x, softplus_neg(x, e));
     }
 };
 

@@ -43,7 +43,8 @@ constexpr int64_t kSumBlock = 512;
 template <class Loss, class V, class = void>
 struct has_unweighted_form : std::false_type {};
 template <class Loss, class V>
-struct has_unweighted_form<Loss, V, std::void_t<decltype(std::declval<const Loss&>()(std::declval<V>(), std::declval<V>()))>>
+struct has_unweighted_form<Loss, V,
+                           std::void_t<decltype(std::declval<const Loss&>()(std::declval<V>(), std::declval<V>()))>>
     : std::true_type {};
 
 template <bool Contiguous, class S, class T = compute_t<S>>

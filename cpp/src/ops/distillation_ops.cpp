@@ -127,7 +127,8 @@ double distillation_forward(const DistillationCall<S>& call) {
         if (with_grad) params.hard.z_loss_grad = T(2.0 * z);
     }
     // A large gradient is streamed (in columns whole lines only, see distillation.cpp).
-    params.hard.stream_grad = with_grad && count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
+    params.hard.stream_grad =
+        with_grad && count_product(positions, classes) >= streaming_store_min_bytes() / int64_t(sizeof(S));
     const T constant_scale = call.grad_output_scalar;
     const CrossEntropyOperands<S> hard(call.student, checked.target, call.probabilities, ce, call.grad, grad_output,
                                        &constant_scale);

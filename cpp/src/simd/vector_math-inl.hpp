@@ -315,27 +315,29 @@ inline V vlog1p_unit(V e) {
         V r = V::broadcast(q[9]);
         for (int j = 8; j >= 0; --j) r = fma(r, e, V::broadcast(q[j]));
         return fma(e * e, r, e);  // e last, so the small term keeps its precision
+    } else {
+        const V two = V::broadcast(T(2));
+        const V d = e + two;
+        // d rounds, which would cost s up to an ULP; its rounding error is exact (d - 2 is exact
+        // by Sterbenz), and s(1 - delta/d) removes it to first order. The correction is ~2^-53
+        // relative, so a crude 1/d (within 12% on [0, 1]) suffices: 1/(2 + e) ~ 1/2 - e/6.
+        const V delta = e - (d - two);
+        const V s = e / d;
+        const V minus_inv_d = fma(e, V::broadcast(T(1) / T(6)), V::broadcast(T(-0.5)));
+        // r(z) = sum_j z^j / (2j + 3) by Horner's scheme. (Estrin's scheme has half the
+        // dependency chain but needs the powers of z: BCE with logits, which spends its time here,
+        // is bound by the number of multiply-adds, not by latency, so Horner's fewer operations
+        // make it faster.)
+        constexpr int n = 16;  // z^0 .. z^(n-1), so the series ends at z^n
+        const V z = s * s;
+        V r = V::broadcast(T(1) / T(2 * (n - 1) + 3));
+        for (int j = n - 2; j >= 0; --j) r = fma(r, z, V::broadcast(T(1) / T(2 * j + 3)));
+        // 2 s (1 + z r), with 2 s corrected for the rounding of d (computed off the critical
+        // path): the 1 is added last so the small terms keep their precision.
+        const V two_s = s + s;
+        const V base = fma(two_s * delta, minus_inv_d, two_s);
+        return fma(two_s * z, r, base);
     }
-    const V two = V::broadcast(T(2));
-    const V d = e + two;
-    // d rounds, which would cost s up to an ULP; its rounding error is exact (d - 2 is exact by
-    // Sterbenz), and s(1 - delta/d) removes it to first order. The correction is ~2^-53 relative,
-    // so a crude 1/d (within 12% on [0, 1]) suffices: 1/(2 + e) ~ 1/2 - e/6.
-    const V delta = e - (d - two);
-    const V s = e / d;
-    const V minus_inv_d = fma(e, V::broadcast(T(1) / T(6)), V::broadcast(T(-0.5)));
-    // r(z) = sum_j z^j / (2j + 3) by Horner's scheme. (Estrin's scheme has half the dependency
-    // chain but needs the powers of z: BCE with logits, which spends its time here, is bound by
-    // the number of multiply-adds, not by latency, so Horner's fewer operations make it faster.)
-    constexpr int n = 16;  // z^0 .. z^(n-1), so the series ends at z^n
-    const V z = s * s;
-    V r = V::broadcast(T(1) / T(2 * (n - 1) + 3));
-    for (int j = n - 2; j >= 0; --j) r = fma(r, z, V::broadcast(T(1) / T(2 * j + 3)));
-    // 2 s (1 + z r), with 2 s corrected for the rounding of d (computed off the critical path):
-    // the 1 is added last so the small terms keep their precision.
-    const V two_s = s + s;
-    const V base = fma(two_s * delta, minus_inv_d, two_s);
-    return fma(two_s * z, r, base);
 }
 
 // tanh(x), elementwise (the logit soft-capping of cross_entropy).
