@@ -142,7 +142,7 @@ void column_online_step(const S* x, int64_t class_stride, int64_t lanes, int64_t
             const V d = v[k] - shift[k];
             const V e = vexp_nonpositive(d);
             s[k] = s[k] + e;
-            if constexpr (kShiftedSum) u[k] = u[k] + select(equal(e, zero), zero, e * d);
+            if constexpr (kShiftedSum) u[k] = shifted_term(e, d, u[k]);
         }
         if ((c + 1) % kClassesPerFold == 0) {
             for (int k = 0; k < K; ++k) {

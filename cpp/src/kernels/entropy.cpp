@@ -8,8 +8,9 @@
 //
 // -inf logits: torch.distributions.Categorical(logits=x).entropy() clamps the normalised logits
 // to the dtype's lowest finite value, so a class with p_c = 0 adds 0 (p = [0, -inf, 0] gives
-// ln 2). Here e_c (x_c - m) would be 0 * -inf = NaN, so terms with e_c = 0 are replaced by 0. An
-// all -inf row (x - m = NaN), a +inf logit (inf - inf) or a NaN gives NaN.
+// ln 2). Here e_c (x_c - m) would be 0 * -inf = NaN, so x_c - m is clamped the same way
+// (shifted_term, row_statistics-inl.hpp) and such terms are 0. An all -inf row (x - m = NaN),
+// a +inf logit (inf - inf) or a NaN gives NaN.
 //
 // Rows: a max sweep, then one sweep for S and the weighted sum from L1/L2 (DRAM sees each logit
 // once), which fetches the next row into the cache as it goes, so that row's max sweep reads the
@@ -26,13 +27,12 @@ namespace {
 
 constexpr int64_t kFoldVectors = 32;
 
-// s += exp(d), u += exp(d) d (0 where exp(d) = 0), for d = x - m.
+// s += exp(d), u += exp(d) d (0 where exp(d) = 0), for d = x - m <= 0 (or NaN): shifted_term.
 template <class V>
 inline void accumulate(V d, V& s, V& u) {
-    const V zero = V::broadcast(typename V::Scalar(0));
-    const V e = vexp(d);
+    const V e = vexp_nonpositive(d);
     s = s + e;
-    u = u + select(equal(e, zero), zero, e * d);
+    u = shifted_term(e, d, u);
 }
 
 // W rows in lanes [Note: few classes], with the bits of the row sweep below [Note: rows in lanes,
@@ -41,16 +41,16 @@ template <class S, class T = compute_t<S>>
 void entropy_rows_in_lanes(const S* x, int64_t x_row_stride, S* out, int64_t out_stride, int64_t classes) {
     using V = Vec<T>;
     constexpr int64_t W = V::width;
-    const V zero = V::broadcast(T(0));
-    V values[2 * W], exponentials[2 * W], weighted[2 * W];
+    V values[2 * W], exponentials[2 * W], shifted[2 * W];
     const V m = gather_rows(x, x_row_stride, classes, values);
-    for (int64_t c = 0; c < classes; ++c) {  // accumulate's terms, each added to +0
-        exponentials[c] = zero;
-        weighted[c] = zero;
-        accumulate(values[c] - m, exponentials[c], weighted[c]);
+    for (int64_t c = 0; c < classes; ++c) {  // accumulate's e and d
+        shifted[c] = values[c] - m;
+        exponentials[c] = vexp_nonpositive(shifted[c]);
     }
     const V sum = sum_in_row_order<V>(classes, [&](int64_t c) { return exponentials[c]; });
-    vscatter(out, out_stride, vlog(sum) - sum_in_row_order<V>(classes, [&](int64_t c) { return weighted[c]; }) / sum);
+    const V u = accumulate_in_row_order<V>(
+        classes, [&](V partial, int64_t c) { return shifted_term(exponentials[c], shifted[c], partial); });
+    vscatter(out, out_stride, vlog(sum) - u / sum);
 }
 
 // [Note: online entropy] Rows longer than kTwoSweepMaxClasses take S and U = sum_c e_c (x_c - m)

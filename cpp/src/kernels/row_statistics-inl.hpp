@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "kernels/prefetch-inl.hpp"
 #include "simd/vector_math-inl.hpp"
@@ -119,6 +120,17 @@ Vec<T> online_shift(Vec<T> m) {
 template <class T>
 Vec<T> online_rescale(Vec<T> m_old, Vec<T> m_new) {
     return select(equal(m_old, m_new), Vec<T>::broadcast(T(1)), vexp_nonpositive(m_old - online_shift(m_new)));
+}
+
+// u + e d, for e = exp(d) and d <= 0 or NaN: the term of entropy's U = sum_c e_c (x_c - m), which is
+// 0 where e is (d = -inf gives 0, not 0 * -inf = NaN). d is clamped below at the lowest finite
+// value, as torch.distributions.Categorical clamps its normalised logits: then e = 0 gives 0 * a
+// finite d, and the clamp and one multiply-add cost half of a compare, select, multiply and add.
+// max returns its second operand for NaN, so a NaN d stays NaN.
+template <class V>
+inline V shifted_term(V e, V d, V u) {
+    using T = typename V::Scalar;
+    return fma(e, max(V::broadcast(std::numeric_limits<T>::lowest()), d), u);
 }
 
 // One block of an online sweep, its four vectors v: m holds the running lane maxima and shift
@@ -358,20 +370,27 @@ LanesShiftSum<T> lanes_shift_sum(const S* x, int64_t row_stride, int64_t classes
 // reduce_sum). W rows in lanes hold one vector of terms per class; adding those vectors in the
 // same order gives each row the bits its own row sweep gives, so a row's result depends neither on
 // the rows beside it nor on how rows are split between threads.
-// term(c) is the vector of class c's terms.
-template <class V, class Term>
-V sum_in_row_order(int64_t n, Term&& term) {
+// add(sum, c) is the sum with class c's terms added, as the row sweep adds them (sum + t_c, or a
+// multiply-add, see shifted_term).
+template <class V, class Add>
+V accumulate_in_row_order(int64_t n, Add&& add) {
     constexpr int64_t W = V::width;
     const V zero = V::broadcast(typename V::Scalar(0));
     V lane[W];
     for (int64_t k = 0; k < W; ++k) {
-        lane[k] = k < n ? zero + term(k) : zero;
-        if (k + W < n) lane[k] = lane[k] + term(k + W);
+        lane[k] = k < n ? add(zero, k) : zero;
+        if (k + W < n) lane[k] = add(lane[k], k + W);
     }
     for (int64_t half = W / 2; half >= 1; half /= 2) {
         for (int64_t k = 0; k < half; ++k) lane[k] = lane[k] + lane[k + half];
     }
     return lane[0];
+}
+
+// The same for plain sums: term(c) is the vector of class c's terms.
+template <class V, class Term>
+V sum_in_row_order(int64_t n, Term&& term) {
+    return accumulate_in_row_order<V>(n, [&](V sum, int64_t c) { return sum + term(c); });
 }
 
 template <class T>
