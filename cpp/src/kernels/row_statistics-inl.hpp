@@ -125,8 +125,8 @@ Vec<T> online_rescale(Vec<T> m_old, Vec<T> m_new) {
 // u + e d, for e = exp(d) and d <= 0 or NaN: the term of entropy's U = sum_c e_c (x_c - m), which is
 // 0 where e is (d = -inf gives 0, not 0 * -inf = NaN). d is clamped below at the lowest finite
 // value, as torch.distributions.Categorical clamps its normalised logits: then e = 0 gives 0 * a
-// finite d, and the clamp and one multiply-add cost half of a compare, select, multiply and add.
-// max returns its second operand for NaN, so a NaN d stays NaN.
+// finite d, in two operations (a max and a multiply-add) where a select of the product by e = 0
+// took four. max returns its second operand for NaN, so a NaN d stays NaN.
 template <class V>
 inline V shifted_term(V e, V d, V u) {
     using T = typename V::Scalar;
