@@ -693,6 +693,20 @@ def test_tail_stores_stop_at_the_row_end(isa, half, classes, rng):
         assert_same_bits(padded[:, classes:], np.full((5, 24), 7.0, dtype=half), f"{f.__name__} padding")
 
 
+def test_every_half_value_is_widened_and_rounded_back_exactly(isa, half):
+    """kl_div with log targets of 0 is exp(0) (0 - x) = -x, elementwise: each of the 65536 half
+    bit patterns, widened to float32 and rounded back, comes out as NumPy's float32 0 - x rounded
+    to the half dtype, through the vector loop and its tail (a NaN as a NaN)."""
+    bits = np.arange(2**16, dtype=np.uint16)
+    x = np.concatenate([bits, bits[:7]]).view(half)
+    out = fl.kl_div(x, np.zeros_like(x), reduction="none", log_target=True)
+    with np.errstate(invalid="ignore"):  # 0 - a signaling NaN in NumPy's expected value
+        expected = (np.float32(0) - x.astype(np.float32)).astype(half)
+    nan = np.isnan(x.astype(np.float32))
+    assert np.isnan(out[nan].astype(np.float32)).all()
+    assert_same_bits(out[~nan], expected[~nan], "kl_div")
+
+
 # ---------------------------------------------------------------------------------------------
 # Mixed dtypes: NumPy's promotion
 
