@@ -48,6 +48,8 @@ CALLS = {
     "distillation_loss columns+grad": "fl.distillation_loss(xc, qc, t, axis=0, return_grad=True, grad_out=gc)",
     "cross_entropy bfloat16+grad": "fl.cross_entropy(xb, t, return_grad=True, grad_out=gb)",
     "softmax bfloat16": "fl.softmax(xb, out=gb)",
+    "log_softmax bfloat16": "fl.log_softmax(xb, out=gb)",
+    "logsumexp bfloat16": "fl.logsumexp(xb)",
     "cross_entropy float64+grad": "fl.cross_entropy(xd, t, return_grad=True, grad_out=gd)",
     "softmax float64": "fl.softmax(xd, out=gd)",
     "cross_entropy float64": "fl.cross_entropy(xd, t)",
