@@ -48,7 +48,7 @@ constexpr int64_t kColumnChunkClasses = 8;
 // to hold the next one's (prefetcht0 in runs of 4 KiB: 36-54 ms to sum (32000, 4096) float32 on
 // Zen 4, prefetcht1: 26-34 ms). A block swept through all its classes in one chunk (few classes,
 // kColumnNarrowBytes) fetches into L1, which measured faster there at 2 threads ((1000, 4096)
-// float32: logsumexp 0.50 against 0.62 ms, log_softmax 1.33 against 1.69 ms).
+// float32: logsumexp 0.50 against 0.62 ms).
 template <class S>
 FASTLOSS_PREFETCH_HELPER void prefetch_column_chunk_ahead(const S* p, int64_t class_stride, int64_t c, int64_t classes,
                                                           int64_t n, bool one_chunk) {
@@ -216,15 +216,25 @@ constexpr int64_t column_run_blocks() {
 //  * reductions (no sweep of their own to write): float32 and float64 logsumexp at 1000 classes
 //    (256 KB per block) 10-13% faster so; at 2000 and 4000 neither way won in both dtypes, at 8000
 //    the runs took 0.5-0.7 of the time;
-//  * writing kernels with float computation (float32, float16, bfloat16): log_softmax, softmax and
-//    cross_entropy's gradient at 1000 classes 5-15% faster so; with double, runs took 0.64-0.75 of
-//    the time there, so float64 always takes runs (not explained).
+//  * writing kernels: see kColumnNarrowWriterBytes.
+// On Zen 4 (twenty-fourth sitting) the reductions still took 0.90-0.96 of the runs' time at 1000
+// and 500 classes this way (float32, float64, bfloat16; 1 and 2 threads).
 constexpr int64_t kColumnNarrowBytes = 256 * 1024;
 
-template <class S>
+// The same for the writing kernels (log_softmax, softmax, cross_entropy's gradient), whose second
+// sweep rereads the block: no more than 64 KB a block, 256 float32 classes or 512 half ones. On the
+// Intel AVX-512 VM (fourteenth sitting) blocks of 256 KB (1000 float32 classes) were 5-15% faster
+// one at a time, but on Zen 4, now that runs are whole 16 KiB items (twenty-first sitting), runs
+// took 0.69-0.81 of their time at 1000 float32 classes and 0.71-1.0 at 1000 half ones, 1 and 2
+// threads, and 0.60-0.99 at 500 float32 ones; at 250 float32 and 500 half classes neither way won
+// (twenty-fourth sitting). With double, runs took 0.64-0.75 of the time at 1000 classes on the
+// Intel VM, so float64 always takes runs.
+constexpr int64_t kColumnNarrowWriterBytes = 64 * 1024;
+
+template <class S, int64_t kNarrowBytes = kColumnNarrowBytes>
 bool column_block_stays_in_cache(int64_t classes) {
     constexpr int64_t block_bytes = kColumnVectors * Vec<compute_t<S>>::width * int64_t(sizeof(S));
-    return classes <= kColumnNarrowBytes / block_bytes;
+    return classes <= kNarrowBytes / block_bytes;
 }
 
 // The blocks of for_each_column_range, handed to run(blocks, n) up to column_run_blocks<S, kRunBytes>()
@@ -256,10 +266,10 @@ void sweep_column_run(int64_t n, int64_t classes, Step&& step) {
     }
 }
 
-// Whether a writing kernel sweeps one block at a time (kColumnNarrowBytes).
+// Whether a writing kernel sweeps one block at a time (kColumnNarrowWriterBytes).
 template <class S>
 bool column_writer_is_narrow(int64_t classes) {
-    return sizeof(compute_t<S>) == sizeof(float) && column_block_stays_in_cache<S>(classes);
+    return sizeof(compute_t<S>) == sizeof(float) && column_block_stays_in_cache<S, kColumnNarrowWriterBytes>(classes);
 }
 
 // For each run of for_each_column_run: finish(b, j, count, lanes, stats) for its blocks b < n in
