@@ -696,15 +696,42 @@ def test_tail_stores_stop_at_the_row_end(isa, half, classes, rng):
 def test_every_half_value_is_widened_and_rounded_back_exactly(isa, half):
     """kl_div with log targets of 0 is exp(0) (0 - x) = -x, elementwise: each of the 65536 half
     bit patterns, widened to float32 and rounded back, comes out as NumPy's float32 0 - x rounded
-    to the half dtype, through the vector loop and its tail (a NaN as a NaN)."""
+    to the half dtype, through the vector loop and its tail (a NaN as a NaN). Every -x is a half
+    value, so this checks the widening and the way back, not the rounding (see the next test)."""
     bits = np.arange(2**16, dtype=np.uint16)
     x = np.concatenate([bits, bits[:7]]).view(half)
-    out = fl.kl_div(x, np.zeros_like(x), reduction="none", log_target=True)
     with np.errstate(invalid="ignore"):  # 0 - a signaling NaN in NumPy's expected value
-        expected = (np.float32(0) - x.astype(np.float32)).astype(half)
-    nan = np.isnan(x.astype(np.float32))
+        widened = x.astype(np.float32)
+        expected = (np.float32(0) - widened).astype(half)
+    out = fl.kl_div(x, np.zeros_like(x), reduction="none", log_target=True)
+    nan = np.isnan(widened)
     assert np.isnan(out[nan].astype(np.float32)).all()
     assert_same_bits(out[~nan], expected[~nan], "kl_div")
+
+
+def test_results_round_to_nearest_even_once(isa, half, rng):
+    """softmax_backward with y = (0.5, 0.5, 0, ...) gives y_0 (g_0 - sum_c g_c y_c) =
+    (g_0 - g_1) / 4, exact in float32 for these g, which then rounds once to the half dtype: the
+    same bits as NumPy's (ml_dtypes') rounding of that float32, ties to even included (g_1 = +-1
+    puts (g_0 - g_1) / 4 exactly halfway between two half values), and NaN as NaN."""
+    n, classes = 3000, 33  # two vectors and a tail a row
+    g = np.zeros((n, classes), dtype=np.float32)
+    g[:, 0] = np.round(rng.uniform(256, 512, n))  # even and odd multiples of the half spacing
+    g[:, 1] = rng.uniform(1, 2, n) * rng.choice([-1, 1], n)
+    g[::3, 1] = rng.choice([-1, 1], len(g[::3]))  # ties
+    g[5::97, 0] = np.nan
+    g = g.astype(half)
+    y = np.zeros((n, classes), dtype=half)
+    y[:, :2] = 0.5
+    out = fl.softmax_backward(g, y)
+    g32 = g.astype(np.float32)
+    exact = np.float32(0.25) * (g32[:, 0] - g32[:, 1])
+    expected = exact.astype(half)
+    nan = np.isnan(exact)
+    ties = (exact.view(np.uint32) & 0xFFFF) == 0x8000 if half.name == "bfloat16" else None
+    assert ties is None or ties.sum() > 100
+    assert np.isnan(out[nan, 0].astype(np.float32)).all()
+    assert_same_bits(out[~nan, 0], expected[~nan], "softmax_backward")
 
 
 # ---------------------------------------------------------------------------------------------

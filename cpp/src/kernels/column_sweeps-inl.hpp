@@ -225,10 +225,10 @@ constexpr int64_t kColumnNarrowBytes = 256 * 1024;
 // sweep rereads the block: no more than 64 KB a block, 256 float32 classes or 512 half ones. On the
 // Intel AVX-512 VM (fourteenth sitting) blocks of 256 KB (1000 float32 classes) were 5-15% faster
 // one at a time, but on Zen 4, now that runs are whole 16 KiB items (twenty-first sitting), runs
-// took 0.69-0.81 of their time at 1000 float32 classes and 0.71-1.0 at 1000 half ones, 1 and 2
-// threads, and 0.60-0.99 at 500 float32 ones; at 250 float32 and 500 half classes neither way won
-// (twenty-fourth sitting). With double, runs took 0.64-0.75 of the time at 1000 classes on the
-// Intel VM, so float64 always takes runs.
+// took 0.65-0.77 of their time at 1000 float32 classes, 0.85-1.02 at 1000 bfloat16 ones and
+// 0.78-0.97 at 500 float32 ones, 1 and 2 threads; at 250 float32 classes (0.73-1.02) and 500 half
+// ones (0.77-1.04) neither way won (twenty-fourth sitting). With double, runs took 0.64-0.75 of
+// the time at 1000 classes on the Intel VM, so float64 always takes runs.
 constexpr int64_t kColumnNarrowWriterBytes = 64 * 1024;
 
 template <class S, int64_t kNarrowBytes = kColumnNarrowBytes>

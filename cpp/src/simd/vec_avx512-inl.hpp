@@ -156,8 +156,8 @@ inline __m256i load_bits16(const void* p) { return _mm256_loadu_si256(static_cas
 inline VecF widened(const Half*, __m256i bits) { return {_mm512_cvtph_ps(bits)}; }
 // Word i of the bits to the high word of lane i, the low words zeroed by the mask: one permutation
 // where a zero extension and a shift were two operations, the shift taking a cycle of the vector
-// pipes that the exp-bound loops keep busy (on Zen 4, 0.55 cycles a vector beside saturated FMA
-// and add pipes against 0.98: BENCHMARKS.md's twenty-fourth sitting).
+// pipes that the exp-bound loops keep busy (on Zen 4, load included, 0.55 cycles a vector beside
+// saturated FMA and add pipes against 0.98: BENCHMARKS.md's twenty-fourth sitting).
 inline VecF widened(const BFloat16*, __m256i bits) {
     const __m512i to_high_words = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0, 7, 0, 6, 0, 5,
                                                    0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
@@ -167,15 +167,15 @@ inline VecF widened(const BFloat16*, __m256i bits) {
 inline VecF load_widened(const Half* p) { return widened(p, load_bits16(p)); }
 inline VecF load_widened(const BFloat16* p) { return widened(p, load_bits16(p)); }
 inline __m256i half_bits(VecF a) { return _mm512_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-// Rounded to nearest even by adding 0x7fff plus the kept half's lowest bit, except in NaN lanes:
-// adding there could carry a NaN into an infinity or the sign bit, so they keep their bits, the
-// quiet bit forced as a conversion quiets a signaling NaN. Both in masked operations: a separate
-// value and blend for the NaN lanes cost two more operations on the vector pipes.
+// Rounded to nearest even by adding 0x7fff plus the kept half's lowest bit. In a NaN lane that
+// sum could carry into an infinity or the sign bit, so a NaN lane takes its own bits instead, the
+// quiet bit forced as a conversion quiets a signaling NaN: one masked or, where a separate value
+// and a blend cost one operation more on the vector pipes.
 inline __m256i bfloat16_bits(VecF a) {
     const __m512i u = _mm512_castps_si512(a.v);
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     const __mmask16 nan = _mm512_cmp_ps_mask(a.v, a.v, _CMP_UNORD_Q);
-    __m512i rounded = _mm512_mask_add_epi32(u, _knot_mask16(nan), u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+    __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
     rounded = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x00400000));
     // The high halves of the 16 lanes gathered by one word permutation (a shift and a narrowing
     // move were three uops on the two ports that run AVX-512 integer work on Intel).
